@@ -1,0 +1,144 @@
+"""The wire protocol between the orchestrator and a worker, version 1. Standard library only.
+
+Two channels:
+- control: JSON objects, one per line, on the Bun `ipc` socket (fd in NODE_CHANNEL_FD);
+- data: a ring file (in /dev/shm when present) created and pre-faulted by the worker, mapped once
+  by both sides. It holds `slots` slots; each slot has an input region (the packed batch) and an
+  output region (the embeddings), so a worker can compute one batch while the orchestrator fills
+  the next.
+
+Ring layout (little-endian), mirrored in src/protocol.ts and pinned by test/fixtures/ring-v1.json:
+
+    offset 0   8s   magic b"EMBRING\\0"
+    offset 8   u32  version (1)
+    offset 12  u32  slots
+    offset 16  u64  in_bytes   (per slot)
+    offset 24  u64  out_bytes  (per slot)
+    offset 32  u64  data_offset (HEADER_BYTES)
+    slot k starts at data_offset + k * (in_bytes + out_bytes)
+    input:  u8 token ids [n_tokens] (BOS/EOS included), zero-padded to 8 bytes,
+            then i32 sequence lengths [n_seqs] (BOS/EOS included)
+    output: blocks at 64-byte aligned offsets, listed in the `result` message
+"""
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+
+PROTOCOL_VERSION = 1
+RING_MAGIC = b"EMBRING\x00"
+RING_VERSION = 1
+HEADER_BYTES = 4096
+_HEADER = struct.Struct("<8sIIQQQ")
+OUTPUT_KINDS = ("mean", "bos", "residues")
+DTYPE_BYTES = {"float32": 4, "float16": 2}
+
+
+def align(n: int, to: int) -> int:
+    return (n + to - 1) // to * to
+
+
+@dataclass(frozen=True)
+class RingLayout:
+    slots: int
+    in_bytes: int
+    out_bytes: int
+    data_offset: int = HEADER_BYTES
+
+    @property
+    def total_bytes(self) -> int:
+        return self.data_offset + self.slots * (self.in_bytes + self.out_bytes)
+
+    def slot_in(self, slot: int) -> int:
+        """Byte offset of a slot's input region."""
+        self._check(slot)
+        return self.data_offset + slot * (self.in_bytes + self.out_bytes)
+
+    def slot_out(self, slot: int) -> int:
+        """Byte offset of a slot's output region."""
+        return self.slot_in(slot) + self.in_bytes
+
+    def _check(self, slot: int) -> None:
+        if not 0 <= slot < self.slots:
+            raise ValueError(f"slot {slot} out of range 0..{self.slots - 1}")
+
+    def pack_header(self) -> bytes:
+        return _HEADER.pack(RING_MAGIC, RING_VERSION, self.slots, self.in_bytes, self.out_bytes, self.data_offset)
+
+    @staticmethod
+    def unpack_header(buf: bytes) -> "RingLayout":
+        magic, version, slots, in_bytes, out_bytes, data_offset = _HEADER.unpack_from(buf, 0)
+        if magic != RING_MAGIC:
+            raise ValueError(f"not an embed ring (magic {magic!r})")
+        if version != RING_VERSION:
+            raise ValueError(f"ring version {version}, expected {RING_VERSION}")
+        return RingLayout(slots, in_bytes, out_bytes, data_offset)
+
+    def to_wire(self) -> dict:
+        return {"version": RING_VERSION, "slots": self.slots, "inBytes": self.in_bytes,
+                "outBytes": self.out_bytes, "dataOffset": self.data_offset}
+
+
+def input_bytes(max_tokens: int, max_seqs: int) -> int:
+    """Bytes a slot's input region needs for a batch of at most these sizes."""
+    return align(align(max_tokens, 8) + 4 * max_seqs, 4096)
+
+
+def lens_offset(n_tokens: int) -> int:
+    """Offset of the i32 sequence lengths inside an input region."""
+    return align(n_tokens, 8)
+
+
+def output_blocks(n_seqs: int, n_tokens: int, layers: list[int], include: list[str], dim: int,
+                  dtype: str) -> list[dict]:
+    """The output blocks of one batch, in order: for each layer, for each kind in `include`.
+
+    `residues` rows exclude BOS and EOS: n_tokens - 2 * n_seqs rows."""
+    esize = DTYPE_BYTES[dtype]
+    blocks, offset = [], 0
+    for layer in layers:
+        for kind in include:
+            if kind not in OUTPUT_KINDS:
+                raise ValueError(f"unknown output kind {kind!r}")
+            rows = n_tokens - 2 * n_seqs if kind == "residues" else n_seqs
+            blocks.append({"kind": kind, "layer": layer, "offset": offset, "rows": rows, "dim": dim,
+                           "dtype": dtype})
+            offset = align(offset + rows * dim * esize, 64)
+    return blocks
+
+
+def output_bytes(max_tokens: int, max_seqs: int, layers: list[int], include: list[str], dim: int,
+                 dtype: str) -> int:
+    """Bytes a slot's output region needs, for the worst case of a batch within these limits."""
+    worst = 0
+    for kind in include:
+        rows = max_tokens if kind == "residues" else max_seqs
+        worst += align(rows * dim * DTYPE_BYTES[dtype], 64)
+    return align(worst * len(layers), 4096)
+
+
+# --- control messages (worker -> orchestrator) -------------------------------------------------
+
+def ready(*, pid: int, device: str, backend: str, dtype: str, model: dict, layers: list[int],
+          include: list[str], out_dtype: str, max_tokens: int, max_seqs: int, ring_path: str,
+          ring: RingLayout, versions: dict, load_ms: float) -> dict:
+    return {"type": "ready", "protocol": PROTOCOL_VERSION, "pid": pid, "device": device,
+            "backend": backend, "dtype": dtype, "model": model, "layers": layers, "include": include,
+            "outDtype": out_dtype, "maxTokens": max_tokens, "maxSeqs": max_seqs,
+            "ring": {"path": ring_path, **ring.to_wire()}, "versions": versions, "loadMs": load_ms}
+
+
+def result(*, batch: int, slot: int, outputs: list[dict], ms: float, non_finite: int) -> dict:
+    return {"type": "result", "batch": batch, "slot": slot, "outputs": outputs, "ms": ms,
+            "nonFinite": non_finite}
+
+
+def error(err: dict, batch: int | None = None) -> dict:
+    msg = {"type": "error", "error": err}
+    if batch is not None:
+        msg["batch"] = batch
+    return msg
+
+
+def pong(seq: int, stats: dict) -> dict:
+    return {"type": "pong", "seq": seq, **stats}

@@ -1,0 +1,68 @@
+"""The data ring on the worker side: create, pre-fault and map the file, and give tensor views
+of slot regions. The layout itself is defined in protocol.py."""
+from __future__ import annotations
+
+import mmap
+import os
+import tempfile
+
+import torch
+
+from .protocol import RingLayout, lens_offset
+
+_TORCH_DTYPES = {"float32": torch.float32, "float16": torch.float16}
+
+
+def ring_dir(preferred: str | None) -> str:
+    """/dev/shm when it exists (memory-backed), else the temp dir."""
+    for d in (preferred, "/dev/shm", tempfile.gettempdir()):
+        if d and os.path.isdir(d) and os.access(d, os.W_OK):
+            return d
+    raise RuntimeError("no writable directory for the data ring")
+
+
+class Ring:
+    def __init__(self, path: str, layout: RingLayout) -> None:
+        self.path = path
+        self.layout = layout
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            os.ftruncate(fd, layout.total_bytes)
+            self._mm = mmap.mmap(fd, layout.total_bytes, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
+        finally:
+            os.close(fd)
+        self._mm[: layout.data_offset] = layout.pack_header().ljust(layout.data_offset, b"\x00")
+        # Pre-fault every page once so that the first batches do not pay for page faults.
+        self._bytes = torch.frombuffer(self._mm, dtype=torch.uint8)
+        self._bytes[layout.data_offset:].zero_()
+
+    @staticmethod
+    def create(directory: str, name: str, layout: RingLayout) -> "Ring":
+        path = os.path.join(directory, f"embed-ring-{os.getpid()}-{name.replace(':', '_')}")
+        if os.path.exists(path):
+            os.unlink(path)
+        return Ring(path, layout)
+
+    def batch_input(self, slot: int, n_tokens: int, n_seqs: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """(token ids u8 [n_tokens], sequence lengths i32 [n_seqs]) as views of the slot."""
+        base = self.layout.slot_in(slot)
+        if lens_offset(n_tokens) + 4 * n_seqs > self.layout.in_bytes:
+            raise ValueError(f"batch of {n_tokens} tokens / {n_seqs} sequences exceeds the slot")
+        tokens = self._bytes[base: base + n_tokens]
+        start = base + lens_offset(n_tokens)
+        lens = self._bytes[start: start + 4 * n_seqs].view(torch.int32)
+        return tokens, lens
+
+    def output_view(self, slot: int, offset: int, rows: int, dim: int, dtype: str) -> torch.Tensor:
+        """A [rows, dim] tensor view of a slot's output region at `offset`."""
+        esize = torch.tensor([], dtype=_TORCH_DTYPES[dtype]).element_size()
+        if offset + rows * dim * esize > self.layout.out_bytes:
+            raise ValueError("output block exceeds the slot")
+        start = self.layout.slot_out(slot) + offset
+        return self._bytes[start: start + rows * dim * esize].view(_TORCH_DTYPES[dtype]).view(rows, dim)
+
+    def unlink(self) -> None:
+        try:
+            os.unlink(self.path)
+        except FileNotFoundError:
+            pass

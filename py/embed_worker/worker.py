@@ -1,0 +1,237 @@
+"""The worker process: one per device, started by the orchestrator with `python -m embed_worker`.
+
+Lifecycle: init_device -> load_model -> make ring -> warmup -> READY -> embed* -> shutdown.
+Failures go back as `error` messages ({name, message, hint}), never as pickled exceptions.
+The whole life runs under torch.inference_mode().
+"""
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+import traceback
+from dataclasses import dataclass
+
+from . import log
+from .channel import Channel
+from .errors import EmbedWorkerError
+from . import protocol as P
+
+CPU_DEFAULT_TOKENS = 4096
+"""Auto token budget on CPU: big enough for one 1022-residue sequence, small enough to keep
+latency per batch near a second on a laptop-sized model."""
+GPU_MAX_TOKENS = 65536
+"""Upper bound of the auto budget on GPU; larger batches gain little once GEMMs are saturated."""
+GPU_MEMORY_FRACTION = 0.5
+"""Share of free GPU memory (after the weights) the auto budget may plan to use for activations."""
+
+
+@dataclass(frozen=True)
+class WorkerConfig:
+    name: str
+    model: str
+    device: str            # "cpu" or "cuda" (the one visible device)
+    precision: str         # fp32 | fp16 | bf16
+    layers: list[int]      # fair-esm style; negatives count from the end
+    include: list[str]     # mean | bos | residues
+    out_dtype: str         # float32 | float16
+    max_tokens: int | None  # None = auto
+    slots: int = 2
+    ring_dir: str | None = None
+    threads: int | None = None
+
+    @staticmethod
+    def from_env() -> "WorkerConfig":
+        raw = os.environ.get("EMBED_WORKER_CONFIG")
+        if not raw:
+            raise EmbedWorkerError("EMBED_WORKER_CONFIG is not set", "start workers through embed")
+        d = json.loads(raw)
+        return WorkerConfig(name=d["name"], model=d["model"], device=d["device"], precision=d["precision"],
+                            layers=list(d["layers"]), include=list(d["include"]), out_dtype=d["outDtype"],
+                            max_tokens=d.get("maxTokens"), slots=d.get("slots", 2),
+                            ring_dir=d.get("ringDir"), threads=d.get("threads"))
+
+
+def resolve_layers(layers: list[int], num_layers: int) -> list[int]:
+    """fair-esm's rule: layer i < 0 means num_layers + 1 + i; 0 is the embedding output."""
+    out = []
+    for i in layers:
+        j = i + num_layers + 1 if i < 0 else i
+        if not 0 <= j <= num_layers:
+            raise EmbedWorkerError(f"layer {i} is out of range for a {num_layers}-layer model",
+                                   f"use 0..{num_layers}, or -1 for the last layer", name="BadOptions")
+        if j not in out:
+            out.append(j)
+    return out
+
+
+def auto_budget(torch, model, cfg, device) -> int:
+    if device.type != "cuda":
+        return CPU_DEFAULT_TOKENS
+    free, _total = torch.cuda.mem_get_info(device)
+    d, f = cfg.embed_dim, cfg.ffn_dim
+    esize = next(model.parameters()).element_size()
+    # Live activations per token inside one block (x, residual, qkv, attention out, ffn hidden),
+    # plus one kept hidden state per requested layer, with a 2x margin for allocator slack.
+    per_token = 2 * esize * (2 * d + 3 * d + d + f) + esize * d * 4
+    budget = int(free * GPU_MEMORY_FRACTION // per_token)
+    return max(1026, min(GPU_MAX_TOKENS, budget // 64 * 64))
+
+
+class Worker:
+    def __init__(self, cfg: WorkerConfig, channel: Channel) -> None:
+        self.cfg = cfg
+        self.ch = channel
+        self.batches = 0
+        self.tokens = 0
+
+    # -- lifecycle ---------------------------------------------------------------------------------
+    def init_device(self):
+        import torch
+        self.torch = torch
+        if self.cfg.device == "cpu":
+            if self.cfg.threads:
+                torch.set_num_threads(self.cfg.threads)
+            self.device = torch.device("cpu")
+        else:
+            if not torch.cuda.is_available():
+                raise EmbedWorkerError("CUDA is not available in this worker",
+                                       "check `embed doctor`, or run with --devices cpu", name="DeviceUnavailable")
+            self.device = torch.device("cuda", 0)
+            torch.cuda.set_device(self.device)
+        self.dtype = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[self.cfg.precision]
+
+    def load_model(self):
+        from .weights import load_model
+        from . import model as M
+        self.M = M
+        t0 = time.perf_counter()
+        self.model, self.mcfg, self.resolved = load_model(self.cfg.model, self.device, self.dtype)
+        self.load_ms = (time.perf_counter() - t0) * 1000
+        self.layers = resolve_layers(self.cfg.layers, self.mcfg.num_layers)
+        self.max_tokens = self.cfg.max_tokens or auto_budget(self.torch, self.model, self.mcfg, self.device)
+        self.max_seqs = max(1, self.max_tokens // 3)
+
+    def make_ring(self):
+        from .ring import Ring, ring_dir
+        layout = P.RingLayout(
+            slots=self.cfg.slots,
+            in_bytes=P.input_bytes(self.max_tokens, self.max_seqs),
+            out_bytes=P.output_bytes(self.max_tokens, self.max_seqs, self.layers, self.cfg.include,
+                                     self.mcfg.embed_dim, self.cfg.out_dtype))
+        self.ring = Ring.create(ring_dir(self.cfg.ring_dir), self.cfg.name, layout)
+
+    def warmup(self):
+        t = self.torch
+        tokens = t.tensor([0, 5, 6, 7, 2, 0, 8, 2], device=self.device)
+        cu = t.tensor([0, 5, 8], dtype=t.int32, device=self.device)
+        self.model(tokens, cu, 5, self.layers)
+        if self.device.type == "cuda":
+            t.cuda.synchronize()
+
+    def ready_message(self) -> dict:
+        from . import attention
+        t = self.torch
+        return P.ready(
+            pid=os.getpid(), device=str(self.device) if self.device.type == "cpu" else
+            f"cuda ({t.cuda.get_device_name(self.device)})", backend=attention.backend_for(self.device),
+            dtype=self.cfg.precision,
+            model={"name": self.mcfg.name, "path": self.resolved.path, "format": self.resolved.format,
+                   "numLayers": self.mcfg.num_layers, "dim": self.mcfg.embed_dim,
+                   "heads": self.mcfg.attention_heads},
+            layers=self.layers, include=self.cfg.include, out_dtype=self.cfg.out_dtype,
+            max_tokens=self.max_tokens, max_seqs=self.max_seqs, ring_path=self.ring.path, ring=self.ring.layout,
+            versions={"python": sys.version.split()[0], "torch": t.__version__}, load_ms=round(self.load_ms, 1))
+
+    # -- work ----------------------------------------------------------------------------------------
+    def embed(self, msg: dict) -> dict:
+        t = self.torch
+        t0 = time.perf_counter()
+        batch, slot, n_seqs, n_tokens, max_len = (int(msg[k]) for k in ("batch", "slot", "seqs", "tokens", "maxLen"))
+        tok_u8, lens = self.ring.batch_input(slot, n_tokens, n_seqs)
+        if int(lens.sum()) != n_tokens or n_seqs > self.max_seqs or n_tokens > self.max_tokens:
+            raise EmbedWorkerError(f"batch {batch}: inconsistent sizes ({n_seqs} seqs, {n_tokens} tokens)",
+                                   "this is a bug in the orchestrator; please report it", name="BadFrame")
+        cu = t.zeros(n_seqs + 1, dtype=t.int32)
+        t.cumsum(lens, 0, out=cu[1:])
+        tokens = tok_u8.to(self.device, non_blocking=True).long()
+        cu = cu.to(self.device, non_blocking=True)
+        hidden = self.model(tokens, cu, max_len, self.layers)
+        blocks = P.output_blocks(n_seqs, n_tokens, self.layers, self.cfg.include, self.mcfg.embed_dim,
+                                 self.cfg.out_dtype)
+        non_finite = 0
+        for b in blocks:
+            h = hidden[b["layer"]]
+            if b["kind"] == "mean":
+                x = self.M.mean_residues(h, cu)
+            elif b["kind"] == "bos":
+                x = self.M.bos_rows(h, cu)
+            else:
+                x = self.M.residue_rows(h, cu)
+            non_finite += int((~t.isfinite(x)).sum())
+            self.ring.output_view(slot, b["offset"], b["rows"], b["dim"], b["dtype"]).copy_(x)
+        self.batches += 1
+        self.tokens += n_tokens
+        return P.result(batch=batch, slot=slot, outputs=blocks, ms=round((time.perf_counter() - t0) * 1000, 3),
+                        non_finite=non_finite)
+
+    def stats(self, msg: dict) -> dict:
+        return P.pong(int(msg.get("seq", 0)), {"batches": self.batches, "tokens": self.tokens})
+
+    def serve(self) -> int:
+        while True:
+            msg = self.ch.recv()
+            kind = msg.get("type")
+            if kind == "shutdown":
+                return 0
+            if kind == "embed":
+                try:
+                    self.ch.send(self.embed(msg))
+                except Exception as e:  # a failed batch is reported; the orchestrator decides
+                    self.ch.send(P.error(wire_error(e), batch=int(msg.get("batch", -1))))
+            elif kind == "crash":  # test hook: die abruptly, as a segfault would
+                os._exit(int(msg.get("code", 70)))
+            else:
+                self.ch.send(P.error({"name": "BadFrame", "message": f"unknown message type {kind!r}",
+                                      "hint": "orchestrator and worker versions differ"}))
+
+
+def wire_error(e: BaseException) -> dict:
+    if isinstance(e, EmbedWorkerError):
+        return e.to_wire()
+    name = type(e).__name__
+    hint = "see the worker log above for the traceback"
+    if "OutOfMemory" in name:
+        hint = "lower --max-tokens"
+    return {"name": name, "message": str(e) or name, "hint": hint, "traceback": traceback.format_exc(limit=8)}
+
+
+def main() -> int:
+    log.redirect_stdout()
+    ch = Channel()
+    worker = None
+    try:
+        cfg = WorkerConfig.from_env()
+        worker = Worker(cfg, ch)
+        ch.start(lambda m: worker.stats(m) if worker is not None else P.pong(int(m.get("seq", 0)), {}))
+        import torch
+        with torch.inference_mode():
+            worker.init_device()
+            worker.load_model()
+            worker.make_ring()
+            worker.warmup()
+            ch.send(worker.ready_message())
+            log.info("ready", worker=cfg.name, backend=worker.ready_message()["backend"],
+                     max_tokens=worker.max_tokens)
+            return worker.serve()
+    except Exception as e:
+        log.log("error", "worker failed", error=repr(e), traceback=traceback.format_exc(limit=12))
+        try:
+            ch.send(P.error(wire_error(e)))
+        except OSError:
+            pass
+        return 1
+    finally:
+        if worker is not None and getattr(worker, "ring", None) is not None:
+            worker.ring.unlink()
