@@ -1,0 +1,132 @@
+/**
+ * Options validated once, at the edge. CLI strings, API objects and the environment become one
+ * frozen `RunConfig`; code further in never re-checks options. This is the only module that
+ * reads `process.env`.
+ */
+import { existsSync } from "node:fs";
+import { dirname, join, resolve } from "node:path";
+import { z } from "zod";
+import { OptionsError } from "./errors.ts";
+import { OUTPUT_KINDS, OUT_DTYPES } from "./protocol.ts";
+
+/** The package root (holds py/, scripts/, .venv/ and .models/ when set up). */
+export const PACKAGE_ROOT = resolve(dirname(new URL(import.meta.url).pathname), "..");
+export const PYTHON_PACKAGE_DIR = join(PACKAGE_ROOT, "py");
+export const DEFAULT_MODEL = "esm2_t33_650M_UR50D";
+/** fair-esm's extract.py default: 1022 residues + BOS + EOS = 1024 positions. */
+export const DEFAULT_TRUNCATE = 1022;
+
+const csv = (s: string): string[] =>
+  s
+    .split(",")
+    .map((x) => x.trim())
+    .filter(Boolean);
+
+const Layers = z.union([z.string(), z.array(z.number())]).transform((v, ctx) => {
+  const parts = typeof v === "string" ? csv(v) : v.map(String);
+  const out: number[] = [];
+  for (const p of parts) {
+    const n = Number(p);
+    if (!Number.isInteger(n)) {
+      ctx.addIssue({ code: "custom", message: `layer "${p}" is not an integer (use e.g. -1 or 0,6,-1)` });
+      return z.NEVER;
+    }
+    if (!out.includes(n)) out.push(n);
+  }
+  if (!out.length) {
+    ctx.addIssue({ code: "custom", message: "no layers given" });
+    return z.NEVER;
+  }
+  return out;
+});
+
+const Include = z.union([z.string(), z.array(z.string())]).transform((v, ctx) => {
+  const parts = typeof v === "string" ? csv(v) : v;
+  const out: (typeof OUTPUT_KINDS)[number][] = [];
+  for (const p of parts) {
+    const k = p === "per-residue" ? "residues" : p;
+    if (!(OUTPUT_KINDS as readonly string[]).includes(k)) {
+      ctx.addIssue({ code: "custom", message: `unknown output "${p}" (choose from mean, bos, per-residue)` });
+      return z.NEVER;
+    }
+    const kind = k as (typeof OUTPUT_KINDS)[number];
+    if (!out.includes(kind)) out.push(kind);
+  }
+  return out;
+});
+
+const Devices = z.string().transform((v, ctx) => {
+  if (v === "auto" || v === "cpu") return v;
+  const ids = csv(v).map(Number);
+  if (!ids.length || ids.some((n) => !Number.isInteger(n) || n < 0)) {
+    ctx.addIssue({ code: "custom", message: `--devices "${v}" is not auto, cpu, or a list of GPU indices like 0,1` });
+    return z.NEVER;
+  }
+  return ids;
+});
+
+const MaxTokens = z.union([z.literal("auto"), z.coerce.number().int().min(3)]);
+
+/** Everything a run needs, as given by a user (CLI or API). */
+export const RunOptions = z.object({
+  inputs: z.array(z.string()).min(1, "give at least one FASTA input (a path, a .gz, or - for stdin)"),
+  output: z.string().min(1).optional(),
+  model: z.string().default(DEFAULT_MODEL),
+  layers: Layers.default([-1]),
+  include: Include.default(["mean"]),
+  precision: z.enum(["auto", "fp16", "bf16", "fp32"]).default("auto"),
+  devices: Devices.default("auto"),
+  maxTokens: MaxTokens.default("auto"),
+  truncate: z.coerce.number().int().min(1).default(DEFAULT_TRUNCATE),
+  duplicateIds: z.enum(["error", "rename"]).default("error"),
+  outDtype: z.enum(OUT_DTYPES).default("float32"),
+  overwrite: z.boolean().default(false),
+  dry: z.boolean().default(false),
+  threads: z.coerce.number().int().min(1).optional(),
+});
+export type RunOptionsInput = z.input<typeof RunOptions>;
+
+export interface RunConfig extends Readonly<z.output<typeof RunOptions>> {
+  readonly python: string;
+  readonly pythonPath: string;
+  readonly workerModule: string;
+  readonly ringDir: string | undefined;
+}
+
+/** Parse and freeze options; throws OptionsError naming the bad option. */
+export function resolveConfig(input: RunOptionsInput, env: NodeJS.ProcessEnv = process.env): RunConfig {
+  const parsed = RunOptions.safeParse(input);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0]!;
+    const where = issue.path.length ? `--${String(issue.path[0]).replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}: ` : "";
+    throw new OptionsError(`${where}${issue.message}`, "see `embed run --help`");
+  }
+  const o = parsed.data;
+  if (!o.dry && !o.output) throw new OptionsError("--output is required", "pass -o OUT_DIR (or --dry to print the plan only)");
+  return Object.freeze({
+    ...o,
+    python: pythonBin(env),
+    pythonPath: PYTHON_PACKAGE_DIR,
+    workerModule: env.EMBED_WORKER_MODULE ?? "embed_worker",
+    ringDir: env.EMBED_RING_DIR,
+  });
+}
+
+/** EMBED_PYTHON, else the set-up venv, else python3 on PATH (the GPU image's torch). */
+export function pythonBin(env: NodeJS.ProcessEnv = process.env): string {
+  if (env.EMBED_PYTHON) return env.EMBED_PYTHON;
+  const venv = join(PACKAGE_ROOT, ".venv", "bin", "python");
+  return existsSync(venv) ? venv : "python3";
+}
+
+/** GPU indices visible to this process per CUDA_VISIBLE_DEVICES, or undefined if unset. */
+export function visibleDevicesEnv(env: NodeJS.ProcessEnv = process.env): string | undefined {
+  return env.CUDA_VISIBLE_DEVICES;
+}
+
+/** The environment workers inherit. */
+export function childEnv(env: NodeJS.ProcessEnv = process.env): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const [k, v] of Object.entries(env)) if (v !== undefined) out[k] = v;
+  return out;
+}

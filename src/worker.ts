@@ -1,0 +1,391 @@
+/**
+ * One worker process: spawn, READY handshake, embed(batch), ping, stop. This module owns the
+ * lifecycle; nothing else spawns or kills workers.
+ *
+ * Control goes over Bun's `ipc` (JSON lines); batches and embeddings go through the ring file
+ * the worker creates and both sides map once. A dead worker is noticed through `proc.exited`
+ * at once: every pending call is rejected with a WorkerError carrying the tail of its log.
+ */
+import type { Subprocess } from "bun";
+import { unlinkSync } from "node:fs";
+import { EmbedError, ModelNotFoundError, OptionsError, WorkerError } from "./errors.ts";
+import { workerLog } from "./log.ts";
+import {
+  FromWorker,
+  lensOffset,
+  slotIn,
+  slotOut,
+  unpackRingHeader,
+  type OutputBlock,
+  type ReadyMsg,
+  type RingHeader,
+  type ToWorker,
+  type WireError,
+} from "./protocol.ts";
+import { BOS, EOS } from "./alphabet.ts";
+
+/** How long a worker may take to load its model and say READY. */
+export const READY_TIMEOUT_MS = 10 * 60_000;
+/** After `shutdown`, how long a worker may take to exit before SIGTERM. */
+export const SHUTDOWN_GRACE_MS = 5_000;
+/** After SIGTERM, how long before SIGKILL. */
+export const KILL_AFTER_MS = 3_000;
+/** How long a ping may go unanswered. */
+export const PING_TIMEOUT_MS = 5_000;
+/** Lines of worker stderr kept to explain a death. */
+const LOG_TAIL = 40;
+
+/** What the worker process is told in EMBED_WORKER_CONFIG. */
+export interface WorkerWireConfig {
+  name: string;
+  model: string;
+  device: "cpu" | "cuda";
+  precision: "fp32" | "fp16" | "bf16";
+  layers: number[];
+  include: string[];
+  outDtype: "float32" | "float16";
+  maxTokens: number | null;
+  slots: number;
+  ringDir?: string;
+  threads?: number;
+}
+
+export interface WorkerSpec {
+  python: string;
+  /** Directory holding the `embed_worker` package (and, in tests, fake workers). */
+  pythonPath: string;
+  /** Module run with `python -m`. */
+  module: string;
+  config: WorkerWireConfig;
+  /** The whole environment of the worker (from config's `childEnv`, plus CUDA_VISIBLE_DEVICES). */
+  env?: Record<string, string>;
+  readyTimeoutMs?: number;
+}
+
+/** One batch as the orchestrator hands it over: residue tokens per sequence, without BOS/EOS. */
+export interface BatchInput {
+  id: number;
+  seqs: readonly Uint8Array[];
+}
+
+/** One output block as a typed-array view into the ring; valid only inside the consumer. */
+export interface OutputView extends OutputBlock {
+  data: Float32Array | Float16Array;
+}
+
+export interface BatchResult {
+  batch: number;
+  ms: number;
+  nonFinite: number;
+  outputs: OutputView[];
+}
+
+interface Pending {
+  resolve: (r: BatchResult) => void;
+  reject: (e: Error) => void;
+  consume: (r: BatchResult) => void;
+  slot: number;
+}
+
+export class WorkerHandle implements AsyncDisposable {
+  readonly name: string;
+  readonly ready: ReadyMsg;
+  private readonly proc: Subprocess;
+  private readonly ring: Uint8Array;
+  private readonly header: RingHeader;
+  private readonly freeSlots: number[];
+  private readonly pending = new Map<number, Pending>();
+  private readonly pongs = new Map<number, (m: FromWorker) => void>();
+  private readonly state: HandleState;
+  private pingSeq = 0;
+
+  private constructor(name: string, proc: Subprocess, ready: ReadyMsg, state: HandleState) {
+    this.name = name;
+    this.proc = proc;
+    this.ready = ready;
+    this.state = state;
+    this.ring = Bun.mmap(ready.ring.path, { shared: true });
+    this.header = unpackRingHeader(this.ring);
+    // Both sides have it mapped now: unlink so that no file is left behind, whatever happens.
+    try {
+      unlinkSync(ready.ring.path);
+    } catch {}
+    this.freeSlots = Array.from({ length: this.header.slots }, (_, i) => i);
+    state.onMessage = (m) => this.onMessage(m);
+    state.onDeath = (err) => this.failAll(err);
+  }
+
+  /** Spawn a worker and wait for READY. Rejects with a typed error if it fails or dies first. */
+  static async start(spec: WorkerSpec): Promise<WorkerHandle> {
+    const name = spec.config.name;
+    const logger = workerLog(name);
+    const state = new HandleState(name);
+    const proc = Bun.spawn([spec.python, "-m", spec.module], {
+      env: {
+        ...spec.env,
+        PYTHONPATH: [spec.pythonPath, spec.env?.PYTHONPATH].filter(Boolean).join(":"),
+        PYTHONUNBUFFERED: "1",
+        EMBED_WORKER_CONFIG: JSON.stringify(spec.config),
+      },
+      stdin: "ignore",
+      stdout: "ignore",
+      stderr: "pipe",
+      serialization: "json",
+      ipc: (message) => state.deliver(message),
+    });
+    state.relayLogs(proc.stderr as ReadableStream<Uint8Array>, logger);
+    void proc.exited.then((code) => state.died(code, proc.signalCode));
+
+    const ready = await new Promise<ReadyMsg>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        reject(new WorkerError(name, `not ready after ${(spec.readyTimeoutMs ?? READY_TIMEOUT_MS) / 1000} s`, {
+          hint: "the model may be too large to load on this device; see the worker log above",
+        }));
+        proc.kill("SIGKILL");
+      }, spec.readyTimeoutMs ?? READY_TIMEOUT_MS);
+      state.onMessage = (m) => {
+        if (m.type === "ready") resolve(m);
+        else if (m.type === "error") reject(remoteError(name, m.error));
+      };
+      state.onDeath = reject;
+      state.afterSettle = () => clearTimeout(timer);
+    }).finally(() => state.afterSettle?.());
+    return new WorkerHandle(name, proc, ready, state);
+  }
+
+  /** Number of batches this worker can hold at once (one computing, the rest waiting). */
+  get slots(): number {
+    return this.header.slots;
+  }
+
+  get pid(): number {
+    return this.proc.pid;
+  }
+
+  get alive(): boolean {
+    return this.state.exitCode === undefined;
+  }
+
+  /**
+   * Send one batch. `consume` runs with views into the ring once the result is in, before the
+   * slot is reused; copy what you need inside it.
+   */
+  embed(batch: BatchInput, consume: (r: BatchResult) => void): Promise<BatchResult> {
+    if (!this.alive) return Promise.reject(this.state.deathError());
+    const slot = this.freeSlots.pop();
+    if (slot === undefined) throw new EmbedError(`worker ${this.name}: no free slot (caller sent too many batches)`);
+    const seqs = batch.seqs;
+    let nTokens = 0;
+    let maxLen = 0;
+    for (const s of seqs) {
+      nTokens += s.length + 2;
+      maxLen = Math.max(maxLen, s.length + 2);
+    }
+    if (nTokens > this.ready.maxTokens || seqs.length > this.ready.maxSeqs) {
+      this.freeSlots.push(slot);
+      throw new EmbedError(`batch ${batch.id} (${nTokens} tokens) exceeds worker ${this.name} budget ${this.ready.maxTokens}`);
+    }
+    const base = slotIn(this.header, slot);
+    const tokens = this.ring.subarray(base, base + nTokens);
+    const lens = new Int32Array(this.ring.buffer, this.ring.byteOffset + base + lensOffset(nTokens), seqs.length);
+    let o = 0;
+    for (let i = 0; i < seqs.length; i++) {
+      const s = seqs[i]!;
+      tokens[o] = BOS;
+      tokens.set(s, o + 1);
+      tokens[o + s.length + 1] = EOS;
+      o += s.length + 2;
+      lens[i] = s.length + 2;
+    }
+    return new Promise<BatchResult>((resolve, reject) => {
+      this.pending.set(batch.id, { resolve, reject, consume, slot });
+      this.send({ type: "embed", batch: batch.id, slot, seqs: seqs.length, tokens: nTokens, maxLen });
+    });
+  }
+
+  /** Round trip to the worker's reader thread; answered even while a batch computes. */
+  async ping(timeoutMs = PING_TIMEOUT_MS): Promise<{ batches: number; tokens: number }> {
+    const seq = ++this.pingSeq;
+    return await new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.pongs.delete(seq);
+        reject(new WorkerError(this.name, `no answer to ping within ${timeoutMs} ms`));
+      }, timeoutMs);
+      this.pongs.set(seq, (m) => {
+        clearTimeout(timer);
+        resolve({ batches: Number((m as { batches?: number }).batches ?? 0), tokens: Number((m as { tokens?: number }).tokens ?? 0) });
+      });
+      this.send({ type: "ping", seq });
+    });
+  }
+
+  /** Ask the worker to crash (tests only). */
+  crashForTest(code = 70): void {
+    this.send({ type: "crash", code });
+  }
+
+  /** Graceful stop: `shutdown`, then SIGTERM after SHUTDOWN_GRACE_MS, SIGKILL after KILL_AFTER_MS. */
+  async stop(): Promise<void> {
+    if (this.alive) {
+      try {
+        this.send({ type: "shutdown" });
+      } catch {}
+      if (!(await this.waitExit(SHUTDOWN_GRACE_MS))) {
+        this.proc.kill("SIGTERM");
+        if (!(await this.waitExit(KILL_AFTER_MS))) {
+          this.proc.kill("SIGKILL");
+          await this.proc.exited;
+        }
+      }
+    }
+    this.failAll(new WorkerError(this.name, "stopped"));
+  }
+
+  /** Kill at once (used when the run is failing or interrupted). */
+  kill(): void {
+    if (this.alive) this.proc.kill("SIGKILL");
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.stop();
+  }
+
+  private async waitExit(ms: number): Promise<boolean> {
+    let timer: Timer | undefined;
+    const timeout = new Promise<false>((r) => (timer = setTimeout(() => r(false), ms)));
+    const done = await Promise.race([this.proc.exited.then(() => true as const), timeout]);
+    clearTimeout(timer);
+    return done;
+  }
+
+  private send(msg: ToWorker): void {
+    this.proc.send(msg satisfies ToWorker);
+  }
+
+  private onMessage(m: FromWorker): void {
+    if (m.type === "pong") {
+      this.pongs.get(m.seq)?.(m);
+      this.pongs.delete(m.seq);
+      return;
+    }
+    if (m.type === "result") {
+      const p = this.pending.get(m.batch);
+      if (!p) return this.protocolError(`result for unknown batch ${m.batch}`);
+      this.pending.delete(m.batch);
+      const base = slotOut(this.header, p.slot);
+      const outputs = m.outputs.map((b) => ({ ...b, data: this.view(base + b.offset, b.rows * b.dim, b.dtype) }));
+      const result: BatchResult = { batch: m.batch, ms: m.ms, nonFinite: m.nonFinite, outputs };
+      try {
+        p.consume(result);
+        p.resolve(result);
+      } catch (e) {
+        p.reject(e as Error);
+      } finally {
+        this.freeSlots.push(p.slot);
+      }
+      return;
+    }
+    if (m.type === "error") {
+      const err = remoteError(this.name, m.error);
+      if (m.batch !== undefined && this.pending.has(m.batch)) {
+        const p = this.pending.get(m.batch)!;
+        this.pending.delete(m.batch);
+        this.freeSlots.push(p.slot);
+        p.reject(err);
+      } else this.failAll(err);
+      return;
+    }
+    this.protocolError(`unexpected ${m.type} message`);
+  }
+
+  private view(offset: number, count: number, dtype: "float32" | "float16"): Float32Array | Float16Array {
+    const at = this.ring.byteOffset + offset;
+    return dtype === "float32" ? new Float32Array(this.ring.buffer, at, count) : new Float16Array(this.ring.buffer, at, count);
+  }
+
+  private protocolError(msg: string): void {
+    this.failAll(new WorkerError(this.name, `protocol error: ${msg}`, { hint: "orchestrator and worker versions differ?" }));
+    this.kill();
+  }
+
+  private failAll(err: Error): void {
+    for (const [id, p] of this.pending) {
+      this.pending.delete(id);
+      p.reject(err);
+    }
+  }
+}
+
+/** Process-level state shared by the spawn callbacks and the handle. */
+class HandleState {
+  onMessage: (m: FromWorker) => void = () => {};
+  onDeath: (e: WorkerError) => void = () => {};
+  afterSettle: (() => void) | undefined;
+  exitCode: number | undefined;
+  signal: string | null = null;
+  readonly tail: string[] = [];
+  constructor(readonly name: string) {}
+
+  deliver(raw: unknown): void {
+    const parsed = FromWorker.safeParse(raw);
+    if (!parsed.success) {
+      this.onDeath(new WorkerError(this.name, `bad message from worker: ${JSON.stringify(raw).slice(0, 200)}`));
+      return;
+    }
+    this.onMessage(parsed.data);
+  }
+
+  died(code: number | null, signal: string | null): void {
+    this.exitCode = code ?? -1;
+    this.signal = signal;
+    this.onDeath(this.deathError());
+  }
+
+  deathError(): WorkerError {
+    const how = this.signal ? `was killed by ${this.signal}` : `exited with code ${this.exitCode}`;
+    const tail = this.tail.slice(-8).join("\n");
+    return new WorkerError(this.name, `process ${how}`, {
+      hint: tail ? `last worker log lines:\n${tail}` : "the worker printed nothing; run `embed doctor`",
+    });
+  }
+
+  relayLogs(stream: ReadableStream<Uint8Array>, logger: ReturnType<typeof workerLog>): void {
+    void (async () => {
+      const decoder = new TextDecoder();
+      let buf = "";
+      for await (const chunk of stream) {
+        buf += decoder.decode(chunk, { stream: true });
+        let nl: number;
+        while ((nl = buf.indexOf("\n")) >= 0) {
+          const line = buf.slice(0, nl);
+          buf = buf.slice(nl + 1);
+          if (line.trim()) this.logLine(line, logger);
+        }
+      }
+      if (buf.trim()) this.logLine(buf, logger);
+    })().catch(() => {});
+  }
+
+  private logLine(line: string, logger: ReturnType<typeof workerLog>): void {
+    this.tail.push(line);
+    if (this.tail.length > LOG_TAIL) this.tail.shift();
+    let rec: { level?: string; msg?: string; [k: string]: unknown } | undefined;
+    try {
+      rec = line.startsWith("{") ? JSON.parse(line) : undefined;
+    } catch {}
+    if (!rec) return logger.debug(line);
+    const { level, msg, t: _t, ...rest } = rec;
+    const text = Object.keys(rest).length ? `${msg} ${JSON.stringify(rest)}` : String(msg);
+    if (level === "error") logger.error(text);
+    else if (level === "warn") logger.warn(text);
+    else if (level === "info") logger.info(text);
+    else logger.debug(text);
+  }
+}
+
+/** Rebuild a typed error from a worker's `{name, message, hint}`. */
+export function remoteError(worker: string, e: WireError): EmbedError {
+  if (e.name === "ModelNotFound") return new ModelNotFoundError(e.message, e.hint);
+  if (e.name === "BadOptions") return new OptionsError(e.message, e.hint);
+  return new WorkerError(worker, `${e.name}: ${e.message}`, { hint: e.hint || undefined, remoteName: e.name });
+}
