@@ -1,0 +1,242 @@
+"""The ESM-2 family and where to find its checkpoints. Torch-free.
+
+``resolve(name_or_path)`` turns what the user typed into a file or folder on
+disk; ``describe_all()`` lists the known models for ``embed models``.
+
+Search order for a bare name (first hit wins; ``.pt`` before a folder at each place):
+  1. ``$EMBED_MODEL_DIR/<name>.pt`` and ``$EMBED_MODEL_DIR/<name>/``   (if the variable is set)
+  2. ``<repo>/.models/<name>.pt`` and ``<repo>/.models/<name>/``     (test models live here)
+  3. ``$TORCH_HOME/hub/checkpoints/<name>.pt``                       (where fair-esm downloads)
+  4. ``$HF_HUB_CACHE/models--facebook--<name>/snapshots/<rev>/``      (where transformers downloads)
+
+Run ``python -m embed_worker.registry --json`` to print ``describe_all()``.
+"""
+from __future__ import annotations
+
+import json
+import os
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .errors import ModelNotFound
+
+FAIR_ESM = "fair-esm"
+HF = "hf"
+
+REPO_ROOT = Path(__file__).resolve().parents[2]  # py/embed_worker/registry.py -> repo
+REPO_MODELS = REPO_ROOT / ".models"
+
+
+@dataclass(frozen=True)
+class ESM2Config:
+    name: str
+    num_layers: int
+    embed_dim: int
+    attention_heads: int
+    ffn_dim: int = 0  # 0 -> 4 * embed_dim (every ESM-2 model)
+    vocab_size: int = 33
+    token_dropout: bool = True
+    layer_norm_eps: float = 1e-5
+
+    def __post_init__(self) -> None:
+        if self.ffn_dim == 0:
+            object.__setattr__(self, "ffn_dim", 4 * self.embed_dim)
+        if self.embed_dim % self.attention_heads:
+            raise ValueError(f"embed_dim {self.embed_dim} is not divisible by {self.attention_heads} heads")
+
+    @property
+    def head_dim(self) -> int:
+        return self.embed_dim // self.attention_heads
+
+    @property
+    def num_params(self) -> int:
+        """Parameters of the encoder (embeddings + blocks + final LN), without LM/contact heads."""
+        d, f = self.embed_dim, self.ffn_dim
+        block = 4 * (d * d + d) + 2 * (2 * d) + (d * f + f) + (f * d + d)
+        return self.vocab_size * d + self.num_layers * block + 2 * d
+
+
+@dataclass(frozen=True)
+class KnownModel:
+    cfg: ESM2Config
+    nominal: str  # the size in the model's name, e.g. "650M"
+
+
+def _km(name: str, layers: int, dim: int, heads: int, nominal: str) -> KnownModel:
+    return KnownModel(ESM2Config(name, layers, dim, heads), nominal)
+
+
+KNOWN: dict[str, KnownModel] = {k.cfg.name: k for k in [
+    _km("esm2_t6_8M_UR50D", 6, 320, 20, "8M"),
+    _km("esm2_t12_35M_UR50D", 12, 480, 20, "35M"),
+    _km("esm2_t30_150M_UR50D", 30, 640, 20, "150M"),
+    _km("esm2_t33_650M_UR50D", 33, 1280, 20, "650M"),
+    _km("esm2_t36_3B_UR50D", 36, 2560, 40, "3B"),
+    _km("esm2_t48_15B_UR50D", 48, 5120, 40, "15B"),
+]}
+
+# The random-weight model written by `python -m embed_worker.testmodel` (defaults there come from here).
+TEST_TINY = KnownModel(ESM2Config("test-tiny", 2, 64, 4), "test")
+
+
+@dataclass(frozen=True)
+class Resolved:
+    path: str
+    format: str  # "fair-esm" | "hf"
+    searched: list[str] = field(default_factory=list)
+
+
+# ---------------------------------------------------------------------------------------------
+# search locations
+
+
+def _home() -> Path:
+    return Path(os.path.expanduser("~"))
+
+
+def torch_hub_checkpoints() -> Path:
+    """Same rule as torch.hub.get_dir(), plus /checkpoints."""
+    th = os.environ.get("TORCH_HOME")
+    if th:
+        base = Path(os.path.expanduser(th))
+    else:
+        xdg = os.environ.get("XDG_CACHE_HOME")
+        base = (Path(os.path.expanduser(xdg)) if xdg else _home() / ".cache") / "torch"
+    return base / "hub" / "checkpoints"
+
+
+def hf_hub_cache() -> Path:
+    """Same rule as huggingface_hub: HF_HUB_CACHE, else HF_HOME/hub, else ~/.cache/huggingface/hub."""
+    for var in ("HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE"):
+        v = os.environ.get(var)
+        if v:
+            return Path(os.path.expanduser(v))
+    hf_home = os.environ.get("HF_HOME")
+    if hf_home:
+        return Path(os.path.expanduser(hf_home)) / "hub"
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    return (Path(os.path.expanduser(xdg)) if xdg else _home() / ".cache") / "huggingface" / "hub"
+
+
+def _is_hf_dir(p: Path) -> bool:
+    return p.is_dir() and (p / "config.json").is_file()
+
+
+def _hf_snapshot(repo_dir: Path) -> Path | None:
+    """The snapshot named by refs/main, else the newest snapshot that has a config.json."""
+    snaps = repo_dir / "snapshots"
+    ref = repo_dir / "refs" / "main"
+    if ref.is_file():
+        cand = snaps / ref.read_text().strip()
+        if _is_hf_dir(cand):
+            return cand
+    if not snaps.is_dir():
+        return None
+    found = [s for s in snaps.iterdir() if _is_hf_dir(s)]
+    return max(found, key=lambda s: s.stat().st_mtime) if found else None
+
+
+def _candidates(name: str) -> list[tuple[str, Path, str]]:
+    """(kind, path, format) in search order. kind 'file' = .pt, 'dir' = HF folder, 'hfcache' = HF repo cache."""
+    out: list[tuple[str, Path, str]] = []
+    env_dir = os.environ.get("EMBED_MODEL_DIR")
+    for base in ([Path(os.path.expanduser(env_dir))] if env_dir else []) + [REPO_MODELS]:
+        out.append(("file", base / f"{name}.pt", FAIR_ESM))
+        out.append(("dir", base / name, HF))
+    out.append(("file", torch_hub_checkpoints() / f"{name}.pt", FAIR_ESM))
+    out.append(("hfcache", hf_hub_cache() / f"models--facebook--{name}", HF))
+    return out
+
+
+def _looks_like_path(s: str) -> bool:
+    if s.startswith("facebook/") and s.count("/") == 1:
+        return False  # a Hugging Face repo id
+    seps = ("/", os.sep) + ((os.altsep,) if os.altsep else ())
+    return s.endswith((".pt", ".pth")) or s.startswith((".", "~")) or any(c in s for c in seps)
+
+
+def resolve(name_or_path: str) -> Resolved:
+    """Find the checkpoint for a model name or a path. Raises ModelNotFound listing every place searched."""
+    s = str(name_or_path).strip()
+    searched: list[str] = []
+
+    # 1. an existing path wins
+    p = Path(os.path.expanduser(s))
+    if p.is_file():
+        return Resolved(str(p.resolve()), FAIR_ESM, [str(p)])
+    if _is_hf_dir(p):
+        return Resolved(str(p.resolve()), HF, [str(p)])
+    if p.is_dir() and p.name.startswith("models--"):  # an HF cache repo folder given directly
+        snap = _hf_snapshot(p)
+        if snap is not None:
+            return Resolved(str(snap.resolve()), HF, [str(p)])
+    if _looks_like_path(s):
+        searched.append(str(p.absolute()))
+        what = "folder has no config.json" if p.is_dir() else "file does not exist"
+        raise ModelNotFound(
+            f"model path {s!r} cannot be loaded ({what}). Searched:\n  " + "\n  ".join(searched),
+            "pass a fair-esm .pt file or a Hugging Face folder containing config.json")
+
+    # 2. a name
+    name = s[len("facebook/"):] if s.startswith("facebook/") else s
+    for kind, cand, fmt in _candidates(name):
+        if kind == "file":
+            searched.append(str(cand))
+            if cand.is_file():
+                return Resolved(str(cand), fmt, searched)
+        elif kind == "dir":
+            searched.append(str(cand) + os.sep)
+            if _is_hf_dir(cand):
+                return Resolved(str(cand), fmt, searched)
+        else:
+            searched.append(str(cand / "snapshots" / "<rev>") + os.sep)
+            if cand.is_dir():
+                snap = _hf_snapshot(cand)
+                if snap is not None:
+                    return Resolved(str(snap), fmt, searched)
+
+    known = ", ".join(KNOWN)
+    hub = torch_hub_checkpoints()
+    hint = (f"download https://dl.fbaipublicfiles.com/fair-esm/models/{name}.pt into {hub}/, "
+            f"or pass a path to a .pt file or Hugging Face folder, "
+            f"or set EMBED_MODEL_DIR to a folder holding {name}.pt or {name}/")
+    if name not in KNOWN and name != TEST_TINY.cfg.name:
+        hint += f" (known ESM-2 models: {known})"
+    if name == TEST_TINY.cfg.name:
+        hint = f"create it with: python -m embed_worker.testmodel --out {REPO_MODELS}"
+    raise ModelNotFound(f"model {s!r} not found. Searched:\n  " + "\n  ".join(searched), hint)
+
+
+def describe_all() -> list[dict]:
+    """Known models (+ test-tiny) with their shape and the path each would load from (or None)."""
+    rows = []
+    for km in list(KNOWN.values()) + [TEST_TINY]:
+        c = km.cfg
+        try:
+            r = resolve(c.name)
+            path, fmt = r.path, r.format
+        except ModelNotFound:
+            path, fmt = None, None
+        rows.append({
+            "name": c.name, "layers": c.num_layers, "dim": c.embed_dim, "heads": c.attention_heads,
+            "params": c.num_params, "nominal": km.nominal, "path": path, "format": fmt,
+        })
+    return rows
+
+
+def _main(argv: list[str]) -> int:
+    rows = describe_all()
+    if "--json" in argv:
+        json.dump(rows, sys.stdout)
+        sys.stdout.write("\n")
+        return 0
+    for r in rows:
+        where = r["path"] or "-"
+        print(f"{r['name']:<22} {r['layers']:>3} layers  dim {r['dim']:>5}  heads {r['heads']:>3}  "
+              f"{r['params'] / 1e6:>9.1f}M  {where}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(_main(sys.argv[1:]))
