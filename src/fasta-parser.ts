@@ -1,0 +1,300 @@
+/**
+ * Push parser from FASTA bytes to tokenized records. Pure: it is fed chunks and returns
+ * records, so it can be tested without files and driven by any byte source
+ * (see `fasta.ts` for the streaming reader).
+ *
+ * Format accepted (Pearson FASTA, as written by UniProt, NCBI, Ensembl, seqkit...):
+ * - `>` starts a header; the id is the first whitespace-delimited word after it (leading
+ *   spaces skipped, as Biopython does), the description is the rest, trimmed.
+ * - Sequence lines follow, any number, any width; tokenized byte by byte as they arrive
+ *   (rules in `tokenize.ts`).
+ * - LF or CRLF line ends; blank lines anywhere; a last line without newline; a UTF-8 BOM.
+ * - Lines starting with `;` are comments (old Pearson convention) and are skipped wherever
+ *   they appear. `;` can never be a residue, so skipping loses nothing.
+ *
+ * Errors are {@link InputError}s with file:line and, when known, the record id.
+ *
+ * Memory: one partial line is carried between chunks; tokens are written into shared 256 KiB
+ * slabs and each record's `tokens` is a view into one (no per-record buffer allocation).
+ */
+import { InputError } from "./errors.ts";
+import { IdIndex } from "./id-index.ts";
+import { LineState, explainRejected, tokenizeLine } from "./tokenize.ts";
+
+/** One FASTA record, tokenized. */
+export interface FastaRecord {
+  /** First word of the header (after a rename, the new id). */
+  id: string;
+  /** The rest of the header line, trimmed; "" when there is none. */
+  description: string;
+  /** Residue token ids (no BOS/EOS); a view into a shared slab, do not write to it. */
+  tokens: Uint8Array;
+  /** Number of `<mask>` tokens in `tokens`. */
+  masks: number;
+  /** 1-based line of the header. */
+  line: number;
+  /** Input name as given (path, or `<stdin>`). */
+  file: string;
+}
+
+/** What to do when an id repeats. */
+export type DuplicateIdPolicy = "error" | "rename";
+
+export interface FastaParserOptions {
+  /** `error` (default): throw, naming both lines. `rename`: append `_2`, `_3`, ... */
+  duplicateIds?: DuplicateIdPolicy;
+  /** Called for each renamed record (for a log line or a count). */
+  onRename?: (from: string, to: string, line: number) => void;
+}
+
+const NL = 0x0a;
+const CR = 0x0d;
+const GT = 0x3e;
+const SEMI = 0x3b;
+const SLAB = 1 << 18;
+
+function isSpace(b: number): boolean {
+  return b === 0x20 || b === 0x09 || b === CR || b === 0x0b || b === 0x0c;
+}
+
+export class FastaParser {
+  private readonly file: string;
+  private readonly duplicateIds: DuplicateIdPolicy;
+  private readonly onRename: FastaParserOptions["onRename"];
+  private readonly ids = new IdIndex();
+  private readonly renameNext = new Map<string, number>();
+  private readonly state = new LineState();
+
+  /** Line number of the next line to be processed (1-based). */
+  private lineNo = 1;
+  /** Partial line carried over from the previous chunk. */
+  private carry = new Uint8Array(1 << 12);
+  private carryLen = 0;
+  private atStart = true;
+
+  /** Token slab; the current record's tokens are slab[recStart, slabPos). */
+  private slab = new Uint8Array(SLAB);
+  private slabPos = 0;
+  private recStart = 0;
+
+  /** Current record (valid when inRecord). */
+  private inRecord = false;
+  private recId = "";
+  private recDesc = "";
+  private recLine = 0;
+  /** Line and 1-based column of a trailing `*` in the current record, 0 if none. */
+  private stopLine = 0;
+  private stopColumn = 0;
+  private records = 0;
+  private textView: Buffer = Buffer.alloc(0);
+
+  private out: FastaRecord[] = [];
+
+  constructor(file: string, opts: FastaParserOptions = {}) {
+    this.file = file;
+    this.duplicateIds = opts.duplicateIds ?? "error";
+    this.onRename = opts.onRename;
+  }
+
+  /** Number of records completed so far. */
+  get recordCount(): number {
+    return this.records;
+  }
+
+  /** Feed the next chunk; returns the records it completed (possibly none). */
+  push(chunk: Uint8Array): FastaRecord[] {
+    this.out = [];
+    let pos = 0;
+    if (this.atStart && chunk.length > 0) {
+      this.atStart = false;
+      if (chunk.length >= 3 && chunk[0] === 0xef && chunk[1] === 0xbb && chunk[2] === 0xbf) pos = 3;
+    }
+    if (this.carryLen > 0) {
+      const nl = chunk.indexOf(NL, pos);
+      if (nl < 0) {
+        this.appendCarry(chunk, pos, chunk.length);
+        return this.out;
+      }
+      this.appendCarry(chunk, pos, nl);
+      this.line(this.carry, 0, this.carryLen);
+      this.carryLen = 0;
+      pos = nl + 1;
+    }
+    for (;;) {
+      const nl = chunk.indexOf(NL, pos);
+      if (nl < 0) break;
+      this.line(chunk, pos, nl);
+      pos = nl + 1;
+    }
+    if (pos < chunk.length) this.appendCarry(chunk, pos, chunk.length);
+    return this.out;
+  }
+
+  /** Signal end of input; returns the last record(s). Throws if the input held no record. */
+  end(): FastaRecord[] {
+    this.out = [];
+    if (this.carryLen > 0) {
+      this.line(this.carry, 0, this.carryLen);
+      this.carryLen = 0;
+    }
+    this.finishRecord();
+    if (this.records === 0) {
+      throw new InputError(
+        `${this.file}: no FASTA records found (empty input)`,
+        undefined,
+        "A FASTA file has one or more records, each a '>id description' line followed by sequence lines.",
+      );
+    }
+    return this.out;
+  }
+
+  private appendCarry(src: Uint8Array, start: number, end: number): void {
+    const need = this.carryLen + (end - start);
+    if (need > this.carry.length) {
+      const next = new Uint8Array(Math.max(need, this.carry.length * 2));
+      next.set(this.carry.subarray(0, this.carryLen));
+      this.carry = next;
+    }
+    this.carry.set(src.subarray(start, end), this.carryLen);
+    this.carryLen = need;
+  }
+
+  /** Process one line, `buf[start, end)` without its `\n`. */
+  private line(buf: Uint8Array, start: number, end: number): void {
+    const lineNo = this.lineNo++;
+    if (start === end) return;
+    const first = buf[start]!;
+    if (first === GT) return this.header(buf, start, end, lineNo);
+    if (first === SEMI) return;
+    if (!this.inRecord) {
+      let i = start;
+      while (i < end && isSpace(buf[i]!)) i++;
+      if (i === end) return; // blank line before the first header
+      throw new InputError(
+        "sequence data before the first '>' header (missing header)",
+        { file: this.file, line: lineNo },
+        "Every record must start with a '>id' line. Is this a FASTA file? Add a header line above this one.",
+      );
+    }
+    this.sequence(buf, start, end, lineNo);
+  }
+
+  private sequence(buf: Uint8Array, start: number, end: number, lineNo: number): void {
+    const len = end - start;
+    if (this.slabPos + len > this.slab.length) this.growSlab(len);
+    const before = this.slabPos;
+    const state = this.state;
+    state.stopOffset = -1;
+    const pos = tokenizeLine(buf, start, end, this.slab, before, state);
+    if (pos < 0) {
+      const offset = state.errorOffset;
+      const { message, hint } = explainRejected(buf[offset]!, state.errorReason);
+      throw new InputError(
+        `${message} at column ${offset - start + 1}`,
+        { file: this.file, line: lineNo, recordId: this.recId },
+        hint,
+      );
+    }
+    if (this.stopLine !== 0 && (pos > before || state.stopOffset >= 0)) {
+      const { message, hint } = explainRejected(0x2a, "stop-not-last");
+      throw new InputError(
+        `${message} at column ${this.stopColumn}`,
+        { file: this.file, line: this.stopLine, recordId: this.recId },
+        hint,
+      );
+    }
+    if (state.stopOffset >= 0) {
+      this.stopLine = lineNo;
+      this.stopColumn = state.stopOffset + 1;
+    }
+    this.slabPos = pos;
+  }
+
+  /** Make room for `len` more tokens, moving the current record's tokens to a fresh slab. */
+  private growSlab(len: number): void {
+    const partial = this.slabPos - this.recStart;
+    const next = new Uint8Array(Math.max(SLAB, 2 * (partial + len)));
+    next.set(this.slab.subarray(this.recStart, this.slabPos));
+    this.slab = next;
+    this.recStart = 0;
+    this.slabPos = partial;
+  }
+
+  private header(buf: Uint8Array, start: number, end: number, lineNo: number): void {
+    this.finishRecord();
+    let e = end;
+    while (e > start + 1 && isSpace(buf[e - 1]!)) e--;
+    let idStart = start + 1;
+    while (idStart < e && isSpace(buf[idStart]!)) idStart++;
+    let idEnd = idStart;
+    while (idEnd < e && !isSpace(buf[idEnd]!)) idEnd++;
+    if (idStart === idEnd) {
+      throw new InputError(
+        "empty header: '>' with no id",
+        { file: this.file, line: lineNo },
+        "Give the record an id right after '>', e.g. '>seq1 optional description'.",
+      );
+    }
+    let descStart = idEnd;
+    while (descStart < e && isSpace(buf[descStart]!)) descStart++;
+    const text = this.text(buf);
+    let id = text.toString("utf8", idStart, idEnd);
+    const firstLine = this.ids.insert(buf, idStart, idEnd, lineNo);
+    if (firstLine >= 0) id = this.duplicate(id, firstLine, lineNo);
+    this.inRecord = true;
+    this.recId = id;
+    this.recDesc = descStart < e ? text.toString("utf8", descStart, e) : "";
+    this.recLine = lineNo;
+    this.recStart = this.slabPos;
+    this.stopLine = 0;
+    this.state.reset();
+  }
+
+  /** A Buffer view of `buf` for fast string decoding (cached for the current chunk). */
+  private text(buf: Uint8Array): Buffer {
+    let b = this.textView;
+    if (b.buffer !== buf.buffer || b.byteOffset !== buf.byteOffset || b.length !== buf.length) {
+      b = Buffer.from(buf.buffer, buf.byteOffset, buf.length);
+      this.textView = b;
+    }
+    return b;
+  }
+
+  private duplicate(id: string, firstLine: number, lineNo: number): string {
+    if (this.duplicateIds === "error") {
+      throw new InputError(
+        `duplicate id "${id}" (first seen at line ${firstLine})`,
+        { file: this.file, line: lineNo, recordId: id },
+        "Ids must be unique: they key the output. Fix the input, or pass --duplicate-ids rename to append _2, _3, ...",
+      );
+    }
+    let k = this.renameNext.get(id) ?? 2;
+    let renamed = `${id}_${k}`;
+    while (this.ids.insertString(renamed, lineNo) >= 0) renamed = `${id}_${++k}`;
+    this.renameNext.set(id, k + 1);
+    this.onRename?.(id, renamed, lineNo);
+    return renamed;
+  }
+
+  private finishRecord(): void {
+    if (!this.inRecord) return;
+    this.inRecord = false;
+    const n = this.slabPos - this.recStart;
+    if (n === 0) {
+      throw new InputError(
+        "empty sequence",
+        { file: this.file, line: this.recLine, recordId: this.recId },
+        "Every record needs at least one residue. Remove the record or add its sequence.",
+      );
+    }
+    this.records++;
+    this.out.push({
+      id: this.recId,
+      description: this.recDesc,
+      tokens: this.slab.subarray(this.recStart, this.slabPos),
+      masks: this.state.masks,
+      line: this.recLine,
+      file: this.file,
+    });
+  }
+}

@@ -1,0 +1,163 @@
+/**
+ * Opens an input (a path, or "-" for stdin) as a stream of byte chunks, gunzipping on the fly.
+ *
+ * Compression is detected by magic bytes (1f 8b), not by extension, so `x.fa.gz` renamed to
+ * `x.fa`, and gzip on stdin, both work; multi-member gzip (bgzip) works too. Decompression is
+ * streaming (`DecompressionStream`), so memory stays at a few chunks whatever the file size.
+ * Every failure a user can cause becomes an {@link InputError} naming the file: missing file,
+ * directory, unreadable, truncated/corrupt gzip, other compression formats, binary data.
+ */
+import { stat } from "node:fs/promises";
+import { InputError } from "./errors.ts";
+
+/** An opened input. */
+export interface InputBytes {
+  /** Name used in messages: the path as given, or `<stdin>`. */
+  name: string;
+  /** Whether the bytes are being gunzipped. */
+  gzip: boolean;
+  /** Decompressed bytes, in chunks of a few hundred KiB. Iterate once. */
+  chunks: AsyncIterable<Uint8Array>;
+}
+
+/** Display name of standard input. */
+export const STDIN_NAME = "<stdin>";
+
+/** Magic numbers of formats we refuse with a specific hint. */
+const OTHER_FORMATS: { magic: number[]; name: string; tool: string }[] = [
+  { magic: [0x42, 0x5a, 0x68], name: "bzip2", tool: "bunzip2 -c FILE" },
+  { magic: [0xfd, 0x37, 0x7a, 0x58, 0x5a, 0x00], name: "xz", tool: "xz -dc FILE" },
+  { magic: [0x28, 0xb5, 0x2f, 0xfd], name: "zstd", tool: "zstd -dc FILE" },
+  { magic: [0x50, 0x4b, 0x03, 0x04], name: "zip", tool: "unzip -p FILE" },
+];
+
+function startsWith(bytes: Uint8Array, magic: number[]): boolean {
+  if (bytes.length < magic.length) return false;
+  for (let i = 0; i < magic.length; i++) if (bytes[i] !== magic[i]) return false;
+  return true;
+}
+
+/** Open `source` ("-" for stdin). Throws {@link InputError} when it cannot be read. */
+export async function openInput(source: string): Promise<InputBytes> {
+  const name = source === "-" ? STDIN_NAME : source;
+  let raw: ReadableStream<Uint8Array>;
+  if (source === "-") {
+    raw = Bun.stdin.stream();
+  } else {
+    await checkReadableFile(source);
+    raw = Bun.file(source).stream();
+  }
+  const reader = raw.getReader();
+  const first = await readOrThrow(reader, name, false);
+  const head = first ?? new Uint8Array(0);
+  const gzip = head.length >= 2 && head[0] === 0x1f && head[1] === 0x8b;
+  for (const f of OTHER_FORMATS) {
+    if (startsWith(head, f.magic)) {
+      throw new InputError(
+        `${name}: input is ${f.name}-compressed; only gzip is read directly`,
+        undefined,
+        `Decompress it first, e.g. \`${f.tool.replace("FILE", source)} | embed ... -\`, or recompress with gzip.`,
+      );
+    }
+  }
+  // Put the peeked chunk back in front of the rest.
+  const replay = new ReadableStream<Uint8Array>({
+    start(controller) {
+      if (head.length > 0) controller.enqueue(head);
+    },
+    async pull(controller) {
+      const { done, value } = await reader.read();
+      if (done) controller.close();
+      else controller.enqueue(value);
+    },
+    cancel(reason) {
+      return reader.cancel(reason);
+    },
+  });
+  const stream = gzip ? replay.pipeThrough(new DecompressionStream("gzip") as unknown as ReadableWritablePair<Uint8Array, Uint8Array>) : replay;
+  return { name, gzip, chunks: checkedChunks(stream, name, gzip, source) };
+}
+
+async function checkReadableFile(path: string): Promise<void> {
+  let info;
+  try {
+    info = await stat(path);
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code === "ENOENT" || code === "ENOTDIR") {
+      throw new InputError(`input file not found: ${path}`, undefined, "Check the path (and the current directory); use '-' to read standard input.");
+    }
+    if (code === "EACCES") {
+      throw new InputError(`permission denied reading ${path}`, undefined, `Check the file's permissions (ls -l ${path}).`);
+    }
+    throw new InputError(`cannot read ${path}: ${(e as Error).message}`, undefined, "Check that the path is a readable file.");
+  }
+  if (info.isDirectory()) {
+    throw new InputError(`${path} is a directory, not a FASTA file`, undefined, "Pass a FASTA file (e.g. dir/*.fasta, one at a time), or '-' for standard input.");
+  }
+}
+
+/** The part of a stream reader we use (Bun's global and node:stream/web types differ). */
+interface ChunkReader {
+  read(): Promise<{ done: boolean; value?: Uint8Array | undefined }>;
+}
+
+async function readOrThrow(
+  reader: ChunkReader,
+  name: string,
+  gzip: boolean,
+): Promise<Uint8Array | undefined> {
+  try {
+    const { done, value } = await reader.read();
+    return done || value === undefined ? undefined : value;
+  } catch (e) {
+    throw wrapReadError(e, name, gzip);
+  }
+}
+
+function wrapReadError(e: unknown, name: string, gzip: boolean): InputError {
+  const detail = e instanceof Error ? e.message : String(e);
+  if (gzip) {
+    return new InputError(
+      `${name}: gzip data is truncated or corrupt (${detail})`,
+      undefined,
+      name === STDIN_NAME
+        ? "Check the compressed input with `gzip -t`; re-download or recompress it."
+        : `Check it with \`gzip -t ${name}\`; re-download or recompress the file.`,
+    );
+  }
+  return new InputError(`${name}: read failed (${detail})`, undefined, "Check that the file is readable and not being modified.");
+}
+
+/**
+ * Yields the stream's chunks, turning read errors (including zlib's) into InputErrors, and
+ * rejecting binary data: any NUL byte (memchr-speed check per chunk) means this is not text.
+ */
+async function* checkedChunks(
+  stream: ReadableStream<Uint8Array>,
+  name: string,
+  gzip: boolean,
+  source: string,
+): AsyncGenerator<Uint8Array> {
+  const reader = stream.getReader();
+  let offset = 0;
+  try {
+    for (;;) {
+      const chunk = await readOrThrow(reader, name, gzip);
+      if (chunk === undefined) return;
+      const nul = chunk.indexOf(0);
+      if (nul >= 0) {
+        throw new InputError(
+          `${name}: binary data (NUL byte at ${gzip ? "decompressed " : ""}byte offset ${offset + nul}); this is not a FASTA text file`,
+          undefined,
+          `Pass a FASTA text file, optionally gzip-compressed. \`file ${source === "-" ? "FILE" : source}\` tells what it is.`,
+        );
+      }
+      offset += chunk.length;
+      yield chunk;
+    }
+  } finally {
+    reader.releaseLock();
+    await stream.cancel().catch(() => {});
+  }
+}
