@@ -1,0 +1,47 @@
+"""`python -m embed_worker.doctor`: what this Python can do for embed, as JSON on stdout.
+Each problem comes with a fix hint. Never raises: a missing torch is itself a finding."""
+from __future__ import annotations
+
+import json
+import platform
+import sys
+
+
+def report() -> dict:
+    out: dict = {"python": sys.version.split()[0], "executable": sys.executable, "problems": []}
+    try:
+        import torch
+    except Exception as e:  # torch missing or broken
+        out["torch"] = None
+        out["problems"].append({"what": f"torch does not import: {e}",
+                                "hint": "run scripts/setup (it makes .venv with torch), or set EMBED_PYTHON"})
+        return out
+    out["torch"] = torch.__version__
+    out["cuda"] = bool(torch.cuda.is_available())
+    out["devices"] = [{"index": i, "name": torch.cuda.get_device_name(i),
+                       "memoryGiB": round(torch.cuda.get_device_properties(i).total_memory / 2**30, 1)}
+                      for i in range(torch.cuda.device_count())] if out["cuda"] else []
+    try:
+        from . import attention
+        out["attention"] = {"cpu": attention.backend_for(torch.device("cpu"))}
+        if out["cuda"]:
+            out["attention"]["cuda"] = attention.backend_for(torch.device("cuda", 0))
+    except Exception as e:
+        out["problems"].append({"what": f"attention backend: {e}", "hint": getattr(e, "hint", "") or
+                                "install flash-attn, or torch >= 2.10 for torch.nn.attention.varlen"})
+    for mod, hint in (("numpy", "pip install numpy"), ("safetensors", "pip install safetensors")):
+        try:
+            __import__(mod)
+        except Exception:
+            out["problems"].append({"what": f"{mod} is missing", "hint": hint})
+    if not out["cuda"]:
+        out["problems"].append({"what": "no CUDA device visible to torch: embed will run on the CPU (slow)",
+                                "hint": "on a GPU machine check nvidia-smi, CUDA_VISIBLE_DEVICES and the torch build (torch.version.cuda)",
+                                "severity": "warn"})
+    out["platform"] = platform.platform()
+    return out
+
+
+if __name__ == "__main__":
+    json.dump(report(), sys.stdout, indent=2)
+    sys.stdout.write("\n")

@@ -1,0 +1,44 @@
+/** `embed doctor`: Bun, Python, torch, devices and the attention backend, each with a fix hint. */
+import { accessSync, constants } from "node:fs";
+import { defineCommand } from "citty";
+import { pythonBin } from "../config.ts";
+import { listGpus } from "../devices.ts";
+import { ExitCode } from "../errors.ts";
+import { log } from "../log.ts";
+import { pythonJson } from "../python.ts";
+import { emit } from "./report.ts";
+
+interface Problem {
+  what: string;
+  hint: string;
+  severity?: "warn" | "error";
+}
+
+export default defineCommand({
+  meta: { name: "doctor", description: "Check this machine for embed: Python, torch, GPUs, attention backend.\n\nExample:\n  embed doctor && embed run x.fasta -o out/" },
+  args: { json: { type: "boolean", description: "print the report as JSON on stdout", default: false } },
+  async run({ args }) {
+    const python = pythonBin();
+    const py = await pythonJson<{ problems: Problem[]; [k: string]: unknown }>("embed_worker.doctor", [], python);
+    const problems: Problem[] = [];
+    if (!py.ok) problems.push({ what: `${python} failed: ${py.error}`, hint: "run scripts/setup, or set EMBED_PYTHON to a python with torch", severity: "error" });
+    else problems.push(...py.value!.problems);
+    let shm = true;
+    try {
+      accessSync("/dev/shm", constants.W_OK);
+    } catch {
+      shm = false;
+      problems.push({ what: "/dev/shm is not writable: the data ring falls back to the temp dir (slower)", hint: "mount a tmpfs on /dev/shm", severity: "warn" });
+    }
+    const report = { bun: Bun.version, pythonBin: python, python: py.value ?? null, gpus: listGpus(), devShm: shm, problems };
+    const errors = problems.filter((p) => p.severity !== "warn");
+    if (args.json || !process.stdout.isTTY) emit(report);
+    else {
+      log.info(`bun ${Bun.version}; python ${python}: ${py.ok ? `torch ${String(py.value?.torch)}` : "FAILED"}`);
+      log.info(`GPUs: ${report.gpus.map((g) => `${g.index}: ${g.name}`).join(", ") || "none"}; attention: ${JSON.stringify(py.value?.attention ?? null)}`);
+    }
+    for (const p of problems) (p.severity === "warn" ? log.warn : log.error)(`${p.what}\n  hint: ${p.hint}`);
+    if (!problems.length) log.success("everything embed needs is here");
+    process.exit(errors.length ? ExitCode.workerFailed : ExitCode.ok);
+  },
+});

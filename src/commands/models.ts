@@ -1,0 +1,33 @@
+/** `embed models`: the ESM-2 family, and where each would be loaded from on this machine. */
+import { defineCommand } from "citty";
+import { EmbedError, ExitCode } from "../errors.ts";
+import { log } from "../log.ts";
+import { pythonJson } from "../python.ts";
+import { emit, fail } from "./report.ts";
+
+interface ModelRow {
+  name: string;
+  layers: number;
+  dim: number;
+  heads: number;
+  params: number | string;
+  path: string | null;
+  [k: string]: unknown;
+}
+
+export default defineCommand({
+  meta: { name: "models", description: "List ESM-2 models and where each would be loaded from.\n\nExample:\n  embed models --json | jq '.[] | select(.path)'" },
+  args: { json: { type: "boolean", description: "print JSON (default when stdout is not a terminal)", default: false } },
+  async run({ args }) {
+    try {
+      const r = await pythonJson<ModelRow[]>("embed_worker.registry", ["--json"]);
+      if (!r.ok || !r.value) throw new EmbedError(`cannot list models: ${r.error}`, { hint: "run `embed doctor`", exitCode: ExitCode.internal });
+      if (args.json || !process.stdout.isTTY) return emit(r.value);
+      const rows = r.value.map((m) => ({ name: m.name, layers: m.layers, dim: m.dim, heads: m.heads, params: m.params, found: m.path ?? "—" }));
+      console.table(rows);
+      log.info("set EMBED_MODEL_DIR, or put fair-esm .pt files in the torch hub cache, or pass --model PATH");
+    } catch (e) {
+      fail(e);
+    }
+  },
+});

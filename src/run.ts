@@ -1,0 +1,224 @@
+/**
+ * The library entry: FASTA -> records -> plan -> workers -> store, and a summary back.
+ * The CLI's `run` command and the TypeScript API both call `embedToStore`.
+ */
+import { childEnv, resolveConfig, visibleDevicesEnv, type RunConfig, type RunOptionsInput } from "./config.ts";
+import { listGpus, resolveDevices, type DeviceSlot } from "./devices.ts";
+import { EmbedError, InputError, InterruptedError, OptionsError } from "./errors.ts";
+import { readFasta } from "./fasta.ts";
+import { log } from "./log.ts";
+import { planBatches, planSummary, type Plan } from "./plan.ts";
+import { runPool } from "./pool.ts";
+import { RecordTable } from "./records.ts";
+import { StoreWriter } from "./store.ts";
+import { WorkerHandle } from "./worker.ts";
+
+/** Token budget of a CPU worker under `--max-tokens auto`. */
+export const CPU_AUTO_TOKENS = 4096;
+/** Budget assumed by `--dry` for GPUs under `auto` (each worker sizes its own at start). */
+export const GPU_DRY_TOKENS = 16384;
+
+export interface RunHooks {
+  signal?: AbortSignal;
+  /** Called after each batch is written. */
+  onBatch?: (done: { batches: number; totalBatches: number; records: number; tokens: number }) => void;
+}
+
+export interface RunSummary {
+  output: string;
+  records: number;
+  residues: number;
+  truncated: number;
+  renamed: number;
+  batches: number;
+  budget: number;
+  density: number;
+  devices: string[];
+  model: string;
+  layers: number[];
+  include: string[];
+  seconds: number;
+  tokensPerSecond: number;
+  perWorker: Record<string, number>;
+}
+
+export interface DryRunResult {
+  dry: true;
+  devices: string[];
+  model: string;
+  budget: number;
+  budgetSource: "option" | "cpu-default" | "gpu-estimate";
+  records: ReturnType<RecordTable["summary"]>;
+  plan: ReturnType<typeof planSummary>;
+}
+
+/** Read every input into a record table (streaming; tokens kept compactly). */
+export async function ingest(cfg: Pick<RunConfig, "inputs" | "truncate" | "duplicateIds">): Promise<RecordTable> {
+  const table = new RecordTable(cfg.truncate, cfg.duplicateIds);
+  for (const input of cfg.inputs) {
+    for await (const r of readFasta(input)) table.add(r);
+  }
+  if (table.size === 0) {
+    throw new InputError(`no FASTA records in ${cfg.inputs.join(", ")}`, undefined, "check that the input is a FASTA file with '>' header lines");
+  }
+  if (table.truncated) log.warn(`${table.truncated} record(s) longer than ${cfg.truncate} residues were truncated (--truncate)`);
+  if (table.renamed) log.warn(`${table.renamed} duplicate id(s) were renamed with _2, _3, ... (--duplicate-ids rename)`);
+  return table.sealed();
+}
+
+function budgetFor(cfg: RunConfig, devices: DeviceSlot[]): { budget: number; source: DryRunResult["budgetSource"] } {
+  if (cfg.maxTokens !== "auto") return { budget: cfg.maxTokens, source: "option" };
+  return devices[0]!.kind === "cpu" ? { budget: CPU_AUTO_TOKENS, source: "cpu-default" } : { budget: GPU_DRY_TOKENS, source: "gpu-estimate" };
+}
+
+function checkBudget(table: RecordTable, budget: number): void {
+  if (table.longest + 2 > budget) {
+    throw new OptionsError(
+      `the longest record has ${table.longest} residues (+2 for BOS/EOS) but the token budget is ${budget}`,
+      `raise --max-tokens to at least ${table.longest + 2}, or lower --truncate`,
+    );
+  }
+}
+
+/** Plan only: read inputs, pack, and describe the batches. Starts no worker. */
+export async function dryRun(options: RunOptionsInput): Promise<DryRunResult> {
+  const cfg = resolveConfig({ ...options, dry: true });
+  const devices = resolveDevices(cfg.devices, listGpus(), visibleDevicesEnv());
+  const table = await ingest(cfg);
+  const { budget, source } = budgetFor(cfg, devices);
+  checkBudget(table, budget);
+  const plan = planBatches(table.lengths(), budget);
+  return { dry: true, devices: devices.map((d) => d.name), model: cfg.model, budget, budgetSource: source, records: table.summary(), plan: planSummary(plan) };
+}
+
+/** Start one worker per device, in parallel; if any fails, the others are stopped. */
+export async function startWorkers(cfg: RunConfig, devices: DeviceSlot[]): Promise<WorkerHandle[]> {
+  const env = childEnv();
+  const precision = cfg.precision === "auto" ? (devices[0]!.kind === "cpu" ? "fp32" : "fp16") : cfg.precision;
+  const starts = devices.map((d) =>
+    WorkerHandle.start({
+      python: cfg.python,
+      pythonPath: cfg.pythonPath,
+      module: cfg.workerModule,
+      env: d.kind === "cuda" ? { ...env, CUDA_VISIBLE_DEVICES: d.visible! } : { ...env, CUDA_VISIBLE_DEVICES: "" },
+      config: {
+        name: d.name,
+        model: cfg.model,
+        device: d.kind,
+        precision,
+        layers: [...cfg.layers],
+        include: [...cfg.include],
+        outDtype: cfg.outDtype,
+        maxTokens: cfg.maxTokens === "auto" ? (d.kind === "cpu" ? CPU_AUTO_TOKENS : null) : cfg.maxTokens,
+        slots: 2,
+        ringDir: cfg.ringDir,
+        threads: d.kind === "cpu" ? (cfg.threads ?? navigator.hardwareConcurrency) : undefined,
+      },
+    }),
+  );
+  const settled = await Promise.allSettled(starts);
+  const ok = settled.flatMap((s) => (s.status === "fulfilled" ? [s.value] : []));
+  const failed = settled.find((s): s is PromiseRejectedResult => s.status === "rejected");
+  if (failed) {
+    await Promise.all(ok.map((w) => w.stop()));
+    throw failed.reason;
+  }
+  return ok;
+}
+
+/** Embed FASTA inputs into a store directory. */
+export async function embedToStore(options: RunOptionsInput, hooks: RunHooks = {}): Promise<RunSummary> {
+  const t0 = performance.now();
+  const cfg = resolveConfig({ ...options, dry: false });
+  const devices = resolveDevices(cfg.devices, listGpus(), visibleDevicesEnv());
+  log.info(`embedding with ${cfg.model} on ${devices.map((d) => `${d.name} (${d.label})`).join(", ")}`);
+  // Workers load the model while the inputs are read.
+  const workersP = startWorkers(cfg, devices);
+  workersP.catch(() => {});
+  let table: RecordTable;
+  try {
+    table = await ingest(cfg);
+  } catch (e) {
+    await workersP.then((ws) => Promise.all(ws.map((w) => w.stop())), () => {});
+    throw e;
+  }
+  const workers = await workersP;
+  let store: StoreWriter | undefined;
+  try {
+    const first = workers[0]!.ready;
+    const budget = Math.min(...workers.map((w) => w.ready.maxTokens));
+    const maxSeqs = Math.min(...workers.map((w) => w.ready.maxSeqs));
+    checkBudget(table, budget);
+    const plan: Plan = planBatches(table.lengths(), budget, maxSeqs);
+    log.info(`${table.size} records, ${plan.batches.length} batches of ≤${budget} tokens, packing density ${(plan.density * 100).toFixed(1)}%`);
+    store = StoreWriter.create(cfg.output!, { records: table.size, dim: first.model.dim, layers: first.layers, include: first.include, dtype: first.outDtype, lengths: table.lengths() }, { overwrite: cfg.overwrite });
+    let records = 0;
+    let tokens = 0;
+    let done = 0;
+    const s = store;
+    const stats = await runPool(
+      workers,
+      {
+        count: plan.batches.length,
+        batch: (i) => {
+          const b = plan.batches[i]!;
+          return { id: i, seqs: Array.from(b.records, (r) => table.tokens(r)) };
+        },
+        consume: (i, result, w) => {
+          const b = plan.batches[i]!;
+          if (result.nonFinite > 0) {
+            const ids = Array.from(b.records.subarray(0, 3), (r) => table.ids[r]).join(", ");
+            throw new EmbedError(`batch ${i} on ${w.name}: ${result.nonFinite} NaN/Inf values (records ${ids}, ...)`, {
+              hint: "fp16 overflowed or the weights are corrupt; try --precision bf16 or fp32",
+              exitCode: 4,
+            });
+          }
+          s.writeBatch(b.records, result);
+          records += b.records.length;
+          tokens += b.tokens;
+          done++;
+          hooks.onBatch?.({ batches: done, totalBatches: plan.batches.length, records, tokens });
+        },
+      },
+      hooks.signal,
+    );
+    const seconds = (performance.now() - t0) / 1000;
+    const summary: RunSummary = {
+      output: cfg.output!,
+      ...table.summary(),
+      batches: plan.batches.length,
+      budget,
+      density: plan.density,
+      devices: workers.map((w) => `${w.name} (${w.ready.device}, ${w.ready.backend}, ${w.ready.dtype})`),
+      model: first.model.name,
+      layers: first.layers,
+      include: first.include,
+      seconds,
+      tokensPerSecond: plan.tokens / seconds,
+      perWorker: stats.perWorker,
+    };
+    store.commit(table.ids, {
+      complete: true,
+      createdAt: new Date().toISOString(),
+      model: first.model,
+      layers: first.layers,
+      include: first.include,
+      dtype: first.outDtype,
+      precision: first.dtype,
+      truncate: cfg.truncate,
+      counts: table.summary(),
+      inputs: cfg.inputs,
+      recordsSha256: table.digest(),
+      run: { devices: summary.devices, batches: summary.batches, budget, density: plan.density, seconds },
+      load: `import numpy as np; X = np.load("${cfg.output}/${first.include[0]}.layer${first.layers.at(-1)}.npy", mmap_mode="r"); ids = open("${cfg.output}/ids.txt").read().split()`,
+    });
+    return summary;
+  } catch (e) {
+    for (const w of workers) w.kill();
+    store?.abort();
+    if (hooks.signal?.aborted) throw hooks.signal.reason instanceof EmbedError ? hooks.signal.reason : new InterruptedError("signal");
+    throw e;
+  } finally {
+    await Promise.all(workers.map((w) => w.stop()));
+  }
+}
