@@ -1,0 +1,88 @@
+"""Variable-length (packed) self-attention with one backend chosen at import.
+
+Inputs are packed: q, k, v are [T, H, Dh] where the T rows hold B sequences
+back to back, delimited by cu_seqlens [B+1] (int32, cu_seqlens[0] = 0,
+cu_seqlens[B] = T). Each sequence attends only to itself (no mask, no
+causality). The softmax scale is 1.0 because ESM scales q before rotary.
+
+Backends, picked once at import (nothing printed):
+  "flash-attn"    flash_attn.flash_attn_varlen_func        CUDA, fp16/bf16
+  "torch-varlen"  torch.nn.attention.varlen.varlen_attn     CUDA, fp16/bf16 (torch >= 2.10)
+  "exact"         per-sequence matmul + fp32 softmax        any device / dtype
+The exact path is used on CPU always, and on CUDA for fp32 (the fused kernels
+only take half precision).
+"""
+from __future__ import annotations
+
+import torch
+
+from .errors import BackendUnavailable
+
+_flash_varlen = None
+_torch_varlen = None
+
+try:  # pragma: no cover - depends on the machine
+    from flash_attn import flash_attn_varlen_func as _flash_varlen  # type: ignore
+except Exception:  # ImportError, or a broken CUDA build
+    _flash_varlen = None
+
+if _flash_varlen is None:
+    try:
+        from torch.nn.attention.varlen import varlen_attn as _torch_varlen  # type: ignore
+    except Exception:
+        _torch_varlen = None
+
+if _flash_varlen is not None:
+    CUDA_BACKEND: str | None = "flash-attn"
+elif _torch_varlen is not None:
+    CUDA_BACKEND = "torch-varlen"
+else:
+    CUDA_BACKEND = None
+
+EXACT = "exact"
+# The backend used for CUDA half-precision work if there is one, else the exact path.
+BACKEND_NAME: str = CUDA_BACKEND or EXACT
+
+_HALF = (torch.float16, torch.bfloat16)
+
+
+def backend_for(device, dtype: torch.dtype | None = None) -> str:
+    """Name of the backend that will run attention for tensors on `device` (and `dtype`, if given)."""
+    dev = torch.device(device)
+    if dev.type != "cuda":
+        return EXACT
+    if dtype is not None and dtype not in _HALF:
+        return EXACT
+    return CUDA_BACKEND or "unavailable"
+
+
+def _exact(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, cu_seqlens: torch.Tensor) -> torch.Tensor:
+    """Reference path: one sequence at a time, scores in the input dtype, softmax in fp32 (as fair-esm)."""
+    out = torch.empty_like(q)  # [T, H, Dh]
+    bounds = cu_seqlens.tolist()
+    for s, e in zip(bounds[:-1], bounds[1:]):
+        if e == s:
+            continue
+        qs = q[s:e].transpose(0, 1)  # [H, L, Dh]
+        ks = k[s:e].transpose(0, 1)  # [H, L, Dh]
+        vs = v[s:e].transpose(0, 1)  # [H, L, Dh]
+        scores = torch.matmul(qs, ks.transpose(1, 2))  # [H, L, L]
+        probs = torch.softmax(scores.float(), dim=-1).to(q.dtype)  # [H, L, L]
+        out[s:e] = torch.matmul(probs, vs).transpose(0, 1)  # [L, H, Dh]
+    return out
+
+
+def varlen_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+                     cu_seqlens: torch.Tensor, max_seqlen: int) -> torch.Tensor:
+    """softmax(q k^T) v within each packed sequence. q, k, v: [T, H, Dh] -> [T, H, Dh]."""
+    if backend_for(q.device, q.dtype) == EXACT:
+        return _exact(q, k, v, cu_seqlens)
+    cu = cu_seqlens.to(device=q.device, dtype=torch.int32)
+    if _flash_varlen is not None:
+        return _flash_varlen(q, k, v, cu, cu, max_seqlen, max_seqlen,
+                             dropout_p=0.0, softmax_scale=1.0, causal=False)
+    if _torch_varlen is not None:
+        return _torch_varlen(q, k, v, cu, cu, max_seqlen, max_seqlen, scale=1.0)
+    raise BackendUnavailable(
+        f"no variable-length attention kernel for CUDA {q.dtype} (torch {torch.__version__})",
+        "install flash-attn (pip install flash-attn) or upgrade to torch >= 2.10, or use --precision fp32")

@@ -1,0 +1,210 @@
+"""ESM-2 on a packed token stream, in one flat file.
+
+The batch is a single row of T tokens holding B sequences back to back, each
+already framed as <cls> residues... <eos>; cu_seqlens [B+1] (int32) marks where
+each sequence starts. Nothing is padded, so no work is spent on padding and no
+sequence can see another (attention is per sequence, see attention.py).
+
+The arithmetic follows fair-esm's ``esm.model.esm2.ESM2`` step by step:
+  x = embed_tokens(tokens)                         (embed_scale = 1)
+  token dropout: zero <mask> rows, scale each sequence by 0.88 / (1 - #mask/len)
+  for each block (pre-LayerNorm):
+    h = LN(x); q = (h Wq + bq) * Dh^-0.5; k = h Wk + bk; v = h Wv + bv
+    q, k = rotary(q), rotary(k)   (positions restart at 0 at every <cls>)
+    x = x + out_proj(attention(q, k, v))
+    x = x + fc2(gelu_erf(fc1(LN(x))))
+  x = emb_layer_norm_after(x)                      (only after the last block)
+Representations: layer 0 = embeddings after token dropout, layer i = output of
+block i, layer num_layers = after emb_layer_norm_after.
+
+Shapes: T tokens, B sequences, D = embed_dim, H heads, Dh = D / H, F = 4 D.
+"""
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from .attention import varlen_attention
+from .registry import ESM2Config
+
+# ESM-1b / ESM-2 alphabet ids
+CLS_IDX = 0
+PAD_IDX = 1
+EOS_IDX = 2
+MASK_IDX = 32
+MASK_RATIO_TRAIN = 0.15 * 0.8  # fraction of tokens that were <mask> during training
+
+
+def gelu(x: torch.Tensor) -> torch.Tensor:
+    """Exact (erf) GELU, written as fair-esm writes it."""
+    return x * 0.5 * (1.0 + torch.erf(x / math.sqrt(2.0)))
+
+
+def default_inv_freq(head_dim: int) -> torch.Tensor:
+    """Rotary inverse frequencies 1 / 10000^(2i/Dh), fp32, [Dh/2]."""
+    return 1.0 / (10000 ** (torch.arange(0, head_dim, 2, device="cpu").float() / head_dim))
+
+
+def rotate_half(x: torch.Tensor) -> torch.Tensor:
+    x1, x2 = x.chunk(2, dim=-1)
+    return torch.cat((-x2, x1), dim=-1)
+
+
+def positions_from_cu(cu_seqlens: torch.Tensor, total: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(seq_id [T], pos [T]): which sequence each token belongs to and its index inside it."""
+    cu = cu_seqlens.long()
+    lens = cu[1:] - cu[:-1]  # [B]
+    seq_id = torch.repeat_interleave(torch.arange(lens.numel(), device=cu.device), lens, output_size=total)  # [T]
+    pos = torch.arange(total, device=cu.device) - cu[:-1][seq_id]  # [T]
+    return seq_id, pos
+
+
+class Block(nn.Module):
+    """One pre-LN transformer layer with fused q/k/v projection."""
+
+    def __init__(self, cfg: ESM2Config):
+        super().__init__()
+        d, f = cfg.embed_dim, cfg.ffn_dim
+        self.n_heads = cfg.attention_heads
+        self.head_dim = d // cfg.attention_heads
+        self.attn_norm = nn.LayerNorm(d, eps=cfg.layer_norm_eps)
+        self.qkv = nn.Linear(d, 3 * d)  # rows: [q; k; v]
+        self.out_proj = nn.Linear(d, d)
+        self.ffn_norm = nn.LayerNorm(d, eps=cfg.layer_norm_eps)
+        self.fc1 = nn.Linear(d, f)
+        self.fc2 = nn.Linear(f, d)
+
+    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
+                cu_seqlens: torch.Tensor, max_seqlen: int) -> torch.Tensor:
+        T, D = x.shape
+        H, Dh = self.n_heads, self.head_dim
+        # --- attention ---
+        h = self.attn_norm(x)  # [T, D]
+        q, k, v = self.qkv(h).split(D, dim=-1)  # 3 x [T, D]
+        q = q * (Dh ** -0.5)  # scale before rotary (as fair-esm)
+        q = q.view(T, H, Dh)
+        k = k.view(T, H, Dh)
+        v = v.view(T, H, Dh)
+        q = q * cos + rotate_half(q) * sin  # [T, H, Dh]; cos/sin are [T, 1, Dh]
+        k = k * cos + rotate_half(k) * sin
+        a = varlen_attention(q, k, v, cu_seqlens, max_seqlen)  # [T, H, Dh]
+        x = x + self.out_proj(a.reshape(T, D))  # [T, D]
+        # --- feed-forward ---
+        h = self.ffn_norm(x)  # [T, D]
+        x = x + self.fc2(gelu(self.fc1(h)))  # [T, F] -> [T, D]
+        return x
+
+
+class ESM2(nn.Module):
+    def __init__(self, cfg: ESM2Config):
+        super().__init__()
+        self.cfg = cfg
+        self.num_layers = cfg.num_layers
+        self.embed_tokens = nn.Embedding(cfg.vocab_size, cfg.embed_dim, padding_idx=PAD_IDX)
+        self.layers = nn.ModuleList([Block(cfg) for _ in range(cfg.num_layers)])
+        self.emb_layer_norm_after = nn.LayerNorm(cfg.embed_dim, eps=cfg.layer_norm_eps)
+        # Rotary inverse frequencies: a plain fp32 CPU tensor, not a buffer, so that casting the
+        # model to fp16/bf16 never touches it. weights.py replaces it with the checkpoint's values.
+        self.inv_freq = default_inv_freq(cfg.embed_dim // cfg.attention_heads)  # [Dh/2]
+        self._inv_freq_dev: dict[torch.device, torch.Tensor] = {}
+
+    def set_inv_freq(self, inv_freq: torch.Tensor) -> None:
+        self.inv_freq = inv_freq.detach().to(device="cpu", dtype=torch.float32).clone()
+        self._inv_freq_dev = {}
+
+    def rotary(self, pos: torch.Tensor, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+        """cos, sin [T, 1, Dh] computed in fp32 from positions [T], then cast to `dtype`."""
+        dev = pos.device
+        inv = self._inv_freq_dev.get(dev)
+        if inv is None:
+            inv = self._inv_freq_dev[dev] = self.inv_freq.to(dev)
+        freqs = pos.float()[:, None] * inv[None, :]  # [T, Dh/2]
+        emb = torch.cat((freqs, freqs), dim=-1)  # [T, Dh]
+        return emb.cos().to(dtype)[:, None, :], emb.sin().to(dtype)[:, None, :]
+
+    @torch.inference_mode()
+    def forward(self, tokens: torch.Tensor, cu_seqlens: torch.Tensor, max_seqlen: int,
+                repr_layers: Sequence[int]) -> dict[int, torch.Tensor]:
+        """tokens [T] (long), cu_seqlens [B+1] (int32) -> {layer: hidden [T, D]} for each requested layer.
+
+        Layers may be 0..num_layers or negative (-1 = num_layers); results are keyed as requested.
+        """
+        n = self.num_layers
+        want: dict[int, list[int]] = {}
+        for r in repr_layers:
+            j = r + n + 1 if r < 0 else r
+            if not 0 <= j <= n:
+                raise ValueError(f"repr layer {r} out of range for a {n}-layer model")
+            want.setdefault(j, []).append(r)
+        out: dict[int, torch.Tensor] = {}
+
+        def keep(j: int, h: torch.Tensor) -> None:
+            for r in want.get(j, ()):
+                out[r] = h
+
+        T = tokens.shape[0]
+        cu_seqlens = cu_seqlens.to(tokens.device)
+        seq_id, pos = positions_from_cu(cu_seqlens, T)  # [T], [T]
+
+        x = self.embed_tokens(tokens)  # [T, D]
+        if self.cfg.token_dropout:
+            is_mask = tokens == MASK_IDX  # [T]
+            x = x.masked_fill(is_mask[:, None], 0.0)
+            lens = (cu_seqlens[1:] - cu_seqlens[:-1]).long()  # [B] (incl. <cls> and <eos>)
+            n_mask = torch.zeros_like(lens).index_add_(0, seq_id, is_mask.long())  # [B]
+            ratio = n_mask.to(x.dtype) / lens  # [B]
+            x = x * (1 - MASK_RATIO_TRAIN) / (1 - ratio)[seq_id][:, None]  # [T, D]
+        keep(0, x)
+
+        last = max(want) if want else 0
+        if last > 0:
+            cos, sin = self.rotary(pos, x.dtype)  # [T, 1, Dh] each
+            for i, layer in enumerate(self.layers[:last]):
+                x = layer(x, cos, sin, cu_seqlens, max_seqlen)  # [T, D]
+                if i + 1 < n:
+                    keep(i + 1, x)
+            if last == n:
+                keep(n, self.emb_layer_norm_after(x))
+        return out
+
+
+# --------------------------------------------------------------------------------------------
+# pooling: hidden [T, D] + cu_seqlens [B+1] -> fp32
+
+
+def _residue_mask(cu_seqlens: torch.Tensor, total: int, device) -> tuple[torch.Tensor, torch.Tensor]:
+    """(keep [T] bool: not <cls>/<eos> row, seq_id [T])."""
+    cu = cu_seqlens.to(device).long()
+    seq_id, pos = positions_from_cu(cu, total)
+    lens = cu[1:] - cu[:-1]  # [B]
+    keep = (pos > 0) & (pos < lens[seq_id] - 1)  # [T]
+    return keep, seq_id
+
+
+def mean_residues(hidden: torch.Tensor, cu_seqlens: torch.Tensor) -> torch.Tensor:
+    """Mean over each sequence's residue rows (excluding <cls> and <eos>) -> [B, D] fp32.
+
+    A sequence with no residues gives a zero vector.
+    """
+    T, D = hidden.shape
+    keep, seq_id = _residue_mask(cu_seqlens, T, hidden.device)
+    B = cu_seqlens.numel() - 1
+    h = hidden[keep].float()  # [R, D]
+    sums = torch.zeros(B, D, dtype=torch.float32, device=hidden.device).index_add_(0, seq_id[keep], h)  # [B, D]
+    counts = (cu_seqlens[1:] - cu_seqlens[:-1]).to(hidden.device).long() - 2  # [B]
+    return sums / counts.clamp(min=1).to(torch.float32)[:, None]
+
+
+def bos_rows(hidden: torch.Tensor, cu_seqlens: torch.Tensor) -> torch.Tensor:
+    """Each sequence's <cls> row -> [B, D] fp32."""
+    return hidden[cu_seqlens[:-1].to(hidden.device).long()].float()
+
+
+def residue_rows(hidden: torch.Tensor, cu_seqlens: torch.Tensor) -> torch.Tensor:
+    """All residue rows (no <cls>/<eos>), concatenated in sequence order -> [sum(L_i), D] fp32."""
+    keep, _ = _residue_mask(cu_seqlens, hidden.shape[0], hidden.device)
+    return hidden[keep].float()
