@@ -56,7 +56,7 @@ export interface DryRunResult {
 export async function ingest(cfg: Pick<RunConfig, "inputs" | "truncate" | "duplicateIds">): Promise<RecordTable> {
   const table = new RecordTable(cfg.truncate, cfg.duplicateIds);
   for (const input of cfg.inputs) {
-    for await (const r of readFasta(input)) table.add(r);
+    for await (const r of readFasta(input, { duplicateIds: cfg.duplicateIds })) table.add(r);
   }
   if (table.size === 0) {
     throw new InputError(`no FASTA records in ${cfg.inputs.join(", ")}`, undefined, "check that the input is a FASTA file with '>' header lines");

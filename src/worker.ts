@@ -134,7 +134,7 @@ export class WorkerHandle implements AsyncDisposable {
       ipc: (message) => state.deliver(message),
     });
     state.relayLogs(proc.stderr as ReadableStream<Uint8Array>, logger);
-    void proc.exited.then((code) => state.died(code, proc.signalCode));
+    void proc.exited.then((code) => state.died(code, proc.signalCode === null ? null : String(proc.signalCode)));
 
     const ready = await new Promise<ReadyMsg>((resolve, reject) => {
       const timer = setTimeout(() => {
