@@ -113,6 +113,7 @@ export class WorkerHandle implements AsyncDisposable {
     this.freeSlots = Array.from({ length: this.header.slots }, (_, i) => i);
     state.onMessage = (m) => this.onMessage(m);
     state.onDeath = (err) => this.failAll(err);
+    state.onBadMessage = (text) => this.protocolError(text);
   }
 
   /** Spawn a worker and wait for READY. Rejects with a typed error if it fails or dies first. */
@@ -304,7 +305,7 @@ export class WorkerHandle implements AsyncDisposable {
   }
 
   private protocolError(msg: string): void {
-    this.failAll(new WorkerError(this.name, `protocol error: ${msg}`, { hint: "orchestrator and worker versions differ?" }));
+    this.failAll(new WorkerError(this.name, msg.startsWith("bad message") ? msg : `protocol error: ${msg}`, { hint: "orchestrator and worker versions differ?" }));
     this.kill();
   }
 
@@ -320,6 +321,7 @@ export class WorkerHandle implements AsyncDisposable {
 class HandleState {
   onMessage: (m: FromWorker) => void = () => {};
   onDeath: (e: WorkerError) => void = () => {};
+  onBadMessage: ((text: string) => void) | undefined;
   afterSettle: (() => void) | undefined;
   exitCode: number | undefined;
   signal: string | null = null;
@@ -329,7 +331,9 @@ class HandleState {
   deliver(raw: unknown): void {
     const parsed = FromWorker.safeParse(raw);
     if (!parsed.success) {
-      this.onDeath(new WorkerError(this.name, `bad message from worker: ${JSON.stringify(raw).slice(0, 200)}`));
+      const text = `bad message from worker: ${JSON.stringify(raw).slice(0, 200)}`;
+      if (this.onBadMessage) this.onBadMessage(text);
+      else this.onDeath(new WorkerError(this.name, text));
       return;
     }
     this.onMessage(parsed.data);

@@ -1,0 +1,127 @@
+/**
+ * The orchestrator <-> worker bridge, with the fake worker (real protocol, no torch):
+ * several workers at once, large replies, typed remote errors, death noticed at once, pings
+ * during work, and no stray processes afterwards.
+ */
+import { describe, expect, test } from "bun:test";
+import { ModelNotFoundError, WorkerError } from "../src/errors.ts";
+import { runPool } from "../src/pool.ts";
+import type { BatchResult } from "../src/worker.ts";
+import { isAlive, startFake, toks } from "./helpers.ts";
+
+const meanOf = (t: Uint8Array) => t.reduce((a, b) => a + b, 0) / t.length;
+
+describe("bridge (fake worker)", () => {
+  test("three workers at once share one queue; every batch comes back right", async () => {
+    const workers = await Promise.all([startFake("w0"), startFake("w1", { slowMs: 20 }), startFake("w2")]);
+    const batches = Array.from({ length: 30 }, (_, i) => [toks("MKT".repeat(1 + (i % 5))), toks("AC".repeat(1 + i))]);
+    const seen = new Map<number, number[]>();
+    const stats = await runPool(workers, {
+      count: batches.length,
+      batch: (i) => ({ id: i, seqs: batches[i]! }),
+      consume: (i, r: BatchResult) => {
+        const out = r.outputs[0]!;
+        expect(out.kind).toBe("mean");
+        expect(out.layer).toBe(4);
+        seen.set(i, [out.data[0]!, out.data[8]!]);
+      },
+    });
+    expect(stats.batches).toBe(30);
+    expect(Object.keys(stats.perWorker).sort()).toEqual(["w0", "w1", "w2"]);
+    for (let i = 0; i < batches.length; i++) {
+      const [a, b] = seen.get(i)!;
+      expect(a).toBeCloseTo(meanOf(batches[i]![0]!), 4);
+      expect(b).toBeCloseTo(meanOf(batches[i]![1]!), 4);
+    }
+    const pids = workers.map((w) => w.pid);
+    await Promise.all(workers.map((w) => w.stop()));
+    expect(pids.filter(isAlive)).toEqual([]);
+  });
+
+  test("a reply over 1 MB arrives intact", async () => {
+    await using w = await startFake("big", { dim: 1024 }, { include: ["residues"], maxTokens: 8192 });
+    const seq = toks("ACDEFGHIKLMNPQRSTVWY".repeat(20));
+    let bytes = 0;
+    let ok = true;
+    await w.embed({ id: 0, seqs: [seq, seq] }, (r) => {
+      const out = r.outputs[0]!;
+      bytes = out.data.byteLength;
+      for (let row = 0; row < out.rows; row++) {
+        const t = seq[row % seq.length]!;
+        if (Math.abs(out.data[row * 1024 + 1023]! - (t + 1.023)) > 1e-3) ok = false;
+      }
+    });
+    expect(bytes).toBeGreaterThan(1 << 20);
+    expect(ok).toBe(true);
+  });
+
+  test("a Python exception in a batch surfaces as a typed WorkerError", async () => {
+    await using w = await startFake("err", { raiseOn: 1 });
+    await w.embed({ id: 0, seqs: [toks("MK")] }, () => {});
+    const err = await w.embed({ id: 1, seqs: [toks("MK")] }, () => {}).catch((e) => e);
+    expect(err).toBeInstanceOf(WorkerError);
+    expect((err as WorkerError).remoteName).toBe("ValueError");
+    expect((err as WorkerError).message).toContain("fake failure on batch 1");
+    // The worker survives a failed batch.
+    await w.embed({ id: 2, seqs: [toks("MK")] }, () => {});
+  });
+
+  test("a startup error is rebuilt as its own type", async () => {
+    const err = await startFake("nf", { failStart: "model-not-found" }).catch((e) => e);
+    expect(err).toBeInstanceOf(ModelNotFoundError);
+    expect(err.message).toContain("searched");
+  });
+
+  test("a worker that exits before READY fails start with its log", async () => {
+    const err = await startFake("early", { failStart: "exit" }).catch((e) => e);
+    expect(err).toBeInstanceOf(WorkerError);
+    expect(err.message).toContain("exited with code 3");
+    expect(err.hint).toContain("exiting before ready");
+  });
+
+  test("a worker killed mid-batch is noticed within a second", async () => {
+    const w = await startFake("dies", { slowMs: 5000 });
+    const pending = w.embed({ id: 0, seqs: [toks("MKV")] }, () => {}).catch((e) => e);
+    const t0 = performance.now();
+    process.kill(w.pid, "SIGKILL");
+    const err = await pending;
+    expect(performance.now() - t0).toBeLessThan(1000);
+    expect(err).toBeInstanceOf(WorkerError);
+    expect(err.message).toContain("SIGKILL");
+    // Later calls fail at once too, instead of hanging.
+    const again = await w.embed({ id: 1, seqs: [toks("MK")] }, () => {}).catch((e) => e);
+    expect(again).toBeInstanceOf(WorkerError);
+    await w.stop();
+  });
+
+  test("a crash reported as exit code fails pending work and the pool", async () => {
+    const workers = [await startFake("c0", { crashAfter: 2 })];
+    const err = await runPool(workers, { count: 10, batch: (i) => ({ id: i, seqs: [toks("MKV")] }), consume: () => {} }).catch((e) => e);
+    expect(err).toBeInstanceOf(WorkerError);
+    expect(err.message).toContain("exited with code 70");
+    await workers[0]!.stop();
+  });
+
+  test("a malformed message is a protocol error, not a hang", async () => {
+    const w = await startFake("bad", { badFrame: 0 });
+    const err = await w.embed({ id: 0, seqs: [toks("MK")] }, () => {}).catch((e) => e);
+    expect(err).toBeInstanceOf(WorkerError);
+    expect(err.message).toContain("bad message");
+    // The orchestrator kills a worker that breaks the protocol.
+    for (let i = 0; i < 100 && isAlive(w.pid); i++) await Bun.sleep(10);
+    expect(isAlive(w.pid)).toBe(false);
+    await w.stop();
+    expect(isAlive(w.pid)).toBe(false);
+  });
+
+  test("ping is answered while a batch computes", async () => {
+    await using w = await startFake("ping", { slowMs: 800 });
+    const work = w.embed({ id: 0, seqs: [toks("MK")] }, () => {});
+    const t0 = performance.now();
+    const pong = await w.ping();
+    expect(performance.now() - t0).toBeLessThan(500);
+    expect(pong.batches).toBe(0);
+    await work;
+    expect((await w.ping()).batches).toBe(1);
+  });
+});

@@ -1,0 +1,104 @@
+"""A fake worker that speaks the real protocol (control channel + ring), standard library only.
+
+Its embeddings are a deterministic function of the input, so the orchestrator's plumbing can be
+tested without torch. Behaviour is set by EMBED_FAKE (JSON):
+  dim (8), numLayers (4), crashAfter (die with exit 70 when batch N arrives), slowMs (sleep per
+  batch), raiseOn (report an error for batch N), badFrame (send a malformed message for batch N),
+  failStart ("model-not-found" | "exit"), nonFinite (report NaN count for batch N).
+
+Values: mean[j] = mean residue token id + j/1000; bos[j] = j/1000; residues[r][j] = id + j/1000.
+"""
+from __future__ import annotations
+
+import json
+import mmap
+import os
+import struct
+import sys
+import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "py"))
+from embed_worker import protocol as P  # noqa: E402
+from embed_worker.channel import Channel  # noqa: E402
+
+
+def main() -> int:
+    os.dup2(2, 1)
+    cfg = json.loads(os.environ["EMBED_WORKER_CONFIG"])
+    fake = json.loads(os.environ.get("EMBED_FAKE", "{}"))
+    dim, n_layers = fake.get("dim", 8), fake.get("numLayers", 4)
+    ch = Channel()
+    done = {"batches": 0}
+    ch.start(lambda m: P.pong(int(m.get("seq", 0)), done))
+    if fake.get("failStart") == "model-not-found":
+        ch.send(P.error({"name": "ModelNotFound", "message": f"model {cfg['model']!r} not found; searched: /nowhere",
+                         "hint": "pass a path"}))
+        return 1
+    if fake.get("failStart") == "exit":
+        sys.stderr.write("fake worker: exiting before ready\n")
+        return 3
+    layers = [l + n_layers + 1 if l < 0 else l for l in cfg["layers"]]
+    max_tokens = cfg["maxTokens"] or 4096
+    max_seqs = max_tokens // 3
+    layout = P.RingLayout(cfg["slots"], P.input_bytes(max_tokens, max_seqs),
+                          P.output_bytes(max_tokens, max_seqs, layers, cfg["include"], dim, cfg["outDtype"]))
+    path = os.path.join(cfg.get("ringDir") or "/dev/shm", f"embed-ring-fake-{os.getpid()}")
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.ftruncate(fd, layout.total_bytes)
+    mm = mmap.mmap(fd, layout.total_bytes)
+    os.close(fd)
+    mm[: len(layout.pack_header())] = layout.pack_header()
+    ch.send(P.ready(pid=os.getpid(), device="fake", backend="fake", dtype=cfg["precision"],
+                    model={"name": "fake", "path": "/fake", "format": "fake", "numLayers": n_layers, "dim": dim,
+                           "heads": 1},
+                    layers=layers, include=cfg["include"], out_dtype=cfg["outDtype"], max_tokens=max_tokens,
+                    max_seqs=max_seqs, ring_path=path, ring=layout, versions={"python": sys.version.split()[0]},
+                    load_ms=0.0))
+    fmt = "f" if cfg["outDtype"] == "float32" else "e"
+    esize = P.DTYPE_BYTES[cfg["outDtype"]]
+    while True:
+        msg = ch.recv()
+        if msg["type"] == "shutdown":
+            return 0
+        if msg["type"] == "crash":
+            os._exit(int(msg.get("code", 70)))
+        b = msg["batch"]
+        if fake.get("crashAfter") is not None and done["batches"] >= fake["crashAfter"]:
+            os._exit(70)
+        if fake.get("slowMs"):
+            time.sleep(fake["slowMs"] / 1000)
+        if fake.get("raiseOn") == b:
+            ch.send(P.error({"name": "ValueError", "message": f"fake failure on batch {b}", "hint": "none"}, batch=b))
+            continue
+        if fake.get("badFrame") == b:
+            ch.send({"type": "result", "batch": "not-a-number"})
+            continue
+        base = layout.slot_in(msg["slot"])
+        n_tok, n_seq = msg["tokens"], msg["seqs"]
+        toks = mm[base: base + n_tok]
+        lo = base + P.lens_offset(n_tok)
+        lens = struct.unpack_from(f"<{n_seq}i", mm, lo)
+        blocks = P.output_blocks(n_seq, n_tok, layers, cfg["include"], dim, cfg["outDtype"])
+        out = layout.slot_out(msg["slot"])
+        for blk in blocks:
+            rows = []
+            start = 0
+            for n in lens:
+                res = toks[start + 1: start + n - 1]
+                if blk["kind"] == "mean":
+                    rows.append([sum(res) / max(1, len(res)) + j / 1000 for j in range(dim)])
+                elif blk["kind"] == "bos":
+                    rows.append([j / 1000 for j in range(dim)])
+                else:
+                    rows.extend([t + j / 1000 for j in range(dim)] for t in res)
+                start += n
+            flat = [v for row in rows for v in row]
+            struct.pack_into(f"<{len(flat)}{fmt}", mm, out + blk["offset"], *flat)
+            assert len(rows) == blk["rows"]
+        done["batches"] += 1
+        ch.send(P.result(batch=b, slot=msg["slot"], outputs=blocks, ms=0.1,
+                         non_finite=1 if fake.get("nonFinite") == b else 0))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
