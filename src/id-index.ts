@@ -21,8 +21,12 @@ export class IdIndex {
   private hashes = new Uint32Array(1 << 12);
   private lines = new Float64Array(1 << 12);
   private count = 0;
-  /** Open-addressing slots: entry index + 1, or EMPTY. Length is a power of two. */
-  private slots = new Uint32Array(1 << 13);
+  /**
+   * Open-addressing slots, two words each: [hash, entry index + 1 (EMPTY when free)]. The hash
+   * sits next to the entry so a probe for a new id touches one cache line and never the arena.
+   * The slot count is a power of two.
+   */
+  private slots = new Uint32Array(2 << 13);
   private mask = (1 << 13) - 1;
   private readonly encoder = new TextEncoder();
 
@@ -40,15 +44,17 @@ export class IdIndex {
     for (let i = start; i < end; i++) h = Math.imul(h ^ bytes[i]!, 0x01000193);
     h >>>= 0;
     const len = end - start;
-    let slot = h & this.mask;
+    const slots = this.slots;
+    const mask = this.mask;
+    let slot = h & mask;
     for (;;) {
-      const e = this.slots[slot]!;
+      const e = slots[2 * slot + 1]!;
       if (e === EMPTY) break;
-      const entry = e - 1;
-      if (this.hashes[entry] === h && this.lengths[entry] === len && this.equals(entry, bytes, start, len)) {
-        return this.lines[entry]!;
+      if (slots[2 * slot] === h) {
+        const entry = e - 1;
+        if (this.lengths[entry] === len && this.equals(entry, bytes, start, len)) return this.lines[entry]!;
       }
-      slot = (slot + 1) & this.mask;
+      slot = (slot + 1) & mask;
     }
     this.add(bytes, start, len, h, line, slot);
     return -1;
@@ -84,9 +90,10 @@ export class IdIndex {
     this.hashes[entry] = h;
     this.lines[entry] = line;
     this.arenaLen += len;
-    this.slots[slot] = entry + 1;
+    this.slots[2 * slot] = h;
+    this.slots[2 * slot + 1] = entry + 1;
     // Keep the load factor at or below 1/2 so probe runs stay short.
-    if (this.count * 2 > this.slots.length) this.rehash();
+    if (this.count * 2 > this.mask + 1) this.rehash();
   }
 
   private growEntries(): void {
@@ -104,11 +111,13 @@ export class IdIndex {
 
   private rehash(): void {
     const slots = new Uint32Array(this.slots.length * 2);
-    const mask = slots.length - 1;
+    const mask = slots.length / 2 - 1;
     for (let entry = 0; entry < this.count; entry++) {
-      let slot = this.hashes[entry]! & mask;
-      while (slots[slot] !== EMPTY) slot = (slot + 1) & mask;
-      slots[slot] = entry + 1;
+      const h = this.hashes[entry]!;
+      let slot = h & mask;
+      while (slots[2 * slot + 1] !== EMPTY) slot = (slot + 1) & mask;
+      slots[2 * slot] = h;
+      slots[2 * slot + 1] = entry + 1;
     }
     this.slots = slots;
     this.mask = mask;
