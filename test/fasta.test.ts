@@ -1,0 +1,205 @@
+import { afterAll, describe, expect, test } from "bun:test";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { gzipSync } from "node:zlib";
+import { InputError } from "../src/errors.ts";
+import { type FastaRecord, type ReadFastaOptions, readFasta } from "../src/fasta.ts";
+import { FastaParser } from "../src/fasta-parser.ts";
+import { tokenize } from "../src/tokenize.ts";
+
+const dir = mkdtempSync(join(tmpdir(), "embed-fasta-"));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+let n = 0;
+
+function file(content: string | Uint8Array, name = `f${n++}.fa`): string {
+  const p = join(dir, name);
+  writeFileSync(p, content);
+  return p;
+}
+
+async function read(path: string, opts?: ReadFastaOptions): Promise<FastaRecord[]> {
+  const out: FastaRecord[] = [];
+  for await (const r of readFasta(path, opts)) out.push(r);
+  return out;
+}
+
+async function readError(path: string, opts?: ReadFastaOptions): Promise<InputError> {
+  try {
+    await read(path, opts);
+  } catch (e) {
+    expect(e).toBeInstanceOf(InputError);
+    return e as InputError;
+  }
+  throw new Error(`expected ${path} to be rejected`);
+}
+
+const ids = (s: string) => [...tokenize(s).tokens];
+const simple = (rs: FastaRecord[]) => rs.map((r) => ({ id: r.id, description: r.description, seq: [...r.tokens], line: r.line }));
+
+describe("readFasta: accepted input", () => {
+  test("ids, descriptions, multi-line, header lines, file name", async () => {
+    const p = file(">sp|P1|A_HUMAN  Some protein OS=Homo sapiens  \nMKV\nLAG\n>b\nW\n");
+    const rs = await read(p);
+    expect(simple(rs)).toEqual([
+      { id: "sp|P1|A_HUMAN", description: "Some protein OS=Homo sapiens", seq: ids("MKVLAG"), line: 1 },
+      { id: "b", description: "", seq: ids("W"), line: 4 },
+    ]);
+    expect(rs[0]!.file).toBe(p);
+    expect(rs[0]!.masks).toBe(0);
+  });
+  test("CRLF, blank lines, lowercase, no trailing newline, BOM, masks, stop codon", async () => {
+    const p = file("\uFEFF\r\n>a desc\r\nmkv\r\n\r\nla<mask>G*\r\n\r\n>b\r\nW");
+    const rs = await read(p);
+    expect(simple(rs)).toEqual([
+      { id: "a", description: "desc", seq: ids("MKVLA<mask>G"), line: 2 },
+      { id: "b", description: "", seq: ids("W"), line: 7 },
+    ]);
+    expect(rs[0]!.masks).toBe(1);
+  });
+  test("; comment lines are skipped anywhere", async () => {
+    const rs = await read(file(";comment\n>a\nMK\n;mid\nV\n"));
+    expect(simple(rs)).toEqual([{ id: "a", description: "", seq: ids("MKV"), line: 2 }]);
+  });
+  test("records spanning chunk boundaries parse identically (parser fed byte by byte)", () => {
+    const text = new TextEncoder().encode(">a x\r\nMKV\nLA\n\n>b\nW<mask>*\n>c\nG");
+    const all = new FastaParser("t");
+    const whole = [...all.push(text), ...all.end()];
+    const bytes = new FastaParser("t");
+    const split: FastaRecord[] = [];
+    for (let i = 0; i < text.length; i++) split.push(...bytes.push(text.subarray(i, i + 1)));
+    split.push(...bytes.end());
+    expect(simple(split)).toEqual(simple(whole));
+    expect(whole.map((r) => r.id)).toEqual(["a", "b", "c"]);
+  });
+  test("long single-line sequence", async () => {
+    const seq = "MKVLAG".repeat(200_000);
+    const rs = await read(file(`>long\n${seq}\n>s\nM\n`));
+    expect(rs[0]!.tokens.length).toBe(seq.length);
+    expect([...rs[0]!.tokens.subarray(0, 6)]).toEqual(ids("MKVLAG"));
+    expect(rs[1]!.tokens.length).toBe(1);
+  });
+  test("gzip detected by magic bytes, whatever the extension; multi-member (bgzip-style)", async () => {
+    const text = ">a\nMKV\n>b\nLAG\n";
+    const expected = simple(await read(file(text)));
+    expect(simple(await read(file(gzipSync(text), "x.fa.gz")))).toEqual(expected);
+    expect(simple(await read(file(gzipSync(text), "renamed.fa")))).toEqual(expected);
+    const multi = Buffer.concat([gzipSync(">a\nMK"), gzipSync("V\n>b\nLAG\n")]);
+    expect(simple(await read(file(multi, "multi.fa.gz")))).toEqual(expected);
+  });
+  test("stdin via '-' (plain and gzip), in a child process", async () => {
+    const script = file(
+      `import { readFasta } from ${JSON.stringify(join(import.meta.dir, "../src/fasta.ts"))};\n` +
+        `for await (const r of readFasta("-")) console.log(r.file, r.id, r.tokens.length, r.line);\n`,
+      "stdin-reader.ts",
+    );
+    for (const input of [Buffer.from(">a d\nMKV\n>b\nLA\n"), gzipSync(">a d\nMKV\n>b\nLA\n")]) {
+      const proc = Bun.spawnSync([process.execPath, script], { stdin: input });
+      expect(proc.stderr.toString()).toBe("");
+      expect(proc.stdout.toString()).toBe("<stdin> a 3 1\n<stdin> b 2 3\n");
+    }
+  });
+  test("duplicate ids renamed with _2, _3 ... avoiding existing ids", async () => {
+    const renames: string[] = [];
+    const p = file(">a\nM\n>a\nK\n>a_2\nV\n>a\nL\n");
+    const rs = await read(p, { duplicateIds: "rename", onRename: (f, t, l) => renames.push(`${f}->${t}@${l}`) });
+    expect(rs.map((r) => r.id)).toEqual(["a", "a_2", "a_2_2", "a_3"]);
+    expect(renames).toEqual(["a->a_2@3", "a_2->a_2_2@5", "a->a_3@7"]);
+  });
+});
+
+describe("readFasta: errors name file:line, record and a fix", () => {
+  const cases: [string, string | Uint8Array, RegExp, number, string | undefined][] = [
+    ["invalid character", ">a\nMKV\nLAJG\n", /invalid character 'J' at column 3/, 3, "a"],
+    ["digit", ">a\nMK1\n", /digit/, 2, "a"],
+    ["stop codon mid-sequence", ">a\nMK*V\n", /stop codon/, 2, "a"],
+    ["stop codon then more lines", ">a\nMK*\nV\n", /stop codon '\*' before the end of the sequence at column 3/, 2, "a"],
+    ["other special token", ">a\nMK<cls>\n", /'<mask>'/, 2, "a"],
+    ["empty sequence (next header)", ">a\n>b\nMK\n", /empty sequence/, 1, "a"],
+    ["empty sequence (end of file)", ">a\nMK\n>b\n\n", /empty sequence/, 3, "b"],
+    ["only a stop codon", ">a\n*\n", /empty sequence/, 1, "a"],
+    ["missing header", "MKV\n>a\nM\n", /before the first '>' header/, 1, undefined],
+    ["missing header after blank lines", "\n\nMKV\n", /missing header/, 3, undefined],
+    ["empty id", ">a\nM\n>\nK\n", /empty header/, 3, undefined],
+    ["empty id (spaces)", ">  \r\nK\n", /empty header/, 1, undefined],
+    ["duplicate id", ">a\nM\n>b\nK\n>a x\nV\n", /duplicate id "a" \(first seen at line 1\)/, 5, "a"],
+    ["non-ASCII in sequence", ">a\nMKé\n", /non-ASCII/, 2, "a"],
+  ];
+  for (const [name, content, pattern, line, recordId] of cases) {
+    test(name, async () => {
+      const p = file(content);
+      const e = await readError(p);
+      expect(e.message).toMatch(pattern);
+      expect(e.location).toEqual(recordId === undefined ? { file: p, line } : { file: p, line, recordId });
+      expect(e.message.startsWith(`${p}:${line}`)).toBe(true);
+      expect(e.hint?.length ?? 0).toBeGreaterThan(10);
+      expect(e.exitCode).toBe(3);
+    });
+  }
+  test("duplicate hint mentions rename", async () => {
+    expect((await readError(file(">a\nM\n>a\nK\n"))).hint).toContain("rename");
+  });
+  test("line numbers hold across gzip and many chunks", async () => {
+    const body = Array.from({ length: 50_000 }, (_, i) => `>r${i}\nMKV\n`).join("");
+    const e = await readError(file(gzipSync(`${body}>bad\nMKJ\n`), "late.fa.gz"));
+    expect(e.location?.line).toBe(100_002);
+    expect(e.location?.recordId).toBe("bad");
+  });
+  test("missing file, directory", async () => {
+    const missing = await readError(join(dir, "nope.fa"));
+    expect(missing.message).toContain("not found");
+    expect(missing.message).toContain("nope.fa");
+    expect((await readError(dir)).message).toContain("directory");
+  });
+  test("empty file and whitespace-only file", async () => {
+    expect((await readError(file(""))).message).toContain("no FASTA records");
+    expect((await readError(file("\n \n\n"))).message).toContain("no FASTA records");
+  });
+  test("binary input (NUL bytes), plain or inside gzip", async () => {
+    const bin = new Uint8Array([0x3e, 0x61, 0x0a, 0x4d, 0x00, 0x01, 0x02]);
+    expect((await readError(file(bin))).message).toMatch(/binary data \(NUL byte at byte offset 4\)/);
+    expect((await readError(file(gzipSync(bin), "bin.gz"))).message).toMatch(/binary/);
+  });
+  test("other compression formats are named", async () => {
+    const bz = file(new Uint8Array([0x42, 0x5a, 0x68, 0x39, 0x31, 0x41]));
+    const e = await readError(bz);
+    expect(e.message).toContain("bzip2");
+    expect(e.hint).toContain("bunzip2");
+  });
+  test("truncated and corrupt gzip say so and suggest gzip -t", async () => {
+    const gz = gzipSync(Array.from({ length: 20_000 }, (_, i) => `>r${i}\nMKVLAGW\n`).join(""));
+    const truncated = file(gz.subarray(0, gz.length >> 1), "trunc.fa.gz");
+    const e = await readError(truncated);
+    expect(e.message).toContain("truncated or corrupt");
+    expect(e.hint).toContain(`gzip -t ${truncated}`);
+    const bad = Buffer.from(gz);
+    for (let i = 100; i < 140; i++) bad[i] = bad[i]! ^ 0x5a;
+    expect((await readError(file(bad, "corrupt.fa.gz"))).message).toContain("truncated or corrupt");
+  });
+});
+
+describe("readFasta: streaming", () => {
+  test("a multi-MB file is read chunk by chunk with bounded memory", async () => {
+    const records = 200_000;
+    const line = "MKVLAGWSERTIDPKQNFYHC".repeat(3);
+    const path = join(dir, "big.fa");
+    const w = Bun.file(path).writer();
+    for (let i = 0; i < records; i++) w.write(`>r${i} some description\n${line}\n`);
+    await w.end();
+    Bun.gc(true);
+    const before = process.memoryUsage().rss;
+    let count = 0;
+    let residues = 0;
+    for await (const r of readFasta(path)) {
+      count++;
+      residues += r.tokens.length;
+    }
+    Bun.gc(true);
+    const grown = process.memoryUsage().rss - before;
+    expect(count).toBe(records);
+    expect(residues).toBe(records * line.length);
+    // The file is ~17 MB; the id index needs ~10 MB for 200k ids. Holding the file (or all
+    // records) would add far more than this bound.
+    expect(grown).toBeLessThan(64 * 1024 * 1024);
+  });
+});
