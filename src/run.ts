@@ -4,7 +4,7 @@
  */
 import { childEnv, resolveConfig, visibleDevicesEnv, type RunConfig, type RunOptionsInput } from "./config.ts";
 import { listGpus, resolveDevices, type DeviceSlot } from "./devices.ts";
-import { EmbedError, InputError, InterruptedError, OptionsError } from "./errors.ts";
+import { EmbedError, InputError, InterruptedError } from "./errors.ts";
 import { readFasta } from "./fasta.ts";
 import { log } from "./log.ts";
 import { planBatches, planSummary, type Plan } from "./plan.ts";
@@ -71,13 +71,9 @@ function budgetFor(cfg: RunConfig, devices: DeviceSlot[]): { budget: number; sou
   return devices[0]!.kind === "cpu" ? { budget: CPU_AUTO_TOKENS, source: "cpu-default" } : { budget: GPU_DRY_TOKENS, source: "gpu-estimate" };
 }
 
-function checkBudget(table: RecordTable, budget: number): void {
-  if (table.longest + 2 > budget) {
-    throw new OptionsError(
-      `the longest record has ${table.longest} residues (+2 for BOS/EOS) but the token budget is ${budget}`,
-      `raise --max-tokens to at least ${table.longest + 2}, or lower --truncate`,
-    );
-  }
+/** Pack the table's records; names the offending record if one cannot fit the budget. */
+function planFor(table: RecordTable, budget: number, maxSeqs?: number): Plan {
+  return planBatches(table.lengths(), { budget, maxSeqs, describe: (i) => `record "${table.ids[i]}"` });
 }
 
 /** Plan only: read inputs, pack, and describe the batches. Starts no worker. */
@@ -86,8 +82,7 @@ export async function dryRun(options: RunOptionsInput): Promise<DryRunResult> {
   const devices = resolveDevices(cfg.devices, listGpus(), visibleDevicesEnv());
   const table = await ingest(cfg);
   const { budget, source } = budgetFor(cfg, devices);
-  checkBudget(table, budget);
-  const plan = planBatches(table.lengths(), budget);
+  const plan = planFor(table, budget);
   return { dry: true, devices: devices.map((d) => d.name), model: cfg.model, budget, budgetSource: source, records: table.summary(), plan: planSummary(plan) };
 }
 
@@ -131,6 +126,7 @@ export async function embedToStore(options: RunOptionsInput, hooks: RunHooks = {
   const t0 = performance.now();
   const cfg = resolveConfig({ ...options, dry: false });
   const devices = resolveDevices(cfg.devices, listGpus(), visibleDevicesEnv());
+  StoreWriter.checkTarget(cfg.output!, cfg.overwrite);
   log.info(`embedding with ${cfg.model} on ${devices.map((d) => `${d.name} (${d.label})`).join(", ")}`);
   // Workers load the model while the inputs are read.
   const workersP = startWorkers(cfg, devices);
@@ -148,8 +144,7 @@ export async function embedToStore(options: RunOptionsInput, hooks: RunHooks = {
     const first = workers[0]!.ready;
     const budget = Math.min(...workers.map((w) => w.ready.maxTokens));
     const maxSeqs = Math.min(...workers.map((w) => w.ready.maxSeqs));
-    checkBudget(table, budget);
-    const plan: Plan = planBatches(table.lengths(), budget, maxSeqs);
+    const plan = planFor(table, budget, maxSeqs);
     log.info(`${table.size} records, ${plan.batches.length} batches of ≤${budget} tokens, packing density ${(plan.density * 100).toFixed(1)}%`);
     store = StoreWriter.create(cfg.output!, { records: table.size, dim: first.model.dim, layers: first.layers, include: first.include, dtype: first.outDtype, lengths: table.lengths() }, { overwrite: cfg.overwrite });
     let records = 0;

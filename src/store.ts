@@ -49,11 +49,16 @@ export class StoreWriter {
   private writtenCount = 0;
   private closed = false;
 
-  /** Refuses a directory that already holds a complete store, unless `overwrite`. */
-  static create(dir: string, spec: StoreSpec, opts: { overwrite: boolean }): StoreWriter {
-    if (existsSync(join(dir, MANIFEST)) && !opts.overwrite) {
+  /** Fails early if `dir` holds a complete store and `overwrite` is not set. */
+  static checkTarget(dir: string, overwrite: boolean): void {
+    if (existsSync(join(dir, MANIFEST)) && !overwrite) {
       throw new OutputError(`${dir} already holds a complete store`, "choose another -o, or pass --overwrite to replace it");
     }
+  }
+
+  /** Refuses a directory that already holds a complete store, unless `overwrite`. */
+  static create(dir: string, spec: StoreSpec, opts: { overwrite: boolean }): StoreWriter {
+    StoreWriter.checkTarget(dir, opts.overwrite);
     try {
       mkdirSync(dir, { recursive: true });
       // Replacing a store: it stops looking complete before any of its files change.
