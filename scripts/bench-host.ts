@@ -1,0 +1,103 @@
+/**
+ * Host-side throughput benchmark: FASTA reading + tokenization + planning, no GPU.
+ *
+ *   bun scripts/bench-host.ts --records 1000000 --len 50 [--budget 16384] [--gzip]
+ *
+ * Writes N random records of `len` residues to a temp dir, then times readFasta over the file
+ * (collecting truncated lengths as the CLI does) and planBatches, and prints one JSON line:
+ * records/s over read+plan, the split of the time, and peak RSS (MiB, sampled).
+ */
+import { defineCommand, runMain } from "citty";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { gzipSync } from "node:zlib";
+import { readFasta } from "../src/fasta.ts";
+import { planBatches, truncate } from "../src/plan.ts";
+
+const STANDARD = "ACDEFGHIKLMNPQRSTVWY";
+
+async function writeFasta(path: string, records: number, len: number, gzip: boolean): Promise<number> {
+  let seed = 12345;
+  const next = () => (seed = (Math.imul(seed, 1103515245) + 12345) >>> 0) >>> 16;
+  const parts: string[] = [];
+  let bytes = 0;
+  const w = gzip ? undefined : Bun.file(path).writer();
+  for (let i = 0; i < records; i++) {
+    let s = "";
+    for (let k = 0; k < len; k++) s += STANDARD[next() % 20];
+    const rec = `>sp|B${i}|BENCH_${i} benchmark record ${i}\n${s}\n`;
+    bytes += rec.length;
+    if (w) w.write(rec);
+    else parts.push(rec);
+  }
+  if (w) await w.end();
+  else await Bun.write(path, gzipSync(parts.join("")));
+  return bytes;
+}
+
+const main = defineCommand({
+  meta: { name: "bench-host", description: "Time readFasta + planning on a generated FASTA" },
+  args: {
+    records: { type: "string", default: "1000000" },
+    len: { type: "string", default: "50" },
+    budget: { type: "string", default: "16384", description: "tokens per batch" },
+    gzip: { type: "boolean", default: false },
+  },
+  async run({ args }) {
+    const records = Number(args.records);
+    const len = Number(args.len);
+    const budget = Number(args.budget);
+    const dir = mkdtempSync(join(tmpdir(), "embed-bench-"));
+    try {
+      const path = join(dir, args.gzip ? "bench.fa.gz" : "bench.fa");
+      const bytes = await writeFasta(path, records, len, args.gzip);
+      Bun.gc(true);
+      let peakRss = process.memoryUsage().rss;
+      const sampler = setInterval(() => (peakRss = Math.max(peakRss, process.memoryUsage().rss)), 20);
+
+      const t0 = performance.now();
+      let lengths = new Uint32Array(1 << 16);
+      let n = 0;
+      let truncated = 0;
+      for await (const r of readFasta(path)) {
+        if (n === lengths.length) {
+          const grown = new Uint32Array(n * 2);
+          grown.set(lengths);
+          lengths = grown;
+        }
+        const l = truncate(r.tokens.length);
+        if (l < r.tokens.length) truncated++;
+        lengths[n++] = l;
+      }
+      const t1 = performance.now();
+      const plan = planBatches(lengths.subarray(0, n), { budget });
+      const t2 = performance.now();
+      clearInterval(sampler);
+      peakRss = Math.max(peakRss, process.memoryUsage().rss);
+
+      const seconds = (t2 - t0) / 1000;
+      console.log(
+        JSON.stringify({
+          records: n,
+          len,
+          gzip: args.gzip,
+          inputMiB: +(bytes / 2 ** 20).toFixed(1),
+          readSeconds: +((t1 - t0) / 1000).toFixed(3),
+          planSeconds: +((t2 - t1) / 1000).toFixed(3),
+          recordsPerSecond: Math.round(n / seconds),
+          residuesPerSecond: Math.round((n * len) / seconds),
+          batches: plan.batches.length,
+          density: +plan.density.toFixed(4),
+          truncated,
+          peakRssMiB: +(peakRss / 2 ** 20).toFixed(0),
+          bun: Bun.version,
+        }),
+      );
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  },
+});
+
+await runMain(main);
