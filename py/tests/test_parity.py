@@ -145,3 +145,76 @@ def test_backend_names():
     assert attention.backend_for("cpu") == "exact"
     assert attention.backend_for("cuda", torch.float32) == "exact"
     assert isinstance(attention.BACKEND_NAME, str)
+
+
+# ------------------------------------------------------------------------------------------------
+# CUDA (skipped without a GPU): every dtype against the CPU fp32 reference, and no contamination.
+
+needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+_AA = {c: i + 4 for i, c in enumerate("LAGVSERTIDPKQNFYMHWCXBUZO.-")}
+
+
+def _pack(seqs: list[str]):
+    """Tokenize without fair-esm (ESM-2 alphabet: <cls>=0, <eos>=2, <mask>=32)."""
+    rows = []
+    for s in seqs:
+        toks = [0]
+        for part in s.split("<mask>"):
+            toks += [_AA[c] for c in part] + [M.MASK_IDX]
+        rows.append(torch.tensor(toks[:-1] + [2]))
+    lens = torch.tensor([len(r) for r in rows])
+    cu = torch.zeros(len(rows) + 1, dtype=torch.int32)
+    cu[1:] = torch.cumsum(lens, 0)
+    return torch.cat(rows), cu, int(lens.max())
+
+
+@needs_cuda
+@pytest.mark.parametrize("dtype,tol", [(torch.float32, 1e-5), (torch.float16, 2e-2), (torch.bfloat16, 6e-2)])
+def test_cuda_matches_cpu(tiny, dtype, tol):
+    from embed_worker import attention
+
+    toks, cu, mx = _pack([s for _, s in SEQS] * 3)
+    ref, _, _ = load_model(tiny["hf"], "cpu", torch.float32)
+    gpu, _, _ = load_model(tiny["hf"], "cuda", dtype)
+    a = ref(toks, cu, mx, ALL)
+    b = gpu(toks.cuda(), cu.cuda(), mx, ALL)
+    for layer in ALL:
+        assert b[layer].dtype == dtype and torch.isfinite(b[layer]).all()
+        nz = a[layer].norm(dim=-1) > 0
+        assert rel_err_rows(b[layer].float().cpu()[nz], a[layer][nz]) <= tol, layer
+    bc = b[LAYERS]
+    ac = a[LAYERS]
+    assert rel_err_rows(M.mean_residues(bc, cu.cuda()).cpu(), M.mean_residues(ac, cu)) <= tol
+    assert rel_err_rows(M.residue_rows(bc, cu.cuda()).cpu(), M.residue_rows(ac, cu)) <= tol
+    expect = "exact" if dtype == torch.float32 else attention.CUDA_BACKEND
+    assert attention.backend_for("cuda", dtype) == expect
+
+
+@needs_cuda
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_cuda_no_contamination(tiny, dtype):
+    gpu, _, _ = load_model(tiny["fair-esm"], "cuda", dtype)
+    seqs = [s for _, s in SEQS]
+    toks, cu, mx = _pack(seqs)
+    packed = gpu(toks.cuda(), cu.cuda(), mx, [LAYERS])[LAYERS].float()
+    for i in range(len(seqs)):
+        s, e = int(cu[i]), int(cu[i + 1])
+        alone = gpu(toks[s:e].cuda(), torch.tensor([0, e - s], dtype=torch.int32, device="cuda"), e - s,
+                    [LAYERS])[LAYERS].float()
+        # half-precision kernels may tile differently for another batch; allow rounding-level noise
+        assert rel_err_rows(packed[s:e], alone) <= 1e-2, seqs[i]
+
+
+@needs_cuda
+def test_cuda_fp32_vs_hf(tiny):
+    from transformers import EsmModel
+
+    toks, cu, mx = _pack([s for _, s in SEQS])
+    ours, _, _ = load_model(tiny["hf"], "cuda", torch.float32)
+    hf = EsmModel.from_pretrained(tiny["hf"], attn_implementation="eager", add_pooling_layer=False).cuda().eval()
+    out = ours(toks.cuda(), cu.cuda(), mx, [LAYERS])[LAYERS]
+    for i in range(len(SEQS)):
+        s, e = int(cu[i]), int(cu[i + 1])
+        with torch.no_grad():
+            h = hf(input_ids=toks[s:e][None].cuda()).last_hidden_state[0]
+        assert rel_err_rows(out[s:e], h) <= 1e-4
