@@ -52,6 +52,8 @@ const CR = 0x0d;
 const GT = 0x3e;
 const SEMI = 0x3b;
 const SLAB = 1 << 18;
+const NO_TOKENS = new Uint8Array(0);
+const EMPTY_RECORD: FastaRecord = { id: "", description: "", tokens: NO_TOKENS, masks: 0, line: 0, file: "" };
 
 function isSpace(b: number): boolean {
   return b === 0x20 || b === 0x09 || b === CR || b === 0x0b || b === 0x0c;
@@ -77,11 +79,11 @@ export class FastaParser {
   private slabPos = 0;
   private recStart = 0;
 
-  /** Current record (valid when inRecord). */
+  /** Current record (valid when inRecord); `tokens`/`masks` are filled in when it ends. */
   private inRecord = false;
-  private recId = "";
-  private recDesc = "";
-  private recLine = 0;
+  private cur: FastaRecord = EMPTY_RECORD;
+  /** Records whose ids are staged in the id index but not yet committed (header order). */
+  private staged: FastaRecord[] = [];
   /** Line and 1-based column of a trailing `*` in the current record, 0 if none. */
   private stopLine = 0;
   private stopColumn = 0;
@@ -105,6 +107,18 @@ export class FastaParser {
   /** Feed the next chunk; returns the records it completed (possibly none). */
   push(chunk: Uint8Array): FastaRecord[] {
     this.out = [];
+    try {
+      this.pushLines(chunk);
+    } catch (e) {
+      // A duplicate id on an earlier line is the first error; report it instead.
+      this.commitIds();
+      throw e;
+    }
+    this.commitIds();
+    return this.out;
+  }
+
+  private pushLines(chunk: Uint8Array): void {
     let pos = 0;
     if (this.atStart && chunk.length > 0) {
       this.atStart = false;
@@ -114,7 +128,7 @@ export class FastaParser {
       const nl = chunk.indexOf(NL, pos);
       if (nl < 0) {
         this.appendCarry(chunk, pos, chunk.length);
-        return this.out;
+        return;
       }
       this.appendCarry(chunk, pos, nl);
       this.line(this.carry, 0, this.carryLen);
@@ -128,17 +142,22 @@ export class FastaParser {
       pos = nl + 1;
     }
     if (pos < chunk.length) this.appendCarry(chunk, pos, chunk.length);
-    return this.out;
   }
 
   /** Signal end of input; returns the last record(s). Throws if the input held no record. */
   end(): FastaRecord[] {
     this.out = [];
-    if (this.carryLen > 0) {
-      this.line(this.carry, 0, this.carryLen);
-      this.carryLen = 0;
+    try {
+      if (this.carryLen > 0) {
+        this.line(this.carry, 0, this.carryLen);
+        this.carryLen = 0;
+      }
+      this.finishRecord();
+    } catch (e) {
+      this.commitIds();
+      throw e;
     }
-    this.finishRecord();
+    this.commitIds();
     if (this.records === 0) {
       throw new InputError(
         `${this.file}: no FASTA records found (empty input)`,
@@ -192,7 +211,7 @@ export class FastaParser {
       const { message, hint } = explainRejected(buf[offset]!, state.errorReason);
       throw new InputError(
         `${message} at column ${offset - start + 1}`,
-        { file: this.file, line: lineNo, recordId: this.recId },
+        { file: this.file, line: lineNo, recordId: this.cur.id },
         hint,
       );
     }
@@ -200,7 +219,7 @@ export class FastaParser {
       const { message, hint } = explainRejected(0x2a, "stop-not-last");
       throw new InputError(
         `${message} at column ${this.stopColumn}`,
-        { file: this.file, line: this.stopLine, recordId: this.recId },
+        { file: this.file, line: this.stopLine, recordId: this.cur.id },
         hint,
       );
     }
@@ -245,16 +264,26 @@ export class FastaParser {
     while (descStart < e && isSpace(buf[descStart]!)) descStart++;
     const text = this.text(buf);
     // latin1 decoding is exact for ASCII and measurably cheaper than UTF-8 decoding.
-    let id = high < 0x80 ? text.toString("latin1", idStart, idEnd) : text.toString("utf8", idStart, idEnd);
-    const firstLine = this.ids.insert(buf, idStart, idEnd, lineNo);
-    if (firstLine >= 0) id = this.duplicate(id, firstLine, lineNo);
+    const id = high < 0x80 ? text.toString("latin1", idStart, idEnd) : text.toString("utf8", idStart, idEnd);
+    const description = descStart < e ? text.toString("utf8", descStart, e) : "";
+    this.cur = { id, description, tokens: NO_TOKENS, masks: 0, line: lineNo, file: this.file };
+    this.ids.stage(buf, idStart, idEnd, lineNo);
+    this.staged.push(this.cur);
     this.inRecord = true;
-    this.recId = id;
-    this.recDesc = descStart < e ? text.toString("utf8", descStart, e) : "";
-    this.recLine = lineNo;
     this.recStart = this.slabPos;
     this.stopLine = 0;
     this.state.reset();
+  }
+
+  /** Check the staged ids for duplicates (error, or rename in place). */
+  private commitIds(): void {
+    if (this.staged.length === 0) return;
+    const staged = this.staged;
+    this.staged = [];
+    this.ids.commit((k, firstLine) => {
+      const rec = staged[k]!;
+      rec.id = this.duplicate(rec.id, firstLine, rec.line);
+    });
   }
 
   /** A Buffer view of `buf` for fast string decoding (cached for the current chunk). */
@@ -285,22 +314,17 @@ export class FastaParser {
   private finishRecord(): void {
     if (!this.inRecord) return;
     this.inRecord = false;
-    const n = this.slabPos - this.recStart;
-    if (n === 0) {
+    const rec = this.cur;
+    if (this.slabPos === this.recStart) {
       throw new InputError(
         "empty sequence",
-        { file: this.file, line: this.recLine, recordId: this.recId },
+        { file: this.file, line: rec.line, recordId: rec.id },
         "Every record needs at least one residue. Remove the record or add its sequence.",
       );
     }
     this.records++;
-    this.out.push({
-      id: this.recId,
-      description: this.recDesc,
-      tokens: this.slab.subarray(this.recStart, this.slabPos),
-      masks: this.state.masks,
-      line: this.recLine,
-      file: this.file,
-    });
+    rec.tokens = this.slab.subarray(this.recStart, this.slabPos);
+    rec.masks = this.state.masks;
+    this.out.push(rec);
   }
 }

@@ -203,3 +203,20 @@ describe("readFasta: streaming", () => {
     expect(grown).toBeLessThan(64 * 1024 * 1024);
   });
 });
+
+describe("readFasta: iterator", () => {
+  test("breaking out early stops reading and does not throw", async () => {
+    const p = file(Array.from({ length: 100_000 }, (_, i) => `>r${i}\nMKV\n`).join("") + ">bad\nJ\n");
+    const got: string[] = [];
+    for await (const r of readFasta(p)) {
+      got.push(r.id);
+      if (got.length === 3) break;
+    }
+    expect(got).toEqual(["r0", "r1", "r2"]);
+  });
+  test("duplicate error wins over a later error in the same chunk", async () => {
+    const e = await readError(file(">a\nM\n>a\nK\n>b\nJ\n"));
+    expect(e.message).toContain("duplicate");
+    expect(e.location?.line).toBe(3);
+  });
+});
