@@ -8,6 +8,8 @@ export const log: ConsolaInstance = createConsola({
   stdout: process.stderr,
   stderr: process.stderr,
   formatOptions: { date: false },
+  // Explicit: consola would drop to warnings-only under NODE_ENV=test or CI.
+  level: 3,
 });
 
 /** A child logger tagged with a worker name, e.g. `[cpu:0]`. */

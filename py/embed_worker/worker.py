@@ -135,7 +135,7 @@ class Worker:
         t = self.torch
         return P.ready(
             pid=os.getpid(), device=str(self.device) if self.device.type == "cpu" else
-            f"cuda ({t.cuda.get_device_name(self.device)})", backend=attention.backend_for(self.device),
+            f"cuda ({t.cuda.get_device_name(self.device)})", backend=attention.backend_for(self.device, self.dtype),
             dtype=self.cfg.precision,
             model={"name": self.mcfg.name, "path": self.resolved.path, "format": self.resolved.format,
                    "numLayers": self.mcfg.num_layers, "dim": self.mcfg.embed_dim,

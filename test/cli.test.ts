@@ -1,0 +1,175 @@
+/**
+ * The CLI end to end, with the real worker and the bundled random-weight test model: a run whose
+ * store loads from Python and equals fair-esm, the dry plan, and every bad-input / bad-option
+ * case exiting non-zero with its message.
+ */
+import { afterAll, describe, expect, test } from "bun:test";
+import { existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { gzipSync } from "node:zlib";
+import { PACKAGE_ROOT, pythonBin } from "../src/config.ts";
+
+const tmp = mkdtempSync(join(tmpdir(), "embed-cli-"));
+afterAll(() => rmSync(tmp, { recursive: true, force: true }));
+const EXAMPLE = join(PACKAGE_ROOT, "examples", "example.fasta");
+const MODEL_DIR = process.env.EMBED_MODEL_DIR ?? join(PACKAGE_ROOT, ".models");
+
+interface Ran {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+async function embed(args: string[], stdin?: string): Promise<Ran> {
+  const proc = Bun.spawn(["bun", join(PACKAGE_ROOT, "src", "cli.ts"), ...args], {
+    stdin: stdin === undefined ? "ignore" : new TextEncoder().encode(stdin),
+    stdout: "pipe",
+    stderr: "pipe",
+    env: { ...process.env, NO_COLOR: "1" },
+  });
+  const [stdout, stderr, code] = await Promise.all([new Response(proc.stdout).text(), new Response(proc.stderr).text(), proc.exited]);
+  return { code, stdout, stderr };
+}
+
+function fasta(name: string, text: string | Uint8Array): string {
+  const p = join(tmp, name);
+  writeFileSync(p, text);
+  return p;
+}
+
+describe("embed run (real worker, test model)", () => {
+  test("embeds the example; the store loads with NumPy and equals fair-esm", async () => {
+    const out = join(tmp, "store");
+    const r = await embed(["run", EXAMPLE, "-o", out, "--model", "test-tiny", "--include", "mean,bos,per-residue", "--layers", "0,-1"]);
+    expect(r.stderr).toContain("6 records embedded");
+    expect(r.code).toBe(0);
+    const summary = JSON.parse(r.stdout);
+    expect(summary.records).toBe(6);
+    expect(summary.layers).toEqual([0, 2]);
+    expect(readdirSync(out).filter((f) => f.endsWith(".partial"))).toEqual([]);
+    const verify = Bun.spawnSync([pythonBin(), join(PACKAGE_ROOT, "test", "verify_store.py"), out, EXAMPLE, join(MODEL_DIR, "test-tiny.pt")], { stderr: "pipe" });
+    const report = JSON.parse(verify.stdout.toString());
+    expect(report.ids_match).toBe(true);
+    expect(report.records).toBe(6);
+    for (const err of Object.values(report.max_rel_err) as number[]) expect(err).toBeLessThanOrEqual(1e-5);
+    expect(verify.exitCode).toBe(0);
+
+    // A second run into the same store is refused, and the store is left as it was.
+    const again = await embed(["run", EXAMPLE, "-o", out, "--model", "test-tiny"]);
+    expect(again.code).toBe(6);
+    expect(again.stderr).toContain("already holds a complete store");
+    expect(existsSync(join(out, "manifest.json"))).toBe(true);
+  });
+
+  test("stdin, gzip and the Hugging Face folder of the same weights give the same vectors", async () => {
+    const gz = fasta("ex.fa.gz", gzipSync(await Bun.file(EXAMPLE).bytes()));
+    const a = join(tmp, "a");
+    const b = join(tmp, "b");
+    const [ra, rb] = await Promise.all([
+      embed(["run", "-", "-o", a, "--model", "test-tiny"], await Bun.file(EXAMPLE).text()),
+      embed(["run", gz, "-o", b, "--model", join(MODEL_DIR, "test-tiny")]),
+    ]);
+    expect(ra.code).toBe(0);
+    expect(rb.code).toBe(0);
+    const x = new Float32Array((await Bun.file(join(a, "mean.layer2.npy")).arrayBuffer()).slice(128));
+    const y = new Float32Array((await Bun.file(join(b, "mean.layer2.npy")).arrayBuffer()).slice(128));
+    expect(x.length).toBe(6 * 64);
+    let maxDiff = 0;
+    for (let i = 0; i < x.length; i++) maxDiff = Math.max(maxDiff, Math.abs(x[i]! - y[i]!));
+    expect(maxDiff).toBeLessThan(1e-5);
+  });
+
+  test("--dry prints the plan as JSON and starts no worker", async () => {
+    const r = await embed(["run", EXAMPLE, "--dry", "--max-tokens", "200", "--devices", "cpu"]);
+    expect(r.code).toBe(0);
+    const plan = JSON.parse(r.stdout);
+    expect(plan.dry).toBe(true);
+    expect(plan.budget).toBe(200);
+    expect(plan.records.records).toBe(6);
+    expect(plan.plan.batches).toBeGreaterThan(1);
+    expect(r.stderr).not.toContain("ready");
+  });
+
+  test("a layer out of range is a bad option (exit 2), reported by the worker", async () => {
+    const r = await embed(["run", EXAMPLE, "-o", join(tmp, "bad-layer"), "--model", "test-tiny", "--layers", "7"]);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain("layer 7 is out of range");
+    expect(existsSync(join(tmp, "bad-layer", "manifest.json"))).toBe(false);
+  });
+
+  test("an unknown model exits 5 and lists where it looked", async () => {
+    const r = await embed(["run", EXAMPLE, "-o", join(tmp, "nomodel"), "--model", "esm2_t6_8M_UR50D"]);
+    expect(r.code).toBe(5);
+    expect(r.stderr).toContain("hub/checkpoints");
+  });
+});
+
+describe("bad input exits 3 with file:line, record id and a hint", () => {
+  const cases: [string, string | Uint8Array, RegExp][] = [
+    ["invalid.fa", ">ok\nMKV\n>bad one\nMKJV\n", /invalid\.fa:4.*"bad".*J/],
+    ["empty.fa", ">a\nMKV\n>empty\n>c\nMK\n", /empty\.fa:3.*"empty"/],
+    ["noheader.fa", "MKVL\n>a\nMK\n", /noheader\.fa:1/],
+    ["dup.fa", ">x\nMK\n>x\nMV\n", /dup\.fa:3.*"x"/],
+    ["binary.fa", new Uint8Array([0x3e, 0x61, 0x0a, 0x00, 0x01, 0xff, 0x4d]), /binary\.fa/],
+  ];
+  for (const [name, text, pattern] of cases) {
+    test(name, async () => {
+      const r = await embed(["run", fasta(name, text), "--dry", "--devices", "cpu"]);
+      expect(r.code).toBe(3);
+      expect(r.stderr).toMatch(pattern);
+      expect(r.stderr).toContain("hint:");
+      expect(r.stdout).toBe("");
+    });
+  }
+
+  test("a truncated .gz", async () => {
+    const text = Array.from({ length: 3000 }, (_, i) => `>r${i}\nMKVLA\n`).join("");
+    const full = gzipSync(new TextEncoder().encode(text));
+    const r = await embed(["run", fasta("cut.fa.gz", full.subarray(0, full.length / 2)), "--dry"]);
+    expect(r.code).toBe(3);
+    expect(r.stderr).toMatch(/cut\.fa\.gz.*(truncated|corrupt)/);
+  });
+
+  test("a missing file", async () => {
+    const r = await embed(["run", join(tmp, "nope.fa"), "--dry"]);
+    expect(r.code).toBe(3);
+    expect(r.stderr).toContain("nope.fa");
+  });
+
+  test("bad input during a real run: workers stopped, nothing written", async () => {
+    const out = join(tmp, "badrun");
+    const r = await embed(["run", fasta("bad2.fa", ">a\nMK1\n"), "-o", out, "--model", "test-tiny"]);
+    expect(r.code).toBe(3);
+    expect(existsSync(join(out, "manifest.json"))).toBe(false);
+  });
+
+  test("duplicates kept distinct with --duplicate-ids rename", async () => {
+    const r = await embed(["run", fasta("dup2.fa", ">x\nMK\n>x\nMV\n"), "--dry", "--duplicate-ids", "rename"]);
+    expect(r.code).toBe(0);
+    expect(JSON.parse(r.stdout).records.records).toBe(2);
+  });
+});
+
+describe("bad options exit 2", () => {
+  test("--layers not a number", async () => {
+    const r = await embed(["run", EXAMPLE, "--dry", "--layers", "last"]);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain("--layers");
+  });
+  test("--include unknown", async () => {
+    const r = await embed(["run", EXAMPLE, "--dry", "--include", "max"]);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain("unknown output");
+  });
+  test("no -o without --dry", async () => {
+    const r = await embed(["run", EXAMPLE]);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain("--output is required");
+  });
+  test("budget smaller than the longest record", async () => {
+    const r = await embed(["run", EXAMPLE, "--dry", "--max-tokens", "50", "--devices", "cpu"]);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain("--max-tokens");
+  });
+});
