@@ -262,10 +262,20 @@ export class FastaParser {
     }
     let descStart = idEnd;
     while (descStart < e && isSpace(buf[descStart]!)) descStart++;
+    for (let i = descStart; i < e; i++) high |= buf[i]!;
     const text = this.text(buf);
-    // latin1 decoding is exact for ASCII and measurably cheaper than UTF-8 decoding.
-    const id = high < 0x80 ? text.toString("latin1", idStart, idEnd) : text.toString("utf8", idStart, idEnd);
-    const description = descStart < e ? text.toString("utf8", descStart, e) : "";
+    let id: string;
+    let description = "";
+    if (high < 0x80) {
+      // ASCII (the common case): one latin1 decode (exact for ASCII, cheaper than UTF-8) of
+      // the whole header, then substrings, as native calls cost more than the bytes.
+      const header = text.toString("latin1", idStart, e);
+      id = header.slice(0, idEnd - idStart);
+      if (descStart < e) description = header.slice(descStart - idStart);
+    } else {
+      id = text.toString("utf8", idStart, idEnd);
+      if (descStart < e) description = text.toString("utf8", descStart, e);
+    }
     this.cur = { id, description, tokens: NO_TOKENS, masks: 0, line: lineNo, file: this.file };
     this.ids.stage(buf, idStart, idEnd, lineNo);
     this.staged.push(this.cur);
