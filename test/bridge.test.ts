@@ -3,11 +3,14 @@
  * several workers at once, large replies, typed remote errors, death noticed at once, pings
  * during work, and no stray processes afterwards.
  */
-import { describe, expect, test } from "bun:test";
+import { describe, expect, setDefaultTimeout, test } from "bun:test";
 import { ModelNotFoundError, WorkerError } from "../src/errors.ts";
 import { runPool } from "../src/pool.ts";
 import type { BatchResult } from "../src/worker.ts";
 import { isAlive, startFake, toks } from "./helpers.ts";
+
+// These tests spawn Python workers; torch alone takes seconds to import on 2 cores.
+setDefaultTimeout(120_000);
 
 const meanOf = (t: Uint8Array) => t.reduce((a, b) => a + b, 0) / t.length;
 

@@ -3,12 +3,15 @@
  * store loads from Python and equals fair-esm, the dry plan, and every bad-input / bad-option
  * case exiting non-zero with its message.
  */
-import { afterAll, describe, expect, test } from "bun:test";
+import { afterAll, describe, expect, setDefaultTimeout, test } from "bun:test";
 import { existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { gzipSync } from "node:zlib";
 import { PACKAGE_ROOT, pythonBin } from "../src/config.ts";
+
+// These tests spawn Python workers; torch alone takes seconds to import on 2 cores.
+setDefaultTimeout(120_000);
 
 const tmp = mkdtempSync(join(tmpdir(), "embed-cli-"));
 afterAll(() => rmSync(tmp, { recursive: true, force: true }));
