@@ -37,11 +37,11 @@ export async function* readFastaBatches(source: string, opts: ReadFastaOptions =
  * ~0.4 µs per record in Bun (measured), more than parsing a 50-residue record. Here a record
  * already parsed costs one resolved promise.
  */
-export function readFasta(source: string, opts: ReadFastaOptions = {}): AsyncIterableIterator<FastaRecord> {
+export function readFasta(source: string, opts: ReadFastaOptions = {}): AsyncGenerator<FastaRecord, void, undefined> {
   const batches = readFastaBatches(source, opts);
   let batch: FastaRecord[] = [];
   let pos = 0;
-  const refill = async (): Promise<IteratorResult<FastaRecord, undefined>> => {
+  const refill = async (): Promise<IteratorResult<FastaRecord, void>> => {
     while (pos >= batch.length) {
       const next = await batches.next();
       if (next.done) return { done: true, value: undefined };
@@ -50,17 +50,26 @@ export function readFasta(source: string, opts: ReadFastaOptions = {}): AsyncIte
     }
     return { done: false, value: batch[pos++]! };
   };
-  const iterator: AsyncIterableIterator<FastaRecord> = {
+  const close = async (): Promise<IteratorResult<FastaRecord, void>> => {
+    // Early exit (break, or an error in the consumer): close the file / stdin stream.
+    batch = [];
+    pos = 0;
+    await batches.return(undefined);
+    return { done: true, value: undefined };
+  };
+  const iterator: AsyncGenerator<FastaRecord, void, undefined> = {
     [Symbol.asyncIterator]: () => iterator,
     next() {
       if (pos < batch.length) return Promise.resolve({ done: false, value: batch[pos++]! });
       return refill();
     },
-    async return() {
-      // Early exit (break, or an error in the consumer): close the file / stdin stream.
-      batch = [];
-      await batches.return(undefined);
-      return { done: true, value: undefined };
+    return: close,
+    async throw(e: unknown) {
+      await close();
+      throw e;
+    },
+    [Symbol.asyncDispose]: async () => {
+      await close();
     },
   };
   return iterator;

@@ -15,6 +15,8 @@
  */
 
 const EMPTY = 0;
+/** Ids whose slots are touched together in {@link IdIndex.commit}. */
+const PREFETCH = 16;
 
 export class IdIndex {
   /** Concatenated id bytes. */
@@ -39,6 +41,8 @@ export class IdIndex {
   private slots = new Uint32Array(2 << 13);
   private mask = (1 << 13) - 1;
   private readonly encoder = new TextEncoder();
+  /** Sink for the prefetch loads, so the JIT cannot drop them. */
+  private touched = 0;
 
   /** Number of distinct ids stored. */
   get size(): number {
@@ -88,9 +92,20 @@ export class IdIndex {
     const first = this.committed;
     const end = this.count;
     this.committed = end;
-    for (let entry = first; entry < end; entry++) {
-      const firstLine = this.probeInsert(entry);
-      if (firstLine >= 0) onDuplicate(entry - first, firstLine);
+    const hashes = this.hashes;
+    for (let group = first; group < end; group += PREFETCH) {
+      const groupEnd = Math.min(group + PREFETCH, end);
+      // Touch the home slots of a group of ids first: independent loads, so their cache
+      // misses overlap; the probes below then mostly hit the cache.
+      const slots = this.slots;
+      const mask = this.mask;
+      let touched = 0;
+      for (let entry = group; entry < groupEnd; entry++) touched |= slots[2 * (hashes[entry]! & mask) + 1]!;
+      this.touched = touched;
+      for (let entry = group; entry < groupEnd; entry++) {
+        const firstLine = this.probeInsert(entry);
+        if (firstLine >= 0) onDuplicate(entry - first, firstLine);
+      }
     }
   }
 
