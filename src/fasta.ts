@@ -12,7 +12,8 @@ import { openInput } from "./input-stream.ts";
 
 export type { DuplicateIdPolicy, FastaRecord } from "./fasta-parser.ts";
 
-export interface ReadFastaOptions extends FastaParserOptions {}
+/** Options of {@link readFasta}: duplicate-id policy and rename callback. */
+export type ReadFastaOptions = FastaParserOptions;
 
 /**
  * Records of `source` in file order, each completed record as soon as its chunk is parsed.
