@@ -39,9 +39,14 @@ export class RecordTable {
   longest = 0;
   renamed = 0;
 
+  /**
+   * @param crossFileIds check ids across inputs (the reader already checks within one file, so a
+   * single input skips this map and its cost)
+   */
   constructor(
     readonly truncate: number,
     readonly duplicateIds: "error" | "rename",
+    readonly crossFileIds = true,
   ) {}
 
   get size(): number {
@@ -51,7 +56,7 @@ export class RecordTable {
   /** Add one record; throws InputError on a duplicate id (unless renaming). */
   add(r: IngestRecord): void {
     let id = r.id;
-    const prev = this.seen.get(id);
+    const prev = this.crossFileIds ? this.seen.get(id) : undefined;
     if (prev) {
       if (this.duplicateIds === "error") {
         throw new InputError(
@@ -69,7 +74,7 @@ export class RecordTable {
       }
       this.renamed++;
     }
-    this.seen.set(id, { file: r.file, line: r.line });
+    if (this.crossFileIds) this.seen.set(id, { file: r.file, line: r.line });
     let len = r.tokens.length;
     if (len > this.truncate) {
       len = this.truncate;

@@ -37,7 +37,13 @@ export interface RunSummary {
   model: string;
   layers: number[];
   include: string[];
+  /** Wall time of the whole call. */
   seconds: number;
+  /** From the call until every worker was READY and the plan was made (model load, input read). */
+  startupSeconds: number;
+  /** From the first batch sent to the store committed. */
+  embedSeconds: number;
+  /** Real tokens (BOS/EOS included) per second of `embedSeconds`. */
   tokensPerSecond: number;
   perWorker: Record<string, number>;
 }
@@ -54,9 +60,11 @@ export interface DryRunResult {
 
 /** Read every input into a record table (streaming; tokens kept compactly). */
 export async function ingest(cfg: Pick<RunConfig, "inputs" | "truncate" | "duplicateIds">): Promise<RecordTable> {
-  const table = new RecordTable(cfg.truncate, cfg.duplicateIds);
+  // readFasta catches repeated ids within a file; the table checks across files only.
+  const table = new RecordTable(cfg.truncate, cfg.duplicateIds, cfg.inputs.length > 1);
   for (const input of cfg.inputs) {
-    for await (const r of readFasta(input, { duplicateIds: cfg.duplicateIds })) table.add(r);
+    const onRename = () => table.renamed++;
+    for await (const r of readFasta(input, { duplicateIds: cfg.duplicateIds, onRename })) table.add(r);
   }
   if (table.size === 0) {
     throw new InputError(`no FASTA records in ${cfg.inputs.join(", ")}`, undefined, "check that the input is a FASTA file with '>' header lines");
@@ -147,6 +155,7 @@ export async function embedToStore(options: RunOptionsInput, hooks: RunHooks = {
     const plan = planFor(table, budget, maxSeqs);
     log.info(`${table.size} records, ${plan.batches.length} batches of ≤${budget} tokens, packing density ${(plan.density * 100).toFixed(1)}%`);
     store = StoreWriter.create(cfg.output!, { records: table.size, dim: first.model.dim, layers: first.layers, include: first.include, dtype: first.outDtype, lengths: table.lengths() }, { overwrite: cfg.overwrite });
+    const tEmbed = performance.now();
     let records = 0;
     let tokens = 0;
     let done = 0;
@@ -177,7 +186,9 @@ export async function embedToStore(options: RunOptionsInput, hooks: RunHooks = {
       },
       hooks.signal,
     );
-    const seconds = (performance.now() - t0) / 1000;
+    const tEnd = performance.now();
+    const embedSeconds = (tEnd - tEmbed) / 1000;
+    const seconds = (tEnd - t0) / 1000;
     const summary: RunSummary = {
       output: cfg.output!,
       ...table.summary(),
@@ -189,7 +200,9 @@ export async function embedToStore(options: RunOptionsInput, hooks: RunHooks = {
       layers: first.layers,
       include: first.include,
       seconds,
-      tokensPerSecond: plan.tokens / seconds,
+      startupSeconds: (tEmbed - t0) / 1000,
+      embedSeconds,
+      tokensPerSecond: plan.tokens / embedSeconds,
       perWorker: stats.perWorker,
     };
     store.commit(table.ids, {
