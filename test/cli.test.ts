@@ -176,3 +176,39 @@ describe("bad options exit 2", () => {
     expect(r.stderr).toContain("--max-tokens");
   });
 });
+
+describe("embed models / doctor", () => {
+  test("models lists the ESM-2 family and finds the test model", async () => {
+    const r = await embed(["models", "--json"]);
+    expect(r.code).toBe(0);
+    const rows = JSON.parse(r.stdout) as { name: string; layers: number; dim: number; heads: number; path: string | null }[];
+    const byName = Object.fromEntries(rows.map((m) => [m.name, m]));
+    expect(byName.esm2_t36_3B_UR50D).toMatchObject({ layers: 36, dim: 2560, heads: 40 });
+    expect(byName.esm2_t33_650M_UR50D).toMatchObject({ layers: 33, dim: 1280, heads: 20 });
+    expect(Object.keys(byName)).toEqual(expect.arrayContaining(["esm2_t6_8M_UR50D", "esm2_t12_35M_UR50D", "esm2_t30_150M_UR50D", "esm2_t48_15B_UR50D", "test-tiny"]));
+    expect(byName["test-tiny"]!.path).toContain("test-tiny");
+  });
+
+  test("doctor reports torch and the attention backend", async () => {
+    const r = await embed(["doctor", "--json"]);
+    const report = JSON.parse(r.stdout);
+    expect(report.python.torch).toMatch(/^\d+\.\d+/);
+    expect(report.python.attention.cpu).toBe("exact");
+    // On a machine without a GPU the only finding is the CPU warning, which does not fail.
+    expect(report.problems.filter((p: { severity?: string }) => p.severity !== "warn")).toEqual([]);
+    expect(r.code).toBe(0);
+  });
+
+  test("doctor fails with a fix hint when the Python has no torch", async () => {
+    const proc = Bun.spawn(["bun", join(PACKAGE_ROOT, "src", "cli.ts"), "doctor", "--json"], {
+      env: { ...process.env, EMBED_PYTHON: "python3", PYTHONPATH: "", PYTHONNOUSERSITE: "1" },
+      stdout: "pipe",
+      stderr: "pipe",
+    });
+    const [out, err, code] = await Promise.all([new Response(proc.stdout).text(), new Response(proc.stderr).text(), proc.exited]);
+    const report = JSON.parse(out);
+    if (report.python?.torch) return; // this machine's python3 has torch: nothing to check here
+    expect(code).toBe(4);
+    expect(err).toContain("scripts/setup");
+  });
+});
