@@ -14,6 +14,7 @@ const main = defineCommand({
   },
   subCommands: {
     run: () => import("./commands/run.ts").then((m) => m.default),
+    validate: () => import("./commands/validate.ts").then((m) => m.default),
     models: () => import("./commands/models.ts").then((m) => m.default),
     doctor: () => import("./commands/doctor.ts").then((m) => m.default),
   },

@@ -91,6 +91,8 @@ export interface RunConfig extends Readonly<z.output<typeof RunOptions>> {
   readonly pythonPath: string;
   readonly workerModule: string;
   readonly ringDir: string | undefined;
+  /** Test hook (EMBED_FAULT): a deliberate error in the worker, to prove that checks can fail. */
+  readonly fault: string | undefined;
 }
 
 /** Parse and freeze options; throws OptionsError naming the bad option. */
@@ -102,13 +104,13 @@ export function resolveConfig(input: RunOptionsInput, env: NodeJS.ProcessEnv = p
     throw new OptionsError(`${where}${issue.message}`, "see `embed run --help`");
   }
   const o = parsed.data;
-  if (!o.dry && !o.output) throw new OptionsError("--output is required", "pass -o OUT_DIR (or --dry to print the plan only)");
   return Object.freeze({
     ...o,
     python: pythonBin(env),
     pythonPath: PYTHON_PACKAGE_DIR,
     workerModule: env.EMBED_WORKER_MODULE ?? "embed_worker",
     ringDir: env.EMBED_RING_DIR,
+    fault: env.EMBED_FAULT || undefined,
   });
 }
 

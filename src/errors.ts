@@ -14,6 +14,7 @@ export const ExitCode = {
   workerFailed: 4,
   modelNotFound: 5,
   outputFailed: 6,
+  validationFailed: 7,
   interrupted: 130,
 } as const;
 export type ExitCode = (typeof ExitCode)[keyof typeof ExitCode];

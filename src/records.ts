@@ -109,6 +109,16 @@ export class RecordTable {
     return chunk.subarray(o, o + this.lens[i]!);
   }
 
+  /** A new table with records `indices` of this one, in that order (ids and kept tokens). */
+  subset(indices: ArrayLike<number>): RecordTable {
+    const t = new RecordTable(this.truncate, this.duplicateIds, false);
+    for (let k = 0; k < indices.length; k++) {
+      const i = indices[k]!;
+      t.add({ id: this.ids[i]!, tokens: this.tokens(i), file: "", line: 0 });
+    }
+    return t;
+  }
+
   /** Residues kept per record, in input order. */
   lengths(): Uint32Array {
     return this.lens.subarray(0, this.ids.length);

@@ -2,19 +2,16 @@
  * The library entry: FASTA -> records -> plan -> workers -> store, and a summary back.
  * The CLI's `run` command and the TypeScript API both call `embedToStore`.
  */
-import { childEnv, resolveConfig, visibleDevicesEnv, type RunConfig, type RunOptionsInput } from "./config.ts";
+import { resolveConfig, visibleDevicesEnv, type RunConfig, type RunOptionsInput } from "./config.ts";
 import { listGpus, resolveDevices, type DeviceSlot } from "./devices.ts";
-import { EmbedError, InputError, InterruptedError } from "./errors.ts";
+import { EmbedError, ExitCode, InputError, InterruptedError, OptionsError } from "./errors.ts";
 import { readFasta } from "./fasta.ts";
 import { log } from "./log.ts";
 import { planBatches, planSummary, type Plan } from "./plan.ts";
-import { runPool } from "./pool.ts";
 import { RecordTable } from "./records.ts";
 import { StoreWriter } from "./store.ts";
-import { WorkerHandle } from "./worker.ts";
+import { CPU_AUTO_TOKENS, embedPlan, startWorkers, workerLimits } from "./session.ts";
 
-/** Token budget of a CPU worker under `--max-tokens auto`. */
-export const CPU_AUTO_TOKENS = 4096;
 /** Budget assumed by `--dry` for GPUs under `auto` (each worker sizes its own at start). */
 export const GPU_DRY_TOKENS = 16384;
 
@@ -94,45 +91,11 @@ export async function dryRun(options: RunOptionsInput): Promise<DryRunResult> {
   return { dry: true, devices: devices.map((d) => d.name), model: cfg.model, budget, budgetSource: source, records: table.summary(), plan: planSummary(plan) };
 }
 
-/** Start one worker per device, in parallel; if any fails, the others are stopped. */
-export async function startWorkers(cfg: RunConfig, devices: DeviceSlot[]): Promise<WorkerHandle[]> {
-  const env = childEnv();
-  const precision = cfg.precision === "auto" ? (devices[0]!.kind === "cpu" ? "fp32" : "fp16") : cfg.precision;
-  const starts = devices.map((d) =>
-    WorkerHandle.start({
-      python: cfg.python,
-      pythonPath: cfg.pythonPath,
-      module: cfg.workerModule,
-      env: d.kind === "cuda" ? { ...env, CUDA_VISIBLE_DEVICES: d.visible! } : { ...env, CUDA_VISIBLE_DEVICES: "" },
-      config: {
-        name: d.name,
-        model: cfg.model,
-        device: d.kind,
-        precision,
-        layers: [...cfg.layers],
-        include: [...cfg.include],
-        outDtype: cfg.outDtype,
-        maxTokens: cfg.maxTokens === "auto" ? (d.kind === "cpu" ? CPU_AUTO_TOKENS : null) : cfg.maxTokens,
-        slots: 2,
-        ringDir: cfg.ringDir,
-        threads: d.kind === "cpu" ? (cfg.threads ?? navigator.hardwareConcurrency) : undefined,
-      },
-    }),
-  );
-  const settled = await Promise.allSettled(starts);
-  const ok = settled.flatMap((s) => (s.status === "fulfilled" ? [s.value] : []));
-  const failed = settled.find((s): s is PromiseRejectedResult => s.status === "rejected");
-  if (failed) {
-    await Promise.all(ok.map((w) => w.stop()));
-    throw failed.reason;
-  }
-  return ok;
-}
-
 /** Embed FASTA inputs into a store directory. */
 export async function embedToStore(options: RunOptionsInput, hooks: RunHooks = {}): Promise<RunSummary> {
   const t0 = performance.now();
   const cfg = resolveConfig({ ...options, dry: false });
+  if (!cfg.output) throw new OptionsError("--output is required", "pass -o OUT_DIR (or --dry to print the plan only)");
   const devices = resolveDevices(cfg.devices, listGpus(), visibleDevicesEnv());
   StoreWriter.checkTarget(cfg.output!, cfg.overwrite);
   log.info(`embedding with ${cfg.model} on ${devices.map((d) => `${d.name} (${d.label})`).join(", ")}`);
@@ -150,8 +113,7 @@ export async function embedToStore(options: RunOptionsInput, hooks: RunHooks = {
   let store: StoreWriter | undefined;
   try {
     const first = workers[0]!.ready;
-    const budget = Math.min(...workers.map((w) => w.ready.maxTokens));
-    const maxSeqs = Math.min(...workers.map((w) => w.ready.maxSeqs));
+    const { budget, maxSeqs } = workerLimits(workers);
     const plan = planFor(table, budget, maxSeqs);
     log.info(`${table.size} records, ${plan.batches.length} batches of ≤${budget} tokens, packing density ${(plan.density * 100).toFixed(1)}%`);
     store = StoreWriter.create(cfg.output!, { records: table.size, dim: first.model.dim, layers: first.layers, include: first.include, dtype: first.outDtype, lengths: table.lengths() }, { overwrite: cfg.overwrite });
@@ -160,29 +122,23 @@ export async function embedToStore(options: RunOptionsInput, hooks: RunHooks = {
     let tokens = 0;
     let done = 0;
     const s = store;
-    const stats = await runPool(
+    const stats = await embedPlan(
       workers,
-      {
-        count: plan.batches.length,
-        batch: (i) => {
-          const b = plan.batches[i]!;
-          return { id: i, seqs: Array.from(b.records, (r) => table.tokens(r)) };
-        },
-        consume: (i, result, w) => {
-          const b = plan.batches[i]!;
-          if (result.nonFinite > 0) {
-            const ids = Array.from(b.records.subarray(0, 3), (r) => table.ids[r]).join(", ");
-            throw new EmbedError(`batch ${i} on ${w.name}: ${result.nonFinite} NaN/Inf values (records ${ids}, ...)`, {
-              hint: "fp16 overflowed or the weights are corrupt; try --precision bf16 or fp32",
-              exitCode: 4,
-            });
-          }
-          s.writeBatch(b.records, result);
-          records += b.records.length;
-          tokens += b.tokens;
-          done++;
-          hooks.onBatch?.({ batches: done, totalBatches: plan.batches.length, records, tokens });
-        },
+      table,
+      plan,
+      (b, result, w, i) => {
+        if (result.nonFinite > 0) {
+          const ids = Array.from(b.records.subarray(0, 3), (r) => table.ids[r]).join(", ");
+          throw new EmbedError(`batch ${i} on ${w.name}: ${result.nonFinite} NaN/Inf values (records ${ids}, ...)`, {
+            hint: "fp16 overflowed or the weights are corrupt; try --precision bf16 or fp32",
+            exitCode: ExitCode.workerFailed,
+          });
+        }
+        s.writeBatch(b.records, result);
+        records += b.records.length;
+        tokens += b.tokens;
+        done++;
+        hooks.onBatch?.({ batches: done, totalBatches: plan.batches.length, records, tokens });
       },
       hooks.signal,
     );

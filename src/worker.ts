@@ -48,6 +48,8 @@ export interface WorkerWireConfig {
   slots: number;
   ringDir?: string;
   threads?: number;
+  /** Test hook: make the worker wrong on purpose (see py worker.py FAULTS), to prove checks fail. */
+  fault?: string;
 }
 
 export interface WorkerSpec {

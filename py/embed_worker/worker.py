@@ -40,6 +40,7 @@ class WorkerConfig:
     slots: int = 2
     ring_dir: str | None = None
     threads: int | None = None
+    fault: str | None = None  # test hook, see FAULTS
 
     @staticmethod
     def from_env() -> "WorkerConfig":
@@ -50,7 +51,17 @@ class WorkerConfig:
         return WorkerConfig(name=d["name"], model=d["model"], device=d["device"], precision=d["precision"],
                             layers=list(d["layers"]), include=list(d["include"]), out_dtype=d["outDtype"],
                             max_tokens=d.get("maxTokens"), slots=d.get("slots", 2),
-                            ring_dir=d.get("ringDir"), threads=d.get("threads"))
+                            ring_dir=d.get("ringDir"), threads=d.get("threads"),
+                            fault=d.get("fault"))
+
+
+FAULTS = {
+    "no-dropout-scale": "the x0.88 token-dropout scale is not applied",
+    "eos-in-mean": "the EOS row is included in the mean",
+    "tanh-gelu": "tanh-approximated GELU instead of erf",
+}
+"""Deliberate bugs (the ones the VirNucPro refactor shipped), switched on by EMBED_FAULT in tests
+to prove that `embed validate` and the parity checks catch them. Never used otherwise."""
 
 
 def resolve_layers(layers: list[int], num_layers: int) -> list[int]:
@@ -110,8 +121,30 @@ class Worker:
         self.model, self.mcfg, self.resolved = load_model(self.cfg.model, self.device, self.dtype)
         self.load_ms = (time.perf_counter() - t0) * 1000
         self.layers = resolve_layers(self.cfg.layers, self.mcfg.num_layers)
+        self.apply_fault()
         self.max_tokens = self.cfg.max_tokens or auto_budget(self.torch, self.model, self.mcfg, self.device)
         self.max_seqs = max(1, self.max_tokens // 3)
+
+    def apply_fault(self):
+        fault = self.cfg.fault
+        if not fault:
+            return
+        if fault not in FAULTS:
+            raise EmbedWorkerError(f"unknown fault {fault!r}", f"one of {', '.join(FAULTS)}", name="BadOptions")
+        log.warn("FAULT INJECTED: results are wrong on purpose", fault=fault, effect=FAULTS[fault])
+        if fault == "no-dropout-scale":
+            # The forward multiplies by 0.88 (no masks); pre-dividing the table undoes it.
+            self.model.embed_tokens.weight.data /= 1 - self.M.MASK_RATIO_TRAIN
+        elif fault == "tanh-gelu":
+            import torch.nn.functional as F
+            self.M.gelu = lambda x: F.gelu(x, approximate="tanh")
+
+    def pool_mean(self, h, cu):
+        if self.cfg.fault != "eos-in-mean":
+            return self.M.mean_residues(h, cu)
+        n = (cu[1:] - cu[:-1] - 2).clamp_min(0).unsqueeze(1).float()  # residues per sequence
+        eos = h[cu[1:].long() - 1].float()
+        return (self.M.mean_residues(h, cu) * n + eos) / (n + 1)
 
     def make_ring(self):
         from .ring import Ring, ring_dir
@@ -164,7 +197,7 @@ class Worker:
         for b in blocks:
             h = hidden[b["layer"]]
             if b["kind"] == "mean":
-                x = self.M.mean_residues(h, cu)
+                x = self.pool_mean(h, cu)
             elif b["kind"] == "bos":
                 x = self.M.bos_rows(h, cu)
             else:

@@ -1,0 +1,156 @@
+/**
+ * `embed validate`: embed records twice on the same weights — the production path (packed
+ * batches, chosen precision) and an fp32 reference (one sequence per batch, exact attention) —
+ * and report how far apart they are, per length bin, with a pass/fail verdict. A contamination
+ * check embeds selected records alone with the production path and compares with their packed
+ * result.
+ */
+import { resolveConfig, visibleDevicesEnv, type RunOptionsInput } from "./config.ts";
+import { listGpus, resolveDevices, type DeviceSlot } from "./devices.ts";
+import { OptionsError } from "./errors.ts";
+import { log } from "./log.ts";
+import { binOf, compareVectors, DEFAULT_THRESHOLDS, judge, LENGTH_BINS, rowCosines, summarize, quantile, type RecordMetrics, type Summary, type Thresholds } from "./metrics.ts";
+import { planBatches } from "./plan.ts";
+import type { RecordTable } from "./records.ts";
+import { ingest } from "./run.ts";
+import { contaminationPicks, stratifiedSample } from "./sample.ts";
+import { embedPlan, resolvePrecision, startWorkers, workerLimits, type Precision } from "./session.ts";
+import type { WorkerHandle } from "./worker.ts";
+
+export interface ValidateOptions extends Omit<RunOptionsInput, "output" | "include" | "dry" | "overwrite" | "outDtype"> {
+  /** Validate at most this many records, stratified by length (default: all). */
+  sample?: number;
+  /** Also compare per-residue vectors. */
+  perResidue?: boolean;
+  /** Records checked alone vs packed (default 8). */
+  contamination?: number;
+  thresholds?: Partial<Thresholds>;
+}
+
+export interface ValidationReport {
+  model: string;
+  layer: number;
+  device: string;
+  precision: Precision;
+  reference: string;
+  records: { input: number; validated: number };
+  thresholds: Thresholds;
+  overall: Summary;
+  bins: Record<string, Summary | null>;
+  worst: Pick<RecordMetrics, "id" | "residues" | "cosine" | "relL2" | "maxAbs" | "nonFinite">[];
+  contamination: { n: number; minCosine: number | null; maxAbs: number | null; worst: { id: string; residues: number; cosine: number }[] };
+  ok: boolean;
+  failures: string[];
+  seconds: number;
+}
+
+interface Collected {
+  mean: Float32Array[];
+  residues: Float32Array[];
+  nonFinite: number;
+}
+
+/** Embed `table` with `workers` under `plan`; copy the vectors out of the ring per record. */
+async function collect(workers: WorkerHandle[], table: RecordTable, maxSeqs: number | undefined, withResidues: boolean): Promise<Collected> {
+  const { budget, maxSeqs: cap } = workerLimits(workers);
+  const plan = planBatches(table.lengths(), { budget, maxSeqs: Math.min(maxSeqs ?? cap, cap), describe: (i) => `record "${table.ids[i]}"` });
+  const out: Collected = { mean: new Array(table.size), residues: new Array(table.size), nonFinite: 0 };
+  const lengths = table.lengths();
+  await embedPlan(workers, table, plan, (b, result) => {
+    out.nonFinite += result.nonFinite;
+    for (const o of result.outputs) {
+      if (o.kind === "mean") {
+        b.records.forEach((rec, j) => (out.mean[rec] = Float32Array.from(o.data.subarray(j * o.dim, (j + 1) * o.dim))));
+      } else if (o.kind === "residues" && withResidues) {
+        let row = 0;
+        for (const rec of b.records) {
+          const n = lengths[rec]!;
+          out.residues[rec] = Float32Array.from(o.data.subarray(row * o.dim, (row + n) * o.dim));
+          row += n;
+        }
+      }
+    }
+  });
+  return out;
+}
+
+async function withWorkers<T>(start: () => Promise<WorkerHandle[]>, f: (ws: WorkerHandle[]) => Promise<T>): Promise<T> {
+  const workers = await start();
+  try {
+    return await f(workers);
+  } finally {
+    await Promise.all(workers.map((w) => w.stop()));
+  }
+}
+
+export async function validate(options: ValidateOptions): Promise<ValidationReport> {
+  const t0 = performance.now();
+  const thresholds: Thresholds = { ...DEFAULT_THRESHOLDS, ...options.thresholds };
+  const include = options.perResidue ? ["mean", "per-residue"] : ["mean"];
+  const cfg = resolveConfig({ ...options, include, outDtype: "float32", dry: false });
+  if (cfg.layers.length !== 1) throw new OptionsError("validate checks one layer at a time", "pass a single --layers value, e.g. -1");
+  const devices: DeviceSlot[] = resolveDevices(cfg.devices, listGpus(), visibleDevicesEnv());
+  const precision = resolvePrecision(cfg, devices);
+  const all = await ingest(cfg);
+  const picked = options.sample ? stratifiedSample(all.lengths(), options.sample) : Uint32Array.from(all.lengths().keys());
+  const table = all.subset(picked);
+  const lengths = table.lengths();
+  const checkAlone = contaminationPicks(lengths, options.contamination ?? 8);
+  const withRes = options.perResidue ?? false;
+  log.info(`validating ${table.size} of ${all.size} records: ${precision} packed vs fp32 one-at-a-time reference, on ${devices.map((d) => d.name).join(", ")}`);
+
+  // Production path (packed), then the same workers embed the contamination picks one at a time.
+  const { prod, alone, device, layer, model } = await withWorkers(
+    () => startWorkers(cfg, devices, { precision }),
+    async (ws) => {
+      const prod = await collect(ws, table, undefined, withRes);
+      const sub = table.subset(checkAlone);
+      const alone = await collect(ws, sub, 1, false);
+      const r = ws[0]!.ready;
+      return { prod, alone, device: `${r.device} (${r.backend})`, layer: r.layers[0]!, model: r.model.name };
+    },
+  );
+  // fp32 reference: one sequence per batch; fp32 always takes the exact attention path.
+  const ref = await withWorkers(
+    () => startWorkers(cfg, devices, { precision: "fp32", fault: "" }),
+    (ws) => collect(ws, table, 1, withRes),
+  );
+
+  const metrics: RecordMetrics[] = [];
+  for (let i = 0; i < table.size; i++) {
+    const m: RecordMetrics = { id: table.ids[i]!, residues: lengths[i]!, bin: binOf(lengths[i]!), ...compareVectors(prod.mean[i]!, ref.mean[i]!) };
+    if (withRes && ref.residues[i]!.length) {
+      const cos = rowCosines(prod.residues[i]!, ref.residues[i]!, ref.mean[i]!.length).sort();
+      m.residueCosMin = cos[0]!;
+      m.residueCosMedian = quantile(cos, 0.5);
+    }
+    metrics.push(m);
+  }
+  const overall = summarize(metrics)!;
+  const bins = Object.fromEntries(LENGTH_BINS.map((b) => [b.name, summarize(metrics.filter((m) => m.bin === b.name))]));
+  const aloneCmp = Array.from(checkAlone, (rec, k) => ({ id: table.ids[rec]!, residues: lengths[rec]!, ...compareVectors(alone.mean[k]!, prod.mean[rec]!) }));
+  const contaminationMin = aloneCmp.length ? Math.min(...aloneCmp.map((c) => c.cosine)) : null;
+  const failures = judge(overall, contaminationMin, thresholds);
+  const byCos = (a: { cosine: number }, b: { cosine: number }) => (Number.isNaN(a.cosine) ? -1 : Number.isNaN(b.cosine) ? 1 : a.cosine - b.cosine);
+  return {
+    model,
+    layer,
+    device,
+    precision,
+    reference: "fp32, one sequence per batch, exact attention, same weights",
+    records: { input: all.size, validated: table.size },
+    thresholds,
+    overall,
+    bins,
+    worst: [...metrics].sort(byCos).slice(0, 10).map(({ id, residues, cosine, relL2, maxAbs, nonFinite }) => ({ id, residues, cosine, relL2, maxAbs, nonFinite })),
+    contamination: {
+      n: aloneCmp.length,
+      minCosine: contaminationMin,
+      maxAbs: aloneCmp.length ? Math.max(...aloneCmp.map((c) => c.maxAbs)) : null,
+      worst: [...aloneCmp].sort(byCos).slice(0, 5).map(({ id, residues, cosine }) => ({ id, residues, cosine })),
+    },
+    ok: failures.length === 0,
+    failures,
+    seconds: (performance.now() - t0) / 1000,
+  };
+}
