@@ -8,6 +8,7 @@ import { dirname, join, resolve } from "node:path";
 import { z } from "zod";
 import { OptionsError } from "./errors.ts";
 import { OUTPUT_KINDS, OUT_DTYPES } from "./protocol.ts";
+import { chooseTransport, TRANSPORTS, type Transport } from "./transport.ts";
 
 /** The package root (holds py/, scripts/, .venv/ and .models/ when set up). */
 export const PACKAGE_ROOT = resolve(dirname(new URL(import.meta.url).pathname), "..");
@@ -83,6 +84,8 @@ export const RunOptions = z.object({
   overwrite: z.boolean().default(false),
   dry: z.boolean().default(false),
   threads: z.coerce.number().int().min(1).optional(),
+  /** Worker data plane; unset or auto: EMBED_TRANSPORT, else shm when /dev/shm is writable, else socket. */
+  transport: z.enum(["auto", ...TRANSPORTS]).optional(),
 });
 export type RunOptionsInput = z.input<typeof RunOptions>;
 
@@ -91,6 +94,8 @@ export interface RunConfig extends Readonly<z.output<typeof RunOptions>> {
   readonly pythonPath: string;
   readonly workerModule: string;
   readonly ringDir: string | undefined;
+  /** The data plane every worker of this run uses (see transport.ts). */
+  readonly transport: Transport;
   /** Test hook (EMBED_FAULT): a deliberate error in the worker, to prove that checks can fail. */
   readonly fault: string | undefined;
 }
@@ -110,8 +115,19 @@ export function resolveConfig(input: RunOptionsInput, env: NodeJS.ProcessEnv = p
     pythonPath: PYTHON_PACKAGE_DIR,
     workerModule: env.EMBED_WORKER_MODULE ?? "embed_worker",
     ringDir: env.EMBED_RING_DIR,
+    transport: resolveTransport(o.transport, env),
     fault: env.EMBED_FAULT || undefined,
   });
+}
+
+/** The `transport` option when given (not auto), else EMBED_TRANSPORT=shm|socket, else the default. */
+function resolveTransport(option: string | undefined, env: NodeJS.ProcessEnv): Transport {
+  const asked = option && option !== "auto" ? option : env.EMBED_TRANSPORT;
+  try {
+    return chooseTransport(asked);
+  } catch (e) {
+    throw new OptionsError(`EMBED_TRANSPORT: ${(e as Error).message}`, "set EMBED_TRANSPORT to shm or socket, or unset it");
+  }
 }
 
 /** EMBED_PYTHON, else the set-up venv, else python3 on PATH (the GPU image's torch). */

@@ -4,7 +4,9 @@
  *
  * Control: JSON lines over Bun's `ipc` channel. Messages are a discriminated union on `type`;
  * outgoing ones are checked with `satisfies`, incoming ones parsed with zod.
- * Data: a ring file created by the worker and mapped by both sides; see `RingLayout`.
+ * Data: a ring file created by the worker and mapped by both sides (transport "shm"), or the same
+ * slot layout kept privately by each side with the bytes sent as frames over a unix socket
+ * (transport "socket", where /dev/shm is missing; pinned by test/fixtures/socket-frame-v1.json).
  */
 import { z } from "zod";
 
@@ -17,6 +19,8 @@ export type OutputKind = (typeof OUTPUT_KINDS)[number];
 export const OUT_DTYPES = ["float32", "float16"] as const;
 export type OutDtype = (typeof OUT_DTYPES)[number];
 export const DTYPE_BYTES: Record<OutDtype, number> = { float32: 4, float16: 2 };
+export const TRANSPORTS = ["shm", "socket"] as const;
+export type Transport = (typeof TRANSPORTS)[number];
 
 export const align = (n: number, to: number): number => Math.ceil(n / to) * to;
 
@@ -44,6 +48,8 @@ export type WireError = z.infer<typeof WireError>;
 
 export const RingInfo = z.object({
   path: z.string(),
+  /** "shm": `path` is the ring file to map; "socket": `path` is the unix socket to connect to. */
+  transport: z.enum(TRANSPORTS),
   version: z.literal(RING_VERSION),
   slots: z.number().int().positive(),
   inBytes: z.number().int().positive(),
@@ -156,3 +162,66 @@ export function unpackRingHeader(bytes: Uint8Array): RingHeader {
 
 export const slotIn = (h: RingHeader, slot: number): number => h.dataOffset + slot * (h.inBytes + h.outBytes);
 export const slotOut = (h: RingHeader, slot: number): number => slotIn(h, slot) + h.inBytes;
+
+/** Bytes of a slot's input region a batch uses (tokens, padding, lengths): an `in` frame's length. */
+export const inputUsed = (nTokens: number, nSeqs: number): number => lensOffset(nTokens) + 4 * nSeqs;
+
+/** Bytes from a slot's output region start to the end of the last block: an `out` frame's length. */
+export const outputUsed = (blocks: readonly OutputBlock[]): number =>
+  blocks.reduce((end, b) => Math.max(end, b.offset + b.rows * b.dim * DTYPE_BYTES[b.dtype]), 0);
+
+// ---- socket transport frames -----------------------------------------------------------------
+//
+// Frame v1 (little-endian, 40 bytes, then `length` raw bytes), mirrored in protocol.py:
+//   0 8s magic "EMBFRAME" | 8 u16 version | 10 u16 kind (1 in, 2 out) | 12 u32 slot
+//   16 u64 batch | 24 u64 offset inside the slot's input/output region | 32 u64 length
+
+export const FRAME_MAGIC = "EMBFRAME";
+export const FRAME_VERSION = 1;
+export const FRAME_BYTES = 40;
+const FRAME_KIND_CODES = { in: 1, out: 2 } as const;
+export type FrameKind = keyof typeof FRAME_KIND_CODES;
+
+export interface FrameHeader {
+  kind: FrameKind;
+  batch: number;
+  slot: number;
+  offset: number;
+  length: number;
+}
+
+const MAGIC_BYTES = new TextEncoder().encode(FRAME_MAGIC);
+
+/** Write a frame header into `into` (FRAME_BYTES long), or a new buffer. */
+export function packFrame(h: FrameHeader, into: Uint8Array = new Uint8Array(FRAME_BYTES)): Uint8Array {
+  const dv = new DataView(into.buffer, into.byteOffset, FRAME_BYTES);
+  into.set(MAGIC_BYTES, 0);
+  dv.setUint16(8, FRAME_VERSION, true);
+  dv.setUint16(10, FRAME_KIND_CODES[h.kind], true);
+  dv.setUint32(12, h.slot, true);
+  dv.setBigUint64(16, BigInt(h.batch), true);
+  dv.setBigUint64(24, BigInt(h.offset), true);
+  dv.setBigUint64(32, BigInt(h.length), true);
+  return into;
+}
+
+export function unpackFrame(bytes: Uint8Array): FrameHeader {
+  for (let i = 0; i < MAGIC_BYTES.length; i++) {
+    if (bytes[i] !== MAGIC_BYTES[i]) {
+      throw new Error(`not an embed frame (magic ${JSON.stringify(new TextDecoder().decode(bytes.subarray(0, 8)))})`);
+    }
+  }
+  const dv = new DataView(bytes.buffer, bytes.byteOffset, FRAME_BYTES);
+  const version = dv.getUint16(8, true);
+  if (version !== FRAME_VERSION) throw new Error(`frame version ${version}, expected ${FRAME_VERSION}`);
+  const code = dv.getUint16(10, true);
+  const kind = code === 1 ? "in" : code === 2 ? "out" : undefined;
+  if (!kind) throw new Error(`unknown frame kind ${code}`);
+  return {
+    kind,
+    slot: dv.getUint32(12, true),
+    batch: Number(dv.getBigUint64(16, true)),
+    offset: Number(dv.getBigUint64(24, true)),
+    length: Number(dv.getBigUint64(32, true)),
+  };
+}

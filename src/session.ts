@@ -48,6 +48,7 @@ export async function startWorkers(cfg: RunConfig, devices: DeviceSlot[], opts: 
         maxTokens: cfg.maxTokens === "auto" ? (d.kind === "cpu" ? CPU_AUTO_TOKENS : null) : cfg.maxTokens,
         slots: 2,
         ringDir: cfg.ringDir,
+        transport: cfg.transport,
         threads: d.kind === "cpu" ? (cfg.threads ?? navigator.hardwareConcurrency) : undefined,
         ...(fault ? { fault } : {}),
       },

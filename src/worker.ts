@@ -3,8 +3,10 @@
  * lifecycle; nothing else spawns or kills workers.
  *
  * Control goes over Bun's `ipc` (JSON lines); batches and embeddings go through the ring file
- * the worker creates and both sides map once. A dead worker is noticed through `proc.exited`
- * at once: every pending call is rejected with a WorkerError carrying the tail of its log.
+ * the worker creates and both sides map once (transport "shm"), or through a private copy of the
+ * same slot layout filled by frames on a unix socket (transport "socket", see transport.ts).
+ * A dead worker is noticed through `proc.exited` at once: every pending call is rejected with a
+ * WorkerError carrying the tail of its log; so is a broken data socket.
  */
 import type { Subprocess } from "bun";
 import { unlinkSync } from "node:fs";
@@ -12,16 +14,23 @@ import { EmbedError, ModelNotFoundError, OptionsError, WorkerError } from "./err
 import { workerLog } from "./log.ts";
 import {
   FromWorker,
+  inputUsed,
   lensOffset,
+  outputUsed,
+  packRingHeader,
   slotIn,
   slotOut,
   unpackRingHeader,
   type OutputBlock,
   type ReadyMsg,
+  type FrameHeader,
+  type ResultMsg,
   type RingHeader,
   type ToWorker,
+  type Transport,
   type WireError,
 } from "./protocol.ts";
+import { DataSocket } from "./transport.ts";
 import { BOS, EOS } from "./alphabet.ts";
 
 /** How long a worker may take to load its model and say READY. */
@@ -32,6 +41,8 @@ export const SHUTDOWN_GRACE_MS = 5_000;
 export const KILL_AFTER_MS = 3_000;
 /** How long a ping may go unanswered. */
 export const PING_TIMEOUT_MS = 5_000;
+/** After the data socket breaks, how long to wait for the process exit that usually explains it. */
+const SOCKET_DEATH_GRACE_MS = 300;
 /** Lines of worker stderr kept to explain a death. */
 const LOG_TAIL = 40;
 
@@ -48,6 +59,8 @@ export interface WorkerWireConfig {
   slots: number;
   ringDir?: string;
   threads?: number;
+  /** Data plane: the mapped ring ("shm") or frames over a unix socket ("socket"); see transport.ts. */
+  transport: Transport;
   /** Test hook: make the worker wrong on purpose (see py worker.py FAULTS), to prove checks fail. */
   fault?: string;
 }
@@ -87,6 +100,10 @@ interface Pending {
   reject: (e: Error) => void;
   consume: (r: BatchResult) => void;
   slot: number;
+  /** Socket transport: the result message, held until the batch's out frame is complete. */
+  result?: ResultMsg;
+  /** Socket transport: bytes of the batch's complete out frame (undefined until it is in). */
+  frameBytes?: number;
 }
 
 export class WorkerHandle implements AsyncDisposable {
@@ -99,6 +116,10 @@ export class WorkerHandle implements AsyncDisposable {
   private readonly pending = new Map<number, Pending>();
   private readonly pongs = new Map<number, (m: FromWorker) => void>();
   private readonly state: HandleState;
+  /** Socket transport only: the data socket (frames in and out of the private ring copy). */
+  private data: DataSocket | undefined;
+  /** Set once the data socket broke: every later call fails with it. */
+  private broken: WorkerError | undefined;
   private pingSeq = 0;
 
   private constructor(name: string, proc: Subprocess, ready: ReadyMsg, state: HandleState) {
@@ -106,12 +127,20 @@ export class WorkerHandle implements AsyncDisposable {
     this.proc = proc;
     this.ready = ready;
     this.state = state;
-    this.ring = Bun.mmap(ready.ring.path, { shared: true });
-    this.header = unpackRingHeader(this.ring);
-    // Both sides have it mapped now: unlink so that no file is left behind, whatever happens.
-    try {
-      unlinkSync(ready.ring.path);
-    } catch {}
+    if (ready.ring.transport === "shm") {
+      this.ring = Bun.mmap(ready.ring.path, { shared: true });
+      this.header = unpackRingHeader(this.ring);
+      // Both sides have it mapped now: unlink so that no file is left behind, whatever happens.
+      try {
+        unlinkSync(ready.ring.path);
+      } catch {}
+    } else {
+      // The same layout, private to this process; frames keep it in step with the worker's copy.
+      const { slots, inBytes, outBytes, dataOffset } = ready.ring;
+      this.header = { version: ready.ring.version, slots, inBytes, outBytes, dataOffset };
+      this.ring = new Uint8Array(dataOffset + slots * (inBytes + outBytes));
+      this.ring.set(packRingHeader(this.header), 0);
+    }
     this.freeSlots = Array.from({ length: this.header.slots }, (_, i) => i);
     state.onMessage = (m) => this.onMessage(m);
     state.onDeath = (err) => this.failAll(err);
@@ -153,7 +182,31 @@ export class WorkerHandle implements AsyncDisposable {
       state.onDeath = reject;
       state.afterSettle = () => clearTimeout(timer);
     }).finally(() => state.afterSettle?.());
-    return new WorkerHandle(name, proc, ready, state);
+    const handle = new WorkerHandle(name, proc, ready, state);
+    if (ready.ring.transport === "socket") {
+      try {
+        await handle.connectData();
+      } catch (e) {
+        await handle.stop();
+        throw new WorkerError(name, `cannot connect to the data socket ${ready.ring.path}: ${(e as Error).message}`, {
+          hint: "the worker's temp dir must allow unix sockets; set EMBED_RING_DIR to another directory",
+        });
+      }
+    }
+    return handle;
+  }
+
+  private async connectData(): Promise<void> {
+    this.data = await DataSocket.connect(this.ready.ring.path, {
+      begin: (h) => this.frameBegin(h),
+      end: (h) => this.frameEnd(h),
+      broken: (err) => this.dataBroken(err),
+    });
+  }
+
+  /** The transport this worker's data goes through. */
+  get transport(): Transport {
+    return this.ready.ring.transport;
   }
 
   /** Number of batches this worker can hold at once (one computing, the rest waiting). */
@@ -175,6 +228,7 @@ export class WorkerHandle implements AsyncDisposable {
    */
   embed(batch: BatchInput, consume: (r: BatchResult) => void): Promise<BatchResult> {
     if (!this.alive) return Promise.reject(this.state.deathError());
+    if (this.broken) return Promise.reject(this.broken);
     const slot = this.freeSlots.pop();
     if (slot === undefined) throw new EmbedError(`worker ${this.name}: no free slot (caller sent too many batches)`);
     const seqs = batch.seqs;
@@ -202,6 +256,9 @@ export class WorkerHandle implements AsyncDisposable {
     }
     return new Promise<BatchResult>((resolve, reject) => {
       this.pending.set(batch.id, { resolve, reject, consume, slot });
+      // Socket transport: the input bytes go first, as one `in` frame; the worker reads it when
+      // it takes this `embed` message (frames and messages are both in embed order).
+      this.data?.sendFrame({ kind: "in", batch: batch.id, slot, offset: 0, length: inputUsed(nTokens, seqs.length) }, this.ring.subarray(base, base + inputUsed(nTokens, seqs.length)));
       this.send({ type: "embed", batch: batch.id, slot, seqs: seqs.length, tokens: nTokens, maxLen });
     });
   }
@@ -229,6 +286,7 @@ export class WorkerHandle implements AsyncDisposable {
 
   /** Graceful stop: `shutdown`, then SIGTERM after SHUTDOWN_GRACE_MS, SIGKILL after KILL_AFTER_MS. */
   async stop(): Promise<void> {
+    this.data?.close();
     if (this.alive) {
       try {
         this.send({ type: "shutdown" });
@@ -274,18 +332,11 @@ export class WorkerHandle implements AsyncDisposable {
     if (m.type === "result") {
       const p = this.pending.get(m.batch);
       if (!p) return this.protocolError(`result for unknown batch ${m.batch}`);
-      this.pending.delete(m.batch);
-      const base = slotOut(this.header, p.slot);
-      const outputs = m.outputs.map((b) => ({ ...b, data: this.view(base + b.offset, b.rows * b.dim, b.dtype) }));
-      const result: BatchResult = { batch: m.batch, ms: m.ms, nonFinite: m.nonFinite, outputs };
-      try {
-        p.consume(result);
-        p.resolve(result);
-      } catch (e) {
-        p.reject(e as Error);
-      } finally {
-        this.freeSlots.push(p.slot);
+      if (this.data && p.frameBytes === undefined) {
+        p.result = m; // its out frame is still arriving; frameEnd finishes the batch
+        return;
       }
+      this.finish(m, p);
       return;
     }
     if (m.type === "error") {
@@ -299,6 +350,60 @@ export class WorkerHandle implements AsyncDisposable {
       return;
     }
     this.protocolError(`unexpected ${m.type} message`);
+  }
+
+  /** Both the result and (socket transport) its frame are in: hand views to the consumer. */
+  private finish(m: ResultMsg, p: Pending): void {
+    if (p.frameBytes !== undefined && outputUsed(m.outputs) > p.frameBytes) {
+      return this.protocolError(`batch ${m.batch}: result blocks end at ${outputUsed(m.outputs)}, out frame has ${p.frameBytes} bytes`);
+    }
+    this.pending.delete(m.batch);
+    const base = slotOut(this.header, p.slot);
+    const outputs = m.outputs.map((b) => ({ ...b, data: this.view(base + b.offset, b.rows * b.dim, b.dtype) }));
+    const result: BatchResult = { batch: m.batch, ms: m.ms, nonFinite: m.nonFinite, outputs };
+    try {
+      p.consume(result);
+      p.resolve(result);
+    } catch (e) {
+      p.reject(e as Error);
+    } finally {
+      this.freeSlots.push(p.slot);
+    }
+  }
+
+  /** Socket transport: where an out frame's bytes go (the batch's output region). */
+  private frameBegin(h: FrameHeader): Uint8Array {
+    const p = this.pending.get(h.batch);
+    if (h.kind !== "out" || !p || p.slot !== h.slot || p.frameBytes !== undefined) {
+      throw new Error(`unexpected ${h.kind} frame for batch ${h.batch} slot ${h.slot}`);
+    }
+    if (h.offset !== 0 || h.length > this.header.outBytes) {
+      throw new Error(`out frame of ${h.length} bytes at ${h.offset} does not fit the slot (${this.header.outBytes})`);
+    }
+    const base = slotOut(this.header, h.slot);
+    return this.ring.subarray(base, base + h.length);
+  }
+
+  private frameEnd(h: FrameHeader): void {
+    const p = this.pending.get(h.batch);
+    if (!p) return;
+    p.frameBytes = h.length;
+    if (p.result) this.finish(p.result, p);
+  }
+
+  /**
+   * The data socket broke. A dying worker closes it too, so wait a moment for the exit that
+   * explains it; either way pending and later calls fail with a WorkerError, and the worker
+   * (useless without its data plane) is killed.
+   */
+  private dataBroken(err: Error): void {
+    void Promise.race([this.proc.exited, Bun.sleep(SOCKET_DEATH_GRACE_MS)]).then(() => {
+      this.broken = this.alive
+        ? new WorkerError(this.name, `data socket broken: ${err.message}`, { hint: "the worker's data channel failed; see the worker log above" })
+        : this.state.deathError();
+      this.failAll(this.broken);
+      this.kill();
+    });
   }
 
   private view(offset: number, count: number, dtype: "float32" | "float16"): Float32Array | Float16Array {

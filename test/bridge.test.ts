@@ -1,12 +1,15 @@
 /**
  * The orchestrator <-> worker bridge, with the fake worker (real protocol, no torch):
  * several workers at once, large replies, typed remote errors, death noticed at once, pings
- * during work, and no stray processes afterwards.
+ * during work, and no stray processes afterwards; every test runs over both data transports
+ * (the mapped ring and the unix-socket fallback).
  */
 import { describe, expect, setDefaultTimeout, test } from "bun:test";
 import { ModelNotFoundError, WorkerError } from "../src/errors.ts";
 import { runPool } from "../src/pool.ts";
 import type { BatchResult } from "../src/worker.ts";
+import { TRANSPORTS, type Transport } from "../src/transport.ts";
+import type { WorkerWireConfig } from "../src/worker.ts";
 import { isAlive, startFake, toks } from "./helpers.ts";
 
 // These tests spawn Python workers; torch alone takes seconds to import on 2 cores.
@@ -14,9 +17,21 @@ setDefaultTimeout(120_000);
 
 const meanOf = (t: Uint8Array) => t.reduce((a, b) => a + b, 0) / t.length;
 
-describe("bridge (fake worker)", () => {
+describe.each(TRANSPORTS.map((t) => [t]))("bridge (fake worker, %s)", (transport: Transport) => {
+  const start = (name: string, fake: Record<string, unknown> = {}, over: Partial<WorkerWireConfig> = {}) =>
+    startFake(name, fake, { transport, ...over });
+
+  test("READY names the transport; a fresh start leaves no ring or socket file behind", async () => {
+    await using w = await start("files");
+    expect(w.transport).toBe(transport);
+    expect(w.ready.ring.transport).toBe(transport);
+    const r = await w.embed({ id: 0, seqs: [toks("MKV")] }, () => {});
+    expect(await Bun.file(w.ready.ring.path).exists()).toBe(false);
+    expect(r.outputs[0]!.data[0]).toBeCloseTo(meanOf(toks("MKV")), 4);
+  });
+
   test("three workers at once share one queue; every batch comes back right", async () => {
-    const workers = await Promise.all([startFake("w0"), startFake("w1", { slowMs: 20 }), startFake("w2")]);
+    const workers = await Promise.all([start("w0"), start("w1", { slowMs: 20 }), start("w2")]);
     const batches = Array.from({ length: 30 }, (_, i) => [toks("MKT".repeat(1 + (i % 5))), toks("AC".repeat(1 + i))]);
     const seen = new Map<number, number[]>();
     const stats = await runPool(workers, {
@@ -42,7 +57,7 @@ describe("bridge (fake worker)", () => {
   });
 
   test("a reply over 1 MB arrives intact", async () => {
-    await using w = await startFake("big", { dim: 1024 }, { include: ["residues"], maxTokens: 8192 });
+    await using w = await start("big", { dim: 1024 }, { include: ["residues"], maxTokens: 8192 });
     const seq = toks("ACDEFGHIKLMNPQRSTVWY".repeat(20));
     let bytes = 0;
     let ok = true;
@@ -59,7 +74,7 @@ describe("bridge (fake worker)", () => {
   });
 
   test("a Python exception in a batch surfaces as a typed WorkerError", async () => {
-    await using w = await startFake("err", { raiseOn: 1 });
+    await using w = await start("err", { raiseOn: 1 });
     await w.embed({ id: 0, seqs: [toks("MK")] }, () => {});
     const err = await w.embed({ id: 1, seqs: [toks("MK")] }, () => {}).catch((e) => e);
     expect(err).toBeInstanceOf(WorkerError);
@@ -70,20 +85,20 @@ describe("bridge (fake worker)", () => {
   });
 
   test("a startup error is rebuilt as its own type", async () => {
-    const err = await startFake("nf", { failStart: "model-not-found" }).catch((e) => e);
+    const err = await start("nf", { failStart: "model-not-found" }).catch((e) => e);
     expect(err).toBeInstanceOf(ModelNotFoundError);
     expect(err.message).toContain("searched");
   });
 
   test("a worker that exits before READY fails start with its log", async () => {
-    const err = await startFake("early", { failStart: "exit" }).catch((e) => e);
+    const err = await start("early", { failStart: "exit" }).catch((e) => e);
     expect(err).toBeInstanceOf(WorkerError);
     expect(err.message).toContain("exited with code 3");
     expect(err.hint).toContain("exiting before ready");
   });
 
   test("a worker killed mid-batch is noticed within a second", async () => {
-    const w = await startFake("dies", { slowMs: 5000 });
+    const w = await start("dies", { slowMs: 5000 });
     const pending = w.embed({ id: 0, seqs: [toks("MKV")] }, () => {}).catch((e) => e);
     const t0 = performance.now();
     process.kill(w.pid, "SIGKILL");
@@ -98,7 +113,7 @@ describe("bridge (fake worker)", () => {
   });
 
   test("a crash reported as exit code fails pending work and the pool", async () => {
-    const workers = [await startFake("c0", { crashAfter: 2 })];
+    const workers = [await start("c0", { crashAfter: 2 })];
     const err = await runPool(workers, { count: 10, batch: (i) => ({ id: i, seqs: [toks("MKV")] }), consume: () => {} }).catch((e) => e);
     expect(err).toBeInstanceOf(WorkerError);
     expect(err.message).toContain("exited with code 70");
@@ -106,7 +121,7 @@ describe("bridge (fake worker)", () => {
   });
 
   test("a malformed message is a protocol error, not a hang", async () => {
-    const w = await startFake("bad", { badFrame: 0 });
+    const w = await start("bad", { badFrame: 0 });
     const err = await w.embed({ id: 0, seqs: [toks("MK")] }, () => {}).catch((e) => e);
     expect(err).toBeInstanceOf(WorkerError);
     expect(err.message).toContain("bad message");
@@ -118,7 +133,7 @@ describe("bridge (fake worker)", () => {
   });
 
   test("ping is answered while a batch computes", async () => {
-    await using w = await startFake("ping", { slowMs: 800 });
+    await using w = await start("ping", { slowMs: 800 });
     const work = w.embed({ id: 0, seqs: [toks("MK")] }, () => {});
     const t0 = performance.now();
     const pong = await w.ping();
@@ -127,4 +142,21 @@ describe("bridge (fake worker)", () => {
     await work;
     expect((await w.ping()).batches).toBe(1);
   });
+
+  if (transport === "socket") {
+    test("a broken data socket fails pending and later work with a WorkerError, not a hang", async () => {
+      const w = await start("drop", { dropSocketOn: 1 });
+      await w.embed({ id: 0, seqs: [toks("MK")] }, () => {});
+      const t0 = performance.now();
+      const err = await w.embed({ id: 1, seqs: [toks("MK")] }, () => {}).catch((e) => e);
+      expect(performance.now() - t0).toBeLessThan(2000);
+      expect(err).toBeInstanceOf(WorkerError);
+      expect(err.message).toContain("data socket");
+      const again = await w.embed({ id: 2, seqs: [toks("MK")] }, () => {}).catch((e) => e);
+      expect(again).toBeInstanceOf(WorkerError);
+      for (let i = 0; i < 100 && isAlive(w.pid); i++) await Bun.sleep(10);
+      expect(isAlive(w.pid)).toBe(false);
+      await w.stop();
+    });
+  }
 });

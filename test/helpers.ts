@@ -1,12 +1,13 @@
 /** Test helpers: start fake or real workers, and check processes are gone. */
 import { join } from "node:path";
 import { PACKAGE_ROOT, pythonBin } from "../src/config.ts";
+import { defaultTransport } from "../src/transport.ts";
 import { WorkerHandle, type WorkerWireConfig } from "../src/worker.ts";
 
 export const FAKE_DIR = join(PACKAGE_ROOT, "test", "workers");
 
 export function fakeConfig(name: string, over: Partial<WorkerWireConfig> = {}): WorkerWireConfig {
-  return { name, model: "fake", device: "cpu", precision: "fp32", layers: [-1], include: ["mean"], outDtype: "float32", maxTokens: 4096, slots: 2, ...over };
+  return { name, model: "fake", device: "cpu", precision: "fp32", layers: [-1], include: ["mean"], outDtype: "float32", maxTokens: 4096, slots: 2, transport: defaultTransport(), ...over };
 }
 
 /** A fake worker (stdlib Python, real protocol); `fake` sets its behaviour (see fake_worker.py). */

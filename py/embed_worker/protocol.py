@@ -19,6 +19,23 @@ Ring layout (little-endian), mirrored in src/protocol.ts and pinned by test/fixt
     input:  u8 token ids [n_tokens] (BOS/EOS included), zero-padded to 8 bytes,
             then i32 sequence lengths [n_seqs] (BOS/EOS included)
     output: blocks at 64-byte aligned offsets, listed in the `result` message
+
+Transport (chosen once per worker, `transport` in its config): "shm" maps the ring file as above;
+"socket" (used where /dev/shm is missing) keeps the same layout, but each side holds a private
+in-memory copy of it and the bytes travel as frames on one AF_UNIX stream socket that the worker
+listens on (path in READY `ring.path`, `ring.transport` = "socket"). Frame v1, pinned by
+test/fixtures/socket-frame-v1.json: a 40-byte little-endian header, then `length` raw bytes.
+
+    offset 0   8s   magic b"EMBFRAME"
+    offset 8   u16  version (1)
+    offset 10  u16  kind: 1 = in (orchestrator -> worker), 2 = out (worker -> orchestrator)
+    offset 12  u32  slot
+    offset 16  u64  batch id
+    offset 24  u64  offset of the bytes inside the slot's input (in) or output (out) region
+    offset 32  u64  length of the bytes that follow
+
+An `in` frame (tokens + lengths, exactly the slot's input bytes) precedes each `embed` message;
+an `out` frame (output region start .. end of the last block) precedes each `result` message.
 """
 from __future__ import annotations
 
@@ -31,6 +48,13 @@ RING_VERSION = 1
 HEADER_BYTES = 4096
 _HEADER = struct.Struct("<8sIIQQQ")
 OUTPUT_KINDS = ("mean", "bos", "residues")
+TRANSPORTS = ("shm", "socket")
+FRAME_MAGIC = b"EMBFRAME"
+FRAME_VERSION = 1
+FRAME_IN, FRAME_OUT = 1, 2
+FRAME_KINDS = {FRAME_IN: "in", FRAME_OUT: "out"}
+_FRAME = struct.Struct("<8sHHIQQQ")
+FRAME_BYTES = _FRAME.size  # 40
 DTYPE_BYTES = {"float32": 4, "float16": 2}
 
 
@@ -79,6 +103,34 @@ class RingLayout:
                 "outBytes": self.out_bytes, "dataOffset": self.data_offset}
 
 
+@dataclass(frozen=True)
+class Frame:
+    """The header of one data frame on the socket transport."""
+    kind: int    # FRAME_IN | FRAME_OUT
+    batch: int
+    slot: int
+    offset: int  # inside the slot's input (in) or output (out) region
+    length: int  # bytes following the header
+
+    def pack(self) -> bytes:
+        return _FRAME.pack(FRAME_MAGIC, FRAME_VERSION, self.kind, self.slot, self.batch, self.offset, self.length)
+
+    def pack_into(self, buf, at: int = 0) -> None:
+        _FRAME.pack_into(buf, at, FRAME_MAGIC, FRAME_VERSION, self.kind, self.slot, self.batch, self.offset,
+                         self.length)
+
+    @staticmethod
+    def unpack(buf, at: int = 0) -> "Frame":
+        magic, version, kind, slot, batch, offset, length = _FRAME.unpack_from(buf, at)
+        if magic != FRAME_MAGIC:
+            raise ValueError(f"not an embed frame (magic {bytes(magic)!r})")
+        if version != FRAME_VERSION:
+            raise ValueError(f"frame version {version}, expected {FRAME_VERSION}")
+        if kind not in FRAME_KINDS:
+            raise ValueError(f"unknown frame kind {kind}")
+        return Frame(kind, batch, slot, offset, length)
+
+
 def input_bytes(max_tokens: int, max_seqs: int) -> int:
     """Bytes a slot's input region needs for a batch of at most these sizes."""
     return align(align(max_tokens, 8) + 4 * max_seqs, 4096)
@@ -87,6 +139,16 @@ def input_bytes(max_tokens: int, max_seqs: int) -> int:
 def lens_offset(n_tokens: int) -> int:
     """Offset of the i32 sequence lengths inside an input region."""
     return align(n_tokens, 8)
+
+
+def input_used(n_tokens: int, n_seqs: int) -> int:
+    """Bytes of a slot's input region a batch uses (tokens, padding, lengths): an `in` frame's length."""
+    return lens_offset(n_tokens) + 4 * n_seqs
+
+
+def output_used(blocks: list[dict]) -> int:
+    """Bytes of a slot's output region from its start to the end of the last block: an `out` frame's length."""
+    return max((b["offset"] + b["rows"] * b["dim"] * DTYPE_BYTES[b["dtype"]] for b in blocks), default=0)
 
 
 def output_blocks(n_seqs: int, n_tokens: int, layers: list[int], include: list[str], dim: int,
@@ -121,11 +183,11 @@ def output_bytes(max_tokens: int, max_seqs: int, layers: list[int], include: lis
 
 def ready(*, pid: int, device: str, backend: str, dtype: str, model: dict, layers: list[int],
           include: list[str], out_dtype: str, max_tokens: int, max_seqs: int, ring_path: str,
-          ring: RingLayout, versions: dict, load_ms: float) -> dict:
+          ring: RingLayout, versions: dict, load_ms: float, transport: str = "shm") -> dict:
     return {"type": "ready", "protocol": PROTOCOL_VERSION, "pid": pid, "device": device,
             "backend": backend, "dtype": dtype, "model": model, "layers": layers, "include": include,
             "outDtype": out_dtype, "maxTokens": max_tokens, "maxSeqs": max_seqs,
-            "ring": {"path": ring_path, **ring.to_wire()}, "versions": versions, "loadMs": load_ms}
+            "ring": {"path": ring_path, "transport": transport, **ring.to_wire()}, "versions": versions, "loadMs": load_ms}
 
 
 def result(*, batch: int, slot: int, outputs: list[dict], ms: float, non_finite: int) -> dict:

@@ -36,12 +36,12 @@ class Ring:
         self._bytes = torch.frombuffer(self._mm, dtype=torch.uint8)
         self._bytes[layout.data_offset:].zero_()
 
-    @staticmethod
-    def create(directory: str, name: str, layout: RingLayout) -> "Ring":
+    @classmethod
+    def create(cls, directory: str, name: str, layout: RingLayout) -> "Ring":
         path = os.path.join(directory, f"embed-ring-{os.getpid()}-{name.replace(':', '_')}")
         if os.path.exists(path):
             os.unlink(path)
-        return Ring(path, layout)
+        return cls(path, layout)
 
     def batch_input(self, slot: int, n_tokens: int, n_seqs: int) -> tuple[torch.Tensor, torch.Tensor]:
         """(token ids u8 [n_tokens], sequence lengths i32 [n_seqs]) as views of the slot."""

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 from . import log
 from .channel import Channel
+from .datasock import DataChannelError, default_transport
 from .errors import EmbedWorkerError
 from . import protocol as P
 
@@ -40,6 +41,7 @@ class WorkerConfig:
     slots: int = 2
     ring_dir: str | None = None
     threads: int | None = None
+    transport: str = "shm"  # shm | socket (the orchestrator decides; see protocol.py)
     fault: str | None = None  # test hook, see FAULTS
 
     @staticmethod
@@ -52,6 +54,7 @@ class WorkerConfig:
                             layers=list(d["layers"]), include=list(d["include"]), out_dtype=d["outDtype"],
                             max_tokens=d.get("maxTokens"), slots=d.get("slots", 2),
                             ring_dir=d.get("ringDir"), threads=d.get("threads"),
+                            transport=d.get("transport") or default_transport(),
                             fault=d.get("fault"))
 
 
@@ -147,13 +150,13 @@ class Worker:
         return (self.M.mean_residues(h, cu) * n + eos) / (n + 1)
 
     def make_ring(self):
-        from .ring import Ring, ring_dir
+        from .transport import make_ring
         layout = P.RingLayout(
             slots=self.cfg.slots,
             in_bytes=P.input_bytes(self.max_tokens, self.max_seqs),
             out_bytes=P.output_bytes(self.max_tokens, self.max_seqs, self.layers, self.cfg.include,
                                      self.mcfg.embed_dim, self.cfg.out_dtype))
-        self.ring = Ring.create(ring_dir(self.cfg.ring_dir), self.cfg.name, layout)
+        self.ring = make_ring(self.cfg.transport, self.cfg.ring_dir, self.cfg.name, layout)
 
     def warmup(self):
         t = self.torch
@@ -175,6 +178,7 @@ class Worker:
                    "heads": self.mcfg.attention_heads},
             layers=self.layers, include=self.cfg.include, out_dtype=self.cfg.out_dtype,
             max_tokens=self.max_tokens, max_seqs=self.max_seqs, ring_path=self.ring.path, ring=self.ring.layout,
+            transport=self.ring.transport,
             versions={"python": sys.version.split()[0], "torch": t.__version__}, load_ms=round(self.load_ms, 1))
 
     # -- work ----------------------------------------------------------------------------------------
@@ -182,6 +186,7 @@ class Worker:
         t = self.torch
         t0 = time.perf_counter()
         batch, slot, n_seqs, n_tokens, max_len = (int(msg[k]) for k in ("batch", "slot", "seqs", "tokens", "maxLen"))
+        self.ring.receive_input(batch, slot, n_tokens, n_seqs)
         tok_u8, lens = self.ring.batch_input(slot, n_tokens, n_seqs)
         if int(lens.sum()) != n_tokens or n_seqs > self.max_seqs or n_tokens > self.max_tokens:
             raise EmbedWorkerError(f"batch {batch}: inconsistent sizes ({n_seqs} seqs, {n_tokens} tokens)",
@@ -204,6 +209,7 @@ class Worker:
                 x = self.M.residue_rows(h, cu)
             non_finite += int((~t.isfinite(x)).sum())
             self.ring.output_view(slot, b["offset"], b["rows"], b["dim"], b["dtype"]).copy_(x)
+        self.ring.send_output(batch, slot, P.output_used(blocks))
         self.batches += 1
         self.tokens += n_tokens
         return P.result(batch=batch, slot=slot, outputs=blocks, ms=round((time.perf_counter() - t0) * 1000, 3),
@@ -221,6 +227,10 @@ class Worker:
             if kind == "embed":
                 try:
                     self.ch.send(self.embed(msg))
+                except DataChannelError as e:  # the data stream is out of step or gone: fatal
+                    log.log("error", "data channel failed", error=str(e))
+                    self.ch.send(P.error(wire_error(e)))
+                    return 1
                 except Exception as e:  # a failed batch is reported; the orchestrator decides
                     self.ch.send(P.error(wire_error(e), batch=int(msg.get("batch", -1))))
             elif kind == "crash":  # test hook: die abruptly, as a segfault would

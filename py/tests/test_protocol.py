@@ -61,3 +61,41 @@ def test_worst_case_batch_fits():
     blocks = P.output_blocks(lim["maxSeqs"], lim["maxTokens"], lim["layers"], lim["include"], lim["dim"], lim["dtype"])
     end = max(x["offset"] + x["rows"] * x["dim"] * 2 for x in blocks)
     assert end <= L.out_bytes
+
+
+FRAMES = json.loads((Path(__file__).parents[2] / "test" / "fixtures" / "socket-frame-v1.json").read_text())
+_KIND = {"in": P.FRAME_IN, "out": P.FRAME_OUT}
+
+
+def test_frame_header_matches_fixture_and_round_trips():
+    assert P.FRAME_BYTES == FRAMES["frameBytes"]
+    assert P.FRAME_MAGIC == FRAMES["magic"].encode()
+    assert P.FRAME_VERSION == FRAMES["version"]
+    assert {"in": P.FRAME_IN, "out": P.FRAME_OUT} == FRAMES["kinds"]
+    for f in FRAMES["frames"]:
+        frame = P.Frame(_KIND[f["kind"]], f["batch"], f["slot"], f["offset"], f["length"])
+        assert frame.pack().hex() == f["hex"]
+        buf = bytearray(P.FRAME_BYTES)
+        frame.pack_into(buf)
+        assert buf.hex() == f["hex"]
+        assert P.Frame.unpack(bytes.fromhex(f["hex"])) == frame
+
+
+def test_frame_lengths_match_fixture():
+    u = FRAMES["inputUsed"]
+    assert P.input_used(u["tokens"], u["seqs"]) == u["bytes"]
+    assert P.output_used(FIXTURE["blocks"]) == FRAMES["frames"][1]["length"]
+
+
+def test_frame_rejects_wrong_magic_version_and_kind():
+    raw = bytearray.fromhex(FRAMES["frames"][0]["hex"])
+    with pytest.raises(ValueError, match="not an embed frame"):
+        P.Frame.unpack(b"XXXXXXXX" + bytes(raw[8:]))
+    v9 = bytearray(raw)
+    v9[8] = 9
+    with pytest.raises(ValueError, match="frame version 9"):
+        P.Frame.unpack(bytes(v9))
+    k7 = bytearray(raw)
+    k7[10] = 7
+    with pytest.raises(ValueError, match="unknown frame kind 7"):
+        P.Frame.unpack(bytes(k7))

@@ -4,7 +4,13 @@ Its embeddings are a deterministic function of the input, so the orchestrator's 
 tested without torch. Behaviour is set by EMBED_FAKE (JSON):
   dim (8), numLayers (4), crashAfter (die with exit 70 when batch N arrives), slowMs (sleep per
   batch), raiseOn (report an error for batch N), badFrame (send a malformed message for batch N),
-  failStart ("model-not-found" | "exit"), nonFinite (report NaN count for batch N).
+  failStart ("model-not-found" | "exit"), nonFinite (report NaN count for batch N),
+  fill ("exact" default | "fast": each block is one row pattern repeated with a single bytes
+  multiplication, for throughput benchmarks | "none": outputs are left as they are in the slot),
+  dropSocketOn (socket transport: close the data socket when batch N arrives, without exiting).
+
+The data plane follows `transport` in the worker config ("shm": the mapped ring file; "socket":
+a private copy of the ring plus frames on a unix socket, see embed_worker/datasock.py).
 
 Values: mean[j] = mean residue token id + j/1000; bos[j] = j/1000; residues[r][j] = id + j/1000.
 """
@@ -20,6 +26,7 @@ import time
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "py"))
 from embed_worker import protocol as P  # noqa: E402
 from embed_worker.channel import Channel  # noqa: E402
+from embed_worker.datasock import DataSocket, default_transport, socket_path  # noqa: E402
 
 
 def main() -> int:
@@ -42,20 +49,36 @@ def main() -> int:
     max_seqs = max_tokens // 3
     layout = P.RingLayout(cfg["slots"], P.input_bytes(max_tokens, max_seqs),
                           P.output_bytes(max_tokens, max_seqs, layers, cfg["include"], dim, cfg["outDtype"]))
-    path = os.path.join(cfg.get("ringDir") or "/dev/shm", f"embed-ring-fake-{os.getpid()}")
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o600)
-    os.ftruncate(fd, layout.total_bytes)
-    mm = mmap.mmap(fd, layout.total_bytes)
-    os.close(fd)
+    transport = cfg.get("transport") or default_transport()
+    sock = None
+    if transport == "socket":
+        path = socket_path(cfg.get("ringDir"), "fake")
+        mm = bytearray(layout.total_bytes)
+        sock = DataSocket(path)
+    else:
+        path = os.path.join(cfg.get("ringDir") or "/dev/shm", f"embed-ring-fake-{os.getpid()}")
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o600)
+        os.ftruncate(fd, layout.total_bytes)
+        mm = mmap.mmap(fd, layout.total_bytes)
+        os.close(fd)
     mm[: len(layout.pack_header())] = layout.pack_header()
+    view = memoryview(mm)
     ch.send(P.ready(pid=os.getpid(), device="fake", backend="fake", dtype=cfg["precision"],
                     model={"name": "fake", "path": "/fake", "format": "fake", "numLayers": n_layers, "dim": dim,
                            "heads": 1},
                     layers=layers, include=cfg["include"], out_dtype=cfg["outDtype"], max_tokens=max_tokens,
                     max_seqs=max_seqs, ring_path=path, ring=layout, versions={"python": sys.version.split()[0]},
-                    load_ms=0.0))
+                    load_ms=0.0, transport=transport))
     fmt = "f" if cfg["outDtype"] == "float32" else "e"
-    esize = P.DTYPE_BYTES[cfg["outDtype"]]
+    fill = fake.get("fill", "exact")
+    try:
+        return serve(ch, fake, cfg, layout, layers, dim, fmt, fill, done, mm, view, sock)
+    finally:
+        if sock is not None:
+            sock.close()
+
+
+def serve(ch, fake, cfg, layout, layers, dim, fmt, fill, done, mm, view, sock) -> int:
     while True:
         msg = ch.recv()
         if msg["type"] == "shutdown":
@@ -63,6 +86,12 @@ def main() -> int:
         if msg["type"] == "crash":
             os._exit(int(msg.get("code", 70)))
         b = msg["batch"]
+        if sock is not None:
+            if fake.get("dropSocketOn") == b:
+                sock.close()
+                time.sleep(3600)
+            base = layout.slot_in(msg["slot"])
+            sock.recv_frame(P.FRAME_IN, b, msg["slot"], view[base: base + layout.in_bytes])
         if fake.get("crashAfter") is not None and done["batches"] >= fake["crashAfter"]:
             os._exit(70)
         if fake.get("slowMs"):
@@ -80,7 +109,7 @@ def main() -> int:
         lens = struct.unpack_from(f"<{n_seq}i", mm, lo)
         blocks = P.output_blocks(n_seq, n_tok, layers, cfg["include"], dim, cfg["outDtype"])
         out = layout.slot_out(msg["slot"])
-        for blk in blocks:
+        for blk in blocks if fill == "exact" else ():
             rows = []
             start = 0
             for n in lens:
@@ -95,6 +124,13 @@ def main() -> int:
             flat = [v for row in rows for v in row]
             struct.pack_into(f"<{len(flat)}{fmt}", mm, out + blk["offset"], *flat)
             assert len(rows) == blk["rows"]
+        if fill == "fast":
+            for blk in blocks:
+                row = struct.pack(f"<{dim}{fmt}", *[j / 1000 for j in range(dim)])
+                at = out + blk["offset"]
+                mm[at: at + len(row) * blk["rows"]] = row * blk["rows"]
+        if sock is not None:
+            sock.send_frame(P.FRAME_OUT, b, msg["slot"], 0, view[out: out + P.output_used(blocks)])
         done["batches"] += 1
         ch.send(P.result(batch=b, slot=msg["slot"], outputs=blocks, ms=0.1,
                          non_finite=1 if fake.get("nonFinite") == b else 0))
