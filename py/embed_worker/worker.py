@@ -266,7 +266,7 @@ def main() -> int:
             worker.warmup()
             ch.send(worker.ready_message())
             log.info("ready", worker=cfg.name, backend=worker.ready_message()["backend"],
-                     max_tokens=worker.max_tokens)
+                     max_tokens=worker.max_tokens, transport=worker.ring.transport)
             return worker.serve()
     except Exception as e:
         log.log("error", "worker failed", error=repr(e), traceback=traceback.format_exc(limit=12))
