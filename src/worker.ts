@@ -229,6 +229,7 @@ export class WorkerHandle implements AsyncDisposable {
   embed(batch: BatchInput, consume: (r: BatchResult) => void): Promise<BatchResult> {
     if (!this.alive) return Promise.reject(this.state.deathError());
     if (this.broken) return Promise.reject(this.broken);
+    if (this.data?.closed) return Promise.reject(new WorkerError(this.name, "data socket closed"));
     const slot = this.freeSlots.pop();
     if (slot === undefined) throw new EmbedError(`worker ${this.name}: no free slot (caller sent too many batches)`);
     const seqs = batch.seqs;
