@@ -202,6 +202,11 @@ export class WorkerHandle implements AsyncDisposable {
       end: (h) => this.frameEnd(h),
       broken: (err) => this.dataBroken(err),
     });
+    // Connected: the path is needed no more. The worker unlinks it once it accepts; unlinking
+    // here too leaves nothing behind even if the worker is killed before its accept thread runs.
+    try {
+      unlinkSync(this.ready.ring.path);
+    } catch {}
   }
 
   /** The transport this worker's data goes through. */
