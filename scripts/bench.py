@@ -1,0 +1,256 @@
+"""Speed benchmark, all implementations in one process on one device (issue 4):
+
+  python3 scripts/bench.py --out DIR [--models esm2_t33_650M_UR50D,esm2_t36_3B_UR50D]
+                           [--workloads reads,short,uniprot] [--tokens 1500000] [--impls embed,hf-sorted,hf-input]
+
+Measures the fp16 matmul ceiling (a large GEMM), then per model and workload: embed's packed
+worker forward (varlen attention, mean pooled on the device, means copied back), Hugging Face
+`EsmModel` fp16 (sdpa) on length-sorted padded token-budget batches and in input order. Random
+weights of the real configs (speed does not depend on weight values). Reports tokens/s, seqs/s,
+MFU = tokens/s x FLOPs/token / ceiling (FLOPs/token = sum over layers of 24 D^2 + 4 L D, with L the
+token-weighted mean sequence length), peak memory, packing density. A correctness gate compares
+embed's fast path with an fp32 Hugging Face reference on a stratified sample (mean-pooled cosine
+>= 0.9999 median, >= 0.999 min, no NaN/Inf) and fails the run if broken.
+Writes DIR/bench.jsonl (one object per measurement, appended as it goes) and DIR/bench.md.
+On a machine without CUDA it runs the same code on the CPU in fp32 (a smoke test).
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import statistics
+import sys
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(ROOT, "py"))
+sys.path.insert(0, os.path.join(ROOT, "scripts"))
+
+import torch  # noqa: E402
+
+from embed_worker import model as M, testmodel  # noqa: E402
+from embed_worker.registry import KNOWN, TEST_TINY  # noqa: E402
+from embed_worker.weights import load_model  # noqa: E402
+import workloads  # noqa: E402
+
+AA = "LAGVSERTIDPKQNFYMHWCXBUZO.-"
+CUDA = torch.cuda.is_available()
+DEV = torch.device("cuda", 0) if CUDA else torch.device("cpu")
+HALF = torch.float16 if CUDA else torch.float32
+
+
+def sync():
+    if CUDA:
+        torch.cuda.synchronize()
+
+
+def encode(seq: str) -> list[int]:
+    return [0] + [4 + AA.index(c) for c in seq] + [2]
+
+
+def matmul_ceiling(n: int = 8192, iters: int = 30) -> float:
+    """fp16 TFLOP/s of one large square GEMM (the ceiling MFU is measured against)."""
+    if not CUDA:
+        n, iters = 512, 3
+    a = torch.randn(n, n, device=DEV, dtype=HALF)
+    b = torch.randn(n, n, device=DEV, dtype=HALF)
+    for _ in range(3):
+        a @ b
+    sync()
+    t0 = time.perf_counter()
+    for _ in range(iters):
+        a @ b
+    sync()
+    return 2 * n ** 3 * iters / (time.perf_counter() - t0) / 1e12
+
+
+def flops_per_token(cfg, lens: list[int]) -> float:
+    """Forward FLOPs per token: per layer 24 D^2 (QKV, out, FFN GEMMs) + 4 L D (QK^T and PV)."""
+    d = cfg.embed_dim
+    l_eff = sum(x * x for x in lens) / sum(lens)
+    return cfg.num_layers * (24 * d * d + 4 * l_eff * d)
+
+
+# ---- implementations: each returns (means fp32 [N, D] in input order, seconds, batches, real tokens, padded tokens)
+
+def embed_packed(model, seqs, budget, layer):
+    order = sorted(range(len(seqs)), key=lambda i: (-len(seqs[i]), i))
+    batches, cur, used = [], [], 0
+    for i in order:
+        n = len(seqs[i]) + 2
+        if cur and used + n > budget:
+            batches.append(cur)
+            cur, used = [], 0
+        cur.append(i)
+        used += n
+    if cur:
+        batches.append(cur)
+    # Host-side batch building is the orchestrator's job and overlaps in production: do it first.
+    prepared = []
+    for b in batches:
+        ids = torch.tensor([t for i in b for t in encode(seqs[i])], dtype=torch.long)
+        lens = torch.tensor([len(seqs[i]) + 2 for i in b], dtype=torch.int32)
+        cu = torch.zeros(len(b) + 1, dtype=torch.int32)
+        torch.cumsum(lens, 0, out=cu[1:])
+        prepared.append((b, ids.pin_memory() if CUDA else ids, cu, int(lens.max())))
+    out = torch.empty(len(seqs), model.cfg.embed_dim)
+    sync()
+    t0 = time.perf_counter()
+    for b, ids, cu, mx in prepared:
+        h = model(ids.to(DEV, non_blocking=True), cu.to(DEV, non_blocking=True), mx, [layer])[layer]
+        out[b] = M.mean_residues(h, cu.to(DEV)).cpu()
+    sync()
+    secs = time.perf_counter() - t0
+    toks = sum(len(s) + 2 for s in seqs)
+    return out, secs, len(batches), toks, toks
+
+
+def hf_padded(hf, seqs, budget, sort: bool):
+    """Padded batches under a token budget counting padding (what a careful user writes when
+    sorted; what most write when not)."""
+    order = sorted(range(len(seqs)), key=lambda i: (-len(seqs[i]), i)) if sort else list(range(len(seqs)))
+    batches, cur, mx = [], [], 0
+    for i in order:
+        L = len(seqs[i]) + 2
+        if cur and max(mx, L) * (len(cur) + 1) > budget:
+            batches.append(cur)
+            cur, mx = [], 0
+        cur.append(i)
+        mx = max(mx, L)
+    if cur:
+        batches.append(cur)
+    prepared, padded = [], 0
+    for b in batches:
+        L = max(len(seqs[i]) for i in b) + 2
+        ids = torch.ones(len(b), L, dtype=torch.long)
+        mask = torch.zeros(len(b), L, dtype=torch.long)
+        for r, i in enumerate(b):
+            e = encode(seqs[i])
+            ids[r, : len(e)] = torch.tensor(e)
+            mask[r, : len(e)] = 1
+        padded += len(b) * L
+        prepared.append((b, ids, mask))
+    out = torch.empty(len(seqs), hf.config.hidden_size)
+    sync()
+    t0 = time.perf_counter()
+    for b, ids, mask in prepared:
+        ids, mask = ids.to(DEV, non_blocking=True), mask.to(DEV, non_blocking=True)
+        h = hf(input_ids=ids, attention_mask=mask).last_hidden_state
+        res = mask.clone()
+        res[:, 0] = 0
+        res[torch.arange(len(b), device=DEV), mask.sum(1) - 1] = 0  # drop BOS and EOS
+        means = (h.float() * res[..., None]).sum(1) / res.sum(1, keepdim=True).clamp_min(1)
+        out[b] = means.cpu()
+    sync()
+    secs = time.perf_counter() - t0
+    return out, secs, len(batches), sum(len(s) + 2 for s in seqs), padded
+
+
+def load_hf(path, dtype, attn):
+    from transformers import EsmModel
+    try:
+        m = EsmModel.from_pretrained(path, add_pooling_layer=False, attn_implementation=attn, dtype=dtype)
+    except Exception:
+        m = EsmModel.from_pretrained(path, add_pooling_layer=False, attn_implementation="eager", dtype=dtype)
+    return m.to(DEV).eval()
+
+
+def gate(fast, ref) -> dict:
+    cos = torch.nn.functional.cosine_similarity(fast.double(), ref.double(), dim=1).tolist()
+    nonfinite = int((~torch.isfinite(fast)).sum())
+    med, mn = statistics.median(cos), min(cos)
+    return {"n": len(cos), "min": round(mn, 7), "median": round(med, 7), "nonfinite": nonfinite,
+            "ok": med >= 0.9999 and mn >= 0.999 and nonfinite == 0}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--models", default="esm2_t33_650M_UR50D,esm2_t36_3B_UR50D")
+    ap.add_argument("--workloads", default="reads,short,uniprot")
+    ap.add_argument("--impls", default="embed,hf-sorted,hf-input")
+    ap.add_argument("--tokens", type=int, default=1_500_000, help="tokens per (model, workload); 3B gets 40%%")
+    ap.add_argument("--budget", type=int, default=65536, help="embed's token budget")
+    ap.add_argument("--hf-budget", type=int, default=16384, help="HF padded batches: tokens incl. padding")
+    ap.add_argument("--command", default=" ".join(sys.argv))
+    a = ap.parse_args()
+    os.makedirs(a.out, exist_ok=True)
+    jsonl = open(os.path.join(a.out, "bench.jsonl"), "a")
+    gpu = torch.cuda.get_device_name(DEV) if CUDA else "cpu"
+    date = datetime.date.today().isoformat()
+    ceiling = matmul_ceiling()
+    rows = []
+
+    def record(obj):
+        obj.update({"gpu": gpu, "date": date, "command": a.command, "torch": torch.__version__})
+        jsonl.write(json.dumps(obj) + "\n")
+        jsonl.flush()
+        print(json.dumps(obj), flush=True)
+        rows.append(obj)
+
+    record({"measurement": "matmul_ceiling", "tflops": round(ceiling, 1)})
+    ok = True
+    for name in a.models.split(","):
+        cfg = TEST_TINY.cfg if name == "test-tiny" else KNOWN[name].cfg
+        paths = testmodel.write("/tmp/embed-models", f"{name}-random", cfg.num_layers, cfg.embed_dim,
+                                cfg.attention_heads, seed=0, fmt="hf")
+        ours, mcfg, _ = load_model(paths["hf"], DEV, HALF)
+        layer = mcfg.num_layers
+        hf = load_hf(paths["hf"], HALF, "sdpa") if ("hf-sorted" in a.impls or "hf-input" in a.impls) else None
+        tokens = a.tokens if cfg.num_layers < 36 else int(a.tokens * 0.4)
+        for w in a.workloads.split(","):
+            n = max(64, tokens // (workloads.lengths(w, 2000, seed=5) and
+                                   int(statistics.mean(workloads.lengths(w, 2000, seed=5))) + 2))
+            seqs = workloads.sequences(w, n, seed=5)
+            lens = [len(s) + 2 for s in seqs]
+            fpt = flops_per_token(mcfg, lens)
+            embed_packed(ours, seqs[: min(len(seqs), 2000)], a.budget, layer)  # warm-up
+            fast = None
+            for impl in a.impls.split(","):
+                if CUDA:
+                    torch.cuda.empty_cache()
+                    torch.cuda.reset_peak_memory_stats(DEV)
+                if impl == "embed":
+                    res = embed_packed(ours, seqs, a.budget, layer)
+                    fast = res[0]
+                elif impl == "hf-sorted":
+                    hf_padded(hf, seqs[:500], a.hf_budget, True)  # warm-up
+                    res = hf_padded(hf, seqs, a.hf_budget, True)
+                else:
+                    res = hf_padded(hf, seqs, a.hf_budget, False)
+                _, secs, nb, real, padded = res
+                budget = a.budget if impl == "embed" else a.hf_budget
+                record({"model": name, "workload": w, "implementation": impl, "seqs": n, "tokens": real,
+                        "seconds": round(secs, 3), "tokens_per_s": round(real / secs), "seqs_per_s": round(n / secs),
+                        "mfu": round(real / secs * fpt / (ceiling * 1e12), 4), "flops_per_token": round(fpt),
+                        "peak_mem_gib": round(torch.cuda.max_memory_allocated(DEV) / 2**30, 2) if CUDA else None,
+                        "batches": nb, "budget": budget, "density": round(real / (nb * budget), 4),
+                        "padding_overhead": round(padded / real - 1, 4)})
+            if fast is not None:
+                # Correctness gate: stratified sample vs an fp32 HF reference on the same weights.
+                ref_model = load_hf(paths["hf"], torch.float32, "eager")
+                idx = sorted(range(len(seqs)), key=lambda i: len(seqs[i]))[:: max(1, len(seqs) // 64)]
+                sub = [seqs[i] for i in idx]
+                ref, *_ = hf_padded(ref_model, sub, 8192, True)
+                g = gate(fast[idx], ref)
+                record({"model": name, "workload": w, "measurement": "correctness_gate", **g})
+                ok = ok and g["ok"]
+                del ref_model
+        del ours, hf
+        if CUDA:
+            torch.cuda.empty_cache()
+    with open(os.path.join(a.out, "bench.md"), "w") as f:
+        f.write(f"ceiling {ceiling:.0f} TFLOP/s fp16 on {gpu}\n\n")
+        f.write("| model | workload | implementation | tokens/s | seqs/s | MFU | peak GiB | density |\n|---|---|---|---|---|---|---|---|\n")
+        for r in rows:
+            if "implementation" in r:
+                f.write(f"| {r['model']} | {r['workload']} | {r['implementation']} | {r['tokens_per_s']:,} | "
+                        f"{r['seqs_per_s']:,} | {r['mfu']:.1%} | {r['peak_mem_gib']} | {r['density']:.3f} |\n")
+    print(open(os.path.join(a.out, "bench.md")).read())
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
