@@ -165,6 +165,7 @@ def gate(fast, ref) -> dict:
             "ok": med >= 0.9999 and mn >= 0.999 and nonfinite == 0}
 
 
+@torch.inference_mode()
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", required=True)
