@@ -1,7 +1,7 @@
 """Where one packed forward's GPU time goes: GEMMs vs attention vs everything else, and how much
 of the wall time the GPU is busy (launch gaps). Random weights initialised on the device.
 
-    python3 scripts/profile.py [--models esm2_t33_650M_UR50D,esm2_t36_3B_UR50D] [--budget 65536]
+    python3 scripts/profile_forward.py [--models esm2_t33_650M_UR50D,esm2_t36_3B_UR50D] [--budget 65536]
 
 Prints one JSON line per model and the top kernels.
 """
@@ -44,7 +44,10 @@ def main() -> int:
     ap.add_argument("--models", default="esm2_t33_650M_UR50D,esm2_t36_3B_UR50D")
     ap.add_argument("--budget", type=int, default=65536)
     ap.add_argument("--workload", default="reads")
+    ap.add_argument("--compile", action="store_true", help="experiment: torch.compile each block (one graph for all layers)")
     a = ap.parse_args()
+    if a.compile:
+        M.Block.forward = torch.compile(M.Block.forward, dynamic=False)
     dev = torch.device("cuda", 0)
     seqs = workloads.sequences(a.workload, 20000, seed=9)
     for name in a.models.split(","):
@@ -87,7 +90,7 @@ def main() -> int:
             kernels.append((t / 3 / 1000, e.count // 3, e.key[:90], c))
         busy = sum(per_cat.values())
         flops = used * L * (24 * cfg.embed_dim ** 2)  # GEMM FLOPs only
-        out = {"model": name, "tokens": used, "seqs": len(batch), "wall_ms": round(wall * 1000, 2),
+        out = {"model": name, "compiled": a.compile, "tokens": used, "seqs": len(batch), "wall_ms": round(wall * 1000, 2),
                "gpu_busy_ms": round(busy, 2), "busy_fraction": round(busy / (wall * 1000), 3),
                "ms_by_category": {k: round(v, 2) for k, v in sorted(per_cat.items(), key=lambda kv: -kv[1])},
                "gemm_tflops": round(flops / (per_cat.get("gemm", 1e-9) / 1000) / 1e12, 1),
