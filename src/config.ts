@@ -83,6 +83,8 @@ export const RunOptions = z.object({
   outDtype: z.enum(OUT_DTYPES).default("float32"),
   overwrite: z.boolean().default(false),
   dry: z.boolean().default(false),
+  /** torch.compile the model's blocks: `auto` = on for GPU workers, off on CPU. */
+  compile: z.enum(["auto", "on", "off"]).default("auto"),
   threads: z.coerce.number().int().min(1).optional(),
   /** Worker data plane; unset or auto: EMBED_TRANSPORT, else shm when /dev/shm is writable, else socket. */
   transport: z.enum(["auto", ...TRANSPORTS]).optional(),

@@ -24,6 +24,8 @@ export interface StartOptions {
   precision?: Precision;
   /** Test hook passed to workers (EMBED_FAULT). */
   fault?: string;
+  /** Override the configured compile choice (the fp32 reference never compiles). */
+  compile?: boolean;
 }
 
 /** Start one worker per device, in parallel; if any fails, the others are stopped. */
@@ -50,6 +52,7 @@ export async function startWorkers(cfg: RunConfig, devices: DeviceSlot[], opts: 
         ringDir: cfg.ringDir,
         transport: cfg.transport,
         threads: d.kind === "cpu" ? (cfg.threads ?? navigator.hardwareConcurrency) : undefined,
+        compile: opts.compile ?? (cfg.compile === "on" || (cfg.compile === "auto" && d.kind === "cuda")),
         ...(fault ? { fault } : {}),
       },
     }),

@@ -99,6 +99,13 @@ class Block(nn.Module):
         return x
 
 
+def block_step(layer: "Block", x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
+               cu_seqlens: torch.Tensor, max_seqlen: int) -> torch.Tensor:
+    """One block; a free function so that one compiled graph serves every layer (the layer's
+    parameters are graph inputs, not constants)."""
+    return layer(x, cos, sin, cu_seqlens, max_seqlen)
+
+
 class ESM2(nn.Module):
     def __init__(self, cfg: ESM2Config):
         super().__init__()
@@ -111,6 +118,14 @@ class ESM2(nn.Module):
         # model to fp16/bf16 never touches it. weights.py replaces it with the checkpoint's values.
         self.inv_freq = default_inv_freq(cfg.embed_dim // cfg.attention_heads)  # [Dh/2]
         self._inv_freq_dev: dict[torch.device, torch.Tensor] = {}
+        self.step = block_step
+
+    def compile_blocks(self) -> None:
+        """torch.compile the block (dynamic shapes: token count and max length vary per batch).
+        Inductor fuses LayerNorm, rotary, bias+erf-GELU and residual adds around the cuBLAS
+        GEMMs and the varlen attention kernel; measured +29% (3B) and +48% (650M) tokens/s on an
+        H200 (docs/BENCHMARKS.md)."""
+        self.step = torch.compile(block_step, dynamic=True)
 
     def set_inv_freq(self, inv_freq: torch.Tensor) -> None:
         self.inv_freq = inv_freq.detach().to(device="cpu", dtype=torch.float32).clone()
@@ -164,7 +179,7 @@ class ESM2(nn.Module):
         if last > 0:
             cos, sin = self.rotary(pos, x.dtype)  # [T, 1, Dh] each
             for i, layer in enumerate(self.layers[:last]):
-                x = layer(x, cos, sin, cu_seqlens, max_seqlen)  # [T, D]
+                x = self.step(layer, x, cos, sin, cu_seqlens, max_seqlen)  # [T, D]
                 if i + 1 < n:
                     keep(i + 1, x)
             if last == n:

@@ -43,6 +43,7 @@ class WorkerConfig:
     threads: int | None = None
     transport: str = "shm"  # shm | socket (the orchestrator decides; see protocol.py)
     fault: str | None = None  # test hook, see FAULTS
+    compile: bool = False  # torch.compile the blocks (CUDA)
 
     @staticmethod
     def from_env() -> "WorkerConfig":
@@ -55,7 +56,7 @@ class WorkerConfig:
                             max_tokens=d.get("maxTokens"), slots=d.get("slots", 2),
                             ring_dir=d.get("ringDir"), threads=d.get("threads"),
                             transport=d.get("transport") or default_transport(),
-                            fault=d.get("fault"))
+                            fault=d.get("fault"), compile=bool(d.get("compile", False)))
 
 
 FAULTS = {
@@ -125,6 +126,8 @@ class Worker:
         self.load_ms = (time.perf_counter() - t0) * 1000
         self.layers = resolve_layers(self.cfg.layers, self.mcfg.num_layers)
         self.apply_fault()
+        if self.cfg.compile:
+            self.model.compile_blocks()
         self.max_tokens = self.cfg.max_tokens or auto_budget(self.torch, self.model, self.mcfg, self.device)
         self.max_seqs = max(1, self.max_tokens // 3)
 

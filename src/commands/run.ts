@@ -31,6 +31,7 @@ Examples:
     "out-dtype": { type: "enum", options: ["float32", "float16"], description: "dtype of stored embeddings", default: "float32" },
     overwrite: { type: "boolean", description: "replace a complete store in the output directory", default: false },
     dry: { type: "boolean", description: "print the plan as JSON and start no worker", default: false },
+    compile: { type: "enum", options: ["auto", "on", "off"], description: "torch.compile the model blocks (auto: on for GPUs)", default: "auto" },
     threads: { type: "string", description: "CPU threads for a CPU worker (default: all cores)" },
     verbose: { type: "boolean", description: "debug logs and stack traces", default: false },
   },
@@ -50,6 +51,7 @@ Examples:
       outDtype: args["out-dtype"] as "float32",
       overwrite: args.overwrite,
       threads: args.threads,
+      compile: args.compile as "auto",
     };
     try {
       if (args.dry) return emit(await dryRun(options));
