@@ -20,69 +20,11 @@ sys.path.insert(0, os.path.join(ROOT, "scripts"))
 
 import torch  # noqa: E402
 
-from embed_worker import model as M, testmodel  # noqa: E402
+from embed_worker import testmodel  # noqa: E402
 from embed_worker.registry import KNOWN  # noqa: E402
 from embed_worker.weights import load_model  # noqa: E402
 import workloads  # noqa: E402
-
-AA = "LAGVSERTIDPKQNFYMHWCXBUZO.-"
-
-
-def encode(seq: str) -> list[int]:
-    return [0] + [4 + AA.index(c) for c in seq] + [2]
-
-
-def packed_batches(seqs: list[str], budget: int):
-    order = sorted(range(len(seqs)), key=lambda i: -len(seqs[i]))
-    batch, used = [], 0
-    for i in order:
-        n = len(seqs[i]) + 2
-        if batch and used + n > budget:
-            yield batch
-            batch, used = [], 0
-        batch.append(i)
-        used += n
-    if batch:
-        yield batch
-
-
-def run_packed(model, seqs, budget, layer, dev):
-    """Mean-pooled vectors (fp32, input order) and the wall time of the forward passes."""
-    out = [None] * len(seqs)
-    torch.cuda.synchronize()
-    t0 = time.perf_counter()
-    for b in packed_batches(seqs, budget):
-        ids = [t for i in b for t in encode(seqs[i])]
-        lens = [len(seqs[i]) + 2 for i in b]
-        cu = torch.tensor([0] + lens, dtype=torch.int32).cumsum(0, dtype=torch.int32)
-        tokens = torch.tensor(ids, dtype=torch.long).to(dev, non_blocking=True)
-        cu = cu.to(dev, non_blocking=True)
-        h = model(tokens, cu, max(lens), [layer])[layer]
-        means = M.mean_residues(h, cu)
-        for j, i in enumerate(b):
-            out[i] = means[j]
-    torch.cuda.synchronize()
-    return torch.stack(out).float().cpu(), time.perf_counter() - t0
-
-
-def run_hf(hf, seqs, dev, batch=16):
-    """fp32 reference: HF EsmModel, padded length-sorted batches, mean over residues 1..L."""
-    out = [None] * len(seqs)
-    order = sorted(range(len(seqs)), key=lambda i: len(seqs[i]))
-    for s in range(0, len(order), batch):
-        b = order[s: s + batch]
-        L = max(len(seqs[i]) for i in b) + 2
-        ids = torch.ones(len(b), L, dtype=torch.long)
-        mask = torch.zeros(len(b), L, dtype=torch.long)
-        for r, i in enumerate(b):
-            e = encode(seqs[i])
-            ids[r, : len(e)] = torch.tensor(e)
-            mask[r, : len(e)] = 1
-        h = hf(input_ids=ids.to(dev), attention_mask=mask.to(dev)).last_hidden_state.float()
-        for r, i in enumerate(b):
-            out[i] = h[r, 1: len(seqs[i]) + 1].mean(0)
-    return torch.stack(out).cpu()
-
+from bench import embed_packed, hf_padded, load_hf  # noqa: E402
 
 def stats(cos: torch.Tensor) -> dict:
     c = sorted(cos.tolist())
@@ -109,13 +51,11 @@ def main() -> int:
               "checkpoint": paths["hf"], "make_checkpoint_s": round(made_s, 1)}
 
     # Precision: packed fp16 / bf16 vs fp32 HF EsmModel on the same weights.
-    from transformers import EsmModel
-    hf = EsmModel.from_pretrained(paths["hf"], add_pooling_layer=False, attn_implementation="eager",
-                                  dtype=torch.float32).to(dev).eval()
+    hf = load_hf(paths["hf"], torch.float32, "eager")
     sample = {w: workloads.sequences(w, n, seed=1) for w, n in (("reads", 256), ("short", 128), ("uniprot", 64))}
     report["precision"] = {}
     with torch.inference_mode():
-        ref = {w: run_hf(hf, s, dev) for w, s in sample.items()}
+        ref = {w: hf_padded(hf, s, 8192, True)[0] for w, s in sample.items()}
         del hf
         torch.cuda.empty_cache()
         for prec, dtype in (("fp16", torch.float16), ("bf16", torch.bfloat16)):
@@ -123,7 +63,7 @@ def main() -> int:
             layer = mcfg.num_layers
             per = {}
             for w, s in sample.items():
-                got, _ = run_packed(model, s, a.budget, layer, dev)
+                got = embed_packed(model, s, a.budget, layer)[0]
                 cos = torch.nn.functional.cosine_similarity(got, ref[w], dim=1)
                 per[w] = {**stats(cos), "nonfinite": int((~torch.isfinite(got)).sum())}
             report["precision"][prec] = per
@@ -131,10 +71,10 @@ def main() -> int:
                 # Throughput of the bare worker forward on `reads`.
                 n = a.tokens // 51
                 seqs = workloads.sequences("reads", n, seed=2)
-                run_packed(model, seqs[:2000], a.budget, layer, dev)  # warm-up
+                embed_packed(model, seqs[:2000], a.budget, layer)  # warm-up
                 torch.cuda.reset_peak_memory_stats(dev)
                 for budget in (a.budget, 4 * a.budget):
-                    _, secs = run_packed(model, seqs, budget, layer, dev)
+                    secs = embed_packed(model, seqs, budget, layer)[1]
                     toks = sum(len(x) + 2 for x in seqs)
                     report.setdefault("throughput", []).append({
                         "workload": "reads", "impl": "embed packed fp16 forward loop", "budget": budget,
