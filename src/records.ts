@@ -28,12 +28,13 @@ export interface RecordsSummary {
 export class RecordTable {
   readonly ids: string[] = [];
   private readonly chunks: Uint8Array[] = [];
+  /** Bytes used in each closed chunk. */
+  private readonly chunkEnd: number[] = [];
   private chunkUsed = 0;
   private lens = new Uint32Array(1024);
   private chunkOf = new Uint32Array(1024);
   private offsetOf = new Uint32Array(1024);
   private readonly seen = new Map<string, InputLocation>();
-  private readonly hasher = new Bun.CryptoHasher("sha256");
   residues = 0;
   truncated = 0;
   longest = 0;
@@ -84,6 +85,7 @@ export class RecordTable {
     this.grow(i + 1);
     let chunk = this.chunks[this.chunks.length - 1];
     if (!chunk || this.chunkUsed + len > chunk.length) {
+      if (chunk) this.chunkEnd.push(this.chunkUsed);
       chunk = new Uint8Array(Math.max(CHUNK_BYTES, len));
       this.chunks.push(chunk);
       this.chunkUsed = 0;
@@ -96,10 +98,6 @@ export class RecordTable {
     this.ids.push(id);
     this.residues += len;
     if (len > this.longest) this.longest = len;
-    this.hasher.update(id);
-    this.hasher.update("\n");
-    this.hasher.update(chunk.subarray(this.chunkUsed - len, this.chunkUsed));
-    this.hasher.update("\n");
   }
 
   /** Residue tokens kept for record `i` (a view; no BOS/EOS). */
@@ -124,9 +122,18 @@ export class RecordTable {
     return this.lens.subarray(0, this.ids.length);
   }
 
-  /** sha256 over ids and kept tokens, in order: identifies the input content, not its bytes. */
+  /**
+   * sha256 over the kept content, in order: every id (newline-separated), every length, every
+   * token. Identifies the input content, not its bytes (compression and line wrapping do not
+   * matter). Computed in bulk at the end: per-record hasher calls cost more than the reading.
+   */
   digest(): string {
-    return this.hasher.copy().digest("hex");
+    const h = new Bun.CryptoHasher("sha256");
+    for (let i = 0; i < this.ids.length; i += 65536) h.update(this.ids.slice(i, i + 65536).join("\n") + "\n");
+    const lens = this.lengths();
+    h.update(new Uint8Array(lens.buffer, lens.byteOffset, lens.byteLength));
+    this.chunks.forEach((c, k) => h.update(k === this.chunks.length - 1 ? c.subarray(0, this.chunkUsed) : c.subarray(0, this.chunkEnd[k])));
+    return h.digest("hex");
   }
 
   /** The id map is only needed while reading; free it before the long GPU phase. */
