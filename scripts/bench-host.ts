@@ -14,7 +14,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { gzipSync } from "node:zlib";
 import { planBatches } from "../src/plan.ts";
-import { ingest } from "../src/run.ts";
+import { ingest } from "../src/ingest.ts";
 
 const STANDARD = "ACDEFGHIKLMNPQRSTVWY";
 

@@ -4,11 +4,11 @@
  */
 import { resolveConfig, visibleDevicesEnv, type RunConfig, type RunOptionsInput } from "./config.ts";
 import { listGpus, resolveDevices, type DeviceSlot } from "./devices.ts";
-import { EmbedError, ExitCode, InputError, InterruptedError, OptionsError } from "./errors.ts";
-import { readFasta } from "./fasta.ts";
+import { EmbedError, ExitCode, InterruptedError, OptionsError } from "./errors.ts";
+import { ingest } from "./ingest.ts";
 import { log } from "./log.ts";
 import { planBatches, planSummary, type Plan } from "./plan.ts";
-import { RecordTable } from "./records.ts";
+import type { RecordTable } from "./records.ts";
 import { StoreWriter } from "./store.ts";
 import { CPU_AUTO_TOKENS, embedPlan, startWorkers, workerLimits } from "./session.ts";
 
@@ -53,22 +53,6 @@ export interface DryRunResult {
   budgetSource: "option" | "cpu-default" | "gpu-estimate";
   records: ReturnType<RecordTable["summary"]>;
   plan: ReturnType<typeof planSummary>;
-}
-
-/** Read every input into a record table (streaming; tokens kept compactly). */
-export async function ingest(cfg: Pick<RunConfig, "inputs" | "truncate" | "duplicateIds">): Promise<RecordTable> {
-  // readFasta catches repeated ids within a file; the table checks across files only.
-  const table = new RecordTable(cfg.truncate, cfg.duplicateIds, cfg.inputs.length > 1);
-  for (const input of cfg.inputs) {
-    const onRename = () => table.renamed++;
-    for await (const r of readFasta(input, { duplicateIds: cfg.duplicateIds, onRename })) table.add(r);
-  }
-  if (table.size === 0) {
-    throw new InputError(`no FASTA records in ${cfg.inputs.join(", ")}`, undefined, "check that the input is a FASTA file with '>' header lines");
-  }
-  if (table.truncated) log.warn(`${table.truncated} record(s) longer than ${cfg.truncate} residues were truncated (--truncate)`);
-  if (table.renamed) log.warn(`${table.renamed} duplicate id(s) were renamed with _2, _3, ... (--duplicate-ids rename)`);
-  return table.sealed();
 }
 
 function budgetFor(cfg: RunConfig, devices: DeviceSlot[]): { budget: number; source: DryRunResult["budgetSource"] } {

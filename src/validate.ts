@@ -12,7 +12,7 @@ import { log } from "./log.ts";
 import { binOf, compareVectors, DEFAULT_THRESHOLDS, judge, LENGTH_BINS, rowCosines, summarize, quantile, type RecordMetrics, type Summary, type Thresholds } from "./metrics.ts";
 import { planBatches } from "./plan.ts";
 import type { RecordTable } from "./records.ts";
-import { ingest } from "./run.ts";
+import { ingest } from "./ingest.ts";
 import { contaminationPicks, stratifiedSample } from "./sample.ts";
 import { embedPlan, resolvePrecision, startWorkers, workerLimits, type Precision } from "./session.ts";
 import type { WorkerHandle } from "./worker.ts";
