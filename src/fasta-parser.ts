@@ -16,6 +16,12 @@
  *
  * Memory: one partial line is carried between chunks; tokens are written into shared 256 KiB
  * slabs and each record's `tokens` is a view into one (no per-record buffer allocation).
+ *
+ * Two ways out: `push`/`end` return {@link FastaRecord} objects (id and description strings);
+ * or, given a {@link RecordSink}, records go to the sink as an id-index entry and a token range,
+ * with no per-record object or string at all (the record table's fast path). Ids are checked
+ * for repeats in an {@link IdIndex}, which can be shared by the parsers of several inputs so
+ * one index catches repeats within and across inputs.
  */
 import { InputError } from "./errors.ts";
 import { IdIndex } from "./id-index.ts";
@@ -45,6 +51,27 @@ export interface FastaParserOptions {
   duplicateIds?: DuplicateIdPolicy;
   /** Called for each renamed record (for a log line or a count). */
   onRename?: (from: string, to: string, line: number) => void;
+  /**
+   * Id index to check and store ids in (default: a new one). Shared with the parsers of earlier
+   * inputs, it also catches an id repeated from one of them, named through `inputOf`.
+   */
+  ids?: IdIndex;
+  /** Name of the input that entry `entry` of `ids` (from an earlier input) was read from. */
+  inputOf?: (entry: number) => string;
+  /** Hand records to this sink instead of returning them (`push`/`end` then return []). */
+  sink?: RecordSink;
+}
+
+/** Receives records as they complete, without a record object or id string per record. */
+export interface RecordSink {
+  /**
+   * One record: its id is entry `entry` of the parser's id index (checked for repeats, and
+   * renamed there, only when the chunk's ids are committed, after this call); its residue
+   * tokens are `tokens[start, end)`, valid during the call only.
+   */
+  record(entry: number, tokens: Uint8Array, start: number, end: number): void;
+  /** A parser for input `file` was made: its records follow. */
+  begin?(file: string): void;
 }
 
 const NL = 0x0a;
@@ -54,6 +81,8 @@ const SEMI = 0x3b;
 const SLAB = 1 << 18;
 const NO_TOKENS = new Uint8Array(0);
 const EMPTY_RECORD: FastaRecord = { id: "", description: "", tokens: NO_TOKENS, masks: 0, line: 0, file: "" };
+/** What `push`/`end` return in sink mode. */
+const NONE: FastaRecord[] = [];
 
 function isSpace(b: number): boolean {
   return b === 0x20 || b === 0x09 || b === CR || b === 0x0b || b === 0x0c;
@@ -63,7 +92,11 @@ export class FastaParser {
   private readonly file: string;
   private readonly duplicateIds: DuplicateIdPolicy;
   private readonly onRename: FastaParserOptions["onRename"];
-  private readonly ids = new IdIndex();
+  private readonly ids: IdIndex;
+  /** First id-index entry of this input (entries below are earlier inputs'). */
+  private readonly base: number;
+  private readonly inputOf: FastaParserOptions["inputOf"];
+  private readonly sink: RecordSink | undefined;
   private readonly renameNext = new Map<string, number>();
   private readonly state = new LineState();
 
@@ -82,6 +115,9 @@ export class FastaParser {
   /** Current record (valid when inRecord); `tokens`/`masks` are filled in when it ends. */
   private inRecord = false;
   private cur: FastaRecord = EMPTY_RECORD;
+  /** Current record's id-index entry and header line (both modes). */
+  private curEntry = 0;
+  private curLine = 0;
   /** Records whose ids are staged in the id index but not yet committed (header order). */
   private staged: FastaRecord[] = [];
   /** Line and 1-based column of a trailing `*` in the current record, 0 if none. */
@@ -97,6 +133,11 @@ export class FastaParser {
     this.file = file;
     this.duplicateIds = opts.duplicateIds ?? "error";
     this.onRename = opts.onRename;
+    this.ids = opts.ids ?? new IdIndex();
+    this.base = this.ids.entries;
+    this.inputOf = opts.inputOf;
+    this.sink = opts.sink;
+    this.sink?.begin?.(file);
   }
 
   /** Number of records completed so far. */
@@ -106,7 +147,7 @@ export class FastaParser {
 
   /** Feed the next chunk; returns the records it completed (possibly none). */
   push(chunk: Uint8Array): FastaRecord[] {
-    this.out = [];
+    this.out = this.sink ? NONE : [];
     try {
       this.pushLines(chunk);
     } catch (e) {
@@ -146,7 +187,7 @@ export class FastaParser {
 
   /** Signal end of input; returns the last record(s). Throws if the input held no record. */
   end(): FastaRecord[] {
-    this.out = [];
+    this.out = this.sink ? NONE : [];
     try {
       if (this.carryLen > 0) {
         this.line(this.carry, 0, this.carryLen);
@@ -211,7 +252,7 @@ export class FastaParser {
       const { message, hint } = explainRejected(buf[offset]!, state.errorReason);
       throw new InputError(
         `${message} at column ${offset - start + 1}`,
-        { file: this.file, line: lineNo, recordId: this.cur.id },
+        { file: this.file, line: lineNo, recordId: this.curId() },
         hint,
       );
     }
@@ -219,7 +260,7 @@ export class FastaParser {
       const { message, hint } = explainRejected(0x2a, "stop-not-last");
       throw new InputError(
         `${message} at column ${this.stopColumn}`,
-        { file: this.file, line: this.stopLine, recordId: this.cur.id },
+        { file: this.file, line: this.stopLine, recordId: this.curId() },
         hint,
       );
     }
@@ -242,6 +283,7 @@ export class FastaParser {
 
   private header(buf: Uint8Array, start: number, end: number, lineNo: number): void {
     this.finishRecord();
+    if (this.sink) return this.sinkHeader(buf, start, end, lineNo);
     let e = end;
     while (e > start + 1 && isSpace(buf[e - 1]!)) e--;
     let idStart = start + 1;
@@ -277,7 +319,8 @@ export class FastaParser {
       if (descStart < e) description = text.toString("utf8", descStart, e);
     }
     this.cur = { id, description, tokens: NO_TOKENS, masks: 0, line: lineNo, file: this.file };
-    this.ids.stage(buf, idStart, idEnd, lineNo);
+    this.curEntry = this.ids.stage(buf, idStart, idEnd, lineNo);
+    this.curLine = lineNo;
     this.staged.push(this.cur);
     this.inRecord = true;
     this.recStart = this.slabPos;
@@ -285,14 +328,45 @@ export class FastaParser {
     this.state.reset();
   }
 
+  /** {@link header} in sink mode: only the id's bytes, into the id index. */
+  private sinkHeader(buf: Uint8Array, start: number, end: number, lineNo: number): void {
+    let idStart = start + 1;
+    while (idStart < end && isSpace(buf[idStart]!)) idStart++;
+    let idEnd = idStart;
+    while (idEnd < end && !isSpace(buf[idEnd]!)) idEnd++;
+    if (idStart === idEnd) {
+      throw new InputError(
+        "empty header: '>' with no id",
+        { file: this.file, line: lineNo },
+        "Give the record an id right after '>', e.g. '>seq1 optional description'.",
+      );
+    }
+    this.curEntry = this.ids.stage(buf, idStart, idEnd, lineNo);
+    this.curLine = lineNo;
+    this.inRecord = true;
+    // The sink copies each record's tokens, so the slab is reused from its start.
+    this.recStart = this.slabPos = 0;
+    this.stopLine = 0;
+    this.state.reset();
+  }
+
+  /** The current record's id (for messages). */
+  private curId(): string {
+    return this.sink ? this.ids.idString(this.curEntry) : this.cur.id;
+  }
+
   /** Check the staged ids for duplicates (error, or rename in place). */
   private commitIds(): void {
-    if (this.staged.length === 0) return;
+    if (this.ids.pending === 0) return;
     const staged = this.staged;
-    this.staged = [];
-    this.ids.commit((k, firstLine) => {
-      const rec = staged[k]!;
-      rec.id = this.duplicate(rec.id, firstLine, rec.line);
+    if (staged.length > 0) this.staged = [];
+    this.ids.commit((k, firstLine, entry, firstEntry) => {
+      if (this.sink) {
+        this.duplicate(this.ids.idString(entry), firstLine, this.ids.line(entry), entry, firstEntry);
+      } else {
+        const rec = staged[k]!;
+        rec.id = this.duplicate(rec.id, firstLine, rec.line, entry, firstEntry);
+      }
     });
   }
 
@@ -305,8 +379,16 @@ export class FastaParser {
     return this.textView;
   }
 
-  private duplicate(id: string, firstLine: number, lineNo: number): string {
+  /** Entry `entry` (id `id`, line `lineNo`) repeats `firstEntry`: throw, or rename it. */
+  private duplicate(id: string, firstLine: number, lineNo: number, entry: number, firstEntry: number): string {
     if (this.duplicateIds === "error") {
+      if (firstEntry < this.base) {
+        throw new InputError(
+          `duplicate id "${id}" (first seen at ${this.inputOf?.(firstEntry) ?? "an earlier input"}:${firstLine})`,
+          { file: this.file, line: lineNo, recordId: id },
+          "make ids unique, or pass --duplicate-ids rename to keep both as ID, ID_2, ...",
+        );
+      }
       throw new InputError(
         `duplicate id "${id}" (first seen at line ${firstLine})`,
         { file: this.file, line: lineNo, recordId: id },
@@ -315,7 +397,7 @@ export class FastaParser {
     }
     let k = this.renameNext.get(id) ?? 2;
     let renamed = `${id}_${k}`;
-    while (this.ids.insertString(renamed, lineNo) >= 0) renamed = `${id}_${++k}`;
+    while (!this.ids.rename(entry, renamed)) renamed = `${id}_${++k}`;
     this.renameNext.set(id, k + 1);
     this.onRename?.(id, renamed, lineNo);
     return renamed;
@@ -324,15 +406,19 @@ export class FastaParser {
   private finishRecord(): void {
     if (!this.inRecord) return;
     this.inRecord = false;
-    const rec = this.cur;
     if (this.slabPos === this.recStart) {
       throw new InputError(
         "empty sequence",
-        { file: this.file, line: rec.line, recordId: rec.id },
+        { file: this.file, line: this.curLine, recordId: this.curId() },
         "Every record needs at least one residue. Remove the record or add its sequence.",
       );
     }
     this.records++;
+    if (this.sink) {
+      this.sink.record(this.curEntry, this.slab, this.recStart, this.slabPos);
+      return;
+    }
+    const rec = this.cur;
     rec.tokens = this.slab.subarray(this.recStart, this.slabPos);
     rec.masks = this.state.masks;
     this.out.push(rec);

@@ -7,10 +7,10 @@
  * record object, one duplicate-id probe), so {@link readFastaBatches} yields a chunk's records
  * as one array for callers that want to skip the per-record `await`.
  */
-import { FastaParser, type FastaParserOptions, type FastaRecord } from "./fasta-parser.ts";
+import { FastaParser, type FastaParserOptions, type FastaRecord, type RecordSink } from "./fasta-parser.ts";
 import { openInput } from "./input-stream.ts";
 
-export type { DuplicateIdPolicy, FastaRecord } from "./fasta-parser.ts";
+export type { DuplicateIdPolicy, FastaRecord, RecordSink } from "./fasta-parser.ts";
 
 /** Options of {@link readFasta}: duplicate-id policy and rename callback. */
 export type ReadFastaOptions = FastaParserOptions;
@@ -29,6 +29,18 @@ export async function* readFastaBatches(source: string, opts: ReadFastaOptions =
   }
   const last = parser.end();
   if (last.length > 0) yield last;
+}
+
+/**
+ * Read `source` into `opts.sink` (e.g. a RecordTable's parserOptions()): no record objects or
+ * id strings are made. Returns the number of records read. Errors as {@link readFastaBatches}.
+ */
+export async function readFastaInto(source: string, opts: FastaParserOptions & { sink: RecordSink }): Promise<number> {
+  const input = await openInput(source);
+  const parser = new FastaParser(input.name, opts);
+  for await (const chunk of input.chunks) parser.push(chunk);
+  parser.end();
+  return parser.recordCount;
 }
 
 /**

@@ -1,32 +1,59 @@
 /**
- * A set of record ids keyed by their raw header bytes, remembering the line each id was first
- * seen on. Pure: no I/O.
+ * Record ids, in order, keyed by their bytes, remembering the line each id was first seen on.
+ * Pure: no I/O.
+ *
+ * Two jobs in one structure, because both need the id bytes:
+ * - a set (duplicate check while reading), and
+ * - the store of every record's id (entry `e` is record `e` of the record table), so millions
+ *   of ids cost their bytes plus a few words each instead of millions of JS strings. Strings are
+ *   made only on demand ({@link IdIndex.idString}); ids.txt is written from the bytes
+ *   ({@link IdIndex.lines}).
  *
  * Why not a `Map<string, number>`: on Bun/JSC a million-entry Map costs ~0.5 µs per insert
  * (measured), which alone would halve the reader's throughput on 50-residue records. This
  * open-addressing table hashes bytes the reader already has in hand (FNV-1a), keeps the ids in
- * one byte arena and uses typed arrays only, so the GC sees a handful of objects.
+ * a few byte chunks and uses typed arrays only, so the GC sees a handful of objects.
  *
  * Once the table outgrows the CPU caches, each probe is a cache miss (~100 ns). So the reader
  * {@link IdIndex.stage}s a chunk's ids (sequential writes only) and {@link IdIndex.commit}s
  * them in one tight loop, where the CPU overlaps the misses of consecutive probes.
  *
- * Memory: id bytes + ~36 bytes per id (e.g. ~50 MB for 1M UniProt ids).
+ * Ids are stored as the UTF-8 of their string form: valid UTF-8 as is; invalid bytes are
+ * replaced by U+FFFD at staging, exactly as decoding to a string would, so bytes and strings
+ * agree (equality, ids.txt, digests).
+ *
+ * Memory: id bytes + 12 bytes per id, + 8 bytes per slot (2-4 slots per distinct id) until
+ * {@link IdIndex.dropLookup}.
  */
 
 const EMPTY = 0;
 /** Ids whose slots are touched together in {@link IdIndex.commit}. */
 const PREFETCH = 16;
+/** Bytes per arena chunk (an id never spans chunks; a longer id gets a chunk of its own). */
+const CHUNK_BITS = 22;
+const CHUNK = 1 << CHUNK_BITS;
+const NL = 0x0a;
+
+type Words = Uint32Array | Float64Array;
 
 export class IdIndex {
-  /** Concatenated id bytes. */
-  private arena = new Uint8Array(1 << 16);
+  /** Id bytes in chunks; an entry's address is `chunk * CHUNK + offset`. */
+  private readonly chunks: Uint8Array[] = [new Uint8Array(1 << 12)];
+  /** The chunk being filled (the last of `chunks`) and its fill. */
+  private arena: Uint8Array = this.chunks[0]!;
   private arenaLen = 0;
-  /** Per entry: start in arena, byte length, hash, first line (1-based). */
-  private starts = new Uint32Array(1 << 12);
-  private lengths = new Uint32Array(1 << 12);
-  private hashes = new Uint32Array(1 << 12);
-  private lines = new Float64Array(1 << 12);
+  /** Address of `arena[0]`. */
+  private arenaBase = 0;
+  /**
+   * Per entry: address of the bytes, byte length, first line (1-based). `starts` and `lines`
+   * widen to Float64Array past 2^32 (rare), so the common case costs 4 bytes each.
+   */
+  private starts: Words = new Uint32Array(1 << 10);
+  private lengths = new Uint32Array(1 << 10);
+  private lines: Words = new Uint32Array(1 << 10);
+  /** Hashes of staged entries, by entry - committed. */
+  private hashes = new Uint32Array(1 << 10);
+  private spareHashes = new Uint32Array(1 << 10);
   /** Entries appended (staged or committed, duplicates included). */
   private count = 0;
   /** Entries below this index have been committed. */
@@ -38,8 +65,9 @@ export class IdIndex {
    * sits next to the entry so a probe for a new id touches one cache line and never the arena.
    * The slot count is a power of two.
    */
-  private slots = new Uint32Array(2 << 13);
-  private mask = (1 << 13) - 1;
+  private slots = new Uint32Array(2 << 10);
+  private mask = (1 << 10) - 1;
+  private lookup = true;
   private readonly encoder = new TextEncoder();
   /** Sink for the prefetch loads, so the JIT cannot drop them. */
   private touched = 0;
@@ -49,6 +77,11 @@ export class IdIndex {
     return this.distinct;
   }
 
+  /** Number of entries (ids staged or committed, repeats included): the next entry's index. */
+  get entries(): number {
+    return this.count;
+  }
+
   /** Number of staged ids not yet committed. */
   get pending(): number {
     return this.count - this.committed;
@@ -56,43 +89,52 @@ export class IdIndex {
 
   /**
    * Queue the id `bytes[start, end)`, first seen on `line`, for the next {@link commit}. Copies
-   * the bytes, so `bytes` may be reused at once.
+   * the bytes, so `bytes` may be reused at once. Returns the new entry's index.
    */
-  stage(bytes: Uint8Array, start: number, end: number, line: number): void {
+  stage(bytes: Uint8Array, start: number, end: number, line: number): number {
     const len = end - start;
-    if (this.arenaLen + len > this.arena.length) {
-      const next = new Uint8Array(Math.max(this.arena.length * 2, this.arenaLen + len));
-      next.set(this.arena.subarray(0, this.arenaLen));
-      this.arena = next;
-    }
+    if (this.arenaLen + len > this.arena.length) this.room(len);
     // Ids are short: a loop beats allocating a subarray for `set`.
     const arena = this.arena;
     const at = this.arenaLen;
     let h = 0x811c9dc5;
+    let high = 0;
     for (let k = 0; k < len; k++) {
       const b = bytes[start + k]!;
       arena[at + k] = b;
+      high |= b;
       h = Math.imul(h ^ b, 0x01000193);
     }
-    if (this.count === this.starts.length) this.growEntries();
+    if (this.count === this.lengths.length) this.growEntries();
     const entry = this.count++;
-    this.starts[entry] = at;
-    this.lengths[entry] = len;
-    this.hashes[entry] = h >>> 0;
-    this.lines[entry] = line;
+    const pending = entry - this.committed;
+    if (pending === this.hashes.length) this.growHashes();
     this.arenaLen += len;
+    this.setStart(entry, this.arenaBase + at);
+    this.lengths[entry] = len;
+    if (line > 0xffffffff && this.lines instanceof Uint32Array) this.lines = widen(this.lines);
+    this.lines[entry] = line;
+    this.hashes[pending] = h >>> 0;
+    if (high >= 0x80) this.normalize(entry, at, len);
+    return entry;
   }
 
   /**
    * Add every staged id to the table, in staging order. For each id already present (earlier
-   * or earlier in this batch) calls `onDuplicate(k, firstLine)`, `k` counting staged ids from 0,
-   * and leaves the table unchanged for it. `onDuplicate` may call {@link insertString}.
+   * or earlier in this batch) calls `onDuplicate(k, firstLine, entry, firstEntry)`, `k`
+   * counting staged ids from 0, and leaves the table unchanged for it. `onDuplicate` may call
+   * {@link insertString} or {@link rename}.
    */
-  commit(onDuplicate: (k: number, firstLine: number) => void): void {
+  commit(onDuplicate: (k: number, firstLine: number, entry: number, firstEntry: number) => void): void {
     const first = this.committed;
     const end = this.count;
-    this.committed = end;
+    if (first === end) return;
+    if (!this.lookup) throw new Error("IdIndex: ids added after dropLookup()");
+    // onDuplicate may stage (insertString): it gets the spare buffer, these hashes stay put.
     const hashes = this.hashes;
+    this.hashes = this.spareHashes;
+    this.spareHashes = hashes;
+    this.committed = end;
     for (let group = first; group < end; group += PREFETCH) {
       const groupEnd = Math.min(group + PREFETCH, end);
       // Touch the home slots of a group of ids first: independent loads, so their cache
@@ -100,11 +142,11 @@ export class IdIndex {
       const slots = this.slots;
       const mask = this.mask;
       let touched = 0;
-      for (let entry = group; entry < groupEnd; entry++) touched |= slots[2 * (hashes[entry]! & mask) + 1]!;
+      for (let entry = group; entry < groupEnd; entry++) touched |= slots[2 * (hashes[entry - first]! & mask) + 1]!;
       this.touched = touched;
       for (let entry = group; entry < groupEnd; entry++) {
-        const firstLine = this.probeInsert(entry);
-        if (firstLine >= 0) onDuplicate(entry - first, firstLine);
+        const firstEntry = this.probeInsert(entry, hashes[entry - first]!);
+        if (firstEntry >= 0) onDuplicate(entry - first, this.lines[firstEntry]!, entry, firstEntry);
       }
     }
   }
@@ -115,9 +157,22 @@ export class IdIndex {
    */
   insert(bytes: Uint8Array, start: number, end: number, line: number): number {
     if (this.committed !== this.count) throw new Error("IdIndex.insert with staged ids pending");
-    this.stage(bytes, start, end, line);
+    if (!this.lookup) throw new Error("IdIndex: ids added after dropLookup()");
+    const entry = this.stage(bytes, start, end, line);
     this.committed = this.count;
-    return this.probeInsert(this.count - 1);
+    const first = this.probeInsert(entry, this.hashes[0]!);
+    return first < 0 ? -1 : this.lines[first]!;
+  }
+
+  /**
+   * Store the id `bytes[start, end)` of line `line` as the next entry without checking or
+   * indexing it (a later repeat of it is not caught). Commit staged ids first.
+   */
+  append(bytes: Uint8Array, start: number, end: number, line: number): number {
+    if (this.committed !== this.count) throw new Error("IdIndex.append with staged ids pending");
+    const entry = this.stage(bytes, start, end, line);
+    this.committed = this.count;
+    return entry;
   }
 
   /** {@link insert} for an id given as a string (UTF-8 encoded). */
@@ -126,46 +181,192 @@ export class IdIndex {
     return this.insert(bytes, 0, bytes.length, line);
   }
 
-  /** Put appended `entry` in the table; returns -1, or the first line of an equal id. */
-  private probeInsert(entry: number): number {
-    const h = this.hashes[entry]!;
+  /**
+   * Give entry `entry` (a committed repeat, so not in the table) the id `id` instead, if no
+   * entry has that id yet: returns true and adds it to the table; false (nothing changed) when
+   * `id` is taken.
+   */
+  rename(entry: number, id: string): boolean {
+    if (!this.lookup) throw new Error("IdIndex: ids added after dropLookup()");
+    const bytes = this.encoder.encode(id);
+    let h = 0x811c9dc5;
+    for (let k = 0; k < bytes.length; k++) h = Math.imul(h ^ bytes[k]!, 0x01000193);
+    h >>>= 0;
     const slots = this.slots;
     const mask = this.mask;
     let slot = h & mask;
     for (;;) {
       const e = slots[2 * slot + 1]!;
       if (e === EMPTY) break;
-      if (slots[2 * slot] === h && this.equals(e - 1, entry)) return this.lines[e - 1]!;
+      if (slots[2 * slot] === h && this.equalsBytes(e - 1, bytes)) return false;
       slot = (slot + 1) & mask;
     }
+    const len = bytes.length;
+    if (this.arenaLen + len > this.arena.length) this.room(len);
+    this.arena.set(bytes, this.arenaLen);
+    this.setStart(entry, this.arenaBase + this.arenaLen);
+    this.lengths[entry] = len;
+    this.arenaLen += len;
+    this.place(slot, h, entry);
+    return true;
+  }
+
+  /** The id of `entry` as bytes (a view; do not write to it). */
+  idBytes(entry: number): Uint8Array {
+    const a = this.starts[entry]!;
+    const c = Math.floor(a / CHUNK);
+    const o = a - c * CHUNK;
+    return this.chunks[c]!.subarray(o, o + this.lengths[entry]!);
+  }
+
+  /** The id of `entry` as a string. */
+  idString(entry: number): string {
+    const b = this.idBytes(entry);
+    return Buffer.from(b.buffer, b.byteOffset, b.length).toString("utf8");
+  }
+
+  /** Line `entry` was read from (1-based; 0 when not from a file). Lost at {@link dropLookup}. */
+  line(entry: number): number {
+    return this.lines[entry]!;
+  }
+
+  /**
+   * Entries `[from, to)` as UTF-8 text, each id followed by `\n`, in pieces of about `piece`
+   * bytes (each a fresh buffer the caller may keep).
+   */
+  *text(from = 0, to = this.count, piece = 1 << 20): Generator<Uint8Array> {
+    let buf = new Uint8Array(piece);
+    let pos = 0;
+    const starts = this.starts;
+    const lengths = this.lengths;
+    const chunks = this.chunks;
+    for (let e = from; e < to; e++) {
+      const a = starts[e]!;
+      const c = Math.floor(a / CHUNK);
+      const o = a - c * CHUNK;
+      const len = lengths[e]!;
+      if (pos + len + 1 > buf.length) {
+        if (pos > 0) yield buf.subarray(0, pos);
+        buf = new Uint8Array(Math.max(piece, len + 1));
+        pos = 0;
+      }
+      const src = chunks[c]!;
+      if (len <= 32) {
+        for (let k = 0; k < len; k++) buf[pos + k] = src[o + k]!;
+      } else {
+        buf.set(src.subarray(o, o + len), pos);
+      }
+      pos += len;
+      buf[pos++] = NL;
+    }
+    if (pos > 0) yield buf.subarray(0, pos);
+  }
+
+  /**
+   * Free the lookup table and the line numbers (the reading is over): ids stay readable, but
+   * no more can be committed.
+   */
+  dropLookup(): void {
+    this.lookup = false;
+    this.slots = new Uint32Array(2);
+    this.mask = 0;
+    this.lines = new Uint32Array(0);
+    this.hashes = new Uint32Array(16);
+  }
+
+  /** Put appended `entry` in the table; returns -1, or the entry of an equal id. */
+  private probeInsert(entry: number, h: number): number {
+    const slots = this.slots;
+    const mask = this.mask;
+    let slot = h & mask;
+    for (;;) {
+      const e = slots[2 * slot + 1]!;
+      if (e === EMPTY) break;
+      if (slots[2 * slot] === h && this.equals(e - 1, entry)) return e - 1;
+      slot = (slot + 1) & mask;
+    }
+    this.place(slot, h, entry);
+    return -1;
+  }
+
+  private place(slot: number, h: number, entry: number): void {
+    const slots = this.slots;
     slots[2 * slot] = h;
     slots[2 * slot + 1] = entry + 1;
     // Keep the load factor at or below 1/2 so probe runs stay short.
-    if (++this.distinct * 2 > mask + 1) this.rehash();
-    return -1;
+    if (++this.distinct * 2 > this.mask + 1) this.rehash();
   }
 
   private equals(a: number, b: number): boolean {
     const len = this.lengths[a]!;
     if (this.lengths[b] !== len) return false;
-    const arena = this.arena;
+    return this.equalsBytes(a, this.idBytes(b));
+  }
+
+  private equalsBytes(a: number, bytes: Uint8Array): boolean {
+    const len = bytes.length;
+    if (this.lengths[a] !== len) return false;
     const sa = this.starts[a]!;
-    const sb = this.starts[b]!;
-    for (let k = 0; k < len; k++) if (arena[sa + k] !== arena[sb + k]) return false;
+    const c = Math.floor(sa / CHUNK);
+    const o = sa - c * CHUNK;
+    const arena = this.chunks[c]!;
+    for (let k = 0; k < len; k++) if (arena[o + k] !== bytes[k]) return false;
     return true;
   }
 
+  private setStart(entry: number, address: number): void {
+    if (address > 0xffffffff && this.starts instanceof Uint32Array) this.starts = widen(this.starts);
+    this.starts[entry] = address;
+  }
+
+  /** Make room for `len` more bytes in the current chunk, or start a new chunk. */
+  private room(len: number): void {
+    const need = this.arenaLen + len;
+    if (need <= CHUNK) {
+      // The first chunk starts small and doubles up to CHUNK (so small inputs stay small).
+      const next = new Uint8Array(Math.min(CHUNK, Math.max(need, this.arena.length * 2)));
+      next.set(this.arena.subarray(0, this.arenaLen));
+      this.arena = next;
+      this.chunks[this.chunks.length - 1] = next;
+      return;
+    }
+    // A new chunk; an id longer than CHUNK gets one of its own (it starts at offset 0).
+    this.arena = new Uint8Array(Math.max(CHUNK, len));
+    this.chunks.push(this.arena);
+    this.arenaLen = 0;
+    this.arenaBase = (this.chunks.length - 1) * CHUNK;
+  }
+
+  /**
+   * Entry `entry` (bytes at `arena[at, at+len)`, the last bytes written) holds non-ASCII bytes:
+   * store the UTF-8 of their string form (invalid sequences become U+FFFD) and rehash.
+   */
+  private normalize(entry: number, at: number, len: number): void {
+    const raw = this.arena.subarray(at, at + len);
+    const bytes = this.encoder.encode(Buffer.from(raw.buffer, raw.byteOffset, len).toString("utf8"));
+    let same = bytes.length === len;
+    for (let k = 0; same && k < len; k++) same = bytes[k] === raw[k];
+    if (same) return;
+    this.arenaLen -= len;
+    if (this.arenaLen + bytes.length > this.arena.length) this.room(bytes.length);
+    this.arena.set(bytes, this.arenaLen);
+    this.setStart(entry, this.arenaBase + this.arenaLen);
+    this.lengths[entry] = bytes.length;
+    this.arenaLen += bytes.length;
+    let h = 0x811c9dc5;
+    for (let k = 0; k < bytes.length; k++) h = Math.imul(h ^ bytes[k]!, 0x01000193);
+    this.hashes[entry - this.committed] = h >>> 0;
+  }
+
   private growEntries(): void {
-    const n = this.starts.length * 2;
-    const grow = <T extends Uint32Array | Float64Array>(a: T, make: (n: number) => T): T => {
-      const b = make(n);
-      b.set(a);
-      return b;
-    };
-    this.starts = grow(this.starts, (k) => new Uint32Array(k));
-    this.lengths = grow(this.lengths, (k) => new Uint32Array(k));
-    this.hashes = grow(this.hashes, (k) => new Uint32Array(k));
-    this.lines = grow(this.lines, (k) => new Float64Array(k));
+    const n = this.lengths.length * 2;
+    this.starts = grow(this.starts, n);
+    this.lengths = grow(this.lengths, n);
+    this.lines = grow(this.lines, n);
+  }
+
+  private growHashes(): void {
+    this.hashes = grow(this.hashes, Math.max(16, this.hashes.length * 2));
   }
 
   /** Double the slot table, re-placing occupied slots (a sequential scan of the old table). */
@@ -185,4 +386,16 @@ export class IdIndex {
     this.slots = slots;
     this.mask = mask;
   }
+}
+
+function grow<T extends Words>(a: T, n: number): T {
+  const b = (a instanceof Float64Array ? new Float64Array(n) : new Uint32Array(n)) as T;
+  b.set(a);
+  return b;
+}
+
+function widen(a: Words): Float64Array {
+  const b = new Float64Array(a.length);
+  b.set(a);
+  return b;
 }

@@ -2,12 +2,22 @@
  * All input records, compactly: ids in input order, residue tokens in large shared chunks, and
  * per-record lengths after truncation. Planning needs every length before the first batch
  * (length-sorted packing is global), so records are indexed once; tokens live in a few big
- * buffers instead of millions of small arrays.
+ * buffers instead of millions of small arrays, and ids live as bytes in an {@link IdIndex}
+ * (the same index that catches repeated ids while reading), not as millions of JS strings.
+ *
+ * The reader fills the table through {@link RecordTable.parserOptions} (the parser hands over
+ * token ranges, no record objects); {@link RecordTable.add} takes one record object at a time.
  */
-import { InputError, type InputLocation } from "./errors.ts";
+import { writeSync } from "node:fs";
+import { InputError } from "./errors.ts";
+import type { FastaParserOptions, RecordSink } from "./fasta-parser.ts";
+import { IdIndex } from "./id-index.ts";
 
 /** Bytes per token chunk; a record never spans chunks. */
 const CHUNK_BYTES = 16 << 20;
+/** The first chunk starts this small and doubles up to CHUNK_BYTES (small inputs stay small). */
+const FIRST_CHUNK_BYTES = 1 << 16;
+const NO_TOKENS = new Uint8Array(0);
 
 export interface IngestRecord {
   id: string;
@@ -25,24 +35,31 @@ export interface RecordsSummary {
   renamed: number;
 }
 
-export class RecordTable {
-  readonly ids: string[] = [];
+export class RecordTable implements RecordSink {
+  /** Record `i`'s id is entry `i`. */
+  private readonly idx = new IdIndex();
+  /** Inputs in reading order: first entry and name (for "first seen at FILE:LINE"). */
+  private readonly inputStarts: number[] = [];
+  private readonly inputNames: string[] = [];
   private readonly chunks: Uint8Array[] = [];
-  /** Bytes used in each closed chunk. */
+  /** Per chunk: first record in it, and bytes used (the last chunk's is `chunkUsed`). */
+  private readonly chunkFirst: number[] = [];
   private readonly chunkEnd: number[] = [];
+  private chunk: Uint8Array = NO_TOKENS;
   private chunkUsed = 0;
+  private n = 0;
   private lens = new Uint32Array(1024);
-  private chunkOf = new Uint32Array(1024);
+  /** Offset of each record's tokens in its chunk. */
   private offsetOf = new Uint32Array(1024);
-  private readonly seen = new Map<string, InputLocation>();
+  private idsCache: string[] | undefined;
   residues = 0;
   truncated = 0;
   longest = 0;
   renamed = 0;
 
   /**
-   * @param crossFileIds check ids across inputs (the reader already checks within one file, so a
-   * single input skips this map and its cost)
+   * @param crossFileIds whether {@link add} checks ids for repeats (the reader, through
+   * {@link parserOptions}, always checks, within and across inputs)
    */
   constructor(
     readonly truncate: number,
@@ -51,60 +68,140 @@ export class RecordTable {
   ) {}
 
   get size(): number {
-    return this.ids.length;
+    return this.n;
   }
 
-  /** Add one record; throws InputError on a duplicate id (unless renaming). */
-  add(r: IngestRecord): void {
-    let id = r.id;
-    const prev = this.crossFileIds ? this.seen.get(id) : undefined;
-    if (prev) {
-      if (this.duplicateIds === "error") {
-        throw new InputError(
-          `duplicate id "${id}" (first seen at ${prev.file}:${prev.line})`,
-          { file: r.file, line: r.line, recordId: id },
-          "make ids unique, or pass --duplicate-ids rename to keep both as ID, ID_2, ...",
-        );
-      }
-      for (let k = 2; ; k++) {
-        const candidate = `${r.id}_${k}`;
-        if (!this.seen.has(candidate)) {
-          id = candidate;
-          break;
-        }
-      }
-      this.renamed++;
+  /** Id of record `i`. */
+  id(i: number): string {
+    return this.idx.idString(i);
+  }
+
+  /**
+   * Every id, in order, as strings. Compatibility only: this makes one string per record (and
+   * keeps them until the next record is added); prefer {@link id}, {@link writeIds} or
+   * {@link idLines}.
+   */
+  get ids(): string[] {
+    if (this.idsCache === undefined) {
+      const ids = new Array<string>(this.n);
+      for (let i = 0; i < this.n; i++) ids[i] = this.idx.idString(i);
+      this.idsCache = ids;
     }
-    if (this.crossFileIds) this.seen.set(id, { file: r.file, line: r.line });
-    let len = r.tokens.length;
+    return this.idsCache;
+  }
+
+  /** Ids as UTF-8 text, each followed by `\n`, in pieces of about 1 MiB (ids.txt, digest). */
+  idLines(): Generator<Uint8Array> {
+    return this.idx.text(0, this.n);
+  }
+
+  /** All ids as one UTF-8 text, each followed by `\n` (ids.txt's content). */
+  idsText(): Uint8Array {
+    const pieces = [...this.idLines()];
+    if (pieces.length === 1) return pieces[0]!;
+    const out = new Uint8Array(pieces.reduce((s, p) => s + p.length, 0));
+    let at = 0;
+    for (const p of pieces) {
+      out.set(p, at);
+      at += p.length;
+    }
+    return out;
+  }
+
+  /** Write {@link idsText} to file descriptor `fd` at its current position, piece by piece. */
+  writeIds(fd: number): void {
+    for (const piece of this.idLines()) {
+      for (let at = 0; at < piece.length; ) at += writeSync(fd, piece, at, piece.length - at);
+    }
+  }
+
+  /**
+   * Parser options that read an input into this table: records go straight in (no record
+   * objects), and ids are checked within and across inputs in the table's own id index.
+   */
+  parserOptions(): FastaParserOptions & { sink: RecordSink } {
+    return {
+      duplicateIds: this.duplicateIds,
+      ids: this.idx,
+      inputOf: (entry) => this.inputOf(entry),
+      onRename: () => {
+        this.renamed++;
+        this.idsCache = undefined;
+      },
+      sink: this,
+    };
+  }
+
+  /** A parser for input `file` starts (records from the next one on are that input's). */
+  begin(file: string): void {
+    this.inputStarts.push(this.n);
+    this.inputNames.push(file);
+  }
+
+  /** {@link RecordSink}: the parser's record `entry` (= this table's next record). */
+  record(entry: number, src: Uint8Array, start: number, end: number): void {
+    const i = this.n;
+    if (entry !== i) throw new Error(`RecordTable: record ${entry} out of step (expected ${i})`);
+    let len = end - start;
     if (len > this.truncate) {
       len = this.truncate;
       this.truncated++;
     }
-    const i = this.ids.length;
-    this.grow(i + 1);
-    let chunk = this.chunks[this.chunks.length - 1];
-    if (!chunk || this.chunkUsed + len > chunk.length) {
-      if (chunk) this.chunkEnd.push(this.chunkUsed);
-      chunk = new Uint8Array(Math.max(CHUNK_BYTES, len));
-      this.chunks.push(chunk);
-      this.chunkUsed = 0;
+    if (i === this.lens.length) this.grow();
+    if (this.chunkUsed + len > this.chunk.length) this.room(len);
+    const chunk = this.chunk;
+    const o = this.chunkUsed;
+    if (len <= 64) {
+      for (let k = 0; k < len; k++) chunk[o + k] = src[start + k]!;
+    } else {
+      chunk.set(src.subarray(start, start + len), o);
     }
-    chunk.set(len === r.tokens.length ? r.tokens : r.tokens.subarray(0, len), this.chunkUsed);
-    this.chunkOf[i] = this.chunks.length - 1;
-    this.offsetOf[i] = this.chunkUsed;
+    this.offsetOf[i] = o;
     this.lens[i] = len;
-    this.chunkUsed += len;
-    this.ids.push(id);
+    this.chunkUsed = o + len;
+    this.n = i + 1;
     this.residues += len;
     if (len > this.longest) this.longest = len;
+    this.idsCache = undefined;
+  }
+
+  /** Add one record; throws InputError on a duplicate id (unless renaming). */
+  add(r: IngestRecord): void {
+    if (this.inputNames.length === 0 || this.inputNames[this.inputNames.length - 1] !== r.file) this.begin(r.file);
+    const bytes = encoder.encode(r.id);
+    let entry: number;
+    if (this.crossFileIds) {
+      entry = this.idx.stage(bytes, 0, bytes.length, r.line);
+      this.idx.commit((_k, firstLine, e, firstEntry) => {
+        if (this.duplicateIds === "error") {
+          throw new InputError(
+            `duplicate id "${r.id}" (first seen at ${this.inputOf(firstEntry)}:${firstLine})`,
+            { file: r.file, line: r.line, recordId: r.id },
+            "make ids unique, or pass --duplicate-ids rename to keep both as ID, ID_2, ...",
+          );
+        }
+        for (let k = 2; !this.idx.rename(e, `${r.id}_${k}`); k++);
+        this.renamed++;
+      });
+    } else {
+      entry = this.idx.append(bytes, 0, bytes.length, r.line);
+    }
+    this.record(entry, r.tokens, 0, r.tokens.length);
   }
 
   /** Residue tokens kept for record `i` (a view; no BOS/EOS). */
   tokens(i: number): Uint8Array {
-    const chunk = this.chunks[this.chunkOf[i]!]!;
+    const first = this.chunkFirst;
+    let lo = 0;
+    let hi = first.length - 1;
+    if (hi < 0) return NO_TOKENS;
+    while (lo < hi) {
+      const mid = (lo + hi + 1) >> 1;
+      if (first[mid]! <= i) lo = mid;
+      else hi = mid - 1;
+    }
     const o = this.offsetOf[i]!;
-    return chunk.subarray(o, o + this.lens[i]!);
+    return this.chunks[lo]!.subarray(o, o + this.lens[i]!);
   }
 
   /** A new table with records `indices` of this one, in that order (ids and kept tokens). */
@@ -112,14 +209,16 @@ export class RecordTable {
     const t = new RecordTable(this.truncate, this.duplicateIds, false);
     for (let k = 0; k < indices.length; k++) {
       const i = indices[k]!;
-      t.add({ id: this.ids[i]!, tokens: this.tokens(i), file: "", line: 0 });
+      const id = this.idx.idBytes(i);
+      const tokens = this.tokens(i);
+      t.record(t.idx.append(id, 0, id.length, 0), tokens, 0, tokens.length);
     }
     return t;
   }
 
   /** Residues kept per record, in input order. */
   lengths(): Uint32Array {
-    return this.lens.subarray(0, this.ids.length);
+    return this.lens.subarray(0, this.n);
   }
 
   /**
@@ -129,16 +228,16 @@ export class RecordTable {
    */
   digest(): string {
     const h = new Bun.CryptoHasher("sha256");
-    for (let i = 0; i < this.ids.length; i += 65536) h.update(this.ids.slice(i, i + 65536).join("\n") + "\n");
+    for (const piece of this.idLines()) h.update(piece);
     const lens = this.lengths();
     h.update(new Uint8Array(lens.buffer, lens.byteOffset, lens.byteLength));
-    this.chunks.forEach((c, k) => h.update(k === this.chunks.length - 1 ? c.subarray(0, this.chunkUsed) : c.subarray(0, this.chunkEnd[k])));
+    this.chunks.forEach((c, k) => h.update(c.subarray(0, k === this.chunks.length - 1 ? this.chunkUsed : this.chunkEnd[k])));
     return h.digest("hex");
   }
 
-  /** The id map is only needed while reading; free it before the long GPU phase. */
+  /** The id lookup is only needed while reading; free it before the long GPU phase. */
   sealed(): this {
-    this.seen.clear();
+    this.idx.dropLookup();
     return this;
   }
 
@@ -146,13 +245,38 @@ export class RecordTable {
     return { records: this.size, residues: this.residues, truncated: this.truncated, longest: this.longest, renamed: this.renamed };
   }
 
-  private grow(n: number): void {
-    if (n <= this.lens.length) return;
-    const cap = Math.max(n, this.lens.length * 2);
-    for (const key of ["lens", "chunkOf", "offsetOf"] as const) {
+  /** Name of the input record `entry` was read from. */
+  private inputOf(entry: number): string {
+    let k = this.inputStarts.length - 1;
+    while (k > 0 && this.inputStarts[k]! > entry) k--;
+    return this.inputNames[k] ?? "";
+  }
+
+  /** Make room for `len` more token bytes: grow the first chunk, or start a new one. */
+  private room(len: number): void {
+    const need = this.chunkUsed + len;
+    if (this.chunks.length === 1 && need <= CHUNK_BYTES) {
+      const next = new Uint8Array(Math.min(CHUNK_BYTES, Math.max(need, this.chunk.length * 2)));
+      next.set(this.chunk.subarray(0, this.chunkUsed));
+      this.chunk = next;
+      this.chunks[0] = next;
+      return;
+    }
+    if (this.chunks.length > 0) this.chunkEnd.push(this.chunkUsed);
+    this.chunk = new Uint8Array(this.chunks.length === 0 ? Math.max(FIRST_CHUNK_BYTES, len) : Math.max(CHUNK_BYTES, len));
+    this.chunks.push(this.chunk);
+    this.chunkFirst.push(this.n);
+    this.chunkUsed = 0;
+  }
+
+  private grow(): void {
+    const cap = this.lens.length * 2;
+    for (const key of ["lens", "offsetOf"] as const) {
       const next = new Uint32Array(cap);
       next.set(this[key]);
       this[key] = next;
     }
   }
 }
+
+const encoder = new TextEncoder();
