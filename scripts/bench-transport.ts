@@ -44,7 +44,8 @@ for (const fill of values.fill!.split(",")) {
     let checked = 0;
     const job = (count: number) =>
       runPool([w], {
-        count,
+        count: () => count,
+        tokens: () => 0,
         batch: (i) => ({ id: i, seqs }),
         consume: (_i, r) => {
           const out = r.outputs[0]!;

@@ -83,6 +83,10 @@ export const RunOptions = z.object({
   outDtype: z.enum(OUT_DTYPES).default("float32"),
   overwrite: z.boolean().default(false),
   dry: z.boolean().default(false),
+  /** Commit a shard (the unit a resumed run keeps) at least every this many records. */
+  shardRecords: z.coerce.number().int().min(1).default(10_000),
+  /** Replacements of dead workers allowed in one run. */
+  maxRestarts: z.coerce.number().int().min(0).default(3),
   /** torch.compile the model's blocks: `auto` = on for GPU workers, off on CPU. */
   compile: z.enum(["auto", "on", "off"]).default("auto"),
   threads: z.coerce.number().int().min(1).optional(),
@@ -114,7 +118,7 @@ export function resolveConfig(input: RunOptionsInput, env: NodeJS.ProcessEnv = p
   return Object.freeze({
     ...o,
     python: pythonBin(env),
-    pythonPath: PYTHON_PACKAGE_DIR,
+    pythonPath: env.EMBED_WORKER_PYTHONPATH ?? PYTHON_PACKAGE_DIR,
     workerModule: env.EMBED_WORKER_MODULE ?? "embed_worker",
     ringDir: env.EMBED_RING_DIR,
     transport: resolveTransport(o.transport, env),

@@ -95,7 +95,7 @@ export class InterruptedError extends EmbedError {
   override readonly name = "InterruptedError";
   constructor(signal: string) {
     super(`interrupted by ${signal}`, {
-      hint: "Nothing partial was kept; rerun the same command to start again.",
+      hint: "What finished is committed in the output directory; rerun the same command to resume.",
       exitCode: ExitCode.interrupted,
     });
   }

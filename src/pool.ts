@@ -1,58 +1,184 @@
 /**
- * Dispatch planned batches to workers from one shared queue. Each worker runs as many lanes as
- * it has ring slots: while one batch computes, the next is already written into the other slot
- * and queued in the worker, so a worker never waits for the orchestrator. Whichever lane frees
- * first takes the next batch, so a slower GPU simply takes fewer batches.
+ * Dispatch batches to workers from one shared queue. Each worker runs as many lanes as it has
+ * ring slots: while one batch computes, the next is already in the other slot, so a worker never
+ * waits for the orchestrator; whichever lane frees first takes the next batch, so a slower GPU
+ * simply takes fewer batches.
+ *
+ * Faults: a worker that dies has its in-flight batches put back on the queue and is replaced
+ * (at most `maxRestarts` times in a run); a batch that runs out of GPU memory is split in two and
+ * requeued, and that worker's budget is lowered. On abort (SIGINT/SIGTERM) no new batch is taken,
+ * in-flight batches finish and are consumed, then the abort reason is thrown.
  */
-import { EmbedError } from "./errors.ts";
+import { EmbedError, ExitCode, WorkerError } from "./errors.ts";
+import { log } from "./log.ts";
 import type { BatchInput, BatchResult, WorkerHandle } from "./worker.ts";
 
 export interface PoolJob {
-  /** Number of batches. */
-  count: number;
+  /** Number of batches (may grow when batches are split). */
+  count(): number;
   /** Build batch `i` (tokens are copied into the ring by the worker handle). */
   batch(i: number): BatchInput;
+  /** Real tokens of batch `i` (BOS/EOS included). */
+  tokens(i: number): number;
   /** Consume batch `i`'s result; runs before the ring slot is reused. */
   consume(i: number, result: BatchResult, worker: WorkerHandle): void;
+  /** Split batch `i` in two; returns the new batch indices, or null for a single sequence. */
+  split?(i: number): [number, number] | null;
+  /** Describe batch `i` for an error message (e.g. its record ids). */
+  describe?(i: number): string;
+}
+
+export interface PoolOptions {
+  signal?: AbortSignal;
+  /** Start a replacement for a dead worker. Without it, a death fails the run. */
+  respawn?: (dead: WorkerHandle) => Promise<WorkerHandle>;
+  /** Replacements allowed in one run. */
+  maxRestarts?: number;
 }
 
 export interface PoolStats {
   batches: number;
   /** Batches done per worker name. */
   perWorker: Record<string, number>;
+  restarts: number;
+  splits: number;
 }
 
-export async function runPool(workers: readonly WorkerHandle[], job: PoolJob, signal?: AbortSignal): Promise<PoolStats> {
+/** Default number of worker replacements before a run gives up. */
+export const MAX_RESTARTS = 3;
+
+const isOom = (e: unknown) => e instanceof WorkerError && /OutOfMemory/i.test(e.remoteName ?? "");
+
+export async function runPool(initial: readonly WorkerHandle[], job: PoolJob, opts: PoolOptions = {}): Promise<PoolStats> {
+  const stats: PoolStats = { batches: 0, perWorker: {}, restarts: 0, splits: 0 };
+  const queue: number[] = [];
   let next = 0;
+  let inFlight = 0;
   let failure: Error | undefined;
-  const perWorker: Record<string, number> = {};
-  const lane = async (w: WorkerHandle) => {
-    while (failure === undefined && next < job.count) {
-      if (signal?.aborted) throw signal.reason instanceof Error ? signal.reason : new EmbedError("aborted");
-      const i = next++;
-      await w.embed(job.batch(i), (r) => job.consume(i, r, w));
-      perWorker[w.name] = (perWorker[w.name] ?? 0) + 1;
-    }
+  const budget = new Map<WorkerHandle, number>();
+  let wake: (() => void) | undefined;
+  const notify = () => {
+    wake?.();
+    wake = undefined;
   };
-  const lanes = workers.flatMap((w) => Array.from({ length: w.slots }, () => lane(w)));
-  // The first failure stops every lane from taking more work; it is what the caller sees.
-  const abort = new Promise<never>((_, reject) => {
-    signal?.addEventListener("abort", () => reject(signal.reason), { once: true });
-  });
-  try {
-    await Promise.race([
-      Promise.all(
-        lanes.map((l) =>
-          l.catch((e) => {
-            failure ??= e as Error;
-            throw e;
-          }),
-        ),
-      ),
-      abort,
-    ]);
-  } catch (e) {
-    throw failure ?? e;
+  let closed = false;
+  const stopping = () => closed || failure !== undefined || opts.signal?.aborted === true;
+  // Batches made by splitting are reached through the queue only.
+  const planned = job.count();
+  const take = (): number | undefined => queue.shift() ?? (next < planned ? next++ : undefined);
+  const fail = (e: Error) => {
+    failure ??= e;
+    notify();
+  };
+  opts.signal?.addEventListener("abort", notify, { once: true });
+
+  const running: Promise<void>[] = [];
+  const startWorker = (w: WorkerHandle) => {
+    for (let s = 0; s < w.slots; s++) running.push(lane(w));
+  };
+
+  async function lane(w: WorkerHandle): Promise<void> {
+    for (;;) {
+      if (stopping()) return;
+      if (!w.alive) return replace(w, new WorkerError(w.name, "the worker process exited"));
+      const i = take();
+      if (i === undefined) {
+        if (inFlight === 0 && queue.length === 0) return notify();
+        // Work may come back (a requeue after a death or a split): wait for news.
+        await new Promise<void>((r) => (wake = chain(wake, r)));
+        continue;
+      }
+      const limit = budget.get(w);
+      if (limit !== undefined && job.tokens(i) > limit && job.split) {
+        const halves = job.split(i);
+        if (halves) {
+          stats.splits++;
+          queue.unshift(...halves);
+          continue;
+        }
+      }
+      inFlight++;
+      try {
+        await w.embed(job.batch(i), (r) => job.consume(i, r, w));
+        stats.batches++;
+        stats.perWorker[w.name] = (stats.perWorker[w.name] ?? 0) + 1;
+      } catch (e) {
+        if (!w.alive) {
+          queue.unshift(i); // the worker died: someone else does this batch
+          await replace(w, e as Error);
+          return;
+        }
+        if (isOom(e) && job.split) {
+          const halves = job.split(i);
+          if (!halves) {
+            fail(new EmbedError(`out of GPU memory on a single sequence (${job.describe?.(i) ?? `batch ${i}`}) on ${w.name}`, {
+              hint: "lower --truncate, or run this record on a larger GPU or with --devices cpu",
+              exitCode: ExitCode.workerFailed,
+            }));
+            return;
+          }
+          budget.set(w, Math.floor(job.tokens(i) / 2));
+          stats.splits++;
+          log.warn(`${w.name}: out of memory on a batch of ${job.tokens(i)} tokens; split in two, budget lowered to ${budget.get(w)}`);
+          queue.unshift(...halves);
+        } else {
+          fail(e as Error);
+          return;
+        }
+      } finally {
+        inFlight--;
+        notify();
+      }
+    }
   }
-  return { batches: next, perWorker };
+
+  const replacing = new Map<WorkerHandle, Promise<void>>();
+  function replace(dead: WorkerHandle, why: Error): Promise<void> {
+    const existing = replacing.get(dead);
+    if (existing) return existing;
+    const p = (async () => {
+      if (!opts.respawn || stats.restarts >= (opts.maxRestarts ?? MAX_RESTARTS) || stopping()) {
+        if (!stopping()) {
+          fail(
+            opts.respawn
+              ? new WorkerError(dead.name, `died ${stats.restarts + 1} times; giving up (${why.message})`, { hint: "see the worker log above; rerun the same command to resume" })
+              : why,
+          );
+        }
+        return;
+      }
+      stats.restarts++;
+      log.warn(`${dead.name} died (${why.message}); starting a replacement (${stats.restarts}/${opts.maxRestarts ?? MAX_RESTARTS})`);
+      try {
+        const fresh = await opts.respawn(dead);
+        startWorker(fresh);
+      } catch (e) {
+        fail(e as Error);
+      }
+    })();
+    replacing.set(dead, p);
+    return p;
+  }
+
+  initial.forEach(startWorker);
+  // Lanes are added while running (replacements): wait until no lane is left.
+  try {
+    for (let settled = 0; settled < running.length; ) {
+      const wave = running.slice(settled);
+      settled += wave.length;
+      await Promise.all(wave);
+    }
+  } finally {
+    closed = true;
+  }
+  if (failure) throw failure;
+  if (opts.signal?.aborted) throw opts.signal.reason instanceof Error ? opts.signal.reason : new EmbedError("aborted");
+  // Each split replaced one batch by two.
+  if (stats.batches + stats.splits < job.count()) throw new EmbedError(`only ${stats.batches} of ${job.count()} batches were embedded`, { hint: "this is a bug; please report it" });
+  return stats;
+}
+
+/** Resolve several waiters with one call. */
+function chain(prev: (() => void) | undefined, r: () => void): () => void {
+  return prev ? () => (prev(), r()) : r;
 }

@@ -9,8 +9,8 @@ import { ingest } from "./ingest.ts";
 import { log } from "./log.ts";
 import { planBatches, planSummary, type Plan } from "./plan.ts";
 import type { RecordTable } from "./records.ts";
-import { StoreWriter } from "./store.ts";
-import { CPU_AUTO_TOKENS, embedPlan, startWorkers, workerLimits } from "./session.ts";
+import { Store } from "./store.ts";
+import { CPU_AUTO_TOKENS, embedPlan, startWorker, startWorkers, workerLimits } from "./session.ts";
 
 /** Budget assumed by `--dry` for GPUs under `auto` (each worker sizes its own at start). */
 export const GPU_DRY_TOKENS = 16384;
@@ -43,6 +43,12 @@ export interface RunSummary {
   /** Real tokens (BOS/EOS included) per second of `embedSeconds`. */
   tokensPerSecond: number;
   perWorker: Record<string, number>;
+  /** Records found committed by an earlier, interrupted run of the same command. */
+  resumed: number;
+  /** Workers replaced after dying. */
+  restarts: number;
+  /** Batches split after running out of memory. */
+  splits: number;
 }
 
 export interface DryRunResult {
@@ -60,9 +66,16 @@ function budgetFor(cfg: RunConfig, devices: DeviceSlot[]): { budget: number; sou
   return devices[0]!.kind === "cpu" ? { budget: CPU_AUTO_TOKENS, source: "cpu-default" } : { budget: GPU_DRY_TOKENS, source: "gpu-estimate" };
 }
 
-/** Pack the table's records; names the offending record if one cannot fit the budget. */
-function planFor(table: RecordTable, budget: number, maxSeqs?: number): Plan {
-  return planBatches(table.lengths(), { budget, maxSeqs, describe: (i) => `record "${table.ids[i]}"` });
+/**
+ * Pack the table's records (or only `subset`, input indices); batches hold input indices.
+ * Names the offending record if one cannot fit the budget.
+ */
+function planFor(table: RecordTable, budget: number, maxSeqs?: number, subset?: Uint32Array): Plan {
+  if (!subset || subset.length === table.size) return planBatches(table.lengths(), { budget, maxSeqs, describe: (i) => `record "${table.ids[i]}"` });
+  const all = table.lengths();
+  const plan = planBatches(Uint32Array.from(subset, (i) => all[i]!), { budget, maxSeqs, describe: (k) => `record "${table.ids[subset[k]!]}"` });
+  for (const b of plan.batches) b.records = Uint32Array.from(b.records, (k) => subset[k]!);
+  return plan;
 }
 
 /** Plan only: read inputs, pack, and describe the batches. Starts no worker. */
@@ -75,13 +88,14 @@ export async function dryRun(options: RunOptionsInput): Promise<DryRunResult> {
   return { dry: true, devices: devices.map((d) => d.name), model: cfg.model, budget, budgetSource: source, records: table.summary(), plan: planSummary(plan) };
 }
 
-/** Embed FASTA inputs into a store directory. */
+/** Embed FASTA inputs into a store directory; resumes an interrupted run of the same command. */
 export async function embedToStore(options: RunOptionsInput, hooks: RunHooks = {}): Promise<RunSummary> {
   const t0 = performance.now();
   const cfg = resolveConfig({ ...options, dry: false });
   if (!cfg.output) throw new OptionsError("--output is required", "pass -o OUT_DIR (or --dry to print the plan only)");
+  const out = cfg.output;
   const devices = resolveDevices(cfg.devices, listGpus(), visibleDevicesEnv());
-  StoreWriter.checkTarget(cfg.output!, cfg.overwrite);
+  Store.checkTarget(out, cfg.overwrite);
   log.info(`embedding with ${cfg.model} on ${devices.map((d) => `${d.name} (${d.label})`).join(", ")}`);
   // Workers load the model while the inputs are read.
   const workersP = startWorkers(cfg, devices);
@@ -93,49 +107,83 @@ export async function embedToStore(options: RunOptionsInput, hooks: RunHooks = {
     await workersP.then((ws) => Promise.all(ws.map((w) => w.stop())), () => {});
     throw e;
   }
-  const workers = await workersP;
-  let store: StoreWriter | undefined;
+  const workers = [...(await workersP)];
+  let store: Store | undefined;
   try {
     const first = workers[0]!.ready;
+    const digest = table.digest();
+    store = Store.open(
+      out,
+      {
+        recordsSha256: digest,
+        records: table.size,
+        model: { name: first.model.name, path: first.model.path, numLayers: first.model.numLayers, dim: first.model.dim },
+        layers: first.layers,
+        include: first.include,
+        dtype: first.outDtype,
+        precision: first.dtype,
+        truncate: cfg.truncate,
+        duplicateIds: cfg.duplicateIds,
+      },
+      { dim: first.model.dim, layers: first.layers, include: first.include, dtype: first.outDtype, lengths: table.lengths() },
+      { overwrite: cfg.overwrite, shardRecords: cfg.shardRecords },
+    );
+    const s = store;
+    if (s.resumed) log.info(`resuming: ${s.resumed} of ${table.size} records already committed`);
     const { budget, maxSeqs } = workerLimits(workers);
-    const plan = planFor(table, budget, maxSeqs);
-    log.info(`${table.size} records, ${plan.batches.length} batches of ≤${budget} tokens, packing density ${(plan.density * 100).toFixed(1)}%`);
-    store = StoreWriter.create(cfg.output!, { records: table.size, dim: first.model.dim, layers: first.layers, include: first.include, dtype: first.outDtype, lengths: table.lengths() }, { overwrite: cfg.overwrite });
+    const todo = Uint32Array.from(table.lengths().keys()).filter((i) => !s.isDone(i));
+    const plan = planFor(table, budget, maxSeqs, todo);
+    log.info(`${todo.length} records to embed, ${plan.batches.length} batches of ≤${budget} tokens, packing density ${(plan.density * 100).toFixed(1)}%`);
     const tEmbed = performance.now();
     let records = 0;
     let tokens = 0;
     let done = 0;
-    const s = store;
-    const stats = await embedPlan(
-      workers,
-      table,
-      plan,
-      (b, result, w, i) => {
-        if (result.nonFinite > 0) {
-          const ids = Array.from(b.records.subarray(0, 3), (r) => table.ids[r]).join(", ");
-          throw new EmbedError(`batch ${i} on ${w.name}: ${result.nonFinite} NaN/Inf values (records ${ids}, ...)`, {
-            hint: "fp16 overflowed or the weights are corrupt; try --precision bf16 or fp32",
-            exitCode: ExitCode.workerFailed,
-          });
-        }
-        s.writeBatch(b.records, result);
-        records += b.records.length;
-        tokens += b.tokens;
-        done++;
-        hooks.onBatch?.({ batches: done, totalBatches: plan.batches.length, records, tokens });
-      },
-      hooks.signal,
-    );
+    const deviceOf = new Map(devices.map((d) => [d.name, d]));
+    let stats: Awaited<ReturnType<typeof embedPlan>> | undefined;
+    try {
+      stats = await embedPlan(
+        workers,
+        table,
+        plan,
+        (b, result, w, i) => {
+          if (result.nonFinite > 0) {
+            const ids = Array.from(b.records.subarray(0, 3), (r) => table.ids[r]).join(", ");
+            throw new EmbedError(`batch ${i} on ${w.name}: ${result.nonFinite} NaN/Inf values (records ${ids}, ...)`, {
+              hint: "fp16 overflowed or the weights are corrupt; try --precision bf16 or fp32",
+              exitCode: ExitCode.workerFailed,
+            });
+          }
+          s.write(b.records, result);
+          records += b.records.length;
+          tokens += b.tokens;
+          done++;
+          hooks.onBatch?.({ batches: done, totalBatches: plan.batches.length, records, tokens });
+        },
+        {
+          signal: hooks.signal,
+          maxRestarts: cfg.maxRestarts,
+          respawn: async (dead) => {
+            const fresh = await startWorker(cfg, deviceOf.get(dead.name)!, {}, devices);
+            workers.push(fresh);
+            return fresh;
+          },
+        },
+      );
+    } finally {
+      // Whatever happened, what finished is committed, so the same command resumes from it.
+      s.commitShard();
+    }
     const tEnd = performance.now();
     const embedSeconds = (tEnd - tEmbed) / 1000;
     const seconds = (tEnd - t0) / 1000;
     const summary: RunSummary = {
-      output: cfg.output!,
+      output: out,
       ...table.summary(),
+      resumed: s.resumed,
       batches: plan.batches.length,
       budget,
       density: plan.density,
-      devices: workers.map((w) => `${w.name} (${w.ready.device}, ${w.ready.backend}, ${w.ready.dtype})`),
+      devices: workers.filter((w) => w.alive).map((w) => `${w.name} (${w.ready.device}, ${w.ready.backend}, ${w.ready.dtype})`),
       model: first.model.name,
       layers: first.layers,
       include: first.include,
@@ -144,8 +192,10 @@ export async function embedToStore(options: RunOptionsInput, hooks: RunHooks = {
       embedSeconds,
       tokensPerSecond: plan.tokens / embedSeconds,
       perWorker: stats.perWorker,
+      restarts: stats.restarts,
+      splits: stats.splits,
     };
-    store.commit(table.ids, {
+    s.finalize(table.ids, {
       complete: true,
       createdAt: new Date().toISOString(),
       model: first.model,
@@ -156,9 +206,9 @@ export async function embedToStore(options: RunOptionsInput, hooks: RunHooks = {
       truncate: cfg.truncate,
       counts: table.summary(),
       inputs: cfg.inputs,
-      recordsSha256: table.digest(),
-      run: { devices: summary.devices, batches: summary.batches, budget, density: plan.density, seconds },
-      load: `import numpy as np; X = np.load("${cfg.output}/${first.include[0]}.layer${first.layers.at(-1)}.npy", mmap_mode="r"); ids = open("${cfg.output}/ids.txt").read().split()`,
+      recordsSha256: digest,
+      run: { devices: summary.devices, batches: summary.batches, budget, density: plan.density, seconds, resumed: s.resumed },
+      load: `import numpy as np; X = np.load("${out}/${first.include[0]}.layer${first.layers.at(-1)}.npy", mmap_mode="r"); ids = open("${out}/ids.txt").read().split()`,
     });
     return summary;
   } catch (e) {

@@ -28,36 +28,38 @@ export interface StartOptions {
   compile?: boolean;
 }
 
-/** Start one worker per device, in parallel; if any fails, the others are stopped. */
-export async function startWorkers(cfg: RunConfig, devices: DeviceSlot[], opts: StartOptions = {}): Promise<WorkerHandle[]> {
+/** Start the worker for one device. */
+export function startWorker(cfg: RunConfig, d: DeviceSlot, opts: StartOptions = {}, devices: DeviceSlot[] = [d]): Promise<WorkerHandle> {
   const env = childEnv();
   const precision = opts.precision ?? resolvePrecision(cfg, devices);
   const fault = opts.fault ?? cfg.fault;
-  const starts = devices.map((d) =>
-    WorkerHandle.start({
-      python: cfg.python,
-      pythonPath: cfg.pythonPath,
-      module: cfg.workerModule,
-      env: d.kind === "cuda" ? { ...env, CUDA_VISIBLE_DEVICES: d.visible! } : { ...env, CUDA_VISIBLE_DEVICES: "" },
-      config: {
-        name: d.name,
-        model: cfg.model,
-        device: d.kind,
-        precision,
-        layers: [...cfg.layers],
-        include: [...cfg.include],
-        outDtype: cfg.outDtype,
-        maxTokens: cfg.maxTokens === "auto" ? (d.kind === "cpu" ? CPU_AUTO_TOKENS : null) : cfg.maxTokens,
-        slots: 2,
-        ringDir: cfg.ringDir,
-        transport: cfg.transport,
-        threads: d.kind === "cpu" ? (cfg.threads ?? navigator.hardwareConcurrency) : undefined,
-        compile: opts.compile ?? (cfg.compile === "on" || (cfg.compile === "auto" && d.kind === "cuda")),
-        ...(fault ? { fault } : {}),
-      },
-    }),
-  );
-  const settled = await Promise.allSettled(starts);
+  return WorkerHandle.start({
+    python: cfg.python,
+    pythonPath: cfg.pythonPath,
+    module: cfg.workerModule,
+    env: d.kind === "cuda" ? { ...env, CUDA_VISIBLE_DEVICES: d.visible! } : { ...env, CUDA_VISIBLE_DEVICES: "" },
+    config: {
+      name: d.name,
+      model: cfg.model,
+      device: d.kind,
+      precision,
+      layers: [...cfg.layers],
+      include: [...cfg.include],
+      outDtype: cfg.outDtype,
+      maxTokens: cfg.maxTokens === "auto" ? (d.kind === "cpu" ? CPU_AUTO_TOKENS : null) : cfg.maxTokens,
+      slots: 2,
+      ringDir: cfg.ringDir,
+      transport: cfg.transport,
+      threads: d.kind === "cpu" ? (cfg.threads ?? navigator.hardwareConcurrency) : undefined,
+      compile: opts.compile ?? (cfg.compile === "on" || (cfg.compile === "auto" && d.kind === "cuda")),
+      ...(fault ? { fault } : {}),
+    },
+  });
+}
+
+/** Start one worker per device, in parallel; if any fails, the others are stopped. */
+export async function startWorkers(cfg: RunConfig, devices: DeviceSlot[], opts: StartOptions = {}): Promise<WorkerHandle[]> {
+  const settled = await Promise.allSettled(devices.map((d) => startWorker(cfg, d, opts, devices)));
   const ok = settled.flatMap((s) => (s.status === "fulfilled" ? [s.value] : []));
   const failed = settled.find((s): s is PromiseRejectedResult => s.status === "rejected");
   if (failed) {
@@ -75,21 +77,53 @@ export function workerLimits(workers: readonly WorkerHandle[]): { budget: number
   };
 }
 
-/** Embed every batch of `plan` (records of `table`); `consume` runs with ring views per batch. */
+export interface EmbedPlanOptions {
+  signal?: AbortSignal;
+  /** Replace dead workers (started with the same settings) instead of failing the run. */
+  respawn?: (dead: WorkerHandle) => Promise<WorkerHandle>;
+  maxRestarts?: number;
+}
+
+/**
+ * Embed every batch of `plan` (records of `table`); `consume` runs with ring views per batch.
+ * Batches may be split (out of memory), which appends to `plan.batches`.
+ */
 export function embedPlan(
   workers: readonly WorkerHandle[],
   table: RecordTable,
   plan: Plan,
   consume: (batch: PlannedBatch, result: BatchResult, worker: WorkerHandle, index: number) => void,
-  signal?: AbortSignal,
+  opts: EmbedPlanOptions = {},
 ): Promise<PoolStats> {
+  const lengths = table.lengths();
+  const make = (records: Uint32Array): PlannedBatch => {
+    let tokens = 0;
+    let maxLen = 0;
+    for (const r of records) {
+      tokens += lengths[r]! + 2;
+      maxLen = Math.max(maxLen, lengths[r]! + 2);
+    }
+    return { records, tokens, maxLen };
+  };
   return runPool(
     workers,
     {
-      count: plan.batches.length,
+      count: () => plan.batches.length,
       batch: (i) => ({ id: i, seqs: Array.from(plan.batches[i]!.records, (r) => table.tokens(r)) }),
+      tokens: (i) => plan.batches[i]!.tokens,
       consume: (i, result, w) => consume(plan.batches[i]!, result, w, i),
+      split: (i) => {
+        const { records } = plan.batches[i]!;
+        if (records.length < 2) return null;
+        const half = Math.ceil(records.length / 2);
+        plan.batches.push(make(records.slice(0, half)), make(records.slice(half)));
+        return [plan.batches.length - 2, plan.batches.length - 1];
+      },
+      describe: (i) => {
+        const rs = plan.batches[i]!.records;
+        return `record${rs.length > 1 ? "s" : ""} ${Array.from(rs.subarray(0, 3), (r) => `"${table.ids[r]}" (${lengths[r]} aa)`).join(", ")}`;
+      },
     },
-    signal,
+    opts,
   );
 }

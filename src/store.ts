@@ -1,53 +1,65 @@
 /**
- * The output store (layout version 1): a directory that NumPy users read with no embed code.
+ * The output store (layout version 2): what users read, plus the run state that makes a crashed
+ * or interrupted run resumable.
  *
- *   OUT/manifest.json            written last, atomically; its presence means "complete"
- *   OUT/ids.txt                  one id per line, in input order
- *   OUT/mean.layer{L}.npy        [records, dim]       (likewise bos.layer{L}.npy)
- *   OUT/residues.layer{L}.npy    [residues, dim]      per-residue rows, BOS/EOS excluded
- *   OUT/residues.offsets.npy     [records + 1] int64  rows of record i: offsets[i]..offsets[i+1]
+ * While a run is in progress:
+ *   OUT/run.json      identity of the run (input digest, model, layers, outputs, dtype, precision)
+ *   OUT/shards/       committed shards (see shards.ts); a shard is committed by its meta file
+ * When every record is in a committed shard, the shards are assembled in input order into
+ *   OUT/ids.txt, OUT/mean.layer{L}.npy, OUT/bos.layer{L}.npy  [records, dim]
+ *   OUT/residues.layer{L}.npy [residues, dim] + OUT/residues.offsets.npy [records+1]
+ * and OUT/manifest.json is written last (its presence means complete); run state is removed.
  *
- * Rows are written in input order at their final place (pwrite), whatever order batches finish
- * in. Files are written as `*.partial`, fsynced and renamed; the manifest goes last. A crash
- * therefore never leaves a store that looks complete.
+ * Rerunning the same command resumes: committed shards are verified (sizes, sha256) and their
+ * records skipped; anything uncommitted is removed and redone. A different input or different
+ * options are refused, so two runs never mix in one store.
  */
-import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readdirSync, renameSync, rmSync, writeSync } from "node:fs";
+import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, writeSync } from "node:fs";
 import { join } from "node:path";
 import { OutputError } from "./errors.ts";
+import { log } from "./log.ts";
 import { npyHeader, type NpyDescr } from "./npy.ts";
-import { DTYPE_BYTES, type OutDtype, type OutputKind } from "./protocol.ts";
+import { DTYPE_BYTES } from "./protocol.ts";
+import { INDEX_FILE, outputFile, readIndex, scanShards, ShardWriter, writeAtomicFile, type ShardMeta, type ShardSpec } from "./shards.ts";
 import type { BatchResult } from "./worker.ts";
 
 export const STORE_FORMAT = "embed-store";
-export const STORE_VERSION = 1;
+export const STORE_VERSION = 2;
 export const MANIFEST = "manifest.json";
+export const RUN_STATE = "run.json";
+const SHARDS = "shards";
+/** Roll to a new shard after this many bytes of output (bounds memory when assembling). */
+const SHARD_BYTES = 256 << 20;
 
-export interface StoreSpec {
+/** What must be equal for a resumed run to continue a store. */
+export interface RunIdentity {
+  recordsSha256: string;
   records: number;
-  dim: number;
-  layers: readonly number[];
-  include: readonly OutputKind[];
-  dtype: OutDtype;
-  /** Residues kept per record (after truncation); needed for per-residue output. */
-  lengths: Uint32Array;
+  model: { name: string; path: string; numLayers: number; dim: number };
+  layers: number[];
+  include: string[];
+  dtype: string;
+  precision: string;
+  truncate: number;
+  duplicateIds: string;
 }
 
-interface ArrayFile {
-  name: string;
-  fd: number;
-  dataStart: number;
+export interface OpenOptions {
+  overwrite: boolean;
+  /** Commit a shard at least every this many records. */
+  shardRecords: number;
 }
 
-const arrayName = (kind: OutputKind, layer: number) => `${kind}.layer${layer}.npy`;
-
-export class StoreWriter {
+export class Store {
   readonly dir: string;
-  private readonly spec: StoreSpec;
-  private readonly files = new Map<string, ArrayFile>();
-  private readonly residueStart: Float64Array | undefined;
-  private readonly written: Uint8Array;
-  private writtenCount = 0;
-  private closed = false;
+  readonly resumed: number;
+  private readonly spec: ShardSpec;
+  private readonly opts: OpenOptions;
+  private readonly done: Uint8Array;
+  private doneCount: number;
+  private readonly metas: ShardMeta[];
+  private current: ShardWriter | undefined;
+  private currentBytes = 0;
 
   /** Fails early if `dir` holds a complete store and `overwrite` is not set. */
   static checkTarget(dir: string, overwrite: boolean): void {
@@ -56,151 +68,188 @@ export class StoreWriter {
     }
   }
 
-  /** Refuses a directory that already holds a complete store, unless `overwrite`. */
-  static create(dir: string, spec: StoreSpec, opts: { overwrite: boolean }): StoreWriter {
-    StoreWriter.checkTarget(dir, opts.overwrite);
+  static open(dir: string, identity: RunIdentity, spec: ShardSpec, opts: OpenOptions): Store {
+    Store.checkTarget(dir, opts.overwrite);
     try {
       mkdirSync(dir, { recursive: true });
-      // Replacing a store: it stops looking complete before any of its files change.
-      rmSync(join(dir, MANIFEST), { force: true });
+      if (opts.overwrite) {
+        // Replacing: the old store stops looking complete before any of its files change.
+        rmSync(join(dir, MANIFEST), { force: true });
+        rmSync(join(dir, RUN_STATE), { force: true });
+        rmSync(join(dir, SHARDS), { recursive: true, force: true });
+      }
     } catch (e) {
-      throw new OutputError(`cannot create output directory ${dir}: ${(e as Error).message}`, "check the path and its permissions", e);
+      throw new OutputError(`cannot prepare output directory ${dir}: ${(e as Error).message}`, "check the path and its permissions", e);
     }
-    return new StoreWriter(dir, spec);
+    const statePath = join(dir, RUN_STATE);
+    if (existsSync(statePath)) {
+      const prev = JSON.parse(readFileSync(statePath, "utf8")).identity as RunIdentity;
+      const diff = identityDiff(prev, identity);
+      if (diff.length) {
+        throw new OutputError(
+          `${dir} holds an unfinished run with different ${diff.join(", ")}`,
+          "rerun with the same inputs and options to resume it, choose another -o, or pass --overwrite to discard it",
+        );
+      }
+    } else {
+      writeAtomicFile(statePath, JSON.stringify({ format: "embed-run", version: STORE_VERSION, createdAt: new Date().toISOString(), identity }, null, 2) + "\n");
+    }
+    const { metas, done, removed } = scanShards(join(dir, SHARDS), spec, identity.records);
+    if (removed.length) log.info(`removed ${removed.length} uncommitted file(s) from an interrupted run`);
+    return new Store(dir, spec, opts, done, metas);
   }
 
-  private constructor(dir: string, spec: StoreSpec) {
+  private constructor(dir: string, spec: ShardSpec, opts: OpenOptions, done: Uint8Array, metas: ShardMeta[]) {
     this.dir = dir;
     this.spec = spec;
-    this.written = new Uint8Array(spec.records);
-    const descr: NpyDescr = spec.dtype === "float32" ? "<f4" : "<f2";
-    let totalResidues = 0;
-    if (spec.include.includes("residues")) {
-      this.residueStart = new Float64Array(spec.records + 1);
-      for (let i = 0; i < spec.records; i++) this.residueStart[i + 1] = this.residueStart[i]! + spec.lengths[i]!;
-      totalResidues = this.residueStart[spec.records]!;
-    }
-    for (const layer of spec.layers) {
-      for (const kind of spec.include) {
-        const rows = kind === "residues" ? totalResidues : spec.records;
-        this.openArray(arrayName(kind, layer), descr, [rows, spec.dim]);
-      }
-    }
+    this.opts = opts;
+    this.done = done;
+    this.metas = metas;
+    this.doneCount = metas.reduce((a, m) => a + m.records, 0);
+    this.resumed = this.doneCount;
   }
 
-  private openArray(name: string, descr: NpyDescr, shape: number[]): ArrayFile {
-    const path = join(this.dir, `${name}.partial`);
+  /** Records already committed (input order), so that the plan can skip them. */
+  isDone(i: number): boolean {
+    return this.done[i] === 1;
+  }
+
+  get recordsDone(): number {
+    return this.doneCount;
+  }
+
+  /** Append one batch to the current shard; commits it when it is full. */
+  write(records: Uint32Array, result: BatchResult): void {
+    for (const r of records) {
+      if (this.done[r]) throw new OutputError(`record ${r} was embedded twice`, "this is a bug in embed's scheduling; please report it");
+    }
+    this.current ??= new ShardWriter(join(this.dir, SHARDS), this.nextShard(), this.spec);
+    this.current.appendBatch(records, result);
+    for (const r of records) this.done[r] = 1;
+    this.doneCount += records.length;
+    for (const o of result.outputs) this.currentBytes += o.data.byteLength;
+    if (this.current.records >= this.opts.shardRecords || this.currentBytes >= SHARD_BYTES) this.commitShard();
+  }
+
+  /** Commit the current shard (if it holds anything). */
+  commitShard(): void {
+    if (!this.current) return;
+    if (this.current.records > 0) this.metas.push(this.current.commit());
+    else this.current.abort();
+    this.current = undefined;
+    this.currentBytes = 0;
+  }
+
+  private nextShard(): number {
+    return this.metas.reduce((m, s) => Math.max(m, s.shard + 1), 0);
+  }
+
+  /** Drop the uncommitted shard; committed shards stay for a resume. */
+  abort(): void {
+    this.current?.abort();
+    this.current = undefined;
+  }
+
+  /** Assemble every shard into the final arrays, write ids and the manifest, remove run state. */
+  finalize(ids: readonly string[], manifest: Record<string, unknown>): void {
+    this.commitShard();
+    const n = this.spec.lengths.length;
+    if (this.doneCount !== n) {
+      const missing: string[] = [];
+      for (let i = 0; i < n && missing.length < 5; i++) if (!this.done[i]) missing.push(ids[i]!);
+      throw new OutputError(`count mismatch: ${n} records in, ${this.doneCount} embedded (first missing: ${missing.join(", ")})`, "this is a bug; the store was not completed");
+    }
+    const { dim, dtype, layers, include, lengths } = this.spec;
+    const rowBytes = dim * DTYPE_BYTES[dtype];
+    const descr: NpyDescr = dtype === "float32" ? "<f4" : "<f2";
+    const start = new Float64Array(n + 1);
+    for (let i = 0; i < n; i++) start[i + 1] = start[i]! + lengths[i]!;
+    const arrays: string[] = [];
+    const shardDir = join(this.dir, SHARDS);
+    const prefix = (m: ShardMeta) => join(shardDir, String(m.shard).padStart(6, "0"));
+    for (const layer of layers) {
+      for (const kind of include) {
+        const name = `${kind}.layer${layer}.npy`;
+        const rows = kind === "residues" ? start[n]! : n;
+        const out = new NpyFile(join(this.dir, name), descr, [rows, dim]);
+        try {
+          for (const m of this.metas) {
+            const idx = readIndex(`${prefix(m)}.${INDEX_FILE}`);
+            const data = readFileSync(`${prefix(m)}.${outputFile(kind, layer, dtype)}`);
+            let row = 0;
+            for (const r of idx) {
+              const count = kind === "residues" ? lengths[r]! : 1;
+              const at = kind === "residues" ? start[r]! : r;
+              out.write(data.subarray(row * rowBytes, (row + count) * rowBytes), at * rowBytes);
+              row += count;
+            }
+          }
+          out.commit();
+        } catch (e) {
+          out.abort();
+          throw e instanceof OutputError ? e : new OutputError(`assembling ${name} failed: ${(e as Error).message}`, "check free space; rerun the same command to finish", e);
+        }
+        arrays.push(name);
+      }
+    }
+    if (include.includes("residues")) {
+      const off = new NpyFile(join(this.dir, "residues.offsets.npy"), "<i8", [n + 1]);
+      const data = BigInt64Array.from(start, (x) => BigInt(x));
+      off.write(new Uint8Array(data.buffer), 0);
+      off.commit();
+      arrays.push("residues.offsets.npy");
+    }
+    writeAtomicFile(join(this.dir, "ids.txt"), ids.length ? ids.join("\n") + "\n" : "");
+    writeAtomicFile(join(this.dir, MANIFEST), JSON.stringify({ format: STORE_FORMAT, version: STORE_VERSION, ...manifest, files: { ids: "ids.txt", arrays: arrays.sort() } }, null, 2) + "\n");
+    rmSync(shardDir, { recursive: true, force: true });
+    rmSync(join(this.dir, RUN_STATE), { force: true });
+  }
+}
+
+function identityDiff(a: RunIdentity, b: RunIdentity): string[] {
+  const names: Record<keyof RunIdentity, string> = {
+    recordsSha256: "input records",
+    records: "record count",
+    model: "model",
+    layers: "layers",
+    include: "outputs (--include)",
+    dtype: "--out-dtype",
+    precision: "precision",
+    truncate: "--truncate",
+    duplicateIds: "--duplicate-ids",
+  };
+  return (Object.keys(names) as (keyof RunIdentity)[]).filter((k) => JSON.stringify(a[k]) !== JSON.stringify(b[k])).map((k) => names[k]);
+}
+
+/** A .npy written in place at row offsets, as `*.partial` until `commit`. */
+class NpyFile {
+  private readonly fd: number;
+  private readonly dataStart: number;
+  private readonly path: string;
+  constructor(path: string, descr: NpyDescr, shape: number[]) {
+    this.path = path;
     try {
-      const fd = openSync(path, "w");
+      this.fd = openSync(`${path}.partial`, "w");
       const header = npyHeader(descr, shape);
-      writeSync(fd, header, 0, header.length, 0);
-      const f = { name, fd, dataStart: header.length };
-      this.files.set(name, f);
-      return f;
+      writeSync(this.fd, header, 0, header.length, 0);
+      this.dataStart = header.length;
     } catch (e) {
       throw new OutputError(`cannot write ${path}: ${(e as Error).message}`, "check free space and permissions of the output directory", e);
     }
   }
-
-  /** Write one batch's outputs; `records[i]` is the input index of the batch's i-th sequence. */
-  writeBatch(records: Uint32Array, result: BatchResult): void {
-    const { dim } = this.spec;
-    const esize = DTYPE_BYTES[this.spec.dtype];
-    const rowBytes = dim * esize;
-    for (const out of result.outputs) {
-      const f = this.files.get(arrayName(out.kind, out.layer));
-      if (!f) throw new OutputError(`worker sent ${out.kind} for layer ${out.layer}, which this store does not hold`);
-      const bytes = new Uint8Array(out.data.buffer, out.data.byteOffset, out.data.byteLength);
-      if (out.kind === "residues") {
-        let row = 0;
-        for (const rec of records) {
-          const n = this.spec.lengths[rec]!;
-          this.pwrite(f, bytes, row * rowBytes, n * rowBytes, f.dataStart + this.residueStart![rec]! * rowBytes);
-          row += n;
-        }
-        if (row !== out.rows) throw new OutputError(`batch ${result.batch}: ${out.rows} residue rows for ${row} residues`);
-      } else {
-        if (out.rows !== records.length) throw new OutputError(`batch ${result.batch}: ${out.rows} rows for ${records.length} records`);
-        for (let i = 0; i < records.length; i++) {
-          this.pwrite(f, bytes, i * rowBytes, rowBytes, f.dataStart + records[i]! * rowBytes);
-        }
-      }
-    }
-    for (const rec of records) {
-      if (this.written[rec]) throw new OutputError(`record ${rec} was written twice`, "this is a bug in embed's planner; please report it");
-      this.written[rec] = 1;
-      this.writtenCount++;
-    }
-  }
-
-  private pwrite(f: ArrayFile, bytes: Uint8Array, offset: number, length: number, position: number): void {
+  write(bytes: Uint8Array, at: number): void {
     let done = 0;
-    while (done < length) {
-      try {
-        done += writeSync(f.fd, bytes, offset + done, length - done, position + done);
-      } catch (e) {
-        throw new OutputError(`writing ${join(this.dir, f.name)} failed: ${(e as Error).message}`, "check free space on the output disk", e);
-      }
-    }
+    while (done < bytes.length) done += writeSync(this.fd, bytes, done, bytes.length - done, this.dataStart + at + done);
   }
-
-  get recordsWritten(): number {
-    return this.writtenCount;
+  commit(): void {
+    fsyncSync(this.fd);
+    closeSync(this.fd);
+    renameSync(`${this.path}.partial`, this.path);
   }
-
-  /** Check counts, write ids and offsets, fsync, rename into place, then the manifest. */
-  commit(ids: readonly string[], manifest: Record<string, unknown>): void {
-    if (this.writtenCount !== this.spec.records) {
-      const missing: number[] = [];
-      for (let i = 0; i < this.spec.records && missing.length < 5; i++) if (!this.written[i]) missing.push(i);
-      throw new OutputError(
-        `count mismatch: ${this.spec.records} records in, ${this.writtenCount} embedded (first missing: ${missing.map((i) => ids[i]).join(", ")})`,
-        "this is a bug; the store was not committed",
-      );
-    }
-    if (this.residueStart) {
-      const f = this.openArray("residues.offsets.npy", "<i8", [this.spec.records + 1]);
-      const data = new BigInt64Array(this.spec.records + 1);
-      for (let i = 0; i <= this.spec.records; i++) data[i] = BigInt(this.residueStart[i]!);
-      this.pwrite(f, new Uint8Array(data.buffer), 0, data.byteLength, f.dataStart);
-    }
-    const idsFile = join(this.dir, "ids.txt");
-    writeAtomic(idsFile, ids.length ? ids.join("\n") + "\n" : "");
-    for (const f of this.files.values()) {
-      fsyncSync(f.fd);
-      closeSync(f.fd);
-      renameSync(join(this.dir, `${f.name}.partial`), join(this.dir, f.name));
-    }
-    this.closed = true;
-    const files = { ids: "ids.txt", arrays: [...this.files.keys()].sort() };
-    writeAtomic(join(this.dir, MANIFEST), JSON.stringify({ format: STORE_FORMAT, version: STORE_VERSION, ...manifest, files }, null, 2) + "\n");
-  }
-
-  /** Remove partial files (after a failure); a previous complete store is left untouched. */
   abort(): void {
-    if (this.closed) return;
-    for (const f of this.files.values()) {
-      try {
-        closeSync(f.fd);
-      } catch {}
-      rmSync(join(this.dir, `${f.name}.partial`), { force: true });
-    }
-    this.closed = true;
     try {
-      if (readdirSync(this.dir).length === 0) rmSync(this.dir, { recursive: true });
+      closeSync(this.fd);
     } catch {}
+    rmSync(`${this.path}.partial`, { force: true });
   }
-}
-
-/** Write a small file atomically: temp file, fsync, rename. */
-export function writeAtomic(path: string, text: string): void {
-  const tmp = `${path}.partial`;
-  const fd = openSync(tmp, "w");
-  try {
-    writeSync(fd, text);
-    fsyncSync(fd);
-  } finally {
-    closeSync(fd);
-  }
-  renameSync(tmp, path);
 }

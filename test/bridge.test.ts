@@ -35,7 +35,8 @@ describe.each(TRANSPORTS.map((t) => [t]))("bridge (fake worker, %s)", (transport
     const batches = Array.from({ length: 30 }, (_, i) => [toks("MKT".repeat(1 + (i % 5))), toks("AC".repeat(1 + i))]);
     const seen = new Map<number, number[]>();
     const stats = await runPool(workers, {
-      count: batches.length,
+      count: () => batches.length,
+      tokens: () => 0,
       batch: (i) => ({ id: i, seqs: batches[i]! }),
       consume: (i, r: BatchResult) => {
         const out = r.outputs[0]!;
@@ -114,7 +115,7 @@ describe.each(TRANSPORTS.map((t) => [t]))("bridge (fake worker, %s)", (transport
 
   test("a crash reported as exit code fails pending work and the pool", async () => {
     const workers = [await start("c0", { crashAfter: 2 })];
-    const err = await runPool(workers, { count: 10, batch: (i) => ({ id: i, seqs: [toks("MKV")] }), consume: () => {} }).catch((e) => e);
+    const err = await runPool(workers, { count: () => 10, tokens: () => 5, batch: (i) => ({ id: i, seqs: [toks("MKV")] }), consume: () => {} }).catch((e) => e);
     expect(err).toBeInstanceOf(WorkerError);
     expect(err.message).toContain("exited with code 70");
     await workers[0]!.stop();

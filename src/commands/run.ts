@@ -30,6 +30,8 @@ Examples:
     "duplicate-ids": { type: "enum", options: ["error", "rename"], description: "what to do with repeated ids", default: "error" },
     "out-dtype": { type: "enum", options: ["float32", "float16"], description: "dtype of stored embeddings", default: "float32" },
     overwrite: { type: "boolean", description: "replace a complete store in the output directory", default: false },
+    "shard-records": { type: "string", description: "commit a resumable shard at least every N records", default: "10000" },
+    "max-restarts": { type: "string", description: "replacements of dead workers allowed before the run fails", default: "3" },
     dry: { type: "boolean", description: "print the plan as JSON and start no worker", default: false },
     compile: { type: "enum", options: ["auto", "on", "off"], description: "torch.compile the model blocks (auto: on for GPUs)", default: "auto" },
     threads: { type: "string", description: "CPU threads for a CPU worker (default: all cores)" },
@@ -51,6 +53,8 @@ Examples:
       outDtype: args["out-dtype"] as "float32",
       overwrite: args.overwrite,
       threads: args.threads,
+      shardRecords: args["shard-records"],
+      maxRestarts: args["max-restarts"],
       compile: args.compile as "auto",
     };
     try {
@@ -59,7 +63,7 @@ Examples:
       let signals = 0;
       const onSignal = (sig: NodeJS.Signals) => {
         if (++signals > 1) process.exit(130);
-        log.warn(`${sig}: stopping workers; nothing partial is kept (press again to exit at once)`);
+        log.warn(`${sig}: finishing the batches in flight and committing them (press again to exit at once)`);
         controller.abort(new InterruptedError(sig));
       };
       process.on("SIGINT", onSignal);

@@ -2,7 +2,9 @@
 
 Its embeddings are a deterministic function of the input, so the orchestrator's plumbing can be
 tested without torch. Behaviour is set by EMBED_FAKE (JSON):
-  dim (8), numLayers (4), crashAfter (die with exit 70 when batch N arrives), slowMs (sleep per
+  dim (8), numLayers (4), crashAfter (die with exit 70 when batch N arrives; with crashOnce=PATH
+  only the first worker that gets there), oomAbove (report OutOfMemoryError for batches of more
+  tokens than this), slowMs (sleep per
   batch), raiseOn (report an error for batch N), badFrame (send a malformed message for batch N),
   failStart ("model-not-found" | "exit"), nonFinite (report NaN count for batch N),
   fill ("exact" default | "fast": each block is one row pattern repeated with a single bytes
@@ -93,7 +95,15 @@ def serve(ch, fake, cfg, layout, layers, dim, fmt, fill, done, mm, view, sock) -
             base = layout.slot_in(msg["slot"])
             sock.recv_frame(P.FRAME_IN, b, msg["slot"], view[base: base + layout.in_bytes])
         if fake.get("crashAfter") is not None and done["batches"] >= fake["crashAfter"]:
-            os._exit(70)
+            once = fake.get("crashOnce")  # a file: only the first worker to get here crashes
+            if once is None or not os.path.exists(once):
+                if once is not None:
+                    open(once, "w").close()
+                os._exit(70)
+        if fake.get("oomAbove") is not None and msg["tokens"] > fake["oomAbove"]:
+            ch.send(P.error({"name": "OutOfMemoryError", "message": "CUDA out of memory (fake)", "hint": "lower --max-tokens"},
+                            batch=msg["batch"]))
+            continue
         if fake.get("slowMs"):
             time.sleep(fake["slowMs"] / 1000)
         if fake.get("raiseOn") == b:

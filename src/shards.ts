@@ -1,0 +1,229 @@
+/**
+ * Shards: the unit of commit of a run. A shard holds the outputs of some records, in the order
+ * their batches finished: `NNNNNN.index.u32` (input indices of its records) and one raw
+ * little-endian file per output (`NNNNNN.mean.layer33.f32`, `.residues.…` rows in record order).
+ * Files are written as `*.partial`, fsynced and renamed; `NNNNNN.meta.json` (sizes and sha256 of
+ * every file) is written atomically last and is the commit point. Anything without a meta file
+ * is not committed and is removed on resume.
+ */
+import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readdirSync, readFileSync, readSync, renameSync, rmSync, writeSync } from "node:fs";
+import { join } from "node:path";
+import { OutputError } from "./errors.ts";
+import { DTYPE_BYTES, type OutDtype, type OutputKind } from "./protocol.ts";
+import type { BatchResult } from "./worker.ts";
+
+export interface ShardSpec {
+  dim: number;
+  layers: readonly number[];
+  include: readonly OutputKind[];
+  dtype: OutDtype;
+  /** Residues kept per record (input order). */
+  lengths: Uint32Array;
+}
+
+export interface FileMeta {
+  bytes: number;
+  sha256: string;
+}
+
+export interface ShardMeta {
+  shard: number;
+  records: number;
+  residues: number;
+  files: Record<string, FileMeta>;
+}
+
+export const INDEX_FILE = "index.u32";
+export const outputFile = (kind: OutputKind, layer: number, dtype: OutDtype) => `${kind}.layer${layer}.${dtype === "float32" ? "f32" : "f16"}`;
+const shardName = (k: number) => String(k).padStart(6, "0");
+
+function writeAll(fd: number, bytes: Uint8Array, what: string): void {
+  let done = 0;
+  while (done < bytes.length) {
+    try {
+      done += writeSync(fd, bytes, done, bytes.length - done);
+    } catch (e) {
+      throw new OutputError(`writing ${what} failed: ${(e as Error).message}`, "check free space and permissions of the output directory; rerun the same command to resume", e);
+    }
+  }
+}
+
+interface OpenFile {
+  fd: number;
+  bytes: number;
+  hash: Bun.CryptoHasher;
+}
+
+/** Appends finished batches to one shard until `commit`. */
+export class ShardWriter {
+  readonly shard: number;
+  private readonly dir: string;
+  private readonly spec: ShardSpec;
+  private readonly files = new Map<string, OpenFile>();
+  private recordCount = 0;
+  private residueCount = 0;
+  private closed = false;
+
+  constructor(dir: string, shard: number, spec: ShardSpec) {
+    this.dir = dir;
+    this.shard = shard;
+    this.spec = spec;
+    mkdirSync(dir, { recursive: true });
+    const names = [INDEX_FILE, ...spec.layers.flatMap((l) => spec.include.map((k) => outputFile(k, l, spec.dtype)))];
+    for (const name of names) {
+      const path = this.path(name, true);
+      try {
+        this.files.set(name, { fd: openSync(path, "w"), bytes: 0, hash: new Bun.CryptoHasher("sha256") });
+      } catch (e) {
+        throw new OutputError(`cannot create ${path}: ${(e as Error).message}`, "check that the output directory is writable", e);
+      }
+    }
+  }
+
+  get records(): number {
+    return this.recordCount;
+  }
+
+  private path(name: string, partial: boolean): string {
+    return join(this.dir, `${shardName(this.shard)}.${name}${partial ? ".partial" : ""}`);
+  }
+
+  private append(name: string, bytes: Uint8Array): void {
+    const f = this.files.get(name);
+    if (!f) throw new OutputError(`worker sent ${name}, which this store does not hold`);
+    writeAll(f.fd, bytes, this.path(name, true));
+    f.hash.update(bytes);
+    f.bytes += bytes.length;
+  }
+
+  /** Append one batch: `records[i]` is the input index of the batch's i-th sequence. */
+  appendBatch(records: Uint32Array, result: BatchResult): void {
+    const rowBytes = this.spec.dim * DTYPE_BYTES[this.spec.dtype];
+    let residues = 0;
+    for (const r of records) residues += this.spec.lengths[r]!;
+    for (const out of result.outputs) {
+      const rows = out.kind === "residues" ? residues : records.length;
+      if (out.rows !== rows) throw new OutputError(`batch ${result.batch}: ${out.rows} ${out.kind} rows, expected ${rows}`);
+      this.append(outputFile(out.kind, out.layer, out.dtype), new Uint8Array(out.data.buffer, out.data.byteOffset, rows * rowBytes));
+    }
+    this.append(INDEX_FILE, new Uint8Array(records.buffer, records.byteOffset, records.byteLength));
+    this.recordCount += records.length;
+    this.residueCount += residues;
+  }
+
+  /** fsync, rename into place, then write the meta file: from here on the shard is committed. */
+  commit(): ShardMeta {
+    const meta: ShardMeta = { shard: this.shard, records: this.recordCount, residues: this.residueCount, files: {} };
+    for (const [name, f] of this.files) {
+      fsyncSync(f.fd);
+      closeSync(f.fd);
+      renameSync(this.path(name, true), this.path(name, false));
+      meta.files[name] = { bytes: f.bytes, sha256: f.hash.digest("hex") };
+    }
+    this.closed = true;
+    writeAtomicFile(join(this.dir, `${shardName(this.shard)}.meta.json`), JSON.stringify(meta) + "\n");
+    return meta;
+  }
+
+  /** Drop an uncommitted shard. */
+  abort(): void {
+    if (this.closed) return;
+    this.closed = true;
+    for (const [name, f] of this.files) {
+      try {
+        closeSync(f.fd);
+      } catch {}
+      rmSync(this.path(name, true), { force: true });
+    }
+  }
+}
+
+/** Committed shards found in `dir`, each verified: every file present, sizes and sha256 equal. */
+export function scanShards(dir: string, spec: ShardSpec, records: number): { metas: ShardMeta[]; done: Uint8Array; removed: string[] } {
+  const done = new Uint8Array(records);
+  const metas: ShardMeta[] = [];
+  const removed: string[] = [];
+  if (!existsSync(dir)) return { metas, done, removed };
+  const names = readdirSync(dir);
+  const committed = new Set<string>();
+  for (const name of names.filter((n) => n.endsWith(".meta.json")).sort()) {
+    let meta: ShardMeta;
+    try {
+      meta = JSON.parse(readFileSync(join(dir, name), "utf8")) as ShardMeta;
+    } catch {
+      throw new OutputError(`shard record ${join(dir, name)} is unreadable`, "the store is damaged; remove that file (its shard is redone) or use another -o");
+    }
+    const prefix = name.slice(0, -".meta.json".length);
+    verifyShard(dir, prefix, meta, spec);
+    const idx = readIndex(join(dir, `${prefix}.${INDEX_FILE}`));
+    for (const r of idx) {
+      if (r >= records) throw new OutputError(`shard ${prefix} holds record ${r}, but the input has ${records}`, "the store does not belong to this input; use another -o");
+      if (done[r]) throw new OutputError(`record ${r} is in two committed shards (${prefix} and an earlier one)`, "the store is corrupt; remove it or use another -o");
+      done[r] = 1;
+    }
+    metas.push(meta);
+    committed.add(name);
+    for (const f of Object.keys(meta.files)) committed.add(`${prefix}.${f}`);
+  }
+  for (const n of names) {
+    if (!committed.has(n)) {
+      rmSync(join(dir, n), { force: true });
+      removed.push(n);
+    }
+  }
+  return { metas, done, removed };
+}
+
+function verifyShard(dir: string, prefix: string, meta: ShardMeta, spec: ShardSpec): void {
+  const rowBytes = spec.dim * DTYPE_BYTES[spec.dtype];
+  const expect: Record<string, number> = { [INDEX_FILE]: meta.records * 4 };
+  for (const l of spec.layers) for (const k of spec.include) expect[outputFile(k, l, spec.dtype)] = (k === "residues" ? meta.residues : meta.records) * rowBytes;
+  for (const [name, bytes] of Object.entries(expect)) {
+    const f = meta.files[name];
+    const path = join(dir, `${prefix}.${name}`);
+    const hint = "the store is damaged or from other options; remove that shard's files to redo them, or use another -o";
+    if (!f || f.bytes !== bytes) throw new OutputError(`shard ${prefix}: ${name} should hold ${bytes} bytes, its record says ${f?.bytes}`, hint);
+    if (!existsSync(path) || Bun.file(path).size !== bytes) throw new OutputError(`shard ${prefix}: ${path} is missing or has the wrong size`, hint);
+    if (sha256File(path) !== f.sha256) throw new OutputError(`shard ${prefix}: ${path} does not match its checksum`, hint);
+  }
+}
+
+/** Stream a file through sha256 with one reused buffer. */
+export function sha256File(path: string): string {
+  const h = new Bun.CryptoHasher("sha256");
+  const buf = new Uint8Array(8 << 20);
+  const fd = openSync(path, "r");
+  try {
+    for (;;) {
+      const n = readSync(fd, buf, 0, buf.length, null);
+      if (n <= 0) break;
+      h.update(buf.subarray(0, n));
+    }
+  } finally {
+    closeSync(fd);
+  }
+  return h.digest("hex");
+}
+
+export function readIndex(path: string): Uint32Array {
+  const bytes = readFileSync(path);
+  return new Uint32Array(bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength));
+}
+
+/** Write a small file atomically: temp file, fsync, rename. */
+export function writeAtomicFile(path: string, text: string | Uint8Array): void {
+  const tmp = `${path}.partial`;
+  try {
+    const fd = openSync(tmp, "w");
+    try {
+      writeAll(fd, typeof text === "string" ? new TextEncoder().encode(text) : text, tmp);
+      fsyncSync(fd);
+    } finally {
+      closeSync(fd);
+    }
+    renameSync(tmp, path);
+  } catch (e) {
+    if (e instanceof OutputError) throw e;
+    throw new OutputError(`cannot write ${path}: ${(e as Error).message}`, "check free space and permissions of the output directory", e);
+  }
+}
