@@ -102,6 +102,8 @@ export interface RunConfig extends Readonly<z.output<typeof RunOptions>> {
   readonly ringDir: string | undefined;
   /** The data plane every worker of this run uses (see transport.ts). */
   readonly transport: Transport;
+  /** How long a worker may take to load and say READY (EMBED_READY_TIMEOUT_MS; default 10 min). */
+  readonly readyTimeoutMs: number | undefined;
   /** Test hook (EMBED_FAULT): a deliberate error in the worker, to prove that checks can fail. */
   readonly fault: string | undefined;
 }
@@ -123,6 +125,7 @@ export function resolveConfig(input: RunOptionsInput, env: NodeJS.ProcessEnv = p
     ringDir: env.EMBED_RING_DIR,
     transport: resolveTransport(o.transport, env),
     fault: env.EMBED_FAULT || undefined,
+    readyTimeoutMs: env.EMBED_READY_TIMEOUT_MS ? Number(env.EMBED_READY_TIMEOUT_MS) : undefined,
   });
 }
 

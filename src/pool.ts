@@ -44,6 +44,9 @@ export interface PoolStats {
   splits: number;
 }
 
+/** How long a local worker failure may take to show up as a process exit. */
+const DEATH_GRACE_MS = 1_000;
+
 /** Default number of worker replacements before a run gives up. */
 export const MAX_RESTARTS = 3;
 
@@ -103,6 +106,9 @@ export async function runPool(initial: readonly WorkerHandle[], job: PoolJob, op
         stats.batches++;
         stats.perWorker[w.name] = (stats.perWorker[w.name] ?? 0) + 1;
       } catch (e) {
+        // A local failure (closed channel or socket) usually means the process is dying: give
+        // the exit a moment to arrive so that the batch is requeued rather than the run failed.
+        if (e instanceof WorkerError && e.remoteName === undefined) await w.exitsWithin(DEATH_GRACE_MS);
         if (!w.alive) {
           queue.unshift(i); // the worker died: someone else does this batch
           await replace(w, e as Error);

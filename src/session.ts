@@ -37,6 +37,7 @@ export function startWorker(cfg: RunConfig, d: DeviceSlot, opts: StartOptions = 
     python: cfg.python,
     pythonPath: cfg.pythonPath,
     module: cfg.workerModule,
+    readyTimeoutMs: cfg.readyTimeoutMs,
     env: d.kind === "cuda" ? { ...env, CUDA_VISIBLE_DEVICES: d.visible! } : { ...env, CUDA_VISIBLE_DEVICES: "" },
     config: {
       name: d.name,

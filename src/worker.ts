@@ -319,6 +319,11 @@ export class WorkerHandle implements AsyncDisposable {
     await this.stop();
   }
 
+  /** Whether the process exits within `ms` (true at once if it already has). */
+  exitsWithin(ms: number): Promise<boolean> {
+    return this.alive ? this.waitExit(ms) : Promise.resolve(true);
+  }
+
   private async waitExit(ms: number): Promise<boolean> {
     let timer: Timer | undefined;
     const timeout = new Promise<false>((r) => (timer = setTimeout(() => r(false), ms)));

@@ -171,6 +171,15 @@ describe("interrupts and faults", () => {
     expect(r.stderr).toMatch(/single sequence \(record "rec\d+" \(\d+ aa\)\)/);
   });
 
+  test("a worker that never becomes ready fails the run after the READY timeout", async () => {
+    const out = join(tmp, "hang");
+    const r = await run(args(out), { ...env({ failStart: "hang" }), EMBED_READY_TIMEOUT_MS: "1500" });
+    expect(r.code).toBe(4);
+    expect(r.stderr).toContain("not ready after 1.5 s");
+    expect(existsSync(join(out, "manifest.json"))).toBe(false);
+    expect(await fakeWorkersGone()).toBe(true);
+  });
+
   test("an unwritable output directory fails cleanly", async () => {
     const file = join(tmp, "a-file");
     writeFileSync(file, "x");

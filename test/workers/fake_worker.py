@@ -43,6 +43,8 @@ def main() -> int:
         ch.send(P.error({"name": "ModelNotFound", "message": f"model {cfg['model']!r} not found; searched: /nowhere",
                          "hint": "pass a path"}))
         return 1
+    if fake.get("failStart") == "hang":  # never says READY
+        time.sleep(3600)
     if fake.get("failStart") == "exit":
         sys.stderr.write("fake worker: exiting before ready\n")
         return 3
