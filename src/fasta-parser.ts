@@ -72,6 +72,13 @@ export interface RecordSink {
   record(entry: number, tokens: Uint8Array, start: number, end: number): void;
   /** A parser for input `file` was made: its records follow. */
   begin?(file: string): void;
+  /**
+   * The sink's own buffer, free from {@link spaceAt} on: the parser tokenizes the next record
+   * straight into it (so `record` gets `tokens === space`, `start === spaceAt`, and need copy
+   * nothing) while it fits, else into a slab of its own. Read at each header.
+   */
+  readonly space?: Uint8Array;
+  readonly spaceAt?: number;
 }
 
 const NL = 0x0a;
@@ -108,7 +115,7 @@ export class FastaParser {
   private atStart = true;
 
   /** Token slab; the current record's tokens are slab[recStart, slabPos). */
-  private slab = new Uint8Array(SLAB);
+  private slab: Uint8Array = new Uint8Array(SLAB);
   private slabPos = 0;
   private recStart = 0;
 
@@ -332,20 +339,24 @@ export class FastaParser {
   private sinkHeader(buf: Uint8Array, start: number, end: number, lineNo: number): void {
     let idStart = start + 1;
     while (idStart < end && isSpace(buf[idStart]!)) idStart++;
-    let idEnd = idStart;
-    while (idEnd < end && !isSpace(buf[idEnd]!)) idEnd++;
-    if (idStart === idEnd) {
+    if (idStart === end) {
       throw new InputError(
         "empty header: '>' with no id",
         { file: this.file, line: lineNo },
         "Give the record an id right after '>', e.g. '>seq1 optional description'.",
       );
     }
-    this.curEntry = this.ids.stage(buf, idStart, idEnd, lineNo);
+    this.curEntry = this.ids.stageWord(buf, idStart, end, lineNo);
     this.curLine = lineNo;
     this.inRecord = true;
-    // The sink copies each record's tokens, so the slab is reused from its start.
-    this.recStart = this.slabPos = 0;
+    const space = this.sink!.space;
+    if (space !== undefined) {
+      this.slab = space;
+      this.recStart = this.slabPos = this.sink!.spaceAt!;
+    } else {
+      // The sink copies each record's tokens, so the slab is reused from its start.
+      this.recStart = this.slabPos = 0;
+    }
     this.stopLine = 0;
     this.state.reset();
   }

@@ -42,6 +42,11 @@ export class IdIndex {
   /** The chunk being filled (the last of `chunks`) and its fill. */
   private arena: Uint8Array = this.chunks[0]!;
   private arenaLen = 0;
+  /**
+   * Usable bytes of `arena`: its length, at most CHUNK (so every id starts below CHUNK, which
+   * the address arithmetic needs; only an id longer than CHUNK goes past it, in its own chunk).
+   */
+  private arenaCap = this.arena.length;
   /** Address of `arena[0]`. */
   private arenaBase = 0;
   /**
@@ -93,7 +98,7 @@ export class IdIndex {
    */
   stage(bytes: Uint8Array, start: number, end: number, line: number): number {
     const len = end - start;
-    if (this.arenaLen + len > this.arena.length) this.room(len);
+    if (this.arenaLen + len > this.arenaCap) this.room(len);
     // Ids are short: a loop beats allocating a subarray for `set`.
     const arena = this.arena;
     const at = this.arenaLen;
@@ -110,6 +115,48 @@ export class IdIndex {
     const pending = entry - this.committed;
     if (pending === this.hashes.length) this.growHashes();
     this.arenaLen += len;
+    this.setStart(entry, this.arenaBase + at);
+    this.lengths[entry] = len;
+    if (line > 0xffffffff && this.lines instanceof Uint32Array) this.lines = widen(this.lines);
+    this.lines[entry] = line;
+    this.hashes[pending] = h >>> 0;
+    if (high >= 0x80) this.normalize(entry, at, len);
+    return entry;
+  }
+
+  /**
+   * {@link stage} the id that starts at `bytes[start]` (not whitespace) and runs to the first
+   * whitespace byte (space, tab, CR, VT, FF) or `end`: the first word of a header, found,
+   * copied and hashed in one pass. `bytes[start, end)` must hold no `\n`.
+   */
+  stageWord(bytes: Uint8Array, start: number, end: number, line: number): number {
+    const arena = this.arena;
+    const at = this.arenaLen;
+    // Copy at most what fits; an id running past that goes through stage (a new chunk).
+    const avail = this.arenaCap > at ? this.arenaCap - at : 0;
+    const limit = end - start > avail ? start + avail : end;
+    let h = 0x811c9dc5;
+    let high = 0;
+    let k = at;
+    let i = start;
+    for (; i < limit; i++) {
+      const b = bytes[i]!;
+      // Whitespace: 0x20, or 0x09-0x0d (0x0a never occurs within a line).
+      if (b <= 0x20 && (b === 0x20 || (b >= 0x09 && b <= 0x0d))) break;
+      arena[k++] = b;
+      high |= b;
+      h = Math.imul(h ^ b, 0x01000193);
+    }
+    if (i === limit && limit < end) {
+      while (i < end && !isSpace(bytes[i]!)) i++;
+      return this.stage(bytes, start, i, line);
+    }
+    const len = k - at;
+    if (this.count === this.lengths.length) this.growEntries();
+    const entry = this.count++;
+    const pending = entry - this.committed;
+    if (pending === this.hashes.length) this.growHashes();
+    this.arenaLen = k;
     this.setStart(entry, this.arenaBase + at);
     this.lengths[entry] = len;
     if (line > 0xffffffff && this.lines instanceof Uint32Array) this.lines = widen(this.lines);
@@ -202,7 +249,7 @@ export class IdIndex {
       slot = (slot + 1) & mask;
     }
     const len = bytes.length;
-    if (this.arenaLen + len > this.arena.length) this.room(len);
+    if (this.arenaLen + len > this.arenaCap) this.room(len);
     this.arena.set(bytes, this.arenaLen);
     this.setStart(entry, this.arenaBase + this.arenaLen);
     this.lengths[entry] = len;
@@ -327,11 +374,13 @@ export class IdIndex {
       const next = new Uint8Array(Math.min(CHUNK, Math.max(need, this.arena.length * 2)));
       next.set(this.arena.subarray(0, this.arenaLen));
       this.arena = next;
+      this.arenaCap = next.length;
       this.chunks[this.chunks.length - 1] = next;
       return;
     }
     // A new chunk; an id longer than CHUNK gets one of its own (it starts at offset 0).
     this.arena = new Uint8Array(Math.max(CHUNK, len));
+    this.arenaCap = CHUNK;
     this.chunks.push(this.arena);
     this.arenaLen = 0;
     this.arenaBase = (this.chunks.length - 1) * CHUNK;
@@ -348,7 +397,7 @@ export class IdIndex {
     for (let k = 0; same && k < len; k++) same = bytes[k] === raw[k];
     if (same) return;
     this.arenaLen -= len;
-    if (this.arenaLen + bytes.length > this.arena.length) this.room(bytes.length);
+    if (this.arenaLen + bytes.length > this.arenaCap) this.room(bytes.length);
     this.arena.set(bytes, this.arenaLen);
     this.setStart(entry, this.arenaBase + this.arenaLen);
     this.lengths[entry] = bytes.length;
@@ -386,6 +435,10 @@ export class IdIndex {
     this.slots = slots;
     this.mask = mask;
   }
+}
+
+function isSpace(b: number): boolean {
+  return b === 0x20 || (b >= 0x09 && b <= 0x0d && b !== 0x0a);
 }
 
 function grow<T extends Words>(a: T, n: number): T {

@@ -7,7 +7,7 @@
  * Every failure a user can cause becomes an {@link InputError} naming the file: missing file,
  * directory, unreadable, truncated/corrupt gzip, other compression formats, binary data.
  */
-import { stat } from "node:fs/promises";
+import { type FileHandle, open, stat } from "node:fs/promises";
 import { InputError } from "./errors.ts";
 
 /** An opened input. */
@@ -16,12 +16,18 @@ export interface InputBytes {
   name: string;
   /** Whether the bytes are being gunzipped. */
   gzip: boolean;
-  /** Decompressed bytes, in chunks of a few hundred KiB. Iterate once. */
+  /**
+   * Decompressed bytes, in chunks of a few hundred KiB. Iterate once. A chunk is valid until
+   * the next one is asked for (a plain file is read into one reused buffer).
+   */
   chunks: AsyncIterable<Uint8Array>;
 }
 
 /** Display name of standard input. */
 export const STDIN_NAME = "<stdin>";
+
+/** Bytes per read of a plain file (one buffer, reused: it stays in the CPU caches). */
+const FILE_CHUNK = 1 << 20;
 
 /** Magic numbers of formats we refuse with a specific hint. */
 const OTHER_FORMATS: { magic: number[]; name: string; tool: string }[] = [
@@ -44,22 +50,18 @@ export async function openInput(source: string): Promise<InputBytes> {
   if (source === "-") {
     raw = Bun.stdin.stream();
   } else {
-    await checkReadableFile(source);
+    const regular = await checkReadableFile(source);
+    // A regular file is read with plain reads into one reused buffer (a stream allocates a
+    // fresh buffer per chunk); should it turn out to be gzip, it goes through a stream anyway.
+    const plain = regular ? await openPlainFile(source, name) : undefined;
+    if (plain) return plain;
     raw = Bun.file(source).stream();
   }
   const reader = raw.getReader();
   const first = await readOrThrow(reader, name, false);
   const head = first ?? new Uint8Array(0);
   const gzip = head.length >= 2 && head[0] === 0x1f && head[1] === 0x8b;
-  for (const f of OTHER_FORMATS) {
-    if (startsWith(head, f.magic)) {
-      throw new InputError(
-        `${name}: input is ${f.name}-compressed; only gzip is read directly`,
-        undefined,
-        `Decompress it first, e.g. \`${f.tool.replace("FILE", source)} | embed ... -\`, or recompress with gzip.`,
-      );
-    }
-  }
+  checkFormat(head, name, source);
   // Put the peeked chunk back in front of the rest.
   const replay = new ReadableStream<Uint8Array>({
     start(controller) {
@@ -78,7 +80,65 @@ export async function openInput(source: string): Promise<InputBytes> {
   return { name, gzip, chunks: checkedChunks(stream, name, gzip, source) };
 }
 
-async function checkReadableFile(path: string): Promise<void> {
+function checkFormat(head: Uint8Array, name: string, source: string): void {
+  for (const f of OTHER_FORMATS) {
+    if (startsWith(head, f.magic)) {
+      throw new InputError(
+        `${name}: input is ${f.name}-compressed; only gzip is read directly`,
+        undefined,
+        `Decompress it first, e.g. \`${f.tool.replace("FILE", source)} | embed ... -\`, or recompress with gzip.`,
+      );
+    }
+  }
+}
+
+/**
+ * A regular, uncompressed file as chunks read into one reused buffer; undefined (nothing
+ * consumed) when it is gzip or cannot be opened here, for the stream path to handle.
+ */
+async function openPlainFile(source: string, name: string): Promise<InputBytes | undefined> {
+  let fh: FileHandle;
+  try {
+    fh = await open(source, "r");
+  } catch {
+    return undefined;
+  }
+  const buf = new Uint8Array(FILE_CHUNK);
+  let pending: Uint8Array | undefined;
+  let closed = false;
+  const close = async () => {
+    if (closed) return;
+    closed = true;
+    await fh.close().catch(() => {});
+  };
+  const reader: ChunkReader = {
+    async read() {
+      if (pending !== undefined) {
+        const value = pending;
+        pending = undefined;
+        return { done: false, value };
+      }
+      const { bytesRead } = await fh.read(buf, 0, buf.length, null);
+      return bytesRead === 0 ? { done: true } : { done: false, value: buf.subarray(0, bytesRead) };
+    },
+  };
+  try {
+    const head = (await readOrThrow(reader, name, false)) ?? new Uint8Array(0);
+    if (head.length >= 2 && head[0] === 0x1f && head[1] === 0x8b) {
+      await close();
+      return undefined;
+    }
+    checkFormat(head, name, source);
+    if (head.length > 0) pending = head;
+  } catch (e) {
+    await close();
+    throw e;
+  }
+  return { name, gzip: false, chunks: checkedReads(reader, close, name, false, source) };
+}
+
+/** Checks that `path` is a readable file or other non-directory; true for a regular file. */
+async function checkReadableFile(path: string): Promise<boolean> {
   let info;
   try {
     info = await stat(path);
@@ -95,6 +155,7 @@ async function checkReadableFile(path: string): Promise<void> {
   if (info.isDirectory()) {
     throw new InputError(`${path} is a directory, not a FASTA file`, undefined, "Pass a FASTA file (e.g. dir/*.fasta, one at a time), or '-' for standard input.");
   }
+  return info.isFile();
 }
 
 /** The part of a stream reader we use (Bun's global and node:stream/web types differ). */
@@ -133,13 +194,28 @@ function wrapReadError(e: unknown, name: string, gzip: boolean): InputError {
  * Yields the stream's chunks, turning read errors (including zlib's) into InputErrors, and
  * rejecting binary data: any NUL byte (memchr-speed check per chunk) means this is not text.
  */
-async function* checkedChunks(
-  stream: ReadableStream<Uint8Array>,
+function checkedChunks(stream: ReadableStream<Uint8Array>, name: string, gzip: boolean, source: string): AsyncGenerator<Uint8Array> {
+  const reader = stream.getReader();
+  return checkedReads(
+    reader,
+    async () => {
+      reader.releaseLock();
+      await stream.cancel().catch(() => {});
+    },
+    name,
+    gzip,
+    source,
+  );
+}
+
+/** {@link checkedChunks} over any reader; `close` runs once reading stops (end, error, break). */
+async function* checkedReads(
+  reader: ChunkReader,
+  close: () => Promise<void>,
   name: string,
   gzip: boolean,
   source: string,
 ): AsyncGenerator<Uint8Array> {
-  const reader = stream.getReader();
   let offset = 0;
   try {
     for (;;) {
@@ -157,7 +233,6 @@ async function* checkedChunks(
       yield chunk;
     }
   } finally {
-    reader.releaseLock();
-    await stream.cancel().catch(() => {});
+    await close();
   }
 }

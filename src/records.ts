@@ -138,6 +138,15 @@ export class RecordTable implements RecordSink {
     this.inputNames.push(file);
   }
 
+  /** {@link RecordSink}: where the parser may tokenize the next record in place. */
+  get space(): Uint8Array {
+    return this.chunk;
+  }
+
+  get spaceAt(): number {
+    return this.chunkUsed;
+  }
+
   /** {@link RecordSink}: the parser's record `entry` (= this table's next record). */
   record(entry: number, src: Uint8Array, start: number, end: number): void {
     const i = this.n;
@@ -148,13 +157,19 @@ export class RecordTable implements RecordSink {
       this.truncated++;
     }
     if (i === this.lens.length) this.grow();
-    if (this.chunkUsed + len > this.chunk.length) this.room(len);
-    const chunk = this.chunk;
-    const o = this.chunkUsed;
-    if (len <= 64) {
-      for (let k = 0; k < len; k++) chunk[o + k] = src[start + k]!;
-    } else {
-      chunk.set(src.subarray(start, start + len), o);
+    let o = this.chunkUsed;
+    // The parser tokenized straight into our chunk (see `space`): nothing to copy.
+    if (src !== this.chunk || start !== o) {
+      if (o + len > this.chunk.length) {
+        this.room(len);
+        o = this.chunkUsed;
+      }
+      const chunk = this.chunk;
+      if (len <= 64) {
+        for (let k = 0; k < len; k++) chunk[o + k] = src[start + k]!;
+      } else {
+        chunk.set(src.subarray(start, start + len), o);
+      }
     }
     this.offsetOf[i] = o;
     this.lens[i] = len;
