@@ -6,6 +6,7 @@ import { resolveConfig, visibleDevicesEnv, type RunConfig, type RunOptionsInput 
 import { listGpus, resolveDevices, type DeviceSlot } from "./devices.ts";
 import { EmbedError, ExitCode, InterruptedError, OptionsError } from "./errors.ts";
 import { ingest } from "./ingest.ts";
+import type { RunEvent } from "./events.ts";
 import { log } from "./log.ts";
 import { planBatches, planSummary, type Plan } from "./plan.ts";
 import type { RecordTable } from "./records.ts";
@@ -17,8 +18,8 @@ export const GPU_DRY_TOKENS = 16384;
 
 export interface RunHooks {
   signal?: AbortSignal;
-  /** Called after each batch is written. */
-  onBatch?: (done: { batches: number; totalBatches: number; records: number; tokens: number }) => void;
+  /** Progress as data: start, each batch, each committed shard, worker changes, finish. */
+  onEvent?: (e: RunEvent) => void;
 }
 
 export interface RunSummary {
@@ -134,6 +135,8 @@ export async function embedToStore(options: RunOptionsInput, hooks: RunHooks = {
     const todo = Uint32Array.from(table.lengths().keys()).filter((i) => !s.isDone(i));
     const plan = planFor(table, budget, maxSeqs, todo);
     log.info(`${todo.length} records to embed, ${plan.batches.length} batches of ≤${budget} tokens, packing density ${(plan.density * 100).toFixed(1)}%`);
+    const emit = hooks.onEvent ?? (() => {});
+    emit({ type: "start", records: table.size, todo: todo.length, resumed: s.resumed, batches: plan.batches.length, tokens: plan.tokens, budget, density: plan.density, devices: workers.map((w) => w.name) });
     const tEmbed = performance.now();
     let records = 0;
     let tokens = 0;
@@ -153,16 +156,19 @@ export async function embedToStore(options: RunOptionsInput, hooks: RunHooks = {
               exitCode: ExitCode.workerFailed,
             });
           }
-          s.write(b.records, result);
+          const shard = s.write(b.records, result);
           records += b.records.length;
           tokens += b.tokens;
           done++;
-          hooks.onBatch?.({ batches: done, totalBatches: plan.batches.length, records, tokens });
+          const elapsed = (performance.now() - tEmbed) / 1000;
+          emit({ type: "batch", batches: done, totalBatches: plan.batches.length, records, tokens, elapsed, tokensPerSecond: tokens / elapsed, worker: w.name });
+          if (shard) emit({ type: "shard", shard: shard.shard, records: shard.records, committed: s.recordsDone });
         },
         {
           signal: hooks.signal,
           maxRestarts: cfg.maxRestarts,
           respawn: async (dead) => {
+            emit({ type: "worker", worker: dead.name, state: "replaced", detail: "the worker died; a replacement is starting" });
             const fresh = await startWorker(cfg, deviceOf.get(dead.name)!, {}, devices);
             workers.push(fresh);
             return fresh;
@@ -171,7 +177,8 @@ export async function embedToStore(options: RunOptionsInput, hooks: RunHooks = {
       );
     } finally {
       // Whatever happened, what finished is committed, so the same command resumes from it.
-      s.commitShard();
+      const last = s.commitShard();
+      if (last) emit({ type: "shard", shard: last.shard, records: last.records, committed: s.recordsDone });
     }
     const tEnd = performance.now();
     const embedSeconds = (tEnd - tEmbed) / 1000;
@@ -210,6 +217,7 @@ export async function embedToStore(options: RunOptionsInput, hooks: RunHooks = {
       run: { devices: summary.devices, batches: summary.batches, budget, density: plan.density, seconds, resumed: s.resumed },
       load: `import numpy as np; X = np.load("${out}/${first.include[0]}.layer${first.layers.at(-1)}.npy", mmap_mode="r"); ids = open("${out}/ids.txt").read().split()`,
     });
+    emit({ type: "finish", records: table.size, seconds: summary.seconds, tokensPerSecond: summary.tokensPerSecond, output: out });
     return summary;
   } catch (e) {
     for (const w of workers) w.kill();

@@ -118,8 +118,8 @@ export class Store {
     return this.doneCount;
   }
 
-  /** Append one batch to the current shard; commits it when it is full. */
-  write(records: Uint32Array, result: BatchResult): void {
+  /** Append one batch to the current shard; commits it when it is full (and returns its record). */
+  write(records: Uint32Array, result: BatchResult): ShardMeta | undefined {
     for (const r of records) {
       if (this.done[r]) throw new OutputError(`record ${r} was embedded twice`, "this is a bug in embed's scheduling; please report it");
     }
@@ -128,16 +128,19 @@ export class Store {
     for (const r of records) this.done[r] = 1;
     this.doneCount += records.length;
     for (const o of result.outputs) this.currentBytes += o.data.byteLength;
-    if (this.current.records >= this.opts.shardRecords || this.currentBytes >= SHARD_BYTES) this.commitShard();
+    if (this.current.records >= this.opts.shardRecords || this.currentBytes >= SHARD_BYTES) return this.commitShard();
+    return undefined;
   }
 
   /** Commit the current shard (if it holds anything). */
-  commitShard(): void {
-    if (!this.current) return;
-    if (this.current.records > 0) this.metas.push(this.current.commit());
+  commitShard(): ShardMeta | undefined {
+    if (!this.current) return undefined;
+    let meta: ShardMeta | undefined;
+    if (this.current.records > 0) this.metas.push((meta = this.current.commit()));
     else this.current.abort();
     this.current = undefined;
     this.currentBytes = 0;
+    return meta;
   }
 
   private nextShard(): number {

@@ -4,6 +4,7 @@ import { DEFAULT_MODEL, DEFAULT_TRUNCATE } from "../config.ts";
 import { InterruptedError } from "../errors.ts";
 import { log } from "../log.ts";
 import { dryRun, embedToStore } from "../run.ts";
+import { progress } from "./progress.ts";
 import { emit, fail } from "./report.ts";
 
 export default defineCommand({
@@ -35,6 +36,7 @@ Examples:
     dry: { type: "boolean", description: "print the plan as JSON and start no worker", default: false },
     compile: { type: "enum", options: ["auto", "on", "off"], description: "torch.compile the model blocks (auto: on for GPUs)", default: "auto" },
     threads: { type: "string", description: "CPU threads for a CPU worker (default: all cores)" },
+    json: { type: "boolean", description: "NDJSON events on stdout (start, batch, shard, worker, finish) instead of one summary", default: false },
     verbose: { type: "boolean", description: "debug logs and stack traces", default: false },
   },
   async run({ args }) {
@@ -68,15 +70,16 @@ Examples:
       };
       process.on("SIGINT", onSignal);
       process.on("SIGTERM", onSignal);
-      const summary = await embedToStore(options, {
-        signal: controller.signal,
-        onBatch: ({ batches, totalBatches, records }) => {
-          if (batches === totalBatches || batches % 50 === 0) log.info(`batch ${batches}/${totalBatches}, ${records} records`);
-        },
-      });
+      const view = progress(args.json ? "json" : process.stderr.isTTY ? "tty" : "log");
+      let summary;
+      try {
+        summary = await embedToStore(options, { signal: controller.signal, onEvent: view.onEvent });
+      } finally {
+        view.close();
+      }
       log.success(`${summary.records} records embedded in ${summary.seconds.toFixed(1)} s → ${summary.output}`);
       log.info(`load in Python: import numpy as np; X = np.load("${summary.output}/${summary.include[0]}.layer${summary.layers.at(-1)}.npy"); ids = open("${summary.output}/ids.txt").read().split()`);
-      emit(summary);
+      if (!args.json) emit(summary);
       process.exit(0);
     } catch (e) {
       fail(e, args.verbose);

@@ -1,0 +1,35 @@
+/**
+ * What a run reports while it goes, as data: the CLI renders these as a progress line (TTY), a
+ * periodic log line (not a TTY) or NDJSON on stdout (`--json`), and API users get them through
+ * `onEvent`.
+ */
+
+export type RunEvent =
+  | {
+      type: "start";
+      /** Records in the input. */
+      records: number;
+      /** Records this run embeds (the rest were committed by an earlier, interrupted run). */
+      todo: number;
+      resumed: number;
+      batches: number;
+      /** Real tokens to embed (BOS/EOS included). */
+      tokens: number;
+      budget: number;
+      density: number;
+      devices: string[];
+    }
+  | {
+      type: "batch";
+      batches: number;
+      totalBatches: number;
+      records: number;
+      tokens: number;
+      /** Seconds since the first batch was sent. */
+      elapsed: number;
+      tokensPerSecond: number;
+      worker: string;
+    }
+  | { type: "shard"; shard: number; records: number; committed: number }
+  | { type: "worker"; worker: string; state: "replaced" | "budget-lowered"; detail: string }
+  | { type: "finish"; records: number; seconds: number; tokensPerSecond: number; output: string };
