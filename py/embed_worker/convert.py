@@ -80,6 +80,9 @@ class Store:
         for f in [m.get("files", {}).get("ids", "ids.txt"), *m.get("files", {}).get("arrays", [])]:
             if not (path / f).exists():
                 raise ConvertError(f"{path / f} is missing (listed in the manifest)", "the store is damaged; rerun `embed run` with --overwrite")
+        n = count_lines(path / "ids.txt")  # checked before anything is written
+        if n != self.records:
+            raise ConvertError(f"ids.txt holds {n} ids, the manifest says {self.records}", "the store is damaged; rerun `embed run` with --overwrite")
 
     def array(self, kind: str, layer: int) -> np.ndarray:
         a = np.load(self.dir / f"{kind}.layer{layer}.npy", mmap_mode="r")
@@ -92,8 +95,9 @@ class Store:
     def offsets(self) -> np.ndarray:
         return np.load(self.dir / "residues.offsets.npy", mmap_mode="r")
 
-    def id_chunks(self, size: int = CHUNK_ROWS) -> Iterator[list[str]]:
+    def id_chunks(self, size: int | None = None) -> Iterator[list[str]]:
         """ids.txt in order, `size` at a time (never all at once)."""
+        size = size or CHUNK_ROWS
         n = 0
         with open(self.dir / "ids.txt", encoding="utf-8") as f:
             lines = (line.rstrip("\n") for line in f)
@@ -121,13 +125,23 @@ class Store:
         return [(k, l) for k in kinds for l in layers]
 
 
-def row_chunks(n: int, size: int = CHUNK_ROWS) -> Iterator[tuple[int, int]]:
+def count_lines(path: Path) -> int:
+    n = 0
+    with open(path, "rb") as f:
+        while block := f.read(1 << 24):
+            n += block.count(b"\n")
+    return n
+
+
+def row_chunks(n: int, size: int | None = None) -> Iterator[tuple[int, int]]:
+    size = size or CHUNK_ROWS
     for a in range(0, n, size):
         yield a, min(n, a + size)
 
 
-def record_chunks(offsets: np.ndarray, size: int = CHUNK_ROWS) -> Iterator[tuple[int, int]]:
+def record_chunks(offsets: np.ndarray, size: int | None = None) -> Iterator[tuple[int, int]]:
     """Record ranges [i, j) holding at most `size` residues (at least one record each)."""
+    size = size or CHUNK_ROWS
     n = len(offsets) - 1
     i = 0
     while i < n:
@@ -273,7 +287,7 @@ def to_parquet(store: Store, pairs: list[tuple[str, int]], out: Path) -> list[Pa
                             pa.array((np.arange(b - a) - starts).astype(np.int32)),
                             pa.FixedSizeListArray.from_arrays(pa.array(np.ascontiguousarray(src[a:b]).reshape(-1)), store.dim),
                         ]
-                        w.write_table(pa.Table.from_arrays(cols, schema=schema), row_group_size=CHUNK_ROWS)
+                        _write_group(w, pa.Table.from_arrays(cols, schema=schema))
                     if pending or next(ids, None) is not None:
                         raise ConvertError("ids.txt holds more ids than residues.offsets.npy has records",
                                            "the store is damaged; rerun `embed run` with --overwrite")
@@ -285,12 +299,18 @@ def to_parquet(store: Store, pairs: list[tuple[str, int]], out: Path) -> list[Pa
                         b = at + len(chunk)
                         cols = [pa.array(chunk, pa.string()),
                                 pa.FixedSizeListArray.from_arrays(pa.array(np.ascontiguousarray(src[at:b]).reshape(-1)), store.dim)]
-                        w.write_table(pa.Table.from_arrays(cols, schema=schema), row_group_size=CHUNK_ROWS)
+                        _write_group(w, pa.Table.from_arrays(cols, schema=schema))
                         at = b
                     if store.records == 0:
                         w.write_table(schema.empty_table())
         files.append(final)
     return files
+
+
+def _write_group(writer, table) -> None:
+    """One row group per call: per-record files hold CHUNK_ROWS records per group, per-residue
+    files whole records up to CHUNK_ROWS residues (more only for a single longer record)."""
+    writer.write_table(table, row_group_size=max(1, table.num_rows))
 
 
 _VIRNUCPRO_FILE = re.compile(r"^output_(\d+)_ESM\.pt$")
