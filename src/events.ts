@@ -29,6 +29,8 @@ export type RunEvent =
       elapsed: number;
       tokensPerSecond: number;
       worker: string;
+      /** This batch's real tokens / the budget. */
+      density: number;
     }
   | { type: "shard"; shard: number; records: number; committed: number }
   | { type: "worker"; worker: string; state: "replaced" | "budget-lowered"; detail: string }

@@ -161,7 +161,7 @@ export async function embedToStore(options: RunOptionsInput, hooks: RunHooks = {
           tokens += b.tokens;
           done++;
           const elapsed = (performance.now() - tEmbed) / 1000;
-          emit({ type: "batch", batches: done, totalBatches: plan.batches.length, records, tokens, elapsed, tokensPerSecond: tokens / elapsed, worker: w.name });
+          emit({ type: "batch", batches: done, totalBatches: plan.batches.length, records, tokens, elapsed, tokensPerSecond: tokens / elapsed, worker: w.name, density: b.tokens / budget });
           if (shard) emit({ type: "shard", shard: shard.shard, records: shard.records, committed: s.recordsDone });
         },
         {

@@ -11,7 +11,7 @@ export const LOG_EVERY_MS = 15_000;
 /** Minimum interval between redraws of the live line. */
 const DRAW_EVERY_MS = 150;
 
-export type ProgressMode = "json" | "tty" | "log";
+export type ProgressMode = "json" | "tty" | "log" | "none";
 
 const fmtInt = (n: number) => Math.round(n).toLocaleString("en-US");
 function fmtTime(s: number): string {
@@ -35,6 +35,7 @@ export function progress(mode: ProgressMode): { onEvent: (e: RunEvent) => void; 
     return `embedding ${pct.toFixed(1)}%  ${fmtInt(e.records)}/${fmtInt(total)} records  ${fmtInt(e.tokens)}/${fmtInt(start?.tokens ?? 0)} tokens  ${fmtInt(e.tokensPerSecond)} tok/s  ETA ${fmtTime(eta)}  [${workers}]`;
   };
   const onEvent = (e: RunEvent) => {
+    if (mode === "none") return;
     if (mode === "json") {
       process.stdout.write(JSON.stringify(e) + "\n");
       return;

@@ -36,11 +36,13 @@ Examples:
     dry: { type: "boolean", description: "print the plan as JSON and start no worker", default: false },
     compile: { type: "enum", options: ["auto", "on", "off"], description: "torch.compile the model blocks (auto: on for GPUs)", default: "auto" },
     threads: { type: "string", description: "CPU threads for a CPU worker (default: all cores)" },
+    quiet: { type: "boolean", description: "no logs or progress on stderr, only errors (stdout unchanged)", default: false },
     json: { type: "boolean", description: "NDJSON events on stdout (start, batch, shard, worker, finish) instead of one summary", default: false },
     verbose: { type: "boolean", description: "debug logs and stack traces", default: false },
   },
   async run({ args }) {
     if (args.verbose) log.level = 4;
+    if (args.quiet) log.level = 0;
     const options = {
       inputs: args._,
       output: args.output,
@@ -70,7 +72,7 @@ Examples:
       };
       process.on("SIGINT", onSignal);
       process.on("SIGTERM", onSignal);
-      const view = progress(args.json ? "json" : process.stderr.isTTY ? "tty" : "log");
+      const view = progress(args.json ? "json" : args.quiet ? "none" : process.stderr.isTTY ? "tty" : "log");
       let summary;
       try {
         summary = await embedToStore(options, { signal: controller.signal, onEvent: view.onEvent });
@@ -79,7 +81,8 @@ Examples:
       }
       log.success(`${summary.records} records embedded in ${summary.seconds.toFixed(1)} s → ${summary.output}`);
       log.info(`load in Python: import numpy as np; X = np.load("${summary.output}/${summary.include[0]}.layer${summary.layers.at(-1)}.npy"); ids = open("${summary.output}/ids.txt").read().split()`);
-      if (!args.json) emit(summary);
+      if (args.json) process.stdout.write(JSON.stringify({ type: "summary", ...summary }) + "\n");
+      else emit(summary);
       process.exit(0);
     } catch (e) {
       fail(e, args.verbose);
