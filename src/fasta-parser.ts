@@ -132,6 +132,9 @@ export class FastaParser {
   private stopColumn = 0;
   private records = 0;
   private textView: Buffer = Buffer.alloc(0);
+  /** A DataView of the chunk being parsed, for the tokenizer's 4-byte reads. */
+  private view: DataView = new DataView(new ArrayBuffer(0));
+  private viewSource: Uint8Array | undefined;
   private textSource: Uint8Array | undefined;
 
   private out: FastaRecord[] = [];
@@ -253,7 +256,11 @@ export class FastaParser {
     const before = this.slabPos;
     const state = this.state;
     state.stopOffset = -1;
-    const pos = tokenizeLine(buf, start, end, this.slab, before, state);
+    if (buf !== this.viewSource) {
+      this.viewSource = buf;
+      this.view = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
+    }
+    const pos = tokenizeLine(buf, start, end, this.slab, before, state, this.view);
     if (pos < 0) {
       const offset = state.errorOffset;
       const { message, hint } = explainRejected(buf[offset]!, state.errorReason);

@@ -85,6 +85,9 @@ export class LineState {
  * Tokenize one sequence line, `src[start, end)` without its `\n`, appending residue ids to
  * `dst` from `dstPos`. `dst` must have room for `end - start` more ids (one id per byte at most).
  *
+ * `view`, a DataView over exactly `src` (same buffer, offset and length), lets it read four bytes
+ * at a time (about twice as fast on residues).
+ *
  * Returns the new write position, or -1 on error, with `state.errorOffset` / `errorReason` set.
  * A `*` followed only by whitespace ends the line and sets `state.stopOffset` (line-relative);
  * the caller must reject any residue on a later line of the same record (see
@@ -97,10 +100,29 @@ export function tokenizeLine(
   dst: Uint8Array,
   dstPos: number,
   state: LineState,
+  view?: DataView,
 ): number {
   const table = BYTE_TO_ID;
   let p = dstPos;
-  for (let i = start; i < end; i++) {
+  let i = start;
+  if (view !== undefined) {
+    // Four bytes per load while all four are plain residues (the common case); anything else
+    // (whitespace, '<', '*', an invalid byte) drops to the byte loop below at that word.
+    for (; i + 4 <= end; i += 4) {
+      const w = view.getUint32(i, true);
+      const a = table[w & 0xff]!;
+      const b = table[(w >>> 8) & 0xff]!;
+      const c = table[(w >>> 16) & 0xff]!;
+      const d = table[w >>> 24]!;
+      if ((a | b | c | d) >= 0x40) break;
+      dst[p] = a;
+      dst[p + 1] = b;
+      dst[p + 2] = c;
+      dst[p + 3] = d;
+      p += 4;
+    }
+  }
+  for (; i < end; i++) {
     const id = table[src[i]!]!;
     if (id < 0x40) {
       dst[p++] = id;
@@ -225,6 +247,7 @@ const encoder = new TextEncoder();
  */
 export function tokenize(seq: string | Uint8Array): Tokenized {
   const src = typeof seq === "string" ? encoder.encode(seq) : seq;
+  const view = new DataView(src.buffer, src.byteOffset, src.byteLength);
   const dst = new Uint8Array(src.length);
   const state = new LineState();
   let pos = 0;
@@ -237,7 +260,7 @@ export function tokenize(seq: string | Uint8Array): Tokenized {
     if (lineEnd < 0) lineEnd = src.length;
     const before = pos;
     state.stopOffset = -1;
-    pos = tokenizeLine(src, lineStart, lineEnd, dst, pos, state);
+    pos = tokenizeLine(src, lineStart, lineEnd, dst, pos, state, view);
     if (pos < 0 || (stopLine > 0 && (pos > before || state.stopOffset >= 0))) {
       const [errLine, errColumn, reason] =
         pos < 0
