@@ -17,6 +17,8 @@ const main = defineCommand({
     validate: () => import("./commands/validate.ts").then((m) => m.default),
     models: () => import("./commands/models.ts").then((m) => m.default),
     doctor: () => import("./commands/doctor.ts").then((m) => m.default),
+    convert: () => import("./commands/convert.ts").then((m) => m.default),
+    inspect: () => import("./commands/inspect.ts").then((m) => m.default),
   },
 });
 

@@ -18,3 +18,23 @@ export function npyHeader(descr: NpyDescr, shape: readonly number[]): Uint8Array
   out.set(new TextEncoder().encode(text), 10);
   return out;
 }
+
+/** The dtype and shape in a .npy header (v1–v3), or undefined when `bytes` is not one. */
+export function parseNpyHeader(bytes: Uint8Array): { descr: string; shape: number[]; dataStart: number } | undefined {
+  const magic = [0x93, 0x4e, 0x55, 0x4d, 0x50, 0x59];
+  if (bytes.length < 10 || magic.some((b, i) => bytes[i] !== b)) return undefined;
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const major = bytes[6]!;
+  const [len, start] = major === 1 ? [view.getUint16(8, true), 10] : bytes.length >= 12 ? [view.getUint32(8, true), 12] : [0, 0];
+  if (!start || bytes.length < start + len) return undefined;
+  const text = new TextDecoder().decode(bytes.subarray(start, start + len));
+  const descr = /'descr':\s*'([^']+)'/.exec(text)?.[1];
+  const shapeText = /'shape':\s*\(([^)]*)\)/.exec(text)?.[1];
+  if (descr === undefined || shapeText === undefined) return undefined;
+  const shape = shapeText
+    .split(",")
+    .map((s) => s.trim())
+    .filter(Boolean)
+    .map(Number);
+  return { descr, shape, dataStart: start + len };
+}

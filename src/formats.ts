@@ -1,0 +1,277 @@
+/**
+ * Output formats of a store: `convertStore` turns a complete store (the native npy layout, see
+ * store.ts) into HDF5, Parquet or VirNucPro `.pt` files through the Python converter
+ * (`py/embed_worker/convert.py`, which streams with h5py / pyarrow / torch), and `inspectStore`
+ * describes a store, complete or not, without starting Python. Layouts: README "Output formats".
+ */
+import { closeSync, existsSync, openSync, readdirSync, readFileSync, readSync, statSync } from "node:fs";
+import { join, resolve } from "node:path";
+import { EmbedError, ExitCode, OptionsError, OutputError } from "./errors.ts";
+import { parseNpyHeader } from "./npy.ts";
+import { pythonJson } from "./python.ts";
+import { MANIFEST, RUN_STATE } from "./store.ts";
+
+export const FORMATS = ["npy", "hdf5", "parquet", "virnucpro"] as const;
+export type Format = (typeof FORMATS)[number];
+
+export interface ConvertOptions {
+  /** hdf5: a file (default STORE/embeddings.h5); parquet, npy, virnucpro: a directory (default STORE, STORE, STORE/virnucpro). */
+  out?: string;
+  /** The Python to run the converter with (default: config.ts `pythonBin()`). */
+  python?: string;
+  /** Only this layer (negative: from the model's last, fair-esm style); virnucpro defaults to the last layer. */
+  layer?: number;
+  /** Only this output (mean, bos, residues); virnucpro defaults to mean. */
+  kind?: string;
+}
+
+export interface ConvertSummary {
+  format: Format;
+  files: string[];
+  records: number;
+  out?: string;
+  residues?: number;
+  outputs?: { kind: string; layer: number }[];
+  dim?: number;
+  dtype?: string;
+  bytes?: number;
+  seconds?: number;
+}
+
+export function isFormat(s: string): s is Format {
+  return (FORMATS as readonly string[]).includes(s);
+}
+
+/** Convert the complete store in `dir` to `format`; throws OptionsError / OutputError with hints. */
+export async function convertStore(dir: string, format: Format, opts: ConvertOptions = {}): Promise<ConvertSummary> {
+  if (!isFormat(format)) throw new OptionsError(`--to ${String(format)}: unknown format`, `choose from ${FORMATS.join(", ")}`);
+  const info = inspectStore(dir);
+  if (info.state !== "complete") throw notComplete(info);
+  const args = [resolve(dir), "--to", format, "--json"];
+  if (opts.out !== undefined) args.push("--out", resolve(opts.out));
+  if (opts.layer !== undefined) args.push(`--layer=${opts.layer}`);
+  if (opts.kind !== undefined) args.push("--kind", opts.kind);
+  const r = opts.python === undefined ? await pythonJson<ConvertSummary>("embed_worker.convert", args) : await pythonJson<ConvertSummary>("embed_worker.convert", args, opts.python);
+  if (r.ok && r.value) return r.value;
+  throw convertError(r.error ?? "no output", format);
+}
+
+/** A failure of the Python converter, rebuilt from its last stderr line `{name, message, hint}`. */
+function convertError(error: string, format: Format): EmbedError {
+  if (error.startsWith("cannot start")) {
+    return new EmbedError(`cannot run the converter: ${error}`, { hint: "run scripts/setup, or set EMBED_PYTHON to a Python with numpy, h5py and pyarrow", exitCode: ExitCode.internal });
+  }
+  const last = error.trim().split("\n").at(-1) ?? "";
+  let wire: { name?: string; message?: string; hint?: string } | undefined;
+  try {
+    wire = JSON.parse(last);
+  } catch {}
+  if (wire?.message) {
+    if (wire.name === "BadOptions") return new OptionsError(wire.message, wire.hint || undefined);
+    return new OutputError(wire.message, wire.hint || undefined);
+  }
+  if (/No module named/.test(error)) {
+    return new OutputError(`converting to ${format} failed: ${last}`, "run scripts/setup (it installs h5py and pyarrow), or set EMBED_PYTHON to a Python that has them");
+  }
+  return new EmbedError(`converting to ${format} failed: ${error}`, { hint: "this is likely a bug in embed; please report it with the message above", exitCode: ExitCode.internal });
+}
+
+function notComplete(info: StoreInfo): OutputError {
+  if (info.state === "unfinished") {
+    return new OutputError(
+      `${info.dir} is an unfinished store: ${info.committed} of ${info.records ?? "?"} records committed, no manifest.json yet`,
+      "rerun the same `embed run` command to resume and finish it, then convert",
+    );
+  }
+  return new OutputError(`${info.dir} is not an embed store (no ${MANIFEST})`, "give the -o directory of a finished `embed run`");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Inspect
+
+export interface ArrayInfo {
+  file: string;
+  kind: string;
+  layer: number | null;
+  shape: number[] | null;
+  dtype: string | null;
+  bytes: number;
+}
+
+export interface FormatFiles {
+  format: Exclude<Format, "npy">;
+  files: string[];
+  bytes: number;
+  /** Older than the store's manifest: written from an earlier store in this directory. */
+  stale: boolean;
+}
+
+export interface StoreInfo {
+  dir: string;
+  /** complete: manifest.json present; unfinished: run state present, no manifest; missing / not-a-store. */
+  state: "complete" | "unfinished" | "missing" | "not-a-store";
+  complete: boolean;
+  model: { name: string; numLayers?: number; dim?: number; path?: string } | null;
+  layers: number[];
+  outputs: string[];
+  /** Embedding width (the model's). */
+  dim: number | null;
+  dtype: string | null;
+  precision: string | null;
+  records: number | null;
+  residues: number | null;
+  /** Unfinished stores: records (and residues) in committed shards. */
+  committed?: number;
+  committedResidues?: number;
+  shards?: number;
+  createdAt?: string;
+  inputs?: string[];
+  recordsSha256?: string;
+  ids: { file: string; present: boolean } | null;
+  arrays: ArrayInfo[];
+  /** Arrays the manifest lists that are missing (a damaged store). */
+  missing: string[];
+  formats: FormatFiles[];
+  hint?: string;
+}
+
+interface Manifest {
+  model?: { name: string; numLayers?: number; dim?: number; path?: string };
+  layers?: number[];
+  include?: string[];
+  dtype?: string;
+  precision?: string;
+  counts?: { records?: number; residues?: number };
+  createdAt?: string;
+  inputs?: string[];
+  recordsSha256?: string;
+  files?: { ids?: string; arrays?: string[] };
+}
+
+interface RunState {
+  createdAt?: string;
+  identity?: { records?: number; model?: { name: string; numLayers?: number; dim?: number; path?: string }; layers?: number[]; include?: string[]; dtype?: string; precision?: string; recordsSha256?: string };
+}
+
+function readJson<T>(path: string): T {
+  try {
+    return JSON.parse(readFileSync(path, "utf8")) as T;
+  } catch (e) {
+    throw new OutputError(`${path} is unreadable: ${(e as Error).message}`, "the store is damaged; rerun `embed run` with --overwrite");
+  }
+}
+
+function npyInfo(path: string): { shape: number[]; dtype: string } | null {
+  let fd: number | undefined;
+  try {
+    fd = openSync(path, "r");
+    const buf = new Uint8Array(4096);
+    const n = readSync(fd, buf, 0, buf.length, 0);
+    const h = parseNpyHeader(buf.subarray(0, n));
+    if (!h) return null;
+    const dtype = { "<f4": "float32", "<f2": "float16", "<i8": "int64" }[h.descr] ?? h.descr;
+    return { shape: h.shape, dtype };
+  } catch {
+    return null;
+  } finally {
+    if (fd !== undefined) closeSync(fd);
+  }
+}
+
+const ARRAY_RE = /^(mean|bos|residues)\.layer(-?\d+)\.npy$/;
+
+/** Describe the store in `dir` (complete or not) from its files alone; never starts Python. */
+export function inspectStore(dir: string): StoreInfo {
+  const abs = resolve(dir);
+  const base: StoreInfo = { dir: abs, state: "missing", complete: false, model: null, layers: [], outputs: [], dim: null, dtype: null, precision: null, records: null, residues: null, ids: null, arrays: [], missing: [], formats: [] };
+  if (!existsSync(abs) || !statSync(abs).isDirectory()) return { ...base, hint: "no such directory; give the -o directory of an `embed run`" };
+  const names = readdirSync(abs);
+  const size = (f: string) => statSync(join(abs, f)).size;
+  const arrays = (files: string[]): ArrayInfo[] =>
+    files.map((file) => {
+      const m = ARRAY_RE.exec(file);
+      const npy = npyInfo(join(abs, file));
+      return { file, kind: m ? m[1]! : file === "residues.offsets.npy" ? "offsets" : "other", layer: m ? Number(m[2]) : null, shape: npy?.shape ?? null, dtype: npy?.dtype ?? null, bytes: size(file) };
+    });
+
+  if (names.includes(MANIFEST)) {
+    const m = readJson<Manifest>(join(abs, MANIFEST));
+    const listed = m.files?.arrays ?? names.filter((f) => f.endsWith(".npy"));
+    const present = listed.filter((f) => names.includes(f));
+    const idsFile = m.files?.ids ?? "ids.txt";
+    return {
+      ...base,
+      state: "complete",
+      complete: true,
+      model: m.model ?? null,
+      layers: m.layers ?? [],
+      outputs: m.include ?? [],
+      dim: m.model?.dim ?? null,
+      dtype: m.dtype ?? null,
+      precision: m.precision ?? null,
+      records: m.counts?.records ?? null,
+      residues: m.counts?.residues ?? null,
+      createdAt: m.createdAt,
+      inputs: m.inputs,
+      recordsSha256: m.recordsSha256,
+      ids: { file: idsFile, present: names.includes(idsFile) },
+      arrays: arrays(present),
+      missing: listed.filter((f) => !names.includes(f)),
+      formats: otherFormats(abs, names, statSync(join(abs, MANIFEST)).mtimeMs),
+    };
+  }
+  if (names.includes(RUN_STATE) || names.includes("shards")) {
+    const run = names.includes(RUN_STATE) ? readJson<RunState>(join(abs, RUN_STATE)) : {};
+    const id = run.identity ?? {};
+    let committed = 0;
+    let committedResidues = 0;
+    let shards = 0;
+    const shardDir = join(abs, "shards");
+    if (existsSync(shardDir)) {
+      for (const f of readdirSync(shardDir).filter((f) => f.endsWith(".meta.json"))) {
+        const meta = readJson<{ records?: number; residues?: number }>(join(shardDir, f));
+        committed += meta.records ?? 0;
+        committedResidues += meta.residues ?? 0;
+        shards++;
+      }
+    }
+    return {
+      ...base,
+      state: "unfinished",
+      model: id.model ?? null,
+      layers: id.layers ?? [],
+      outputs: id.include ?? [],
+      dim: id.model?.dim ?? null,
+      dtype: id.dtype ?? null,
+      precision: id.precision ?? null,
+      records: id.records ?? null,
+      residues: null,
+      committed,
+      committedResidues,
+      shards,
+      createdAt: run.createdAt,
+      recordsSha256: id.recordsSha256,
+      formats: otherFormats(abs, names, Infinity),
+      hint: "rerun the same `embed run` command (same inputs and options) to resume: committed shards are kept and only the rest is embedded",
+    };
+  }
+  return { ...base, state: "not-a-store", formats: otherFormats(abs, names, Infinity), hint: "no manifest.json or run.json here; give the -o directory of an `embed run`" };
+}
+
+/** Converted outputs found in the store directory (and its virnucpro/ folder). */
+function otherFormats(abs: string, names: string[], manifestMtime: number): FormatFiles[] {
+  const out: FormatFiles[] = [];
+  const add = (format: FormatFiles["format"], files: string[]) => {
+    if (!files.length) return;
+    const stats = files.map((f) => statSync(join(abs, f)));
+    out.push({ format, files, bytes: stats.reduce((a, s) => a + s.size, 0), stale: stats.some((s) => s.mtimeMs < manifestMtime) });
+  };
+  add("hdf5", names.filter((f) => /\.(h5|hdf5)$/.test(f)).sort());
+  add("parquet", names.filter((f) => f.endsWith(".parquet")).sort());
+  const vnp = /^output_(\d+)_ESM\.pt$/;
+  const byNumber = (a: string, b: string) => Number(vnp.exec(a.split("/").at(-1)!)![1]) - Number(vnp.exec(b.split("/").at(-1)!)![1]);
+  const local = names.filter((f) => vnp.test(f));
+  const sub = names.includes("virnucpro") && statSync(join(abs, "virnucpro")).isDirectory() ? readdirSync(join(abs, "virnucpro")).filter((f) => vnp.test(f)).map((f) => `virnucpro/${f}`) : [];
+  add("virnucpro", [...local, ...sub].sort(byNumber));
+  return out;
+}
