@@ -256,11 +256,7 @@ export class FastaParser {
     const before = this.slabPos;
     const state = this.state;
     state.stopOffset = -1;
-    if (buf !== this.viewSource) {
-      this.viewSource = buf;
-      this.view = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
-    }
-    const pos = tokenizeLine(buf, start, end, this.slab, before, state, this.view);
+    const pos = tokenizeLine(buf, start, end, this.slab, before, state, this.viewOf(buf));
     if (pos < 0) {
       const offset = state.errorOffset;
       const { message, hint } = explainRejected(buf[offset]!, state.errorReason);
@@ -353,7 +349,7 @@ export class FastaParser {
         "Give the record an id right after '>', e.g. '>seq1 optional description'.",
       );
     }
-    this.curEntry = this.ids.stageWord(buf, idStart, end, lineNo);
+    this.curEntry = this.ids.stageWord(buf, idStart, end, lineNo, this.viewOf(buf));
     this.curLine = lineNo;
     this.inRecord = true;
     const space = this.sink!.space;
@@ -366,6 +362,15 @@ export class FastaParser {
     }
     this.stopLine = 0;
     this.state.reset();
+  }
+
+  /** A DataView of `buf` (cached for the current chunk). */
+  private viewOf(buf: Uint8Array): DataView {
+    if (buf !== this.viewSource) {
+      this.viewSource = buf;
+      this.view = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
+    }
+    return this.view;
   }
 
   /** The current record's id (for messages). */

@@ -13,10 +13,13 @@ import { InputError } from "./errors.ts";
 import type { FastaParserOptions, RecordSink } from "./fasta-parser.ts";
 import { IdIndex } from "./id-index.ts";
 
-/** Bytes per token chunk; a record never spans chunks. */
+/**
+ * Bytes per token chunk; a record never spans chunks. Large typed arrays are mapped lazily, so
+ * a small table costs only the pages it writes, not the whole chunk.
+ */
 const CHUNK_BYTES = 16 << 20;
-/** The first chunk starts this small and doubles up to CHUNK_BYTES (small inputs stay small). */
-const FIRST_CHUNK_BYTES = 1 << 16;
+/** Initial record capacity (untouched capacity costs address space only, not memory). */
+const INITIAL_RECORDS = 1 << 20;
 const NO_TOKENS = new Uint8Array(0);
 
 export interface IngestRecord {
@@ -48,9 +51,9 @@ export class RecordTable implements RecordSink {
   private chunk: Uint8Array = NO_TOKENS;
   private chunkUsed = 0;
   private n = 0;
-  private lens = new Uint32Array(1024);
+  private lens = new Uint32Array(INITIAL_RECORDS);
   /** Offset of each record's tokens in its chunk. */
-  private offsetOf = new Uint32Array(1024);
+  private offsetOf = new Uint32Array(INITIAL_RECORDS);
   private idsCache: string[] | undefined;
   residues = 0;
   truncated = 0;
@@ -267,18 +270,10 @@ export class RecordTable implements RecordSink {
     return this.inputNames[k] ?? "";
   }
 
-  /** Make room for `len` more token bytes: grow the first chunk, or start a new one. */
+  /** Make room for `len` more token bytes: start a new chunk. */
   private room(len: number): void {
-    const need = this.chunkUsed + len;
-    if (this.chunks.length === 1 && need <= CHUNK_BYTES) {
-      const next = new Uint8Array(Math.min(CHUNK_BYTES, Math.max(need, this.chunk.length * 2)));
-      next.set(this.chunk.subarray(0, this.chunkUsed));
-      this.chunk = next;
-      this.chunks[0] = next;
-      return;
-    }
     if (this.chunks.length > 0) this.chunkEnd.push(this.chunkUsed);
-    this.chunk = new Uint8Array(this.chunks.length === 0 ? Math.max(FIRST_CHUNK_BYTES, len) : Math.max(CHUNK_BYTES, len));
+    this.chunk = new Uint8Array(Math.max(CHUNK_BYTES, len));
     this.chunks.push(this.chunk);
     this.chunkFirst.push(this.n);
     this.chunkUsed = 0;
