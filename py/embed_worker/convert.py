@@ -1,7 +1,7 @@
 """`python -m embed_worker.convert STORE --to hdf5|parquet|npy|virnucpro`: a complete store in
 the formats its users load (layouts: README "Output formats").
 
-Streams: arrays are read with ``np.load(mmap_mode="r")`` and written ``CHUNK_ROWS`` rows at a
+Streams: arrays are read with ``np.load(mmap_mode="r")`` and written ``Store.chunk_rows`` rows at a
 time (HDF5 chunked datasets, Parquet row groups, one VirNucPro .pt per 10,000 records), and ids
 are read from ids.txt a chunk at a time, so memory stays bounded whatever the store's size.
 Every output file is written under a temporary name and renamed into place.
@@ -30,6 +30,7 @@ from .errors import EmbedWorkerError
 FORMATS = ("npy", "hdf5", "parquet", "virnucpro")
 KINDS = ("mean", "bos", "residues")
 CHUNK_ROWS = 65_536
+CHUNK_BYTES = 64 << 20  # rows per write are also capped so that one chunk of vectors is at most this
 VIRNUCPRO_PER_FILE = 10_000
 HDF5_FORMAT = "embed-hdf5"
 LAYOUT_VERSION = 1
@@ -83,6 +84,11 @@ class Store:
         n = count_lines(path / "ids.txt")  # checked before anything is written
         if n != self.records:
             raise ConvertError(f"ids.txt holds {n} ids, the manifest says {self.records}", "the store is damaged; rerun `embed run` with --overwrite")
+
+    @property
+    def chunk_rows(self) -> int:
+        """Rows per write: CHUNK_ROWS, fewer for wide vectors (13,107 for dim 1280 float32)."""
+        return max(1, min(CHUNK_ROWS, CHUNK_BYTES // (self.dim * self.dtype.itemsize)))
 
     def array(self, kind: str, layer: int) -> np.ndarray:
         a = np.load(self.dir / f"{kind}.layer{layer}.npy", mmap_mode="r")
@@ -236,7 +242,7 @@ def to_hdf5(store: Store, pairs: list[tuple[str, int]], out: Path) -> list[Path]
                 ds = f.create_dataset(f"{kind}/layer{layer}", shape=src.shape, dtype=store.dtype,
                                       chunks=(min(max(rows, 1), chunk_rows), store.dim) if rows else None)
                 ds.attrs["kind"], ds.attrs["layer"] = kind, layer
-                for a, b in row_chunks(rows):
+                for a, b in row_chunks(rows, store.chunk_rows):
                     ds[a:b] = src[a:b]
             if any(k == "residues" for k, _ in pairs):
                 off = store.offsets()
@@ -268,13 +274,16 @@ def to_parquet(store: Store, pairs: list[tuple[str, int]], out: Path) -> list[Pa
         else:
             fields = [pa.field("id", pa.string()), pa.field("embedding", vec)]
         schema = pa.schema(fields, metadata=_parquet_meta(store, kind, layer))
+        # Dictionary encoding and min/max statistics only where they help (ids, positions): on
+        # the float vectors they cost 3x the write time for nothing.
+        keys = ["id", "position"] if kind == "residues" else ["id"]
         with Atomic(final) as tmp:
-            with pq.ParquetWriter(tmp, schema) as w:
+            with pq.ParquetWriter(tmp, schema, use_dictionary=keys, write_statistics=keys) as w:
                 if kind == "residues":
                     off = store.offsets()
                     ids = store.id_chunks()
                     pending: list[str] = []
-                    for i, j in record_chunks(off):
+                    for i, j in record_chunks(off, store.chunk_rows):
                         while len(pending) < j - i:
                             pending.extend(next(ids))
                         chunk_ids, pending = pending[: j - i], pending[j - i:]
@@ -295,7 +304,7 @@ def to_parquet(store: Store, pairs: list[tuple[str, int]], out: Path) -> list[Pa
                         w.write_table(schema.empty_table())
                 else:
                     at = 0
-                    for chunk in store.id_chunks():
+                    for chunk in store.id_chunks(store.chunk_rows):
                         b = at + len(chunk)
                         cols = [pa.array(chunk, pa.string()),
                                 pa.FixedSizeListArray.from_arrays(pa.array(np.ascontiguousarray(src[at:b]).reshape(-1)), store.dim)]
@@ -363,7 +372,7 @@ def to_npy(store: Store, pairs: list[tuple[str, int]], out: Path) -> list[Path]:
         final = out / f"{kind}.layer{layer}.npy"
         with Atomic(final) as tmp:
             dst = np.lib.format.open_memmap(tmp, mode="w+", dtype=store.dtype, shape=src.shape)
-            for a, b in row_chunks(src.shape[0]):
+            for a, b in row_chunks(src.shape[0], store.chunk_rows):
                 dst[a:b] = src[a:b]
             dst.flush()
             del dst
