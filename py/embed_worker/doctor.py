@@ -34,6 +34,12 @@ def report() -> dict:
             __import__(mod)
         except Exception:
             out["problems"].append({"what": f"{mod} is missing", "hint": hint})
+    for mod in ("h5py", "pyarrow"):  # only `embed convert --to hdf5|parquet` needs them
+        try:
+            __import__(mod)
+        except Exception:
+            out["problems"].append({"what": f"{mod} is missing: `embed convert --to {'hdf5' if mod == 'h5py' else 'parquet'}` will fail",
+                                    "hint": f"run scripts/setup, or pip install {mod}", "severity": "warn"})
     if not out["cuda"]:
         out["problems"].append({"what": "no CUDA device visible to torch: embed will run on the CPU (slow)",
                                 "hint": "on a GPU machine check nvidia-smi, CUDA_VISIBLE_DEVICES and the torch build (torch.version.cuda)",
