@@ -93,48 +93,47 @@ function checkFormat(head: Uint8Array, name: string, source: string): void {
 }
 
 /**
- * A regular, uncompressed file as chunks read into one reused buffer; undefined (nothing
- * consumed) when it is gzip or cannot be opened here, for the stream path to handle.
+ * A regular, uncompressed file as chunks read into one reused buffer; undefined when it is
+ * gzip or cannot be opened here, for the stream path to handle. The file is opened again when
+ * reading starts, so nothing stays open if the chunks are never read.
  */
 async function openPlainFile(source: string, name: string): Promise<InputBytes | undefined> {
-  let fh: FileHandle;
+  let head: Uint8Array;
   try {
-    fh = await open(source, "r");
+    const fh = await open(source, "r");
+    try {
+      const buf = new Uint8Array(8);
+      head = buf.subarray(0, (await fh.read(buf, 0, buf.length, 0)).bytesRead);
+    } finally {
+      await fh.close();
+    }
   } catch {
     return undefined;
   }
-  const buf = new Uint8Array(FILE_CHUNK);
-  let pending: Uint8Array | undefined;
-  let closed = false;
-  const close = async () => {
-    if (closed) return;
-    closed = true;
-    await fh.close().catch(() => {});
-  };
-  const reader: ChunkReader = {
-    async read() {
-      if (pending !== undefined) {
-        const value = pending;
-        pending = undefined;
-        return { done: false, value };
-      }
-      const { bytesRead } = await fh.read(buf, 0, buf.length, null);
-      return bytesRead === 0 ? { done: true } : { done: false, value: buf.subarray(0, bytesRead) };
-    },
-  };
+  if (head.length >= 2 && head[0] === 0x1f && head[1] === 0x8b) return undefined;
+  checkFormat(head, name, source);
+  return { name, gzip: false, chunks: plainChunks(source, name) };
+}
+
+async function* plainChunks(source: string, name: string): AsyncGenerator<Uint8Array> {
+  let fh: FileHandle;
   try {
-    const head = (await readOrThrow(reader, name, false)) ?? new Uint8Array(0);
-    if (head.length >= 2 && head[0] === 0x1f && head[1] === 0x8b) {
-      await close();
-      return undefined;
-    }
-    checkFormat(head, name, source);
-    if (head.length > 0) pending = head;
+    fh = await open(source, "r");
   } catch (e) {
-    await close();
-    throw e;
+    throw wrapReadError(e, name, false);
   }
-  return { name, gzip: false, chunks: checkedReads(reader, close, name, false, source) };
+  try {
+    const buf = new Uint8Array(FILE_CHUNK);
+    const reader: ChunkReader = {
+      async read() {
+        const { bytesRead } = await fh.read(buf, 0, buf.length, null);
+        return bytesRead === 0 ? { done: true } : { done: false, value: buf.subarray(0, bytesRead) };
+      },
+    };
+    yield* checkedReads(reader, async () => {}, name, false, source);
+  } finally {
+    await fh.close().catch(() => {});
+  }
 }
 
 /** Checks that `path` is a readable file or other non-directory; true for a regular file. */
