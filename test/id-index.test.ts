@@ -41,4 +41,36 @@ describe("IdIndex", () => {
     expect(idx.insertString("e", 2)).toBe(-1);
     expect(idx.insertString("é", 3)).toBe(1);
   });
+  test("stageWord (with or without a DataView) finds, stores and hashes the first word like stage", () => {
+    const idx = new IdIndex();
+    const line = enc.encode("abcdefgh\x01ij more words");
+    const view = new DataView(line.buffer, line.byteOffset, line.byteLength);
+    expect(idx.stageWord(line, 0, line.length, 1, view)).toBe(0);
+    expect(idx.stageWord(line, 0, line.length, 2)).toBe(1);
+    idx.stage(enc.encode("abcdefgh\x01ij"), 0, 11, 3);
+    idx.stage(enc.encode("more"), 0, 4, 4);
+    const dups: number[][] = [];
+    idx.commit((k, firstLine, entry, firstEntry) => dups.push([k, firstLine, entry, firstEntry]));
+    expect(dups).toEqual([[1, 1, 1, 0], [2, 1, 2, 0]]);
+    expect(idx.idString(0)).toBe("abcdefgh\x01ij");
+    expect(idx.idString(3)).toBe("more");
+    for (const sep of [" ", "\t", "\r", "\v", "\f"]) {
+      const b = enc.encode(`ab${sep}c`);
+      const i = idx.stageWord(b, 0, b.length, 9, new DataView(b.buffer));
+      expect(idx.idString(i)).toBe("ab");
+    }
+  });
+  test("rename gives a repeat a free id; text() lists ids one per line", () => {
+    const idx = new IdIndex();
+    for (const id of ["a", "a_2", "a"]) idx.stage(enc.encode(id), 0, id.length, 1);
+    idx.commit((_k, _line, entry) => {
+      expect(idx.rename(entry, "a_2")).toBe(false);
+      expect(idx.rename(entry, "a_3")).toBe(true);
+    });
+    expect(idx.insertString("a_3", 5)).toBe(1);
+    expect(new TextDecoder().decode(Buffer.concat([...idx.text(0, 3, 4)]))).toBe("a\na_2\na_3\n");
+    idx.dropLookup();
+    expect(idx.idString(2)).toBe("a_3");
+    expect(() => idx.insertString("b", 1)).toThrow();
+  });
 });
