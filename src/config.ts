@@ -66,6 +66,26 @@ const Devices = z.string().transform((v, ctx) => {
   return ids;
 });
 
+/** Output formats: npy is the store itself; the others are converted from it (formats.ts). */
+export const FORMATS = ["npy", "hdf5", "parquet", "virnucpro"] as const;
+export type Format = (typeof FORMATS)[number];
+export function isFormat(s: string): s is Format {
+  return (FORMATS as readonly string[]).includes(s);
+}
+
+const Formats = z.union([z.string(), z.array(z.string())]).transform((v, ctx) => {
+  const parts = typeof v === "string" ? csv(v) : v;
+  const out: Format[] = [];
+  for (const p of parts) {
+    if (!isFormat(p)) {
+      ctx.addIssue({ code: "custom", message: `unknown format "${p}" (choose from ${FORMATS.join(", ")})` });
+      return z.NEVER;
+    }
+    if (!out.includes(p)) out.push(p);
+  }
+  return out;
+});
+
 const MaxTokens = z.union([z.literal("auto"), z.coerce.number().int().min(3)]);
 
 /** Everything a run needs, as given by a user (CLI or API). */
@@ -85,6 +105,8 @@ export const RunOptions = z.object({
   dry: z.boolean().default(false),
   /** Commit a shard (the unit a resumed run keeps) at least every this many records. */
   shardRecords: z.coerce.number().int().min(1).default(10_000),
+  /** Formats written after the run (npy is the store itself; others are converted from it). */
+  formats: Formats.default(["npy"]),
   /** Replacements of dead workers allowed in one run. */
   maxRestarts: z.coerce.number().int().min(0).default(3),
   /** torch.compile the model's blocks: `auto` = on for GPU workers, off on CPU. */

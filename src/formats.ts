@@ -6,13 +6,13 @@
  */
 import { closeSync, existsSync, openSync, readdirSync, readFileSync, readSync, statSync } from "node:fs";
 import { join, resolve } from "node:path";
+import { FORMATS, isFormat, type Format } from "./config.ts";
 import { EmbedError, ExitCode, OptionsError, OutputError } from "./errors.ts";
+export { FORMATS, isFormat, type Format };
 import { parseNpyHeader } from "./npy.ts";
 import { pythonJson } from "./python.ts";
 import { MANIFEST, RUN_STATE } from "./store.ts";
 
-export const FORMATS = ["npy", "hdf5", "parquet", "virnucpro"] as const;
-export type Format = (typeof FORMATS)[number];
 
 export interface ConvertOptions {
   /** hdf5: a file (default STORE/embeddings.h5); parquet, npy, virnucpro: a directory (default STORE, STORE, STORE/virnucpro). */
@@ -38,9 +38,6 @@ export interface ConvertSummary {
   seconds?: number;
 }
 
-export function isFormat(s: string): s is Format {
-  return (FORMATS as readonly string[]).includes(s);
-}
 
 /** Convert the complete store in `dir` to `format`; throws OptionsError / OutputError with hints. */
 export async function convertStore(dir: string, format: Format, opts: ConvertOptions = {}): Promise<ConvertSummary> {

@@ -5,6 +5,7 @@
 import { resolveConfig, visibleDevicesEnv, type RunConfig, type RunOptionsInput } from "./config.ts";
 import { listGpus, resolveDevices, type DeviceSlot } from "./devices.ts";
 import { EmbedError, ExitCode, InterruptedError, OptionsError } from "./errors.ts";
+import { convertStore } from "./formats.ts";
 import { ingest } from "./ingest.ts";
 import type { RunEvent } from "./events.ts";
 import { log } from "./log.ts";
@@ -50,6 +51,8 @@ export interface RunSummary {
   restarts: number;
   /** Batches split after running out of memory. */
   splits: number;
+  /** Formats written (npy is the store itself; others converted after the run). */
+  formats: { format: string; files: string[] }[];
 }
 
 export interface DryRunResult {
@@ -201,6 +204,7 @@ export async function embedToStore(options: RunOptionsInput, hooks: RunHooks = {
       perWorker: stats.perWorker,
       restarts: stats.restarts,
       splits: stats.splits,
+      formats: [{ format: "npy", files: [] }],
     };
     s.finalize(table.ids, {
       complete: true,
@@ -217,6 +221,11 @@ export async function embedToStore(options: RunOptionsInput, hooks: RunHooks = {
       run: { devices: summary.devices, batches: summary.batches, budget, density: plan.density, seconds, resumed: s.resumed },
       load: `import numpy as np; X = np.load("${out}/${first.include[0]}.layer${first.layers.at(-1)}.npy", mmap_mode="r"); ids = open("${out}/ids.txt").read().split()`,
     });
+    for (const f of cfg.formats.filter((f) => f !== "npy")) {
+      const c = await convertStore(out, f, { python: cfg.python });
+      log.info(`${f}: ${c.files.join(", ")}`);
+      summary.formats.push({ format: f, files: c.files });
+    }
     emit({ type: "finish", records: table.size, seconds: summary.seconds, tokensPerSecond: summary.tokensPerSecond, output: out });
     return summary;
   } catch (e) {

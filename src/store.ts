@@ -73,8 +73,12 @@ export class Store {
     try {
       mkdirSync(dir, { recursive: true });
       if (opts.overwrite) {
-        // Replacing: the old store stops looking complete before any of its files change.
-        rmSync(join(dir, MANIFEST), { force: true });
+        // Replacing: the old store stops looking complete before any of its files change, and
+        // the arrays it listed go too (a new run may write other layers or outputs).
+        const old = join(dir, MANIFEST);
+        const listed = existsSync(old) ? ((JSON.parse(readFileSync(old, "utf8")).files?.arrays ?? []) as string[]) : [];
+        rmSync(old, { force: true });
+        for (const f of listed) if (!f.includes("/")) rmSync(join(dir, f), { force: true });
         rmSync(join(dir, RUN_STATE), { force: true });
         rmSync(join(dir, SHARDS), { recursive: true, force: true });
       }

@@ -212,3 +212,32 @@ describe("embed models / doctor", () => {
     expect(err).toContain("scripts/setup");
   });
 });
+
+describe("embed run --format", () => {
+  test("hdf5 and parquet written after the run and readable; --overwrite drops arrays of the old run", async () => {
+    const out = join(tmp, "formats");
+    const first = await embed(["run", EXAMPLE, "-o", out, "--model", "test-tiny", "--layers", "0,-1"]);
+    expect(first.code).toBe(0);
+    expect(existsSync(join(out, "mean.layer0.npy"))).toBe(true);
+    const r = await embed(["run", EXAMPLE, "-o", out, "--model", "test-tiny", "--format", "npy,hdf5,parquet", "--overwrite"]);
+    expect(r.code).toBe(0);
+    expect(JSON.parse(r.stdout).formats.map((f: { format: string }) => f.format)).toEqual(["npy", "hdf5", "parquet"]);
+    expect(existsSync(join(out, "mean.layer0.npy"))).toBe(false);
+    const check = Bun.spawnSync([
+      pythonBin(),
+      "-c",
+      `import h5py, numpy as np, pyarrow.parquet as pq
+f = h5py.File("${out}/embeddings.h5"); X = np.load("${out}/mean.layer2.npy")
+t = pq.read_table("${out}/mean.layer2.parquet")
+assert np.array_equal(f["mean/layer2"][:], X) and t.num_rows == 6
+print("ok")`,
+    ]);
+    expect(check.stdout.toString().trim()).toBe("ok");
+  });
+
+  test("an unknown format is a bad option", async () => {
+    const r = await embed(["run", EXAMPLE, "--dry", "--format", "xlsx"]);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain('unknown format "xlsx"');
+  });
+});

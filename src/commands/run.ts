@@ -31,6 +31,7 @@ Examples:
     "duplicate-ids": { type: "enum", options: ["error", "rename"], description: "what to do with repeated ids", default: "error" },
     "out-dtype": { type: "enum", options: ["float32", "float16"], description: "dtype of stored embeddings", default: "float32" },
     overwrite: { type: "boolean", description: "replace a complete store in the output directory", default: false },
+    format: { type: "string", description: "formats to write: npy (the store itself), hdf5, parquet, virnucpro (comma list)", default: "npy" },
     "shard-records": { type: "string", description: "commit a resumable shard at least every N records", default: "10000" },
     "max-restarts": { type: "string", description: "replacements of dead workers allowed before the run fails", default: "3" },
     dry: { type: "boolean", description: "print the plan as JSON and start no worker", default: false },
@@ -58,6 +59,7 @@ Examples:
       overwrite: args.overwrite,
       threads: args.threads,
       shardRecords: args["shard-records"],
+      formats: args.format,
       maxRestarts: args["max-restarts"],
       compile: args.compile as "auto",
     };
