@@ -75,9 +75,9 @@ function budgetFor(cfg: RunConfig, devices: DeviceSlot[]): { budget: number; sou
  * Names the offending record if one cannot fit the budget.
  */
 function planFor(table: RecordTable, budget: number, maxSeqs?: number, subset?: Uint32Array): Plan {
-  if (!subset || subset.length === table.size) return planBatches(table.lengths(), { budget, maxSeqs, describe: (i) => `record "${table.ids[i]}"` });
+  if (!subset || subset.length === table.size) return planBatches(table.lengths(), { budget, maxSeqs, describe: (i) => `record "${table.id(i)}"` });
   const all = table.lengths();
-  const plan = planBatches(Uint32Array.from(subset, (i) => all[i]!), { budget, maxSeqs, describe: (k) => `record "${table.ids[subset[k]!]}"` });
+  const plan = planBatches(Uint32Array.from(subset, (i) => all[i]!), { budget, maxSeqs, describe: (k) => `record "${table.id(subset[k]!)}"` });
   for (const b of plan.batches) b.records = Uint32Array.from(b.records, (k) => subset[k]!);
   return plan;
 }
@@ -153,7 +153,7 @@ export async function embedToStore(options: RunOptionsInput, hooks: RunHooks = {
         plan,
         (b, result, w, i) => {
           if (result.nonFinite > 0) {
-            const ids = Array.from(b.records.subarray(0, 3), (r) => table.ids[r]).join(", ");
+            const ids = Array.from(b.records.subarray(0, 3), (r) => table.id(r)).join(", ");
             throw new EmbedError(`batch ${i} on ${w.name}: ${result.nonFinite} NaN/Inf values (records ${ids}, ...)`, {
               hint: "fp16 overflowed or the weights are corrupt; try --precision bf16 or fp32",
               exitCode: ExitCode.workerFailed,
@@ -206,7 +206,7 @@ export async function embedToStore(options: RunOptionsInput, hooks: RunHooks = {
       splits: stats.splits,
       formats: [{ format: "npy", files: [] }],
     };
-    s.finalize(table.ids, {
+    s.finalize(table, {
       complete: true,
       createdAt: new Date().toISOString(),
       model: first.model,

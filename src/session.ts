@@ -122,7 +122,7 @@ export function embedPlan(
       },
       describe: (i) => {
         const rs = plan.batches[i]!.records;
-        return `record${rs.length > 1 ? "s" : ""} ${Array.from(rs.subarray(0, 3), (r) => `"${table.ids[r]}" (${lengths[r]} aa)`).join(", ")}`;
+        return `record${rs.length > 1 ? "s" : ""} ${Array.from(rs.subarray(0, 3), (r) => `"${table.id(r)}" (${lengths[r]} aa)`).join(", ")}`;
       },
     },
     opts,

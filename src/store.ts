@@ -158,12 +158,12 @@ export class Store {
   }
 
   /** Assemble every shard into the final arrays, write ids and the manifest, remove run state. */
-  finalize(ids: readonly string[], manifest: Record<string, unknown>): void {
+  finalize(ids: { id(i: number): string; idsText(): Uint8Array }, manifest: Record<string, unknown>): void {
     this.commitShard();
     const n = this.spec.lengths.length;
     if (this.doneCount !== n) {
       const missing: string[] = [];
-      for (let i = 0; i < n && missing.length < 5; i++) if (!this.done[i]) missing.push(ids[i]!);
+      for (let i = 0; i < n && missing.length < 5; i++) if (!this.done[i]) missing.push(ids.id(i));
       throw new OutputError(`count mismatch: ${n} records in, ${this.doneCount} embedded (first missing: ${missing.join(", ")})`, "this is a bug; the store was not completed");
     }
     const { dim, dtype, layers, include, lengths } = this.spec;
@@ -206,7 +206,7 @@ export class Store {
       off.commit();
       arrays.push("residues.offsets.npy");
     }
-    writeAtomicFile(join(this.dir, "ids.txt"), ids.length ? ids.join("\n") + "\n" : "");
+    writeAtomicFile(join(this.dir, "ids.txt"), ids.idsText());
     writeAtomicFile(join(this.dir, MANIFEST), JSON.stringify({ format: STORE_FORMAT, version: STORE_VERSION, ...manifest, files: { ids: "ids.txt", arrays: arrays.sort() } }, null, 2) + "\n");
     rmSync(shardDir, { recursive: true, force: true });
     rmSync(join(this.dir, RUN_STATE), { force: true });

@@ -53,7 +53,7 @@ interface Collected {
 /** Embed `table` with `workers` under `plan`; copy the vectors out of the ring per record. */
 async function collect(workers: WorkerHandle[], table: RecordTable, maxSeqs: number | undefined, withResidues: boolean): Promise<Collected> {
   const { budget, maxSeqs: cap } = workerLimits(workers);
-  const plan = planBatches(table.lengths(), { budget, maxSeqs: Math.min(maxSeqs ?? cap, cap), describe: (i) => `record "${table.ids[i]}"` });
+  const plan = planBatches(table.lengths(), { budget, maxSeqs: Math.min(maxSeqs ?? cap, cap), describe: (i) => `record "${table.id(i)}"` });
   const out: Collected = { mean: new Array(table.size), residues: new Array(table.size), nonFinite: 0 };
   const lengths = table.lengths();
   await embedPlan(workers, table, plan, (b, result) => {
@@ -118,7 +118,7 @@ export async function validate(options: ValidateOptions): Promise<ValidationRepo
 
   const metrics: RecordMetrics[] = [];
   for (let i = 0; i < table.size; i++) {
-    const m: RecordMetrics = { id: table.ids[i]!, residues: lengths[i]!, bin: binOf(lengths[i]!), ...compareVectors(prod.mean[i]!, ref.mean[i]!) };
+    const m: RecordMetrics = { id: table.id(i), residues: lengths[i]!, bin: binOf(lengths[i]!), ...compareVectors(prod.mean[i]!, ref.mean[i]!) };
     if (withRes && ref.residues[i]!.length) {
       const cos = rowCosines(prod.residues[i]!, ref.residues[i]!, ref.mean[i]!.length).sort();
       m.residueCosMin = cos[0]!;
@@ -128,7 +128,7 @@ export async function validate(options: ValidateOptions): Promise<ValidationRepo
   }
   const overall = summarize(metrics)!;
   const bins = Object.fromEntries(LENGTH_BINS.map((b) => [b.name, summarize(metrics.filter((m) => m.bin === b.name))]));
-  const aloneCmp = Array.from(checkAlone, (rec, k) => ({ id: table.ids[rec]!, residues: lengths[rec]!, ...compareVectors(alone.mean[k]!, prod.mean[rec]!) }));
+  const aloneCmp = Array.from(checkAlone, (rec, k) => ({ id: table.id(rec), residues: lengths[rec]!, ...compareVectors(alone.mean[k]!, prod.mean[rec]!) }));
   const contaminationMin = aloneCmp.length ? Math.min(...aloneCmp.map((c) => c.cosine)) : null;
   const failures = judge(overall, contaminationMin, thresholds);
   const byCos = (a: { cosine: number }, b: { cosine: number }) => (Number.isNaN(a.cosine) ? -1 : Number.isNaN(b.cosine) ? 1 : a.cosine - b.cosine);
