@@ -80,6 +80,9 @@ def main() -> int:
     finally:
         if sock is not None:
             sock.close()
+        # As the real worker does: no ring file is left behind if the orchestrator never mapped it.
+        if transport == "shm" and os.path.exists(path):
+            os.unlink(path)
 
 
 def serve(ch, fake, cfg, layout, layers, dim, fmt, fill, done, mm, view, sock) -> int:
