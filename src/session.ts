@@ -52,6 +52,7 @@ export function startWorker(cfg: RunConfig, d: DeviceSlot, opts: StartOptions = 
       ringDir: cfg.ringDir,
       transport: cfg.transport,
       threads: d.kind === "cpu" ? (cfg.threads ?? navigator.hardwareConcurrency) : undefined,
+      download: cfg.download,
       compile: opts.compile ?? (cfg.compile === "on" || (cfg.compile === "auto" && d.kind === "cuda")),
       ...(fault ? { fault } : {}),
     },

@@ -61,6 +61,8 @@ export interface WorkerWireConfig {
   threads?: number;
   /** Data plane: the mapped ring ("shm") or frames over a unix socket ("socket"); see transport.ts. */
   transport: Transport;
+  /** Fetch a released checkpoint that no local cache holds (opt-in). */
+  download?: boolean;
   /** torch.compile the blocks (GPU; costs start-up time, fuses elementwise work). */
   compile?: boolean;
   /** Test hook: make the worker wrong on purpose (see py worker.py FAULTS), to prove checks fail. */

@@ -241,3 +241,25 @@ print("ok")`,
     expect(r.stderr).toContain('unknown format "xlsx"');
   });
 });
+
+describe("embed run --download", () => {
+  test("fetches a released model missing from every cache (loopback mirror), then embeds", async () => {
+    const served = join(tmp, "served");
+    const gen = Bun.spawnSync([pythonBin(), "-m", "embed_worker.testmodel", "--out", served, "--name", "esm2_t6_8M_UR50D", "--layers", "6", "--dim", "320", "--heads", "20", "--format", "fair-esm"], {
+      env: { ...process.env, PYTHONPATH: join(PACKAGE_ROOT, "py") },
+    });
+    expect(gen.exitCode).toBe(0);
+    using server = Bun.serve({ port: 0, hostname: "127.0.0.1", fetch: (req) => new Response(Bun.file(join(served, new URL(req.url).pathname))) });
+    const env = { ...process.env, NO_COLOR: "1", EMBED_MODEL_URL: `http://127.0.0.1:${server.port}`, TORCH_HOME: join(tmp, "torch-home") };
+    const run = (extra: string[]) =>
+      Bun.spawn(["bun", join(PACKAGE_ROOT, "src", "cli.ts"), "run", EXAMPLE, "-o", join(tmp, `dl-${extra.length}`), "--model", "esm2_t6_8M_UR50D", ...extra], { stdout: "pipe", stderr: "pipe", env });
+    const without = run([]);
+    expect(await without.exited).toBe(5);
+    const p = run(["--download"]);
+    const [out, err, code] = await Promise.all([new Response(p.stdout).text(), new Response(p.stderr).text(), p.exited]);
+    expect(err).toContain("downloaded");
+    expect(code).toBe(0);
+    expect(JSON.parse(out).layers).toEqual([6]);
+    expect(existsSync(join(tmp, "torch-home", "hub", "checkpoints", "esm2_t6_8M_UR50D.pt"))).toBe(true);
+  });
+});

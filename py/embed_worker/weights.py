@@ -23,7 +23,7 @@ from pathlib import Path
 
 import torch
 
-from .errors import BadCheckpoint
+from .errors import BadCheckpoint, ModelNotFound
 from .model import ESM2
 from .registry import FAIR_ESM, KNOWN, ESM2Config, Resolved, resolve
 
@@ -295,9 +295,21 @@ def load_checkpoint(resolved: Resolved, name: str | None = None) -> tuple[ESM2Co
     return cfg, state, inv
 
 
-def load_model(name_or_path: str, device, dtype: torch.dtype):
-    """Resolve, read and strictly load a model -> (model in eval mode on device/dtype, cfg, resolved)."""
-    resolved = resolve(name_or_path)
+def load_model(name_or_path: str, device, dtype: torch.dtype, allow_download: bool = False):
+    """Resolve, read and strictly load a model -> (model in eval mode on device/dtype, cfg, resolved).
+
+    With `allow_download`, a released ESM-2 name found in no local cache is fetched into the torch
+    hub cache first (download.py)."""
+    try:
+        resolved = resolve(name_or_path)
+    except ModelNotFound:
+        name = str(name_or_path)
+        name = name[len("facebook/"):] if name.startswith("facebook/") else name
+        if not allow_download or name not in KNOWN:
+            raise
+        from .download import download
+        download(name)
+        resolved = resolve(name_or_path)
     display = str(name_or_path)
     display = display[len("facebook/"):] if display.startswith("facebook/") else display
     is_path = os.sep in display or display.endswith(".pt")

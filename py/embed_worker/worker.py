@@ -44,6 +44,7 @@ class WorkerConfig:
     transport: str = "shm"  # shm | socket (the orchestrator decides; see protocol.py)
     fault: str | None = None  # test hook, see FAULTS
     compile: bool = False  # torch.compile the blocks (CUDA)
+    download: bool = False  # fetch a released checkpoint missing from every local cache
 
     @staticmethod
     def from_env() -> "WorkerConfig":
@@ -56,7 +57,8 @@ class WorkerConfig:
                             max_tokens=d.get("maxTokens"), slots=d.get("slots", 2),
                             ring_dir=d.get("ringDir"), threads=d.get("threads"),
                             transport=d.get("transport") or default_transport(),
-                            fault=d.get("fault"), compile=bool(d.get("compile", False)))
+                            fault=d.get("fault"), compile=bool(d.get("compile", False)),
+                            download=bool(d.get("download", False)))
 
 
 FAULTS = {
@@ -122,7 +124,8 @@ class Worker:
         from . import model as M
         self.M = M
         t0 = time.perf_counter()
-        self.model, self.mcfg, self.resolved = load_model(self.cfg.model, self.device, self.dtype)
+        self.model, self.mcfg, self.resolved = load_model(self.cfg.model, self.device, self.dtype,
+                                                          allow_download=self.cfg.download)
         self.load_ms = (time.perf_counter() - t0) * 1000
         self.layers = resolve_layers(self.cfg.layers, self.mcfg.num_layers)
         self.apply_fault()

@@ -35,6 +35,7 @@ Examples:
     "shard-records": { type: "string", description: "commit a resumable shard at least every N records", default: "10000" },
     "max-restarts": { type: "string", description: "replacements of dead workers allowed before the run fails", default: "3" },
     dry: { type: "boolean", description: "print the plan as JSON and start no worker", default: false },
+    download: { type: "boolean", description: "download a released ESM-2 checkpoint that no local cache holds (into the torch hub cache)", default: false },
     compile: { type: "enum", options: ["auto", "on", "off"], description: "torch.compile the model blocks (auto: on for GPUs)", default: "auto" },
     threads: { type: "string", description: "CPU threads for a CPU worker (default: all cores)" },
     quiet: { type: "boolean", description: "no logs or progress on stderr, only errors (stdout unchanged)", default: false },
@@ -62,6 +63,7 @@ Examples:
       formats: args.format,
       maxRestarts: args["max-restarts"],
       compile: args.compile as "auto",
+      download: args.download,
     };
     try {
       if (args.dry) return emit(await dryRun(options));

@@ -43,6 +43,7 @@ Examples:
     "contamination-cosine": { type: "string", description: `alone vs packed cosine (default ${DEFAULT_THRESHOLDS.contaminationCosine})` },
     "max-rel-l2": { type: "string", description: "every record's relative L2 error at most this (off by default; 1e-5 suits fp32)" },
     report: { type: "string", description: "write the report as JSON to this file (and the table to FILE.txt)" },
+    download: { type: "boolean", description: "download a released ESM-2 checkpoint that no local cache holds (into the torch hub cache)", default: false },
     compile: { type: "enum", options: ["auto", "on", "off"], description: "torch.compile the model blocks (auto: on for GPUs)", default: "auto" },
     threads: { type: "string", description: "CPU threads for a CPU worker" },
     verbose: { type: "boolean", default: false, description: "debug logs" },
@@ -64,6 +65,7 @@ Examples:
         contamination: num(args.contamination, "contamination"),
         threads: args.threads,
         compile: args.compile as "auto",
+      download: args.download,
         thresholds: {
           ...(args["min-cosine"] ? { minCosine: num(args["min-cosine"], "min-cosine") } : {}),
           ...(args["median-cosine"] ? { medianCosine: num(args["median-cosine"], "median-cosine") } : {}),
