@@ -130,7 +130,11 @@ class Worker:
         self.layers = resolve_layers(self.cfg.layers, self.mcfg.num_layers)
         self.apply_fault()
         if self.cfg.compile:
-            self.model.compile_blocks()
+            if self.device.type == "cuda":
+                self.model.compile_blocks()
+            else:
+                # The exact CPU attention loops over sequences: compiling it recompiles per length.
+                log.warn("--compile applies to GPU workers only; running eager on the CPU")
         self.max_tokens = self.cfg.max_tokens or auto_budget(self.torch, self.model, self.mcfg, self.device)
         self.max_seqs = max(1, self.max_tokens // 3)
 
