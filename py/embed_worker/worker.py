@@ -242,6 +242,9 @@ class Worker:
                     self.ch.send(P.error(wire_error(e)))
                     return 1
                 except Exception as e:  # a failed batch is reported; the orchestrator decides
+                    if "OutOfMemory" in type(e).__name__ and self.device.type == "cuda":
+                        # Free what the failed batch held, so the split halves that follow fit.
+                        self.torch.cuda.empty_cache()
                     self.ch.send(P.error(wire_error(e), batch=int(msg.get("batch", -1))))
             elif kind == "crash":  # test hook: die abruptly, as a segfault would
                 os._exit(int(msg.get("code", 70)))
