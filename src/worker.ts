@@ -10,7 +10,7 @@
  */
 import type { Subprocess } from "bun";
 import { unlinkSync } from "node:fs";
-import { EmbedError, ModelNotFoundError, OptionsError, WorkerError } from "./errors.ts";
+import { EmbedError, WorkerError } from "./errors.ts";
 import { workerLog } from "./log.ts";
 import {
   FromWorker,
@@ -28,9 +28,9 @@ import {
   type RingHeader,
   type ToWorker,
   type Transport,
-  type WireError,
 } from "./protocol.ts";
 import { DataSocket } from "./transport.ts";
+import { HandleState, remoteError } from "./worker-state.ts";
 import { BOS, EOS } from "./alphabet.ts";
 
 /** How long a worker may take to load its model and say READY. */
@@ -43,8 +43,6 @@ export const KILL_AFTER_MS = 3_000;
 export const PING_TIMEOUT_MS = 5_000;
 /** After the data socket breaks, how long to wait for the process exit that usually explains it. */
 const SOCKET_DEATH_GRACE_MS = 300;
-/** Lines of worker stderr kept to explain a death. */
-const LOG_TAIL = 40;
 
 /** What the worker process is told in EMBED_WORKER_CONFIG. */
 export interface WorkerWireConfig {
@@ -437,81 +435,4 @@ export class WorkerHandle implements AsyncDisposable {
       p.reject(err);
     }
   }
-}
-
-/** Process-level state shared by the spawn callbacks and the handle. */
-class HandleState {
-  onMessage: (m: FromWorker) => void = () => {};
-  onDeath: (e: WorkerError) => void = () => {};
-  onBadMessage: ((text: string) => void) | undefined;
-  afterSettle: (() => void) | undefined;
-  exitCode: number | undefined;
-  signal: string | null = null;
-  readonly tail: string[] = [];
-  constructor(readonly name: string) {}
-
-  deliver(raw: unknown): void {
-    const parsed = FromWorker.safeParse(raw);
-    if (!parsed.success) {
-      const text = `bad message from worker: ${JSON.stringify(raw).slice(0, 200)}`;
-      if (this.onBadMessage) this.onBadMessage(text);
-      else this.onDeath(new WorkerError(this.name, text));
-      return;
-    }
-    this.onMessage(parsed.data);
-  }
-
-  died(code: number | null, signal: string | null): void {
-    this.exitCode = code ?? -1;
-    this.signal = signal;
-    this.onDeath(this.deathError());
-  }
-
-  deathError(): WorkerError {
-    const how = this.signal ? `was killed by ${this.signal}` : `exited with code ${this.exitCode}`;
-    const tail = this.tail.slice(-8).join("\n");
-    return new WorkerError(this.name, `process ${how}`, {
-      hint: tail ? `last worker log lines:\n${tail}` : "the worker printed nothing; run `embed doctor`",
-    });
-  }
-
-  relayLogs(stream: ReadableStream<Uint8Array>, logger: ReturnType<typeof workerLog>): void {
-    void (async () => {
-      const decoder = new TextDecoder();
-      let buf = "";
-      for await (const chunk of stream) {
-        buf += decoder.decode(chunk, { stream: true });
-        let nl: number;
-        while ((nl = buf.indexOf("\n")) >= 0) {
-          const line = buf.slice(0, nl);
-          buf = buf.slice(nl + 1);
-          if (line.trim()) this.logLine(line, logger);
-        }
-      }
-      if (buf.trim()) this.logLine(buf, logger);
-    })().catch(() => {});
-  }
-
-  private logLine(line: string, logger: ReturnType<typeof workerLog>): void {
-    this.tail.push(line);
-    if (this.tail.length > LOG_TAIL) this.tail.shift();
-    let rec: { level?: string; msg?: string; [k: string]: unknown } | undefined;
-    try {
-      rec = line.startsWith("{") ? JSON.parse(line) : undefined;
-    } catch {}
-    if (!rec) return logger.debug(line);
-    const { level, msg, t: _t, ...rest } = rec;
-    const text = Object.keys(rest).length ? `${msg} ${JSON.stringify(rest)}` : String(msg);
-    if (level === "error") logger.error(text);
-    else if (level === "warn") logger.warn(text);
-    else if (level === "info") logger.info(text);
-    else logger.debug(text);
-  }
-}
-
-/** Rebuild a typed error from a worker's `{name, message, hint}`. */
-export function remoteError(worker: string, e: WireError): EmbedError {
-  if (e.name === "ModelNotFound") return new ModelNotFoundError(e.message, e.hint);
-  if (e.name === "BadOptions") return new OptionsError(e.message, e.hint);
-  return new WorkerError(worker, `${e.name}: ${e.message}`, { hint: e.hint || undefined, remoteName: e.name });
 }
