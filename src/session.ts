@@ -6,6 +6,7 @@ import { childEnv, type RunConfig } from "./config.ts";
 import type { DeviceSlot } from "./devices.ts";
 import type { Plan, PlannedBatch } from "./plan.ts";
 import { runPool, type PoolStats } from "./pool.ts";
+import { sweepStaleRings } from "./rings.ts";
 import type { RecordTable } from "./records.ts";
 import { WorkerHandle, type BatchResult, type WorkerWireConfig } from "./worker.ts";
 
@@ -61,6 +62,7 @@ export function startWorker(cfg: RunConfig, d: DeviceSlot, opts: StartOptions = 
 
 /** Start one worker per device, in parallel; if any fails, the others are stopped. */
 export async function startWorkers(cfg: RunConfig, devices: DeviceSlot[], opts: StartOptions = {}): Promise<WorkerHandle[]> {
+  sweepStaleRings(cfg.ringDir ?? "/dev/shm");
   const settled = await Promise.allSettled(devices.map((d) => startWorker(cfg, d, opts, devices)));
   const ok = settled.flatMap((s) => (s.status === "fulfilled" ? [s.value] : []));
   const failed = settled.find((s): s is PromiseRejectedResult => s.status === "rejected");

@@ -96,3 +96,17 @@ describe("embed run over the socket transport (real worker, test model)", () => 
     expect(existsSync(join(sockOut, "manifest.json"))).toBe(true);
   });
 });
+
+describe("stale ring files", () => {
+  test("rings of dead workers are removed, live ones and other files kept", async () => {
+    const { mkdtempSync, writeFileSync, readdirSync } = await import("node:fs");
+    const { tmpdir } = await import("node:os");
+    const { join } = await import("node:path");
+    const { sweepStaleRings } = await import("../src/rings.ts");
+    const dir = mkdtempSync(join(tmpdir(), "embed-rings-"));
+    const dead = Bun.spawnSync(["true"]).pid; // exited, reaped
+    for (const n of [`embed-ring-${dead}-cuda_0`, `embed-ring-fake-${dead}`, `embed-ring-${process.pid}-cpu`, "other-file"]) writeFileSync(join(dir, n), "x");
+    expect(sweepStaleRings(dir).sort()).toEqual([`embed-ring-${dead}-cuda_0`, `embed-ring-fake-${dead}`].sort());
+    expect(readdirSync(dir).sort()).toEqual([`embed-ring-${process.pid}-cpu`, "other-file"].sort());
+  });
+});
