@@ -16,12 +16,11 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { resolveConfig, visibleDevicesEnv, type RunConfig, type RunOptionsInput } from "./config.ts";
 import { listGpus, resolveDevices, type DeviceSlot } from "./devices.ts";
-import { EmbedError, ExitCode, InputError } from "./errors.ts";
+import { InputError } from "./errors.ts";
 import { ingest } from "./ingest.ts";
-import { planBatches } from "./plan.ts";
 import type { OutputKind } from "./protocol.ts";
 import { RecordTable } from "./records.ts";
-import { embedPlan, startWorker, startWorkers, workerLimits } from "./session.ts";
+import { embedPlan, planRecords, startWorkers, workerLimits } from "./session.ts";
 import { tokenize, TokenizeError } from "./tokenize.ts";
 import type { WorkerHandle } from "./worker.ts";
 
@@ -145,21 +144,17 @@ export class Embedder implements AsyncDisposable {
 
   private async *embedTable(table: RecordTable, offset: number, signal?: AbortSignal): AsyncGenerator<Embedding> {
     const { budget, maxSeqs } = workerLimits(this.workers);
-    const plan = planBatches(table.lengths(), { budget, maxSeqs, describe: (i) => `record "${table.id(i)}"` });
+    const plan = planRecords(table, budget, maxSeqs);
     const lengths = table.lengths();
     const ready: Embedding[] = [];
     let wake: (() => void) | undefined;
     let finished = false;
     let failure: unknown;
-    const deviceOf = new Map(this.devices.map((d) => [d.name, d]));
     const running = embedPlan(
       this.workers,
       table,
       plan,
-      (b, result, w) => {
-        if (result.nonFinite > 0) {
-          throw new EmbedError(`${result.nonFinite} NaN/Inf values in a batch on ${w.name}`, { hint: "try precision bf16 or fp32", exitCode: ExitCode.workerFailed });
-        }
+      (b, result) => {
         for (const o of result.outputs) {
           let row = 0;
           b.records.forEach((r) => {
@@ -171,15 +166,7 @@ export class Embedder implements AsyncDisposable {
         }
         wake?.();
       },
-      {
-        signal,
-        maxRestarts: this.cfg.maxRestarts,
-        respawn: async (dead) => {
-          const fresh = await startWorker(this.cfg, deviceOf.get(dead.name)!, {}, this.devices);
-          this.workers[this.workers.indexOf(dead)] = fresh;
-          return fresh;
-        },
-      },
+      { signal, restart: { cfg: this.cfg, devices: this.devices } },
     ).then(
       () => {
         finished = true;

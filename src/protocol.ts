@@ -32,9 +32,7 @@ export const lensOffset = (nTokens: number): number => align(nTokens, 8);
 export type ToWorker =
   | { type: "embed"; batch: number; slot: number; seqs: number; tokens: number; maxLen: number }
   | { type: "ping"; seq: number }
-  | { type: "shutdown" }
-  /** Test hook: the worker exits at once with `code`, as a crash would. */
-  | { type: "crash"; code: number };
+  | { type: "shutdown" };
 
 // ---- worker -> orchestrator ------------------------------------------------------------------
 

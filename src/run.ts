@@ -4,15 +4,15 @@
  */
 import { resolveConfig, visibleDevicesEnv, type RunConfig, type RunOptionsInput } from "./config.ts";
 import { listGpus, resolveDevices, type DeviceSlot } from "./devices.ts";
-import { EmbedError, ExitCode, InterruptedError, OptionsError } from "./errors.ts";
+import { EmbedError, InterruptedError, OptionsError } from "./errors.ts";
 import { convertStore } from "./formats.ts";
 import { ingest } from "./ingest.ts";
 import type { RunEvent } from "./events.ts";
 import { log } from "./log.ts";
-import { planBatches, planSummary, type Plan } from "./plan.ts";
+import { planSummary } from "./plan.ts";
 import type { RecordTable } from "./records.ts";
 import { Store } from "./store.ts";
-import { CPU_AUTO_TOKENS, embedPlan, startWorker, startWorkers, workerLimits } from "./session.ts";
+import { CPU_AUTO_TOKENS, embedPlan, planRecords, startWorkers, workerLimits } from "./session.ts";
 
 /** Budget assumed by `--dry` for GPUs under `auto` (each worker sizes its own at start). */
 export const GPU_DRY_TOKENS = 16384;
@@ -70,17 +70,6 @@ function budgetFor(cfg: RunConfig, devices: DeviceSlot[]): { budget: number; sou
   return devices[0]!.kind === "cpu" ? { budget: CPU_AUTO_TOKENS, source: "cpu-default" } : { budget: GPU_DRY_TOKENS, source: "gpu-estimate" };
 }
 
-/**
- * Pack the table's records (or only `subset`, input indices); batches hold input indices.
- * Names the offending record if one cannot fit the budget.
- */
-function planFor(table: RecordTable, budget: number, maxSeqs?: number, subset?: Uint32Array): Plan {
-  if (!subset || subset.length === table.size) return planBatches(table.lengths(), { budget, maxSeqs, describe: (i) => `record "${table.id(i)}"` });
-  const all = table.lengths();
-  const plan = planBatches(Uint32Array.from(subset, (i) => all[i]!), { budget, maxSeqs, describe: (k) => `record "${table.id(subset[k]!)}"` });
-  for (const b of plan.batches) b.records = Uint32Array.from(b.records, (k) => subset[k]!);
-  return plan;
-}
 
 /** Plan only: read inputs, pack, and describe the batches. Starts no worker. */
 export async function dryRun(options: RunOptionsInput): Promise<DryRunResult> {
@@ -88,7 +77,7 @@ export async function dryRun(options: RunOptionsInput): Promise<DryRunResult> {
   const devices = resolveDevices(cfg.devices, listGpus(), visibleDevicesEnv());
   const table = await ingest(cfg);
   const { budget, source } = budgetFor(cfg, devices);
-  const plan = planFor(table, budget);
+  const plan = planRecords(table, budget);
   return { dry: true, devices: devices.map((d) => d.name), model: cfg.model, budget, budgetSource: source, records: table.summary(), plan: planSummary(plan) };
 }
 
@@ -136,7 +125,7 @@ export async function embedToStore(options: RunOptionsInput, hooks: RunHooks = {
     if (s.resumed) log.info(`resuming: ${s.resumed} of ${table.size} records already committed`);
     const { budget, maxSeqs } = workerLimits(workers);
     const todo = Uint32Array.from(table.lengths().keys()).filter((i) => !s.isDone(i));
-    const plan = planFor(table, budget, maxSeqs, todo);
+    const plan = planRecords(table, budget, maxSeqs, todo);
     log.info(`${todo.length} records to embed, ${plan.batches.length} batches of ≤${budget} tokens, packing density ${(plan.density * 100).toFixed(1)}%`);
     const emit = hooks.onEvent ?? (() => {});
     emit({ type: "start", records: table.size, todo: todo.length, resumed: s.resumed, batches: plan.batches.length, tokens: plan.tokens, budget, density: plan.density, devices: workers.map((w) => w.name) });
@@ -144,21 +133,13 @@ export async function embedToStore(options: RunOptionsInput, hooks: RunHooks = {
     let records = 0;
     let tokens = 0;
     let done = 0;
-    const deviceOf = new Map(devices.map((d) => [d.name, d]));
     let stats: Awaited<ReturnType<typeof embedPlan>> | undefined;
     try {
       stats = await embedPlan(
         workers,
         table,
         plan,
-        (b, result, w, i) => {
-          if (result.nonFinite > 0) {
-            const ids = Array.from(b.records.subarray(0, 3), (r) => table.id(r)).join(", ");
-            throw new EmbedError(`batch ${i} on ${w.name}: ${result.nonFinite} NaN/Inf values (records ${ids}, ...)`, {
-              hint: "fp16 overflowed or the weights are corrupt; try --precision bf16 or fp32",
-              exitCode: ExitCode.workerFailed,
-            });
-          }
+        (b, result, w) => {
           const shard = s.write(b.records, result);
           records += b.records.length;
           tokens += b.tokens;
@@ -169,12 +150,10 @@ export async function embedToStore(options: RunOptionsInput, hooks: RunHooks = {
         },
         {
           signal: hooks.signal,
-          maxRestarts: cfg.maxRestarts,
-          respawn: async (dead) => {
-            emit({ type: "worker", worker: dead.name, state: "replaced", detail: "the worker died; a replacement is starting" });
-            const fresh = await startWorker(cfg, deviceOf.get(dead.name)!, {}, devices);
-            workers.push(fresh);
-            return fresh;
+          restart: {
+            cfg,
+            devices,
+            onReplace: (dead) => emit({ type: "worker", worker: dead.name, state: "replaced", detail: "the worker died; a replacement is starting" }),
           },
         },
       );

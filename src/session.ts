@@ -4,7 +4,8 @@
  */
 import { childEnv, type RunConfig } from "./config.ts";
 import type { DeviceSlot } from "./devices.ts";
-import type { Plan, PlannedBatch } from "./plan.ts";
+import { planBatches, type Plan, type PlannedBatch } from "./plan.ts";
+import { EmbedError, ExitCode } from "./errors.ts";
 import { runPool, type PoolStats } from "./pool.ts";
 import { sweepStaleRings } from "./rings.ts";
 import type { RecordTable } from "./records.ts";
@@ -81,11 +82,27 @@ export function workerLimits(workers: readonly WorkerHandle[]): { budget: number
   };
 }
 
+/**
+ * Pack the table's records (or only `subset`, input indices); batches hold input indices.
+ * Names the offending record if one cannot fit the budget.
+ */
+export function planRecords(table: RecordTable, budget: number, maxSeqs?: number, subset?: Uint32Array): Plan {
+  if (!subset || subset.length === table.size) return planBatches(table.lengths(), { budget, maxSeqs, describe: (i) => `record "${table.id(i)}"` });
+  const all = table.lengths();
+  const plan = planBatches(Uint32Array.from(subset, (i) => all[i]!), { budget, maxSeqs, describe: (k) => `record "${table.id(subset[k]!)}"` });
+  for (const b of plan.batches) b.records = Uint32Array.from(b.records, (k) => subset[k]!);
+  return plan;
+}
+
 export interface EmbedPlanOptions {
   signal?: AbortSignal;
-  /** Replace dead workers (started with the same settings) instead of failing the run. */
-  respawn?: (dead: WorkerHandle) => Promise<WorkerHandle>;
-  maxRestarts?: number;
+  /**
+   * Replace a dead worker with a fresh one on the same device (at most `cfg.maxRestarts` times);
+   * the `workers` array is updated in place. Without it, a death fails the run.
+   */
+  restart?: { cfg: RunConfig; devices: DeviceSlot[]; onReplace?: (dead: WorkerHandle) => void };
+  /** Count NaN/Inf instead of failing the batch (validate reports them). */
+  allowNonFinite?: boolean;
 }
 
 /**
@@ -93,7 +110,7 @@ export interface EmbedPlanOptions {
  * Batches may be split (out of memory), which appends to `plan.batches`.
  */
 export function embedPlan(
-  workers: readonly WorkerHandle[],
+  workers: WorkerHandle[],
   table: RecordTable,
   plan: Plan,
   consume: (batch: PlannedBatch, result: BatchResult, worker: WorkerHandle, index: number) => void,
@@ -115,7 +132,17 @@ export function embedPlan(
       count: () => plan.batches.length,
       batch: (i) => ({ id: i, seqs: Array.from(plan.batches[i]!.records, (r) => table.tokens(r)) }),
       tokens: (i) => plan.batches[i]!.tokens,
-      consume: (i, result, w) => consume(plan.batches[i]!, result, w, i),
+      consume: (i, result, w) => {
+        const b = plan.batches[i]!;
+        if (result.nonFinite > 0 && !opts.allowNonFinite) {
+          const ids = Array.from(b.records.subarray(0, 3), (r) => table.id(r)).join(", ");
+          throw new EmbedError(`batch ${i} on ${w.name}: ${result.nonFinite} NaN/Inf values (records ${ids}, ...)`, {
+            hint: "fp16 overflowed or the weights are corrupt; try --precision bf16 or fp32",
+            exitCode: ExitCode.workerFailed,
+          });
+        }
+        consume(b, result, w, i);
+      },
       split: (i) => {
         const { records } = plan.batches[i]!;
         if (records.length < 2) return null;
@@ -128,6 +155,19 @@ export function embedPlan(
         return `record${rs.length > 1 ? "s" : ""} ${Array.from(rs.subarray(0, 3), (r) => `"${table.id(r)}" (${lengths[r]} aa)`).join(", ")}`;
       },
     },
-    opts,
+    { signal: opts.signal, ...(opts.restart ? restarter(workers, opts.restart) : {}) },
   );
+}
+
+function restarter(workers: WorkerHandle[], r: NonNullable<EmbedPlanOptions["restart"]>) {
+  const deviceOf = new Map(r.devices.map((d) => [d.name, d]));
+  return {
+    maxRestarts: r.cfg.maxRestarts,
+    respawn: async (dead: WorkerHandle) => {
+      r.onReplace?.(dead);
+      const fresh = await startWorker(r.cfg, deviceOf.get(dead.name)!, {}, r.devices);
+      workers[workers.indexOf(dead)] = fresh;
+      return fresh;
+    },
+  };
 }

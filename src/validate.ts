@@ -10,11 +10,10 @@ import { listGpus, resolveDevices, type DeviceSlot } from "./devices.ts";
 import { OptionsError } from "./errors.ts";
 import { log } from "./log.ts";
 import { binOf, compareVectors, DEFAULT_THRESHOLDS, judge, LENGTH_BINS, rowCosines, summarize, quantile, type RecordMetrics, type Summary, type Thresholds } from "./metrics.ts";
-import { planBatches } from "./plan.ts";
 import type { RecordTable } from "./records.ts";
 import { ingest } from "./ingest.ts";
 import { contaminationPicks, stratifiedSample } from "./sample.ts";
-import { embedPlan, resolvePrecision, startWorkers, workerLimits, type Precision } from "./session.ts";
+import { embedPlan, planRecords, resolvePrecision, startWorkers, workerLimits, type Precision } from "./session.ts";
 import type { WorkerHandle } from "./worker.ts";
 
 export interface ValidateOptions extends Omit<RunOptionsInput, "output" | "include" | "dry" | "overwrite" | "outDtype"> {
@@ -53,10 +52,14 @@ interface Collected {
 /** Embed `table` with `workers` under `plan`; copy the vectors out of the ring per record. */
 async function collect(workers: WorkerHandle[], table: RecordTable, maxSeqs: number | undefined, withResidues: boolean): Promise<Collected> {
   const { budget, maxSeqs: cap } = workerLimits(workers);
-  const plan = planBatches(table.lengths(), { budget, maxSeqs: Math.min(maxSeqs ?? cap, cap), describe: (i) => `record "${table.id(i)}"` });
+  const plan = planRecords(table, budget, Math.min(maxSeqs ?? cap, cap));
   const out: Collected = { mean: new Array(table.size), residues: new Array(table.size), nonFinite: 0 };
   const lengths = table.lengths();
-  await embedPlan(workers, table, plan, (b, result) => {
+  await embedPlan(
+    workers,
+    table,
+    plan,
+    (b, result) => {
     out.nonFinite += result.nonFinite;
     for (const o of result.outputs) {
       if (o.kind === "mean") {
@@ -70,7 +73,10 @@ async function collect(workers: WorkerHandle[], table: RecordTable, maxSeqs: num
         }
       }
     }
-  });
+    },
+    // NaN/Inf is a finding here, counted per record, not a reason to stop.
+    { allowNonFinite: true },
+  );
   return out;
 }
 

@@ -287,11 +287,6 @@ export class WorkerHandle implements AsyncDisposable {
     });
   }
 
-  /** Ask the worker to crash (tests only). */
-  crashForTest(code = 70): void {
-    this.send({ type: "crash", code });
-  }
-
   /** Graceful stop: `shutdown`, then SIGTERM after SHUTDOWN_GRACE_MS, SIGKILL after KILL_AFTER_MS. */
   async stop(): Promise<void> {
     this.data?.close();

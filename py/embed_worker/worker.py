@@ -246,8 +246,6 @@ class Worker:
                         # Free what the failed batch held, so the split halves that follow fit.
                         self.torch.cuda.empty_cache()
                     self.ch.send(P.error(wire_error(e), batch=int(msg.get("batch", -1))))
-            elif kind == "crash":  # test hook: die abruptly, as a segfault would
-                os._exit(int(msg.get("code", 70)))
             else:
                 self.ch.send(P.error({"name": "BadFrame", "message": f"unknown message type {kind!r}",
                                       "hint": "orchestrator and worker versions differ"}))

@@ -90,8 +90,6 @@ def serve(ch, fake, cfg, layout, layers, dim, fmt, fill, done, mm, view, sock) -
         msg = ch.recv()
         if msg["type"] == "shutdown":
             return 0
-        if msg["type"] == "crash":
-            os._exit(int(msg.get("code", 70)))
         b = msg["batch"]
         if sock is not None:
             if fake.get("dropSocketOn") == b:
