@@ -2,6 +2,7 @@
 of the wall time the GPU is busy (launch gaps). Random weights initialised on the device.
 
     python3 scripts/profile_forward.py [--models esm2_t33_650M_UR50D,esm2_t36_3B_UR50D] [--budget 65536]
+                                       [--kernels eager,compile,triton]
 
 Prints one JSON line per model and the top kernels.
 """
@@ -38,66 +39,75 @@ def category(name: str) -> str:
     return "elementwise/other"
 
 
+def pack(seqs: list[str], budget: int, dev):
+    """The longest sequences that fit the budget, packed: (tokens [T], cu_seqlens [B+1], max len, T, B)."""
+    batch, used = [], 0
+    for s in sorted(seqs, key=len, reverse=True):
+        if used + len(s) + 2 > budget:
+            break
+        batch.append(s)
+        used += len(s) + 2
+    ids = torch.tensor([t for s in batch for t in [0] + [4 + "LAGVSERTIDPKQNFYMHWCXBUZO.-".index(c) for c in s] + [2]], device=dev)
+    cu = torch.zeros(len(batch) + 1, dtype=torch.int32)
+    torch.cumsum(torch.tensor([len(s) + 2 for s in batch], dtype=torch.int32), 0, out=cu[1:])
+    return ids, cu.to(dev), max(len(s) for s in batch) + 2, used, len(batch)
+
+
+def profile_one(model, name: str, kind: str, ids, cu, mx: int, used: int, nseq: int) -> None:
+    cfg = model.cfg
+    L = cfg.num_layers
+    model.step, model.kernels = M.block_step, "eager"
+    model.use_kernels(kind)
+    for _ in range(3):
+        model(ids, cu, mx, [L])
+    torch.cuda.synchronize()
+    t0 = time.perf_counter()
+    for _ in range(5):
+        model(ids, cu, mx, [L])
+    torch.cuda.synchronize()
+    wall = (time.perf_counter() - t0) / 5
+    with profile(activities=[ProfilerActivity.CUDA]) as prof:
+        for _ in range(3):
+            model(ids, cu, mx, [L])
+        torch.cuda.synchronize()
+    per_cat: dict[str, float] = {}
+    kernels = []
+    for e in prof.key_averages():
+        t = getattr(e, "device_time_total", None) or getattr(e, "cuda_time_total", 0)
+        if t <= 0 or e.key.startswith("ProfilerStep"):
+            continue
+        c = category(e.key)
+        per_cat[c] = per_cat.get(c, 0.0) + t / 3 / 1000  # ms per forward
+        kernels.append((t / 3 / 1000, e.count // 3, e.key[:90], c))
+    busy = sum(per_cat.values())
+    flops = used * L * (24 * cfg.embed_dim ** 2)  # GEMM FLOPs only
+    out = {"model": name, "kernels": kind, "tokens": used, "seqs": nseq, "wall_ms": round(wall * 1000, 2),
+           "gpu_busy_ms": round(busy, 2), "busy_fraction": round(busy / (wall * 1000), 3),
+           "ms_by_category": {k: round(v, 2) for k, v in sorted(per_cat.items(), key=lambda kv: -kv[1])},
+           "gemm_tflops": round(flops / (per_cat.get("gemm", 1e-9) / 1000) / 1e12, 1),
+           "tokens_per_s": round(used / wall)}
+    print(json.dumps(out), flush=True)
+    for t, n, k, c in sorted(kernels, reverse=True)[:14]:
+        print(f"  {t:8.2f} ms  x{n:<5} [{c}] {k}")
+
+
 @torch.inference_mode()
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--models", default="esm2_t33_650M_UR50D,esm2_t36_3B_UR50D")
     ap.add_argument("--budget", type=int, default=65536)
     ap.add_argument("--workload", default="reads")
-    ap.add_argument("--compile", action="store_true", help="experiment: torch.compile each block (one graph for all layers)")
+    ap.add_argument("--kernels", default="eager,compile,triton", help="arrangements to profile (model.use_kernels)")
     a = ap.parse_args()
-    if a.compile:
-        M.Block.forward = torch.compile(M.Block.forward, dynamic=False)
     dev = torch.device("cuda", 0)
     seqs = workloads.sequences(a.workload, 20000, seed=9)
     for name in a.models.split(","):
-        cfg = KNOWN[name].cfg
         with torch.device(dev):
-            model = M.ESM2(cfg)
+            model = M.ESM2(KNOWN[name].cfg)
         model = model.half().eval()
-        batch, used = [], 0
-        for s in sorted(seqs, key=len, reverse=True):
-            if used + len(s) + 2 > a.budget:
-                break
-            batch.append(s)
-            used += len(s) + 2
-        ids = torch.tensor([t for s in batch for t in [0] + [4 + "LAGVSERTIDPKQNFYMHWCXBUZO.-".index(c) for c in s] + [2]], device=dev)
-        cu = torch.zeros(len(batch) + 1, dtype=torch.int32)
-        torch.cumsum(torch.tensor([len(s) + 2 for s in batch], dtype=torch.int32), 0, out=cu[1:])
-        cu = cu.to(dev)
-        mx = max(len(s) for s in batch) + 2
-        L = cfg.num_layers
-        for _ in range(3):
-            model(ids, cu, mx, [L])
-        torch.cuda.synchronize()
-        t0 = time.perf_counter()
-        for _ in range(5):
-            model(ids, cu, mx, [L])
-        torch.cuda.synchronize()
-        wall = (time.perf_counter() - t0) / 5
-        with profile(activities=[ProfilerActivity.CUDA]) as prof:
-            for _ in range(3):
-                model(ids, cu, mx, [L])
-            torch.cuda.synchronize()
-        per_cat: dict[str, float] = {}
-        kernels = []
-        for e in prof.key_averages():
-            t = getattr(e, "device_time_total", None) or getattr(e, "cuda_time_total", 0)
-            if t <= 0 or e.key.startswith("ProfilerStep"):
-                continue
-            c = category(e.key)
-            per_cat[c] = per_cat.get(c, 0.0) + t / 3 / 1000  # ms per forward
-            kernels.append((t / 3 / 1000, e.count // 3, e.key[:90], c))
-        busy = sum(per_cat.values())
-        flops = used * L * (24 * cfg.embed_dim ** 2)  # GEMM FLOPs only
-        out = {"model": name, "compiled": a.compile, "tokens": used, "seqs": len(batch), "wall_ms": round(wall * 1000, 2),
-               "gpu_busy_ms": round(busy, 2), "busy_fraction": round(busy / (wall * 1000), 3),
-               "ms_by_category": {k: round(v, 2) for k, v in sorted(per_cat.items(), key=lambda kv: -kv[1])},
-               "gemm_tflops": round(flops / (per_cat.get("gemm", 1e-9) / 1000) / 1e12, 1),
-               "tokens_per_s": round(used / wall)}
-        print(json.dumps(out), flush=True)
-        for t, n, k, c in sorted(kernels, reverse=True)[:14]:
-            print(f"  {t:8.2f} ms  x{n:<5} [{c}] {k}")
+        ids, cu, mx, used, nseq = pack(seqs, a.budget, dev)
+        for kind in a.kernels.split(","):
+            profile_one(model, name, kind, ids, cu, mx, used, nseq)
         del model
         torch.cuda.empty_cache()
     return 0

@@ -3,7 +3,7 @@
  * `embed`: a thin CLI over the library. Commands parse arguments, call one function, print the
  * result on stdout, and exit with a documented code (see errors.ts `ExitCode`).
  */
-import { defineCommand, runMain } from "citty";
+import { defineCommand, runCommand, runMain } from "citty";
 import pkg from "../package.json" with { type: "json" };
 
 const main = defineCommand({
@@ -22,4 +22,23 @@ const main = defineCommand({
   },
 });
 
-await runMain(main);
+const rawArgs = process.argv.slice(2);
+const builtin = rawArgs.length === 0 || rawArgs.some((a) => a === "--help" || a === "-h") ||
+  (rawArgs.length === 1 && (rawArgs[0] === "--version" || rawArgs[0] === "-v"));
+if (builtin) {
+  await runMain(main);
+} else {
+  try {
+    await runCommand(main, { rawArgs });
+  } catch (e) {
+    // citty's argument errors (unknown command, enum value not allowed, missing argument) are bad
+    // options: one line and exit 2, like every other bad option, instead of the whole usage text.
+    if (e instanceof Error && e.name === "CLIError") {
+      const sub = rawArgs.find((a) => !a.startsWith("-"));
+      console.error(`error: ${e.message.replace(/\x1b\[[0-9;]*m/g, "")}\n  hint: see \`embed ${sub && main.subCommands && sub in main.subCommands ? `${sub} ` : ""}--help\``);
+      process.exit(2);
+    }
+    console.error(e);
+    process.exit(1);
+  }
+}

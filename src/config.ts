@@ -9,6 +9,7 @@ import { z } from "zod";
 import { OptionsError } from "./errors.ts";
 import { OUTPUT_KINDS, OUT_DTYPES } from "./protocol.ts";
 import { chooseTransport, TRANSPORTS, type Transport } from "./transport.ts";
+import { KERNELS } from "./protocol.ts";
 
 /** The package root (holds py/, scripts/, .venv/ and .models/ when set up). */
 export const PACKAGE_ROOT = resolve(dirname(new URL(import.meta.url).pathname), "..");
@@ -111,8 +112,8 @@ export const RunOptions = z.object({
   formats: Formats.default(["npy"]),
   /** Replacements of dead workers allowed in one run. */
   maxRestarts: z.coerce.number().int().min(0).default(3),
-  /** torch.compile the model's blocks: `auto` = on for GPU workers, off on CPU. */
-  compile: z.enum(["auto", "on", "off"]).default("auto"),
+  /** How GPU workers run the blocks: `auto` = triton on GPUs (compile where Triton is missing), eager on CPU. */
+  kernels: z.enum(["auto", ...KERNELS]).default("auto"),
   threads: z.coerce.number().int().min(1).optional(),
   /** Worker data plane; unset or auto: EMBED_TRANSPORT, else shm when /dev/shm is writable, else socket. */
   transport: z.enum(["auto", ...TRANSPORTS]).optional(),

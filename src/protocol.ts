@@ -21,6 +21,9 @@ export type OutDtype = (typeof OUT_DTYPES)[number];
 export const DTYPE_BYTES: Record<OutDtype, number> = { float32: 4, float16: 2 };
 export const TRANSPORTS = ["shm", "socket"] as const;
 export type Transport = (typeof TRANSPORTS)[number];
+/** How a GPU worker runs the model's blocks (py model.use_kernels). */
+export const KERNELS = ["triton", "compile", "eager"] as const;
+export type Kernels = (typeof KERNELS)[number];
 
 export const align = (n: number, to: number): number => Math.ceil(n / to) * to;
 
@@ -82,6 +85,8 @@ export const ReadyMsg = z.object({
   pid: z.number().int(),
   device: z.string(),
   backend: z.string(),
+  /** What runs the blocks: triton | compile | eager (older or fake workers: eager). */
+  kernels: z.enum(KERNELS).optional().default("eager"),
   dtype: z.string(),
   model: ModelInfo,
   layers: z.array(z.number().int().nonnegative()),

@@ -172,7 +172,7 @@ export async function embedToStore(options: RunOptionsInput, hooks: RunHooks = {
       batches: plan.batches.length,
       budget,
       density: plan.density,
-      devices: workers.filter((w) => w.alive).map((w) => `${w.name} (${w.ready.device}, ${w.ready.backend}, ${w.ready.dtype})`),
+      devices: workers.filter((w) => w.alive).map((w) => `${w.name} (${w.ready.device}, ${w.ready.backend}, ${w.ready.kernels}, ${w.ready.dtype})`),
       model: first.model.name,
       layers: first.layers,
       include: first.include,

@@ -8,6 +8,7 @@ import { planBatches, type Plan, type PlannedBatch } from "./plan.ts";
 import { EmbedError, ExitCode } from "./errors.ts";
 import { runPool, type PoolStats } from "./pool.ts";
 import { sweepStaleRings } from "./rings.ts";
+import type { Kernels } from "./protocol.ts";
 import type { RecordTable } from "./records.ts";
 import { WorkerHandle, type BatchResult, type WorkerWireConfig } from "./worker.ts";
 
@@ -26,8 +27,8 @@ export interface StartOptions {
   precision?: Precision;
   /** Test hook passed to workers (EMBED_FAULT). */
   fault?: string;
-  /** Override the configured compile choice (the fp32 reference never compiles). */
-  compile?: boolean;
+  /** Override the configured kernels (the fp32 reference runs eager). */
+  kernels?: Kernels;
 }
 
 /** Start the worker for one device. */
@@ -55,7 +56,7 @@ export function startWorker(cfg: RunConfig, d: DeviceSlot, opts: StartOptions = 
       transport: cfg.transport,
       threads: d.kind === "cpu" ? (cfg.threads ?? navigator.hardwareConcurrency) : undefined,
       download: cfg.download,
-      compile: opts.compile ?? (cfg.compile === "on" || (cfg.compile === "auto" && d.kind === "cuda")),
+      kernels: opts.kernels ?? (cfg.kernels !== "auto" ? cfg.kernels : d.kind === "cuda" ? "triton" : "eager"),
       ...(fault ? { fault } : {}),
     },
   });

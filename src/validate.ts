@@ -118,7 +118,7 @@ export async function validate(options: ValidateOptions): Promise<ValidationRepo
   );
   // fp32 reference: one sequence per batch; fp32 always takes the exact attention path.
   const ref = await withWorkers(
-    () => startWorkers(cfg, devices, { precision: "fp32", fault: "", compile: false }),
+    () => startWorkers(cfg, devices, { precision: "fp32", fault: "", kernels: "eager" }),
     (ws) => collect(ws, table, 1, withRes),
   );
 

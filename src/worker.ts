@@ -26,6 +26,7 @@ import {
   type FrameHeader,
   type ResultMsg,
   type RingHeader,
+  type Kernels,
   type ToWorker,
   type Transport,
 } from "./protocol.ts";
@@ -61,8 +62,8 @@ export interface WorkerWireConfig {
   transport: Transport;
   /** Fetch a released checkpoint that no local cache holds (opt-in). */
   download?: boolean;
-  /** torch.compile the blocks (GPU; costs start-up time, fuses elementwise work). */
-  compile?: boolean;
+  /** What runs the blocks on a GPU: Triton kernels, torch.compile, or eager PyTorch. */
+  kernels?: Kernels;
   /** Test hook: make the worker wrong on purpose (see py worker.py FAULTS), to prove checks fail. */
   fault?: string;
 }

@@ -83,6 +83,15 @@ describe("embed run (real worker, test model)", () => {
     expect(maxDiff).toBeLessThan(1e-5);
   });
 
+  test("--kernels triton on a CPU worker warns and runs the eager reference arrangement", async () => {
+    const r = await embed(["run", EXAMPLE, "-o", join(tmp, "kern"), "--model", "test-tiny", "--kernels", "triton"]);
+    expect(r.code).toBe(0);
+    expect(r.stderr).toContain("--kernels triton applies to GPU workers only");
+    expect(JSON.parse(r.stdout).devices[0]).toContain(", eager, fp32)");
+    const bad = await embed(["run", EXAMPLE, "-o", join(tmp, "kern2"), "--kernels", "fast"]);
+    expect(bad.code).toBe(2);
+  });
+
   test("--dry prints the plan as JSON and starts no worker", async () => {
     const r = await embed(["run", EXAMPLE, "--dry", "--max-tokens", "200", "--devices", "cpu"]);
     expect(r.code).toBe(0);

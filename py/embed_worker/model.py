@@ -118,7 +118,21 @@ class ESM2(nn.Module):
         # model to fp16/bf16 never touches it. weights.py replaces it with the checkpoint's values.
         self.inv_freq = default_inv_freq(cfg.embed_dim // cfg.attention_heads)  # [Dh/2]
         self._inv_freq_dev: dict[torch.device, torch.Tensor] = {}
+        self._rot_tables: dict[torch.device, tuple[torch.Tensor, torch.Tensor]] = {}
         self.step = block_step
+        self.kernels = "eager"  # eager | compile | triton (see use_kernels)
+
+    def use_kernels(self, kind: str) -> None:
+        """How blocks run: "eager" (PyTorch ops, the reference arrangement), "compile"
+        (torch.compile of one block graph) or "triton" (fused.py: cuBLAS GEMMs, varlen attention
+        and the Triton kernels in kernels.py)."""
+        if kind == "compile":
+            self.compile_blocks()
+        elif kind == "triton":
+            from . import fused  # noqa: F401  (needs triton: fail here, not mid-run)
+        elif kind != "eager":
+            raise ValueError(f"unknown kernels {kind!r}")
+        self.kernels = kind
 
     def compile_blocks(self) -> None:
         """torch.compile the block (dynamic shapes: token count and max length vary per batch).
@@ -130,6 +144,17 @@ class ESM2(nn.Module):
     def set_inv_freq(self, inv_freq: torch.Tensor) -> None:
         self.inv_freq = inv_freq.detach().to(device="cpu", dtype=torch.float32).clone()
         self._inv_freq_dev = {}
+        self._rot_tables = {}
+
+    def rotary_tables(self, n_pos: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        """cos, sin [P, Dh/2] fp32 for positions 0..P-1 (P >= n_pos, grown in steps of 1024),
+        computed as rotary() computes them."""
+        tab = self._rot_tables.get(device)
+        if tab is None or tab[0].shape[0] < n_pos:
+            P = -(-max(n_pos, 1) // 1024) * 1024
+            freqs = torch.arange(P, dtype=torch.float32)[:, None] * self.inv_freq[None, :]  # [P, Dh/2]
+            tab = self._rot_tables[device] = (freqs.cos().to(device), freqs.sin().to(device))
+        return tab
 
     def rotary(self, pos: torch.Tensor, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
         """cos, sin [T, 1, Dh] computed in fp32 from positions [T], then cast to `dtype`."""
@@ -176,7 +201,10 @@ class ESM2(nn.Module):
         keep(0, x)
 
         last = max(want) if want else 0
-        if last > 0:
+        if last > 0 and self.kernels == "triton":
+            from .fused import run_blocks
+            run_blocks(self, x, pos, cu_seqlens, max_seqlen, last, keep)
+        elif last > 0:
             cos, sin = self.rotary(pos, x.dtype)  # [T, 1, Dh] each
             for i, layer in enumerate(self.layers[:last]):
                 x = self.step(layer, x, cos, sin, cu_seqlens, max_seqlen)  # [T, D]

@@ -43,7 +43,7 @@ class WorkerConfig:
     threads: int | None = None
     transport: str = "shm"  # shm | socket (the orchestrator decides; see protocol.py)
     fault: str | None = None  # test hook, see FAULTS
-    compile: bool = False  # torch.compile the blocks (CUDA)
+    kernels: str = "eager"  # triton | compile | eager: what runs the blocks (GPU; CPU is always eager)
     download: bool = False  # fetch a released checkpoint missing from every local cache
 
     @staticmethod
@@ -57,7 +57,7 @@ class WorkerConfig:
                             max_tokens=d.get("maxTokens"), slots=d.get("slots", 2),
                             ring_dir=d.get("ringDir"), threads=d.get("threads"),
                             transport=d.get("transport") or default_transport(),
-                            fault=d.get("fault"), compile=bool(d.get("compile", False)),
+                            fault=d.get("fault"), kernels=d.get("kernels", "eager"),
                             download=bool(d.get("download", False)))
 
 
@@ -129,14 +129,28 @@ class Worker:
         self.load_ms = (time.perf_counter() - t0) * 1000
         self.layers = resolve_layers(self.cfg.layers, self.mcfg.num_layers)
         self.apply_fault()
-        if self.cfg.compile:
-            if self.device.type == "cuda":
-                self.model.compile_blocks()
-            else:
-                # The exact CPU attention loops over sequences: compiling it recompiles per length.
-                log.warn("--compile applies to GPU workers only; running eager on the CPU")
+        self.kernels = self.choose_kernels(self.cfg.kernels)
+        self.model.use_kernels(self.kernels)
         self.max_tokens = self.cfg.max_tokens or auto_budget(self.torch, self.model, self.mcfg, self.device)
         self.max_seqs = max(1, self.max_tokens // 3)
+
+    def choose_kernels(self, want: str) -> str:
+        """The arrangement this worker can run: CPU workers always run eager (the exact CPU
+        attention loops over sequences, so compiling would recompile per length, and Triton
+        needs a GPU); a GPU without Triton falls back to torch.compile."""
+        if want not in ("triton", "compile", "eager"):
+            raise EmbedWorkerError(f"unknown kernels {want!r}", "use triton, compile or eager")
+        if want != "eager" and self.device.type != "cuda":
+            log.warn(f"--kernels {want} applies to GPU workers only; running eager on the CPU")
+            return "eager"
+        if want == "triton":
+            try:
+                import triton  # noqa: F401
+            except ImportError:
+                log.warn("triton is not installed; running the blocks with torch.compile instead",
+                         hint="pip install triton (it ships with CUDA builds of torch)")
+                return "compile"
+        return want
 
     def apply_fault(self):
         fault = self.cfg.fault
@@ -182,7 +196,7 @@ class Worker:
         return P.ready(
             pid=os.getpid(), device=str(self.device) if self.device.type == "cpu" else
             f"cuda ({t.cuda.get_device_name(self.device)})", backend=attention.backend_for(self.device, self.dtype),
-            dtype=self.cfg.precision,
+            kernels=self.kernels, dtype=self.cfg.precision,
             model={"name": self.mcfg.name, "path": self.resolved.path, "format": self.resolved.format,
                    "numLayers": self.mcfg.num_layers, "dim": self.mcfg.embed_dim,
                    "heads": self.mcfg.attention_heads},
@@ -276,7 +290,7 @@ def main() -> int:
             worker.make_ring()
             worker.warmup()
             ch.send(worker.ready_message())
-            log.info("ready", worker=cfg.name, backend=worker.ready_message()["backend"],
+            log.info("ready", worker=cfg.name, backend=worker.ready_message()["backend"], kernels=worker.kernels,
                      max_tokens=worker.max_tokens, transport=worker.ring.transport)
             return worker.serve()
     except Exception as e:

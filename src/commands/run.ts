@@ -36,7 +36,7 @@ Examples:
     "max-restarts": { type: "string", description: "replacements of dead workers allowed before the run fails", default: "3" },
     dry: { type: "boolean", description: "print the plan as JSON and start no worker", default: false },
     download: { type: "boolean", description: "download a released ESM-2 checkpoint that no local cache holds (into the torch hub cache)", default: false },
-    compile: { type: "enum", options: ["auto", "on", "off"], description: "torch.compile the model blocks (auto: on for GPUs)", default: "auto" },
+    kernels: { type: "enum", options: ["auto", "triton", "compile", "eager"], description: "what runs the blocks on GPUs: Triton kernels, torch.compile, or eager PyTorch (auto: triton)", default: "auto" },
     threads: { type: "string", description: "CPU threads for a CPU worker (default: all cores)" },
     quiet: { type: "boolean", description: "no logs or progress on stderr, only errors (stdout unchanged)", default: false },
     json: { type: "boolean", description: "NDJSON events on stdout (start, batch, shard, worker, finish) instead of one summary", default: false },
@@ -62,7 +62,7 @@ Examples:
       shardRecords: args["shard-records"],
       formats: args.format,
       maxRestarts: args["max-restarts"],
-      compile: args.compile as "auto",
+      kernels: args.kernels as "auto",
       download: args.download,
     };
     try {

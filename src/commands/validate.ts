@@ -44,7 +44,7 @@ Examples:
     "max-rel-l2": { type: "string", description: "every record's relative L2 error at most this (off by default; 1e-5 suits fp32)" },
     report: { type: "string", description: "write the report as JSON to this file (and the table to FILE.txt)" },
     download: { type: "boolean", description: "download a released ESM-2 checkpoint that no local cache holds (into the torch hub cache)", default: false },
-    compile: { type: "enum", options: ["auto", "on", "off"], description: "torch.compile the model blocks (auto: on for GPUs)", default: "auto" },
+    kernels: { type: "enum", options: ["auto", "triton", "compile", "eager"], description: "what runs the blocks on GPUs: Triton kernels, torch.compile, or eager PyTorch (auto: triton)", default: "auto" },
     threads: { type: "string", description: "CPU threads for a CPU worker" },
     verbose: { type: "boolean", default: false, description: "debug logs" },
   },
@@ -64,7 +64,7 @@ Examples:
         duplicateIds: args["duplicate-ids"] as "error",
         contamination: num(args.contamination, "contamination"),
         threads: args.threads,
-        compile: args.compile as "auto",
+        kernels: args.kernels as "auto",
       download: args.download,
         thresholds: {
           ...(args["min-cosine"] ? { minCosine: num(args["min-cosine"], "min-cosine") } : {}),

@@ -1,0 +1,59 @@
+"""The block loop of ESM2 on the GPU fast path: cuBLAS GEMMs + varlen attention + Triton kernels.
+
+Same arithmetic as ``model.Block`` (fair-esm's ESM2 layer), arranged so that every activation
+makes as few trips through memory as possible:
+
+  h = LN1(x)                                   (layer 0; later layers get h from the step below)
+  qkv = h Wqkv + b                             cuBLAS, bias in the epilogue          [T, 3D]
+  rotary_(qkv)                                 q * Dh^-0.5 then rotary; k rotary      in place
+  a = attention(q, k, v)                       varlen kernel on views of qkv          [T, H, Dh]
+  o = a Wo + b                                                                       [T, D]
+  x, h = x + o, LN2(x + o)                     one kernel, x stored over o
+  f = gelu_(h W1 + b1)                         cuBLAS + in-place erf GELU             [T, 4D]
+  y = f W2 + b2                                                                      [T, D]
+  x, h = x + y, LN1'(x + y)                    next layer's LN1 (or emb_layer_norm_after)
+
+Nothing is written in place into a tensor that was handed out as a representation.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+
+from . import kernels as K
+from .attention import varlen_attention
+
+
+def run_blocks(model, x: torch.Tensor, pos: torch.Tensor, cu_seqlens: torch.Tensor, max_seqlen: int,
+               last: int, keep: Callable[[int, torch.Tensor], None]) -> None:
+    """Run blocks 1..last on x [T, D]; keep(i, hidden) for each layer's output (i = 1..last, and
+    num_layers gets emb_layer_norm_after's output)."""
+    n = model.num_layers
+    T, D = x.shape
+    cos, sin = model.rotary_tables(int(pos.max()) + 1 if T else 1, x.device)
+    layers = model.layers
+    h = K.layer_norm(x, layers[0].attn_norm)
+    for i in range(last):
+        layer = layers[i]
+        H, Dh = layer.n_heads, layer.head_dim
+        qkv = F.linear(h, layer.qkv.weight, layer.qkv.bias)  # [T, 3D]
+        K.rotary_(qkv, pos, cos, sin, H, Dh ** -0.5)
+        q, k, v = qkv.view(T, 3, H, Dh).unbind(1)  # 3 x [T, H, Dh] views
+        a = varlen_attention(q, k, v, cu_seqlens, max_seqlen)  # [T, H, Dh]
+        o = F.linear(a.reshape(T, D), layer.out_proj.weight, layer.out_proj.bias)  # [T, D]
+        x, h = K.add_layer_norm(x, o, layer.ffn_norm)
+        f = F.linear(h, layer.fc1.weight, layer.fc1.bias)  # [T, F]
+        torch._C._nn.gelu_(f)  # erf GELU, in place
+        y = F.linear(f, layer.fc2.weight, layer.fc2.bias)  # [T, D]
+        del f
+        nxt = layers[i + 1].attn_norm if i + 1 < last else (model.emb_layer_norm_after if i + 1 == n else None)
+        if nxt is None:
+            x = y.add_(x)
+        else:
+            x, h = K.add_layer_norm(x, y, nxt)
+        if i + 1 < n:
+            keep(i + 1, x)
+    if last == n:
+        keep(n, h)
