@@ -6,7 +6,8 @@ makes as few trips through memory as possible:
   h = LN1(x)                                   (layer 0; later layers get h from the step below)
   qkv = h Wqkv + b                             cuBLAS, bias in the epilogue          [T, 3D]
   rotary_(qkv)                                 q * Dh^-0.5 then rotary; k rotary      in place
-  a = attention(q, k, v)                       varlen kernel on views of qkv          [T, H, Dh]
+  a = attention(q, k, v)                       on views of qkv: packed-tile Triton kernel for
+                                               short sequences, else the varlen flash kernel [T, H, Dh]
   o = a Wo + b                                                                       [T, D]
   x, h = x + o, LN2(x + o)                     one kernel, x stored over o
   f = gelu_(h W1 + b1)                         cuBLAS + in-place erf GELU             [T, 4D]
@@ -34,6 +35,16 @@ def run_blocks(model, x: torch.Tensor, pos: torch.Tensor, cu_seqlens: torch.Tens
     T, D = x.shape
     cos, sin = model.rotary_tables(int(pos.max()) + 1 if T else 1, x.device)
     layers = model.layers
+    if K.packed_attention_fits(x.dtype, layers[0].head_dim, max_seqlen):
+        cu = cu_seqlens.to(torch.int32)
+        seq_id = torch.repeat_interleave(torch.arange(cu.numel() - 1, device=x.device, dtype=torch.int32),
+                                         (cu[1:] - cu[:-1]).long(), output_size=T)  # [T]
+
+        def attend(q, k, v):
+            return K.packed_attention(q, k, v, seq_id, cu)
+    else:
+        def attend(q, k, v):
+            return varlen_attention(q, k, v, cu_seqlens, max_seqlen)
     h = K.layer_norm(x, layers[0].attn_norm)
     for i in range(last):
         layer = layers[i]
@@ -41,7 +52,7 @@ def run_blocks(model, x: torch.Tensor, pos: torch.Tensor, cu_seqlens: torch.Tens
         qkv = F.linear(h, layer.qkv.weight, layer.qkv.bias)  # [T, 3D]
         K.rotary_(qkv, pos, cos, sin, H, Dh ** -0.5)
         q, k, v = qkv.view(T, 3, H, Dh).unbind(1)  # 3 x [T, H, Dh] views
-        a = varlen_attention(q, k, v, cu_seqlens, max_seqlen)  # [T, H, Dh]
+        a = attend(q, k, v)  # [T, H, Dh]
         o = F.linear(a.reshape(T, D), layer.out_proj.weight, layer.out_proj.bias)  # [T, D]
         x, h = K.add_layer_norm(x, o, layer.ffn_norm)
         f = F.linear(h, layer.fc1.weight, layer.fc1.bias)  # [T, F]

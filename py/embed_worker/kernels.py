@@ -7,6 +7,8 @@ each such step one pass:
   add_layer_norm(x, d, ln) -> (s, h)   s = x + d (written over d), h = LN(s)      [T, D]
   layer_norm(x, ln)        -> h        h = LN(x)                                   [T, D]
   gelu_(f)                 -> f        exact (erf) GELU in place                   [T, 4D]
+  packed_attention(q, k, v, seq_id, cu)  softmax(q k^T) v within each sequence, for batches of
+                                       short sequences (tiles of consecutive packed tokens)
   rotary_(qkv, pos, table, heads, q_scale)   in place on the fused projection [T, 3D]:
                                        q = rotary(q * q_scale), k = rotary(k); v untouched
 
@@ -148,3 +150,74 @@ def gelu_(f: torch.Tensor) -> torch.Tensor:
     if n:
         _gelu_kernel[(triton.cdiv(n, GELU_BLOCK),)](f, n, BLOCK=GELU_BLOCK, num_warps=GELU_WARPS)
     return f
+
+
+@triton.jit(do_not_specialize=["n_tok"])
+def _packed_attn_kernel(Q, K, V, O, SEQ, CU, n_tok, stride_t, stride_h, o_stride_t, o_stride_h,
+                        HEAD_DIM: tl.constexpr, BM: tl.constexpr, BN: tl.constexpr):
+    """softmax(q k^T) v for BM consecutive packed tokens of one head, against the keys of every
+    sequence those tokens belong to (block-diagonal mask by sequence id)."""
+    r0 = tl.program_id(0) * BM
+    h = tl.program_id(1)
+    rows = r0 + tl.arange(0, BM)  # [BM]
+    rmask = rows < n_tok
+    d = tl.arange(0, HEAD_DIM)
+    seq_q = tl.load(SEQ + rows, mask=rmask, other=-1)  # [BM]
+    first = tl.load(SEQ + r0)
+    last = tl.load(SEQ + tl.minimum(r0 + BM, n_tok) - 1)
+    k_lo = tl.load(CU + first)
+    k_hi = tl.load(CU + last + 1)
+    qoff = rows.to(tl.int64)[:, None] * stride_t + h * stride_h + d[None, :]
+    q = tl.load(Q + qoff, mask=rmask[:, None], other=0.0)  # [BM, Dh]
+    m_i = tl.full([BM], -1.0e30, tl.float32)
+    l_i = tl.zeros([BM], tl.float32)
+    acc = tl.zeros([BM, HEAD_DIM], tl.float32)
+    LOG2E: tl.constexpr = 1.4426950408889634
+    for start in range(k_lo, k_hi, BN):
+        cols = start + tl.arange(0, BN)  # [BN]
+        cmask = cols < k_hi
+        seq_k = tl.load(SEQ + cols, mask=cmask, other=-2)
+        koff = cols.to(tl.int64)[:, None] * stride_t + h * stride_h + d[None, :]
+        k = tl.load(K + koff, mask=cmask[:, None], other=0.0)  # [BN, Dh]
+        v = tl.load(V + koff, mask=cmask[:, None], other=0.0)  # [BN, Dh]
+        s = tl.dot(q, tl.trans(k))  # [BM, BN] fp32
+        s = tl.where(seq_q[:, None] == seq_k[None, :], s * LOG2E, float("-inf"))
+        m_new = tl.maximum(m_i, tl.max(s, axis=1))
+        alpha = tl.math.exp2(m_i - m_new)
+        p = tl.math.exp2(s - m_new[:, None])
+        l_i = l_i * alpha + tl.sum(p, axis=1)
+        acc = acc * alpha[:, None] + tl.dot(p.to(v.dtype), v)
+        m_i = m_new
+    out = acc / tl.where(l_i > 0, l_i, 1.0)[:, None]  # rows past T have no keys
+    ooff = rows.to(tl.int64)[:, None] * o_stride_t + h * o_stride_h + d[None, :]
+    tl.store(O + ooff, out.to(O.dtype.element_ty), mask=rmask[:, None])
+
+
+ATTN_BM, ATTN_BN, ATTN_WARPS, ATTN_STAGES = 64, 64, 4, 2
+PACKED_ATTN_MAX_LEN = 256  # longer batches go to the varlen flash kernel (faster there)
+
+
+def packed_attention_fits(dtype: torch.dtype, head_dim: int, max_seqlen: int) -> bool:
+    """Whether packed_attention serves this batch: half precision, a power-of-two head size
+    (16..128), and short sequences, where the flash kernel's one-tile-per-sequence launch wastes
+    most of each tile."""
+    return (dtype in (torch.float16, torch.bfloat16) and head_dim in (16, 32, 64, 128)
+            and max_seqlen <= PACKED_ATTN_MAX_LEN)
+
+
+def packed_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, seq_id: torch.Tensor,
+                     cu_seqlens: torch.Tensor) -> torch.Tensor:
+    """Packed self-attention within each sequence, softmax scale 1 (q is pre-scaled).
+
+    q, k, v [T, H, Dh] with equal strides and a unit last stride (views of the fused projection
+    are fine); seq_id [T] int32 (each token's sequence), cu_seqlens [B+1] int32 -> [T, H, Dh].
+    """
+    T, H, Dh = q.shape
+    if not (q.stride() == k.stride() == v.stride() and q.stride(2) == 1):
+        raise ValueError("packed attention takes q, k, v with equal strides and a contiguous head dim")
+    o = torch.empty(T, H, Dh, dtype=q.dtype, device=q.device)
+    if T:
+        _packed_attn_kernel[(triton.cdiv(T, ATTN_BM), H)](
+            q, k, v, o, seq_id, cu_seqlens, T, q.stride(0), q.stride(1), o.stride(0), o.stride(1),
+            HEAD_DIM=Dh, BM=ATTN_BM, BN=ATTN_BN, num_warps=ATTN_WARPS, num_stages=ATTN_STAGES)
+    return o
