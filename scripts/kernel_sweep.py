@@ -131,7 +131,7 @@ def attention(T: int, D: int) -> None:
                             continue
                         print(json.dumps({"step": step, "variant": f"packed bm={bm} bn={bn} w={warps} s={stages}",
                                           "ms": round(ms, 4), "GBps": round(nb / ms / 1e6), "max_abs_err_vs_flash": err}), flush=True)
-    K.ATTN_BM, K.ATTN_BN, K.ATTN_WARPS, K.ATTN_STAGES = 64, 64, 4, 2
+    K.ATTN_BM, K.ATTN_BN, K.ATTN_WARPS, K.ATTN_STAGES = 64, 32, 4, 1
 
 
 def fc1_gelu(T: int, D: int) -> None:

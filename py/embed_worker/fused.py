@@ -33,7 +33,7 @@ def run_blocks(model, x: torch.Tensor, pos: torch.Tensor, cu_seqlens: torch.Tens
     num_layers gets emb_layer_norm_after's output)."""
     n = model.num_layers
     T, D = x.shape
-    cos, sin = model.rotary_tables(int(pos.max()) + 1 if T else 1, x.device)
+    cos, sin = model.rotary_tables(max_seqlen, x.device)  # positions < max_seqlen; no device sync
     layers = model.layers
     if K.packed_attention_fits(x.dtype, layers[0].head_dim, max_seqlen):
         cu = cu_seqlens.to(torch.int32)

@@ -193,8 +193,11 @@ def _packed_attn_kernel(Q, K, V, O, SEQ, CU, n_tok, stride_t, stride_h, o_stride
     tl.store(O + ooff, out.to(O.dtype.element_ty), mask=rmask[:, None])
 
 
-ATTN_BM, ATTN_BN, ATTN_WARPS, ATTN_STAGES = 64, 64, 4, 2
-PACKED_ATTN_MAX_LEN = 256  # longer batches go to the varlen flash kernel (faster there)
+# Best of 36 launch shapes on an H200 for reads and short (docs/bench/2026-11-29-attention-sweep.txt):
+# 0.58 ms vs the flash kernel's 0.89 ms per 3B layer on reads, 0.85 vs 1.12 on short; at
+# uniprot lengths (max 1024) flash is ahead (2.36 vs 2.43 ms), hence the length limit.
+ATTN_BM, ATTN_BN, ATTN_WARPS, ATTN_STAGES = 64, 32, 4, 1
+PACKED_ATTN_MAX_LEN = 256  # longer batches go to the varlen flash kernel
 
 
 def packed_attention_fits(dtype: torch.dtype, head_dim: int, max_seqlen: int) -> bool:

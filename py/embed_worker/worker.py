@@ -212,8 +212,11 @@ class Worker:
         batch, slot, n_seqs, n_tokens, max_len = (int(msg[k]) for k in ("batch", "slot", "seqs", "tokens", "maxLen"))
         self.ring.receive_input(batch, slot, n_tokens, n_seqs)
         tok_u8, lens = self.ring.batch_input(slot, n_tokens, n_seqs)
-        if int(lens.sum()) != n_tokens or n_seqs > self.max_seqs or n_tokens > self.max_tokens:
-            raise EmbedWorkerError(f"batch {batch}: inconsistent sizes ({n_seqs} seqs, {n_tokens} tokens)",
+        # max_len bounds every position (attention kernels, rotary table): it must not understate.
+        if (int(lens.sum()) != n_tokens or n_seqs > self.max_seqs or n_tokens > self.max_tokens
+                or (n_seqs and int(lens.max()) > max_len)):
+            raise EmbedWorkerError(f"batch {batch}: inconsistent sizes ({n_seqs} seqs, {n_tokens} tokens, "
+                                   f"max length {max_len})",
                                    "this is a bug in the orchestrator; please report it", name="BadFrame")
         cu = t.zeros(n_seqs + 1, dtype=t.int32)
         t.cumsum(lens, 0, out=cu[1:])
