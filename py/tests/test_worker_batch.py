@@ -1,0 +1,44 @@
+"""The worker's own checks on a batch it is handed (in process, CPU, the tiny model, a real ring)."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from embed_worker.errors import EmbedWorkerError
+from embed_worker.worker import Worker, WorkerConfig
+
+
+@pytest.fixture()
+def worker(tiny, tmp_path):
+    cfg = WorkerConfig(name="t0", model=str(tiny["hf"]), device="cpu", precision="fp32", layers=[-1],
+                       include=["mean"], out_dtype="float32", max_tokens=256, ring_dir=str(tmp_path),
+                       transport="shm", kernels="triton")
+    w = Worker(cfg, channel=None)
+    w.init_device()
+    w.load_model()
+    w.make_ring()
+    yield w
+    w.ring.unlink()
+
+
+def _put(w: Worker, seqs: list[list[int]]) -> int:
+    toks = [t for s in seqs for t in s]
+    tokens, lens = w.ring.batch_input(0, len(toks), len(seqs))
+    tokens.copy_(torch.tensor(toks, dtype=torch.uint8))
+    lens.copy_(torch.tensor([len(s) for s in seqs], dtype=torch.int32))
+    return len(toks)
+
+
+def test_cpu_worker_runs_eager_whatever_kernels_were_asked(worker):
+    assert worker.kernels == "eager" and worker.model.kernels == "eager"
+
+
+def test_batch_embeds_and_an_understated_max_length_is_refused(worker):
+    seqs = [[0, 5, 6, 7, 2], [0, 8, 9, 10, 11, 12, 13, 2]]
+    n = _put(worker, seqs)
+    ok = worker.embed({"batch": 1, "slot": 0, "seqs": 2, "tokens": n, "maxLen": 8})
+    assert ok["nonFinite"] == 0
+    with pytest.raises(EmbedWorkerError, match="max length 7"):
+        worker.embed({"batch": 2, "slot": 0, "seqs": 2, "tokens": n, "maxLen": 7})
+    with pytest.raises(EmbedWorkerError, match="inconsistent sizes"):
+        worker.embed({"batch": 3, "slot": 0, "seqs": 2, "tokens": n + 1, "maxLen": 8})
