@@ -114,6 +114,7 @@ describe("embed run (real worker, test model)", () => {
     const r = await embed(["run", EXAMPLE, "-o", join(tmp, "nomodel"), "--model", "esm2_t6_8M_UR50D"]);
     expect(r.code).toBe(5);
     expect(r.stderr).toContain("hub/checkpoints");
+    expect(r.stderr).toContain("rerun with --download");
   });
 });
 

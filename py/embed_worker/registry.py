@@ -196,15 +196,15 @@ def resolve(name_or_path: str) -> Resolved:
                 if snap is not None:
                     return Resolved(str(snap), fmt, searched)
 
-    known = ", ".join(KNOWN)
     hub = torch_hub_checkpoints()
-    hint = (f"download https://dl.fbaipublicfiles.com/fair-esm/models/{name}.pt into {hub}/, "
-            f"or pass a path to a .pt file or Hugging Face folder, "
-            f"or set EMBED_MODEL_DIR to a folder holding {name}.pt or {name}/")
-    if name not in KNOWN and name != TEST_TINY.cfg.name:
-        hint += f" (known ESM-2 models: {known})"
-    if name == TEST_TINY.cfg.name:
+    local = f"pass a path to a .pt file or Hugging Face folder, or set EMBED_MODEL_DIR to a folder holding {name}.pt or {name}/"
+    if name in KNOWN:
+        hint = (f"rerun with --download to fetch it into {hub}/ (needs network), or download "
+                f"https://dl.fbaipublicfiles.com/fair-esm/models/{name}.pt there yourself, or {local}")
+    elif name == TEST_TINY.cfg.name:
         hint = f"create it with: python -m embed_worker.testmodel --out {REPO_MODELS}"
+    else:
+        hint = f"{local} (known ESM-2 models: {', '.join(KNOWN)})"
     raise ModelNotFound(f"model {s!r} not found. Searched:\n  " + "\n  ".join(searched), hint)
 
 
