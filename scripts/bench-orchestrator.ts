@@ -5,9 +5,10 @@
  * 3B `reads` workload (65,536-token budget, about 1,300 sequences of ~49 aa, 2,560-wide float32
  * means), and report the orchestrator's CPU time per batch against what N H200s need.
  *
- *   bun scripts/bench-orchestrator.ts [--workers 8] [--batches 200] [--gpu-batches-per-s 1.44]
+ *   bun scripts/bench-orchestrator.ts [--workers 8] [--batches 200] [--gpu-batches-per-s 1.54] [--dim 2560]
  *
- * 1.44 batches/s = one H200 at 94.5k tokens/s (3B, compiled, docs/BENCHMARKS.md). Prints one JSON line.
+ * 1.54 batches/s = one H200 at 100.9k tokens/s (3B, --kernels triton, docs/BENCHMARKS.md); for
+ * the 650M shape use --dim 1280 --gpu-batches-per-s 5.47 (358k tokens/s). Prints one JSON line.
  */
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -20,15 +21,15 @@ import { Store } from "../src/store.ts";
 import { startFake } from "../test/helpers.ts";
 
 const { values } = parseArgs({
-  options: { workers: { type: "string", default: "8" }, batches: { type: "string", default: "200" }, "gpu-batches-per-s": { type: "string", default: "1.44" }, help: { type: "boolean" } },
+  options: { workers: { type: "string", default: "8" }, batches: { type: "string", default: "200" }, "gpu-batches-per-s": { type: "string", default: "1.54" }, dim: { type: "string", default: "2560" }, help: { type: "boolean" } },
 });
 if (values.help) {
-  console.error("usage: bun scripts/bench-orchestrator.ts [--workers 8] [--batches 200] [--gpu-batches-per-s 1.44]");
+  console.error("usage: bun scripts/bench-orchestrator.ts [--workers 8] [--batches 200] [--gpu-batches-per-s 1.54] [--dim 2560]");
   process.exit(0);
 }
 const nWorkers = Number(values.workers);
 const BUDGET = 65536;
-const DIM = 2560;
+const DIM = Number(values.dim);
 const perBatch = Math.floor(BUDGET / 51);
 const records = perBatch * Number(values.batches);
 

@@ -5,8 +5,15 @@ import argparse
 import sys
 from pathlib import Path
 
+import os
+
 import pytest
 import torch
+
+# Without a GPU, Triton kernels (embed_worker/kernels.py) run under Triton's CPU interpreter. The
+# switch must be set before anything imports triton (transformers and torch._dynamo do, at import).
+if not torch.cuda.is_available():
+    os.environ.setdefault("TRITON_INTERPRET", "1")
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # py/ (also set by pyproject pythonpath)
 

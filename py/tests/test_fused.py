@@ -1,6 +1,6 @@
 """The GPU fast path (fused.py + Triton kernels) equals the reference arrangement of ESM2.
 
-Without a GPU the Triton kernels run under TRITON_INTERPRET=1 on CPU tensors, so CI checks the
+Without a GPU the Triton kernels run under TRITON_INTERPRET=1 (set in conftest.py) on CPU tensors, so CI checks the
 same kernel code that runs on the H200; with a GPU they run compiled (and the CUDA tests below
 compare against the CPU fp32 reference).
 """
@@ -10,9 +10,6 @@ import os
 
 import pytest
 import torch
-
-if not torch.cuda.is_available():
-    os.environ.setdefault("TRITON_INTERPRET", "1")  # before triton is imported
 
 pytest.importorskip("triton")
 
