@@ -29,6 +29,14 @@ def report() -> dict:
     except Exception as e:
         out["problems"].append({"what": f"attention backend: {e}", "hint": getattr(e, "hint", "") or
                                 "install flash-attn, or torch >= 2.10 for torch.nn.attention.varlen"})
+    try:  # what `--kernels auto` gives a GPU worker (worker.choose_kernels)
+        import triton
+        out["kernels"] = {"triton": triton.__version__, "gpu": "triton", "cpu": "eager"}
+    except Exception:
+        out["kernels"] = {"triton": None, "gpu": "compile", "cpu": "eager"}
+        if out["cuda"]:
+            out["problems"].append({"what": "triton does not import: GPU workers run torch.compile instead of embed's Triton kernels (~10% slower)",
+                                    "hint": "pip install triton (CUDA builds of torch ship with it)", "severity": "warn"})
     for mod, hint in (("numpy", "pip install numpy"), ("safetensors", "pip install safetensors")):
         try:
             __import__(mod)
