@@ -174,3 +174,20 @@ def test_packed_attention_selection():
     assert not K.packed_attention_fits(torch.float32, 64, 72)  # fp32 takes the exact path
     assert not K.packed_attention_fits(torch.float16, 24, 72)  # esm2_t12_35M: Dh = 24
     assert not K.packed_attention_fits(torch.float16, 64, K.PACKED_ATTN_MAX_LEN + 1)
+
+
+def test_fused_forward_with_a_head_size_that_is_not_a_power_of_two(tmp_path, packed):
+    """esm2_t12_35M has Dh = 480 / 20 = 24: rotary and LayerNorm kernels take it, attention goes to
+    the reference path (packed_attention_fits is false); fp32 and fp16 both match eager."""
+    from embed_worker import testmodel
+
+    paths = testmodel.write(tmp_path, "esm2_t2_odd", 2, 48, 2, seed=3, fmt="hf")
+    toks, cu, mx = packed
+    for dtype, tol in ((torch.float32, 1e-5), (torch.float16, 2e-2)):
+        ref, _, _ = load_model(paths["hf"], DEV, dtype)
+        fast, _, _ = load_model(paths["hf"], DEV, dtype)
+        fast.use_kernels("triton")
+        assert fast.layers[0].head_dim == 24 and not K.packed_attention_fits(dtype, 24, mx)
+        a, b = ref(toks, cu, mx, [0, 1, 2]), fast(toks, cu, mx, [0, 1, 2])
+        for layer in (0, 1, 2):
+            assert rel_err_rows(b[layer].float(), a[layer].float()) <= tol, (dtype, layer)
