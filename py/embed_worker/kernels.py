@@ -1,12 +1,11 @@
 """Triton kernels for the GPU fast path: the memory-bound steps between the GEMMs.
 
-The GEMMs (cuBLAS) and the varlen attention kernel already run near the H200's ceiling; what is
-left of an ESM-2 layer is moving [T, D] and [T, 4D] activations through HBM. These kernels make
-each such step one pass:
+The GEMMs (cuBLAS) run near the H200's ceiling; what is left of an ESM-2 layer is moving [T, D]
+activations through HBM, and attention over short sequences, where the varlen flash kernel's one
+tile per sequence leaves most of each tile empty. These kernels make each such step one pass:
 
   add_layer_norm(x, d, ln) -> (s, h)   s = x + d (written over d), h = LN(s)      [T, D]
   layer_norm(x, ln)        -> h        h = LN(x)                                   [T, D]
-  gelu_(f)                 -> f        exact (erf) GELU in place                   [T, 4D]
   packed_attention(q, k, v, seq_id, cu)  softmax(q k^T) v within each sequence, for batches of
                                        short sequences (tiles of consecutive packed tokens)
   rotary_(qkv, pos, table, heads, q_scale)   in place on the fused projection [T, 3D]:
@@ -128,28 +127,6 @@ def rotary_(qkv: torch.Tensor, pos: torch.Tensor, cos: torch.Tensor, sin: torch.
         _rotary_kernel[(triton.cdiv(n_tok, bt), triton.cdiv(dim // 2, bj), 2)](
             qkv, pos, cos, sin, n_tok, dim, q_scale, HALF=half, BT=bt, BJ=bj, num_warps=ROT_WARPS)
     return qkv
-
-
-@triton.jit(do_not_specialize=["n"])
-def _gelu_kernel(F_, n, BLOCK: tl.constexpr):
-    off = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
-    mask = off < n
-    x = tl.load(F_ + off, mask=mask, other=0.0).to(tl.float32)
-    y = 0.5 * x * (1.0 + tl.math.erf(x * 0.7071067811865476))
-    tl.store(F_ + off, y.to(F_.dtype.element_ty), mask=mask)
-
-
-GELU_BLOCK, GELU_WARPS = 4096, 8
-
-
-def gelu_(f: torch.Tensor) -> torch.Tensor:
-    """x * 0.5 * (1 + erf(x / sqrt 2)) in place, fp32 inside; f contiguous, any shape."""
-    if not f.is_contiguous():
-        raise ValueError("gelu kernel takes a contiguous tensor")
-    n = f.numel()
-    if n:
-        _gelu_kernel[(triton.cdiv(n, GELU_BLOCK),)](f, n, BLOCK=GELU_BLOCK, num_warps=GELU_WARPS)
-    return f
 
 
 @triton.jit(do_not_specialize=["n_tok"])
