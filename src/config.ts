@@ -7,9 +7,8 @@ import { existsSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import { z } from "zod";
 import { OptionsError } from "./errors.ts";
-import { OUTPUT_KINDS, OUT_DTYPES } from "./protocol.ts";
+import { KERNELS, OUTPUT_KINDS, OUT_DTYPES } from "./protocol.ts";
 import { chooseTransport, TRANSPORTS, type Transport } from "./transport.ts";
-import { KERNELS } from "./protocol.ts";
 
 /** The package root (holds py/, scripts/, .venv/ and .models/ when set up). */
 export const PACKAGE_ROOT = resolve(dirname(new URL(import.meta.url).pathname), "..");

@@ -65,7 +65,7 @@ Examples:
         contamination: num(args.contamination, "contamination"),
         threads: args.threads,
         kernels: args.kernels as "auto",
-      download: args.download,
+        download: args.download,
         thresholds: {
           ...(args["min-cosine"] ? { minCosine: num(args["min-cosine"], "min-cosine") } : {}),
           ...(args["median-cosine"] ? { medianCosine: num(args["median-cosine"], "median-cosine") } : {}),
