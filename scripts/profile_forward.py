@@ -56,7 +56,6 @@ def pack(seqs: list[str], budget: int, dev):
 def profile_one(model, name: str, kind: str, ids, cu, mx: int, used: int, nseq: int) -> None:
     cfg = model.cfg
     L = cfg.num_layers
-    model.step, model.kernels = M.block_step, "eager"
     model.use_kernels(kind)
     for _ in range(3):
         model(ids, cu, mx, [L])

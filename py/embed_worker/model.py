@@ -126,6 +126,7 @@ class ESM2(nn.Module):
         """How blocks run: "eager" (PyTorch ops, the reference arrangement), "compile"
         (torch.compile of one block graph) or "triton" (fused.py: cuBLAS GEMMs, varlen attention
         and the Triton kernels in kernels.py)."""
+        self.step = block_step
         if kind == "compile":
             self.compile_blocks()
         elif kind == "triton":

@@ -138,6 +138,9 @@ def test_unknown_kernels_rejected(tiny):
     model, _, _ = load_model(tiny["hf"], "cpu", torch.float32)
     with pytest.raises(ValueError, match="unknown kernels"):
         model.use_kernels("fast")
+    model.step = object()  # as if compiled earlier
+    model.use_kernels("eager")
+    assert model.kernels == "eager" and model.step is M.block_step
 
 
 @pytest.mark.parametrize("dtype", [torch.float16, pytest.param(torch.bfloat16, marks=BF16_DOT)])
