@@ -10,7 +10,7 @@
  *   OUT/residues.layer{L}.npy [residues, dim] + OUT/residues.offsets.npy [records+1]
  * and OUT/manifest.json is written last (its presence means complete); run state is removed.
  *
- * Rerunning the same command resumes: committed shards are verified (sizes, sha256) and their
+ * Rerunning the same command resumes: committed shards are verified (sizes, CRC-32) and their
  * records skipped; anything uncommitted is removed and redone. A different input or different
  * options are refused, so two runs never mix in one store.
  */
