@@ -26,22 +26,23 @@ import torch.nn.functional as F
 from . import kernels as K
 from .attention import varlen_attention
 
+gelu_ = torch._C._nn.gelu_  # exact (erf) GELU in place; a module attribute so a test fault can swap it
 
-def run_blocks(model, x: torch.Tensor, pos: torch.Tensor, cu_seqlens: torch.Tensor, max_seqlen: int,
-               last: int, keep: Callable[[int, torch.Tensor], None]) -> None:
-    """Run blocks 1..last on x [T, D]; keep(i, hidden) for each layer's output (i = 1..last, and
+
+def run_blocks(model, x: torch.Tensor, pos: torch.Tensor, seq_id: torch.Tensor, cu_seqlens: torch.Tensor,
+               max_seqlen: int, last: int, keep: Callable[[int, torch.Tensor], None]) -> None:
+    """Run blocks 1..last on x [T, D] (pos, seq_id [T]: each token's position and sequence, from
+    model.positions_from_cu); keep(i, hidden) for each layer's output (i = 1..last, and
     num_layers gets emb_layer_norm_after's output)."""
     n = model.num_layers
     T, D = x.shape
     cos, sin = model.rotary_tables(max_seqlen, x.device)  # positions < max_seqlen; no device sync
     layers = model.layers
     if K.packed_attention_fits(x.dtype, layers[0].head_dim, max_seqlen):
-        cu = cu_seqlens.to(torch.int32)
-        seq_id = torch.repeat_interleave(torch.arange(cu.numel() - 1, device=x.device, dtype=torch.int32),
-                                         (cu[1:] - cu[:-1]).long(), output_size=T)  # [T]
+        cu, seq32 = cu_seqlens.to(torch.int32), seq_id.to(torch.int32)
 
         def attend(q, k, v):
-            return K.packed_attention(q, k, v, seq_id, cu)
+            return K.packed_attention(q, k, v, seq32, cu)
     else:
         def attend(q, k, v):
             return varlen_attention(q, k, v, cu_seqlens, max_seqlen)
@@ -56,7 +57,7 @@ def run_blocks(model, x: torch.Tensor, pos: torch.Tensor, cu_seqlens: torch.Tens
         o = F.linear(a.reshape(T, D), layer.out_proj.weight, layer.out_proj.bias)  # [T, D]
         x, h = K.add_layer_norm(x, o, layer.ffn_norm)
         f = F.linear(h, layer.fc1.weight, layer.fc1.bias)  # [T, F]
-        torch._C._nn.gelu_(f)  # erf GELU, in place
+        gelu_(f)
         y = F.linear(f, layer.fc2.weight, layer.fc2.bias)  # [T, D]
         del f
         nxt = layers[i + 1].attn_norm if i + 1 < last else (model.emb_layer_norm_after if i + 1 == n else None)

@@ -117,7 +117,6 @@ class ESM2(nn.Module):
         # Rotary inverse frequencies: a plain fp32 CPU tensor, not a buffer, so that casting the
         # model to fp16/bf16 never touches it. weights.py replaces it with the checkpoint's values.
         self.inv_freq = default_inv_freq(cfg.embed_dim // cfg.attention_heads)  # [Dh/2]
-        self._inv_freq_dev: dict[torch.device, torch.Tensor] = {}
         self._rot_tables: dict[torch.device, tuple[torch.Tensor, torch.Tensor]] = {}
         self.step = block_step
         self.kernels = "eager"  # eager | compile | triton (see use_kernels)
@@ -144,12 +143,12 @@ class ESM2(nn.Module):
 
     def set_inv_freq(self, inv_freq: torch.Tensor) -> None:
         self.inv_freq = inv_freq.detach().to(device="cpu", dtype=torch.float32).clone()
-        self._inv_freq_dev = {}
         self._rot_tables = {}
 
     def rotary_tables(self, n_pos: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-        """cos, sin [P, Dh/2] fp32 for positions 0..P-1 (P >= n_pos, grown in steps of 1024),
-        computed as rotary() computes them."""
+        """cos, sin [P, Dh/2] fp32 of position x inverse frequency for positions 0..P-1
+        (P >= n_pos, grown in steps of 1024): the one source of rotary angles for every
+        arrangement."""
         tab = self._rot_tables.get(device)
         if tab is None or tab[0].shape[0] < n_pos:
             P = -(-max(n_pos, 1) // 1024) * 1024
@@ -157,15 +156,11 @@ class ESM2(nn.Module):
             tab = self._rot_tables[device] = (freqs.cos().to(device), freqs.sin().to(device))
         return tab
 
-    def rotary(self, pos: torch.Tensor, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
-        """cos, sin [T, 1, Dh] computed in fp32 from positions [T], then cast to `dtype`."""
-        dev = pos.device
-        inv = self._inv_freq_dev.get(dev)
-        if inv is None:
-            inv = self._inv_freq_dev[dev] = self.inv_freq.to(dev)
-        freqs = pos.float()[:, None] * inv[None, :]  # [T, Dh/2]
-        emb = torch.cat((freqs, freqs), dim=-1)  # [T, Dh]
-        return emb.cos().to(dtype)[:, None, :], emb.sin().to(dtype)[:, None, :]
+    def rotary(self, pos: torch.Tensor, max_seqlen: int, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+        """cos, sin [T, 1, Dh] for positions [T] (< max_seqlen): the fp32 table rows, cast to `dtype`."""
+        cos, sin = self.rotary_tables(max_seqlen, pos.device)
+        c, s = cos[pos], sin[pos]  # [T, Dh/2]
+        return torch.cat((c, c), dim=-1).to(dtype)[:, None, :], torch.cat((s, s), dim=-1).to(dtype)[:, None, :]
 
     @torch.inference_mode()
     def forward(self, tokens: torch.Tensor, cu_seqlens: torch.Tensor, max_seqlen: int,
@@ -204,9 +199,9 @@ class ESM2(nn.Module):
         last = max(want) if want else 0
         if last > 0 and self.kernels == "triton":
             from .fused import run_blocks
-            run_blocks(self, x, pos, cu_seqlens, max_seqlen, last, keep)
+            run_blocks(self, x, pos, seq_id, cu_seqlens, max_seqlen, last, keep)
         elif last > 0:
-            cos, sin = self.rotary(pos, x.dtype)  # [T, 1, Dh] each
+            cos, sin = self.rotary(pos, max_seqlen, x.dtype)  # [T, 1, Dh] each
             for i, layer in enumerate(self.layers[:last]):
                 x = self.step(layer, x, cos, sin, cu_seqlens, max_seqlen)  # [T, D]
                 if i + 1 < n:

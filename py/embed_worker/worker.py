@@ -128,9 +128,9 @@ class Worker:
                                                           allow_download=self.cfg.download)
         self.load_ms = (time.perf_counter() - t0) * 1000
         self.layers = resolve_layers(self.cfg.layers, self.mcfg.num_layers)
-        self.apply_fault()
         self.kernels = self.choose_kernels(self.cfg.kernels)
         self.model.use_kernels(self.kernels)
+        self.apply_fault()
         self.max_tokens = self.cfg.max_tokens or auto_budget(self.torch, self.model, self.mcfg, self.device)
         self.max_seqs = max(1, self.max_tokens // 3)
 
@@ -164,7 +164,11 @@ class Worker:
             self.model.embed_tokens.weight.data /= 1 - self.M.MASK_RATIO_TRAIN
         elif fault == "tanh-gelu":
             import torch.nn.functional as F
-            self.M.gelu = lambda x: F.gelu(x, approximate="tanh")
+            tanh_gelu = lambda x: F.gelu(x, approximate="tanh")  # noqa: E731
+            self.M.gelu = tanh_gelu  # eager and compiled blocks
+            if self.kernels == "triton":
+                from . import fused
+                fused.gelu_ = lambda f: f.copy_(tanh_gelu(f))
 
     def pool_mean(self, h, cu):
         if self.cfg.fault != "eos-in-mean":
