@@ -72,5 +72,3 @@ export const RESIDUES = "LAGVSERTIDPKQNFYMHWCXBUZO.-";
 /** Id of `RESIDUES[0]`; residue `RESIDUES[i]` has id `FIRST_RESIDUE_ID + i`. */
 export const FIRST_RESIDUE_ID = 4;
 
-/** Token text to id, for the rare code paths that work on strings rather than bytes. */
-export const TOKEN_TO_ID: ReadonlyMap<string, number> = new Map(ALL_TOKENS.map((t, i) => [t, i]));

@@ -48,7 +48,7 @@ export async function convertStore(dir: string, format: Format, opts: ConvertOpt
   if (opts.out !== undefined) args.push("--out", resolve(opts.out));
   if (opts.layer !== undefined) args.push(`--layer=${opts.layer}`);
   if (opts.kind !== undefined) args.push("--kind", opts.kind);
-  const r = opts.python === undefined ? await pythonJson<ConvertSummary>("embed_worker.convert", args) : await pythonJson<ConvertSummary>("embed_worker.convert", args, opts.python);
+  const r = await pythonJson<ConvertSummary>("embed_worker.convert", args, opts.python);
   if (r.ok && r.value) return r.value;
   throw convertError(r.error ?? "no output", format);
 }

@@ -31,7 +31,3 @@ export function stratifiedSample(lengths: Uint32Array, n: number): Uint32Array {
   return Uint32Array.from(groups.flatMap((g, i) => g.slice(0, take[i]))).sort();
 }
 
-/** Up to `n` records for the contamination check: spread over the bins like the sample. */
-export function contaminationPicks(lengths: Uint32Array, n: number): Uint32Array {
-  return stratifiedSample(lengths, n);
-}

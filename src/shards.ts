@@ -43,7 +43,7 @@ export interface ShardMeta {
 
 export const INDEX_FILE = "index.u32";
 export const outputFile = (kind: OutputKind, layer: number, dtype: OutDtype) => `${kind}.layer${layer}.${dtype === "float32" ? "f32" : "f16"}`;
-const shardName = (k: number) => String(k).padStart(6, "0");
+export const shardName = (k: number) => String(k).padStart(6, "0");
 
 function writeAll(fd: number, bytes: Uint8Array, what: string): void {
   let done = 0;

@@ -20,7 +20,7 @@ import { OutputError } from "./errors.ts";
 import { log } from "./log.ts";
 import { npyHeader, type NpyDescr } from "./npy.ts";
 import { DTYPE_BYTES } from "./protocol.ts";
-import { INDEX_FILE, outputFile, readIndex, scanShards, ShardWriter, writeAtomicFile, type ShardMeta, type ShardSpec } from "./shards.ts";
+import { INDEX_FILE, outputFile, readIndex, scanShards, shardName, ShardWriter, writeAtomicFile, type ShardMeta, type ShardSpec } from "./shards.ts";
 import type { BatchResult } from "./worker.ts";
 
 export const STORE_FORMAT = "embed-store";
@@ -173,15 +173,16 @@ export class Store {
     for (let i = 0; i < n; i++) start[i + 1] = start[i]! + lengths[i]!;
     const arrays: string[] = [];
     const shardDir = join(this.dir, SHARDS);
-    const prefix = (m: ShardMeta) => join(shardDir, String(m.shard).padStart(6, "0"));
+    const prefix = (m: ShardMeta) => join(shardDir, shardName(m.shard));
+    const indices = this.metas.map((m) => readIndex(`${prefix(m)}.${INDEX_FILE}`)); // read once, used per output
     for (const layer of layers) {
       for (const kind of include) {
         const name = `${kind}.layer${layer}.npy`;
         const rows = kind === "residues" ? start[n]! : n;
         const out = new NpyFile(join(this.dir, name), descr, [rows, dim]);
         try {
-          for (const m of this.metas) {
-            const idx = readIndex(`${prefix(m)}.${INDEX_FILE}`);
+          for (const [s, m] of this.metas.entries()) {
+            const idx = indices[s]!;
             const data = readFileSync(`${prefix(m)}.${outputFile(kind, layer, dtype)}`);
             let row = 0;
             for (const r of idx) {

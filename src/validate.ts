@@ -12,7 +12,7 @@ import { log } from "./log.ts";
 import { binOf, compareVectors, DEFAULT_THRESHOLDS, judge, LENGTH_BINS, rowCosines, summarize, quantile, type RecordMetrics, type Summary, type Thresholds } from "./metrics.ts";
 import type { RecordTable } from "./records.ts";
 import { ingest } from "./ingest.ts";
-import { contaminationPicks, stratifiedSample } from "./sample.ts";
+import { stratifiedSample } from "./sample.ts";
 import { embedPlan, planRecords, resolvePrecision, startWorkers, workerLimits, type Precision } from "./session.ts";
 import type { WorkerHandle } from "./worker.ts";
 
@@ -99,9 +99,9 @@ export async function validate(options: ValidateOptions): Promise<ValidationRepo
   const precision = resolvePrecision(cfg, devices);
   const all = await ingest(cfg);
   const picked = options.sample ? stratifiedSample(all.lengths(), options.sample) : Uint32Array.from(all.lengths().keys());
-  const table = all.subset(picked);
+  const table = picked.length === all.size ? all : all.subset(picked); // no copy when every record is checked
   const lengths = table.lengths();
-  const checkAlone = contaminationPicks(lengths, options.contamination ?? 8);
+  const checkAlone = stratifiedSample(lengths, options.contamination ?? 8); // spread over the length bins
   const withRes = options.perResidue ?? false;
   log.info(`validating ${table.size} of ${all.size} records: ${precision} packed vs fp32 one-at-a-time reference, on ${devices.map((d) => d.name).join(", ")}`);
 

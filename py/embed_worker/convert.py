@@ -26,6 +26,7 @@ from typing import Iterator
 import numpy as np
 
 from .errors import EmbedWorkerError
+from .registry import absolute_layer
 
 FORMATS = ("npy", "hdf5", "parquet", "virnucpro")
 KINDS = ("mean", "bos", "residues")
@@ -117,7 +118,7 @@ class Store:
         """The (kind, layer) pairs to convert; `layer` may be negative (fair-esm style)."""
         layers = self.layers
         if layer is not None:
-            resolved = self.num_layers + 1 + layer if layer < 0 else layer
+            resolved = absolute_layer(layer, self.num_layers)
             if resolved not in self.layers:
                 raise BadOptions(f"--layer {layer}: the store holds layers {', '.join(map(str, self.layers))}",
                                  "pick one of those, or rerun `embed run` with --layers")

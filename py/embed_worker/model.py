@@ -26,10 +26,9 @@ from typing import Sequence
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
 from .attention import varlen_attention
-from .registry import ESM2Config
+from .registry import ESM2Config, absolute_layer
 
 # ESM-1b / ESM-2 alphabet ids
 CLS_IDX = 0
@@ -172,7 +171,7 @@ class ESM2(nn.Module):
         n = self.num_layers
         want: dict[int, list[int]] = {}
         for r in repr_layers:
-            j = r + n + 1 if r < 0 else r
+            j = absolute_layer(r, n)
             if not 0 <= j <= n:
                 raise ValueError(f"repr layer {r} out of range for a {n}-layer model")
             want.setdefault(j, []).append(r)

@@ -28,6 +28,12 @@ REPO_ROOT = Path(__file__).resolve().parents[2]  # py/embed_worker/registry.py -
 REPO_MODELS = REPO_ROOT / ".models"
 
 
+
+def absolute_layer(layer: int, num_layers: int) -> int:
+    """fair-esm's layer numbering: i < 0 means num_layers + 1 + i (-1 = the last layer); 0 is the
+    embedding output. The result may be out of 0..num_layers; callers say what that means."""
+    return layer + num_layers + 1 if layer < 0 else layer
+
 @dataclass(frozen=True)
 class ESM2Config:
     name: str

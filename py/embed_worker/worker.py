@@ -17,6 +17,7 @@ from . import log
 from .channel import Channel
 from .datasock import DataChannelError, default_transport
 from .errors import EmbedWorkerError
+from .registry import absolute_layer
 from . import protocol as P
 
 CPU_DEFAULT_TOKENS = 4096
@@ -74,7 +75,7 @@ def resolve_layers(layers: list[int], num_layers: int) -> list[int]:
     """fair-esm's rule: layer i < 0 means num_layers + 1 + i; 0 is the embedding output."""
     out = []
     for i in layers:
-        j = i + num_layers + 1 if i < 0 else i
+        j = absolute_layer(i, num_layers)
         if not 0 <= j <= num_layers:
             raise EmbedWorkerError(f"layer {i} is out of range for a {num_layers}-layer model",
                                    f"use 0..{num_layers}, or -1 for the last layer", name="BadOptions")
@@ -296,8 +297,9 @@ def main() -> int:
             worker.load_model()
             worker.make_ring()
             worker.warmup()
-            ch.send(worker.ready_message())
-            log.info("ready", worker=cfg.name, backend=worker.ready_message()["backend"], kernels=worker.kernels,
+            ready = worker.ready_message()
+            ch.send(ready)
+            log.info("ready", worker=cfg.name, backend=ready["backend"], kernels=worker.kernels,
                      max_tokens=worker.max_tokens, transport=worker.ring.transport)
             return worker.serve()
     except Exception as e:

@@ -1,11 +1,11 @@
 /** `embed doctor`: Bun, Python, torch, devices and the attention backend, each with a fix hint. */
-import { accessSync, constants } from "node:fs";
 import { defineCommand } from "citty";
 import { pythonBin } from "../config.ts";
 import { listGpus } from "../devices.ts";
 import { ExitCode } from "../errors.ts";
 import { log } from "../log.ts";
 import { pythonJson } from "../python.ts";
+import { defaultTransport } from "../transport.ts";
 import { emit } from "./report.ts";
 
 interface Problem {
@@ -23,13 +23,8 @@ export default defineCommand({
     const problems: Problem[] = [];
     if (!py.ok) problems.push({ what: `${python} failed: ${py.error}`, hint: "run scripts/setup, or set EMBED_PYTHON to a python with torch", severity: "error" });
     else problems.push(...py.value!.problems);
-    let shm = true;
-    try {
-      accessSync("/dev/shm", constants.W_OK);
-    } catch {
-      shm = false;
-      problems.push({ what: "/dev/shm is not writable: the data ring falls back to the temp dir (slower)", hint: "mount a tmpfs on /dev/shm", severity: "warn" });
-    }
+    const shm = defaultTransport() === "shm";
+    if (!shm) problems.push({ what: "/dev/shm is not a writable directory: workers hand data over a unix socket instead of the shared-memory ring (slower)", hint: "mount a tmpfs on /dev/shm", severity: "warn" });
     const report = { bun: Bun.version, pythonBin: python, python: py.value ?? null, gpus: listGpus(), devShm: shm, problems };
     const errors = problems.filter((p) => p.severity !== "warn");
     if (args.json || !process.stdout.isTTY) emit(report);
