@@ -1,0 +1,49 @@
+/**
+ * Arguments that `embed run` and `embed validate` share (what is embedded and how), and their
+ * mapping onto the library's options; each command adds its own.
+ */
+import type { ArgsDef } from "citty";
+import { DEFAULT_MODEL, DEFAULT_TRUNCATE } from "../config.ts";
+import { KERNELS } from "../protocol.ts";
+
+export const sharedArgs = {
+  inputs: { type: "positional", description: "FASTA files (.gz ok), or - for stdin", required: true, valueHint: "INPUT..." },
+  model: { type: "string", alias: "m", description: "model name or path (see `embed models`)", default: DEFAULT_MODEL },
+  precision: { type: "enum", options: ["auto", "fp16", "bf16", "fp32"], description: "compute precision (auto: fp16 on GPU, fp32 on CPU)", default: "auto" },
+  devices: { type: "string", description: "auto, cpu, or GPU indices like 0,1", default: "auto" },
+  "max-tokens": { type: "string", description: "token budget per batch (auto: from free GPU memory; 4096 on CPU)", default: "auto" },
+  truncate: { type: "string", description: "keep at most this many residues per record", default: String(DEFAULT_TRUNCATE) },
+  "duplicate-ids": { type: "enum", options: ["error", "rename"], description: "what to do with repeated ids", default: "error" },
+  download: { type: "boolean", description: "download a released ESM-2 checkpoint that no local cache holds (into the torch hub cache)", default: false },
+  kernels: { type: "enum", options: ["auto", ...KERNELS], description: "what runs the blocks on GPUs: Triton kernels, torch.compile, or eager PyTorch (auto: triton)", default: "auto" },
+  threads: { type: "string", description: "CPU threads for a CPU worker (default: all cores)" },
+} satisfies ArgsDef;
+
+interface SharedValues {
+  _: string[];
+  model: string;
+  precision: string;
+  devices: string;
+  "max-tokens": string;
+  truncate: string;
+  "duplicate-ids": string;
+  download: boolean;
+  kernels: string;
+  threads?: string;
+}
+
+/** The shared arguments as library options (validated by the zod schemas in config.ts). */
+export function sharedOptions(args: SharedValues) {
+  return {
+    inputs: args._,
+    model: args.model,
+    precision: args.precision as "auto",
+    devices: args.devices,
+    maxTokens: args["max-tokens"],
+    truncate: args.truncate,
+    duplicateIds: args["duplicate-ids"] as "error",
+    download: args.download,
+    kernels: args.kernels as "auto",
+    threads: args.threads,
+  };
+}
