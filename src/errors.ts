@@ -1,8 +1,9 @@
 /**
  * Named errors with a code, a hint and an exit code. Every error a user can cause or meet
  * is one of these; the CLI prints `message` and `hint` and exits with `exitCode`.
- * Errors that cross the process boundary travel as `{name, message, hint}` and are rebuilt
- * by `fromWire`.
+ * Errors that cross the process boundary travel as `{name, message, hint}` (protocol.ts
+ * `WireError`) and are rebuilt on this side as `WorkerError` (worker-state.ts) or, from the
+ * convert helper, as `OptionsError` / `OutputError` (formats.ts).
  */
 
 /** Exit codes, documented in the README. */

@@ -11,7 +11,7 @@ import { EmbedError, ExitCode, OptionsError, OutputError } from "./errors.ts";
 export { FORMATS, isFormat, type Format };
 import { parseNpyHeader } from "./npy.ts";
 import { pythonJson } from "./python.ts";
-import { MANIFEST, RUN_STATE } from "./store.ts";
+import { MANIFEST, RUN_STATE, SHARDS } from "./store.ts";
 
 
 export interface ConvertOptions {
@@ -217,13 +217,13 @@ export function inspectStore(dir: string): StoreInfo {
       formats: otherFormats(abs, names, statSync(join(abs, MANIFEST)).mtimeMs),
     };
   }
-  if (names.includes(RUN_STATE) || names.includes("shards")) {
+  if (names.includes(RUN_STATE) || names.includes(SHARDS)) {
     const run = names.includes(RUN_STATE) ? readJson<RunState>(join(abs, RUN_STATE)) : {};
     const id = run.identity ?? {};
     let committed = 0;
     let committedResidues = 0;
     let shards = 0;
-    const shardDir = join(abs, "shards");
+    const shardDir = join(abs, SHARDS);
     if (existsSync(shardDir)) {
       for (const f of readdirSync(shardDir).filter((f) => f.endsWith(".meta.json"))) {
         const meta = readJson<{ records?: number; residues?: number }>(join(shardDir, f));

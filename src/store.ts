@@ -27,7 +27,7 @@ export const STORE_FORMAT = "embed-store";
 export const STORE_VERSION = 2;
 export const MANIFEST = "manifest.json";
 export const RUN_STATE = "run.json";
-const SHARDS = "shards";
+export const SHARDS = "shards";
 /** Roll to a new shard after this many bytes of output (bounds memory when assembling). */
 const SHARD_BYTES = 256 << 20;
 

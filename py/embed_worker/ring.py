@@ -8,7 +8,7 @@ import tempfile
 
 import torch
 
-from .protocol import RingLayout, lens_offset
+from .protocol import DTYPE_BYTES, RingLayout, lens_offset
 
 _TORCH_DTYPES = {"float32": torch.float32, "float16": torch.float16}
 
@@ -55,7 +55,7 @@ class Ring:
 
     def output_view(self, slot: int, offset: int, rows: int, dim: int, dtype: str) -> torch.Tensor:
         """A [rows, dim] tensor view of a slot's output region at `offset`."""
-        esize = torch.tensor([], dtype=_TORCH_DTYPES[dtype]).element_size()
+        esize = DTYPE_BYTES[dtype]
         if offset + rows * dim * esize > self.layout.out_bytes:
             raise ValueError("output block exceeds the slot")
         start = self.layout.slot_out(slot) + offset
