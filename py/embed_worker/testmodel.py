@@ -19,7 +19,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from .registry import TEST_TINY
+from .registry import KNOWN, TEST_TINY
 
 VOCAB = 33
 
@@ -169,7 +169,9 @@ def main(argv: list[str] | None = None) -> int:
     c = TEST_TINY.cfg
     ap = argparse.ArgumentParser(prog="python -m embed_worker.testmodel", description=__doc__.splitlines()[0])
     ap.add_argument("--out", required=True, help="output folder")
-    ap.add_argument("--name", default=c.name)
+    ap.add_argument("--like", metavar="MODEL", help="random weights with the geometry of a released model "
+                    "(e.g. esm2_t36_3B_UR50D); the name defaults to MODEL-random")
+    ap.add_argument("--name")
     ap.add_argument("--layers", type=int, default=c.num_layers)
     ap.add_argument("--dim", type=int, default=c.embed_dim)
     ap.add_argument("--heads", type=int, default=c.attention_heads)
@@ -177,6 +179,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--format", choices=["fair-esm", "hf", "both"], default="both")
     ap.add_argument("--force", action="store_true", help="overwrite existing files")
     a = ap.parse_args(argv)
+    if a.like:
+        if a.like not in KNOWN:
+            ap.error(f"--like {a.like}: not a released ESM-2 model ({', '.join(KNOWN)})")
+        k = KNOWN[a.like].cfg
+        a.layers, a.dim, a.heads, a.name = k.num_layers, k.embed_dim, k.attention_heads, a.name or f"{a.like}-random"
+    a.name = a.name or c.name
     paths = write(a.out, a.name, a.layers, a.dim, a.heads, a.seed, a.format, a.force)
     print(json.dumps(paths))
     return 0
