@@ -40,6 +40,8 @@ export interface PoolStats {
   batches: number;
   /** Batches done per worker name. */
   perWorker: Record<string, number>;
+  /** Milliseconds each worker spent on its batches, as the worker measured them (message in to result out). */
+  busyMs: Record<string, number>;
   restarts: number;
   splits: number;
 }
@@ -53,7 +55,7 @@ export const MAX_RESTARTS = 3;
 const isOom = (e: unknown) => e instanceof WorkerError && /OutOfMemory/i.test(e.remoteName ?? "");
 
 export async function runPool(initial: readonly WorkerHandle[], job: PoolJob, opts: PoolOptions = {}): Promise<PoolStats> {
-  const stats: PoolStats = { batches: 0, perWorker: {}, restarts: 0, splits: 0 };
+  const stats: PoolStats = { batches: 0, perWorker: {}, busyMs: {}, restarts: 0, splits: 0 };
   const queue: number[] = [];
   let next = 0;
   let inFlight = 0;
@@ -102,7 +104,10 @@ export async function runPool(initial: readonly WorkerHandle[], job: PoolJob, op
       }
       inFlight++;
       try {
-        await w.embed(job.batch(i), (r) => job.consume(i, r, w));
+        await w.embed(job.batch(i), (r) => {
+          stats.busyMs[w.name] = (stats.busyMs[w.name] ?? 0) + r.ms;
+          job.consume(i, r, w);
+        });
         stats.batches++;
         stats.perWorker[w.name] = (stats.perWorker[w.name] ?? 0) + 1;
       } catch (e) {

@@ -45,6 +45,8 @@ export interface RunSummary {
   /** Real tokens (BOS/EOS included) per second of `embedSeconds`. */
   tokensPerSecond: number;
   perWorker: Record<string, number>;
+  /** Fraction of the embedding phase each worker spent computing batches (1 = never waited for the orchestrator). */
+  busy: Record<string, number>;
   /** Records found committed by an earlier, interrupted run of the same command. */
   resumed: number;
   /** Workers replaced after dying. */
@@ -181,6 +183,7 @@ export async function embedToStore(options: RunOptionsInput, hooks: RunHooks = {
       embedSeconds,
       tokensPerSecond: plan.tokens / embedSeconds,
       perWorker: stats.perWorker,
+      busy: Object.fromEntries(Object.entries(stats.busyMs).map(([w, ms]) => [w, Math.round(ms / 10 / embedSeconds) / 100])),
       restarts: stats.restarts,
       splits: stats.splits,
       formats: [{ format: "npy", files: [] }],

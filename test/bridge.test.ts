@@ -47,6 +47,9 @@ describe.each(TRANSPORTS.map((t) => [t]))("bridge (fake worker, %s)", (transport
     });
     expect(stats.batches).toBe(30);
     expect(Object.keys(stats.perWorker).sort()).toEqual(["w0", "w1", "w2"]);
+    // Busy time is what the workers measured: the slow one sleeps 20 ms in every batch.
+    expect(stats.busyMs.w1!).toBeGreaterThanOrEqual(20 * stats.perWorker.w1!);
+    expect(stats.busyMs.w0!).toBeLessThan(20 * stats.perWorker.w0!);
     for (let i = 0; i < batches.length; i++) {
       const [a, b] = seen.get(i)!;
       expect(a).toBeCloseTo(meanOf(batches[i]![0]!), 4);

@@ -50,6 +50,9 @@ describe("embed run (real worker, test model)", () => {
     const summary = JSON.parse(r.stdout);
     expect(summary.records).toBe(6);
     expect(summary.layers).toEqual([0, 2]);
+    // One CPU worker did every batch; its busy fraction is a fraction of the embedding phase.
+    expect(Object.keys(summary.busy)).toEqual(Object.keys(summary.perWorker));
+    for (const f of Object.values(summary.busy) as number[]) expect(f > 0 && f <= 1.01).toBe(true);
     expect(readdirSync(out).filter((f) => f.endsWith(".partial"))).toEqual([]);
     const verify = Bun.spawnSync([pythonBin(), join(PACKAGE_ROOT, "test", "verify_store.py"), out, EXAMPLE, join(MODEL_DIR, "test-tiny.pt")], { stderr: "pipe" });
     const report = JSON.parse(verify.stdout.toString());

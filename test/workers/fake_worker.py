@@ -91,6 +91,7 @@ def serve(ch, fake, cfg, layout, layers, dim, fmt, fill, done, mm, view, sock) -
         if msg["type"] == "shutdown":
             return 0
         b = msg["batch"]
+        t0 = time.perf_counter()
         if sock is not None:
             if fake.get("dropSocketOn") == b:
                 sock.close()
@@ -145,7 +146,7 @@ def serve(ch, fake, cfg, layout, layers, dim, fmt, fill, done, mm, view, sock) -
         if sock is not None:
             sock.send_frame(P.FRAME_OUT, b, msg["slot"], 0, view[out: out + P.output_used(blocks)])
         done["batches"] += 1
-        ch.send(P.result(batch=b, slot=msg["slot"], outputs=blocks, ms=0.1,
+        ch.send(P.result(batch=b, slot=msg["slot"], outputs=blocks, ms=(time.perf_counter() - t0) * 1000,
                          non_finite=1 if fake.get("nonFinite") == b else 0))
 
 
