@@ -2,7 +2,7 @@
 of the wall time the GPU is busy (launch gaps). Random weights initialised on the device.
 
     python3 scripts/profile_forward.py [--models esm2_t33_650M_UR50D,esm2_t36_3B_UR50D] [--budget 65536]
-                                       [--kernels eager,compile,triton]
+                                       [--kernels eager,compile,triton] [--gaps]
 
 Prints one JSON line per model and the top kernels.
 """
@@ -53,7 +53,7 @@ def pack(seqs: list[str], budget: int, dev):
     return ids, cu.to(dev), max(len(s) for s in batch) + 2, used, len(batch)
 
 
-def profile_one(model, name: str, kind: str, ids, cu, mx: int, used: int, nseq: int) -> None:
+def profile_one(model, name: str, kind: str, ids, cu, mx: int, used: int, nseq: int, gaps: bool = False) -> None:
     cfg = model.cfg
     L = cfg.num_layers
     model.use_kernels(kind)
@@ -88,6 +88,33 @@ def profile_one(model, name: str, kind: str, ids, cu, mx: int, used: int, nseq: 
     print(json.dumps(out), flush=True)
     for t, n, k, c in sorted(kernels, reverse=True)[:14]:
         print(f"  {t:8.2f} ms  x{n:<5} [{c}] {k}")
+    if gaps:
+        idle_gaps(model, ids, cu, mx, L, name, kind)
+
+
+def idle_gaps(model, ids, cu, mx: int, L: int, name: str, kind: str) -> None:
+    """Where the GPU waits inside one forward: a trace with CPU ops, the idle gaps between
+    consecutive kernels, and the CPU op running when each large gap began."""
+    import tempfile
+    with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+        for _ in range(2):
+            model(ids, cu, mx, [L])
+        torch.cuda.synchronize()
+    path = tempfile.mktemp(suffix=".json")
+    prof.export_chrome_trace(path)
+    ev = json.load(open(path))["traceEvents"]
+    kern = sorted((e["ts"], e["ts"] + e["dur"], e["name"]) for e in ev
+                  if e.get("cat") in ("kernel", "gpu_memcpy", "gpu_memset") and "dur" in e)
+    cpu = [e for e in ev if e.get("cat") in ("cpu_op", "cuda_runtime", "python_function") and "dur" in e]
+    gaps = [(b[0] - a[1], a[1], a[2][:60], b[2][:60]) for a, b in zip(kern, kern[1:]) if b[0] > a[1]]
+    span = kern[-1][1] - kern[0][0]
+    total = sum(g[0] for g in gaps)
+    print(json.dumps({"model": name, "kernels": kind, "gap_analysis": True, "forwards": 2, "kernels_n": len(kern),
+                      "span_ms": round(span / 1000, 2), "idle_ms": round(total / 1000, 2),
+                      "idle_over_50us_ms": round(sum(g[0] for g in gaps if g[0] > 50) / 1000, 2)}), flush=True)
+    for g, at, before, after in sorted(gaps, reverse=True)[:12]:
+        running = sorted((e["dur"], e["name"][:50]) for e in cpu if e["ts"] <= at <= e["ts"] + e["dur"])
+        print(f"  gap {g / 1000:7.3f} ms after [{before}] before [{after}]; CPU in: {[n for _, n in running[:4]]}")
 
 
 @torch.inference_mode()
@@ -97,6 +124,7 @@ def main() -> int:
     ap.add_argument("--budget", type=int, default=65536)
     ap.add_argument("--workload", default="reads")
     ap.add_argument("--kernels", default="eager,compile,triton", help="arrangements to profile (model.use_kernels)")
+    ap.add_argument("--gaps", action="store_true", help="also trace CPU ops and list where the GPU sits idle")
     a = ap.parse_args()
     dev = torch.device("cuda", 0)
     seqs = workloads.sequences(a.workload, 20000, seed=9)
@@ -106,7 +134,7 @@ def main() -> int:
         model = model.half().eval()
         ids, cu, mx, used, nseq = pack(seqs, a.budget, dev)
         for kind in a.kernels.split(","):
-            profile_one(model, name, kind, ids, cu, mx, used, nseq)
+            profile_one(model, name, kind, ids, cu, mx, used, nseq, a.gaps)
         del model
         torch.cuda.empty_cache()
     return 0

@@ -113,7 +113,7 @@ export async function validate(options: ValidateOptions): Promise<ValidationRepo
       const sub = table.subset(checkAlone);
       const alone = await collect(ws, sub, 1, false);
       const r = ws[0]!.ready;
-      return { prod, alone, device: `${r.device} (${r.backend})`, layer: r.layers[0]!, model: r.model.name };
+      return { prod, alone, device: `${r.device} (${r.backend}, ${r.kernels} kernels)`, layer: r.layers[0]!, model: r.model.name };
     },
   );
   // fp32 reference: one sequence per batch; fp32 always takes the exact attention path.

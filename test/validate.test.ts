@@ -32,6 +32,7 @@ describe("embed validate", () => {
     expect(r.code).toBe(0);
     expect(r.report.ok).toBe(true);
     expect(r.report.records).toEqual({ input: 6, validated: 6 });
+    expect(r.report.device).toContain("eager kernels"); // the report names the arrangement it checked
     expect(r.report.overall.relL2.max).toBeLessThan(1e-6);
     expect(r.report.contamination.n).toBe(6);
     expect(r.report.contamination.minCosine).toBeGreaterThan(0.999999);
