@@ -7,9 +7,7 @@ makes as few trips through memory as possible:
   qkv = h Wqkv + b                             cuBLAS, bias in the epilogue          [T, 3D]
   rotary_(qkv)                                 q * Dh^-0.5 then rotary; k rotary      in place
   a = attention(q, k, v)                       on views of qkv: packed-tile Triton kernel for
-                                               short sequences (it does the rotary step itself
-                                               as it loads q and k, so no rotary pass runs),
-                                               else the varlen flash kernel            [T, H, Dh]
+                                               short sequences, else the varlen flash kernel [T, H, Dh]
   o = a Wo + b                                                                       [T, D]
   x, h = x + o, LN2(x + o)                     one kernel, x stored over o
   f = gelu_(h W1 + b1)                         cuBLAS + in-place erf GELU             [T, 4D]
@@ -40,16 +38,11 @@ def run_blocks(model, x: torch.Tensor, pos: torch.Tensor, seq_id: torch.Tensor, 
     T, D = x.shape
     cos, sin = model.rotary_tables(max_seqlen, x.device)  # positions < max_seqlen; no device sync
     layers = model.layers
-    q_scale = layers[0].head_dim ** -0.5
-    # Short sequences: the packed-tile kernel, which also applies rotary as it loads q and k.
-    # Otherwise: rotary in place (its own pass), then the varlen flash kernel.
-    rotary_in_attention = K.packed_attention_fits(x.dtype, layers[0].head_dim, max_seqlen)
-    if rotary_in_attention:
+    if K.packed_attention_fits(x.dtype, layers[0].head_dim, max_seqlen):
         cu, seq32 = cu_seqlens.to(torch.int32), seq_id.to(torch.int32)
-        rot = (pos, cos, sin, q_scale)
 
         def attend(q, k, v):
-            return K.packed_attention(q, k, v, seq32, cu, rotary=rot)
+            return K.packed_attention(q, k, v, seq32, cu)
     else:
         def attend(q, k, v):
             return varlen_attention(q, k, v, cu_seqlens, max_seqlen)
@@ -58,8 +51,7 @@ def run_blocks(model, x: torch.Tensor, pos: torch.Tensor, seq_id: torch.Tensor, 
         layer = layers[i]
         H, Dh = layer.n_heads, layer.head_dim
         qkv = F.linear(h, layer.qkv.weight, layer.qkv.bias)  # [T, 3D]
-        if not rotary_in_attention:
-            K.rotary_(qkv, pos, cos, sin, H, q_scale)
+        K.rotary_(qkv, pos, cos, sin, H, Dh ** -0.5)
         q, k, v = qkv.view(T, 3, H, Dh).unbind(1)  # 3 x [T, H, Dh] views
         a = attend(q, k, v)  # [T, H, Dh]
         o = F.linear(a.reshape(T, D), layer.out_proj.weight, layer.out_proj.bias)  # [T, D]

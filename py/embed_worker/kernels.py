@@ -129,29 +129,11 @@ def rotary_(qkv: torch.Tensor, pos: torch.Tensor, cos: torch.Tensor, sin: torch.
     return qkv
 
 
-@triton.jit
-def _rotated_tile(X, rows, rmask, pos, h, stride_t, stride_h, COS, SIN, scale, HEAD_DIM: tl.constexpr):
-    """Rows `rows` of head h of X, times `scale`, rotated at positions `pos` (fp32 math, rounded
-    to X's dtype once): the same arithmetic as _rotary_kernel, on a tile as it is loaded."""
-    HALF: tl.constexpr = HEAD_DIM // 2
-    d = tl.arange(0, HEAD_DIM)
-    base = rows.to(tl.int64)[:, None] * stride_t + h * stride_h
-    x = tl.load(X + base + d[None, :], mask=rmask[:, None], other=0.0).to(tl.float32) * scale
-    # rotate_half's partner of each column: the other half of the head, negated for the first half
-    xp = tl.load(X + base + ((d + HALF) % HEAD_DIM)[None, :], mask=rmask[:, None], other=0.0).to(tl.float32) * scale
-    toff = pos.to(tl.int64)[:, None] * HALF + (d % HALF)[None, :]
-    c = tl.load(COS + toff, mask=rmask[:, None], other=0.0)
-    s = tl.load(SIN + toff, mask=rmask[:, None], other=0.0)
-    sign = tl.where(d < HALF, -1.0, 1.0)[None, :]
-    return (x * c + sign * xp * s).to(X.dtype.element_ty)
-
-
 @triton.jit(do_not_specialize=["n_tok"])
-def _packed_attn_kernel(Q, K, V, O, SEQ, CU, POS, COS, SIN, q_scale, n_tok, stride_t, stride_h, o_stride_t, o_stride_h,
-                        HEAD_DIM: tl.constexpr, BM: tl.constexpr, BN: tl.constexpr, ROTARY: tl.constexpr):
+def _packed_attn_kernel(Q, K, V, O, SEQ, CU, n_tok, stride_t, stride_h, o_stride_t, o_stride_h,
+                        HEAD_DIM: tl.constexpr, BM: tl.constexpr, BN: tl.constexpr):
     """softmax(q k^T) v for BM consecutive packed tokens of one head, against the keys of every
-    sequence those tokens belong to (block-diagonal mask by sequence id). With ROTARY, q and k
-    are read unrotated and scaled/rotated here (q by q_scale), so no separate rotary pass runs."""
+    sequence those tokens belong to (block-diagonal mask by sequence id)."""
     r0 = tl.program_id(0) * BM
     h = tl.program_id(1)
     rows = r0 + tl.arange(0, BM)  # [BM]
@@ -162,12 +144,8 @@ def _packed_attn_kernel(Q, K, V, O, SEQ, CU, POS, COS, SIN, q_scale, n_tok, stri
     last = tl.load(SEQ + tl.minimum(r0 + BM, n_tok) - 1)
     k_lo = tl.load(CU + first)
     k_hi = tl.load(CU + last + 1)
-    if ROTARY:
-        q = _rotated_tile(Q, rows, rmask, tl.load(POS + rows, mask=rmask, other=0), h, stride_t, stride_h,
-                          COS, SIN, q_scale, HEAD_DIM)
-    else:
-        qoff = rows.to(tl.int64)[:, None] * stride_t + h * stride_h + d[None, :]
-        q = tl.load(Q + qoff, mask=rmask[:, None], other=0.0)  # [BM, Dh]
+    qoff = rows.to(tl.int64)[:, None] * stride_t + h * stride_h + d[None, :]
+    q = tl.load(Q + qoff, mask=rmask[:, None], other=0.0)  # [BM, Dh]
     m_i = tl.full([BM], -1.0e30, tl.float32)
     l_i = tl.zeros([BM], tl.float32)
     acc = tl.zeros([BM, HEAD_DIM], tl.float32)
@@ -177,11 +155,7 @@ def _packed_attn_kernel(Q, K, V, O, SEQ, CU, POS, COS, SIN, q_scale, n_tok, stri
         cmask = cols < k_hi
         seq_k = tl.load(SEQ + cols, mask=cmask, other=-2)
         koff = cols.to(tl.int64)[:, None] * stride_t + h * stride_h + d[None, :]
-        if ROTARY:
-            k = _rotated_tile(K, cols, cmask, tl.load(POS + cols, mask=cmask, other=0), h, stride_t, stride_h,
-                              COS, SIN, 1.0, HEAD_DIM)
-        else:
-            k = tl.load(K + koff, mask=cmask[:, None], other=0.0)  # [BN, Dh]
+        k = tl.load(K + koff, mask=cmask[:, None], other=0.0)  # [BN, Dh]
         v = tl.load(V + koff, mask=cmask[:, None], other=0.0)  # [BN, Dh]
         s = tl.dot(q, tl.trans(k))  # [BM, BN] fp32
         s = tl.where(seq_q[:, None] == seq_k[None, :], s * LOG2E, float("-inf"))
@@ -212,26 +186,18 @@ def packed_attention_fits(dtype: torch.dtype, head_dim: int, max_seqlen: int) ->
 
 
 def packed_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, seq_id: torch.Tensor,
-                     cu_seqlens: torch.Tensor,
-                     rotary: tuple[torch.Tensor, torch.Tensor, torch.Tensor, float] | None = None) -> torch.Tensor:
-    """Packed self-attention within each sequence, softmax scale 1.
+                     cu_seqlens: torch.Tensor) -> torch.Tensor:
+    """Packed self-attention within each sequence, softmax scale 1 (q is pre-scaled).
 
     q, k, v [T, H, Dh] with equal strides and a unit last stride (views of the fused projection
     are fine); seq_id [T] int32 (each token's sequence), cu_seqlens [B+1] int32 -> [T, H, Dh].
-    Without `rotary`, q and k come scaled and rotated (rotary_). With rotary = (pos [T], cos,
-    sin [P, Dh/2] fp32, q_scale) they come straight from the projection and the kernel applies
-    rotary_'s arithmetic as it loads them; q, k, v are not modified either way.
     """
     T, H, Dh = q.shape
     if not (q.stride() == k.stride() == v.stride() and q.stride(2) == 1):
         raise ValueError("packed attention takes q, k, v with equal strides and a contiguous head dim")
-    if rotary is not None and rotary[1].shape[1] != Dh // 2:
-        raise ValueError("rotary tables must be [P, Dh/2]")
-    pos, cos, sin, q_scale = rotary if rotary is not None else (seq_id, q, q, 1.0)
     o = torch.empty(T, H, Dh, dtype=q.dtype, device=q.device)
     if T:
         _packed_attn_kernel[(triton.cdiv(T, ATTN_BM), H)](
-            q, k, v, o, seq_id, cu_seqlens, pos, cos, sin, q_scale, T, q.stride(0), q.stride(1),
-            o.stride(0), o.stride(1), HEAD_DIM=Dh, BM=ATTN_BM, BN=ATTN_BN, ROTARY=rotary is not None,
-            num_warps=ATTN_WARPS, num_stages=ATTN_STAGES)
+            q, k, v, o, seq_id, cu_seqlens, T, q.stride(0), q.stride(1), o.stride(0), o.stride(1),
+            HEAD_DIM=Dh, BM=ATTN_BM, BN=ATTN_BN, num_warps=ATTN_WARPS, num_stages=ATTN_STAGES)
     return o

@@ -163,48 +163,6 @@ def test_packed_attention_matches_exact(lens, H, Dh, dtype):
     assert got.dtype == dtype and (got.cpu().double() - ref).abs().max() <= tol
 
 
-@pytest.mark.parametrize("dtype", [torch.float16, pytest.param(torch.bfloat16, marks=BF16_DOT)])
-@pytest.mark.parametrize("lens,H,Dh", [([3, 70, 1, 130, 64, 65, 2], 3, 32), ([1, 9], 2, 16), ([5] * 40, 2, 64),
-                                       ([200, 7, 129], 1, 128)])
-def test_packed_attention_with_rotary_inside(lens, H, Dh, dtype):
-    """Rotary applied by the attention kernel as it loads q and k (fused.py's short-sequence
-    path) equals fair-esm's order in fp64 (q scaled, then rotated; positions restart per
-    sequence), equals rotary_ followed by the plain kernel, and leaves q, k, v untouched."""
-    from embed_worker import attention
-
-    cu = torch.zeros(len(lens) + 1, dtype=torch.int32)
-    cu[1:] = torch.cumsum(torch.tensor(lens), 0)
-    T, D = int(cu[-1]), H * Dh
-    qkv = torch.randn(T, 3 * D, generator=torch.Generator().manual_seed(T * Dh)).to(dtype)
-    seq_id, pos = M.positions_from_cu(cu, T)
-    inv = M.default_inv_freq(Dh)
-    p = torch.arange(max(lens), dtype=torch.float32)[:, None] * inv[None, :]
-    cos, sin = p.cos(), p.sin()
-    scale = Dh ** -0.5
-    # fp64 reference: model.Block's arithmetic
-    emb = torch.cat((p, p), -1).double()[pos]
-    c, s_ = emb.cos()[:, None, :], emb.sin()[:, None, :]
-    q, k, v = (t.reshape(T, H, Dh).double() for t in qkv.split(D, -1))
-    q = q * scale
-    want = attention._exact(q * c + M.rotate_half(q) * s_, k * c + M.rotate_half(k) * s_, v, cu)
-
-    dev_qkv = qkv.to(DEV)
-    before = dev_qkv.clone()
-    gq, gk, gv = dev_qkv.view(T, 3, H, Dh).unbind(1)
-    got = K.packed_attention(gq, gk, gv, seq_id.int().to(DEV), cu.to(DEV),
-                             rotary=(pos.to(DEV), cos.to(DEV), sin.to(DEV), scale))
-    assert torch.equal(dev_qkv, before)
-    tol = 4e-3 if dtype == torch.float16 else 3e-2
-    assert got.dtype == dtype and (got.cpu().double() - want).abs().max() <= tol
-
-    two_pass = dev_qkv.clone()
-    K.rotary_(two_pass, pos.to(DEV), cos.to(DEV), sin.to(DEV), H, scale)
-    rq, rk, rv = two_pass.view(T, 3, H, Dh).unbind(1)
-    plain = K.packed_attention(rq, rk, rv, seq_id.int().to(DEV), cu.to(DEV))
-    # the same rounded q and k reach the same dots: equal up to fp32 accumulation order
-    assert (got.cpu().float() - plain.cpu().float()).abs().max() <= (2e-3 if dtype == torch.float16 else 1.6e-2)
-
-
 def test_packed_attention_selection():
     assert K.packed_attention_fits(torch.float16, 64, 72)
     assert not K.packed_attention_fits(torch.float32, 64, 72)  # fp32 takes the exact path
