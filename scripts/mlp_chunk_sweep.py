@@ -17,6 +17,8 @@ import sys
 import torch
 import torch.nn.functional as F
 
+from cudatime import timed
+
 gelu_ = torch._C._nn.gelu_
 
 
@@ -28,19 +30,6 @@ def mlp(h, w1, b1, w2, b2, chunk: int, out: torch.Tensor) -> torch.Tensor:
         gelu_(f)
         torch.addmm(b2, f, w2.t(), out=out[s: s + step])
     return out
-
-
-def timed(fn, iters: int) -> float:
-    for _ in range(3):
-        fn()
-    torch.cuda.synchronize()
-    a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-    a.record()
-    for _ in range(iters):
-        fn()
-    b.record()
-    torch.cuda.synchronize()
-    return a.elapsed_time(b) / iters
 
 
 @torch.inference_mode()

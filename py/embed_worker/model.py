@@ -214,35 +214,49 @@ class ESM2(nn.Module):
 # pooling: hidden [T, D] + cu_seqlens [B+1] -> fp32
 
 
-def _residue_mask(cu_seqlens: torch.Tensor, total: int, device) -> tuple[torch.Tensor, torch.Tensor]:
-    """(keep [T] bool: not <cls>/<eos> row, seq_id [T])."""
-    cu = cu_seqlens.to(device).long()
-    seq_id, pos = positions_from_cu(cu, total)
-    lens = cu[1:] - cu[:-1]  # [B]
-    keep = (pos > 0) & (pos < lens[seq_id] - 1)  # [T]
-    return keep, seq_id
+class Pooling:
+    """Which rows of one packed batch each output takes, worked out once per batch and reused for
+    every layer and output kind, without a device sync (no boolean indexing: the residue count
+    is T - 2B, known on the host, since every sequence carries <cls> and <eos>)."""
+
+    def __init__(self, cu_seqlens: torch.Tensor, total: int, device) -> None:
+        cu = cu_seqlens.to(device).long()
+        self.n_seqs = cu.numel() - 1
+        lens = cu[1:] - cu[:-1]  # [B], each >= 2
+        n_res = total - 2 * self.n_seqs
+        self.seq_of_residue = torch.repeat_interleave(torch.arange(self.n_seqs, device=device), lens - 2,
+                                                      output_size=n_res)  # [R]
+        # residue r of sequence b sits after b's <cls> and the 2b special rows before it
+        self.residues_at = torch.arange(n_res, device=device) + 2 * self.seq_of_residue + 1  # [R]
+        self.bos_at = cu[:-1]  # [B]
+        self.counts = (lens - 2).clamp(min=1).to(torch.float32)[:, None]  # [B, 1]
+
+    def mean(self, hidden: torch.Tensor) -> torch.Tensor:
+        """Mean over each sequence's residue rows (excluding <cls> and <eos>) -> [B, D] fp32; a
+        sequence with no residues gives a zero vector."""
+        sums = torch.zeros(self.n_seqs, hidden.shape[1], dtype=torch.float32, device=hidden.device)
+        sums.index_add_(0, self.seq_of_residue, self.residues(hidden))
+        return sums / self.counts
+
+    def bos(self, hidden: torch.Tensor) -> torch.Tensor:
+        """Each sequence's <cls> row -> [B, D] fp32."""
+        return hidden.index_select(0, self.bos_at).float()
+
+    def residues(self, hidden: torch.Tensor) -> torch.Tensor:
+        """All residue rows (no <cls>/<eos>), concatenated in sequence order -> [sum(L_i), D] fp32."""
+        return hidden.index_select(0, self.residues_at).float()
 
 
 def mean_residues(hidden: torch.Tensor, cu_seqlens: torch.Tensor) -> torch.Tensor:
-    """Mean over each sequence's residue rows (excluding <cls> and <eos>) -> [B, D] fp32.
-
-    A sequence with no residues gives a zero vector.
-    """
-    T, D = hidden.shape
-    keep, seq_id = _residue_mask(cu_seqlens, T, hidden.device)
-    B = cu_seqlens.numel() - 1
-    h = hidden[keep].float()  # [R, D]
-    sums = torch.zeros(B, D, dtype=torch.float32, device=hidden.device).index_add_(0, seq_id[keep], h)  # [B, D]
-    counts = (cu_seqlens[1:] - cu_seqlens[:-1]).to(hidden.device).long() - 2  # [B]
-    return sums / counts.clamp(min=1).to(torch.float32)[:, None]
+    """Pooling(...).mean for one output."""
+    return Pooling(cu_seqlens, hidden.shape[0], hidden.device).mean(hidden)
 
 
 def bos_rows(hidden: torch.Tensor, cu_seqlens: torch.Tensor) -> torch.Tensor:
-    """Each sequence's <cls> row -> [B, D] fp32."""
-    return hidden[cu_seqlens[:-1].to(hidden.device).long()].float()
+    """Pooling(...).bos for one output."""
+    return Pooling(cu_seqlens, hidden.shape[0], hidden.device).bos(hidden)
 
 
 def residue_rows(hidden: torch.Tensor, cu_seqlens: torch.Tensor) -> torch.Tensor:
-    """All residue rows (no <cls>/<eos>), concatenated in sequence order -> [sum(L_i), D] fp32."""
-    keep, _ = _residue_mask(cu_seqlens, hidden.shape[0], hidden.device)
-    return hidden[keep].float()
+    """Pooling(...).residues for one output."""
+    return Pooling(cu_seqlens, hidden.shape[0], hidden.device).residues(hidden)

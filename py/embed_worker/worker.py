@@ -171,12 +171,12 @@ class Worker:
                 from . import fused
                 fused.gelu_ = lambda f: f.copy_(tanh_gelu(f))
 
-    def pool_mean(self, h, cu):
+    def pool_mean(self, h, cu, pool):
         if self.cfg.fault != "eos-in-mean":
-            return self.M.mean_residues(h, cu)
+            return pool.mean(h)
         n = (cu[1:] - cu[:-1] - 2).clamp_min(0).unsqueeze(1).float()  # residues per sequence
         eos = h[cu[1:].long() - 1].float()
-        return (self.M.mean_residues(h, cu) * n + eos) / (n + 1)
+        return (pool.mean(h) * n + eos) / (n + 1)
 
     def make_ring(self):
         from .transport import make_ring
@@ -230,17 +230,19 @@ class Worker:
         hidden = self.model(tokens, cu, max_len, self.layers)
         blocks = P.output_blocks(n_seqs, n_tokens, self.layers, self.cfg.include, self.mcfg.embed_dim,
                                  self.cfg.out_dtype)
-        non_finite = 0
+        pool = self.M.Pooling(cu, n_tokens, self.device)
+        non_finite = t.zeros((), dtype=t.int64, device=self.device)
         for b in blocks:
             h = hidden[b["layer"]]
             if b["kind"] == "mean":
-                x = self.pool_mean(h, cu)
+                x = self.pool_mean(h, cu, pool)
             elif b["kind"] == "bos":
-                x = self.M.bos_rows(h, cu)
+                x = pool.bos(h)
             else:
-                x = self.M.residue_rows(h, cu)
-            non_finite += int((~t.isfinite(x)).sum())
+                x = pool.residues(h)
+            non_finite += (~t.isfinite(x)).sum()
             self.ring.output_view(slot, b["offset"], b["rows"], b["dim"], b["dtype"]).copy_(x)
+        non_finite = int(non_finite)
         self.ring.send_output(batch, slot, P.output_used(blocks))
         self.batches += 1
         self.tokens += n_tokens

@@ -218,3 +218,24 @@ def test_cuda_fp32_vs_hf(tiny):
         with torch.no_grad():
             h = hf(input_ids=toks[s:e][None].cuda()).last_hidden_state[0]
         assert rel_err_rows(out[s:e], h) <= 1e-4
+
+
+def test_pooling_selects_rows_by_arithmetic():
+    """Pooling finds residue rows from cu_seqlens alone (no boolean mask): check it against a
+    row-by-row loop, including a sequence with no residues (<cls><eos> only: zero mean) and one
+    with a single residue; one Pooling serves several hidden states."""
+    lens = [5, 2, 3, 9, 2]
+    cu = torch.zeros(len(lens) + 1, dtype=torch.int32)
+    cu[1:] = torch.cumsum(torch.tensor(lens), 0)
+    T = int(cu[-1])
+    pool = M.Pooling(cu, T, "cpu")
+    for seed in (1, 2):
+        h = torch.randn(T, 4, generator=torch.Generator().manual_seed(seed), dtype=torch.float64).half()
+        want_res = torch.cat([h[int(cu[i]) + 1: int(cu[i + 1]) - 1] for i in range(len(lens))]).float()
+        assert torch.equal(pool.residues(h), want_res)
+        assert torch.equal(pool.bos(h), h[cu[:-1].long()].float())
+        mean = pool.mean(h)
+        for i, n in enumerate(lens):
+            rows = h[int(cu[i]) + 1: int(cu[i + 1]) - 1].float()
+            want = rows.mean(0) if n > 2 else torch.zeros(4)
+            assert torch.allclose(mean[i], want, atol=1e-6)
