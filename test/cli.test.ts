@@ -46,6 +46,7 @@ describe("embed run (real worker, test model)", () => {
     const out = join(tmp, "store");
     const r = await embed(["run", EXAMPLE, "-o", out, "--model", "test-tiny", "--include", "mean,bos,per-residue", "--layers", "0,-1"]);
     expect(r.stderr).toContain("6 records embedded");
+    expect(r.stderr).toMatch(/time each worker spent computing: cpu \d+%/);
     expect(r.code).toBe(0);
     const summary = JSON.parse(r.stdout);
     expect(summary.records).toBe(6);

@@ -66,6 +66,8 @@ Examples:
         view.close();
       }
       log.success(`${summary.records} records embedded in ${summary.seconds.toFixed(1)} s → ${summary.output}`);
+      const busy = Object.entries(summary.busy).map(([w, f]) => `${w} ${Math.round(f * 100)}%`);
+      if (busy.length) log.info(`${Math.round(summary.tokensPerSecond).toLocaleString("en-US")} tokens/s while embedding; time each worker spent computing: ${busy.join(", ")}`);
       log.info(`load in Python: import numpy as np; X = np.load("${summary.output}/${summary.include[0]}.layer${summary.layers.at(-1)}.npy"); ids = open("${summary.output}/ids.txt").read().split()`);
       if (args.json) process.stdout.write(JSON.stringify({ type: "summary", ...summary }) + "\n");
       else emit(summary);
