@@ -26,10 +26,10 @@ from typing import Iterator
 import numpy as np
 
 from .errors import EmbedWorkerError
+from .protocol import OUTPUT_KINDS
 from .registry import absolute_layer
 
 FORMATS = ("npy", "hdf5", "parquet", "virnucpro")
-KINDS = ("mean", "bos", "residues")
 CHUNK_ROWS = 65_536
 CHUNK_BYTES = 64 << 20  # rows per write are also capped so that one chunk of vectors is at most this
 VIRNUCPRO_PER_FILE = 10_000
@@ -75,7 +75,7 @@ class Store:
         self.records = int(m["counts"]["records"])
         self.residues = int(m["counts"].get("residues", 0))
         self.layers = [int(x) for x in m["layers"]]
-        self.kinds = [k for k in KINDS if k in m["include"]]
+        self.kinds = [k for k in OUTPUT_KINDS if k in m["include"]]
         self.dim = int(m["model"]["dim"])
         self.num_layers = int(m["model"].get("numLayers", max(self.layers)))
         self.dtype = np.dtype(m["dtype"])
@@ -295,26 +295,30 @@ def to_parquet(store: Store, pairs: list[tuple[str, int]], out: Path) -> list[Pa
                         cols = [
                             pa.array(np.repeat(np.asarray(chunk_ids, dtype=object), lengths), pa.string()),
                             pa.array((np.arange(b - a) - starts).astype(np.int32)),
-                            pa.FixedSizeListArray.from_arrays(pa.array(np.ascontiguousarray(src[a:b]).reshape(-1)), store.dim),
+                            _vectors(src, a, b),
                         ]
                         _write_group(w, pa.Table.from_arrays(cols, schema=schema))
                     if pending or next(ids, None) is not None:
                         raise ConvertError("ids.txt holds more ids than residues.offsets.npy has records",
                                            "the store is damaged; rerun `embed run` with --overwrite")
-                    if store.records == 0:
-                        w.write_table(schema.empty_table())
                 else:
                     at = 0
                     for chunk in store.id_chunks(store.chunk_rows):
                         b = at + len(chunk)
-                        cols = [pa.array(chunk, pa.string()),
-                                pa.FixedSizeListArray.from_arrays(pa.array(np.ascontiguousarray(src[at:b]).reshape(-1)), store.dim)]
+                        cols = [pa.array(chunk, pa.string()), _vectors(src, at, b)]
                         _write_group(w, pa.Table.from_arrays(cols, schema=schema))
                         at = b
-                    if store.records == 0:
-                        w.write_table(schema.empty_table())
+                if store.records == 0:
+                    w.write_table(schema.empty_table())
         files.append(final)
     return files
+
+
+def _vectors(src: np.ndarray, a: int, b: int):
+    """Rows [a, b) of a [rows, dim] array as the `embedding` column: a fixed-size list per row."""
+    import pyarrow as pa
+
+    return pa.FixedSizeListArray.from_arrays(pa.array(np.ascontiguousarray(src[a:b]).reshape(-1)), src.shape[1])
 
 
 def _write_group(writer, table) -> None:
@@ -387,7 +391,7 @@ def to_npy(store: Store, pairs: list[tuple[str, int]], out: Path) -> list[Path]:
             f.write("".join(i + "\n" for i in chunk))
     m = dict(store.manifest)
     m["layers"] = sorted({l for _, l in pairs})
-    m["include"] = [k for k in KINDS if any(k == kk for kk, _ in pairs)]
+    m["include"] = [k for k in OUTPUT_KINDS if any(k == kk for kk, _ in pairs)]
     m["files"] = {"ids": "ids.txt", "arrays": sorted(p.name for p in files)}
     m["convertedFrom"] = str(store.dir.resolve())
     m.pop("load", None)
@@ -407,8 +411,8 @@ def convert(store_dir: str | Path, fmt: str, out: str | Path | None = None, laye
         raise BadOptions(f"--to {fmt}: unknown format", f"choose from {', '.join(FORMATS)}")
     if kind == "per-residue":
         kind = "residues"
-    if kind is not None and kind not in KINDS:
-        raise BadOptions(f"--kind {kind}: unknown output", "choose from mean, bos, residues")
+    if kind is not None and kind not in OUTPUT_KINDS:
+        raise BadOptions(f"--kind {kind}: unknown output", f"choose from {', '.join(OUTPUT_KINDS)}")
     t0 = time.perf_counter()
     store = Store(Path(store_dir))
     if fmt == "virnucpro":

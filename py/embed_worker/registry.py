@@ -1,7 +1,8 @@
 """The ESM-2 family and where to find its checkpoints. Torch-free.
 
 ``resolve(name_or_path)`` turns what the user typed into a file or folder on
-disk; ``describe_all()`` lists the known models for ``embed models``.
+disk and the name the model is shown by; ``describe_all()`` lists the known models for
+``embed models``.
 
 Search order for a bare name (first hit wins; ``.pt`` before a folder at each place):
   1. ``$EMBED_MODEL_DIR/<name>.pt`` and ``$EMBED_MODEL_DIR/<name>/``   (if the variable is set)
@@ -23,10 +24,10 @@ from .errors import ModelNotFound
 
 FAIR_ESM = "fair-esm"
 HF = "hf"
+HF_ORG = "facebook"  # the Hugging Face organisation of the released ESM-2 models
 
 REPO_ROOT = Path(__file__).resolve().parents[2]  # py/embed_worker/registry.py -> repo
 REPO_MODELS = REPO_ROOT / ".models"
-
 
 
 def absolute_layer(layer: int, num_layers: int) -> int:
@@ -91,6 +92,35 @@ class Resolved:
     path: str
     format: str  # "fair-esm" | "hf"
     searched: list[str] = field(default_factory=list)
+    name: str = ""  # what the model is shown by (run.json, `embed models`); "" -> named after its path
+
+    def __post_init__(self) -> None:
+        if not self.name:
+            object.__setattr__(self, "name", name_from_path(self.path, self.format))
+
+
+def bare_name(name: str) -> str:
+    """A model name without its Hugging Face organisation: facebook/esm2_t6_8M_UR50D -> esm2_t6_8M_UR50D."""
+    prefix = f"{HF_ORG}/"
+    return name[len(prefix):] if name.startswith(prefix) else name
+
+
+def typed_name(name_or_path: str) -> str:
+    """The name a model is shown by when the argument is not written as a file: the argument as
+    typed, less its organisation. "" for an argument with a path separator or a .pt suffix, whose
+    model is then named after its path. (A bare existing path such as `.` or `model.pth` keeps the
+    name as typed: run.json records it, and resuming compares it.)"""
+    name = bare_name(str(name_or_path))
+    return "" if os.sep in name or name.endswith(".pt") else name
+
+
+def name_from_path(path: str, fmt: str) -> str:
+    """A checkpoint named by where it lies: a .pt file's stem, a folder's name, or the model's name
+    for a Hugging Face cache snapshot (models--facebook--<name>/snapshots/<rev>)."""
+    p = Path(path)
+    if fmt == FAIR_ESM:
+        return p.stem
+    return p.parent.parent.name.split("--")[-1] if p.parent.name == "snapshots" else p.name
 
 
 # ---------------------------------------------------------------------------------------------
@@ -151,12 +181,12 @@ def _candidates(name: str) -> list[tuple[str, Path, str]]:
         out.append(("file", base / f"{name}.pt", FAIR_ESM))
         out.append(("dir", base / name, HF))
     out.append(("file", torch_hub_checkpoints() / f"{name}.pt", FAIR_ESM))
-    out.append(("hfcache", hf_hub_cache() / f"models--facebook--{name}", HF))
+    out.append(("hfcache", hf_hub_cache() / f"models--{HF_ORG}--{name}", HF))
     return out
 
 
 def _looks_like_path(s: str) -> bool:
-    if s.startswith("facebook/") and s.count("/") == 1:
+    if s.startswith(f"{HF_ORG}/") and s.count("/") == 1:
         return False  # a Hugging Face repo id
     seps = ("/", os.sep) + ((os.altsep,) if os.altsep else ())
     return s.endswith((".pt", ".pth")) or s.startswith((".", "~")) or any(c in s for c in seps)
@@ -165,18 +195,19 @@ def _looks_like_path(s: str) -> bool:
 def resolve(name_or_path: str) -> Resolved:
     """Find the checkpoint for a model name or a path. Raises ModelNotFound listing every place searched."""
     s = str(name_or_path).strip()
+    shown = typed_name(name_or_path)
     searched: list[str] = []
 
     # 1. an existing path wins
     p = Path(os.path.expanduser(s))
     if p.is_file():
-        return Resolved(str(p.resolve()), FAIR_ESM, [str(p)])
+        return Resolved(str(p.resolve()), FAIR_ESM, [str(p)], shown)
     if _is_hf_dir(p):
-        return Resolved(str(p.resolve()), HF, [str(p)])
+        return Resolved(str(p.resolve()), HF, [str(p)], shown)
     if p.is_dir() and p.name.startswith("models--"):  # an HF cache repo folder given directly
         snap = _hf_snapshot(p)
         if snap is not None:
-            return Resolved(str(snap.resolve()), HF, [str(p)])
+            return Resolved(str(snap.resolve()), HF, [str(p)], shown)
     if _looks_like_path(s):
         searched.append(str(p.absolute()))
         what = "folder has no config.json" if p.is_dir() else "file does not exist"
@@ -185,22 +216,22 @@ def resolve(name_or_path: str) -> Resolved:
             "pass a fair-esm .pt file or a Hugging Face folder containing config.json")
 
     # 2. a name
-    name = s[len("facebook/"):] if s.startswith("facebook/") else s
+    name = bare_name(s)
     for kind, cand, fmt in _candidates(name):
         if kind == "file":
             searched.append(str(cand))
             if cand.is_file():
-                return Resolved(str(cand), fmt, searched)
+                return Resolved(str(cand), fmt, searched, shown)
         elif kind == "dir":
             searched.append(str(cand) + os.sep)
             if _is_hf_dir(cand):
-                return Resolved(str(cand), fmt, searched)
+                return Resolved(str(cand), fmt, searched, shown)
         else:
             searched.append(str(cand / "snapshots" / "<rev>") + os.sep)
             if cand.is_dir():
                 snap = _hf_snapshot(cand)
                 if snap is not None:
-                    return Resolved(str(snap), fmt, searched)
+                    return Resolved(str(snap), fmt, searched, shown)
 
     hub = torch_hub_checkpoints()
     local = f"pass a path to a .pt file or Hugging Face folder, or set EMBED_MODEL_DIR to a folder holding {name}.pt or {name}/"

@@ -1,5 +1,9 @@
 """The data ring on the worker side: create, pre-fault and map the file, and give tensor views
-of slot regions. The layout itself is defined in protocol.py."""
+of slot regions. The layout itself is defined in protocol.py.
+
+`RingBuffer` is what every transport shares: the header, the pre-fault and the slot views over a
+writable buffer. `Ring` keeps that buffer in a file both processes map; transport.SocketRing
+keeps it in private memory."""
 from __future__ import annotations
 
 import mmap
@@ -21,27 +25,16 @@ def ring_dir(preferred: str | None) -> str:
     raise RuntimeError("no writable directory for the data ring")
 
 
-class Ring:
-    def __init__(self, path: str, layout: RingLayout) -> None:
-        self.path = path
-        self.layout = layout
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
-        try:
-            os.ftruncate(fd, layout.total_bytes)
-            self._mm = mmap.mmap(fd, layout.total_bytes, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
-        finally:
-            os.close(fd)
-        self._mm[: layout.data_offset] = layout.pack_header().ljust(layout.data_offset, b"\x00")
-        # Pre-fault every page once so that the first batches do not pay for page faults.
-        self._bytes = torch.frombuffer(self._mm, dtype=torch.uint8)
-        self._bytes[layout.data_offset:].zero_()
+class RingBuffer:
+    """A ring's bytes: a zero-filled writable buffer of `layout.total_bytes`, with the header
+    (zero-padded to `data_offset`) written, every page touched once, and slots read as tensors."""
 
-    @classmethod
-    def create(cls, directory: str, name: str, layout: RingLayout) -> "Ring":
-        path = os.path.join(directory, f"embed-ring-{os.getpid()}-{name.replace(':', '_')}")
-        if os.path.exists(path):
-            os.unlink(path)
-        return cls(path, layout)
+    def __init__(self, buf: mmap.mmap | bytearray, layout: RingLayout) -> None:
+        self.layout = layout
+        buf[: layout.data_offset] = layout.pack_header().ljust(layout.data_offset, b"\x00")
+        # Pre-fault every page once so that the first batches do not pay for page faults.
+        self._bytes = torch.frombuffer(buf, dtype=torch.uint8)
+        self._bytes[layout.data_offset:].zero_()
 
     def batch_input(self, slot: int, n_tokens: int, n_seqs: int) -> tuple[torch.Tensor, torch.Tensor]:
         """(token ids u8 [n_tokens], sequence lengths i32 [n_seqs]) as views of the slot."""
@@ -60,6 +53,27 @@ class Ring:
             raise ValueError("output block exceeds the slot")
         start = self.layout.slot_out(slot) + offset
         return self._bytes[start: start + rows * dim * esize].view(_TORCH_DTYPES[dtype]).view(rows, dim)
+
+
+class Ring(RingBuffer):
+    """The ring in a file (in /dev/shm when possible) that the worker and the orchestrator both map."""
+
+    def __init__(self, path: str, layout: RingLayout) -> None:
+        self.path = path
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            os.ftruncate(fd, layout.total_bytes)
+            self._mm = mmap.mmap(fd, layout.total_bytes, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
+        finally:
+            os.close(fd)
+        super().__init__(self._mm, layout)
+
+    @classmethod
+    def create(cls, directory: str, name: str, layout: RingLayout) -> "Ring":
+        path = os.path.join(directory, f"embed-ring-{os.getpid()}-{name.replace(':', '_')}")
+        if os.path.exists(path):
+            os.unlink(path)
+        return cls(path, layout)
 
     def unlink(self) -> None:
         try:

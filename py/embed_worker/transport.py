@@ -10,11 +10,9 @@ outputs, before the `result` message), `path`, `layout`, `transport`, `unlink`.
 """
 from __future__ import annotations
 
-import torch
-
 from . import protocol as P
 from .datasock import DataChannelError, DataSocket, socket_path
-from .ring import Ring, ring_dir
+from .ring import Ring, RingBuffer, ring_dir
 
 class ShmRing(Ring):
     transport = "shm"
@@ -26,16 +24,13 @@ class ShmRing(Ring):
         """The outputs are in the mapped slot already."""
 
 
-class SocketRing:
+class SocketRing(RingBuffer):
     transport = "socket"
 
     def __init__(self, path: str, layout: P.RingLayout) -> None:
-        self.layout = layout
         self._buf = bytearray(layout.total_bytes)
         self._mv = memoryview(self._buf)
-        self._buf[: len(layout.pack_header())] = layout.pack_header()
-        self._bytes = torch.frombuffer(self._buf, dtype=torch.uint8)
-        self._bytes[layout.data_offset:].fill_(0)  # touch every page once, as the shm ring does
+        super().__init__(self._buf, layout)
         self._sock = DataSocket(path)
         self.path = path
 
@@ -57,10 +52,6 @@ class SocketRing:
             raise ValueError("output exceeds the slot")
         base = self.layout.slot_out(slot)
         self._sock.send_frame(P.FRAME_OUT, batch, slot, 0, self._mv[base: base + nbytes])
-
-    # Same views as Ring (shared code would need the buffer attribute only).
-    batch_input = Ring.batch_input
-    output_view = Ring.output_view
 
     def unlink(self) -> None:
         self._sock.close()

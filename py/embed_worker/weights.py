@@ -25,7 +25,7 @@ import torch
 
 from .errors import BadCheckpoint, ModelNotFound
 from .model import ESM2
-from .registry import FAIR_ESM, KNOWN, ESM2Config, Resolved, resolve
+from .registry import FAIR_ESM, KNOWN, ESM2Config, Resolved, bare_name, resolve
 
 SAFE_GLOBALS = [argparse.Namespace]
 
@@ -276,10 +276,11 @@ def _build_state(cfg: ESM2Config, src: dict[str, torch.Tensor], fmt: str, path: 
 
 
 def load_checkpoint(resolved: Resolved, name: str | None = None) -> tuple[ESM2Config, dict, torch.Tensor | None]:
-    """Read a resolved checkpoint -> (cfg, state dict in our names, stored rotary inv_freq or None)."""
+    """Read a resolved checkpoint -> (cfg, state dict in our names, stored rotary inv_freq or None).
+    The model is named `name`, else `resolved.name`."""
     path = resolved.path
+    name = name or resolved.name
     if resolved.format == FAIR_ESM:
-        name = name or Path(path).stem
         data = torch_load(path)
         if not isinstance(data, dict) or not isinstance(data.get("model"), dict):
             raise BadCheckpoint(f"{path}: not a fair-esm checkpoint (expected a dict with a 'model' state dict)",
@@ -288,7 +289,6 @@ def load_checkpoint(resolved: Resolved, name: str | None = None) -> tuple[ESM2Co
         cfg = _fair_esm_config(name, data, src, path)
     else:
         folder = Path(path)
-        name = name or (folder.parent.parent.name.split("--")[-1] if folder.parent.name == "snapshots" else folder.name)
         cfg = _hf_config(name, folder)
         src = _strip_hf(_read_hf_tensors(folder))
     state, inv = _build_state(cfg, src, resolved.format, path)
@@ -303,17 +303,13 @@ def load_model(name_or_path: str, device, dtype: torch.dtype, allow_download: bo
     try:
         resolved = resolve(name_or_path)
     except ModelNotFound:
-        name = str(name_or_path)
-        name = name[len("facebook/"):] if name.startswith("facebook/") else name
+        name = bare_name(str(name_or_path))
         if not allow_download or name not in KNOWN:
             raise
         from .download import download
         download(name)
         resolved = resolve(name_or_path)
-    display = str(name_or_path)
-    display = display[len("facebook/"):] if display.startswith("facebook/") else display
-    is_path = os.sep in display or display.endswith(".pt")
-    cfg, state, inv = load_checkpoint(resolved, None if is_path else display)
+    cfg, state, inv = load_checkpoint(resolved)
     with torch.device("meta"):
         model = ESM2(cfg)
     model.load_state_dict(state, strict=True, assign=True)
