@@ -43,7 +43,7 @@ async function writeFasta(path: string, records: number, len: number, gzip: bool
 }
 
 const main = defineCommand({
-  meta: { name: "bench-host", description: "Time readFasta + planning on a generated FASTA" },
+  meta: { name: "bench-host", description: "Time reading + tokenizing into the record table + planning on a generated FASTA" },
   args: {
     records: { type: "string", default: "1000000" },
     len: { type: "string", default: "50" },

@@ -1,11 +1,11 @@
 /**
- * Push parser from FASTA bytes to tokenized records. Pure: it is fed chunks and returns
- * records, so it can be tested without files and driven by any byte source
+ * Push parser from FASTA bytes to tokenized records. Pure: it is fed chunks and hands records to
+ * a {@link RecordSink}, so it can be tested without files and driven by any byte source
  * (see `fasta.ts` for the streaming reader).
  *
  * Format accepted (Pearson FASTA, as written by UniProt, NCBI, Ensembl, seqkit...):
  * - `>` starts a header; the id is the first whitespace-delimited word after it (leading
- *   spaces skipped, as Biopython does), the description is the rest, trimmed.
+ *   spaces skipped, as Biopython does); the rest of the line (the description) is ignored.
  * - Sequence lines follow, any number, any width; tokenized byte by byte as they arrive
  *   (rules in `tokenize.ts`).
  * - LF or CRLF line ends; blank lines anywhere; a last line without newline; a UTF-8 BOM.
@@ -14,34 +14,16 @@
  *
  * Errors are {@link InputError}s with file:line and, when known, the record id.
  *
- * Memory: one partial line is carried between chunks; tokens are written into shared 256 KiB
- * slabs and each record's `tokens` is a view into one (no per-record buffer allocation).
+ * Memory: one partial line is carried between chunks; tokens are written into the sink's own
+ * buffer (or a reused 256 KiB slab), with no per-record buffer allocation.
  *
- * Two ways out: `push`/`end` return {@link FastaRecord} objects (id and description strings);
- * or, given a {@link RecordSink}, records go to the sink as an id-index entry and a token range,
- * with no per-record object or string at all (the record table's fast path). Ids are checked
- * for repeats in an {@link IdIndex}, which can be shared by the parsers of several inputs so
- * one index catches repeats within and across inputs.
+ * Records go to the sink as an id-index entry and a token range, with no per-record object or
+ * string at all. Ids are checked for repeats in an {@link IdIndex}, which can be shared by the
+ * parsers of several inputs so one index catches repeats within and across inputs.
  */
 import { InputError } from "./errors.ts";
 import { IdIndex } from "./id-index.ts";
 import { LineState, explainRejected, tokenizeLine } from "./tokenize.ts";
-
-/** One FASTA record, tokenized. */
-export interface FastaRecord {
-  /** First word of the header (after a rename, the new id). */
-  id: string;
-  /** The rest of the header line, trimmed; "" when there is none. */
-  description: string;
-  /** Residue token ids (no BOS/EOS); a view into a shared slab, do not write to it. */
-  tokens: Uint8Array;
-  /** Number of `<mask>` tokens in `tokens`. */
-  masks: number;
-  /** 1-based line of the header. */
-  line: number;
-  /** Input name as given (path, or `<stdin>`). */
-  file: string;
-}
 
 /** What to do when an id repeats. */
 export type DuplicateIdPolicy = "error" | "rename";
@@ -58,8 +40,8 @@ export interface FastaParserOptions {
   ids?: IdIndex;
   /** Name of the input that entry `entry` of `ids` (from an earlier input) was read from. */
   inputOf?: (entry: number) => string;
-  /** Hand records to this sink instead of returning them (`push`/`end` then return []). */
-  sink?: RecordSink;
+  /** Where the records go. */
+  sink: RecordSink;
 }
 
 /** Receives records as they complete, without a record object or id string per record. */
@@ -86,10 +68,6 @@ const CR = 0x0d;
 const GT = 0x3e;
 const SEMI = 0x3b;
 const SLAB = 1 << 18;
-const NO_TOKENS = new Uint8Array(0);
-const EMPTY_RECORD: FastaRecord = { id: "", description: "", tokens: NO_TOKENS, masks: 0, line: 0, file: "" };
-/** What `push`/`end` return in sink mode. */
-const NONE: FastaRecord[] = [];
 
 function isSpace(b: number): boolean {
   return b === 0x20 || b === 0x09 || b === CR || b === 0x0b || b === 0x0c;
@@ -103,7 +81,7 @@ export class FastaParser {
   /** First id-index entry of this input (entries below are earlier inputs'). */
   private readonly base: number;
   private readonly inputOf: FastaParserOptions["inputOf"];
-  private readonly sink: RecordSink | undefined;
+  private readonly sink: RecordSink;
   private readonly renameNext = new Map<string, number>();
   private readonly state = new LineState();
 
@@ -119,27 +97,19 @@ export class FastaParser {
   private slabPos = 0;
   private recStart = 0;
 
-  /** Current record (valid when inRecord); `tokens`/`masks` are filled in when it ends. */
+  /** Whether a record is open; its id-index entry and header line. */
   private inRecord = false;
-  private cur: FastaRecord = EMPTY_RECORD;
-  /** Current record's id-index entry and header line (both modes). */
   private curEntry = 0;
   private curLine = 0;
-  /** Records whose ids are staged in the id index but not yet committed (header order). */
-  private staged: FastaRecord[] = [];
   /** Line and 1-based column of a trailing `*` in the current record, 0 if none. */
   private stopLine = 0;
   private stopColumn = 0;
   private records = 0;
-  private textView: Buffer = Buffer.alloc(0);
   /** A DataView of the chunk being parsed, for the tokenizer's 4-byte reads. */
   private view: DataView = new DataView(new ArrayBuffer(0));
   private viewSource: Uint8Array | undefined;
-  private textSource: Uint8Array | undefined;
 
-  private out: FastaRecord[] = [];
-
-  constructor(file: string, opts: FastaParserOptions = {}) {
+  constructor(file: string, opts: FastaParserOptions) {
     this.file = file;
     this.duplicateIds = opts.duplicateIds ?? "error";
     this.onRename = opts.onRename;
@@ -147,7 +117,7 @@ export class FastaParser {
     this.base = this.ids.entries;
     this.inputOf = opts.inputOf;
     this.sink = opts.sink;
-    this.sink?.begin?.(file);
+    this.sink.begin?.(file);
   }
 
   /** Number of records completed so far. */
@@ -155,9 +125,8 @@ export class FastaParser {
     return this.records;
   }
 
-  /** Feed the next chunk; returns the records it completed (possibly none). */
-  push(chunk: Uint8Array): FastaRecord[] {
-    this.out = this.sink ? NONE : [];
+  /** Feed the next chunk; the records it completes go to the sink. */
+  push(chunk: Uint8Array): void {
     try {
       this.pushLines(chunk);
     } catch (e) {
@@ -166,7 +135,6 @@ export class FastaParser {
       throw e;
     }
     this.commitIds();
-    return this.out;
   }
 
   private pushLines(chunk: Uint8Array): void {
@@ -195,9 +163,8 @@ export class FastaParser {
     if (pos < chunk.length) this.appendCarry(chunk, pos, chunk.length);
   }
 
-  /** Signal end of input; returns the last record(s). Throws if the input held no record. */
-  end(): FastaRecord[] {
-    this.out = this.sink ? NONE : [];
+  /** Signal end of input (the last record goes to the sink). Throws if the input held no record. */
+  end(): void {
     try {
       if (this.carryLen > 0) {
         this.line(this.carry, 0, this.carryLen);
@@ -216,7 +183,6 @@ export class FastaParser {
         "A FASTA file has one or more records, each a '>id description' line followed by sequence lines.",
       );
     }
-    return this.out;
   }
 
   private appendCarry(src: Uint8Array, start: number, end: number): void {
@@ -291,55 +257,9 @@ export class FastaParser {
     this.slabPos = partial;
   }
 
+  /** A header line: the previous record ends; only the new id's bytes go into the id index. */
   private header(buf: Uint8Array, start: number, end: number, lineNo: number): void {
     this.finishRecord();
-    if (this.sink) return this.sinkHeader(buf, start, end, lineNo);
-    let e = end;
-    while (e > start + 1 && isSpace(buf[e - 1]!)) e--;
-    let idStart = start + 1;
-    while (idStart < e && isSpace(buf[idStart]!)) idStart++;
-    let idEnd = idStart;
-    let high = 0;
-    for (; idEnd < e; idEnd++) {
-      const b = buf[idEnd]!;
-      if (isSpace(b)) break;
-      high |= b;
-    }
-    if (idStart === idEnd) {
-      throw new InputError(
-        "empty header: '>' with no id",
-        { file: this.file, line: lineNo },
-        "Give the record an id right after '>', e.g. '>seq1 optional description'.",
-      );
-    }
-    let descStart = idEnd;
-    while (descStart < e && isSpace(buf[descStart]!)) descStart++;
-    for (let i = descStart; i < e; i++) high |= buf[i]!;
-    const text = this.text(buf);
-    let id: string;
-    let description = "";
-    if (high < 0x80) {
-      // ASCII (the common case): one latin1 decode (exact for ASCII, cheaper than UTF-8) of
-      // the whole header, then substrings, as native calls cost more than the bytes.
-      const header = text.toString("latin1", idStart, e);
-      id = header.slice(0, idEnd - idStart);
-      if (descStart < e) description = header.slice(descStart - idStart);
-    } else {
-      id = text.toString("utf8", idStart, idEnd);
-      if (descStart < e) description = text.toString("utf8", descStart, e);
-    }
-    this.cur = { id, description, tokens: NO_TOKENS, masks: 0, line: lineNo, file: this.file };
-    this.curEntry = this.ids.stage(buf, idStart, idEnd, lineNo);
-    this.curLine = lineNo;
-    this.staged.push(this.cur);
-    this.inRecord = true;
-    this.recStart = this.slabPos;
-    this.stopLine = 0;
-    this.state.reset();
-  }
-
-  /** {@link header} in sink mode: only the id's bytes, into the id index. */
-  private sinkHeader(buf: Uint8Array, start: number, end: number, lineNo: number): void {
     let idStart = start + 1;
     while (idStart < end && isSpace(buf[idStart]!)) idStart++;
     if (idStart === end) {
@@ -352,10 +272,10 @@ export class FastaParser {
     this.curEntry = this.ids.stageWord(buf, idStart, end, lineNo, this.viewOf(buf));
     this.curLine = lineNo;
     this.inRecord = true;
-    const space = this.sink!.space;
+    const space = this.sink.space;
     if (space !== undefined) {
       this.slab = space;
-      this.recStart = this.slabPos = this.sink!.spaceAt!;
+      this.recStart = this.slabPos = this.sink.spaceAt!;
     } else {
       // The sink copies each record's tokens, so the slab is reused from its start.
       this.recStart = this.slabPos = 0;
@@ -375,35 +295,19 @@ export class FastaParser {
 
   /** The current record's id (for messages). */
   private curId(): string {
-    return this.sink ? this.ids.idString(this.curEntry) : this.cur.id;
+    return this.ids.idString(this.curEntry);
   }
 
   /** Check the staged ids for duplicates (error, or rename in place). */
   private commitIds(): void {
     if (this.ids.pending === 0) return;
-    const staged = this.staged;
-    if (staged.length > 0) this.staged = [];
-    this.ids.commit((k, firstLine, entry, firstEntry) => {
-      if (this.sink) {
-        this.duplicate(this.ids.idString(entry), firstLine, this.ids.line(entry), entry, firstEntry);
-      } else {
-        const rec = staged[k]!;
-        rec.id = this.duplicate(rec.id, firstLine, rec.line, entry, firstEntry);
-      }
+    this.ids.commit((_k, firstLine, entry, firstEntry) => {
+      this.duplicate(this.ids.idString(entry), firstLine, this.ids.line(entry), entry, firstEntry);
     });
   }
 
-  /** A Buffer view of `buf` for fast string decoding (cached for the current chunk). */
-  private text(buf: Uint8Array): Buffer {
-    if (this.textSource !== buf) {
-      this.textSource = buf;
-      this.textView = Buffer.from(buf.buffer, buf.byteOffset, buf.length);
-    }
-    return this.textView;
-  }
-
   /** Entry `entry` (id `id`, line `lineNo`) repeats `firstEntry`: throw, or rename it. */
-  private duplicate(id: string, firstLine: number, lineNo: number, entry: number, firstEntry: number): string {
+  private duplicate(id: string, firstLine: number, lineNo: number, entry: number, firstEntry: number): void {
     if (this.duplicateIds === "error") {
       if (firstEntry < this.base) {
         throw new InputError(
@@ -423,7 +327,6 @@ export class FastaParser {
     while (!this.ids.rename(entry, renamed)) renamed = `${id}_${++k}`;
     this.renameNext.set(id, k + 1);
     this.onRename?.(id, renamed, lineNo);
-    return renamed;
   }
 
   private finishRecord(): void {
@@ -437,13 +340,6 @@ export class FastaParser {
       );
     }
     this.records++;
-    if (this.sink) {
-      this.sink.record(this.curEntry, this.slab, this.recStart, this.slabPos);
-      return;
-    }
-    const rec = this.cur;
-    rec.tokens = this.slab.subarray(this.recStart, this.slabPos);
-    rec.masks = this.state.masks;
-    this.out.push(rec);
+    this.sink.record(this.curEntry, this.slab, this.recStart, this.slabPos);
   }
 }

@@ -11,11 +11,10 @@
  *
  * The `Plan` holds only numbers and typed arrays, so it survives `structuredClone` /
  * `postMessage` (each batch owns its `records` array; none is a view of a shared buffer).
+ * Batch bookkeeping (tokens, longest sequence) lives here only: a batch split after an
+ * out-of-memory is made by {@link splitBatch}.
  */
 import { OptionsError } from "./errors.ts";
-
-/** fair-esm's default `truncation_seq_length`: 1024 positions minus BOS and EOS. */
-export const DEFAULT_MAX_RESIDUES = 1022;
 
 /** Tokens added to every sequence: BOS (`<cls>`) and EOS. */
 export const SPECIAL_TOKENS_PER_SEQ = 2;
@@ -52,34 +51,6 @@ export interface PlanOptions {
   maxSeqs?: number;
   /** Names record `i` in error messages (e.g. its FASTA id and line). */
   describe?: (index: number) => string;
-}
-
-/** Residues kept after truncation: fair-esm keeps the first `maxResidues` residues. */
-export function truncate(len: number, maxResidues: number = DEFAULT_MAX_RESIDUES): number {
-  return len > maxResidues ? maxResidues : len;
-}
-
-/**
- * Truncate every length (into a new array): returns the truncated lengths and how many
- * records were cut (the caller reports that count).
- */
-export function truncateAll(
-  lengths: Uint32Array,
-  maxResidues: number = DEFAULT_MAX_RESIDUES,
-): { lengths: Uint32Array; truncated: number } {
-  checkPositiveInt(maxResidues, "truncation length", "--truncate");
-  const out = new Uint32Array(lengths.length);
-  let truncated = 0;
-  for (let i = 0; i < lengths.length; i++) {
-    const len = lengths[i]!;
-    if (len > maxResidues) {
-      out[i] = maxResidues;
-      truncated++;
-    } else {
-      out[i] = len;
-    }
-  }
-  return { lengths: out, truncated };
 }
 
 function checkPositiveInt(value: number, what: string, flag: string): void {
@@ -162,6 +133,29 @@ export function planBatches(lengths: Uint32Array, opts: PlanOptions): Plan {
     batches,
     density: batches.length === 0 ? 0 : total / (batches.length * budget),
   };
+}
+
+/** The batch of `records` (in that order, input indices into `lengths`): tokens and longest sequence. */
+function batchOf(records: Uint32Array, lengths: Uint32Array): PlannedBatch {
+  let tokens = 0;
+  let maxLen = 0;
+  for (const r of records) {
+    const t = lengths[r]! + SPECIAL_TOKENS_PER_SEQ;
+    tokens += t;
+    if (t > maxLen) maxLen = t;
+  }
+  return { records, tokens, maxLen };
+}
+
+/**
+ * Halves of `batch` (the first takes the extra record of an odd count), for a worker that ran
+ * out of memory on it; null when it holds a single record.
+ */
+export function splitBatch(batch: PlannedBatch, lengths: Uint32Array): [PlannedBatch, PlannedBatch] | null {
+  const { records } = batch;
+  if (records.length < 2) return null;
+  const half = Math.ceil(records.length / 2);
+  return [batchOf(records.slice(0, half), lengths), batchOf(records.slice(half), lengths)];
 }
 
 /** JSON-friendly digest of a plan, for `embed plan` output and logs. */

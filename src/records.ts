@@ -8,7 +8,6 @@
  * The reader fills the table through {@link RecordTable.parserOptions} (the parser hands over
  * token ranges, no record objects); {@link RecordTable.add} takes one record object at a time.
  */
-import { writeSync } from "node:fs";
 import { InputError } from "./errors.ts";
 import type { FastaParserOptions, RecordSink } from "./fasta-parser.ts";
 import { IdIndex } from "./id-index.ts";
@@ -54,7 +53,6 @@ export class RecordTable implements RecordSink {
   private lens = new Uint32Array(INITIAL_RECORDS);
   /** Offset of each record's tokens in its chunk. */
   private offsetOf = new Uint32Array(INITIAL_RECORDS);
-  private idsCache: string[] | undefined;
   residues = 0;
   truncated = 0;
   longest = 0;
@@ -80,57 +78,23 @@ export class RecordTable implements RecordSink {
   }
 
   /**
-   * Every id, in order, as strings. Compatibility only: this makes one string per record (and
-   * keeps them until the next record is added); prefer {@link id}, {@link writeIds} or
-   * {@link idLines}.
+   * Ids as UTF-8 text, each followed by `\n`, in pieces of about 1 MiB (ids.txt, digest). Each
+   * piece is valid until the next is asked for ({@link IdIndex.text}): consume it, don't keep it.
    */
-  get ids(): string[] {
-    if (this.idsCache === undefined) {
-      const ids = new Array<string>(this.n);
-      for (let i = 0; i < this.n; i++) ids[i] = this.idx.idString(i);
-      this.idsCache = ids;
-    }
-    return this.idsCache;
-  }
-
-  /** Ids as UTF-8 text, each followed by `\n`, in pieces of about 1 MiB (ids.txt, digest). */
   idLines(): Generator<Uint8Array> {
     return this.idx.text(0, this.n);
-  }
-
-  /** All ids as one UTF-8 text, each followed by `\n` (ids.txt's content). */
-  idsText(): Uint8Array {
-    const pieces = [...this.idLines()];
-    if (pieces.length === 1) return pieces[0]!;
-    const out = new Uint8Array(pieces.reduce((s, p) => s + p.length, 0));
-    let at = 0;
-    for (const p of pieces) {
-      out.set(p, at);
-      at += p.length;
-    }
-    return out;
-  }
-
-  /** Write {@link idsText} to file descriptor `fd` at its current position, piece by piece. */
-  writeIds(fd: number): void {
-    for (const piece of this.idLines()) {
-      for (let at = 0; at < piece.length; ) at += writeSync(fd, piece, at, piece.length - at);
-    }
   }
 
   /**
    * Parser options that read an input into this table: records go straight in (no record
    * objects), and ids are checked within and across inputs in the table's own id index.
    */
-  parserOptions(): FastaParserOptions & { sink: RecordSink } {
+  parserOptions(): FastaParserOptions {
     return {
       duplicateIds: this.duplicateIds,
       ids: this.idx,
       inputOf: (entry) => this.inputOf(entry),
-      onRename: () => {
-        this.renamed++;
-        this.idsCache = undefined;
-      },
+      onRename: () => void this.renamed++,
       sink: this,
     };
   }
@@ -180,7 +144,6 @@ export class RecordTable implements RecordSink {
     this.n = i + 1;
     this.residues += len;
     if (len > this.longest) this.longest = len;
-    this.idsCache = undefined;
   }
 
   /** Add one record; throws InputError on a duplicate id (unless renaming). */

@@ -4,7 +4,7 @@
  */
 import { childEnv, type RunConfig } from "./config.ts";
 import type { DeviceSlot } from "./devices.ts";
-import { planBatches, type Plan, type PlannedBatch } from "./plan.ts";
+import { planBatches, splitBatch, type Plan, type PlannedBatch } from "./plan.ts";
 import { EmbedError, ExitCode } from "./errors.ts";
 import { runPool, type PoolStats } from "./pool.ts";
 import { sweepStaleRings } from "./rings.ts";
@@ -118,15 +118,6 @@ export function embedPlan(
   opts: EmbedPlanOptions = {},
 ): Promise<PoolStats> {
   const lengths = table.lengths();
-  const make = (records: Uint32Array): PlannedBatch => {
-    let tokens = 0;
-    let maxLen = 0;
-    for (const r of records) {
-      tokens += lengths[r]! + 2;
-      maxLen = Math.max(maxLen, lengths[r]! + 2);
-    }
-    return { records, tokens, maxLen };
-  };
   return runPool(
     workers,
     {
@@ -145,10 +136,9 @@ export function embedPlan(
         consume(b, result, w, i);
       },
       split: (i) => {
-        const { records } = plan.batches[i]!;
-        if (records.length < 2) return null;
-        const half = Math.ceil(records.length / 2);
-        plan.batches.push(make(records.slice(0, half)), make(records.slice(half)));
+        const halves = splitBatch(plan.batches[i]!, lengths);
+        if (!halves) return null;
+        plan.batches.push(...halves);
         return [plan.batches.length - 2, plan.batches.length - 1];
       },
       describe: (i) => {

@@ -235,13 +235,17 @@ export function readIndex(path: string): Uint32Array {
   return new Uint32Array(bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength));
 }
 
-/** Write a small file atomically: temp file, fsync, rename. */
-export function writeAtomicFile(path: string, text: string | Uint8Array): void {
+/**
+ * Write a file atomically: temp file, fsync, rename. `content` may be pieces, written as they
+ * come (so a large file, such as ids.txt, is never joined in memory).
+ */
+export function writeAtomicFile(path: string, content: string | Uint8Array | Iterable<Uint8Array>): void {
   const tmp = `${path}.partial`;
+  const pieces = typeof content === "string" ? [new TextEncoder().encode(content)] : content instanceof Uint8Array ? [content] : content;
   try {
     const fd = openSync(tmp, "w");
     try {
-      writeAll(fd, typeof text === "string" ? new TextEncoder().encode(text) : text, tmp);
+      for (const piece of pieces) writeAll(fd, piece, tmp);
       fsyncSync(fd);
     } finally {
       closeSync(fd);

@@ -158,7 +158,7 @@ export class Store {
   }
 
   /** Assemble every shard into the final arrays, write ids and the manifest, remove run state. */
-  finalize(ids: { id(i: number): string; idsText(): Uint8Array }, manifest: Record<string, unknown>): void {
+  finalize(ids: { id(i: number): string; idLines(): Iterable<Uint8Array> }, manifest: Record<string, unknown>): void {
     this.commitShard();
     const n = this.spec.lengths.length;
     if (this.doneCount !== n) {
@@ -207,7 +207,7 @@ export class Store {
       off.commit();
       arrays.push("residues.offsets.npy");
     }
-    writeAtomicFile(join(this.dir, "ids.txt"), ids.idsText());
+    writeAtomicFile(join(this.dir, "ids.txt"), ids.idLines()); // piece by piece: never all ids in one buffer
     writeAtomicFile(join(this.dir, MANIFEST), JSON.stringify({ format: STORE_FORMAT, version: STORE_VERSION, ...manifest, files: { ids: "ids.txt", arrays: arrays.sort() } }, null, 2) + "\n");
     rmSync(shardDir, { recursive: true, force: true });
     rmSync(join(this.dir, RUN_STATE), { force: true });

@@ -4,8 +4,9 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { gzipSync } from "node:zlib";
 import { InputError } from "../src/errors.ts";
-import { type FastaRecord, type ReadFastaOptions, readFasta } from "../src/fasta.ts";
-import { FastaParser } from "../src/fasta-parser.ts";
+import { readFastaInto } from "../src/fasta.ts";
+import { type DuplicateIdPolicy, FastaParser, type FastaParserOptions } from "../src/fasta-parser.ts";
+import { RecordTable } from "../src/records.ts";
 import { tokenize } from "../src/tokenize.ts";
 
 const dir = mkdtempSync(join(tmpdir(), "embed-fasta-"));
@@ -18,15 +19,42 @@ function file(content: string | Uint8Array, name = `f${n++}.fa`): string {
   return p;
 }
 
-async function read(path: string, opts?: ReadFastaOptions): Promise<FastaRecord[]> {
-  const out: FastaRecord[] = [];
-  for await (const r of readFasta(path, opts)) out.push(r);
-  return out;
+/** What a test compares: the record's id, residue tokens and header line. */
+interface Read {
+  id: string;
+  seq: number[];
+  line: number;
 }
 
-async function readError(path: string, opts?: ReadFastaOptions): Promise<InputError> {
+/** Residues are never truncated here (truncation: test/ingest.test.ts). */
+const NO_TRUNCATION = 2 ** 31;
+
+/** The records of a table filled through `opts` (its parser options), with their header lines. */
+function records(t: RecordTable, opts: FastaParserOptions): Read[] {
+  return Array.from({ length: t.size }, (_, i) => ({ id: t.id(i), seq: [...t.tokens(i)], line: opts.ids!.line(i) }));
+}
+
+/**
+ * `path` read as the CLI reads it: the reader hands each record to a RecordTable (through its
+ * parser options). `onRename` is called besides the table's own rename count.
+ */
+async function read(path: string, duplicateIds: DuplicateIdPolicy = "error", onRename?: FastaParserOptions["onRename"]): Promise<Read[]> {
+  const t = new RecordTable(NO_TRUNCATION, duplicateIds);
+  const opts = t.parserOptions();
+  if (onRename) {
+    const count = opts.onRename!;
+    opts.onRename = (from, to, line) => {
+      count(from, to, line);
+      onRename(from, to, line);
+    };
+  }
+  expect(await readFastaInto(path, opts)).toBe(t.size);
+  return records(t, opts);
+}
+
+async function readError(path: string): Promise<InputError> {
   try {
-    await read(path, opts);
+    await read(path);
   } catch (e) {
     expect(e).toBeInstanceOf(InputError);
     return e as InputError;
@@ -35,80 +63,87 @@ async function readError(path: string, opts?: ReadFastaOptions): Promise<InputEr
 }
 
 const ids = (s: string) => [...tokenize(s).tokens];
-const simple = (rs: FastaRecord[]) => rs.map((r) => ({ id: r.id, description: r.description, seq: [...r.tokens], line: r.line }));
 
-describe("readFasta: accepted input", () => {
-  test("ids, descriptions, multi-line, header lines, file name", async () => {
-    const p = file(">sp|P1|A_HUMAN  Some protein OS=Homo sapiens  \nMKV\nLAG\n>b\nW\n");
-    const rs = await read(p);
-    expect(simple(rs)).toEqual([
-      { id: "sp|P1|A_HUMAN", description: "Some protein OS=Homo sapiens", seq: ids("MKVLAG"), line: 1 },
-      { id: "b", description: "", seq: ids("W"), line: 4 },
+describe("readFastaInto: accepted input", () => {
+  test("ids (the header's first word), multi-line, header lines", async () => {
+    const rs = await read(file(">sp|P1|A_HUMAN  Some protein OS=Homo sapiens  \nMKV\nLAG\n>b\nW\n>\t c\td\nK\n"));
+    expect(rs).toEqual([
+      { id: "sp|P1|A_HUMAN", seq: ids("MKVLAG"), line: 1 },
+      { id: "b", seq: ids("W"), line: 4 },
+      { id: "c", seq: ids("K"), line: 6 },
     ]);
-    expect(rs[0]!.file).toBe(p);
-    expect(rs[0]!.masks).toBe(0);
   });
   test("CRLF, blank lines, lowercase, no trailing newline, BOM, masks, stop codon", async () => {
-    const p = file("\uFEFF\r\n>a desc\r\nmkv\r\n\r\nla<mask>G*\r\n\r\n>b\r\nW");
-    const rs = await read(p);
-    expect(simple(rs)).toEqual([
-      { id: "a", description: "desc", seq: ids("MKVLA<mask>G"), line: 2 },
-      { id: "b", description: "", seq: ids("W"), line: 7 },
+    const rs = await read(file("\uFEFF\r\n>a desc\r\nmkv\r\n\r\nla<mask>G*\r\n\r\n>b\r\nW"));
+    expect(rs).toEqual([
+      { id: "a", seq: ids("MKVLA<mask>G"), line: 2 },
+      { id: "b", seq: ids("W"), line: 7 },
     ]);
-    expect(rs[0]!.masks).toBe(1);
   });
   test("; comment lines are skipped anywhere", async () => {
-    const rs = await read(file(";comment\n>a\nMK\n;mid\nV\n"));
-    expect(simple(rs)).toEqual([{ id: "a", description: "", seq: ids("MKV"), line: 2 }]);
+    expect(await read(file(";comment\n>a\nMK\n;mid\nV\n"))).toEqual([{ id: "a", seq: ids("MKV"), line: 2 }]);
   });
   test("records spanning chunk boundaries parse identically (parser fed byte by byte)", () => {
     const text = new TextEncoder().encode(">a x\r\nMKV\nLA\n\n>b\nW<mask>*\n>c\nG");
-    const all = new FastaParser("t");
-    const whole = [...all.push(text), ...all.end()];
-    const bytes = new FastaParser("t");
-    const split: FastaRecord[] = [];
-    for (let i = 0; i < text.length; i++) split.push(...bytes.push(text.subarray(i, i + 1)));
-    split.push(...bytes.end());
-    expect(simple(split)).toEqual(simple(whole));
+    const parse = (pieces: Uint8Array[]): Read[] => {
+      const t = new RecordTable(NO_TRUNCATION, "error");
+      const opts = t.parserOptions();
+      const parser = new FastaParser("t", opts);
+      for (const piece of pieces) parser.push(piece);
+      parser.end();
+      return records(t, opts);
+    };
+    const whole = parse([text]);
+    expect(parse(Array.from(text, (_, i) => text.subarray(i, i + 1)))).toEqual(whole);
     expect(whole.map((r) => r.id)).toEqual(["a", "b", "c"]);
   });
   test("long single-line sequence", async () => {
     const seq = "MKVLAG".repeat(200_000);
     const rs = await read(file(`>long\n${seq}\n>s\nM\n`));
-    expect(rs[0]!.tokens.length).toBe(seq.length);
-    expect([...rs[0]!.tokens.subarray(0, 6)]).toEqual(ids("MKVLAG"));
-    expect(rs[1]!.tokens.length).toBe(1);
+    expect(rs[0]!.seq.length).toBe(seq.length);
+    expect(rs[0]!.seq.slice(0, 6)).toEqual(ids("MKVLAG"));
+    expect(rs[1]!.seq.length).toBe(1);
   });
   test("gzip detected by magic bytes, whatever the extension; multi-member (bgzip-style)", async () => {
     const text = ">a\nMKV\n>b\nLAG\n";
-    const expected = simple(await read(file(text)));
-    expect(simple(await read(file(gzipSync(text), "x.fa.gz")))).toEqual(expected);
-    expect(simple(await read(file(gzipSync(text), "renamed.fa")))).toEqual(expected);
+    const expected = await read(file(text));
+    expect(await read(file(gzipSync(text), "x.fa.gz"))).toEqual(expected);
+    expect(await read(file(gzipSync(text), "renamed.fa"))).toEqual(expected);
     const multi = Buffer.concat([gzipSync(">a\nMK"), gzipSync("V\n>b\nLAG\n")]);
-    expect(simple(await read(file(multi, "multi.fa.gz")))).toEqual(expected);
+    expect(await read(file(multi, "multi.fa.gz"))).toEqual(expected);
   });
-  test("stdin via '-' (plain and gzip), in a child process", async () => {
+  test("stdin via '-' (plain and gzip), named <stdin> in errors, in a child process", async () => {
     const script = file(
-      `import { readFasta } from ${JSON.stringify(join(import.meta.dir, "../src/fasta.ts"))};\n` +
-        `for await (const r of readFasta("-")) console.log(r.file, r.id, r.tokens.length, r.line);\n`,
+      `import { ingest } from ${JSON.stringify(join(import.meta.dir, "../src/ingest.ts"))};\n` +
+        `try {\n` +
+        `  const t = await ingest({ inputs: ["-"], truncate: 1022, duplicateIds: "error" });\n` +
+        `  for (let i = 0; i < t.size; i++) console.log(t.id(i), t.tokens(i).length);\n` +
+        `} catch (e) {\n` +
+        `  console.log((e as Error).message);\n` +
+        `}\n`,
       "stdin-reader.ts",
     );
-    for (const input of [Buffer.from(">a d\nMKV\n>b\nLA\n"), gzipSync(">a d\nMKV\n>b\nLA\n")]) {
+    const cases: [Uint8Array, string][] = [
+      [Buffer.from(">a d\nMKV\n>b\nLA\n"), "a 3\nb 2\n"],
+      [gzipSync(">a d\nMKV\n>b\nLA\n"), "a 3\nb 2\n"],
+      [Buffer.from(">a d\nMKV\n>a\nLA\n"), '<stdin>:3 (record "a"): duplicate id "a" (first seen at line 1)\n'],
+    ];
+    for (const [input, expected] of cases) {
       const proc = Bun.spawnSync([process.execPath, script], { stdin: input });
       expect(proc.stderr.toString()).toBe("");
-      expect(proc.stdout.toString()).toBe("<stdin> a 3 1\n<stdin> b 2 3\n");
+      expect(proc.stdout.toString()).toBe(expected);
     }
   });
   test("duplicate ids renamed with _2, _3 ... avoiding existing ids", async () => {
     const renames: string[] = [];
     const p = file(">a\nM\n>a\nK\n>a_2\nV\n>a\nL\n");
-    const rs = await read(p, { duplicateIds: "rename", onRename: (f, t, l) => renames.push(`${f}->${t}@${l}`) });
+    const rs = await read(p, "rename", (f, t, l) => renames.push(`${f}->${t}@${l}`));
     expect(rs.map((r) => r.id)).toEqual(["a", "a_2", "a_2_2", "a_3"]);
     expect(renames).toEqual(["a->a_2@3", "a_2->a_2_2@5", "a->a_3@7"]);
   });
 });
 
-describe("readFasta: errors name file:line, record and a fix", () => {
+describe("readFastaInto: errors name file:line, record and a fix", () => {
   const cases: [string, string | Uint8Array, RegExp, number, string | undefined][] = [
     ["invalid character", ">a\nMKV\nLAJG\n", /invalid character 'J' at column 3/, 3, "a"],
     ["digit", ">a\nMK1\n", /digit/, 2, "a"],
@@ -178,7 +213,7 @@ describe("readFasta: errors name file:line, record and a fix", () => {
   });
 });
 
-describe("readFasta: streaming", () => {
+describe("readFastaInto: streaming", () => {
   test("a multi-MB file is read chunk by chunk with bounded memory", async () => {
     const records = 200_000;
     const line = "MKVLAGWSERTIDPKQNFYHC".repeat(3);
@@ -190,30 +225,25 @@ describe("readFasta: streaming", () => {
     const before = process.memoryUsage().rss;
     let count = 0;
     let residues = 0;
-    for await (const r of readFasta(path)) {
-      count++;
-      residues += r.tokens.length;
-    }
+    // A sink that keeps nothing, so what grows is the reader's own memory (and the id index).
+    const sink = {
+      record(_entry: number, _tokens: Uint8Array, start: number, end: number) {
+        count++;
+        residues += end - start;
+      },
+    };
+    expect(await readFastaInto(path, { sink })).toBe(records);
     Bun.gc(true);
     const grown = process.memoryUsage().rss - before;
     expect(count).toBe(records);
     expect(residues).toBe(records * line.length);
-    // The file is ~17 MB; the id index needs ~10 MB for 200k ids. Holding the file (or all
-    // records) would add far more than this bound.
+    // The file is ~17 MB; the id index needs ~10 MB for 200k ids. Holding the file (or one
+    // object per record) would add far more than this bound.
     expect(grown).toBeLessThan(64 * 1024 * 1024);
   });
 });
 
-describe("readFasta: iterator", () => {
-  test("breaking out early stops reading and does not throw", async () => {
-    const p = file(Array.from({ length: 100_000 }, (_, i) => `>r${i}\nMKV\n`).join("") + ">bad\nJ\n");
-    const got: string[] = [];
-    for await (const r of readFasta(p)) {
-      got.push(r.id);
-      if (got.length === 3) break;
-    }
-    expect(got).toEqual(["r0", "r1", "r2"]);
-  });
+describe("readFastaInto: error order", () => {
   test("duplicate error wins over a later error in the same chunk", async () => {
     const e = await readError(file(">a\nM\n>a\nK\n>b\nJ\n"));
     expect(e.message).toContain("duplicate");

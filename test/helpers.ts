@@ -1,6 +1,7 @@
-/** Test helpers: start fake or real workers, and check processes are gone. */
+/** Test helpers: start fake or real workers, check processes are gone, list a table's ids. */
 import { join } from "node:path";
 import { PACKAGE_ROOT, pythonBin } from "../src/config.ts";
+import type { RecordTable } from "../src/records.ts";
 import { defaultTransport } from "../src/transport.ts";
 import { WorkerHandle, type WorkerWireConfig } from "../src/worker.ts";
 
@@ -38,3 +39,8 @@ export function toks(seq: string): Uint8Array {
 }
 
 export const realPython = pythonBin;
+
+/** Every id of `table`, in order, as strings (one string per record: tests only). */
+export function idsOf(table: RecordTable): string[] {
+  return Array.from({ length: table.size }, (_, i) => table.id(i));
+}

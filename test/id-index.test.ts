@@ -68,7 +68,9 @@ describe("IdIndex", () => {
       expect(idx.rename(entry, "a_3")).toBe(true);
     });
     expect(idx.insertString("a_3", 5)).toBe(1);
-    expect(new TextDecoder().decode(Buffer.concat([...idx.text(0, 3, 4)]))).toBe("a\na_2\na_3\n");
+    // A piece is valid until the next one is asked for (one buffer, reused): copy to keep.
+    expect(new TextDecoder().decode(Buffer.concat(Array.from(idx.text(0, 3, 4), (p) => p.slice())))).toBe("a\na_2\na_3\n");
+    expect(new Set(Array.from(idx.text(0, 3, 4), (p) => p.buffer)).size).toBe(1);
     idx.dropLookup();
     expect(idx.idString(2)).toBe("a_3");
     expect(() => idx.insertString("b", 1)).toThrow();

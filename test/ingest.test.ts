@@ -1,13 +1,15 @@
 /** ingest: inputs parsed straight into the record table; ids checked within and across files. */
 import { afterAll, describe, expect, test } from "bun:test";
-import { closeSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { gzipSync } from "node:zlib";
-import { InputError } from "../src/errors.ts";
-import { readFasta } from "../src/fasta.ts";
+import { resolveConfig } from "../src/config.ts";
+import { InputError, OptionsError } from "../src/errors.ts";
 import { ingest } from "../src/ingest.ts";
+import { writeAtomicFile } from "../src/shards.ts";
 import { tokenize } from "../src/tokenize.ts";
+import { idsOf } from "./helpers.ts";
 
 const dir = mkdtempSync(join(tmpdir(), "embed-ingest-"));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -17,7 +19,13 @@ const file = (content: string | Uint8Array, name = `f${n++}.fa`) => {
   writeFileSync(p, content);
   return p;
 };
-const read = (inputs: string[], duplicateIds: "error" | "rename" = "error") => ingest({ inputs, truncate: 1022, duplicateIds });
+const read = (inputs: string[], duplicateIds: "error" | "rename" = "error", truncate = 1022) => ingest({ inputs, truncate, duplicateIds });
+/** ids.txt's bytes, written as Store.finalize writes them. */
+const idsTxt = (t: Awaited<ReturnType<typeof read>>) => {
+  const out = join(dir, `ids${n++}.txt`);
+  writeAtomicFile(out, t.idLines());
+  return readFileSync(out, "utf8");
+};
 async function error(inputs: string[]): Promise<InputError> {
   try {
     await read(inputs);
@@ -29,18 +37,31 @@ async function error(inputs: string[]): Promise<InputError> {
 }
 
 describe("ingest", () => {
-  test("same records, ids and tokens as readFasta, over plain and gzip inputs", async () => {
+  test("records, ids and tokens in input order, over plain and gzip inputs", async () => {
     const text = ">a desc\nMKV\nLA\n>b\r\nW<mask>*\n>c\nG\n";
     const a = file(text);
     const b = file(gzipSync(">d x\nMK\n>e\nV\n"), "two.fa.gz");
     const t = await read([a, b]);
-    const expected = [...(await Array.fromAsync(readFasta(a))), ...(await Array.fromAsync(readFasta(b)))];
     expect(t.size).toBe(5);
-    expect(Array.from({ length: t.size }, (_, i) => t.id(i))).toEqual(expected.map((r) => r.id));
-    expect(t.ids).toEqual(["a", "b", "c", "d", "e"]);
-    for (let i = 0; i < t.size; i++) expect([...t.tokens(i)]).toEqual([...expected[i]!.tokens]);
-    expect([...t.tokens(1)]).toEqual([...tokenize("W<mask>").tokens]);
-    expect(new TextDecoder().decode(t.idsText())).toBe("a\nb\nc\nd\ne\n");
+    expect(idsOf(t)).toEqual(["a", "b", "c", "d", "e"]);
+    const expected = ["MKVLA", "W<mask>", "G", "MK", "V"].map((s) => [...tokenize(s).tokens]);
+    for (let i = 0; i < t.size; i++) expect([...t.tokens(i)]).toEqual(expected[i]!);
+    expect(idsTxt(t)).toBe("a\nb\nc\nd\ne\n");
+  });
+
+  test("truncation keeps the first --truncate residues and counts the records cut", async () => {
+    const seqs = ["M", "MKVLA", "MKVLAG", "MKVLAGW".repeat(14)];
+    const t = await read([file(seqs.map((s, i) => `>r${i}\n${s}\n`).join(""))], "error", 5);
+    expect([...t.lengths()]).toEqual([1, 5, 5, 5]);
+    expect(t.truncated).toBe(2);
+    expect([...t.tokens(3)]).toEqual([...tokenize("MKVLA").tokens]);
+    expect(t.summary()).toEqual({ records: 4, residues: 16, truncated: 2, longest: 5, renamed: 0 });
+  });
+
+  test("--truncate defaults to fair-esm's 1022 and must be a positive integer", () => {
+    expect(resolveConfig({ inputs: ["x.fa"] }).truncate).toBe(1022);
+    for (const bad of [0, 1.5, "x"]) expect(() => resolveConfig({ inputs: ["x.fa"], truncate: bad as number })).toThrow(OptionsError);
+    expect(() => resolveConfig({ inputs: ["x.fa"], truncate: 0 })).toThrow(/--truncate/);
   });
 
   test("a duplicate id across files names both places", async () => {
@@ -61,7 +82,7 @@ describe("ingest", () => {
     const one = file(">x\nM\n>x\nK\n");
     const two = file(">x\nM\n>x_2\nK\n>y\nL\n");
     const t = await read([one, two], "rename");
-    expect(t.ids).toEqual(["x", "x_2", "x_3", "x_2_2", "y"]);
+    expect(idsOf(t)).toEqual(["x", "x_2", "x_3", "x_2_2", "y"]);
     expect(t.renamed).toBe(3);
     expect(t.summary().renamed).toBe(3);
   });
@@ -69,8 +90,8 @@ describe("ingest", () => {
   test("non-ASCII and invalid UTF-8 ids become their string form (equal strings are duplicates)", async () => {
     const bytes = (s: string) => new Uint8Array([...s].map((c) => c.charCodeAt(0)));
     const t = await read([file(Buffer.concat([Buffer.from(">é\nM\n"), bytes(">a\xff\nK\n")]))]);
-    expect(t.ids).toEqual(["é", "a\uFFFD"]);
-    expect(new TextDecoder().decode(t.idsText())).toBe("é\na\uFFFD\n");
+    expect(idsOf(t)).toEqual(["é", "a\uFFFD"]);
+    expect(idsTxt(t)).toBe("é\na\uFFFD\n");
     const e = await error([file(Buffer.concat([bytes(">a\xff\nM\n"), bytes(">a\xfe\nK\n")]))]);
     expect(e.message).toContain("duplicate id");
   });
@@ -83,22 +104,19 @@ describe("ingest", () => {
     expect(t.id(1)).toBe(long);
     expect(t.id(2)).toBe("after");
     expect(t.id(3)).toBe(`${long}x`);
+    expect(idsTxt(t)).toBe(`short\n${long}\nafter\n${long}x\n`);
     const e = await error([file(`>${long}\nM\n>${long}\nK\n`)]);
     expect(e.message).toContain("first seen at line 1");
   });
 
-  test("many records: ids, digest and writeIds agree with a string join", async () => {
-    const count = 30_000;
+  test("many records: ids, digest and ids.txt agree with a string join", async () => {
+    const count = 60_000; // ids.txt over 1 MiB: written in more than one piece
     const p = file(Array.from({ length: count }, (_, i) => `>sp|B${i}|BENCH_${i} d\nMKV${"L".repeat(i % 7)}\n`).join(""));
     const t = await read([p]);
     expect(t.size).toBe(count);
     const ids = Array.from({ length: count }, (_, i) => `sp|B${i}|BENCH_${i}`);
-    expect(t.ids).toEqual(ids);
-    const out = join(dir, "ids.txt");
-    const fd = openSync(out, "w");
-    t.writeIds(fd);
-    closeSync(fd);
-    expect(readFileSync(out, "utf8")).toBe(ids.join("\n") + "\n");
+    expect(idsOf(t)).toEqual(ids);
+    expect(idsTxt(t)).toBe(ids.join("\n") + "\n");
     const h = new Bun.CryptoHasher("sha256");
     h.update(ids.join("\n") + "\n");
     const lens = t.lengths();
@@ -106,7 +124,7 @@ describe("ingest", () => {
     for (let i = 0; i < count; i++) h.update(t.tokens(i));
     expect(t.digest()).toBe(h.digest("hex"));
     const sub = t.subset([5, 2, 29_999]);
-    expect(sub.ids).toEqual([ids[5]!, ids[2]!, ids[29_999]!]);
+    expect(idsOf(sub)).toEqual([ids[5]!, ids[2]!, ids[29_999]!]);
     expect([...sub.tokens(2)]).toEqual([...t.tokens(29_999)]);
   });
 

@@ -1,6 +1,6 @@
 import { describe, expect, test } from "bun:test";
 import { OptionsError } from "../src/errors.ts";
-import { DEFAULT_MAX_RESIDUES, type Plan, planBatches, planSummary, sortByLengthDesc, truncate, truncateAll } from "../src/plan.ts";
+import { type Plan, planBatches, planSummary, sortByLengthDesc, splitBatch } from "../src/plan.ts";
 
 /** Deterministic PRNG (mulberry32) so failures reproduce from the seed. */
 function rng(seed: number): () => number {
@@ -53,22 +53,6 @@ function checkPlan(lengths: Uint32Array, plan: Plan, budget: number, maxSeqs?: n
     expect(b.tokens + next > budget || (maxSeqs !== undefined && b.records.length === maxSeqs)).toBe(true);
   }
 }
-
-describe("truncate", () => {
-  test("keeps the first maxResidues (fair-esm default 1022)", () => {
-    expect(DEFAULT_MAX_RESIDUES).toBe(1022);
-    expect(truncate(5000)).toBe(1022);
-    expect(truncate(1022)).toBe(1022);
-    expect(truncate(10, 4)).toBe(4);
-    expect(truncate(3, 4)).toBe(3);
-  });
-  test("truncateAll counts truncated records", () => {
-    const r = truncateAll(Uint32Array.from([1, 5, 6, 100]), 5);
-    expect([...r.lengths]).toEqual([1, 5, 5, 5]);
-    expect(r.truncated).toBe(2);
-    expect(() => truncateAll(Uint32Array.from([1]), 0)).toThrow(OptionsError);
-  });
-});
 
 describe("planBatches", () => {
   test("small example", () => {
@@ -142,6 +126,22 @@ describe("planBatches", () => {
       const expected = Array.from({ length: n }, (_, i) => i).sort((a, b) => lengths[b]! - lengths[a]! || a - b);
       expect([...sortByLengthDesc(lengths)]).toEqual(expected);
     }
+  });
+});
+
+describe("splitBatch", () => {
+  test("halves keep the order, the first takes the odd record; tokens and maxLen recomputed", () => {
+    const lengths = Uint32Array.from([5, 10, 3, 10, 1]);
+    const plan = planBatches(lengths, { budget: 1000 });
+    const [a, b] = splitBatch(plan.batches[0]!, lengths)!;
+    expect([...a.records]).toEqual([1, 3, 0]);
+    expect([...b.records]).toEqual([2, 4]);
+    expect([a.tokens, a.maxLen, b.tokens, b.maxLen]).toEqual([31, 12, 8, 5]);
+    expect(a.tokens + b.tokens).toBe(plan.batches[0]!.tokens);
+  });
+  test("a single record cannot be split", () => {
+    const lengths = Uint32Array.from([7]);
+    expect(splitBatch(planBatches(lengths, { budget: 100 }).batches[0]!, lengths)).toBeNull();
   });
 });
 

@@ -2,6 +2,7 @@
 import { describe, expect, test } from "bun:test";
 import { InputError } from "../src/errors.ts";
 import { RecordTable } from "../src/records.ts";
+import { idsOf } from "./helpers.ts";
 
 const rec = (id: string, n: number, file = "a.fa", line = 1) => ({ id, tokens: Uint8Array.from({ length: n }, (_, i) => 4 + (i % 20)), file, line });
 
@@ -34,7 +35,7 @@ describe("RecordTable", () => {
   test("rename keeps duplicates distinct", () => {
     const t = new RecordTable(1022, "rename");
     for (const f of ["1.fa", "2.fa", "3.fa"]) t.add(rec("x", 2, f));
-    expect(t.ids).toEqual(["x", "x_2", "x_3"]);
+    expect(idsOf(t)).toEqual(["x", "x_2", "x_3"]);
     expect(t.renamed).toBe(2);
   });
 
