@@ -26,9 +26,6 @@ import torch.nn.functional as F
 from . import kernels as K
 from .attention import varlen_attention
 
-gelu_ = torch._C._nn.gelu_  # exact (erf) GELU in place; a module attribute so a test fault can swap it
-
-
 def run_blocks(model, x: torch.Tensor, pos: torch.Tensor, seq_id: torch.Tensor, cu_seqlens: torch.Tensor,
                max_seqlen: int, last: int, keep: Callable[[int, torch.Tensor], None]) -> None:
     """Run blocks 1..last on x [T, D] (pos, seq_id [T]: each token's position and sequence, from
@@ -57,7 +54,7 @@ def run_blocks(model, x: torch.Tensor, pos: torch.Tensor, seq_id: torch.Tensor, 
         o = F.linear(a.reshape(T, D), layer.out_proj.weight, layer.out_proj.bias)  # [T, D]
         x, h = K.add_layer_norm(x, o, layer.ffn_norm)
         f = F.linear(h, layer.fc1.weight, layer.fc1.bias)  # [T, F]
-        gelu_(f)
+        layer.act_(f)  # erf GELU in place (model.ACTIVATIONS)
         y = F.linear(f, layer.fc2.weight, layer.fc2.bias)  # [T, D]
         del f
         nxt = layers[i + 1].attn_norm if i + 1 < last else (model.emb_layer_norm_after if i + 1 == n else None)

@@ -43,6 +43,18 @@ def gelu(x: torch.Tensor) -> torch.Tensor:
     return x * 0.5 * (1.0 + torch.erf(x / math.sqrt(2.0)))
 
 
+def _tanh_gelu(x: torch.Tensor) -> torch.Tensor:
+    return torch.nn.functional.gelu(x, approximate="tanh")
+
+
+# name -> (out of place, for the eager/compiled block; in place, for fused.py). Only "erf" is
+# ESM-2; "tanh" exists so that tests can inject the bug VirNucPro shipped (worker FAULTS).
+ACTIVATIONS = {
+    "erf": (gelu, torch._C._nn.gelu_),
+    "tanh": (_tanh_gelu, lambda f: f.copy_(_tanh_gelu(f))),
+}
+
+
 def default_inv_freq(head_dim: int) -> torch.Tensor:
     """Rotary inverse frequencies 1 / 10000^(2i/Dh), fp32, [Dh/2]."""
     return 1.0 / (10000 ** (torch.arange(0, head_dim, 2, device="cpu").float() / head_dim))
@@ -76,6 +88,7 @@ class Block(nn.Module):
         self.ffn_norm = nn.LayerNorm(d, eps=cfg.layer_norm_eps)
         self.fc1 = nn.Linear(d, f)
         self.fc2 = nn.Linear(f, d)
+        self.act, self.act_ = ACTIVATIONS["erf"]  # see ESM2.set_activation
 
     def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
                 cu_seqlens: torch.Tensor, max_seqlen: int) -> torch.Tensor:
@@ -94,7 +107,7 @@ class Block(nn.Module):
         x = x + self.out_proj(a.reshape(T, D))  # [T, D]
         # --- feed-forward ---
         h = self.ffn_norm(x)  # [T, D]
-        x = x + self.fc2(gelu(self.fc1(h)))  # [T, F] -> [T, D]
+        x = x + self.fc2(self.act(self.fc1(h)))  # [T, F] -> [T, D]
         return x
 
 
@@ -139,6 +152,12 @@ class ESM2(nn.Module):
         GEMMs and the varlen attention kernel; measured +29% (3B) and +48% (650M) tokens/s on an
         H200 (docs/BENCHMARKS.md)."""
         self.step = torch.compile(block_step, dynamic=True)
+
+    def set_activation(self, name: str) -> None:
+        """The FFN activation of every block, in every arrangement: "erf" (ESM-2's, the default)
+        or "tanh" (a deliberate fault for tests)."""
+        for layer in self.layers:
+            layer.act, layer.act_ = ACTIVATIONS[name]
 
     def set_inv_freq(self, inv_freq: torch.Tensor) -> None:
         self.inv_freq = inv_freq.detach().to(device="cpu", dtype=torch.float32).clone()

@@ -164,12 +164,7 @@ class Worker:
             # The forward multiplies by 0.88 (no masks); pre-dividing the table undoes it.
             self.model.embed_tokens.weight.data /= 1 - self.M.MASK_RATIO_TRAIN
         elif fault == "tanh-gelu":
-            import torch.nn.functional as F
-            tanh_gelu = lambda x: F.gelu(x, approximate="tanh")  # noqa: E731
-            self.M.gelu = tanh_gelu  # eager and compiled blocks
-            if self.kernels == "triton":
-                from . import fused
-                fused.gelu_ = lambda f: f.copy_(tanh_gelu(f))
+            self.model.set_activation("tanh")
 
     def pool_mean(self, h, cu, pool):
         if self.cfg.fault != "eos-in-mean":

@@ -120,6 +120,21 @@ def test_fused_partial_and_negative_layers(tiny, packed):
             assert rel_err_rows(b[r], a[r]) <= 1e-5, (layers, r)
 
 
+def test_activation_setting_reaches_both_arrangements(tiny, packed):
+    """set_activation("tanh") (the worker's tanh-gelu fault) changes the eager and the fused
+    blocks alike: they still agree with each other, and no longer with the erf model."""
+    toks, cu, mx = packed
+    erf, _, _ = load_model(tiny["hf"], DEV, torch.float32)
+    ref, _, _ = load_model(tiny["hf"], DEV, torch.float32)
+    fast, _, _ = load_model(tiny["hf"], DEV, torch.float32)
+    fast.use_kernels("triton")
+    for m in (ref, fast):
+        m.set_activation("tanh")
+    a, b, c = ref(toks, cu, mx, [LAYERS]), fast(toks, cu, mx, [LAYERS]), erf(toks, cu, mx, [LAYERS])
+    assert rel_err_rows(b[LAYERS], a[LAYERS]) <= 1e-5
+    assert rel_err_rows(a[LAYERS], c[LAYERS]) > 1e-5
+
+
 @pytest.mark.parametrize("dtype", [torch.float16, pytest.param(torch.bfloat16, marks=BF16_DOT)])
 def test_fused_half_close_to_fp32_reference(tiny, packed, dtype):
     toks, cu, mx = packed
