@@ -6,30 +6,36 @@
  * means), and report the orchestrator's CPU time per batch against what N H200s need.
  *
  *   bun scripts/bench-orchestrator.ts [--workers 8] [--batches 200] [--gpu-batches-per-s 1.54] [--dim 2560]
+ *                                     [--include mean|bos|per-residue,...] [--out-dtype float32|float16]
  *
  * 1.54 batches/s = one H200 at 100.9k tokens/s (3B, --kernels triton, docs/BENCHMARKS.md); for
- * the 650M shape use --dim 1280 --gpu-batches-per-s 5.47 (358k tokens/s). Prints one JSON line.
+ * the 650M shape use --dim 1280 --gpu-batches-per-s 5.47 (358k tokens/s). `--include per-residue`
+ * measures the store-bound case (every residue row written). Prints one JSON line, with the
+ * output bytes per batch and the output rate the orchestrator sustained.
  */
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { planBatches } from "../src/plan.ts";
+import type { OutputKind } from "../src/protocol.ts";
 import { RecordTable } from "../src/records.ts";
 import { embedPlan } from "../src/session.ts";
 import { Store } from "../src/store.ts";
 import { startFake } from "../test/helpers.ts";
 
 const { values } = parseArgs({
-  options: { workers: { type: "string", default: "8" }, batches: { type: "string", default: "200" }, "gpu-batches-per-s": { type: "string", default: "1.54" }, dim: { type: "string", default: "2560" }, help: { type: "boolean" } },
+  options: { workers: { type: "string", default: "8" }, batches: { type: "string", default: "200" }, "gpu-batches-per-s": { type: "string", default: "1.54" }, dim: { type: "string", default: "2560" }, include: { type: "string", default: "mean" }, "out-dtype": { type: "string", default: "float32" }, help: { type: "boolean" } },
 });
 if (values.help) {
-  console.error("usage: bun scripts/bench-orchestrator.ts [--workers 8] [--batches 200] [--gpu-batches-per-s 1.54] [--dim 2560]");
+  console.error("usage: bun scripts/bench-orchestrator.ts [--workers 8] [--batches 200] [--gpu-batches-per-s 1.54] [--dim 2560] [--include mean] [--out-dtype float32]");
   process.exit(0);
 }
 const nWorkers = Number(values.workers);
 const BUDGET = 65536;
 const DIM = Number(values.dim);
+const INCLUDE = values.include!.split(",").map((k) => (k === "per-residue" ? "residues" : k)) as OutputKind[];
+const OUT_DTYPE = values["out-dtype"] as "float32" | "float16";
 const perBatch = Math.floor(BUDGET / 51);
 const records = perBatch * Number(values.batches);
 
@@ -45,13 +51,13 @@ for (let i = 0; i < records; i++) {
 const plan = planBatches(table.lengths(), { budget: BUDGET });
 const dir = mkdtempSync(join(tmpdir(), "embed-orch-"));
 const workers = await Promise.all(
-  Array.from({ length: nWorkers }, (_, i) => startFake(`fake:${i}`, { dim: DIM, fill: "none" }, { include: ["mean"], maxTokens: BUDGET })),
+  Array.from({ length: nWorkers }, (_, i) => startFake(`fake:${i}`, { dim: DIM, fill: "none" }, { include: INCLUDE, outDtype: OUT_DTYPE, maxTokens: BUDGET })),
 );
 try {
   const store = Store.open(
     dir,
-    { recordsSha256: "bench", records: table.size, model: { name: "fake", path: "", numLayers: 4, dim: DIM }, layers: [4], include: ["mean"], dtype: "float32", precision: "fp16", truncate: 1022, duplicateIds: "error" },
-    { dim: DIM, layers: [4], include: ["mean"], dtype: "float32", lengths: table.lengths() },
+    { recordsSha256: "bench", records: table.size, model: { name: "fake", path: "", numLayers: 4, dim: DIM }, layers: [4], include: INCLUDE, dtype: OUT_DTYPE, precision: "fp16", truncate: 1022, duplicateIds: "error" },
+    { dim: DIM, layers: [4], include: INCLUDE, dtype: OUT_DTYPE, lengths: table.lengths() },
     { overwrite: true, shardRecords: 10_000 },
   );
   const cpu0 = process.cpuUsage();
@@ -62,6 +68,9 @@ try {
   const cpu = process.cpuUsage(cpu0);
   const cpuMsPerBatch = (cpu.user + cpu.system) / 1000 / plan.batches.length;
   const need = nWorkers * Number(values["gpu-batches-per-s"]);
+  const rowBytes = DIM * (OUT_DTYPE === "float32" ? 4 : 2);
+  const rows = INCLUDE.reduce((n, k) => n + (k === "residues" ? plan.tokens - 2 * table.size : table.size), 0);
+  const outBytes = rows * rowBytes;
   console.log(
     JSON.stringify({
       workers: nWorkers,
@@ -74,7 +83,8 @@ try {
       orchestratorMaxBatchesPerSecond: Number((1000 / cpuMsPerBatch).toFixed(1)),
       neededBatchesPerSecond: Number(need.toFixed(1)),
       headroom: Number((1000 / cpuMsPerBatch / need).toFixed(1)),
-      outputMiBPerBatch: Number(((perBatch * DIM * 4) / 2 ** 20).toFixed(1)),
+      outputMiBPerBatch: Number((outBytes / plan.batches.length / 2 ** 20).toFixed(1)),
+      outputGBPerSecondWall: Number((outBytes / wall / 1e9).toFixed(2)),
     }),
   );
 } finally {
