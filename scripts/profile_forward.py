@@ -12,7 +12,6 @@ import argparse
 import json
 import os
 import sys
-import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "py"))
@@ -24,6 +23,7 @@ from torch.profiler import ProfilerActivity, profile  # noqa: E402
 from embed_worker import model as M  # noqa: E402
 from embed_worker.registry import KNOWN  # noqa: E402
 import workloads  # noqa: E402
+from cudatime import timed  # noqa: E402
 
 
 def category(name: str) -> str:
@@ -57,14 +57,7 @@ def profile_one(model, name: str, kind: str, ids, cu, mx: int, used: int, nseq: 
     cfg = model.cfg
     L = cfg.num_layers
     model.use_kernels(kind)
-    for _ in range(3):
-        model(ids, cu, mx, [L])
-    torch.cuda.synchronize()
-    t0 = time.perf_counter()
-    for _ in range(5):
-        model(ids, cu, mx, [L])
-    torch.cuda.synchronize()
-    wall = (time.perf_counter() - t0) / 5
+    wall = timed(lambda: model(ids, cu, mx, [L]), 5) / 1000  # s per forward, back to back
     with profile(activities=[ProfilerActivity.CUDA]) as prof:
         for _ in range(3):
             model(ids, cu, mx, [L])
