@@ -1,0 +1,168 @@
+"""ESM-2's layer GEMMs with their elementwise work fused into GEMM epilogues (quack-kernels'
+CuTe-DSL Hopper GEMMs) against cuBLAS + the separate kernels fused.py runs today.
+
+Per layer the block loop runs four GEMMs and, around them, an erf GELU pass over [T, 4D] and two
+residual add + LayerNorm passes over [T, D]. quack's epilogues can take:
+  fc1   gemm_act(h, W1ᵀ, bias, "gelu_erf")      GELU on the fp32 accumulator, one [T, 4D] store
+  out   gemm_add(a, Woᵀ, C=x, bias)             residual + bias in the epilogue; LN alone after
+  fc2   gemm_add(f, W2ᵀ, C=x, bias)             same
+This measures each GEMM bare (mainloop parity with cuBLAS), each fused op against its unfused
+cuBLAS form, one whole layer's GEMM+elementwise work back to back both ways, and the error of
+each against an fp32 reference of the same fp16 inputs.
+
+    python3 scripts/epilogue_sweep.py [--dims 2560,1280] [--m 65494] [--configs 128x192p,256x128c]
+
+Configs: TILEMxTILEN then p (pingpong) or c (cooperative), optional @CMxCN cluster (default 2x1).
+Prints one JSON line per measurement.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+
+import torch
+import torch.nn.functional as F
+
+from cudatime import timed
+
+sys.path.insert(0, "py")
+from embed_worker import kernels as K  # noqa: E402
+
+
+def emit(**row) -> None:
+    print(json.dumps(row), flush=True)
+
+
+def parse_config(s: str):
+    from quack.gemm_config import GemmConfig
+    tile, _, cl = s.partition("@")
+    kind = tile[-1]
+    tm, tn = map(int, tile[:-1].split("x"))
+    cm, cn = map(int, cl.split("x")) if cl else (2, 1)
+    return GemmConfig(tile_m=tm, tile_n=tn, pingpong=kind == "p", cluster_m=cm, cluster_n=cn,
+                      is_dynamic_persistent=False, device_capacity=9)
+
+
+def err(got: torch.Tensor, ref: torch.Tensor) -> dict:
+    d = (got.float() - ref).abs()
+    return {"max_abs": float(d.max()), "rel_l2": float(d.norm() / ref.norm().clamp_min(1e-30))}
+
+
+@torch.inference_mode()
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--dims", default="2560,1280")
+    ap.add_argument("--m", type=int, default=65494)
+    ap.add_argument("--iters", type=int, default=20)
+    ap.add_argument("--configs", default="default,128x192p,128x160p,256x128c,128x256c")
+    a = ap.parse_args()
+    t0 = time.time()
+    from quack.gemm_interface import gemm_act, gemm_tuned
+    emit(measurement="import", s=round(time.time() - t0, 1))
+    dev, dt = torch.device("cuda"), torch.float16
+    M = a.m
+    for D in map(int, a.dims.split(",")):
+        g = torch.Generator(device=dev).manual_seed(0)
+
+        def rnd(*shape, scale=1.0):
+            return (torch.randn(*shape, device=dev, dtype=torch.float32, generator=g) * scale).to(dt)
+
+        W = {"qkv": rnd(3 * D, D, scale=D ** -0.5), "out": rnd(D, D, scale=D ** -0.5),
+             "fc1": rnd(4 * D, D, scale=D ** -0.5), "fc2": rnd(D, 4 * D, scale=(4 * D) ** -0.5)}
+        b = {k: rnd(w.shape[0], scale=0.1) for k, w in W.items()}
+        norm = torch.nn.LayerNorm(D, device=dev, dtype=dt)
+        x, h, att = rnd(M, D, scale=3.0), rnd(M, D), rnd(M, D)
+        f = F.gelu(rnd(M, 4 * D))
+        inputs = {"qkv": h, "out": att, "fc1": h, "fc2": f}
+        flops = {k: 2 * M * w.shape[0] * w.shape[1] for k, w in W.items()}
+
+        # fp32 references of the fused ops, from the same fp16 inputs
+        def ref(k):
+            return inputs[k].float() @ W[k].float().t() + b[k].float()
+        refs = {"fc1": F.gelu(ref("fc1")), "out": ref("out") + x.float(), "fc2": ref("fc2") + x.float()}
+
+        for k in W:
+            ms = timed(lambda k=k: F.linear(inputs[k], W[k], b[k]), a.iters)
+            emit(D=D, op=k, impl="cublas", ms=round(ms, 4), tflops=round(flops[k] / ms / 1e9, 1))
+        unfused = {
+            "fc1": lambda: torch._C._nn.gelu_(F.linear(h, W["fc1"], b["fc1"])),
+            "out": lambda: x + F.linear(att, W["out"], b["out"]),
+            "fc2": lambda: x + F.linear(f, W["fc2"], b["fc2"]),
+        }
+        for k, fn in unfused.items():
+            ms = timed(fn, a.iters)
+            emit(D=D, op=f"{k}+epi", impl="cublas+kernel", ms=round(ms, 4), **err(fn(), refs[k]))
+        ms = timed(lambda: K.add_layer_norm(x, att, norm), a.iters)
+        emit(D=D, op="add+ln", impl="triton", ms=round(ms, 4))
+        ms = timed(lambda: K.layer_norm(x, norm), a.iters)
+        emit(D=D, op="ln", impl="triton", ms=round(ms, 4))
+
+        def cublas_layer():
+            qkv = F.linear(h, W["qkv"], b["qkv"])
+            o = F.linear(att, W["out"], b["out"])
+            x1, h1 = K.add_layer_norm(x, o, norm)
+            ff = torch._C._nn.gelu_(F.linear(h1, W["fc1"], b["fc1"]))
+            y = F.linear(ff, W["fc2"], b["fc2"])
+            return K.add_layer_norm(x1, y, norm), qkv
+        ms = timed(cublas_layer, a.iters)
+        emit(D=D, op="layer", impl="cublas+kernels", ms=round(ms, 4))
+
+        Wt = {k: w.t() for k, w in W.items()}  # (K, N) views of the checkpoint's [out, in] weights
+        for cs in a.configs.split(","):
+            cfg = None if cs == "default" else parse_config(cs)
+            kw = {"tuned": False, "config": cfg}
+
+            def gemm(A, B, bias, tuned, config):
+                """A @ B + bias with quack's kernel and this config (None: quack's default)."""
+                out = torch.empty(A.shape[0], B.shape[1], dtype=A.dtype, device=A.device)
+                gemm_tuned.fn(A, B, out, None, bias=bias, config=config)
+                return out
+
+            def gemm_add(A, B, C, bias, tuned, config):
+                """A @ B + C + bias, C and bias in the epilogue."""
+                out = torch.empty_like(C)
+                gemm_tuned.fn(A, B, out, C, bias=bias, config=config)
+                return out
+            try:
+                t1 = time.time()
+                fused = {
+                    "fc1": lambda: gemm_act(h, Wt["fc1"], bias=b["fc1"], activation="gelu_erf",
+                                            store_preact=False, **kw)[1],
+                    "out": lambda: gemm_add(att, Wt["out"], x, bias=b["out"], **kw),
+                    "fc2": lambda: gemm_add(f, Wt["fc2"], x, bias=b["fc2"], **kw),
+                }
+                for k, fn in fused.items():
+                    e = err(fn(), refs[k])
+                    emit(D=D, op=f"{k}+epi", impl="quack", config=cs, **e)
+                torch.cuda.synchronize()
+                emit(D=D, measurement="compile", config=cs, s=round(time.time() - t1, 1))
+                for k in W:
+                    bare = gemm(inputs[k], Wt[k], bias=b[k], **kw)
+                    e = err(bare, ref(k))
+                    ms = timed(lambda k=k: gemm(inputs[k], Wt[k], bias=b[k], **kw), a.iters)
+                    emit(D=D, op=k, impl="quack", config=cs, ms=round(ms, 4),
+                         tflops=round(flops[k] / ms / 1e9, 1), **e)
+                for k, fn in fused.items():
+                    ms = timed(fn, a.iters)
+                    emit(D=D, op=f"{k}+epi", impl="quack", config=cs, ms=round(ms, 4))
+
+                def quack_layer():
+                    qkv = gemm(h, Wt["qkv"], bias=b["qkv"], **kw)
+                    x1 = gemm_add(att, Wt["out"], x, bias=b["out"], **kw)
+                    h1 = K.layer_norm(x1, norm)
+                    ff = gemm_act(h1, Wt["fc1"], bias=b["fc1"], activation="gelu_erf", store_preact=False, **kw)[1]
+                    x2 = gemm_add(ff, Wt["fc2"], x1, bias=b["fc2"], **kw)
+                    return (x2, K.layer_norm(x2, norm)), qkv
+                ms = timed(quack_layer, a.iters)
+                emit(D=D, op="layer", impl="quack", config=cs, ms=round(ms, 4))
+            except Exception as e:  # one config failing must not lose the others' numbers
+                emit(D=D, config=cs, error=f"{type(e).__name__}: {str(e)[:400]}")
+        x = h = att = f = W = Wt = inputs = refs = None  # free this width's tensors
+        torch.cuda.empty_cache()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
