@@ -73,7 +73,7 @@ def flops_per_token(cfg, lens: list[int]) -> float:
     return cfg.num_layers * (24 * d * d + 4 * l_eff * d)
 
 
-KERNELS = {"embed": "eager", "embed-compiled": "compile", "embed-triton": "triton"}
+KERNELS = {"embed": "eager", "embed-compiled": "compile", "embed-triton": "triton", "embed-quack": "quack"}
 _compiled_step = None
 
 
@@ -86,8 +86,8 @@ def set_kernels(model, kind: str) -> None:
             model.compile_blocks()
             _compiled_step = model.step
         model.step, model.kernels = _compiled_step, "compile"
-    elif kind == "triton":
-        model.use_kernels("triton")
+    elif kind in ("triton", "quack"):
+        model.use_kernels(kind)
 
 
 # ---- implementations: each returns (means fp32 [N, D] in input order, seconds, batches, real tokens, padded tokens)

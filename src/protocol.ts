@@ -21,9 +21,13 @@ export type OutDtype = (typeof OUT_DTYPES)[number];
 export const DTYPE_BYTES: Record<OutDtype, number> = { float32: 4, float16: 2 };
 export const TRANSPORTS = ["shm", "socket"] as const;
 export type Transport = (typeof TRANSPORTS)[number];
-/** How a GPU worker runs the model's blocks (py model.use_kernels). */
-export const KERNELS = ["triton", "compile", "eager"] as const;
+/** How a GPU worker runs the model's blocks (py model.use_kernels): "quack" is "triton" with FC1
+ * and its GELU as one quack GEMM (py gemm_act.py). */
+export const KERNELS = ["quack", "triton", "compile", "eager"] as const;
 export type Kernels = (typeof KERNELS)[number];
+/** What a worker is asked for: a kernels arrangement, or "auto" (the worker takes the fastest
+ * that runs on its device; READY says which). */
+export type KernelsRequest = Kernels | "auto";
 
 export const align = (n: number, to: number): number => Math.ceil(n / to) * to;
 
@@ -85,7 +89,7 @@ export const ReadyMsg = z.object({
   pid: z.number().int(),
   device: z.string(),
   backend: z.string(),
-  /** What runs the blocks: triton | compile | eager (older or fake workers: eager). */
+  /** What runs the blocks: quack | triton | compile | eager (older or fake workers: eager). */
   kernels: z.enum(KERNELS).optional().default("eager"),
   dtype: z.string(),
   model: ModelInfo,

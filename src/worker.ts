@@ -26,7 +26,7 @@ import {
   type FrameHeader,
   type ResultMsg,
   type RingHeader,
-  type Kernels,
+  type KernelsRequest,
   type ToWorker,
   type Transport,
 } from "./protocol.ts";
@@ -62,8 +62,8 @@ export interface WorkerWireConfig {
   transport: Transport;
   /** Fetch a released checkpoint that no local cache holds (opt-in). */
   download?: boolean;
-  /** What runs the blocks on a GPU: Triton kernels, torch.compile, or eager PyTorch. */
-  kernels?: Kernels;
+  /** What runs the blocks on a GPU (see protocol KERNELS); "auto" lets the worker choose. */
+  kernels?: KernelsRequest;
   /** Test hook: make the worker wrong on purpose (see py worker.py FAULTS), to prove checks fail. */
   fault?: string;
 }

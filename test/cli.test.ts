@@ -209,7 +209,7 @@ describe("embed models / doctor", () => {
     expect(report.python.torch).toMatch(/^\d+\.\d+/);
     expect(report.python.attention.cpu).toBe("exact");
     expect(report.python.kernels.cpu).toBe("eager");
-    expect(["triton", "compile"]).toContain(report.python.kernels.gpu);
+    expect(["quack", "triton", "compile"]).toContain(report.python.kernels.gpu);
     // On a machine without a GPU the only finding is the CPU warning, which does not fail.
     expect(report.problems.filter((p: { severity?: string }) => p.severity !== "warn")).toEqual([]);
     expect(r.code).toBe(0);

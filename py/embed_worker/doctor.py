@@ -32,6 +32,12 @@ def report() -> dict:
     try:  # what `--kernels auto` gives a GPU worker (worker.choose_kernels)
         import triton
         out["kernels"] = {"triton": triton.__version__, "gpu": "triton", "cpu": "eager"}
+        if out["cuda"]:
+            from .gemm_act import unavailable
+            why = unavailable(torch.device("cuda", 0), torch.float16)
+            out["kernels"]["quack"] = why or "fp16/bf16: FC1+GELU as one quack GEMM"
+            if why is None:
+                out["kernels"]["gpu"] = "quack"
     except Exception:
         out["kernels"] = {"triton": None, "gpu": "compile", "cpu": "eager"}
         if out["cuda"]:

@@ -10,7 +10,8 @@ makes as few trips through memory as possible:
                                                short sequences, else the varlen flash kernel [T, H, Dh]
   o = a Wo + b                                                                       [T, D]
   x, h = x + o, LN2(x + o)                     one kernel, x stored over o
-  f = gelu_(h W1 + b1)                         cuBLAS + in-place erf GELU             [T, 4D]
+  f = gelu(h W1 + b1)                          "triton": cuBLAS + in-place erf GELU   [T, 4D]
+                                               "quack": one GEMM, GELU in its epilogue
   y = f W2 + b2                                                                      [T, D]
   x, h = x + y, LN1'(x + y)                    next layer's LN1 (or emb_layer_norm_after)
 
@@ -43,6 +44,16 @@ def run_blocks(model, x: torch.Tensor, pos: torch.Tensor, seq_id: torch.Tensor, 
     else:
         def attend(q, k, v):
             return varlen_attention(q, k, v, cu_seqlens, max_seqlen)
+    if model.kernels == "quack":
+        from .gemm_act import fc1_act
+
+        def ffn_in(layer, h):
+            return fc1_act(h, layer.fc1.weight, layer.fc1.bias, model.activation)
+    else:
+        def ffn_in(layer, h):
+            f = F.linear(h, layer.fc1.weight, layer.fc1.bias)  # [T, F]
+            layer.act_(f)  # GELU in place (model.ACTIVATIONS)
+            return f
     h = K.layer_norm(x, layers[0].attn_norm)
     for i in range(last):
         layer = layers[i]
@@ -53,8 +64,7 @@ def run_blocks(model, x: torch.Tensor, pos: torch.Tensor, seq_id: torch.Tensor, 
         a = attend(q, k, v)  # [T, H, Dh]
         o = F.linear(a.reshape(T, D), layer.out_proj.weight, layer.out_proj.bias)  # [T, D]
         x, h = K.add_layer_norm(x, o, layer.ffn_norm)
-        f = F.linear(h, layer.fc1.weight, layer.fc1.bias)  # [T, F]
-        layer.act_(f)  # erf GELU in place (model.ACTIVATIONS)
+        f = ffn_in(layer, h)  # [T, F]
         y = F.linear(f, layer.fc2.weight, layer.fc2.bias)  # [T, D]
         del f
         nxt = layers[i + 1].attn_norm if i + 1 < last else (model.emb_layer_norm_after if i + 1 == n else None)

@@ -131,17 +131,21 @@ class ESM2(nn.Module):
         self.inv_freq = default_inv_freq(cfg.embed_dim // cfg.attention_heads)  # [Dh/2]
         self._rot_tables: dict[torch.device, tuple[torch.Tensor, torch.Tensor]] = {}
         self.step = block_step
-        self.kernels = "eager"  # eager | compile | triton (see use_kernels)
+        self.kernels = "eager"  # eager | compile | triton | quack (see use_kernels)
+        self.activation = "erf"  # the FFN activation's ACTIVATIONS name (see set_activation)
 
     def use_kernels(self, kind: str) -> None:
         """How blocks run: "eager" (PyTorch ops, the reference arrangement), "compile"
-        (torch.compile of one block graph) or "triton" (fused.py: cuBLAS GEMMs, varlen attention
-        and the Triton kernels in kernels.py)."""
+        (torch.compile of one block graph), "triton" (fused.py: cuBLAS GEMMs, varlen attention
+        and the Triton kernels in kernels.py) or "quack" (fused.py with FC1 and its GELU as one
+        quack GEMM, gemm_act.py)."""
         self.step = block_step
         if kind == "compile":
             self.compile_blocks()
-        elif kind == "triton":
+        elif kind in ("triton", "quack"):
             from . import fused  # noqa: F401  (needs triton: fail here, not mid-run)
+            if kind == "quack":
+                from quack.gemm_interface import gemm_act  # noqa: F401  (likewise)
         elif kind != "eager":
             raise ValueError(f"unknown kernels {kind!r}")
         self.kernels = kind
@@ -158,6 +162,7 @@ class ESM2(nn.Module):
         or "tanh" (a deliberate fault for tests)."""
         for layer in self.layers:
             layer.act, layer.act_ = ACTIVATIONS[name]
+        self.activation = name
 
     def set_inv_freq(self, inv_freq: torch.Tensor) -> None:
         self.inv_freq = inv_freq.detach().to(device="cpu", dtype=torch.float32).clone()
@@ -215,7 +220,7 @@ class ESM2(nn.Module):
         keep(0, x)
 
         last = max(want) if want else 0
-        if last > 0 and self.kernels == "triton":
+        if last > 0 and self.kernels in ("triton", "quack"):
             from .fused import run_blocks
             run_blocks(self, x, pos, seq_id, cu_seqlens, max_seqlen, last, keep)
         elif last > 0:

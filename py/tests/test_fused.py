@@ -149,6 +149,59 @@ def test_fused_half_close_to_fp32_reference(tiny, packed, dtype):
     assert cos.min() > 0.999, float(cos.min())
 
 
+def _quack_or_skip(dtype=torch.float16):
+    from embed_worker.gemm_act import unavailable
+    why = unavailable(torch.device(DEV), dtype)
+    if why:
+        pytest.skip(f"fused FC1+GELU GEMM: {why}")
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_quack_fc1_close_to_fp32_reference_and_to_cublas(tiny, packed, dtype):
+    """The "quack" arrangement (FC1 + GELU as one quack GEMM) against the fp32 CPU reference, as
+    tightly as "triton" is held, and every layer against "triton" in the same dtype."""
+    _quack_or_skip(dtype)
+    toks, cu, mx = packed
+    ref, _, _ = load_model(tiny["hf"], "cpu", torch.float32)
+    tri, _, _ = load_model(tiny["hf"], DEV, dtype)
+    fast, _, _ = load_model(tiny["hf"], DEV, dtype)
+    tri.use_kernels("triton")
+    fast.use_kernels("quack")
+    assert fast.kernels == "quack"
+    a = ref(toks.cpu(), cu.cpu(), mx, [LAYERS])[LAYERS]
+    b = fast(toks, cu, mx, ALL)
+    c = tri(toks, cu, mx, ALL)
+    assert b[LAYERS].dtype == dtype and torch.isfinite(b[LAYERS]).all()
+    ma, mb = M.mean_residues(a, cu.cpu()), M.mean_residues(b[LAYERS], cu).cpu()
+    cos = torch.nn.functional.cosine_similarity(ma, mb, dim=-1)
+    assert cos.min() > 0.999, float(cos.min())
+    tol = 5e-3 if dtype == torch.float16 else 3e-2
+    for layer in ALL:
+        assert rel_err_rows(b[layer].float(), c[layer].float()) <= tol, layer
+
+
+def test_quack_fc1_follows_the_activation_setting(tiny, packed):
+    """The tanh-gelu fault reaches the GEMM epilogue too: quack with tanh agrees with triton with
+    tanh, and not with quack with erf."""
+    _quack_or_skip()
+    toks, cu, mx = packed
+    models = {}
+    for kernels, act in (("quack", "erf"), ("quack", "tanh"), ("triton", "tanh")):
+        m, _, _ = load_model(tiny["hf"], DEV, torch.float16)
+        m.use_kernels(kernels)
+        m.set_activation(act)
+        models[kernels, act] = m(toks, cu, mx, [LAYERS])[LAYERS].float()
+    assert rel_err_rows(models["quack", "tanh"], models["triton", "tanh"]) <= 5e-3
+    assert rel_err_rows(models["quack", "tanh"], models["quack", "erf"]) > 1e-3
+
+
+def test_quack_unavailable_says_why():
+    from embed_worker.gemm_act import unavailable
+    assert unavailable(torch.device("cpu"), torch.float16) == "needs a CUDA GPU"
+    if torch.cuda.is_available():
+        assert "fp16/bf16" in unavailable(torch.device("cuda", 0), torch.float32)
+
+
 def test_unknown_kernels_rejected(tiny):
     model, _, _ = load_model(tiny["hf"], "cpu", torch.float32)
     with pytest.raises(ValueError, match="unknown kernels"):

@@ -31,6 +31,10 @@ def _put(w: Worker, seqs: list[list[int]]) -> int:
 
 def test_cpu_worker_runs_eager_whatever_kernels_were_asked(worker):
     assert worker.kernels == "eager" and worker.model.kernels == "eager"
+    for want in ("auto", "quack", "triton", "compile", "eager"):
+        assert worker.choose_kernels(want) == "eager"
+    with pytest.raises(EmbedWorkerError, match="unknown kernels"):
+        worker.choose_kernels("fast")
 
 
 def test_batch_embeds_and_an_understated_max_length_is_refused(worker):
