@@ -80,7 +80,7 @@ _compiled_step = None
 def set_kernels(model, kind: str) -> None:
     """Switch one loaded model between arrangements; the compiled step is built once and reused."""
     global _compiled_step
-    model.step, model.kernels = M.block_step, "eager"
+    model.use_kernels("eager")  # also restores the q/k row order "quack" interleaves
     if kind == "compile":
         if _compiled_step is None:
             model.compile_blocks()

@@ -109,6 +109,40 @@ def main() -> int:
         ms = timed(cublas_layer, a.iters)
         emit(D=D, op="layer", impl="cublas+kernels", ms=round(ms, 4))
 
+        # QKV + rotary: cuBLAS + the Triton rotary pass vs one quack GEMM with rotary in its
+        # epilogue on interleaved q/k rows (epilogues.py), against an fp64 rotation of the fp32
+        # GEMM. Positions: packed sequences of 50 tokens.
+        H, Dh = D // 64, 64
+        pos = (torch.arange(M, device=dev) % 50)
+        inv_freq = 1.0 / (10000 ** (torch.arange(0, Dh, 2).float() / Dh))
+        cos, sin = [t.to(dev) for t in ((torch.arange(1024)[:, None] * inv_freq).cos(),
+                                        (torch.arange(1024)[:, None] * inv_freq).sin())]
+        ms = timed(lambda: K.rotary_(F.linear(h, W["qkv"], b["qkv"]), pos, cos, sin, H, 1.0), a.iters)
+        emit(D=D, op="qkv+rotary", impl="cublas+triton", ms=round(ms, 4))
+        try:
+            from embed_worker import epilogues as E
+            lin = torch.nn.Linear(D, 3 * D, device=dev, dtype=dt)
+            with torch.no_grad():
+                lin.weight.copy_(W["qkv"])
+                lin.bias.copy_(b["qkv"])
+            E.interleave_qk_rows(lin, H, Dh)
+            freq = E.rope_freq_table(inv_freq, H, Dh, dev)
+            posf = pos.float()
+            t1 = time.time()
+            got = E.qkv_rope(h, lin.weight, lin.bias, posf, freq)
+            torch.cuda.synchronize()
+            emit(D=D, measurement="compile", config="qkv_rope", s=round(time.time() - t1, 1))
+            y = (h.float() @ lin.weight.float().t() + lin.bias.float()).double()  # [M, 3D]
+            ang = pos.double()[:, None] * inv_freq.to(dev).double()[None, :]  # [M, Dh/2]
+            c, s_ = ang.cos().repeat(1, 2 * H), ang.sin().repeat(1, 2 * H)
+            x1, x2 = y[:, 0:2 * D:2], y[:, 1:2 * D:2]
+            ref = y.clone()
+            ref[:, 0:2 * D:2], ref[:, 1:2 * D:2] = x1 * c - x2 * s_, x1 * s_ + x2 * c
+            ms = timed(lambda: E.qkv_rope(h, lin.weight, lin.bias, posf, freq), a.iters)
+            emit(D=D, op="qkv+rotary", impl="quack", ms=round(ms, 4), **err(got, ref.float()))
+        except Exception as e:
+            emit(D=D, op="qkv+rotary", impl="quack", error=f"{type(e).__name__}: {str(e)[:400]}")
+
         Wt = {k: w.t() for k, w in W.items()}  # (K, N) views of the checkpoint's [out, in] weights
         for cs in a.configs.split(","):
             cfg = None if cs == "default" else parse_config(cs)

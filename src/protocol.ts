@@ -21,8 +21,8 @@ export type OutDtype = (typeof OUT_DTYPES)[number];
 export const DTYPE_BYTES: Record<OutDtype, number> = { float32: 4, float16: 2 };
 export const TRANSPORTS = ["shm", "socket"] as const;
 export type Transport = (typeof TRANSPORTS)[number];
-/** How a GPU worker runs the model's blocks (py model.use_kernels): "quack" is "triton" with FC1
- * and its GELU as one quack GEMM (py gemm_act.py). */
+/** How a GPU worker runs the model's blocks (py model.use_kernels): "quack" is "triton" with
+ * FC1+GELU and QKV+rotary as quack GEMMs with fused epilogues (py epilogues.py). */
 export const KERNELS = ["quack", "triton", "compile", "eager"] as const;
 export type Kernels = (typeof KERNELS)[number];
 /** What a worker is asked for: a kernels arrangement, or "auto" (the worker takes the fastest

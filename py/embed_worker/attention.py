@@ -56,7 +56,8 @@ def backend_for(device, dtype: torch.dtype | None = None) -> str:
     return CUDA_BACKEND or "unavailable"
 
 
-def _exact(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, cu_seqlens: torch.Tensor) -> torch.Tensor:
+def _exact(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, cu_seqlens: torch.Tensor,
+           scale: float = 1.0) -> torch.Tensor:
     """Reference path: one sequence at a time, scores in the input dtype, softmax in fp32 (as fair-esm)."""
     out = torch.empty_like(q)  # [T, H, Dh]
     bounds = cu_seqlens.tolist()
@@ -67,22 +68,23 @@ def _exact(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, cu_seqlens: torch.
         ks = k[s:e].transpose(0, 1)  # [H, L, Dh]
         vs = v[s:e].transpose(0, 1)  # [H, L, Dh]
         scores = torch.matmul(qs, ks.transpose(1, 2))  # [H, L, L]
-        probs = torch.softmax(scores.float(), dim=-1).to(q.dtype)  # [H, L, L]
+        probs = torch.softmax(scores.float() * scale, dim=-1).to(q.dtype)  # [H, L, L]
         out[s:e] = torch.matmul(probs, vs).transpose(0, 1)  # [L, H, Dh]
     return out
 
 
 def varlen_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
-                     cu_seqlens: torch.Tensor, max_seqlen: int) -> torch.Tensor:
-    """softmax(q k^T) v within each packed sequence. q, k, v: [T, H, Dh] -> [T, H, Dh]."""
+                     cu_seqlens: torch.Tensor, max_seqlen: int, scale: float = 1.0) -> torch.Tensor:
+    """softmax(scale q k^T) v within each packed sequence (scale 1: q comes pre-scaled, as
+    fair-esm scales it). q, k, v: [T, H, Dh] -> [T, H, Dh]."""
     if backend_for(q.device, q.dtype) == EXACT:
-        return _exact(q, k, v, cu_seqlens)
+        return _exact(q, k, v, cu_seqlens, scale)
     cu = cu_seqlens.to(device=q.device, dtype=torch.int32)
     if _flash_varlen is not None:
         return _flash_varlen(q, k, v, cu, cu, max_seqlen, max_seqlen,
-                             dropout_p=0.0, softmax_scale=1.0, causal=False)
+                             dropout_p=0.0, softmax_scale=scale, causal=False)
     if _torch_varlen is not None:
-        return _torch_varlen(q, k, v, cu, cu, max_seqlen, max_seqlen, scale=1.0)
+        return _torch_varlen(q, k, v, cu, cu, max_seqlen, max_seqlen, scale=scale)
     raise BackendUnavailable(
         f"no variable-length attention kernel for CUDA {q.dtype} (torch {torch.__version__})",
         "install flash-attn (pip install flash-attn) or upgrade to torch >= 2.10, or use --precision fp32")

@@ -33,7 +33,7 @@ def report() -> dict:
         import triton
         out["kernels"] = {"triton": triton.__version__, "gpu": "triton", "cpu": "eager"}
         if out["cuda"]:
-            from .gemm_act import unavailable
+            from .epilogues import unavailable
             why = unavailable(torch.device("cuda", 0), torch.float16)
             out["kernels"]["quack"] = why or "fp16/bf16: FC1+GELU as one quack GEMM"
             if why is None:

@@ -6,11 +6,13 @@ makes as few trips through memory as possible:
   h = LN1(x)                                   (layer 0; later layers get h from the step below)
   qkv = h Wqkv + b                             cuBLAS, bias in the epilogue          [T, 3D]
   rotary_(qkv)                                 q * Dh^-0.5 then rotary; k rotary      in place
+                                               ("quack": one GEMM, rotary in its epilogue on
+                                               interleaved q/k rows; Dh^-0.5 in the softmax)
   a = attention(q, k, v)                       on views of qkv: packed-tile Triton kernel for
                                                short sequences, else the varlen flash kernel [T, H, Dh]
   o = a Wo + b                                                                       [T, D]
   x, h = x + o, LN2(x + o)                     one kernel, x stored over o
-  f = gelu(h W1 + b1)                          "triton": cuBLAS + in-place erf GELU   [T, 4D]
+  f = gelu(h W1 + b1)                          cuBLAS + in-place erf GELU             [T, 4D]
                                                "quack": one GEMM, GELU in its epilogue
   y = f W2 + b2                                                                      [T, D]
   x, h = x + y, LN1'(x + y)                    next layer's LN1 (or emb_layer_norm_after)
@@ -34,22 +36,31 @@ def run_blocks(model, x: torch.Tensor, pos: torch.Tensor, seq_id: torch.Tensor, 
     num_layers gets emb_layer_norm_after's output)."""
     n = model.num_layers
     T, D = x.shape
-    cos, sin = model.rotary_tables(max_seqlen, x.device)  # positions < max_seqlen; no device sync
     layers = model.layers
     if K.packed_attention_fits(x.dtype, layers[0].head_dim, max_seqlen):
         cu, seq32 = cu_seqlens.to(torch.int32), seq_id.to(torch.int32)
 
-        def attend(q, k, v):
-            return K.packed_attention(q, k, v, seq32, cu)
+        def attend(q, k, v, scale):
+            return K.packed_attention(q, k, v, seq32, cu, scale)
     else:
-        def attend(q, k, v):
-            return varlen_attention(q, k, v, cu_seqlens, max_seqlen)
-    if model.kernels == "quack":
-        from .gemm_act import fc1_act
+        def attend(q, k, v, scale):
+            return varlen_attention(q, k, v, cu_seqlens, max_seqlen, scale)
+    if model.kernels == "quack":  # q/k rows interleaved by use_kernels("quack")
+        from .epilogues import fc1_act, qkv_rope
+        posf = pos.to(torch.float32)
+
+        def project(layer, h):  # -> qkv [T, 3D] rotated, and the softmax scale q still needs
+            return qkv_rope(h, layer.qkv.weight, layer.qkv.bias, posf, model.quack_freq), layer.head_dim ** -0.5
 
         def ffn_in(layer, h):
             return fc1_act(h, layer.fc1.weight, layer.fc1.bias, model.activation)
     else:
+        cos, sin = model.rotary_tables(max_seqlen, x.device)  # positions < max_seqlen; no device sync
+
+        def project(layer, h):
+            qkv = F.linear(h, layer.qkv.weight, layer.qkv.bias)  # [T, 3D]
+            return K.rotary_(qkv, pos, cos, sin, layer.n_heads, layer.head_dim ** -0.5), 1.0
+
         def ffn_in(layer, h):
             f = F.linear(h, layer.fc1.weight, layer.fc1.bias)  # [T, F]
             layer.act_(f)  # GELU in place (model.ACTIVATIONS)
@@ -58,10 +69,9 @@ def run_blocks(model, x: torch.Tensor, pos: torch.Tensor, seq_id: torch.Tensor, 
     for i in range(last):
         layer = layers[i]
         H, Dh = layer.n_heads, layer.head_dim
-        qkv = F.linear(h, layer.qkv.weight, layer.qkv.bias)  # [T, 3D]
-        K.rotary_(qkv, pos, cos, sin, H, Dh ** -0.5)
+        qkv, scale = project(layer, h)  # [T, 3D], q and k rotated
         q, k, v = qkv.view(T, 3, H, Dh).unbind(1)  # 3 x [T, H, Dh] views
-        a = attend(q, k, v)  # [T, H, Dh]
+        a = attend(q, k, v, scale)  # [T, H, Dh]
         o = F.linear(a.reshape(T, D), layer.out_proj.weight, layer.out_proj.bias)  # [T, D]
         x, h = K.add_layer_norm(x, o, layer.ffn_norm)
         f = ffn_in(layer, h)  # [T, F]

@@ -130,10 +130,10 @@ def rotary_(qkv: torch.Tensor, pos: torch.Tensor, cos: torch.Tensor, sin: torch.
 
 
 @triton.jit(do_not_specialize=["n_tok"])
-def _packed_attn_kernel(Q, K, V, O, SEQ, CU, n_tok, stride_t, stride_h, o_stride_t, o_stride_h,
+def _packed_attn_kernel(Q, K, V, O, SEQ, CU, n_tok, stride_t, stride_h, o_stride_t, o_stride_h, scale,
                         HEAD_DIM: tl.constexpr, BM: tl.constexpr, BN: tl.constexpr):
-    """softmax(q k^T) v for BM consecutive packed tokens of one head, against the keys of every
-    sequence those tokens belong to (block-diagonal mask by sequence id)."""
+    """softmax(scale q k^T) v for BM consecutive packed tokens of one head, against the keys of
+    every sequence those tokens belong to (block-diagonal mask by sequence id)."""
     r0 = tl.program_id(0) * BM
     h = tl.program_id(1)
     rows = r0 + tl.arange(0, BM)  # [BM]
@@ -149,7 +149,7 @@ def _packed_attn_kernel(Q, K, V, O, SEQ, CU, n_tok, stride_t, stride_h, o_stride
     m_i = tl.full([BM], -1.0e30, tl.float32)
     l_i = tl.zeros([BM], tl.float32)
     acc = tl.zeros([BM, HEAD_DIM], tl.float32)
-    LOG2E: tl.constexpr = 1.4426950408889634
+    qk_scale = scale * 1.4426950408889634  # softmax in base 2
     for start in range(k_lo, k_hi, BN):
         cols = start + tl.arange(0, BN)  # [BN]
         cmask = cols < k_hi
@@ -158,7 +158,7 @@ def _packed_attn_kernel(Q, K, V, O, SEQ, CU, n_tok, stride_t, stride_h, o_stride
         k = tl.load(K + koff, mask=cmask[:, None], other=0.0)  # [BN, Dh]
         v = tl.load(V + koff, mask=cmask[:, None], other=0.0)  # [BN, Dh]
         s = tl.dot(q, tl.trans(k))  # [BM, BN] fp32
-        s = tl.where(seq_q[:, None] == seq_k[None, :], s * LOG2E, float("-inf"))
+        s = tl.where(seq_q[:, None] == seq_k[None, :], s * qk_scale, float("-inf"))
         m_new = tl.maximum(m_i, tl.max(s, axis=1))
         alpha = tl.math.exp2(m_i - m_new)
         p = tl.math.exp2(s - m_new[:, None])
@@ -186,8 +186,8 @@ def packed_attention_fits(dtype: torch.dtype, head_dim: int, max_seqlen: int) ->
 
 
 def packed_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, seq_id: torch.Tensor,
-                     cu_seqlens: torch.Tensor) -> torch.Tensor:
-    """Packed self-attention within each sequence, softmax scale 1 (q is pre-scaled).
+                     cu_seqlens: torch.Tensor, scale: float = 1.0) -> torch.Tensor:
+    """Packed self-attention within each sequence, softmax(scale q kᵀ) (scale 1: q pre-scaled).
 
     q, k, v [T, H, Dh] with equal strides and a unit last stride (views of the fused projection
     are fine); seq_id [T] int32 (each token's sequence), cu_seqlens [B+1] int32 -> [T, H, Dh].
@@ -199,5 +199,5 @@ def packed_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, seq_id: 
     if T:
         _packed_attn_kernel[(triton.cdiv(T, ATTN_BM), H)](
             q, k, v, o, seq_id, cu_seqlens, T, q.stride(0), q.stride(1), o.stride(0), o.stride(1),
-            HEAD_DIM=Dh, BM=ATTN_BM, BN=ATTN_BN, num_warps=ATTN_WARPS, num_stages=ATTN_STAGES)
+            float(scale), HEAD_DIM=Dh, BM=ATTN_BM, BN=ATTN_BN, num_warps=ATTN_WARPS, num_stages=ATTN_STAGES)
     return o

@@ -137,18 +137,36 @@ class ESM2(nn.Module):
     def use_kernels(self, kind: str) -> None:
         """How blocks run: "eager" (PyTorch ops, the reference arrangement), "compile"
         (torch.compile of one block graph), "triton" (fused.py: cuBLAS GEMMs, varlen attention
-        and the Triton kernels in kernels.py) or "quack" (fused.py with FC1 and its GELU as one
-        quack GEMM, gemm_act.py)."""
+        and the Triton kernels in kernels.py) or "quack" (fused.py with FC1+GELU and QKV+rotary
+        as quack GEMMs with fused epilogues, epilogues.py). "quack" keeps each q and k head's
+        projection rows in interleaved rotary order (epilogues.interleave_qk_rows) while it is
+        on; any other choice restores the checkpoint's order exactly."""
+        if kind not in ("eager", "compile", "triton", "quack"):
+            raise ValueError(f"unknown kernels {kind!r}")
+        if kind in ("triton", "quack"):
+            from . import fused  # noqa: F401  (needs triton: fail here, not mid-run)
+        if kind == "quack" and self.kernels != "quack":
+            from . import quack_epi  # noqa: F401  (needs quack: likewise)
+            self._interleave_qk(False)
+            self.kernels = kind
+            self._refresh_quack_freq()
+        elif kind != "quack" and self.kernels == "quack":
+            self._interleave_qk(True)
         self.step = block_step
         if kind == "compile":
             self.compile_blocks()
-        elif kind in ("triton", "quack"):
-            from . import fused  # noqa: F401  (needs triton: fail here, not mid-run)
-            if kind == "quack":
-                from quack.gemm_interface import gemm_act  # noqa: F401  (likewise)
-        elif kind != "eager":
-            raise ValueError(f"unknown kernels {kind!r}")
         self.kernels = kind
+
+    def _refresh_quack_freq(self) -> None:
+        """The fused projection's per-column rotary frequencies for the quack QKV epilogue."""
+        from .epilogues import rope_freq_table
+        first = self.layers[0]
+        self.quack_freq = rope_freq_table(self.inv_freq, first.n_heads, first.head_dim, first.qkv.weight.device)
+
+    def _interleave_qk(self, inverse: bool) -> None:
+        from .epilogues import interleave_qk_rows
+        for layer in self.layers:
+            interleave_qk_rows(layer.qkv, layer.n_heads, layer.head_dim, inverse=inverse)
 
     def compile_blocks(self) -> None:
         """torch.compile the block (dynamic shapes: token count and max length vary per batch).
@@ -166,6 +184,8 @@ class ESM2(nn.Module):
 
     def set_inv_freq(self, inv_freq: torch.Tensor) -> None:
         self.inv_freq = inv_freq.detach().to(device="cpu", dtype=torch.float32).clone()
+        if self.kernels == "quack":
+            self._refresh_quack_freq()
         self._rot_tables = {}
 
     def rotary_tables(self, n_pos: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:

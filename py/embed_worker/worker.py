@@ -149,7 +149,7 @@ class Worker:
                 log.warn(f"--kernels {want} applies to GPU workers only; running eager on the CPU")
             return "eager"
         if want in ("auto", "quack"):
-            from .gemm_act import unavailable
+            from .epilogues import unavailable
             why = unavailable(self.device, self.dtype)
             if why is None:
                 want = "quack"

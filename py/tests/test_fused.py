@@ -150,7 +150,7 @@ def test_fused_half_close_to_fp32_reference(tiny, packed, dtype):
 
 
 def _quack_or_skip(dtype=torch.float16):
-    from embed_worker.gemm_act import unavailable
+    from embed_worker.epilogues import unavailable
     why = unavailable(torch.device(DEV), dtype)
     if why:
         pytest.skip(f"fused FC1+GELU GEMM: {why}")
@@ -196,7 +196,7 @@ def test_quack_fc1_follows_the_activation_setting(tiny, packed):
 
 
 def test_quack_unavailable_says_why():
-    from embed_worker.gemm_act import unavailable
+    from embed_worker.epilogues import unavailable
     assert unavailable(torch.device("cpu"), torch.float16) == "needs a CUDA GPU"
     if torch.cuda.is_available():
         assert "fp16/bf16" in unavailable(torch.device("cuda", 0), torch.float32)

@@ -1,0 +1,98 @@
+"""ESM-2 GEMMs with their elementwise work in the GEMM's epilogue (quack-kernels' CuTe-DSL Hopper
+GEMMs), for the "quack" kernels arrangement (fused.py):
+
+  fc1_act   act(h W1ᵀ + b1): the GELU runs on the fp32 accumulator, so the [T, 4D] activation is
+            stored once instead of stored, read and stored again by a separate GELU pass.
+  qkv_rope  h Wqkvᵀ + b with rotary applied to the q and k columns in the epilogue (per-row
+            positions, angles computed in-kernel in turns; v columns have zero frequency and
+            pass through bitwise), instead of a separate rotary pass over [T, 2D].
+
+quack's epilogue rotates adjacent column pairs (2j, 2j+1); ESM-2 rotates (j, j + Dh/2)
+(rotate_half). interleave_qk_rows permutes each q and k head's projection rows into adjacent
+pairs once at load (use_kernels("quack")); attention scores q·k are unchanged by applying the
+same permutation to q and k, and v is not touched. q's Dh^-0.5 moves into the attention kernels'
+softmax scale (scaling the fp32 scores instead of the fp16 q).
+
+Measured on an H200 (docs/BENCHMARKS.md, scripts/epilogue_sweep.py): 3B FC1+GELU 5.24 ms vs
+cuBLAS + in-place GELU 6.08 ms per 65k-token layer; 650M 1.31 vs 1.89 ms. quack's plain and
+residual-add GEMMs were not faster than cuBLAS for the out-projection and FC2, which stay on
+cuBLAS.
+"""
+from __future__ import annotations
+
+import torch
+
+# model.ACTIVATIONS name -> quack's epilogue activation of the same function
+QUACK_ACTIVATIONS = {"erf": "gelu_erf", "tanh": "gelu_tanh_approx"}
+
+
+def unavailable(device: torch.device, dtype: torch.dtype) -> str | None:
+    """Why the quack GEMMs cannot run here (None when they can): quack's kernels are for 16-bit
+    inputs, and only the Hopper (sm90) path has been measured and checked against the
+    reference."""
+    if device.type != "cuda":
+        return "needs a CUDA GPU"
+    if dtype not in (torch.float16, torch.bfloat16):
+        return f"runs fp16/bf16 only, not {str(dtype).removeprefix('torch.')}"
+    major, minor = torch.cuda.get_device_capability(device)
+    if (major, minor) != (9, 0):
+        return f"measured on Hopper (sm90) only; this GPU is sm{major}{minor}"
+    try:
+        from quack.gemm_interface import gemm_act  # noqa: F401
+
+        from . import quack_epi  # noqa: F401
+    except Exception as e:  # ImportError, or the CuTe DSL failing to load its libraries
+        return f"quack-kernels does not import ({type(e).__name__}: {e})"
+    return None
+
+
+def fc1_act(h: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, activation: str) -> torch.Tensor:
+    """act(h Wᵀ + b) [T, F] for h [T, D], weight [F, D] as checkpoints store it (passed to the
+    kernel as a (D, F) view, no copy). activation: a model.ACTIVATIONS name."""
+    from quack.gemm_interface import gemm_act
+    _, out = gemm_act(h, weight.t(), bias=bias, activation=QUACK_ACTIVATIONS[activation],
+                      store_preact=False, tuned=False)
+    return out
+
+
+def interleave_order(head_dim: int) -> torch.Tensor:
+    """Row order [0, Dh/2, 1, Dh/2 + 1, ...] of one head: rotate_half's pair (j, j + Dh/2) becomes
+    the adjacent pair (2j, 2j + 1)."""
+    half = head_dim // 2
+    return torch.stack([torch.arange(half), torch.arange(half) + half], dim=1).reshape(-1)
+
+
+def interleave_qk_rows(qkv: torch.nn.Linear, n_heads: int, head_dim: int, inverse: bool = False) -> None:
+    """Permute, in place, the q and k rows of a fused [3D, D] projection (weight and bias) into
+    interleaved rotary pairs per head (inverse=True restores the checkpoint's order exactly)."""
+    d = n_heads * head_dim
+    order = interleave_order(head_dim)
+    rows = (order[None, :] + head_dim * torch.arange(2 * n_heads)[:, None]).reshape(-1)  # [2D]
+    rows = rows.to(qkv.weight.device)
+    with torch.no_grad():
+        for p in (qkv.weight, qkv.bias):
+            if p is None:
+                continue
+            qk = p[: 2 * d]
+            if inverse:
+                restored = torch.empty_like(qk)
+                restored[rows] = qk
+                qk.copy_(restored)
+            else:
+                qk.copy_(qk[rows].clone())
+
+
+def rope_freq_table(inv_freq: torch.Tensor, n_heads: int, head_dim: int, device: torch.device) -> torch.Tensor:
+    """Per-output-column frequencies of the fused projection for qkv_rope: each q and k head's
+    interleaved pairs carry inv_freq[j] / 2π as two float32 (hi, lo), v columns zero. [3D] fp32."""
+    from .quack_epi import make_interleaved_inv_freq
+    d = n_heads * head_dim
+    return make_interleaved_inv_freq(inv_freq.double(), 2 * d, d).float().to(device)
+
+
+def qkv_rope(h: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, pos: torch.Tensor,
+             freq: torch.Tensor) -> torch.Tensor:
+    """[T, 3D] = h Wᵀ + b with q and k rotated by each row's position (pos [T] float32, freq from
+    rope_freq_table; weight's q/k rows interleaved by interleave_qk_rows). q is not scaled."""
+    from .quack_epi import qkv_rope_bias
+    return qkv_rope_bias(h, weight.t(), tuned=False, pos=pos, freq=freq, bias=bias)["D"]

@@ -1,0 +1,110 @@
+"""What the "quack" arrangement changes around its GEMMs, checked on CPU without quack: the q/k row
+interleave (exactly reversible; attention unchanged when rotary rotates adjacent pairs of the
+permuted projection) and the softmax scale that replaces q's pre-scaling in every attention path.
+The quack kernels themselves run on GPUs only (test_fused.py, skipped here)."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from embed_worker import model as M
+from embed_worker.attention import _exact
+from embed_worker.epilogues import interleave_order, interleave_qk_rows
+from embed_worker.weights import load_model
+
+H, DH, D = 4, 16, 64
+
+
+def _proj(seed: int = 0) -> torch.nn.Linear:
+    g = torch.Generator().manual_seed(seed)
+    lin = torch.nn.Linear(D, 3 * D).double()
+    with torch.no_grad():
+        lin.weight.copy_(torch.randn(3 * D, D, generator=g, dtype=torch.float64))
+        lin.bias.copy_(torch.randn(3 * D, generator=g, dtype=torch.float64))
+    return lin
+
+
+def test_interleave_order_pairs_j_with_j_plus_half():
+    assert interleave_order(8).tolist() == [0, 4, 1, 5, 2, 6, 3, 7]
+
+
+def test_interleave_is_exactly_reversible_and_leaves_v_alone():
+    lin = _proj()
+    w0, b0 = lin.weight.clone(), lin.bias.clone()
+    interleave_qk_rows(lin, H, DH)
+    assert not torch.equal(lin.weight[: 2 * D], w0[: 2 * D])
+    assert torch.equal(lin.weight[2 * D:], w0[2 * D:]) and torch.equal(lin.bias[2 * D:], b0[2 * D:])
+    # each head's rows are a permutation of its own rows
+    for h in range(2 * H):
+        got = lin.weight[h * DH:(h + 1) * DH].sum(0)
+        assert torch.allclose(got, w0[h * DH:(h + 1) * DH].sum(0))
+    interleave_qk_rows(lin, H, DH, inverse=True)
+    assert torch.equal(lin.weight, w0) and torch.equal(lin.bias, b0)
+
+
+def _rope_half(x, pos, inv_freq):  # ESM-2: pairs (j, j + Dh/2), x [T, H, Dh]
+    ang = pos[:, None].double() * inv_freq[None, :].double()  # [T, Dh/2]
+    c = torch.cat([ang.cos(), ang.cos()], -1)[:, None, :]
+    s = torch.cat([ang.sin(), ang.sin()], -1)[:, None, :]
+    return x * c + M.rotate_half(x) * s
+
+
+def _rope_adjacent(x, pos, inv_freq):  # quack's epilogue: pairs (2j, 2j + 1)
+    ang = pos[:, None].double() * inv_freq[None, :].double()  # [T, Dh/2]
+    c, s = ang.cos()[:, None, :], ang.sin()[:, None, :]
+    x1, x2 = x[..., 0::2], x[..., 1::2]
+    return torch.stack([x1 * c - x2 * s, x1 * s + x2 * c], -1).flatten(-2)
+
+
+def test_adjacent_pair_rotary_of_the_interleaved_projection_gives_the_same_attention():
+    """The identity the quack arrangement rests on: rotate_half rotary + q·Dh^-0.5 on the
+    checkpoint's rows == adjacent-pair rotary on interleaved rows + softmax scale Dh^-0.5."""
+    T = 11
+    g = torch.Generator().manual_seed(3)
+    h = torch.randn(T, D, generator=g, dtype=torch.float64)
+    pos = torch.tensor([0, 1, 2, 3, 4, 0, 1, 2, 0, 1, 2])
+    cu = torch.tensor([0, 5, 8, 11])
+    inv_freq = M.default_inv_freq(DH)
+    lin = _proj(1)
+    q, k, v = lin(h).split(D, -1)
+    q = _rope_half((q * DH ** -0.5).view(T, H, DH), pos, inv_freq)
+    k = _rope_half(k.view(T, H, DH), pos, inv_freq)
+    want = _exact(q, k, v.reshape(T, H, DH), cu)
+    interleave_qk_rows(lin, H, DH)
+    q2, k2, v2 = lin(h).split(D, -1)
+    q2 = _rope_adjacent(q2.view(T, H, DH), pos, inv_freq)
+    k2 = _rope_adjacent(k2.view(T, H, DH), pos, inv_freq)
+    got = _exact(q2, k2, v2.reshape(T, H, DH), cu, scale=DH ** -0.5)
+    assert torch.allclose(got, want, atol=1e-12, rtol=1e-12)
+
+
+def test_model_interleave_round_trip_restores_every_layer(tiny):
+    model, _, _ = load_model(tiny["hf"], "cpu", torch.float32)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    model._interleave_qk(False)
+    assert any(not torch.equal(v, before[k]) for k, v in model.state_dict().items())
+    model._interleave_qk(True)
+    assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())
+
+
+@pytest.mark.parametrize("scale", [1.0, 0.125, 0.3])
+def test_softmax_scale_equals_prescaled_q(scale):
+    T = 9
+    g = torch.Generator().manual_seed(5)
+    q, k, v = (torch.randn(T, H, DH, generator=g, dtype=torch.float64) for _ in range(3))
+    cu = torch.tensor([0, 4, 9])
+    assert torch.allclose(_exact(q, k, v, cu, scale=scale), _exact(q * scale, k, v, cu), atol=1e-12)
+
+
+def test_packed_attention_kernel_takes_a_softmax_scale():
+    pytest.importorskip("triton")
+    from embed_worker import kernels as K
+    dev = "cuda" if torch.cuda.is_available() else "cpu"
+    T = 21
+    g = torch.Generator().manual_seed(7)
+    q, k, v = (torch.randn(T, H, DH, generator=g).half().to(dev) for _ in range(3))
+    cu = torch.tensor([0, 6, 13, 21], dtype=torch.int32)
+    seq = torch.repeat_interleave(torch.arange(3, dtype=torch.int32), (cu[1:] - cu[:-1]).long())
+    got = K.packed_attention(q, k, v, seq.to(dev), cu.to(dev), 0.25).float().cpu()
+    want = _exact(q.double().cpu(), k.double().cpu(), v.double().cpu(), cu, scale=0.25)
+    assert (got - want).abs().max() < 2e-3
