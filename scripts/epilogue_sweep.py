@@ -136,10 +136,10 @@ def main() -> int:
             ang = pos.double()[:, None] * inv_freq.to(dev).double()[None, :]  # [M, Dh/2]
             c, s_ = ang.cos().repeat(1, 2 * H), ang.sin().repeat(1, 2 * H)
             x1, x2 = y[:, 0:2 * D:2], y[:, 1:2 * D:2]
-            ref = y.clone()
-            ref[:, 0:2 * D:2], ref[:, 1:2 * D:2] = x1 * c - x2 * s_, x1 * s_ + x2 * c
+            want = y.clone()
+            want[:, 0:2 * D:2], want[:, 1:2 * D:2] = x1 * c - x2 * s_, x1 * s_ + x2 * c
             ms = timed(lambda: E.qkv_rope(h, lin.weight, lin.bias, posf, freq), a.iters)
-            emit(D=D, op="qkv+rotary", impl="quack", ms=round(ms, 4), **err(got, ref.float()))
+            emit(D=D, op="qkv+rotary", impl="quack", ms=round(ms, 4), **err(got, want.float()))
         except Exception as e:
             emit(D=D, op="qkv+rotary", impl="quack", error=f"{type(e).__name__}: {str(e)[:400]}")
 
