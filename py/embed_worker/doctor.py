@@ -35,7 +35,7 @@ def report() -> dict:
         if out["cuda"]:
             from .epilogues import unavailable
             why = unavailable(torch.device("cuda", 0), torch.float16)
-            out["kernels"]["quack"] = why or "fp16/bf16: FC1+GELU as one quack GEMM"
+            out["kernels"]["quack"] = why or "fp16/bf16: FC1+GELU and QKV+rotary as quack GEMMs"
             if why is None:
                 out["kernels"]["gpu"] = "quack"
     except Exception:

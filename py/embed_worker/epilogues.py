@@ -13,10 +13,10 @@ pairs once at load (use_kernels("quack")); attention scores q·k are unchanged b
 same permutation to q and k, and v is not touched. q's Dh^-0.5 moves into the attention kernels'
 softmax scale (scaling the fp32 scores instead of the fp16 q).
 
-Measured on an H200 (docs/BENCHMARKS.md, scripts/epilogue_sweep.py): 3B FC1+GELU 5.24 ms vs
-cuBLAS + in-place GELU 6.08 ms per 65k-token layer; 650M 1.31 vs 1.89 ms. quack's plain and
-residual-add GEMMs were not faster than cuBLAS for the out-projection and FC2, which stay on
-cuBLAS.
+Measured on an H200 (docs/BENCHMARKS.md, scripts/epilogue_sweep.py), per 65k-token layer: 3B
+FC1+GELU 5.24 ms vs cuBLAS + in-place GELU 6.08, QKV+rotary 3.80 vs cuBLAS + rotary pass 3.89;
+650M 1.31 vs 1.89 and 0.87 vs 1.08. quack's plain and residual-add GEMMs were not faster than
+cuBLAS for the out-projection and FC2, which stay on cuBLAS.
 """
 from __future__ import annotations
 

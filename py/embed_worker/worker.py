@@ -138,8 +138,8 @@ class Worker:
     def choose_kernels(self, want: str) -> str:
         """The arrangement this worker can run. CPU workers always run eager (the exact CPU
         attention loops over sequences, so compiling would recompile per length, and Triton
-        needs a GPU). On a GPU, "auto" takes the fastest that works here: "quack" (FC1+GELU as
-        one quack GEMM) where quack-kernels imports on an sm90 GPU in fp16/bf16, else "triton",
+        needs a GPU). On a GPU, "auto" takes the fastest that works here: "quack" (FC1+GELU and
+        QKV+rotary as quack GEMMs with fused epilogues) where quack-kernels imports on an sm90 GPU in fp16/bf16, else "triton",
         else torch.compile. An explicit choice that cannot run falls back the same way, with a
         warning."""
         if want not in ("auto", "quack", "triton", "compile", "eager"):
@@ -155,8 +155,8 @@ class Worker:
                 want = "quack"
             else:
                 (log.warn if want == "quack" else log.info)(
-                    f"fused FC1+GELU GEMM off: {why}; FC1 runs on cuBLAS",
-                    hint="pip install quack-kernels (Hopper GPUs; ~5% faster on ESM-2 3B)")
+                    f"quack's fused-epilogue GEMMs off: {why}; running --kernels triton (cuBLAS)",
+                    hint="pip install quack-kernels==0.6.5 'nvidia-cutlass-dsl[cu13]' (Hopper GPUs; 5-14% faster)")
                 want = "triton"
         if want in ("triton", "quack"):
             try:

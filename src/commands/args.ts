@@ -15,7 +15,7 @@ export const sharedArgs = {
   truncate: { type: "string", description: "keep at most this many residues per record", default: String(DEFAULT_TRUNCATE) },
   "duplicate-ids": { type: "enum", options: ["error", "rename"], description: "what to do with repeated ids", default: "error" },
   download: { type: "boolean", description: "download a released ESM-2 checkpoint that no local cache holds (into the torch hub cache)", default: false },
-  kernels: { type: "enum", options: ["auto", ...KERNELS], description: "what runs the blocks on GPUs: quack (FC1+GELU as one quack GEMM, Hopper) or triton (cuBLAS) with embed's Triton kernels, torch.compile, or eager PyTorch (auto: the fastest that runs there)", default: "auto" },
+  kernels: { type: "enum", options: ["auto", ...KERNELS], description: "what runs the blocks on GPUs: quack (FC1+GELU and QKV+rotary as quack GEMMs, Hopper) or triton (cuBLAS) with embed's Triton kernels, torch.compile, or eager PyTorch (auto: the fastest that runs there)", default: "auto" },
   threads: { type: "string", description: "CPU threads for a CPU worker (default: all cores)" },
 } satisfies ArgsDef;
 
