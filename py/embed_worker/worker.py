@@ -197,10 +197,22 @@ class Worker:
         self.ring = make_ring(self.cfg.transport, self.cfg.ring_dir, self.cfg.name, layout)
 
     def warmup(self):
+        """One tiny forward before READY (it also compiles the quack kernels). If the quack
+        GEMMs fail to compile or run for this model, the worker falls back to "triton" and
+        says so, rather than failing the run."""
         t = self.torch
         tokens = t.tensor([0, 5, 6, 7, 2, 0, 8, 2], device=self.device)
         cu = t.tensor([0, 5, 8], dtype=t.int32, device=self.device)
-        self.model(tokens, cu, 5, self.layers)
+        try:
+            self.model(tokens, cu, 5, self.layers)
+        except Exception as e:
+            if self.kernels != "quack":
+                raise
+            log.warn(f"quack's GEMMs failed at warm-up ({type(e).__name__}: {str(e)[:300]}); "
+                     "running --kernels triton (cuBLAS)", hint="report it with `embed doctor` output")
+            self.kernels = "triton"
+            self.model.use_kernels("triton")
+            self.model(tokens, cu, 5, self.layers)
         if self.device.type == "cuda":
             t.cuda.synchronize()
 

@@ -46,3 +46,31 @@ def test_batch_embeds_and_an_understated_max_length_is_refused(worker):
         worker.embed({"batch": 2, "slot": 0, "seqs": 2, "tokens": n, "maxLen": 7})
     with pytest.raises(EmbedWorkerError, match="inconsistent sizes"):
         worker.embed({"batch": 3, "slot": 0, "seqs": 2, "tokens": n + 1, "maxLen": 8})
+
+
+def _flaky_forward(worker, monkeypatch, fail_times: int) -> list[str]:
+    calls: list[str] = []
+    real = worker.model.forward
+
+    def forward(*a, **k):
+        calls.append(worker.model.kernels)
+        if len(calls) <= fail_times:
+            raise RuntimeError("kernel failed to compile")
+        return real(*a, **k)
+    monkeypatch.setattr(worker.model, "forward", forward)
+    return calls
+
+
+def test_quack_failing_at_warmup_falls_back_to_triton(worker, monkeypatch):
+    pytest.importorskip("triton")
+    calls = _flaky_forward(worker, monkeypatch, 1)
+    worker.kernels = "quack"  # as chosen on a Hopper GPU
+    worker.warmup()
+    assert calls == ["eager", "triton"]
+    assert worker.kernels == "triton" and worker.model.kernels == "triton"
+
+
+def test_other_warmup_failures_are_not_swallowed(worker, monkeypatch):
+    _flaky_forward(worker, monkeypatch, 1)
+    with pytest.raises(RuntimeError, match="failed to compile"):
+        worker.warmup()
