@@ -12,7 +12,8 @@ each against an fp32 reference of the same fp16 inputs.
 
     python3 scripts/epilogue_sweep.py [--dims 2560,1280] [--m 65494] [--configs 128x192p,256x128c]
 
-Configs: TILEMxTILEN then p (pingpong) or c (cooperative), optional @CMxCN cluster (default 2x1).
+Configs: TILEMxTILEN then p (pingpong) or c (cooperative), optional @CMxCN cluster (default 2x1);
+"default" is quack's default config, "tuned" its autotuner (every SM90 config, once per shape).
 Prints one JSON line per measurement.
 """
 from __future__ import annotations
@@ -21,6 +22,7 @@ import argparse
 import json
 import sys
 import time
+from functools import partial
 
 import torch
 import torch.nn.functional as F
@@ -145,19 +147,19 @@ def main() -> int:
 
         Wt = {k: w.t() for k, w in W.items()}  # (K, N) views of the checkpoint's [out, in] weights
         for cs in a.configs.split(","):
-            cfg = None if cs == "default" else parse_config(cs)
-            kw = {"tuned": False, "config": cfg}
+            cfg = None if cs in ("default", "tuned") else parse_config(cs)
+            kw = {"tuned": cs == "tuned", "config": cfg}
 
             def gemm(A, B, bias, tuned, config):
                 """A @ B + bias with quack's kernel and this config (None: quack's default)."""
                 out = torch.empty(A.shape[0], B.shape[1], dtype=A.dtype, device=A.device)
-                gemm_tuned.fn(A, B, out, None, bias=bias, config=config)
+                (gemm_tuned if tuned else partial(gemm_tuned.fn, config=config))(A, B, out, None, bias=bias)
                 return out
 
             def gemm_add(A, B, C, bias, tuned, config):
                 """A @ B + C + bias, C and bias in the epilogue."""
                 out = torch.empty_like(C)
-                gemm_tuned.fn(A, B, out, C, bias=bias, config=config)
+                (gemm_tuned if tuned else partial(gemm_tuned.fn, config=config))(A, B, out, C, bias=bias)
                 return out
             try:
                 t1 = time.time()
