@@ -79,7 +79,7 @@ def interleave_qk_rows(qkv: torch.nn.Linear, n_heads: int, head_dim: int, invers
                 restored[rows] = qk
                 qk.copy_(restored)
             else:
-                qk.copy_(qk[rows].clone())
+                qk.copy_(qk[rows])  # advanced indexing reads a copy first
 
 
 def rope_freq_table(inv_freq: torch.Tensor, n_heads: int, head_dim: int, device: torch.device) -> torch.Tensor:
