@@ -108,3 +108,41 @@ def test_packed_attention_kernel_takes_a_softmax_scale():
     got = K.packed_attention(q, k, v, seq.to(dev), cu.to(dev), 0.25).float().cpu()
     want = _exact(q.double().cpu(), k.double().cpu(), v.double().cpu(), cu, scale=0.25)
     assert (got - want).abs().max() < 2e-3
+
+
+def test_fused_quack_branch_with_reference_epilogues_equals_eager(tiny, batch, monkeypatch):
+    """fused.py's "quack" wiring on CPU: quack's two GEMMs replaced by PyTorch functions with the
+    same contract (GELU on the GEMM output; adjacent-pair rotary of the first 2D columns by
+    pos × inv_freq), the model's q/k rows interleaved as use_kernels("quack") leaves them, the
+    softmax scale in attention. Every layer equals the eager reference arrangement to 1e-5."""
+    pytest.importorskip("triton")
+    from conftest import LAYERS, rel_err_rows
+    from embed_worker import epilogues as E
+    ref, _, _ = load_model(tiny["hf"], "cpu", torch.float32)
+    fast, _, _ = load_model(tiny["hf"], "cpu", torch.float32)
+    inv_freq = fast.inv_freq.clone()
+    d, dh = fast.cfg.embed_dim, fast.layers[0].head_dim
+
+    def qkv_rope(h, weight, bias, pos, freq):
+        y = torch.nn.functional.linear(h, weight, bias)
+        j = (torch.arange(2 * d) % dh) // 2  # rotation pair of each q/k column
+        ang = pos[:, None].double() * inv_freq[j][None, :].double()  # [T, 2D]
+        c, s = ang.cos()[:, 0::2].float(), ang.sin()[:, 0::2].float()
+        x1, x2 = y[:, 0:2 * d:2].clone(), y[:, 1:2 * d:2].clone()
+        y[:, 0:2 * d:2], y[:, 1:2 * d:2] = x1 * c - x2 * s, x1 * s + x2 * c
+        return y
+
+    def fc1_act(h, weight, bias, activation):
+        assert activation == "erf"
+        return M.gelu(torch.nn.functional.linear(h, weight, bias))
+
+    monkeypatch.setattr(E, "qkv_rope", qkv_rope)
+    monkeypatch.setattr(E, "fc1_act", fc1_act)
+    fast.use_kernels("triton")
+    fast._interleave_qk(False)  # what use_kernels("quack") does, without quack's import
+    fast.kernels, fast.quack_freq = "quack", None
+    toks, cu, mx = batch["tokens"], batch["cu"], batch["max"]
+    everything = list(range(LAYERS + 1))
+    a, b = ref(toks, cu, mx, everything), fast(toks, cu, mx, everything)
+    for layer in everything:
+        assert rel_err_rows(b[layer], a[layer]) <= 1e-5, layer
