@@ -74,3 +74,23 @@ def test_other_warmup_failures_are_not_swallowed(worker, monkeypatch):
     _flaky_forward(worker, monkeypatch, 1)
     with pytest.raises(RuntimeError, match="failed to compile"):
         worker.warmup()
+
+
+@pytest.mark.parametrize("why,want,got", [
+    (None, "auto", "quack"), (None, "quack", "quack"), (None, "triton", "triton"),
+    ("quack-kernels does not import", "auto", "triton"), ("quack-kernels does not import", "quack", "triton"),
+])
+def test_gpu_kernels_choice(worker, monkeypatch, capsys, why, want, got):
+    """What a GPU worker runs for each request, with quack loadable or not (decision logic only:
+    the device is a CUDA name, nothing runs on it)."""
+    pytest.importorskip("triton")
+    from embed_worker import epilogues
+    monkeypatch.setattr(epilogues, "unavailable", lambda device, dtype: why)
+    monkeypatch.setattr(worker, "device", torch.device("cuda", 0))
+    assert worker.choose_kernels(want) == got
+    err = capsys.readouterr().err
+    if why:  # an explicit --kernels quack that cannot run warns; auto only says what it chose
+        assert why in err
+        assert ('"level": "warn"' in err) == (want == "quack")
+    else:
+        assert err == ""
