@@ -29,20 +29,21 @@ def report() -> dict:
     except Exception as e:
         out["problems"].append({"what": f"attention backend: {e}", "hint": getattr(e, "hint", "") or
                                 "install flash-attn, or torch >= 2.10 for torch.nn.attention.varlen"})
-    try:  # what `--kernels auto` gives a GPU worker (worker.choose_kernels)
+    try:
         import triton
         out["kernels"] = {"triton": triton.__version__, "gpu": "triton", "cpu": "eager"}
-        if out["cuda"]:
-            from .epilogues import unavailable
-            why = unavailable(torch.device("cuda", 0), torch.float16)
-            out["kernels"]["quack"] = why or "fp16/bf16: FC1+GELU and QKV+rotary as quack GEMMs"
-            if why is None:
-                out["kernels"]["gpu"] = "quack"
     except Exception:
         out["kernels"] = {"triton": None, "gpu": "compile", "cpu": "eager"}
-        if out["cuda"]:
-            out["problems"].append({"what": "triton does not import: GPU workers run torch.compile instead of embed's Triton kernels (~10% slower)",
-                                    "hint": "pip install triton (CUDA builds of torch ship with it)", "severity": "warn"})
+    if out["cuda"]:  # what `--kernels auto` gives a GPU worker (model.gpu_kernels, as the worker)
+        from .model import gpu_kernels
+        kind, notes = gpu_kernels("auto", torch.device("cuda", 0), torch.float16)
+        out["kernels"]["gpu"] = kind
+        out["kernels"]["quack"] = "fp16/bf16: FC1+GELU and QKV+rotary as quack GEMMs" if kind == "quack" else None
+        for level, what, hint in notes:
+            if level == "info":  # quack off: why, in the kernels report
+                out["kernels"]["quack"] = what
+            else:
+                out["problems"].append({"what": what, "hint": hint, "severity": "warn"})
     for mod, hint in (("numpy", "pip install numpy"), ("safetensors", "pip install safetensors")):
         try:
             __import__(mod)

@@ -60,6 +60,30 @@ def default_inv_freq(head_dim: int) -> torch.Tensor:
     return 1.0 / (10000 ** (torch.arange(0, head_dim, 2, device="cpu").float() / head_dim))
 
 
+def gpu_kernels(want: str, device: torch.device, dtype: torch.dtype) -> tuple[str, list[tuple[str, str, str]]]:
+    """What a GPU worker asked for `want` (auto | quack | triton | compile | eager) runs: "auto"
+    and "quack" take "quack" where epilogues.unavailable allows it, else "triton"; "triton" and
+    "quack" need Triton, else torch.compile. Also returns what to tell the user, as (level,
+    message, hint): a warning where an explicit choice cannot be honoured."""
+    notes: list[tuple[str, str, str]] = []
+    if want in ("auto", "quack"):
+        from . import epilogues
+        why = epilogues.unavailable(device, dtype)
+        if why is not None:
+            notes.append(("warn" if want == "quack" else "info",
+                          f"quack's fused-epilogue GEMMs off: {why}; running --kernels triton (cuBLAS)",
+                          "pip install quack-kernels==0.6.5 'nvidia-cutlass-dsl[cu13]' (Hopper GPUs; 5-14% faster)"))
+        want = "quack" if why is None else "triton"
+    if want in ("triton", "quack"):
+        try:
+            import triton  # noqa: F401
+        except ImportError:
+            notes.append(("warn", "triton is not installed; running the blocks with torch.compile instead",
+                          "pip install triton (it ships with CUDA builds of torch)"))
+            return "compile", notes
+    return want, notes
+
+
 def rotate_half(x: torch.Tensor) -> torch.Tensor:
     x1, x2 = x.chunk(2, dim=-1)
     return torch.cat((-x2, x1), dim=-1)
@@ -148,7 +172,6 @@ class ESM2(nn.Module):
         if kind == "quack" and self.kernels != "quack":
             from . import quack_epi  # noqa: F401  (needs quack: likewise)
             self._interleave_qk(False)
-            self.kernels = kind
             self._refresh_quack_freq()
         elif kind != "quack" and self.kernels == "quack":
             self._interleave_qk(True)

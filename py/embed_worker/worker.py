@@ -138,34 +138,18 @@ class Worker:
     def choose_kernels(self, want: str) -> str:
         """The arrangement this worker can run. CPU workers always run eager (the exact CPU
         attention loops over sequences, so compiling would recompile per length, and Triton
-        needs a GPU). On a GPU, "auto" takes the fastest that works here: "quack" (FC1+GELU and
-        QKV+rotary as quack GEMMs with fused epilogues) where quack-kernels imports on an sm90 GPU in fp16/bf16, else "triton",
-        else torch.compile. An explicit choice that cannot run falls back the same way, with a
-        warning."""
+        needs a GPU). On a GPU, model.gpu_kernels decides: "auto" takes the fastest that works
+        there; an explicit choice that cannot run falls back the same way, with a warning."""
         if want not in ("auto", "quack", "triton", "compile", "eager"):
             raise EmbedWorkerError(f"unknown kernels {want!r}", "use auto, quack, triton, compile or eager")
         if self.device.type != "cuda":
             if want not in ("auto", "eager"):
                 log.warn(f"--kernels {want} applies to GPU workers only; running eager on the CPU")
             return "eager"
-        if want in ("auto", "quack"):
-            from .epilogues import unavailable
-            why = unavailable(self.device, self.dtype)
-            if why is None:
-                want = "quack"
-            else:
-                (log.warn if want == "quack" else log.info)(
-                    f"quack's fused-epilogue GEMMs off: {why}; running --kernels triton (cuBLAS)",
-                    hint="pip install quack-kernels==0.6.5 'nvidia-cutlass-dsl[cu13]' (Hopper GPUs; 5-14% faster)")
-                want = "triton"
-        if want in ("triton", "quack"):
-            try:
-                import triton  # noqa: F401
-            except ImportError:
-                log.warn("triton is not installed; running the blocks with torch.compile instead",
-                         hint="pip install triton (it ships with CUDA builds of torch)")
-                return "compile"
-        return want
+        got, notes = self.M.gpu_kernels(want, self.device, self.dtype)
+        for level, msg, hint in notes:
+            getattr(log, level)(msg, hint=hint)
+        return got
 
     def apply_fault(self):
         fault = self.cfg.fault
