@@ -73,7 +73,8 @@ def flops_per_token(cfg, lens: list[int]) -> float:
     return cfg.num_layers * (24 * d * d + 4 * l_eff * d)
 
 
-KERNELS = {"embed": "eager", "embed-compiled": "compile", "embed-triton": "triton", "embed-quack": "quack"}
+KERNELS = {"embed": "eager", "embed-compiled": "compile", "embed-triton": "triton", "embed-quack": "quack",
+           "embed-quack-nofa4": "quack"}  # the last: quack GEMMs, FlashAttention-4 off (long batches)
 _compiled_step = None
 
 
@@ -88,6 +89,12 @@ def set_kernels(model, kind: str) -> None:
         model.step, model.kernels = _compiled_step, "compile"
     elif kind in ("triton", "quack"):
         model.use_kernels(kind)
+
+
+def set_impl(model, impl: str) -> None:
+    set_kernels(model, KERNELS[impl])
+    if impl == "embed-quack-nofa4":
+        model.long_attention = None
 
 
 # ---- implementations: each returns (means fp32 [N, D] in input order, seconds, batches, real tokens, padded tokens)
@@ -232,7 +239,7 @@ def main() -> int:
                     torch.cuda.empty_cache()
                     torch.cuda.reset_peak_memory_stats(DEV)
                 if impl.startswith("embed"):
-                    set_kernels(ours, KERNELS[impl])
+                    set_impl(ours, impl)
                     if impl != "embed":
                         embed_packed(ours, seqs[: min(len(seqs), 2000)], a.budget, layer)  # compile + warm-up
                     res = embed_packed(ours, seqs, a.budget, layer)

@@ -11,6 +11,13 @@ Backends, picked once at import (nothing printed):
   "exact"         per-sequence matmul + fp32 softmax        any device / dtype
 The exact path is used on CPU always, and on CUDA for fp32 (the fused kernels
 only take half precision).
+
+For batches of long sequences the "quack" arrangement adds FlashAttention-4's CuTe-DSL varlen
+kernel (package flash-attn-4, imported as flash_attn.cute; it needs the CuTe DSL that quack
+needs): `flash4()` loads it. Measured per batch on an H200 (docs/BENCHMARKS.md,
+scripts/attention_sweep.py): 20-30% faster than torch's varlen kernel once the longest sequence
+passes ~512 tokens, slower below that (its 192-row tiles waste more on shorter sequences), hence
+LONG_MIN_LEN.
 """
 from __future__ import annotations
 
@@ -44,6 +51,9 @@ EXACT = "exact"
 BACKEND_NAME: str = CUDA_BACKEND or EXACT
 
 _HALF = (torch.float16, torch.bfloat16)
+
+# Batches whose longest sequence (with <cls>/<eos>) exceeds this go to flash4() where loaded.
+LONG_MIN_LEN = 512
 
 
 def backend_for(device, dtype: torch.dtype | None = None) -> str:
@@ -88,3 +98,20 @@ def varlen_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
     raise BackendUnavailable(
         f"no variable-length attention kernel for CUDA {q.dtype} (torch {torch.__version__})",
         "install flash-attn (pip install flash-attn) or upgrade to torch >= 2.10, or use --precision fp32")
+
+
+def flash4():
+    """FlashAttention-4's varlen forward as f(q, k, v, cu_seqlens int32, max_seqlen, scale), or
+    (None, why) when it cannot load. Returns (f, None) on success. Importing it takes seconds
+    (the CuTe DSL), so only the "quack" arrangement calls this."""
+    try:
+        from flash_attn.cute import flash_attn_varlen_func
+    except Exception as e:  # ImportError, or the CuTe DSL failing to load its libraries
+        return None, f"flash-attn-4 does not import ({type(e).__name__}: {str(e)[:200]})"
+
+    def run(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, cu_seqlens: torch.Tensor,
+            max_seqlen: int, scale: float = 1.0) -> torch.Tensor:
+        return flash_attn_varlen_func(q, k, v, cu_seqlens_q=cu_seqlens, cu_seqlens_k=cu_seqlens,
+                                      max_seqlen_q=max_seqlen, max_seqlen_k=max_seqlen,
+                                      softmax_scale=scale)[0]
+    return run, None

@@ -10,6 +10,8 @@ makes as few trips through memory as possible:
                                                interleaved q/k rows; Dh^-0.5 in the softmax)
   a = attention(q, k, v)                       on views of qkv: packed-tile Triton kernel for
                                                short sequences, else the varlen flash kernel [T, H, Dh]
+                                               (model.long_attention, FlashAttention-4, for
+                                               sequences past attention.LONG_MIN_LEN where loaded)
   o = a Wo + b                                                                       [T, D]
   x, h = x + o, LN2(x + o)                     one kernel, x stored over o
   f = gelu(h W1 + b1)                          cuBLAS + in-place erf GELU             [T, 4D]
@@ -27,7 +29,7 @@ import torch
 import torch.nn.functional as F
 
 from . import kernels as K
-from .attention import varlen_attention
+from . import attention as A
 
 def run_blocks(model, x: torch.Tensor, pos: torch.Tensor, seq_id: torch.Tensor, cu_seqlens: torch.Tensor,
                max_seqlen: int, last: int, keep: Callable[[int, torch.Tensor], None]) -> None:
@@ -42,9 +44,14 @@ def run_blocks(model, x: torch.Tensor, pos: torch.Tensor, seq_id: torch.Tensor, 
 
         def attend(q, k, v, scale):
             return K.packed_attention(q, k, v, seq32, cu, scale)
+    elif model.long_attention is not None and max_seqlen > A.LONG_MIN_LEN:
+        cu, long_attention = cu_seqlens.to(torch.int32), model.long_attention
+
+        def attend(q, k, v, scale):
+            return long_attention(q, k, v, cu, max_seqlen, scale)
     else:
         def attend(q, k, v, scale):
-            return varlen_attention(q, k, v, cu_seqlens, max_seqlen, scale)
+            return A.varlen_attention(q, k, v, cu_seqlens, max_seqlen, scale)
     if model.kernels == "quack":  # q/k rows interleaved by use_kernels("quack")
         from .epilogues import fc1_act, qkv_rope
         posf = pos.to(torch.float32)

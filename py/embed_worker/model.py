@@ -157,12 +157,16 @@ class ESM2(nn.Module):
         self.step = block_step
         self.kernels = "eager"  # eager | compile | triton | quack (see use_kernels)
         self.activation = "erf"  # the FFN activation's ACTIVATIONS name (see set_activation)
+        # attention for batches of long sequences in fused.py (attention.flash4), or None
+        self.long_attention = None
+        self.long_attention_off: str | None = None  # why it is None under "quack"
 
     def use_kernels(self, kind: str) -> None:
         """How blocks run: "eager" (PyTorch ops, the reference arrangement), "compile"
         (torch.compile of one block graph), "triton" (fused.py: cuBLAS GEMMs, varlen attention
         and the Triton kernels in kernels.py) or "quack" (fused.py with FC1+GELU and QKV+rotary
-        as quack GEMMs with fused epilogues, epilogues.py). "quack" keeps each q and k head's
+        as quack GEMMs with fused epilogues, epilogues.py, and FlashAttention-4 for batches of
+        long sequences where it loads, attention.flash4). "quack" keeps each q and k head's
         projection rows in interleaved rotary order (epilogues.interleave_qk_rows) while it is
         on; any other choice restores the checkpoint's order exactly."""
         if kind not in ("eager", "compile", "triton", "quack"):
@@ -175,6 +179,11 @@ class ESM2(nn.Module):
             self._refresh_quack_freq()
         elif kind != "quack" and self.kernels == "quack":
             self._interleave_qk(True)
+        if kind == "quack" and self.kernels != "quack":
+            from .attention import flash4
+            self.long_attention, self.long_attention_off = flash4()
+        elif kind != "quack":
+            self.long_attention, self.long_attention_off = None, None
         self.step = block_step
         if kind == "compile":
             self.compile_blocks()

@@ -197,15 +197,35 @@ class Worker:
             self.kernels = "triton"
             self.model.use_kernels("triton")
             self.model(tokens, cu, 5, self.layers)
+        self.warm_long_attention(cu)
         if self.device.type == "cuda":
             t.cuda.synchronize()
+
+    def warm_long_attention(self, cu):
+        """Compile FlashAttention-4 (batches of long sequences only) before READY too; if it
+        fails, those batches take the varlen flash kernel instead."""
+        m, t = self.model, self.torch
+        if m.long_attention is None:
+            if m.kernels == "quack" and m.long_attention_off:
+                log.info(f"FlashAttention-4 off: {m.long_attention_off}; long sequences use the varlen flash kernel",
+                         hint="pip install flash-attn-4==4.0.0b36 (Hopper; 20-30% faster attention past 512 tokens)")
+            return
+        first = m.layers[0]
+        q = t.randn(8, 3, first.n_heads, first.head_dim, device=self.device, dtype=self.dtype)
+        try:
+            m.long_attention(q[:, 0], q[:, 1], q[:, 2], cu, 5, first.head_dim ** -0.5)
+        except Exception as e:
+            log.warn(f"FlashAttention-4 failed at warm-up ({type(e).__name__}: {str(e)[:300]}); "
+                     "long sequences use the varlen flash kernel", hint="report it with `embed doctor` output")
+            m.long_attention, m.long_attention_off = None, f"failed at warm-up: {type(e).__name__}"
 
     def ready_message(self) -> dict:
         from . import attention
         t = self.torch
         return P.ready(
             pid=os.getpid(), device=str(self.device) if self.device.type == "cpu" else
-            f"cuda ({t.cuda.get_device_name(self.device)})", backend=attention.backend_for(self.device, self.dtype),
+            f"cuda ({t.cuda.get_device_name(self.device)})",
+            backend=attention.backend_for(self.device, self.dtype) + ("+fa4" if self.model.long_attention else ""),
             kernels=self.kernels, dtype=self.cfg.precision,
             model={"name": self.mcfg.name, "path": self.resolved.path, "format": self.resolved.format,
                    "numLayers": self.mcfg.num_layers, "dim": self.mcfg.embed_dim,

@@ -146,3 +146,44 @@ def test_fused_quack_branch_with_reference_epilogues_equals_eager(tiny, batch, m
     a, b = ref(toks, cu, mx, everything), fast(toks, cu, mx, everything)
     for layer in everything:
         assert rel_err_rows(b[layer], a[layer]) <= 1e-5, layer
+
+
+def test_long_batches_take_the_long_attention_kernel_and_others_do_not(tiny, batch, monkeypatch):
+    """fused.py sends a batch to model.long_attention (FlashAttention-4 under "quack") only when
+    its longest sequence exceeds attention.LONG_MIN_LEN, with int32 cu_seqlens and the softmax
+    scale; the result equals the eager reference on every layer."""
+    pytest.importorskip("triton")
+    from conftest import LAYERS, rel_err_rows
+    from embed_worker import attention as A
+    ref, _, _ = load_model(tiny["hf"], "cpu", torch.float32)
+    fast, _, _ = load_model(tiny["hf"], "cpu", torch.float32)
+    fast.use_kernels("triton")
+    calls = []
+
+    def stand_in(q, k, v, cu, max_seqlen, scale):
+        assert cu.dtype == torch.int32
+        calls.append((max_seqlen, scale))
+        return _exact(q, k, v, cu, scale)
+    fast.long_attention = stand_in
+    toks, cu, mx = batch["tokens"], batch["cu"], batch["max"]
+    everything = list(range(LAYERS + 1))
+    want = ref(toks, cu, mx, everything)
+    monkeypatch.setattr(A, "LONG_MIN_LEN", mx)  # longest == threshold: not long
+    fast(toks, cu, mx, everything)
+    assert calls == []
+    monkeypatch.setattr(A, "LONG_MIN_LEN", mx - 1)
+    got = fast(toks, cu, mx, everything)
+    assert calls == [(mx, 1.0)] * LAYERS  # "triton" pre-scales q: softmax scale 1
+    for layer in everything:
+        assert rel_err_rows(got[layer], want[layer]) <= 1e-5, layer
+
+
+def test_flash4_says_why_it_cannot_load():
+    from embed_worker.attention import flash4
+    try:
+        import flash_attn.cute  # noqa: F401
+        pytest.skip("flash-attn-4 is installed here")
+    except Exception:
+        pass
+    fn, why = flash4()
+    assert fn is None and "flash-attn-4 does not import" in why

@@ -253,3 +253,56 @@ def test_fused_forward_with_a_head_size_that_is_not_a_power_of_two(tmp_path, pac
         a, b = ref(toks, cu, mx, [0, 1, 2]), fast(toks, cu, mx, [0, 1, 2])
         for layer in (0, 1, 2):
             assert rel_err_rows(b[layer].float(), a[layer].float()) <= tol, (dtype, layer)
+
+
+def _flash4_or_skip():
+    from embed_worker.attention import flash4
+    if DEV != "cuda" or torch.cuda.get_device_capability()[0] != 9:
+        pytest.skip("FlashAttention-4's sm90 path needs a Hopper GPU")
+    fn, why = flash4()
+    if fn is None:
+        pytest.skip(why)
+    return fn
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("lens,H,Dh", [([600, 3, 1024, 1, 513, 777], 4, 64), ([900, 20], 2, 128), ([700], 3, 32)])
+def test_flash4_matches_exact_on_long_sequences(lens, H, Dh, dtype):
+    """FlashAttention-4 (long batches under "quack") on strided q/k/v views of a fused projection,
+    with a softmax scale, against fp64 per-sequence attention."""
+    fa4 = _flash4_or_skip()
+    from embed_worker import attention
+    cu = torch.zeros(len(lens) + 1, dtype=torch.int32)
+    cu[1:] = torch.cumsum(torch.tensor(lens), 0)
+    T = int(cu[-1])
+    qkv = torch.randn(T, 3, H, Dh, generator=torch.Generator().manual_seed(T + Dh)).to(dtype)
+    q, k, v = qkv.unbind(1)
+    got = fa4(q.to(DEV), k.to(DEV), v.to(DEV), cu.to(DEV), max(lens), Dh ** -0.5)
+    ref = attention._exact(q.double(), k.double(), v.double(), cu, Dh ** -0.5)
+    tol = 4e-3 if dtype == torch.float16 else 3e-2
+    assert got.dtype == dtype and (got.cpu().double() - ref).abs().max() <= tol
+
+
+def test_quack_with_flash4_on_long_batches_close_to_fp32_reference(tiny, monkeypatch):
+    """The "quack" arrangement with every batch sent to FlashAttention-4 (threshold lowered):
+    the forward stays as close to the fp32 reference as with the varlen kernel."""
+    _quack_or_skip()
+    _flash4_or_skip()
+    from embed_worker import attention
+    lens = [300, 2, 57, 180]
+    toks = torch.cat([torch.tensor([0] + [4 + (i * 7 + j) % 20 for j in range(L - 2)] + [2]) for i, L in enumerate(lens)])
+    cu = torch.zeros(len(lens) + 1, dtype=torch.int32)
+    cu[1:] = torch.cumsum(torch.tensor(lens), 0)
+    ref, _, _ = load_model(tiny["hf"], "cpu", torch.float32)
+    fast, _, _ = load_model(tiny["hf"], DEV, torch.float16)
+    fast.use_kernels("quack")
+    assert fast.long_attention is not None
+    monkeypatch.setattr(attention, "LONG_MIN_LEN", 0)
+    calls = []
+    real = fast.long_attention
+    fast.long_attention = lambda *a: calls.append(a[4]) or real(*a)
+    a = ref(toks, cu, max(lens), [LAYERS])[LAYERS]
+    b = fast(toks.to(DEV), cu.to(DEV), max(lens), [LAYERS])[LAYERS]
+    assert calls == [max(lens)] * LAYERS
+    cos = torch.nn.functional.cosine_similarity(M.mean_residues(a, cu), M.mean_residues(b, cu.to(DEV)).cpu(), dim=-1)
+    assert torch.isfinite(b).all() and cos.min() > 0.999, float(cos.min())

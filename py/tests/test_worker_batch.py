@@ -94,3 +94,27 @@ def test_gpu_kernels_choice(worker, monkeypatch, capsys, why, want, got):
         assert ('"level": "warn"' in err) == (want == "quack")
     else:
         assert err == ""
+
+
+def test_long_attention_failing_at_warmup_is_turned_off_with_a_warning(worker, capsys):
+    """FlashAttention-4 (long batches) is compiled at warm-up; if it fails there, the worker
+    drops it (long batches take the varlen flash kernel) and says so, instead of failing later."""
+    calls = []
+
+    def broken(q, k, v, cu, max_seqlen, scale):
+        calls.append((tuple(q.shape), cu.tolist(), max_seqlen))
+        raise RuntimeError("no sm90 here")
+    worker.model.long_attention = broken
+    worker.warmup()
+    assert calls == [((8, worker.model.layers[0].n_heads, worker.model.layers[0].head_dim), [0, 5, 8], 5)]
+    assert worker.model.long_attention is None and "warm-up" in worker.model.long_attention_off
+    err = capsys.readouterr().err
+    assert "FlashAttention-4 failed at warm-up" in err and '"level": "warn"' in err
+    assert "+fa4" not in worker.ready_message()["backend"]
+
+
+def test_long_attention_that_works_is_named_in_ready(worker):
+    from embed_worker.attention import _exact
+    worker.model.long_attention = lambda q, k, v, cu, mx, scale: _exact(q, k, v, cu, scale)
+    worker.warmup()
+    assert worker.ready_message()["backend"].endswith("+fa4")

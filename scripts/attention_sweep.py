@@ -1,0 +1,158 @@
+"""Attention over whole workloads, per kernel: the packed-tile Triton kernel (tile-major and
+head-major grids), PyTorch's varlen flash kernel and FlashAttention-4's CuTe-DSL varlen kernel
+(flash-attn-4, sm90 path), on the batches the planner would make (lengths sorted longest first,
+65,536-token budget), Dh = 64, fp16, each batch timed back to back.
+
+    python3 scripts/attention_sweep.py [--dims 1280,2560] [--tokens 400000] [--iters 20]
+
+Prints one JSON line per (workload, D, batch, variant): ms, and the max abs error against the
+varlen flash kernel's output; then one summary line per (workload, D, variant) with the total
+ms per 65,536 tokens. A variant that cannot run a batch (packed: sequences > 256) is skipped.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(ROOT, "py"))
+sys.path.insert(0, os.path.join(ROOT, "scripts"))
+
+import torch  # noqa: E402
+
+import workloads  # noqa: E402
+from cudatime import timed  # noqa: E402
+from embed_worker import kernels as K  # noqa: E402
+from embed_worker import model as M  # noqa: E402
+from embed_worker.attention import varlen_attention  # noqa: E402
+
+
+def emit(**row) -> None:
+    print(json.dumps(row), flush=True)
+
+
+def batches(workload: str, tokens: int, budget: int, pick: int) -> list[list[int]]:
+    """The planner's batches over `tokens` tokens of the workload (longest first); with pick > 0,
+    that many of them spread evenly from the longest to the shortest."""
+    lens, total = [], 0
+    for L in workloads.lengths(workload, tokens // 20, seed=3):  # in the workload's order
+        if total >= tokens:
+            break
+        lens.append(L + 2)
+        total += L + 2
+    lens.sort(reverse=True)
+    out, cur, used = [], [], 0
+    for L in lens:
+        if used + L > budget:
+            out.append(cur)
+            cur, used = [], 0
+        cur.append(L)
+        used += L
+    out.append(cur)
+    if 0 < pick < len(out):
+        out = [out[round(i * (len(out) - 1) / (pick - 1))] for i in range(pick)] if pick > 1 else out[:1]
+    return out
+
+
+def fa4_variant(tile=None):
+    """FlashAttention-4's varlen forward (its default sm90 tile, or tile_mn through the private
+    _flash_attn_fwd), or None if it does not import."""
+    try:
+        from flash_attn.cute import flash_attn_varlen_func
+        from flash_attn.cute.interface import _flash_attn_fwd
+    except Exception as e:  # noqa: BLE001
+        emit(variant="fa4", error=f"import: {type(e).__name__}: {e}"[:300])
+        return None
+
+    def run(q, k, v, cu, mx, scale):
+        if tile is None:
+            return flash_attn_varlen_func(q, k, v, cu_seqlens_q=cu, cu_seqlens_k=cu, max_seqlen_q=mx,
+                                          max_seqlen_k=mx, softmax_scale=scale)[0]
+        return _flash_attn_fwd(q, k, v, cu_seqlens_q=cu, cu_seqlens_k=cu, max_seqlen_q=mx,
+                               max_seqlen_k=mx, softmax_scale=scale, tile_mn=tile)[0]
+    return run
+
+
+@torch.inference_mode()
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--dims", default="1280,2560")
+    ap.add_argument("--tokens", type=int, default=400_000)
+    ap.add_argument("--budget", type=int, default=65_536)
+    ap.add_argument("--iters", type=int, default=20)
+    ap.add_argument("--workloads", default="reads,short,uniprot")
+    ap.add_argument("--pick", type=int, default=0, help="time this many batches spread over the plan")
+    ap.add_argument("--fa4-tiles", default="", help="extra FA4 tiles, e.g. 128x128,128x64")
+    a = ap.parse_args()
+    t0 = time.time()
+    fa4 = fa4_variant()
+    emit(measurement="fa4 import", s=round(time.time() - t0, 1), ok=fa4 is not None)
+
+    def packed(head_major):
+        def run(q, k, v, cu, mx, scale, seq32):
+            K.ATTN_HEAD_MAJOR = head_major
+            try:
+                return K.packed_attention(q, k, v, seq32, cu, scale)
+            finally:
+                K.ATTN_HEAD_MAJOR = False
+        return run
+
+    variants = {"torch-varlen": lambda q, k, v, cu, mx, s, _: varlen_attention(q, k, v, cu, mx, s),
+                "packed": packed(False), "packed-head-major": packed(True)}
+    if fa4 is not None:
+        variants["fa4"] = lambda q, k, v, cu, mx, s, _: fa4(q, k, v, cu, mx, s)
+        for tile in a.fa4_tiles.split(",") if a.fa4_tiles else ():
+            fn = fa4_variant(tuple(map(int, tile.split("x"))))
+            variants[f"fa4 {tile}"] = lambda q, k, v, cu, mx, s, _, fn=fn: fn(q, k, v, cu, mx, s)
+    for w in a.workloads.split(","):
+        plan = batches(w, a.tokens, a.budget, a.pick)
+        for D in map(int, a.dims.split(",")):
+            H, Dh = D // 64, 64
+            total = {name: 0.0 for name in variants}
+            ran = {name: 0 for name in variants}
+            best = 0.0
+            n_tok = 0
+            for bi, lens in enumerate(plan):
+                T = sum(lens)
+                n_tok += T
+                cu = torch.zeros(len(lens) + 1, dtype=torch.int32)
+                cu[1:] = torch.cumsum(torch.tensor(lens), 0)
+                cu = cu.cuda()
+                mx = max(lens)
+                qkv = torch.randn(T, 3, H, Dh, device="cuda", dtype=torch.float16)
+                q, k, v = qkv.unbind(1)
+                seq32 = M.positions_from_cu(cu, T)[0].int()
+                scale = Dh ** -0.5
+                ref = varlen_attention(q, k, v, cu, mx, scale).float()
+                times = {}
+                for name, fn in variants.items():
+                    if name.startswith("packed") and not K.packed_attention_fits(q.dtype, Dh, mx):
+                        continue
+                    t1 = time.time()
+                    try:
+                        got = fn(q, k, v, cu, mx, scale, seq32)
+                        first_s = time.time() - t1
+                        e = float((got.float() - ref).abs().max())
+                        ms = timed(lambda: fn(q, k, v, cu, mx, scale, seq32), a.iters)
+                    except Exception as ex:  # noqa: BLE001
+                        emit(workload=w, D=D, batch=bi, variant=name, error=f"{type(ex).__name__}: {ex}"[:300])
+                        continue
+                    times[name] = ms
+                    emit(workload=w, D=D, batch=bi, tokens=T, seqs=len(lens), max_len=mx, variant=name,
+                         ms=round(ms, 4), max_abs_err_vs_torch_varlen=e, first_call_s=round(first_s, 2))
+                for name, ms in times.items():
+                    total[name] += ms
+                    ran[name] += 1
+                best += min(times.values())
+            per = a.budget / n_tok
+            emit(workload=w, D=D, summary=True, batches=len(plan), tokens=n_tok,
+                 ms_per_65k={k: round(v * per, 3) for k, v in total.items() if ran[k] == len(plan)},
+                 best_per_batch_ms_per_65k=round(best * per, 3))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
