@@ -197,11 +197,11 @@ class Worker:
             self.kernels = "triton"
             self.model.use_kernels("triton")
             self.model(tokens, cu, 5, self.layers)
-        self.warm_long_attention(cu)
+        self.warm_long_attention()
         if self.device.type == "cuda":
             t.cuda.synchronize()
 
-    def warm_long_attention(self, cu):
+    def warm_long_attention(self):
         """Compile FlashAttention-4 (batches of long sequences only) before READY too; if it
         fails, those batches take the varlen flash kernel instead."""
         m, t = self.model, self.torch
@@ -211,9 +211,12 @@ class Worker:
                          hint="pip install flash-attn-4==4.0.0b36 (Hopper; 20-30% faster attention past 512 tokens)")
             return
         first = m.layers[0]
-        q = t.randn(8, 3, first.n_heads, first.head_dim, device=self.device, dtype=self.dtype)
+        # two 1,024-token sequences: a tiny batch compiles a different variant (measured: the
+        # first long batch then took 2.1 s instead of 0.17, scripts/first_batches.py)
+        q = t.randn(2048, 3, first.n_heads, first.head_dim, device=self.device, dtype=self.dtype)
+        cu = t.tensor([0, 1024, 2048], dtype=t.int32, device=self.device)
         try:
-            m.long_attention(q[:, 0], q[:, 1], q[:, 2], cu, 5, first.head_dim ** -0.5)
+            m.long_attention(q[:, 0], q[:, 1], q[:, 2], cu, 1024, first.head_dim ** -0.5)
         except Exception as e:
             log.warn(f"FlashAttention-4 failed at warm-up ({type(e).__name__}: {str(e)[:300]}); "
                      "long sequences use the varlen flash kernel", hint="report it with `embed doctor` output")

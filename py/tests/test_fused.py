@@ -289,7 +289,7 @@ def test_quack_with_flash4_on_long_batches_close_to_fp32_reference(tiny, monkeyp
     _quack_or_skip()
     _flash4_or_skip()
     from embed_worker import attention
-    lens = [300, 2, 57, 180]
+    lens = [300, 3, 57, 180]
     toks = torch.cat([torch.tensor([0] + [4 + (i * 7 + j) % 20 for j in range(L - 2)] + [2]) for i, L in enumerate(lens)])
     cu = torch.zeros(len(lens) + 1, dtype=torch.int32)
     cu[1:] = torch.cumsum(torch.tensor(lens), 0)

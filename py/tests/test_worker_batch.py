@@ -106,7 +106,7 @@ def test_long_attention_failing_at_warmup_is_turned_off_with_a_warning(worker, c
         raise RuntimeError("no sm90 here")
     worker.model.long_attention = broken
     worker.warmup()
-    assert calls == [((8, worker.model.layers[0].n_heads, worker.model.layers[0].head_dim), [0, 5, 8], 5)]
+    assert calls == [((2048, worker.model.layers[0].n_heads, worker.model.layers[0].head_dim), [0, 1024, 2048], 1024)]
     assert worker.model.long_attention is None and "warm-up" in worker.model.long_attention_off
     err = capsys.readouterr().err
     assert "FlashAttention-4 failed at warm-up" in err and '"level": "warn"' in err
