@@ -44,6 +44,11 @@ def report() -> dict:
                 out["kernels"]["quack"] = what
             else:
                 out["problems"].append({"what": what, "hint": hint, "severity": "warn"})
+        if kind == "quack":  # what batches of long sequences get under quack (model.use_kernels)
+            from .attention import LONG_MIN_LEN, flash4
+            fn, why = flash4()
+            out.setdefault("attention", {})["long"] = (f"flash-attn-4 for batches with sequences > {LONG_MIN_LEN} tokens"
+                                        if fn else f"varlen flash kernel ({why})")
     for mod, hint in (("numpy", "pip install numpy"), ("safetensors", "pip install safetensors")):
         try:
             __import__(mod)
