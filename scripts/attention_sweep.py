@@ -1,5 +1,5 @@
-"""Attention over whole workloads, per kernel: the packed-tile Triton kernel (tile-major and
-head-major grids), PyTorch's varlen flash kernel and FlashAttention-4's CuTe-DSL varlen kernel
+"""Attention over whole workloads, per kernel: the packed-tile Triton kernel (at other launch
+shapes too), PyTorch's varlen flash kernel and FlashAttention-4's CuTe-DSL varlen kernel
 (flash-attn-4, sm90 path), on the batches the planner would make (lengths sorted longest first,
 65,536-token budget), Dh = 64, fp16, each batch timed back to back.
 
@@ -86,22 +86,29 @@ def main() -> int:
     ap.add_argument("--workloads", default="reads,short,uniprot")
     ap.add_argument("--pick", type=int, default=0, help="time this many batches spread over the plan")
     ap.add_argument("--fa4-tiles", default="", help="extra FA4 tiles, e.g. 128x128,128x64")
+    ap.add_argument("--packed-shapes", default="", help="extra packed-kernel launch shapes BMxBNxWARPSxSTAGES")
+    ap.add_argument("--no-fa4", action="store_true")
     a = ap.parse_args()
     t0 = time.time()
-    fa4 = fa4_variant()
+    fa4 = None if a.no_fa4 else fa4_variant()
     emit(measurement="fa4 import", s=round(time.time() - t0, 1), ok=fa4 is not None)
 
-    def packed(head_major):
+    def packed(shape=None):
+        """The packed-tile kernel at its launch shape, or at shape = (BM, BN, warps, stages)."""
         def run(q, k, v, cu, mx, scale, seq32):
-            K.ATTN_HEAD_MAJOR = head_major
+            saved = K.ATTN_BM, K.ATTN_BN, K.ATTN_WARPS, K.ATTN_STAGES
+            if shape:
+                K.ATTN_BM, K.ATTN_BN, K.ATTN_WARPS, K.ATTN_STAGES = shape
             try:
                 return K.packed_attention(q, k, v, seq32, cu, scale)
             finally:
-                K.ATTN_HEAD_MAJOR = False
+                K.ATTN_BM, K.ATTN_BN, K.ATTN_WARPS, K.ATTN_STAGES = saved
         return run
 
     variants = {"torch-varlen": lambda q, k, v, cu, mx, s, _: varlen_attention(q, k, v, cu, mx, s),
-                "packed": packed(False), "packed-head-major": packed(True)}
+                "packed": packed()}
+    for shape in a.packed_shapes.split(",") if a.packed_shapes else ():
+        variants[f"packed {shape}"] = packed(tuple(map(int, shape.split("x"))))
     if fa4 is not None:
         variants["fa4"] = lambda q, k, v, cu, mx, s, _: fa4(q, k, v, cu, mx, s)
         for tile in a.fa4_tiles.split(",") if a.fa4_tiles else ():
