@@ -32,13 +32,12 @@ def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--tokens", type=int, default=65536)
     ap.add_argument("--dims", default="1280,2560")
-    ap.add_argument("--steps", default="ln", help="any of ln,rotary,fc1,attn (ln includes the GELU and rotary sweeps)")
+    ap.add_argument("--steps", default="ln", help="any of ln,fc1 (ln includes the GELU and rotary sweeps; "
+                    "attention: scripts/attention_sweep.py)")
     a = ap.parse_args()
     T = a.tokens
     steps = set(a.steps.split(","))
     for D in map(int, a.dims.split(",")):
-        if "attn" in steps:
-            attention(T, D)
         if "fc1" in steps:
             fc1_gelu(T, D)
         if "ln" not in steps:
@@ -82,49 +81,6 @@ def main() -> int:
                            do_bench(lambda: K.rotary_(qkv, pos, cos, sin, H, 0.125)), nbr)
         K.ROT_TOKENS, K.ROT_PAIRS, K.ROT_WARPS = 8, 256, 4
     return 0
-
-
-def attention(T: int, D: int) -> None:
-    """Packed-tile Triton attention vs the varlen flash kernel on a 65k-token batch of each
-    workload's lengths (sorted longest first, as the planner packs them), Dh = 64."""
-    sys.path.insert(0, os.path.join(ROOT, "scripts"))
-    import workloads
-    from embed_worker.attention import varlen_attention
-
-    H, Dh = D // 64, 64
-    for w in ("reads", "short", "uniprot"):
-        lens, used = [], 0
-        for L in sorted(workloads.lengths(w, 40000, seed=3), reverse=True):
-            if used + L + 2 > T:
-                break
-            lens.append(L + 2)
-            used += L + 2
-        cu = torch.zeros(len(lens) + 1, dtype=torch.int32)
-        cu[1:] = torch.cumsum(torch.tensor(lens), 0)
-        cu = cu.cuda()
-        mx = max(lens)
-        qkv = torch.randn(used, 3, H, Dh, device="cuda", dtype=torch.float16)
-        q, k, v = qkv.unbind(1)
-        seq_id, _ = M.positions_from_cu(cu, used)
-        seq_id = seq_id.int()
-        nb = 4 * used * D * 2
-        step = f"attn {w} D={D} max_len={mx}"
-        ref = varlen_attention(q, k, v, cu, mx)
-        report(step, "varlen flash", do_bench(lambda: varlen_attention(q, k, v, cu, mx)), nb)
-        for bm in (64, 128):
-            for bn in (32, 64, 128):
-                for warps in (4, 8):
-                    for stages in (1, 2, 3):
-                        K.ATTN_BM, K.ATTN_BN, K.ATTN_WARPS, K.ATTN_STAGES = bm, bn, warps, stages
-                        try:
-                            err = float((K.packed_attention(q, k, v, seq_id, cu).float() - ref.float()).abs().max())
-                            ms = do_bench(lambda: K.packed_attention(q, k, v, seq_id, cu))
-                        except Exception as e:
-                            print(json.dumps({"step": step, "variant": f"packed bm={bm} bn={bn} w={warps} s={stages}", "error": repr(e)[:200]}))
-                            continue
-                        print(json.dumps({"step": step, "variant": f"packed bm={bm} bn={bn} w={warps} s={stages}",
-                                          "ms": round(ms, 4), "GBps": round(nb / ms / 1e6), "max_abs_err_vs_flash": err}), flush=True)
-    K.ATTN_BM, K.ATTN_BN, K.ATTN_WARPS, K.ATTN_STAGES = 64, 32, 4, 1
 
 
 def fc1_gelu(T: int, D: int) -> None:
