@@ -87,6 +87,8 @@ def main() -> int:
     ap.add_argument("--pick", type=int, default=0, help="time this many batches spread over the plan")
     ap.add_argument("--fa4-tiles", default="", help="extra FA4 tiles, e.g. 128x128,128x64")
     ap.add_argument("--packed-shapes", default="", help="extra packed-kernel launch shapes BMxBNxWARPSxSTAGES")
+    ap.add_argument("--heads", default="", help="candidate: G heads per program (attention_candidates.heads), "
+                    "G or GxBMxBNxWARPSxSTAGES, e.g. 2,4,2x64x32x8x1")
     ap.add_argument("--no-fa4", action="store_true")
     a = ap.parse_args()
     t0 = time.time()
@@ -109,6 +111,10 @@ def main() -> int:
                 "packed": packed()}
     for shape in a.packed_shapes.split(",") if a.packed_shapes else ():
         variants[f"packed {shape}"] = packed(tuple(map(int, shape.split("x"))))
+    for spec in a.heads.split(",") if a.heads else ():
+        import attention_candidates
+        fn = attention_candidates.heads(*map(int, spec.split("x")))
+        variants[f"packed-heads {spec}"] = lambda q, k, v, cu, mx, s, seq32, fn=fn: fn(q, k, v, seq32, cu, s)
     if fa4 is not None:
         variants["fa4"] = lambda q, k, v, cu, mx, s, _: fa4(q, k, v, cu, mx, s)
         for tile in a.fa4_tiles.split(",") if a.fa4_tiles else ():
@@ -136,7 +142,7 @@ def main() -> int:
                 ref = varlen_attention(q, k, v, cu, mx, scale).float()
                 times = {}
                 for name, fn in variants.items():
-                    if name.startswith("packed") and not K.packed_attention_fits(q.dtype, Dh, mx):
+                    if name.startswith("packed") and not K.packed_attention_fits(q.dtype, Dh, mx):  # incl. candidates
                         continue
                     t1 = time.time()
                     try:

@@ -1,0 +1,73 @@
+"""Candidate attention kernels for batches of short packed sequences, measured by
+scripts/attention_sweep.py (--candidates) against the product's packed-tile kernel
+(embed_worker/kernels.py) before any of them moves into the product.
+
+heads(G): the packed-tile kernel with G heads per program. The product's kernel looks
+latency-bound (about 4 resident programs per SM, 4 short k-tile iterations each, no prefetch:
+docs/BENCHMARKS.md, session 5); every head of a token tile shares that tile's key range, so one
+program can issue G heads' loads and dots per iteration (batched [G, BM, BN] dots) for more
+memory-level parallelism per program, at G times the registers.
+"""
+from __future__ import annotations
+
+import torch
+import triton
+import triton.language as tl
+
+
+@triton.jit(do_not_specialize=["n_tok"])
+def _packed_attn_heads_kernel(Q, K, V, O, SEQ, CU, n_tok, n_heads, stride_t, stride_h, o_stride_t, o_stride_h,
+                              scale, HEAD_DIM: tl.constexpr, BM: tl.constexpr, BN: tl.constexpr, G: tl.constexpr):
+    r0 = tl.program_id(0) * BM
+    g = tl.program_id(1) * G + tl.arange(0, G)  # [G] heads
+    gmask = g < n_heads
+    rows = r0 + tl.arange(0, BM)  # [BM]
+    rmask = rows < n_tok
+    d = tl.arange(0, HEAD_DIM)
+    seq_q = tl.load(SEQ + rows, mask=rmask, other=-1)
+    first = tl.load(SEQ + r0)
+    last = tl.load(SEQ + tl.minimum(r0 + BM, n_tok) - 1)
+    k_lo = tl.load(CU + first)
+    k_hi = tl.load(CU + last + 1)
+    head = g.to(tl.int64)[:, None, None] * stride_h  # [G, 1, 1]
+    qmask = gmask[:, None, None] & rmask[None, :, None]
+    q = tl.load(Q + rows.to(tl.int64)[None, :, None] * stride_t + head + d[None, None, :], mask=qmask, other=0.0)
+    m_i = tl.full([G, BM], -1.0e30, tl.float32)
+    l_i = tl.zeros([G, BM], tl.float32)
+    acc = tl.zeros([G, BM, HEAD_DIM], tl.float32)
+    qk_scale = scale * 1.4426950408889634
+    for start in range(k_lo, k_hi, BN):
+        cols = start + tl.arange(0, BN)
+        cmask = cols < k_hi
+        seq_k = tl.load(SEQ + cols, mask=cmask, other=-2)
+        koff = cols.to(tl.int64)[None, :, None] * stride_t + head + d[None, None, :]  # [G, BN, Dh]
+        kmask = gmask[:, None, None] & cmask[None, :, None]
+        k = tl.load(K + koff, mask=kmask, other=0.0)
+        v = tl.load(V + koff, mask=kmask, other=0.0)
+        s = tl.dot(q, tl.permute(k, (0, 2, 1)))  # [G, BM, BN] fp32
+        same = (seq_q[:, None] == seq_k[None, :])[None, :, :]
+        s = tl.where(same, s * qk_scale, float("-inf"))
+        m_new = tl.maximum(m_i, tl.max(s, axis=2))
+        alpha = tl.math.exp2(m_i - m_new)
+        p = tl.math.exp2(s - m_new[:, :, None])
+        l_i = l_i * alpha + tl.sum(p, axis=2)
+        acc = acc * alpha[:, :, None] + tl.dot(p.to(v.dtype), v)
+        m_i = m_new
+    out = acc / tl.where(l_i > 0, l_i, 1.0)[:, :, None]
+    ooff = rows.to(tl.int64)[None, :, None] * o_stride_t + g.to(tl.int64)[:, None, None] * o_stride_h + d[None, None, :]
+    tl.store(O + ooff, out.to(O.dtype.element_ty), mask=qmask)
+
+
+def heads(G: int, bm: int = 64, bn: int = 32, warps: int = 4, stages: int = 1):
+    """softmax(scale q kᵀ) v within each packed sequence, G heads per program; same contract as
+    embed_worker.kernels.packed_attention."""
+    def run(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, seq_id: torch.Tensor, cu_seqlens: torch.Tensor,
+            scale: float = 1.0) -> torch.Tensor:
+        T, H, Dh = q.shape
+        o = torch.empty(T, H, Dh, dtype=q.dtype, device=q.device)
+        if T:
+            _packed_attn_heads_kernel[(triton.cdiv(T, bm), triton.cdiv(H, G))](
+                q, k, v, o, seq_id, cu_seqlens, T, H, q.stride(0), q.stride(1), o.stride(0), o.stride(1),
+                float(scale), HEAD_DIM=Dh, BM=bm, BN=bn, G=G, num_warps=warps, num_stages=stages)
+        return o
+    return run
