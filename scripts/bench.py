@@ -31,7 +31,6 @@ sys.path.insert(0, os.path.join(ROOT, "scripts"))
 import torch  # noqa: E402
 
 from embed_worker import model as M, testmodel  # noqa: E402
-from embed_worker.registry import KNOWN, TEST_TINY  # noqa: E402
 from embed_worker.weights import load_model  # noqa: E402
 import workloads  # noqa: E402
 
@@ -99,7 +98,8 @@ def set_impl(model, impl: str) -> None:
 
 # ---- implementations: each returns (means fp32 [N, D] in input order, seconds, batches, real tokens, padded tokens)
 
-def embed_packed(model, seqs, budget, layer):
+def plan(seqs, budget) -> list[list[int]]:
+    """Indices into seqs in token-budget batches, longest sequences first (as the planner packs)."""
     order = sorted(range(len(seqs)), key=lambda i: (-len(seqs[i]), i))
     batches, cur, used = [], [], 0
     for i in order:
@@ -111,6 +111,11 @@ def embed_packed(model, seqs, budget, layer):
         used += n
     if cur:
         batches.append(cur)
+    return batches
+
+
+def embed_packed(model, seqs, budget, layer):
+    batches = plan(seqs, budget)
     # Host-side batch building is the orchestrator's job and overlaps in production: do it first.
     prepared = []
     for b in batches:
@@ -218,13 +223,11 @@ def main() -> int:
     record({"measurement": "matmul_ceiling", "tflops": round(ceiling, 1)})
     ok = True
     for name in a.models.split(","):
-        cfg = TEST_TINY.cfg if name == "test-tiny" else KNOWN[name].cfg
-        paths = testmodel.write("/tmp/embed-models", f"{name}-random", cfg.num_layers, cfg.embed_dim,
-                                cfg.attention_heads, seed=0, fmt="hf")
+        paths = testmodel.write_like("/tmp/embed-models", name, fmt="hf")
         ours, mcfg, _ = load_model(paths["hf"], DEV, HALF)
         layer = mcfg.num_layers
         hf = load_hf(paths["hf"], HALF, "sdpa") if ("hf-sorted" in a.impls or "hf-input" in a.impls) else None
-        tokens = a.tokens if cfg.num_layers < 36 else int(a.tokens * 0.4)
+        tokens = a.tokens if mcfg.num_layers < 36 else int(a.tokens * 0.4)
         for w in a.workloads.split(","):
             n = max(64, tokens // (workloads.lengths(w, 2000, seed=5) and
                                    int(statistics.mean(workloads.lengths(w, 2000, seed=5))) + 2))

@@ -15,23 +15,14 @@ import os
 import sys
 import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.join(ROOT, "py"))
-sys.path.insert(0, os.path.join(ROOT, "scripts"))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # scripts/ (bench puts py/ on the path)
 
 import torch  # noqa: E402
 
 import workloads  # noqa: E402
+from bench import encode, plan  # noqa: E402
 from embed_worker import testmodel  # noqa: E402
-from embed_worker.registry import KNOWN  # noqa: E402
 from embed_worker.weights import load_model  # noqa: E402
-
-
-AA = "LAGVSERTIDPKQNFYMHWC"  # fair-esm's alphabet order from index 4
-
-
-def encode(seq: str) -> list[int]:
-    return [0] + [4 + AA.index(c) for c in seq] + [2]
 
 
 @torch.inference_mode()
@@ -44,9 +35,7 @@ def main() -> int:
     ap.add_argument("--warm", default="tiny")
     ap.add_argument("--budget", type=int, default=65536)
     a = ap.parse_args()
-    cfg = KNOWN[a.model].cfg
-    paths = testmodel.write("/tmp/embed-models", f"{a.model}-random", cfg.num_layers, cfg.embed_dim,
-                            cfg.attention_heads, seed=0, fmt="hf")
+    paths = testmodel.write_like("/tmp/embed-models", a.model, fmt="hf")
     model, mcfg, _ = load_model(paths["hf"], "cuda", torch.float16)
     model.use_kernels(a.kernels)
     layer = mcfg.num_layers
@@ -60,17 +49,10 @@ def main() -> int:
         model(toks, torch.tensor([0, 1024, 2048], dtype=torch.int32, device=dev), 1024, [layer])
     torch.cuda.synchronize()
     print(json.dumps({"warm": a.warm, "s": round(time.perf_counter() - t0, 2)}), flush=True)
-    seqs = sorted(workloads.sequences(a.workload, a.records, seed=21), key=len, reverse=True)
-    plan, cur, used = [], [], 0
-    for s in seqs:
-        if cur and used + len(s) + 2 > a.budget:
-            plan.append(cur)
-            cur, used = [], 0
-        cur.append(s)
-        used += len(s) + 2
-    plan.append(cur)
+    seqs = workloads.sequences(a.workload, a.records, seed=21)
+    batches = [[seqs[i] for i in b] for b in plan(seqs, a.budget)]
     for pas in (1, 2):
-        for i, b in enumerate(plan):
+        for i, b in enumerate(batches):
             ids = torch.tensor([t for s in b for t in encode(s)], dtype=torch.long, device=dev)
             cu = torch.zeros(len(b) + 1, dtype=torch.int32)
             cu[1:] = torch.cumsum(torch.tensor([len(s) + 2 for s in b]), 0)

@@ -21,7 +21,6 @@ sys.path.insert(0, os.path.join(ROOT, "scripts"))
 import torch  # noqa: E402
 
 from embed_worker import testmodel  # noqa: E402
-from embed_worker.registry import KNOWN  # noqa: E402
 from embed_worker.weights import load_model  # noqa: E402
 import workloads  # noqa: E402
 from bench import embed_packed, hf_padded, load_hf  # noqa: E402
@@ -42,10 +41,8 @@ def main() -> int:
     a = ap.parse_args()
     os.makedirs(a.out, exist_ok=True)
     dev = torch.device("cuda", 0)
-    cfg = KNOWN[a.config].cfg
-    name = f"{a.config}-random"
     t0 = time.perf_counter()
-    paths = testmodel.write(a.models, name, cfg.num_layers, cfg.embed_dim, cfg.attention_heads, seed=0, fmt="hf")
+    paths = testmodel.write_like(a.models, a.config, fmt="hf")
     made_s = time.perf_counter() - t0
     report = {"gpu": torch.cuda.get_device_name(dev), "torch": torch.__version__, "config": a.config,
               "checkpoint": paths["hf"], "make_checkpoint_s": round(made_s, 1)}

@@ -56,7 +56,7 @@ export function startWorker(cfg: RunConfig, d: DeviceSlot, opts: StartOptions = 
       transport: cfg.transport,
       threads: d.kind === "cpu" ? (cfg.threads ?? navigator.hardwareConcurrency) : undefined,
       download: cfg.download,
-      kernels: opts.kernels ?? (cfg.kernels !== "auto" ? cfg.kernels : d.kind === "cuda" ? "auto" : "eager"),
+      kernels: opts.kernels ?? cfg.kernels, // "auto": the worker picks for its device (CPU: eager)
       ...(fault ? { fault } : {}),
     },
   });

@@ -101,9 +101,9 @@ def varlen_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
 
 
 def flash4():
-    """FlashAttention-4's varlen forward as f(q, k, v, cu_seqlens int32, max_seqlen, scale), or
-    (None, why) when it cannot load. Returns (f, None) on success. Importing it takes seconds
-    (the CuTe DSL), so only the "quack" arrangement calls this."""
+    """(f, None) with f(q, k, v, cu_seqlens int32, max_seqlen, scale) FlashAttention-4's varlen
+    forward, or (None, why) when it cannot load. Importing it takes seconds (the CuTe DSL), so
+    only the "quack" arrangement calls this."""
     try:
         from flash_attn.cute import flash_attn_varlen_func
     except Exception as e:  # ImportError, or the CuTe DSL failing to load its libraries

@@ -175,14 +175,12 @@ class ESM2(nn.Module):
             from . import fused  # noqa: F401  (needs triton: fail here, not mid-run)
         if kind == "quack" and self.kernels != "quack":
             from . import quack_epi  # noqa: F401  (needs quack: likewise)
+            from .attention import flash4
             self._interleave_qk(False)
             self._refresh_quack_freq()
+            self.long_attention, self.long_attention_off = flash4()
         elif kind != "quack" and self.kernels == "quack":
             self._interleave_qk(True)
-        if kind == "quack" and self.kernels != "quack":
-            from .attention import flash4
-            self.long_attention, self.long_attention_off = flash4()
-        elif kind != "quack":
             self.long_attention, self.long_attention_off = None, None
         self.step = block_step
         if kind == "compile":

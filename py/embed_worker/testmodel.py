@@ -165,6 +165,15 @@ def write(out: str | os.PathLike, name: str = TEST_TINY.cfg.name, layers: int = 
     return result
 
 
+def write_like(out: str | os.PathLike, model: str, seed: int = 0, fmt: str = "both", force: bool = False) -> dict:
+    """Random weights with the geometry of a released model (or test-tiny), written as
+    OUT/MODEL-random like `write`. Speed does not depend on weight values: benchmarks use these."""
+    if model not in KNOWN and model != TEST_TINY.cfg.name:
+        raise ValueError(f"{model}: not a released ESM-2 model ({', '.join(KNOWN)})")
+    k = (KNOWN[model] if model in KNOWN else TEST_TINY).cfg
+    return write(out, f"{model}-random", k.num_layers, k.embed_dim, k.attention_heads, seed, fmt, force)
+
+
 def main(argv: list[str] | None = None) -> int:
     c = TEST_TINY.cfg
     ap = argparse.ArgumentParser(prog="python -m embed_worker.testmodel", description=__doc__.splitlines()[0])
