@@ -25,6 +25,31 @@ import torch
 # model.ACTIVATIONS name -> quack's epilogue activation of the same function
 QUACK_ACTIVATIONS = {"erf": "gelu_erf", "tanh": "gelu_tanh_approx"}
 
+# Tile configs per (GEMM, K, N) as config specs (parse_config), measured by scripts/quack_tune.py
+# inside the whole forward. "fc1" and "qkv" run on quack always (no entry: quack's SM90 default,
+# 128x192 pingpong, cluster 2x1); an "out" or "fc2" entry moves that GEMM from cuBLAS to quack.
+CONFIGS: dict[tuple[str, int, int], str] = {}
+
+
+def parse_config(spec: str):
+    """A quack SM90 GemmConfig from "TMxTN" + p (pingpong) | c (cooperative), then optional
+    "@CMxCN" (cluster, default 2x1) and "+d" (dynamic persistent scheduler), e.g. 128x256c@1x2."""
+    from quack.gemm_config import GemmConfig
+    spec, dyn = spec.removesuffix("+d"), spec.endswith("+d")
+    tile, _, cl = spec.partition("@")
+    tm, tn = map(int, tile[:-1].split("x"))
+    cm, cn = map(int, cl.split("x")) if cl else (2, 1)
+    if tile[-1] not in "pc":
+        raise ValueError(f"config {spec!r}: the tile ends in p (pingpong) or c (cooperative)")
+    return GemmConfig(tile_m=tm, tile_n=tn, pingpong=tile[-1] == "p", cluster_m=cm, cluster_n=cn,
+                      is_dynamic_persistent=dyn, device_capacity=9)
+
+
+def config_for(op: str, weight: torch.Tensor):
+    """The pinned GemmConfig for this GEMM's shape (weight [N, K]), or None for quack's default."""
+    spec = CONFIGS.get((op, weight.shape[1], weight.shape[0]))
+    return None if spec is None else parse_config(spec)
+
 
 def unavailable(device: torch.device, dtype: torch.dtype) -> str | None:
     """Why the quack GEMMs cannot run here (None when they can): quack's kernels are for 16-bit
@@ -46,12 +71,24 @@ def unavailable(device: torch.device, dtype: torch.dtype) -> str | None:
     return None
 
 
+def linear(op: str, a: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    """a Wᵀ + b for the out-projection or FC2: quack's GEMM where CONFIGS pins one for this
+    shape, else cuBLAS (F.linear)."""
+    cfg = config_for(op, weight)
+    if cfg is None:
+        return torch.nn.functional.linear(a, weight, bias)
+    from quack.gemm_interface import gemm_tuned
+    out = torch.empty(a.shape[0], weight.shape[0], dtype=a.dtype, device=a.device)
+    gemm_tuned.fn(a, weight.t(), out, None, bias=bias, config=cfg)
+    return out
+
+
 def fc1_act(h: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, activation: str) -> torch.Tensor:
     """act(h Wᵀ + b) [T, F] for h [T, D], weight [F, D] as checkpoints store it (passed to the
     kernel as a (D, F) view, no copy). activation: a model.ACTIVATIONS name."""
     from quack.gemm_interface import gemm_act
     _, out = gemm_act(h, weight.t(), bias=bias, activation=QUACK_ACTIVATIONS[activation],
-                      store_preact=False, tuned=False)
+                      store_preact=False, tuned=False, config=config_for("fc1", weight))
     return out
 
 
@@ -95,4 +132,5 @@ def qkv_rope(h: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, pos: tor
     """[T, 3D] = h Wᵀ + b with q and k rotated by each row's position (pos [T] float32, freq from
     rope_freq_table; weight's q/k rows interleaved by interleave_qk_rows). q is not scaled."""
     from .quack_epi import qkv_rope_bias
-    return qkv_rope_bias(h, weight.t(), tuned=False, pos=pos, freq=freq, bias=bias)["D"]
+    return qkv_rope_bias(h, weight.t(), tuned=False, config=config_for("qkv", weight), pos=pos, freq=freq,
+                         bias=bias)["D"]

@@ -12,7 +12,8 @@ makes as few trips through memory as possible:
                                                short sequences, else the varlen flash kernel [T, H, Dh]
                                                (model.long_attention, FlashAttention-4, for
                                                sequences past attention.LONG_MIN_LEN where loaded)
-  o = a Wo + b                                                                       [T, D]
+  o = a Wo + b                                 cuBLAS ("quack": quack's GEMM where   [T, D]
+                                               epilogues.CONFIGS pins a tile config; FC2 too)
   x, h = x + o, LN2(x + o)                     one kernel, x stored over o
   f = gelu(h W1 + b1)                          cuBLAS + in-place erf GELU             [T, 4D]
                                                "quack": one GEMM, GELU in its epilogue
@@ -30,6 +31,10 @@ import torch.nn.functional as F
 
 from . import kernels as K
 from . import attention as A
+
+def _cublas_linear(op: str, a: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    return F.linear(a, weight, bias)
+
 
 def run_blocks(model, x: torch.Tensor, pos: torch.Tensor, seq_id: torch.Tensor, cu_seqlens: torch.Tensor,
                max_seqlen: int, last: int, keep: Callable[[int, torch.Tensor], None]) -> None:
@@ -53,7 +58,7 @@ def run_blocks(model, x: torch.Tensor, pos: torch.Tensor, seq_id: torch.Tensor, 
         def attend(q, k, v, scale):
             return A.varlen_attention(q, k, v, cu_seqlens, max_seqlen, scale)
     if model.kernels == "quack":  # q/k rows interleaved by use_kernels("quack")
-        from .epilogues import fc1_act, qkv_rope
+        from .epilogues import fc1_act, linear, qkv_rope
         posf = pos.to(torch.float32)
 
         def project(layer, h):  # -> qkv [T, 3D] rotated, and the softmax scale q still needs
@@ -62,6 +67,7 @@ def run_blocks(model, x: torch.Tensor, pos: torch.Tensor, seq_id: torch.Tensor, 
         def ffn_in(layer, h):
             return fc1_act(h, layer.fc1.weight, layer.fc1.bias, model.activation)
     else:
+        linear = _cublas_linear
         cos, sin = model.rotary_tables(max_seqlen, x.device)  # positions < max_seqlen; no device sync
 
         def project(layer, h):
@@ -79,10 +85,10 @@ def run_blocks(model, x: torch.Tensor, pos: torch.Tensor, seq_id: torch.Tensor, 
         qkv, scale = project(layer, h)  # [T, 3D], q and k rotated
         q, k, v = qkv.view(T, 3, H, Dh).unbind(1)  # 3 x [T, H, Dh] views
         a = attend(q, k, v, scale)  # [T, H, Dh]
-        o = F.linear(a.reshape(T, D), layer.out_proj.weight, layer.out_proj.bias)  # [T, D]
+        o = linear("out", a.reshape(T, D), layer.out_proj.weight, layer.out_proj.bias)  # [T, D]
         x, h = K.add_layer_norm(x, o, layer.ffn_norm)
         f = ffn_in(layer, h)  # [T, F]
-        y = F.linear(f, layer.fc2.weight, layer.fc2.bias)  # [T, D]
+        y = linear("fc2", f, layer.fc2.weight, layer.fc2.bias)  # [T, D]
         del f
         nxt = layers[i + 1].attn_norm if i + 1 < last else (model.emb_layer_norm_after if i + 1 == n else None)
         if nxt is None:
