@@ -28,7 +28,12 @@ QUACK_ACTIVATIONS = {"erf": "gelu_erf", "tanh": "gelu_tanh_approx"}
 # Tile configs per (GEMM, K, N) as config specs (parse_config), measured by scripts/quack_tune.py
 # inside the whole forward. "fc1" and "qkv" run on quack always (no entry: quack's SM90 default,
 # 128x192 pingpong, cluster 2x1); an "out" or "fc2" entry moves that GEMM from cuBLAS to quack.
-CONFIGS: dict[tuple[str, int, int], str] = {}
+CONFIGS: dict[tuple[str, int, int], str] = {
+    # 650M (D = 1280): at the power cap both beat cuBLAS by 1-2% alone and the forward by 0.65%
+    # (158.1 -> 157.1 ms per 65k-token batch, A/B inside one run; docs/BENCHMARKS.md, session 6)
+    ("out", 1280, 1280): "192x128p@1x2",
+    ("fc2", 5120, 1280): "192x128p@1x2",
+}
 
 
 def parse_config(spec: str):
