@@ -23,6 +23,7 @@ sys.path.insert(0, os.path.join(ROOT, "scripts"))
 
 import torch  # noqa: E402
 
+import attention_candidates  # noqa: E402
 import workloads  # noqa: E402
 from cudatime import timed  # noqa: E402
 from embed_worker import kernels as K  # noqa: E402
@@ -89,6 +90,8 @@ def main() -> int:
     ap.add_argument("--packed-shapes", default="", help="extra packed-kernel launch shapes BMxBNxWARPSxSTAGES")
     ap.add_argument("--heads", default="", help="candidate: G heads per program (attention_candidates.heads), "
                     "G or GxBMxBNxWARPSxSTAGES, e.g. 2,4,2x64x32x8x1")
+    ap.add_argument("--aligned", default="", help="candidate: tiles aligned to sequence starts "
+                    "(attention_candidates.aligned), BMxBNxWARPSxSTAGES,...")
     ap.add_argument("--no-fa4", action="store_true")
     a = ap.parse_args()
     t0 = time.time()
@@ -112,9 +115,17 @@ def main() -> int:
     for shape in a.packed_shapes.split(",") if a.packed_shapes else ():
         variants[f"packed {shape}"] = packed(tuple(map(int, shape.split("x"))))
     for spec in a.heads.split(",") if a.heads else ():
-        import attention_candidates
         fn = attention_candidates.heads(*map(int, spec.split("x")))
         variants[f"packed-heads {spec}"] = lambda q, k, v, cu, mx, s, seq32, fn=fn: fn(q, k, v, seq32, cu, s)
+    tables: dict = {}  # per batch, as a forward builds it once for all its layers
+    for spec in a.aligned.split(",") if a.aligned else ():
+        fn = attention_candidates.aligned(*map(int, spec.split("x")))
+
+        def run_aligned(q, k, v, cu, mx, s, seq32, fn=fn):
+            if fn.bm not in tables:  # cleared at each batch
+                tables[fn.bm] = attention_candidates.block_table(cu, q.shape[0], fn.bm)
+            return fn(q, k, v, seq32, cu, s, tables[fn.bm])
+        variants[f"aligned {spec}"] = run_aligned
     if fa4 is not None:
         variants["fa4"] = lambda q, k, v, cu, mx, s, _: fa4(q, k, v, cu, mx, s)
         for tile in a.fa4_tiles.split(",") if a.fa4_tiles else ():
@@ -140,9 +151,10 @@ def main() -> int:
                 seq32 = M.positions_from_cu(cu, T)[0].int()
                 scale = Dh ** -0.5
                 ref = varlen_attention(q, k, v, cu, mx, scale).float()
+                tables.clear()
                 times = {}
                 for name, fn in variants.items():
-                    if name.startswith("packed") and not K.packed_attention_fits(q.dtype, Dh, mx):  # incl. candidates
+                    if name.startswith(("packed", "aligned")) and not K.packed_attention_fits(q.dtype, Dh, mx):
                         continue
                     t1 = time.time()
                     try:
