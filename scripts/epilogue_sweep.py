@@ -30,21 +30,12 @@ import torch.nn.functional as F
 from cudatime import timed
 
 sys.path.insert(0, "py")
+from embed_worker import epilogues as E  # noqa: E402
 from embed_worker import kernels as K  # noqa: E402
 
 
 def emit(**row) -> None:
     print(json.dumps(row), flush=True)
-
-
-def parse_config(s: str):
-    from quack.gemm_config import GemmConfig
-    tile, _, cl = s.partition("@")
-    kind = tile[-1]
-    tm, tn = map(int, tile[:-1].split("x"))
-    cm, cn = map(int, cl.split("x")) if cl else (2, 1)
-    return GemmConfig(tile_m=tm, tile_n=tn, pingpong=kind == "p", cluster_m=cm, cluster_n=cn,
-                      is_dynamic_persistent=False, device_capacity=9)
 
 
 def err(got: torch.Tensor, ref: torch.Tensor) -> dict:
@@ -122,7 +113,6 @@ def main() -> int:
         ms = timed(lambda: K.rotary_(F.linear(h, W["qkv"], b["qkv"]), pos, cos, sin, H, 1.0), a.iters)
         emit(D=D, op="qkv+rotary", impl="cublas+triton", ms=round(ms, 4))
         try:
-            from embed_worker import epilogues as E
             lin = torch.nn.Linear(D, 3 * D, device=dev, dtype=dt)
             with torch.no_grad():
                 lin.weight.copy_(W["qkv"])
@@ -147,7 +137,7 @@ def main() -> int:
 
         Wt = {k: w.t() for k, w in W.items()}  # (K, N) views of the checkpoint's [out, in] weights
         for cs in a.configs.split(","):
-            cfg = None if cs in ("default", "tuned") else parse_config(cs)
+            cfg = None if cs in ("default", "tuned") else E.gemm_config(cs)
             kw = {"tuned": cs == "tuned", "config": cfg}
 
             def gemm(A, B, bias, tuned, config):

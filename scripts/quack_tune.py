@@ -132,7 +132,7 @@ def sweep_width(D: int, M_: int, specs: list[str], iters: int, sustain: float) -
     for k, fn in fns.items():
         base_err = None
         for spec in ["default"] + specs:
-            cfg = None if spec == "default" else E.parse_config(spec)
+            cfg = None if spec == "default" else E.gemm_config(spec)
             try:
                 t0 = time.time()
                 e = rel_l2(fn(cfg), refs[k])

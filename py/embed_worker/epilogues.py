@@ -36,44 +36,30 @@ CONFIGS: dict[tuple[str, int, int], str] = {
 }
 
 
-def parse_config(spec: str):
-    """A quack SM90 GemmConfig from "TMxTN" + p (pingpong) | c (cooperative), then optional
-    "@CMxCN" (cluster, default 2x1) and "+d" (dynamic persistent scheduler), e.g. 128x256c@1x2."""
+def parse_config(spec: str) -> dict:
+    """quack SM90 GemmConfig fields from "TMxTN" + p (pingpong) | c (cooperative), then optional
+    "@CMxCN" (cluster, default 2x1) and "+d" (dynamic persistent scheduler): 192x128p@1x2."""
+    import re
+    m = re.fullmatch(r"(\d+)x(\d+)([pc])(?:@(\d+)x(\d+))?(\+d)?", spec)
+    if m is None:
+        raise ValueError(f"quack config {spec!r}: expected TMxTN then p or c, optional @CMxCN and +d "
+                         "(e.g. 192x128p@1x2)")
+    tm, tn, kind, cm, cn, dyn = m.groups()
+    return {"tile_m": int(tm), "tile_n": int(tn), "pingpong": kind == "p", "cluster_m": int(cm or 2),
+            "cluster_n": int(cn or 1), "is_dynamic_persistent": dyn is not None, "device_capacity": 9}
+
+
+def gemm_config(spec: str):
+    """quack's GemmConfig for a config spec (parse_config)."""
     from quack.gemm_config import GemmConfig
-    spec, dyn = spec.removesuffix("+d"), spec.endswith("+d")
-    tile, _, cl = spec.partition("@")
-    tm, tn = map(int, tile[:-1].split("x"))
-    cm, cn = map(int, cl.split("x")) if cl else (2, 1)
-    if tile[-1] not in "pc":
-        raise ValueError(f"config {spec!r}: the tile ends in p (pingpong) or c (cooperative)")
-    return GemmConfig(tile_m=tm, tile_n=tn, pingpong=tile[-1] == "p", cluster_m=cm, cluster_n=cn,
-                      is_dynamic_persistent=dyn, device_capacity=9)
+    return GemmConfig(**parse_config(spec))
 
 
 def config_for(op: str, weight: torch.Tensor):
-    """The pinned GemmConfig for this GEMM's shape (weight [N, K]), or None for quack's default."""
+    """The pinned GemmConfig for this GEMM's shape (weight [N, K]), or None (quack's default for
+    FC1/QKV; cuBLAS for out/FC2)."""
     spec = CONFIGS.get((op, weight.shape[1], weight.shape[0]))
-    return None if spec is None else parse_config(spec)
-
-
-def unavailable(device: torch.device, dtype: torch.dtype) -> str | None:
-    """Why the quack GEMMs cannot run here (None when they can): quack's kernels are for 16-bit
-    inputs, and only the Hopper (sm90) path has been measured and checked against the
-    reference."""
-    if device.type != "cuda":
-        return "needs a CUDA GPU"
-    if dtype not in (torch.float16, torch.bfloat16):
-        return f"runs fp16/bf16 only, not {str(dtype).removeprefix('torch.')}"
-    major, minor = torch.cuda.get_device_capability(device)
-    if (major, minor) != (9, 0):
-        return f"measured on Hopper (sm90) only; this GPU is sm{major}{minor}"
-    try:
-        from quack.gemm_interface import gemm_act  # noqa: F401
-
-        from . import quack_epi  # noqa: F401
-    except Exception as e:  # ImportError, or the CuTe DSL failing to load its libraries
-        return f"quack-kernels does not import ({type(e).__name__}: {e})"
-    return None
+    return None if spec is None else gemm_config(spec)
 
 
 def linear(op: str, a: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:

@@ -187,3 +187,30 @@ def test_flash4_says_why_it_cannot_load():
         pass
     fn, why = flash4()
     assert fn is None and "flash-attn-4 does not import" in why
+
+
+def test_config_specs_parse_to_quack_fields_and_bad_ones_say_how():
+    from embed_worker.epilogues import parse_config
+    assert parse_config("192x128p@1x2") == {"tile_m": 192, "tile_n": 128, "pingpong": True, "cluster_m": 1,
+                                            "cluster_n": 2, "is_dynamic_persistent": False, "device_capacity": 9}
+    got = parse_config("256x128c+d")
+    assert (got["pingpong"], got["cluster_m"], got["cluster_n"], got["is_dynamic_persistent"]) == (False, 2, 1, True)
+    for bad in ("192x128", "192x128q", "192x128p@1", "x128p", "192x128p@1x2+e"):
+        with pytest.raises(ValueError, match="e.g. 192x128p@1x2"):
+            parse_config(bad)
+
+
+def test_pinned_configs_name_real_esm2_gemm_shapes():
+    """Every pinned config parses and belongs to a GEMM of some ESM-2 model (a typo in a shape
+    would silently never match); unpinned shapes get None (quack's default / cuBLAS)."""
+    from embed_worker.epilogues import CONFIGS, config_for, parse_config
+    from embed_worker.registry import KNOWN
+    shapes = set()
+    for m in KNOWN.values():
+        d, f = m.cfg.embed_dim, m.cfg.ffn_dim
+        shapes |= {("qkv", d, 3 * d), ("out", d, d), ("fc1", d, f), ("fc2", f, d)}
+    assert CONFIGS, "650M's out/FC2 configs are pinned"
+    for key, spec in CONFIGS.items():
+        assert key in shapes, key
+        parse_config(spec)
+    assert config_for("out", torch.empty(D, D)) is None  # a width nothing pins

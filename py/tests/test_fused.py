@@ -180,6 +180,31 @@ def test_quack_fc1_close_to_fp32_reference_and_to_cublas(tiny, packed, dtype):
         assert rel_err_rows(b[layer].float(), c[layer].float()) <= tol, layer
 
 
+def test_quack_pinned_out_and_fc2_close_to_triton(tiny, packed, monkeypatch):
+    """Out-projection and FC2 on quack's GEMM where epilogues.CONFIGS pins a tile config for
+    their shape (as it does for 650M): every layer as close to "triton" (cuBLAS) as quack's FC1
+    path is held, and quack's GEMM really ran (one config lookup per pinned GEMM and layer)."""
+    _quack_or_skip()
+    from embed_worker import epilogues as E
+    toks, cu, mx = packed
+    tri, _, _ = load_model(tiny["hf"], DEV, torch.float16)
+    fast, _, _ = load_model(tiny["hf"], DEV, torch.float16)
+    tri.use_kernels("triton")
+    fast.use_kernels("quack")
+    d, f = fast.cfg.embed_dim, fast.cfg.ffn_dim
+    monkeypatch.setitem(E.CONFIGS, ("out", d, d), "192x128p@1x2")
+    monkeypatch.setitem(E.CONFIGS, ("fc2", f, d), "128x160p@2x1")
+    built = []
+    real = E.gemm_config
+    monkeypatch.setattr(E, "gemm_config", lambda spec: built.append(spec) or real(spec))
+    b = fast(toks, cu, mx, ALL)
+    c = tri(toks, cu, mx, ALL)
+    assert built.count("192x128p@1x2") == LAYERS and built.count("128x160p@2x1") == LAYERS
+    for layer in ALL:
+        assert torch.isfinite(b[layer]).all()
+        assert rel_err_rows(b[layer].float(), c[layer].float()) <= 5e-3, layer
+
+
 def test_quack_fc1_follows_the_activation_setting(tiny, packed):
     """The tanh-gelu fault reaches the GEMM epilogue too: quack with tanh agrees with triton with
     tanh, and not with quack with erf."""
