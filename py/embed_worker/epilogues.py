@@ -62,6 +62,26 @@ def config_for(op: str, weight: torch.Tensor):
     return None if spec is None else gemm_config(spec)
 
 
+def unavailable(device: torch.device, dtype: torch.dtype) -> str | None:
+    """Why the quack GEMMs cannot run here (None when they can): quack's kernels are for 16-bit
+    inputs, and only the Hopper (sm90) path has been measured and checked against the
+    reference."""
+    if device.type != "cuda":
+        return "needs a CUDA GPU"
+    if dtype not in (torch.float16, torch.bfloat16):
+        return f"runs fp16/bf16 only, not {str(dtype).removeprefix('torch.')}"
+    major, minor = torch.cuda.get_device_capability(device)
+    if (major, minor) != (9, 0):
+        return f"measured on Hopper (sm90) only; this GPU is sm{major}{minor}"
+    try:
+        from quack.gemm_interface import gemm_act  # noqa: F401
+
+        from . import quack_epi  # noqa: F401
+    except Exception as e:  # ImportError, or the CuTe DSL failing to load its libraries
+        return f"quack-kernels does not import ({type(e).__name__}: {e})"
+    return None
+
+
 def linear(op: str, a: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
     """a Wᵀ + b for the out-projection or FC2: quack's GEMM where CONFIGS pins one for this
     shape, else cuBLAS (F.linear)."""
