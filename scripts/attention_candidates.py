@@ -9,13 +9,10 @@ program can issue G heads' loads and dots per iteration (batched [G, BM, BN] dot
 memory-level parallelism per program, at G times the registers. Measured on an H200 (session 6):
 slower than the product's kernel at every G and shape (reads 0.46-1.37 vs 0.28 ms per 65k tokens).
 
-aligned(BM, BN): query tiles aligned to sequence starts. The product's tiles take BM consecutive
-packed tokens, so a tile straddles 2-3 short sequences and its key loop covers all of them
-(reads: ~128 keys for 64 rows, each of which needs ~52: ~2.5x the useful score area, and K/V
-loaded twice per row); here each tile holds rows of one sequence only and loops over that
-sequence's keys alone (~1.5x at BM = BN = 64 on reads). The tiles come from a table built once
-per batch on the GPU (block_table: no host sync; the grid is an upper bound and spare programs
-find an empty row range).
+aligned(BM, BN, warps, stages): kernels.aligned_attention (tiles aligned to sequence starts) at
+other launch shapes. Measured (session 6): no faster than the packed kernel on reads/short (less
+score area, but that kernel is not compute-bound), 17-26% faster than the varlen flash kernel on
+uniprot batches of 300-460 tokens; it moved into kernels.py for 256 < max length <= 1024.
 """
 from __future__ import annotations
 
@@ -82,74 +79,19 @@ def heads(G: int, bm: int = 64, bn: int = 32, warps: int = 4, stages: int = 1):
     return run
 
 
-@triton.jit
-def _aligned_attn_kernel(Q, K, V, O, TAB, n_blocks, stride_t, stride_h, o_stride_t, o_stride_h, scale,
-                         HEAD_DIM: tl.constexpr, BM: tl.constexpr, BN: tl.constexpr):
-    """softmax(scale q kᵀ) v for rows [r0, min(r0 + BM, end)) of one sequence [start, end), one
-    head; TAB [3, n_blocks] int32 holds (r0, end, start) per tile (zeros: nothing to do)."""
-    b = tl.program_id(0)
-    h = tl.program_id(1)
-    r0 = tl.load(TAB + b)
-    end = tl.load(TAB + n_blocks + b)
-    start = tl.load(TAB + 2 * n_blocks + b)
-    rows = r0 + tl.arange(0, BM)
-    rmask = rows < end
-    d = tl.arange(0, HEAD_DIM)
-    q = tl.load(Q + rows.to(tl.int64)[:, None] * stride_t + h * stride_h + d[None, :], mask=rmask[:, None], other=0.0)
-    m_i = tl.full([BM], -1.0e30, tl.float32)
-    l_i = tl.zeros([BM], tl.float32)
-    acc = tl.zeros([BM, HEAD_DIM], tl.float32)
-    qk_scale = scale * 1.4426950408889634  # softmax in base 2
-    for k0 in range(start, end, BN):
-        cols = k0 + tl.arange(0, BN)
-        cmask = cols < end
-        koff = cols.to(tl.int64)[:, None] * stride_t + h * stride_h + d[None, :]
-        k = tl.load(K + koff, mask=cmask[:, None], other=0.0)
-        v = tl.load(V + koff, mask=cmask[:, None], other=0.0)
-        s = tl.dot(q, tl.trans(k))
-        s = tl.where(cmask[None, :], s * qk_scale, float("-inf"))
-        m_new = tl.maximum(m_i, tl.max(s, axis=1))
-        alpha = tl.math.exp2(m_i - m_new)
-        p = tl.math.exp2(s - m_new[:, None])
-        l_i = l_i * alpha + tl.sum(p, axis=1)
-        acc = acc * alpha[:, None] + tl.dot(p.to(v.dtype), v)
-        m_i = m_new
-    out = acc / tl.where(l_i > 0, l_i, 1.0)[:, None]
-    ooff = rows.to(tl.int64)[:, None] * o_stride_t + h * o_stride_h + d[None, :]
-    tl.store(O + ooff, out.to(O.dtype.element_ty), mask=rmask[:, None])
-
-
-def block_table(cu_seqlens: torch.Tensor, n_tok: int, bm: int) -> torch.Tensor:
-    """[3, NB] int32 (first row, sequence end, sequence start) of every BM-row tile of every
-    sequence, padded with zero tiles to NB = ceil(T / BM) + B (a bound on sum ceil(L_i / BM)
-    known on the host, so no sync)."""
-    cu = cu_seqlens.long()
-    B = cu.numel() - 1
-    lens = cu[1:] - cu[:-1]
-    nb = (lens + bm - 1) // bm
-    last = torch.cumsum(nb, 0)  # one past each sequence's last tile
-    blk = torch.arange(-(-n_tok // bm) + B, device=cu.device)
-    seq = torch.searchsorted(last, blk, right=True)
-    valid = seq < B
-    s = seq.clamp(max=B - 1)
-    r0 = cu[s] + (blk - (last[s] - nb[s])) * bm
-    zero = torch.zeros_like(r0)
-    return torch.stack([torch.where(valid, r0, zero), torch.where(valid, cu[s + 1], zero),
-                        torch.where(valid, cu[s], zero)]).to(torch.int32).contiguous()
-
 
 def aligned(bm: int = 64, bn: int = 64, warps: int = 4, stages: int = 1):
-    """softmax(scale q kᵀ) v within each packed sequence, tiles aligned to sequence starts; same
-    contract as embed_worker.kernels.packed_attention, plus an optional prebuilt block_table."""
+    """kernels.aligned_attention at launch shape (BM, BN, warps, stages), with the same contract
+    as kernels.packed_attention plus an optional prebuilt block_table (run.bm rows per tile)."""
+    from embed_worker import kernels as K
+
     def run(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, seq_id: torch.Tensor, cu_seqlens: torch.Tensor,
             scale: float = 1.0, table: torch.Tensor | None = None) -> torch.Tensor:
-        T, H, Dh = q.shape
-        o = torch.empty(T, H, Dh, dtype=q.dtype, device=q.device)
-        if T:
-            tab = block_table(cu_seqlens, T, bm) if table is None else table
-            _aligned_attn_kernel[(tab.shape[1], H)](
-                q, k, v, o, tab, tab.shape[1], q.stride(0), q.stride(1), o.stride(0), o.stride(1), float(scale),
-                HEAD_DIM=Dh, BM=bm, BN=bn, num_warps=warps, num_stages=stages)
-        return o
+        saved = K.ALIGNED_BM, K.ALIGNED_BN, K.ALIGNED_WARPS, K.ALIGNED_STAGES
+        K.ALIGNED_BM, K.ALIGNED_BN, K.ALIGNED_WARPS, K.ALIGNED_STAGES = bm, bn, warps, stages
+        try:
+            return K.aligned_attention(q, k, v, cu_seqlens, scale, table)
+        finally:
+            K.ALIGNED_BM, K.ALIGNED_BN, K.ALIGNED_WARPS, K.ALIGNED_STAGES = saved
     run.bm = bm
     return run

@@ -92,9 +92,13 @@ def main() -> int:
                     "G or GxBMxBNxWARPSxSTAGES, e.g. 2,4,2x64x32x8x1")
     ap.add_argument("--aligned", default="", help="candidate: tiles aligned to sequence starts "
                     "(attention_candidates.aligned), BMxBNxWARPSxSTAGES,...")
+    ap.add_argument("--packed-max-len", type=int, default=0,
+                    help="let the packed/aligned kernels run batches up to this length (default: kernels.py's limit)")
     ap.add_argument("--no-fa4", action="store_true")
     a = ap.parse_args()
     t0 = time.time()
+    if a.packed_max_len:
+        K.PACKED_ATTN_MAX_LEN = a.packed_max_len
     fa4 = None if a.no_fa4 else fa4_variant()
     emit(measurement="fa4 import", s=round(time.time() - t0, 1), ok=fa4 is not None)
 
@@ -123,7 +127,7 @@ def main() -> int:
 
         def run_aligned(q, k, v, cu, mx, s, seq32, fn=fn):
             if fn.bm not in tables:  # cleared at each batch
-                tables[fn.bm] = attention_candidates.block_table(cu, q.shape[0], fn.bm)
+                tables[fn.bm] = K.block_table(cu, q.shape[0], fn.bm)
             return fn(q, k, v, seq32, cu, s, tables[fn.bm])
         variants[f"aligned {spec}"] = run_aligned
     if fa4 is not None:

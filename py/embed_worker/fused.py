@@ -9,9 +9,10 @@ makes as few trips through memory as possible:
                                                ("quack": one GEMM, rotary in its epilogue on
                                                interleaved q/k rows; Dh^-0.5 in the softmax)
   a = attention(q, k, v)                       on views of qkv: packed-tile Triton kernel for
-                                               short sequences, else the varlen flash kernel [T, H, Dh]
-                                               (model.long_attention, FlashAttention-4, for
-                                               sequences past attention.LONG_MIN_LEN where loaded)
+                                               short sequences (<= 256); FlashAttention-4
+                                               (model.long_attention) past attention.LONG_MIN_LEN
+                                               where loaded; else sequence-aligned Triton tiles
+                                               up to 1,024; else the varlen flash kernel [T, H, Dh]
   o = a Wo + b                                 cuBLAS ("quack": quack's GEMM where   [T, D]
                                                epilogues.CONFIGS pins a tile config; FC2 too)
   x, h = x + o, LN2(x + o)                     one kernel, x stored over o
@@ -54,6 +55,11 @@ def run_blocks(model, x: torch.Tensor, pos: torch.Tensor, seq_id: torch.Tensor, 
 
         def attend(q, k, v, scale):
             return long_attention(q, k, v, cu, max_seqlen, scale)
+    elif K.aligned_attention_fits(x.dtype, layers[0].head_dim, max_seqlen):
+        table = K.block_table(cu_seqlens, T)  # once for all layers
+
+        def attend(q, k, v, scale):
+            return K.aligned_attention(q, k, v, cu_seqlens, scale, table)
     else:
         def attend(q, k, v, scale):
             return A.varlen_attention(q, k, v, cu_seqlens, max_seqlen, scale)

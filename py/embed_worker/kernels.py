@@ -8,6 +8,8 @@ tile per sequence leaves most of each tile empty. These kernels make each such s
   layer_norm(x, ln)        -> h        h = LN(x)                                   [T, D]
   packed_attention(q, k, v, seq_id, cu)  softmax(q k^T) v within each sequence, for batches of
                                        short sequences (tiles of consecutive packed tokens)
+  aligned_attention(q, k, v, cu, scale, table)  the same for longer sequences: tiles of one
+                                       sequence's rows (block_table), keys of that sequence only
   rotary_(qkv, pos, table, heads, q_scale)   in place on the fused projection [T, 3D]:
                                        q = rotary(q * q_scale), k = rotary(k); v untouched
 
@@ -200,4 +202,92 @@ def packed_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, seq_id: 
         _packed_attn_kernel[(triton.cdiv(T, ATTN_BM), H)](
             q, k, v, o, seq_id, cu_seqlens, T, q.stride(0), q.stride(1), o.stride(0), o.stride(1),
             float(scale), HEAD_DIM=Dh, BM=ATTN_BM, BN=ATTN_BN, num_warps=ATTN_WARPS, num_stages=ATTN_STAGES)
+    return o
+
+
+@triton.jit(do_not_specialize=["n_blocks"])
+def _aligned_attn_kernel(Q, K, V, O, TAB, n_blocks, stride_t, stride_h, o_stride_t, o_stride_h, scale,
+                         HEAD_DIM: tl.constexpr, BM: tl.constexpr, BN: tl.constexpr):
+    """softmax(scale q k^T) v for rows [r0, min(r0 + BM, end)) of one sequence [start, end), one
+    head; TAB [3, n_blocks] int32 holds (r0, end, start) per tile (zeros: nothing to do)."""
+    b = tl.program_id(0)
+    h = tl.program_id(1)
+    r0 = tl.load(TAB + b)
+    end = tl.load(TAB + n_blocks + b)
+    start = tl.load(TAB + 2 * n_blocks + b)
+    rows = r0 + tl.arange(0, BM)
+    rmask = rows < end
+    d = tl.arange(0, HEAD_DIM)
+    q = tl.load(Q + rows.to(tl.int64)[:, None] * stride_t + h * stride_h + d[None, :], mask=rmask[:, None], other=0.0)
+    m_i = tl.full([BM], -1.0e30, tl.float32)
+    l_i = tl.zeros([BM], tl.float32)
+    acc = tl.zeros([BM, HEAD_DIM], tl.float32)
+    qk_scale = scale * 1.4426950408889634  # softmax in base 2
+    for k0 in range(start, end, BN):
+        cols = k0 + tl.arange(0, BN)
+        cmask = cols < end
+        koff = cols.to(tl.int64)[:, None] * stride_t + h * stride_h + d[None, :]
+        k = tl.load(K + koff, mask=cmask[:, None], other=0.0)
+        v = tl.load(V + koff, mask=cmask[:, None], other=0.0)
+        s = tl.dot(q, tl.trans(k))
+        s = tl.where(cmask[None, :], s * qk_scale, float("-inf"))
+        m_new = tl.maximum(m_i, tl.max(s, axis=1))
+        alpha = tl.math.exp2(m_i - m_new)
+        p = tl.math.exp2(s - m_new[:, None])
+        l_i = l_i * alpha + tl.sum(p, axis=1)
+        acc = acc * alpha[:, None] + tl.dot(p.to(v.dtype), v)
+        m_i = m_new
+    out = acc / tl.where(l_i > 0, l_i, 1.0)[:, None]
+    ooff = rows.to(tl.int64)[:, None] * o_stride_t + h * o_stride_h + d[None, :]
+    tl.store(O + ooff, out.to(O.dtype.element_ty), mask=rmask[:, None])
+
+
+# Sequence-aligned tiles, measured on an H200 over uniprot's batches (docs/BENCHMARKS.md, session 6;
+# docs/bench/2026-11-29-s6-attention-uniprot-aligned.jsonl): 17-26% faster than the varlen flash
+# kernel for longest sequences of 300-460 tokens, even elsewhere up to 1,024 (D = 1280); FA4 is
+# faster past 512 and the packed kernel up to 256, where those run.
+ALIGNED_BM, ALIGNED_BN, ALIGNED_WARPS, ALIGNED_STAGES = 64, 64, 4, 2
+ALIGNED_ATTN_MAX_LEN = 1024  # the measured range; longer batches go to the varlen flash kernel
+
+
+def aligned_attention_fits(dtype: torch.dtype, head_dim: int, max_seqlen: int) -> bool:
+    """Whether aligned_attention serves this batch: half precision, a power-of-two head size
+    (16..128), sequences up to ALIGNED_ATTN_MAX_LEN."""
+    return (dtype in (torch.float16, torch.bfloat16) and head_dim in (16, 32, 64, 128)
+            and max_seqlen <= ALIGNED_ATTN_MAX_LEN)
+
+
+def block_table(cu_seqlens: torch.Tensor, n_tok: int, bm: int | None = None) -> torch.Tensor:
+    """[3, NB] int32 (first row, sequence end, sequence start) of every BM-row tile of every
+    sequence, padded with zero tiles to NB = ceil(T / BM) + B, a bound on sum ceil(L_i / BM)
+    known on the host: built on the GPU with no sync, once per batch for all layers."""
+    bm = ALIGNED_BM if bm is None else bm
+    cu = cu_seqlens.long()
+    n_seq = cu.numel() - 1
+    nb = (cu[1:] - cu[:-1] + bm - 1) // bm
+    last = torch.cumsum(nb, 0)  # one past each sequence's last tile
+    blk = torch.arange(-(-n_tok // bm) + n_seq, device=cu.device)
+    seq = torch.searchsorted(last, blk, right=True)
+    valid = seq < n_seq
+    s = seq.clamp(max=n_seq - 1)
+    r0 = cu[s] + (blk - (last[s] - nb[s])) * bm
+    zero = torch.zeros_like(r0)
+    return torch.stack([torch.where(valid, r0, zero), torch.where(valid, cu[s + 1], zero),
+                        torch.where(valid, cu[s], zero)]).to(torch.int32).contiguous()
+
+
+def aligned_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, cu_seqlens: torch.Tensor,
+                      scale: float = 1.0, table: torch.Tensor | None = None) -> torch.Tensor:
+    """Packed self-attention within each sequence, softmax(scale q kᵀ), on tiles aligned to
+    sequence starts. q, k, v as packed_attention takes them; table: block_table(cu_seqlens, T)
+    (built here when not given) -> [T, H, Dh]."""
+    T, H, Dh = q.shape
+    if not (q.stride() == k.stride() == v.stride() and q.stride(2) == 1):
+        raise ValueError("aligned attention takes q, k, v with equal strides and a contiguous head dim")
+    o = torch.empty(T, H, Dh, dtype=q.dtype, device=q.device)
+    if T:
+        tab = block_table(cu_seqlens, T) if table is None else table
+        _aligned_attn_kernel[(tab.shape[1], H)](
+            q, k, v, o, tab, tab.shape[1], q.stride(0), q.stride(1), o.stride(0), o.stride(1), float(scale),
+            HEAD_DIM=Dh, BM=ALIGNED_BM, BN=ALIGNED_BN, num_warps=ALIGNED_WARPS, num_stages=ALIGNED_STAGES)
     return o

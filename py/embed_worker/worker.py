@@ -197,9 +197,24 @@ class Worker:
             self.kernels = "triton"
             self.model.use_kernels("triton")
             self.model(tokens, cu, 5, self.layers)
+        self.warm_aligned_attention()
         self.warm_long_attention()
         if self.device.type == "cuda":
             t.cuda.synchronize()
+
+    def warm_aligned_attention(self):
+        """Compile the sequence-aligned attention kernel (batches of 257-1,024 tokens) before
+        READY, so the first such batch does not pay Triton's compile inside the run."""
+        m, t = self.model, self.torch
+        if m.kernels not in ("triton", "quack"):
+            return
+        from . import kernels as K  # needs Triton, as these arrangements do
+        first = m.layers[0]
+        if not K.aligned_attention_fits(self.dtype, first.head_dim, 300):
+            return
+        qkv = t.randn(600, 3, first.n_heads, first.head_dim, device=self.device, dtype=self.dtype)
+        cu = t.tensor([0, 300, 600], dtype=t.int32, device=self.device)
+        K.aligned_attention(qkv[:, 0], qkv[:, 1], qkv[:, 2], cu, first.head_dim ** -0.5)
 
     def warm_long_attention(self):
         """Compile FlashAttention-4 (batches of long sequences only) before READY too; if it

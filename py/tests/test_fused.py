@@ -256,6 +256,81 @@ def test_packed_attention_matches_exact(lens, H, Dh, dtype):
     assert got.dtype == dtype and (got.cpu().double() - ref).abs().max() <= tol
 
 
+@pytest.mark.parametrize("dtype", [torch.float16, pytest.param(torch.bfloat16, marks=BF16_DOT)])
+@pytest.mark.parametrize("lens,H,Dh", [([3, 70, 1, 130, 64, 65, 2], 3, 32), ([1], 2, 16), ([300, 257, 5], 2, 64),
+                                       ([129, 7, 128], 1, 128)])
+def test_aligned_attention_matches_exact(lens, H, Dh, dtype):
+    """Sequences shorter than, equal to and longer than a tile (64 rows), one-token sequences,
+    strided q/k/v views; with the block table built inside and passed in."""
+    from embed_worker import attention
+
+    cu = torch.zeros(len(lens) + 1, dtype=torch.int32)
+    cu[1:] = torch.cumsum(torch.tensor(lens), 0)
+    T = int(cu[-1])
+    qkv = torch.randn(T, 3, H, Dh, generator=torch.Generator().manual_seed(T + Dh + 1)).to(dtype).to(DEV)
+    q, k, v = qkv.unbind(1)
+    ref = attention._exact(q.cpu().double(), k.cpu().double(), v.cpu().double(), cu, 0.3)
+    tol = 4e-3 if dtype == torch.float16 else 3e-2
+    for table in (None, K.block_table(cu.to(DEV), T)):
+        got = K.aligned_attention(q, k, v, cu.to(DEV), 0.3, table)
+        assert got.dtype == dtype and (got.cpu().double() - ref).abs().max() <= tol
+
+
+@pytest.mark.parametrize("lens", [[1], [64], [65], [3, 70, 1, 130, 64, 65, 2], [1000, 24]])
+@pytest.mark.parametrize("bm", [16, 64])
+def test_block_table_tiles_every_row_once_within_its_sequence(lens, bm):
+    cu = torch.zeros(len(lens) + 1, dtype=torch.int32)
+    cu[1:] = torch.cumsum(torch.tensor(lens), 0)
+    T = int(cu[-1])
+    r0, end, start = K.block_table(cu, T, bm).long()
+    assert r0.numel() == -(-T // bm) + len(lens)  # the host-side bound the grid uses
+    real = end > r0
+    assert int(real.sum()) == sum(-(-n // bm) for n in lens)
+    assert (r0[~real] == 0).all() and (end[~real] == 0).all()  # spare tiles do nothing
+    covered = torch.zeros(T, dtype=torch.long)
+    for a, e, s0 in zip(r0[real].tolist(), end[real].tolist(), start[real].tolist()):
+        assert s0 in cu.tolist() and e == cu[cu.tolist().index(s0) + 1] and s0 <= a < e and (a - s0) % bm == 0
+        covered[a:min(a + bm, e)] += 1
+    assert (covered == 1).all()
+
+
+def test_fused_routes_mid_length_batches_to_aligned_attention(tiny, monkeypatch):
+    """A half-precision batch whose longest sequence is past the packed kernel's limit (and
+    below FA4's, or with FA4 absent) runs every layer's attention through the aligned kernel,
+    with one block table for all layers; the result matches the fp32 reference."""
+    lens = [K.PACKED_ATTN_MAX_LEN + 40, 3, 90]
+    g = torch.Generator().manual_seed(5)
+    toks = torch.cat([torch.cat([torch.tensor([0]), torch.randint(4, 24, (n - 2,), generator=g), torch.tensor([2])])
+                      for n in lens])
+    cu = torch.zeros(len(lens) + 1, dtype=torch.int32)
+    cu[1:] = torch.cumsum(torch.tensor(lens), 0)
+    mx = max(lens)
+    ref, _, _ = load_model(tiny["hf"], "cpu", torch.float32)
+    fast, _, _ = load_model(tiny["hf"], DEV, torch.float16)
+    fast.use_kernels("triton")
+    calls, tables = [], set()
+    real = K.aligned_attention
+
+    def counted(q, k, v, cu_seqlens, scale=1.0, table=None):
+        calls.append(scale)
+        tables.add(None if table is None else id(table))
+        return real(q, k, v, cu_seqlens, scale, table)
+    monkeypatch.setattr(K, "aligned_attention", counted)
+    got = fast(toks.to(DEV), cu.to(DEV), mx, [LAYERS])[LAYERS]
+    assert calls == [1.0] * LAYERS and len(tables) == 1 and None not in tables
+    want = ref(toks, cu, mx, [LAYERS])[LAYERS]
+    cos = torch.nn.functional.cosine_similarity(M.mean_residues(want, cu), M.mean_residues(got, cu.to(DEV)).cpu().float(),
+                                                dim=-1)
+    assert cos.min() > 0.999, float(cos.min())
+
+
+def test_aligned_attention_selection():
+    assert K.aligned_attention_fits(torch.float16, 64, K.ALIGNED_ATTN_MAX_LEN)
+    assert not K.aligned_attention_fits(torch.float16, 64, K.ALIGNED_ATTN_MAX_LEN + 1)
+    assert not K.aligned_attention_fits(torch.float32, 64, 300)
+    assert not K.aligned_attention_fits(torch.float16, 24, 300)
+
+
 def test_packed_attention_selection():
     assert K.packed_attention_fits(torch.float16, 64, 72)
     assert not K.packed_attention_fits(torch.float32, 64, 72)  # fp32 takes the exact path
