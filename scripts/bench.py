@@ -73,7 +73,9 @@ def flops_per_token(cfg, lens: list[int]) -> float:
 
 
 KERNELS = {"embed": "eager", "embed-compiled": "compile", "embed-triton": "triton", "embed-quack": "quack",
-           "embed-quack-nofa4": "quack"}  # the last: quack GEMMs, FlashAttention-4 off (long batches)
+           "embed-quack-nofa4": "quack",  # quack GEMMs, FlashAttention-4 off (long batches)
+           "embed-quack-noaligned": "quack"}  # quack, the aligned attention kernel off (mid-length batches)
+_aligned_max = None  # kernels.ALIGNED_ATTN_MAX_LEN as the product sets it
 _compiled_step = None
 
 
@@ -91,9 +93,14 @@ def set_kernels(model, kind: str) -> None:
 
 
 def set_impl(model, impl: str) -> None:
+    global _aligned_max
     set_kernels(model, KERNELS[impl])
     if impl == "embed-quack-nofa4":
         model.long_attention = None
+    if KERNELS[impl] in ("triton", "quack"):
+        from embed_worker import kernels as K
+        _aligned_max = K.ALIGNED_ATTN_MAX_LEN if _aligned_max is None else _aligned_max
+        K.ALIGNED_ATTN_MAX_LEN = 0 if impl == "embed-quack-noaligned" else _aligned_max
 
 
 # ---- implementations: each returns (means fp32 [N, D] in input order, seconds, batches, real tokens, padded tokens)
