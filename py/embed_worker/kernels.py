@@ -172,7 +172,7 @@ def _packed_attn_kernel(Q, K, V, O, SEQ, CU, n_tok, stride_t, stride_h, o_stride
     tl.store(O + ooff, out.to(O.dtype.element_ty), mask=rmask[:, None])
 
 
-# Best of 36 launch shapes on an H200 for reads and short (docs/bench/2026-11-29-attention-sweep.txt):
+# Best of 36 launch shapes on an H200 for reads and short (docs/bench/2026-11-29-attention-sweep.txt.gz):
 # 0.58 ms vs the flash kernel's 0.89 ms per 3B layer on reads, 0.85 vs 1.12 on short; at
 # uniprot lengths (max 1024) flash is ahead (2.36 vs 2.43 ms), hence the length limit.
 ATTN_BM, ATTN_BN, ATTN_WARPS, ATTN_STAGES = 64, 32, 4, 1
@@ -243,7 +243,7 @@ def _aligned_attn_kernel(Q, K, V, O, TAB, n_blocks, stride_t, stride_h, o_stride
 
 
 # Sequence-aligned tiles, measured on an H200 over uniprot's batches (docs/BENCHMARKS.md, session 6;
-# docs/bench/2026-11-29-s6-attention-uniprot-aligned.jsonl): 17-26% faster than the varlen flash
+# docs/bench/2026-11-29-s6-attention-uniprot-aligned.jsonl.gz): 17-26% faster than the varlen flash
 # kernel for longest sequences of 300-460 tokens, even elsewhere up to 1,024 (D = 1280); FA4 is
 # faster past 512 and the packed kernel up to 256, where those run.
 ALIGNED_BM, ALIGNED_BN, ALIGNED_WARPS, ALIGNED_STAGES = 64, 64, 4, 2
