@@ -93,12 +93,13 @@ def main() -> int:
     ap.add_argument("--aligned", default="", help="candidate: tiles aligned to sequence starts "
                     "(attention_candidates.aligned), BMxBNxWARPSxSTAGES,...")
     ap.add_argument("--packed-max-len", type=int, default=0,
-                    help="let the packed/aligned kernels run batches up to this length (default: kernels.py's limit)")
+                    help="let the packed kernel run batches up to this length (default: kernels.py's limit)")
     ap.add_argument("--no-fa4", action="store_true")
     a = ap.parse_args()
     t0 = time.time()
     if a.packed_max_len:
         K.PACKED_ATTN_MAX_LEN = a.packed_max_len
+        K.ALIGNED_ATTN_MAX_LEN = max(K.ALIGNED_ATTN_MAX_LEN, a.packed_max_len)
     fa4 = None if a.no_fa4 else fa4_variant()
     emit(measurement="fa4 import", s=round(time.time() - t0, 1), ok=fa4 is not None)
 
@@ -158,7 +159,9 @@ def main() -> int:
                 tables.clear()
                 times = {}
                 for name, fn in variants.items():
-                    if name.startswith(("packed", "aligned")) and not K.packed_attention_fits(q.dtype, Dh, mx):
+                    if name.startswith("packed") and not K.packed_attention_fits(q.dtype, Dh, mx):
+                        continue
+                    if name.startswith("aligned") and not K.aligned_attention_fits(q.dtype, Dh, mx):
                         continue
                     t1 = time.time()
                     try:

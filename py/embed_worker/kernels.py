@@ -131,6 +131,32 @@ def rotary_(qkv: torch.Tensor, pos: torch.Tensor, cos: torch.Tensor, sin: torch.
     return qkv
 
 
+@triton.jit
+def _attend_keys(q, K, V, cols, cmask, keep, h, d, stride_t, stride_h, qk_scale, m_i, l_i, acc):
+    """One online-softmax step of a [BM, Dh] query tile against the keys/values at `cols` ([BN],
+    cmask: in range) where `keep` ([BM, BN] or [1, BN]) allows; returns the updated running max
+    (base 2), denominator and fp32 accumulator."""
+    koff = cols.to(tl.int64)[:, None] * stride_t + h * stride_h + d[None, :]
+    k = tl.load(K + koff, mask=cmask[:, None], other=0.0)  # [BN, Dh]
+    v = tl.load(V + koff, mask=cmask[:, None], other=0.0)  # [BN, Dh]
+    s = tl.dot(q, tl.trans(k))  # [BM, BN] fp32
+    s = tl.where(keep, s * qk_scale, float("-inf"))
+    m_new = tl.maximum(m_i, tl.max(s, axis=1))
+    alpha = tl.math.exp2(m_i - m_new)
+    p = tl.math.exp2(s - m_new[:, None])
+    l_i = l_i * alpha + tl.sum(p, axis=1)
+    acc = acc * alpha[:, None] + tl.dot(p.to(v.dtype), v)
+    return m_new, l_i, acc
+
+
+@triton.jit
+def _store_rows(O, acc, l_i, rows, rmask, h, d, o_stride_t, o_stride_h):
+    """acc / l for the tile's rows in range (rows with no keys, past T, store zeros)."""
+    out = acc / tl.where(l_i > 0, l_i, 1.0)[:, None]
+    ooff = rows.to(tl.int64)[:, None] * o_stride_t + h * o_stride_h + d[None, :]
+    tl.store(O + ooff, out.to(O.dtype.element_ty), mask=rmask[:, None])
+
+
 @triton.jit(do_not_specialize=["n_tok"])
 def _packed_attn_kernel(Q, K, V, O, SEQ, CU, n_tok, stride_t, stride_h, o_stride_t, o_stride_h, scale,
                         HEAD_DIM: tl.constexpr, BM: tl.constexpr, BN: tl.constexpr):
@@ -156,20 +182,9 @@ def _packed_attn_kernel(Q, K, V, O, SEQ, CU, n_tok, stride_t, stride_h, o_stride
         cols = start + tl.arange(0, BN)  # [BN]
         cmask = cols < k_hi
         seq_k = tl.load(SEQ + cols, mask=cmask, other=-2)
-        koff = cols.to(tl.int64)[:, None] * stride_t + h * stride_h + d[None, :]
-        k = tl.load(K + koff, mask=cmask[:, None], other=0.0)  # [BN, Dh]
-        v = tl.load(V + koff, mask=cmask[:, None], other=0.0)  # [BN, Dh]
-        s = tl.dot(q, tl.trans(k))  # [BM, BN] fp32
-        s = tl.where(seq_q[:, None] == seq_k[None, :], s * qk_scale, float("-inf"))
-        m_new = tl.maximum(m_i, tl.max(s, axis=1))
-        alpha = tl.math.exp2(m_i - m_new)
-        p = tl.math.exp2(s - m_new[:, None])
-        l_i = l_i * alpha + tl.sum(p, axis=1)
-        acc = acc * alpha[:, None] + tl.dot(p.to(v.dtype), v)
-        m_i = m_new
-    out = acc / tl.where(l_i > 0, l_i, 1.0)[:, None]  # rows past T have no keys
-    ooff = rows.to(tl.int64)[:, None] * o_stride_t + h * o_stride_h + d[None, :]
-    tl.store(O + ooff, out.to(O.dtype.element_ty), mask=rmask[:, None])
+        m_i, l_i, acc = _attend_keys(q, K, V, cols, cmask, seq_q[:, None] == seq_k[None, :], h, d, stride_t,
+                                     stride_h, qk_scale, m_i, l_i, acc)
+    _store_rows(O, acc, l_i, rows, rmask, h, d, o_stride_t, o_stride_h)
 
 
 # Best of 36 launch shapes on an H200 for reads and short (docs/bench/2026-11-29-attention-sweep.txt.gz):
@@ -226,20 +241,9 @@ def _aligned_attn_kernel(Q, K, V, O, TAB, n_blocks, stride_t, stride_h, o_stride
     for k0 in range(start, end, BN):
         cols = k0 + tl.arange(0, BN)
         cmask = cols < end
-        koff = cols.to(tl.int64)[:, None] * stride_t + h * stride_h + d[None, :]
-        k = tl.load(K + koff, mask=cmask[:, None], other=0.0)
-        v = tl.load(V + koff, mask=cmask[:, None], other=0.0)
-        s = tl.dot(q, tl.trans(k))
-        s = tl.where(cmask[None, :], s * qk_scale, float("-inf"))
-        m_new = tl.maximum(m_i, tl.max(s, axis=1))
-        alpha = tl.math.exp2(m_i - m_new)
-        p = tl.math.exp2(s - m_new[:, None])
-        l_i = l_i * alpha + tl.sum(p, axis=1)
-        acc = acc * alpha[:, None] + tl.dot(p.to(v.dtype), v)
-        m_i = m_new
-    out = acc / tl.where(l_i > 0, l_i, 1.0)[:, None]
-    ooff = rows.to(tl.int64)[:, None] * o_stride_t + h * o_stride_h + d[None, :]
-    tl.store(O + ooff, out.to(O.dtype.element_ty), mask=rmask[:, None])
+        m_i, l_i, acc = _attend_keys(q, K, V, cols, cmask, cmask[None, :], h, d, stride_t, stride_h, qk_scale,
+                                     m_i, l_i, acc)
+    _store_rows(O, acc, l_i, rows, rmask, h, d, o_stride_t, o_stride_h)
 
 
 # Sequence-aligned tiles, measured on an H200 over uniprot's batches (docs/BENCHMARKS.md, session 6;
