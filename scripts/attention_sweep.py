@@ -1,7 +1,8 @@
 """Attention over whole workloads, per kernel: the packed-tile Triton kernel (at other launch
-shapes too), PyTorch's varlen flash kernel and FlashAttention-4's CuTe-DSL varlen kernel
-(flash-attn-4, sm90 path), on the batches the planner would make (lengths sorted longest first,
-65,536-token budget), Dh = 64, fp16, each batch timed back to back.
+shapes too), candidates from attention_candidates.py (--heads, --aligned: the sequence-aligned
+kernel at other shapes), PyTorch's varlen flash kernel and FlashAttention-4's CuTe-DSL varlen
+kernel (flash-attn-4, sm90 path), on the batches the planner would make (lengths sorted longest
+first, 65,536-token budget), Dh = 64, fp16, each batch timed back to back.
 
     python3 scripts/attention_sweep.py [--dims 1280,2560] [--tokens 400000] [--iters 20]
 
