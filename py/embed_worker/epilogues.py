@@ -15,10 +15,14 @@ softmax scale (scaling the fp32 scores instead of the fp16 q).
 
 Measured on an H200 (docs/BENCHMARKS.md, scripts/epilogue_sweep.py), per 65k-token layer: 3B
 FC1+GELU 5.24 ms vs cuBLAS + in-place GELU 6.08, QKV+rotary 3.80 vs cuBLAS + rotary pass 3.89;
-650M 1.31 vs 1.89 and 0.87 vs 1.08. quack's plain and residual-add GEMMs were not faster than
-cuBLAS for the out-projection and FC2, which stay on cuBLAS.
+650M 1.31 vs 1.89 and 0.87 vs 1.08. quack's residual-add GEMMs were not faster than cuBLAS + the
+add for the out-projection and FC2. Those stay on cuBLAS unless CONFIGS pins a quack tile config
+for their shape that won inside the whole forward at the GPU's power cap (650M: both,
+scripts/quack_tune.py).
 """
 from __future__ import annotations
+
+import functools
 
 import torch
 
@@ -49,8 +53,9 @@ def parse_config(spec: str) -> dict:
             "cluster_n": int(cn or 1), "is_dynamic_persistent": dyn is not None, "device_capacity": 9}
 
 
+@functools.lru_cache(maxsize=None)
 def gemm_config(spec: str):
-    """quack's GemmConfig for a config spec (parse_config)."""
+    """quack's GemmConfig for a config spec (parse_config); one object per spec."""
     from quack.gemm_config import GemmConfig
     return GemmConfig(**parse_config(spec))
 

@@ -33,6 +33,7 @@ import torch.nn.functional as F
 from . import kernels as K
 from . import attention as A
 
+
 def _cublas_linear(op: str, a: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
     return F.linear(a, weight, bias)
 
