@@ -79,7 +79,6 @@ def heads(G: int, bm: int = 64, bn: int = 32, warps: int = 4, stages: int = 1):
     return run
 
 
-
 def aligned(bm: int = 64, bn: int = 64, warps: int = 4, stages: int = 1):
     """kernels.aligned_attention at launch shape (BM, BN, warps, stages), with the same contract
     as kernels.packed_attention plus an optional prebuilt block_table (run.bm rows per tile)."""
