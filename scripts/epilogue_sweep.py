@@ -30,17 +30,14 @@ import torch.nn.functional as F
 from cudatime import timed
 
 sys.path.insert(0, "py")
+import gemm_cases  # noqa: E402
 from embed_worker import epilogues as E  # noqa: E402
 from embed_worker import kernels as K  # noqa: E402
+from gemm_cases import err  # noqa: E402
 
 
 def emit(**row) -> None:
     print(json.dumps(row), flush=True)
-
-
-def err(got: torch.Tensor, ref: torch.Tensor) -> dict:
-    d = (got.float() - ref).abs()
-    return {"max_abs": float(d.max()), "rel_l2": float(d.norm() / ref.norm().clamp_min(1e-30))}
 
 
 @torch.inference_mode()
@@ -57,19 +54,10 @@ def main() -> int:
     dev, dt = torch.device("cuda"), torch.float16
     M = a.m
     for D in map(int, a.dims.split(",")):
-        g = torch.Generator(device=dev).manual_seed(0)
-
-        def rnd(*shape, scale=1.0):
-            return (torch.randn(*shape, device=dev, dtype=torch.float32, generator=g) * scale).to(dt)
-
-        W = {"qkv": rnd(3 * D, D, scale=D ** -0.5), "out": rnd(D, D, scale=D ** -0.5),
-             "fc1": rnd(4 * D, D, scale=D ** -0.5), "fc2": rnd(D, 4 * D, scale=(4 * D) ** -0.5)}
-        b = {k: rnd(w.shape[0], scale=0.1) for k, w in W.items()}
+        case = gemm_cases.layer(D, M, dev, dt)
+        W, b, x, h, att, f, inputs, flops = (case.W, case.b, case.x, case.h, case.att, case.f, case.inputs,
+                                             case.flops)
         norm = torch.nn.LayerNorm(D, device=dev, dtype=dt)
-        x, h, att = rnd(M, D, scale=3.0), rnd(M, D), rnd(M, D)
-        f = F.gelu(rnd(M, 4 * D))
-        inputs = {"qkv": h, "out": att, "fc1": h, "fc2": f}
-        flops = {k: 2 * M * w.shape[0] * w.shape[1] for k, w in W.items()}
 
         # fp32 references of the fused ops, from the same fp16 inputs
         def ref(k):
@@ -105,33 +93,21 @@ def main() -> int:
         # QKV + rotary: cuBLAS + the Triton rotary pass vs one quack GEMM with rotary in its
         # epilogue on interleaved q/k rows (epilogues.py), against an fp64 rotation of the fp32
         # GEMM. Positions: packed sequences of 50 tokens.
-        H, Dh = D // 64, 64
-        pos = (torch.arange(M, device=dev) % 50)
-        inv_freq = 1.0 / (10000 ** (torch.arange(0, Dh, 2).float() / Dh))
+        H = D // 64
+        rope = gemm_cases.qkv_rope(case, 50)
+        pos, inv_freq = rope.pos, rope.inv_freq
         cos, sin = [t.to(dev) for t in ((torch.arange(1024)[:, None] * inv_freq).cos(),
                                         (torch.arange(1024)[:, None] * inv_freq).sin())]
         ms = timed(lambda: K.rotary_(F.linear(h, W["qkv"], b["qkv"]), pos, cos, sin, H, 1.0), a.iters)
         emit(D=D, op="qkv+rotary", impl="cublas+triton", ms=round(ms, 4))
         try:
-            lin = torch.nn.Linear(D, 3 * D, device=dev, dtype=dt)
-            with torch.no_grad():
-                lin.weight.copy_(W["qkv"])
-                lin.bias.copy_(b["qkv"])
-            E.interleave_qk_rows(lin, H, Dh)
-            freq = E.rope_freq_table(inv_freq, H, Dh, dev)
-            posf = pos.float()
+            lin, freq, posf = rope.lin, rope.freq, rope.posf
             t1 = time.time()
             got = E.qkv_rope(h, lin.weight, lin.bias, posf, freq)
             torch.cuda.synchronize()
             emit(D=D, measurement="compile", config="qkv_rope", s=round(time.time() - t1, 1))
-            y = (h.float() @ lin.weight.float().t() + lin.bias.float()).double()  # [M, 3D]
-            ang = pos.double()[:, None] * inv_freq.to(dev).double()[None, :]  # [M, Dh/2]
-            c, s_ = ang.cos().repeat(1, 2 * H), ang.sin().repeat(1, 2 * H)
-            x1, x2 = y[:, 0:2 * D:2], y[:, 1:2 * D:2]
-            want = y.clone()
-            want[:, 0:2 * D:2], want[:, 1:2 * D:2] = x1 * c - x2 * s_, x1 * s_ + x2 * c
             ms = timed(lambda: E.qkv_rope(h, lin.weight, lin.bias, posf, freq), a.iters)
-            emit(D=D, op="qkv+rotary", impl="quack", ms=round(ms, 4), **err(got, want.float()))
+            emit(D=D, op="qkv+rotary", impl="quack", ms=round(ms, 4), **err(got, rope.want))
         except Exception as e:
             emit(D=D, op="qkv+rotary", impl="quack", error=f"{type(e).__name__}: {str(e)[:400]}")
 
@@ -185,7 +161,7 @@ def main() -> int:
                 emit(D=D, op="layer", impl="quack", config=cs, ms=round(ms, 4))
             except Exception as e:  # one config failing must not lose the others' numbers
                 emit(D=D, config=cs, error=f"{type(e).__name__}: {str(e)[:400]}")
-        x = h = att = f = W = Wt = inputs = refs = None  # free this width's tensors
+        x = h = att = f = W = Wt = inputs = refs = case = rope = None  # free this width's tensors
         torch.cuda.empty_cache()
     return 0
 

@@ -26,6 +26,7 @@ sys.path.insert(0, os.path.join(ROOT, "scripts"))
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
+import gemm_cases  # noqa: E402
 import workloads  # noqa: E402
 from cudatime import timed  # noqa: E402
 from embed_worker import epilogues as E  # noqa: E402
@@ -65,49 +66,20 @@ def sustained_ms(fn, seconds: float, iters: int) -> float:
     return timed(fn, n, warmup=n)
 
 
-def rel_l2(got: torch.Tensor, ref: torch.Tensor) -> float:
-    return float((got.float() - ref).norm() / ref.norm().clamp_min(1e-30))
-
-
 def sweep_width(D: int, M_: int, specs: list[str], iters: int, sustain: float) -> dict[str, str]:
     """Step 1 for one width; returns {op: best spec} for the ops where a spec beat the default."""
     from quack.gemm_interface import gemm_act, gemm_tuned
 
     from embed_worker import quack_epi
     dev, dt = torch.device("cuda"), torch.float16
-    g = torch.Generator(device=dev).manual_seed(0)
+    case = gemm_cases.layer(D, M_, dev, dt)
+    W, b, h, inputs, flops = case.W, case.b, case.h, case.inputs, case.flops
+    rope = gemm_cases.qkv_rope(case, 52)
+    lin, freq, pos = rope.lin, rope.freq, rope.posf
 
-    def rnd(*shape, scale=1.0):
-        return (torch.randn(*shape, device=dev, dtype=torch.float32, generator=g) * scale).to(dt)
-
-    H, Dh = D // 64, 64
-    W = {"qkv": rnd(3 * D, D, scale=D ** -0.5), "out": rnd(D, D, scale=D ** -0.5),
-         "fc1": rnd(4 * D, D, scale=D ** -0.5), "fc2": rnd(D, 4 * D, scale=(4 * D) ** -0.5)}
-    b = {k: rnd(w.shape[0], scale=0.1) for k, w in W.items()}
-    h, att, f = rnd(M_, D), rnd(M_, D), F.gelu(rnd(M_, 4 * D))
-    inputs = {"qkv": h, "out": att, "fc1": h, "fc2": f}
-    flops = {k: 2 * M_ * w.shape[0] * w.shape[1] for k, w in W.items()}
-
-    lin = torch.nn.Linear(D, 3 * D, device=dev, dtype=dt)
-    with torch.no_grad():
-        lin.weight.copy_(W["qkv"])
-        lin.bias.copy_(b["qkv"])
-    E.interleave_qk_rows(lin, H, Dh)
-    inv_freq = 1.0 / (10000 ** (torch.arange(0, Dh, 2).float() / Dh))
-    freq = E.rope_freq_table(inv_freq, H, Dh, dev)
-    pos = (torch.arange(M_, device=dev) % 52).float()
-
-    def ref(k, w=None, bias=None):
-        w = W[k] if w is None else w
-        return inputs[k].float() @ w.float().t() + (b[k] if bias is None else bias).float()
-    y = ref("qkv", lin.weight, lin.bias).double()
-    ang = pos.double()[:, None] * inv_freq.to(dev).double()[None, :]
-    c, s = ang.cos().repeat(1, 2 * H), ang.sin().repeat(1, 2 * H)
-    x1, x2 = y[:, 0:2 * D:2], y[:, 1:2 * D:2]
-    want_qkv = y.clone()
-    want_qkv[:, 0:2 * D:2], want_qkv[:, 1:2 * D:2] = x1 * c - x2 * s, x1 * s + x2 * c
-    refs = {"fc1": F.gelu(ref("fc1")), "qkv": want_qkv.float(), "out": ref("out"), "fc2": ref("fc2")}
-    del y, ang, c, s, x1, x2, want_qkv
+    def ref(k):
+        return inputs[k].float() @ W[k].float().t() + b[k].float()
+    refs = {"fc1": F.gelu(ref("fc1")), "qkv": rope.want, "out": ref("out"), "fc2": ref("fc2")}
 
     def plain(k, cfg):
         out = torch.empty(M_, W[k].shape[0], dtype=dt, device=dev)
@@ -135,7 +107,7 @@ def sweep_width(D: int, M_: int, specs: list[str], iters: int, sustain: float) -
             cfg = None if spec == "default" else E.gemm_config(spec)
             try:
                 t0 = time.time()
-                e = rel_l2(fn(cfg), refs[k])
+                e = gemm_cases.err(fn(cfg), refs[k])["rel_l2"]
                 torch.cuda.synchronize()
                 compile_s = time.time() - t0
                 ms = sustained_ms(lambda: fn(cfg), sustain, iters)
