@@ -205,21 +205,28 @@ class Worker:
     def warm_aligned_attention(self):
         """Compile the sequence-aligned attention kernel (batches of 257-1,024 tokens) before
         READY, so the first such batch does not pay Triton's compile inside the run."""
-        m, t = self.model, self.torch
+        m = self.model
         if m.kernels not in ("triton", "quack"):
             return
         from . import kernels as K  # needs Triton, as these arrangements do
         first = m.layers[0]
         if not K.aligned_attention_fits(self.dtype, first.head_dim, 300):
             return
-        qkv = t.randn(600, 3, first.n_heads, first.head_dim, device=self.device, dtype=self.dtype)
-        cu = t.tensor([0, 300, 600], dtype=t.int32, device=self.device)
-        K.aligned_attention(qkv[:, 0], qkv[:, 1], qkv[:, 2], cu, first.head_dim ** -0.5)
+        q, k, v, cu = self._attention_probe(300)
+        K.aligned_attention(q, k, v, cu, first.head_dim ** -0.5)
+
+    def _attention_probe(self, length: int):
+        """Random q, k, v (views of one [T, 3, H, Dh], as fused.py passes them) for two sequences
+        of `length` tokens, and their int32 cu_seqlens: a batch shape to compile attention on."""
+        t, first = self.torch, self.model.layers[0]
+        qkv = t.randn(2 * length, 3, first.n_heads, first.head_dim, device=self.device, dtype=self.dtype)
+        cu = t.tensor([0, length, 2 * length], dtype=t.int32, device=self.device)
+        return qkv[:, 0], qkv[:, 1], qkv[:, 2], cu
 
     def warm_long_attention(self):
         """Compile FlashAttention-4 (batches of long sequences only) before READY too; if it
         fails, those batches take the varlen flash kernel instead."""
-        m, t = self.model, self.torch
+        m = self.model
         if m.long_attention is None:
             if m.kernels == "quack" and m.long_attention_off:
                 log.info(f"FlashAttention-4 off: {m.long_attention_off}; long sequences use the varlen flash kernel",
@@ -228,10 +235,9 @@ class Worker:
         first = m.layers[0]
         # two 1,024-token sequences: a tiny batch compiles a different variant (measured: the
         # first long batch then took 2.1 s instead of 0.17, scripts/first_batches.py)
-        q = t.randn(2048, 3, first.n_heads, first.head_dim, device=self.device, dtype=self.dtype)
-        cu = t.tensor([0, 1024, 2048], dtype=t.int32, device=self.device)
+        q, k, v, cu = self._attention_probe(1024)
         try:
-            m.long_attention(q[:, 0], q[:, 1], q[:, 2], cu, 1024, first.head_dim ** -0.5)
+            m.long_attention(q, k, v, cu, 1024, first.head_dim ** -0.5)
         except Exception as e:
             log.warn(f"FlashAttention-4 failed at warm-up ({type(e).__name__}: {str(e)[:300]}); "
                      "long sequences use the varlen flash kernel", hint="report it with `embed doctor` output")
