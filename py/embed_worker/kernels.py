@@ -194,12 +194,21 @@ ATTN_BM, ATTN_BN, ATTN_WARPS, ATTN_STAGES = 64, 32, 4, 1
 PACKED_ATTN_MAX_LEN = 256  # longer batches go to the varlen flash kernel
 
 
+def _attention_tiles_fit(dtype: torch.dtype, head_dim: int) -> bool:
+    """What both Triton attention kernels need: half precision, a power-of-two head size (16..128)."""
+    return dtype in (torch.float16, torch.bfloat16) and head_dim in (16, 32, 64, 128)
+
+
+def _check_qkv(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, kernel: str) -> None:
+    if not (q.stride() == k.stride() == v.stride() and q.stride(2) == 1):
+        raise ValueError(f"{kernel} attention takes q, k, v with equal strides and a contiguous head dim")
+
+
 def packed_attention_fits(dtype: torch.dtype, head_dim: int, max_seqlen: int) -> bool:
     """Whether packed_attention serves this batch: half precision, a power-of-two head size
     (16..128), and short sequences, where the flash kernel's one-tile-per-sequence launch wastes
     most of each tile."""
-    return (dtype in (torch.float16, torch.bfloat16) and head_dim in (16, 32, 64, 128)
-            and max_seqlen <= PACKED_ATTN_MAX_LEN)
+    return _attention_tiles_fit(dtype, head_dim) and max_seqlen <= PACKED_ATTN_MAX_LEN
 
 
 def packed_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, seq_id: torch.Tensor,
@@ -210,8 +219,7 @@ def packed_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, seq_id: 
     are fine); seq_id [T] int32 (each token's sequence), cu_seqlens [B+1] int32 -> [T, H, Dh].
     """
     T, H, Dh = q.shape
-    if not (q.stride() == k.stride() == v.stride() and q.stride(2) == 1):
-        raise ValueError("packed attention takes q, k, v with equal strides and a contiguous head dim")
+    _check_qkv(q, k, v, "packed")
     o = torch.empty(T, H, Dh, dtype=q.dtype, device=q.device)
     if T:
         _packed_attn_kernel[(triton.cdiv(T, ATTN_BM), H)](
@@ -257,8 +265,7 @@ ALIGNED_ATTN_MAX_LEN = 1024  # the measured range; longer batches go to the varl
 def aligned_attention_fits(dtype: torch.dtype, head_dim: int, max_seqlen: int) -> bool:
     """Whether aligned_attention serves this batch: half precision, a power-of-two head size
     (16..128), sequences up to ALIGNED_ATTN_MAX_LEN."""
-    return (dtype in (torch.float16, torch.bfloat16) and head_dim in (16, 32, 64, 128)
-            and max_seqlen <= ALIGNED_ATTN_MAX_LEN)
+    return _attention_tiles_fit(dtype, head_dim) and max_seqlen <= ALIGNED_ATTN_MAX_LEN
 
 
 def block_table(cu_seqlens: torch.Tensor, n_tok: int, bm: int | None = None) -> torch.Tensor:
@@ -286,8 +293,7 @@ def aligned_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, cu_seql
     sequence starts. q, k, v as packed_attention takes them; table: block_table(cu_seqlens, T)
     (built here when not given) -> [T, H, Dh]."""
     T, H, Dh = q.shape
-    if not (q.stride() == k.stride() == v.stride() and q.stride(2) == 1):
-        raise ValueError("aligned attention takes q, k, v with equal strides and a contiguous head dim")
+    _check_qkv(q, k, v, "aligned")
     o = torch.empty(T, H, Dh, dtype=q.dtype, device=q.device)
     if T:
         tab = block_table(cu_seqlens, T) if table is None else table
