@@ -74,7 +74,8 @@ def flops_per_token(cfg, lens: list[int]) -> float:
 
 KERNELS = {"embed": "eager", "embed-compiled": "compile", "embed-triton": "triton", "embed-quack": "quack",
            "embed-quack-nofa4": "quack",  # quack GEMMs, FlashAttention-4 off (long batches)
-           "embed-quack-noaligned": "quack"}  # quack, the aligned attention kernel off (mid-length batches)
+           "embed-quack-noaligned": "quack",  # quack, the aligned attention kernel off (mid-length batches)
+           "embed-quack-addln": "quack"}  # quack, out-proj/FC2 outputs written and added in the LN pass
 _aligned_max = None  # kernels.ALIGNED_ATTN_MAX_LEN as the product sets it
 _compiled_step = None
 
@@ -101,6 +102,8 @@ def set_impl(model, impl: str) -> None:
         from embed_worker import kernels as K
         _aligned_max = K.ALIGNED_ATTN_MAX_LEN if _aligned_max is None else _aligned_max
         K.ALIGNED_ATTN_MAX_LEN = 0 if impl == "embed-quack-noaligned" else _aligned_max
+        from embed_worker import epilogues as E
+        E.RESIDUAL_IN_PLACE = impl != "embed-quack-addln"
 
 
 # ---- implementations: each returns (means fp32 [N, D] in input order, seconds, batches, real tokens, padded tokens)

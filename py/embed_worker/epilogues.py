@@ -87,13 +87,29 @@ def unavailable(device: torch.device, dtype: torch.dtype) -> str | None:
     return None
 
 
-def linear(op: str, a: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+# Where a GEMM runs on quack (a CONFIGS entry) and its caller passes the residual stream, add the
+# GEMM's result into the stream in place through the epilogue's TMA reduce-add store instead of
+# writing it out for the add+LN pass to read back (linear's add_to).
+RESIDUAL_IN_PLACE = True
+
+
+def linear(op: str, a: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
+           add_to: torch.Tensor | None = None) -> torch.Tensor:
     """a Wᵀ + b for the out-projection or FC2: quack's GEMM where CONFIGS pins one for this
-    shape, else cuBLAS (F.linear)."""
+    shape, else cuBLAS (F.linear); a new [T, N] tensor.
+
+    add_to: the residual stream x [T, N], contiguous, same dtype. Where quack runs this GEMM and
+    RESIDUAL_IN_PLACE holds, x += a Wᵀ + b happens in place and x itself is returned: the
+    epilogue rounds a Wᵀ + b to x's dtype and the store adds it to x (one 16-bit add, rounded to
+    nearest: the arithmetic of the add+LN kernel's x + o, without writing o and reading x and o
+    back). Callers tell the cases apart by `result is add_to`."""
     cfg = config_for(op, weight)
     if cfg is None:
         return torch.nn.functional.linear(a, weight, bias)
     from quack.gemm_interface import gemm_tuned
+    if add_to is not None and RESIDUAL_IN_PLACE:
+        gemm_tuned.fn(a, weight.t(), add_to, None, bias=bias, add_to_output=True, config=cfg)
+        return add_to
     out = torch.empty(a.shape[0], weight.shape[0], dtype=a.dtype, device=a.device)
     gemm_tuned.fn(a, weight.t(), out, None, bias=bias, config=cfg)
     return out

@@ -15,13 +15,16 @@ makes as few trips through memory as possible:
                                                up to 1,024; else the varlen flash kernel [T, H, Dh]
   o = a Wo + b                                 cuBLAS ("quack": quack's GEMM where   [T, D]
                                                epilogues.CONFIGS pins a tile config; FC2 too)
-  x, h = x + o, LN2(x + o)                     one kernel, x stored over o
+  x, h = x + o, LN2(x + o)                     one kernel, x stored over o; where quack runs
+                                               the GEMM, its store adds o into x in place
+                                               and one LN pass reads x (epilogues.linear)
   f = gelu(h W1 + b1)                          cuBLAS + in-place erf GELU             [T, 4D]
                                                "quack": one GEMM, GELU in its epilogue
   y = f W2 + b2                                                                      [T, D]
   x, h = x + y, LN1'(x + y)                    next layer's LN1 (or emb_layer_norm_after)
 
-Nothing is written in place into a tensor that was handed out as a representation.
+Nothing is written in place into a tensor that was handed out as a representation: x is a
+private copy whenever keep() took it (and the caller passes a private x).
 """
 from __future__ import annotations
 
@@ -34,15 +37,29 @@ from . import kernels as K
 from . import attention as A
 
 
-def _cublas_linear(op: str, a: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+def _cublas_linear(op: str, a: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
+                   add_to: torch.Tensor | None = None) -> torch.Tensor:
     return F.linear(a, weight, bias)
 
 
+def _add_linear(linear, op: str, x: torch.Tensor, a: torch.Tensor, lin: torch.nn.Linear,
+                norm: torch.nn.LayerNorm | None) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """(x + a Wᵀ + b, its LayerNorm or None): in place into x where `linear` adds there, else the
+    GEMM's output then one add+LN pass (the sum stored over the GEMM's output)."""
+    s = linear(op, a, lin.weight, lin.bias, add_to=x)
+    if s is x:
+        return x, (K.layer_norm(x, norm) if norm is not None else None)
+    if norm is None:
+        return s.add_(x), None
+    return K.add_layer_norm(x, s, norm)
+
+
 def run_blocks(model, x: torch.Tensor, pos: torch.Tensor, seq_id: torch.Tensor, cu_seqlens: torch.Tensor,
-               max_seqlen: int, last: int, keep: Callable[[int, torch.Tensor], None]) -> None:
+               max_seqlen: int, last: int, keep: Callable[[int, torch.Tensor], bool]) -> None:
     """Run blocks 1..last on x [T, D] (pos, seq_id [T]: each token's position and sequence, from
-    model.positions_from_cu); keep(i, hidden) for each layer's output (i = 1..last, and
-    num_layers gets emb_layer_norm_after's output)."""
+    model.positions_from_cu; x is the caller's to give: it may be written in place); keep(i,
+    hidden) for each layer's output (i = 1..last, and num_layers gets emb_layer_norm_after's
+    output), True when it took the tensor."""
     n = model.num_layers
     T, D = x.shape
     layers = model.layers
@@ -92,17 +109,12 @@ def run_blocks(model, x: torch.Tensor, pos: torch.Tensor, seq_id: torch.Tensor, 
         qkv, scale = project(layer, h)  # [T, 3D], q and k rotated
         q, k, v = qkv.view(T, 3, H, Dh).unbind(1)  # 3 x [T, H, Dh] views
         a = attend(q, k, v, scale)  # [T, H, Dh]
-        o = linear("out", a.reshape(T, D), layer.out_proj.weight, layer.out_proj.bias)  # [T, D]
-        x, h = K.add_layer_norm(x, o, layer.ffn_norm)
+        x, h = _add_linear(linear, "out", x, a.reshape(T, D), layer.out_proj, layer.ffn_norm)
         f = ffn_in(layer, h)  # [T, F]
-        y = linear("fc2", f, layer.fc2.weight, layer.fc2.bias)  # [T, D]
-        del f
         nxt = layers[i + 1].attn_norm if i + 1 < last else (model.emb_layer_norm_after if i + 1 == n else None)
-        if nxt is None:
-            x = y.add_(x)
-        else:
-            x, h = K.add_layer_norm(x, y, nxt)
-        if i + 1 < n:
-            keep(i + 1, x)
+        x, h = _add_linear(linear, "fc2", x, f, layer.fc2, nxt)
+        del f
+        if i + 1 < n and keep(i + 1, x) and i + 1 < last:
+            x = x.clone()  # the kept tensor stays as it is; later layers may add into x in place
     if last == n:
         keep(n, h)

@@ -251,9 +251,10 @@ class ESM2(nn.Module):
             want.setdefault(j, []).append(r)
         out: dict[int, torch.Tensor] = {}
 
-        def keep(j: int, h: torch.Tensor) -> None:
+        def keep(j: int, h: torch.Tensor) -> bool:
             for r in want.get(j, ()):
                 out[r] = h
+            return j in want
 
         T = tokens.shape[0]
         cu_seqlens = cu_seqlens.to(tokens.device)
@@ -267,12 +268,12 @@ class ESM2(nn.Module):
             n_mask = torch.zeros_like(lens).index_add_(0, seq_id, is_mask.long())  # [B]
             ratio = n_mask.to(x.dtype) / lens  # [B]
             x = x * (1 - MASK_RATIO_TRAIN) / (1 - ratio)[seq_id][:, None]  # [T, D]
-        keep(0, x)
+        kept0 = keep(0, x)
 
         last = max(want) if want else 0
         if last > 0 and self.kernels in ("triton", "quack"):
             from .fused import run_blocks
-            run_blocks(self, x, pos, seq_id, cu_seqlens, max_seqlen, last, keep)
+            run_blocks(self, x.clone() if kept0 else x, pos, seq_id, cu_seqlens, max_seqlen, last, keep)
         elif last > 0:
             cos, sin = self.rotary(pos, max_seqlen, x.dtype)  # [T, 1, Dh] each
             for i, layer in enumerate(self.layers[:last]):

@@ -180,10 +180,13 @@ def test_quack_fc1_close_to_fp32_reference_and_to_cublas(tiny, packed, dtype):
         assert rel_err_rows(b[layer].float(), c[layer].float()) <= tol, layer
 
 
-def test_quack_pinned_out_and_fc2_close_to_triton(tiny, packed, monkeypatch):
+@pytest.mark.parametrize("in_place", [True, False])
+def test_quack_pinned_out_and_fc2_close_to_triton(tiny, packed, monkeypatch, in_place):
     """Out-projection and FC2 on quack's GEMM where epilogues.CONFIGS pins a tile config for
     their shape (as it does for 650M): every layer as close to "triton" (cuBLAS) as quack's FC1
-    path is held, and quack's GEMM really ran (one config lookup per pinned GEMM and layer)."""
+    path is held, quack's GEMM really ran (one config lookup per pinned GEMM and layer), and with
+    RESIDUAL_IN_PLACE it added into the residual stream in place (2 per layer) without touching
+    any layer already handed out (all layers are requested, so each is kept while later ones run)."""
     _quack_or_skip()
     from embed_worker import epilogues as E
     toks, cu, mx = packed
@@ -194,15 +197,45 @@ def test_quack_pinned_out_and_fc2_close_to_triton(tiny, packed, monkeypatch):
     d, f = fast.cfg.embed_dim, fast.cfg.ffn_dim
     monkeypatch.setitem(E.CONFIGS, ("out", d, d), "192x128p@1x2")
     monkeypatch.setitem(E.CONFIGS, ("fc2", f, d), "128x160p@2x1")
-    built = []
-    real = E.gemm_config
+    monkeypatch.setattr(E, "RESIDUAL_IN_PLACE", in_place)
+    built, adds = [], []
+    real, real_linear = E.gemm_config, E.linear
     monkeypatch.setattr(E, "gemm_config", lambda spec: built.append(spec) or real(spec))
+
+    def spy(op, a, weight, bias, add_to=None):
+        out = real_linear(op, a, weight, bias, add_to)
+        adds.append(out is add_to)
+        return out
+    monkeypatch.setattr(E, "linear", spy)
     b = fast(toks, cu, mx, ALL)
     c = tri(toks, cu, mx, ALL)
     assert built.count("192x128p@1x2") == LAYERS and built.count("128x160p@2x1") == LAYERS
+    assert adds == [in_place] * (2 * LAYERS)
     for layer in ALL:
         assert torch.isfinite(b[layer]).all()
         assert rel_err_rows(b[layer].float(), c[layer].float()) <= 5e-3, layer
+    alone = {j: fast(toks, cu, mx, [j])[j] for j in ALL}  # nothing after layer j ran
+    for layer in ALL:
+        assert torch.equal(b[layer], alone[layer]), layer
+
+
+def test_quack_residual_in_place_equals_the_add_ln_pass(tiny, packed, monkeypatch):
+    """The reduce-add store computes the add+LN kernel's x + o: every layer equal to the
+    arrangement that writes o and adds it in the LN pass, up to a rare double-rounding tie."""
+    _quack_or_skip()
+    from embed_worker import epilogues as E
+    toks, cu, mx = packed
+    fast, _, _ = load_model(tiny["hf"], DEV, torch.float16)
+    fast.use_kernels("quack")
+    d, f = fast.cfg.embed_dim, fast.cfg.ffn_dim
+    monkeypatch.setitem(E.CONFIGS, ("out", d, d), "192x128p@1x2")
+    monkeypatch.setitem(E.CONFIGS, ("fc2", f, d), "192x128p@1x2")
+    got = {}
+    for in_place in (True, False):
+        monkeypatch.setattr(E, "RESIDUAL_IN_PLACE", in_place)
+        got[in_place] = fast(toks, cu, mx, ALL)
+    for layer in ALL:
+        assert rel_err_rows(got[True][layer].float(), got[False][layer].float()) <= 1e-3, layer
 
 
 def test_quack_fc1_follows_the_activation_setting(tiny, packed):

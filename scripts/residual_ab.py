@@ -1,0 +1,148 @@
+"""The residual add of the out-projection and FC2 in quack's store (epilogues.RESIDUAL_IN_PLACE)
+against the GEMM writing its output for the add+LN pass, at the GPU's power cap (one H200; needs
+quack: source scripts/quack-env).
+
+    python3 scripts/residual_ab.py [--models esm2_t33_650M_UR50D,esm2_t36_3B_UR50D] [--rounds 4]
+
+Step 1, per width: one GEMM + LN pass pair, sustained (quack_tune.sustained_ms), for the
+out-projection and FC2 shapes: cuBLAS + add+LN, quack + add+LN, quack adding in place + LN; each
+new residual stream checked against an fp32 reference. Step 2, per model: the forward on its
+longest `reads` batch, arms alternated round by round (clock drift falls on all), each arm's
+last layer compared with the first arm's. One JSON line per measurement.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(ROOT, "py"))
+sys.path.insert(0, os.path.join(ROOT, "scripts"))
+
+import torch  # noqa: E402
+
+import workloads  # noqa: E402
+from cudatime import timed  # noqa: E402
+from embed_worker import epilogues as E  # noqa: E402
+from embed_worker import kernels as K  # noqa: E402
+from embed_worker import model as M  # noqa: E402
+from embed_worker.registry import KNOWN  # noqa: E402
+from profile_forward import pack  # noqa: E402
+from quack_tune import sustained_ms  # noqa: E402
+
+# Forward arms per model: (name, {op: spec} pinned for out/fc2 (none: cuBLAS), in place)
+ARMS = {
+    "esm2_t33_650M_UR50D": [("pinned, add+LN pass", None, False), ("pinned, in place", None, True)],
+    "esm2_t36_3B_UR50D": [("cuBLAS, add+LN pass", {}, False),
+                          ("quack 128x192p@2x1, add+LN pass", {"out": "128x192p@2x1", "fc2": "128x192p@2x1"}, False),
+                          ("quack 128x192p@2x1, in place", {"out": "128x192p@2x1", "fc2": "128x192p@2x1"}, True),
+                          ("quack 192x128p@1x2, in place", {"out": "192x128p@1x2", "fc2": "192x128p@1x2"}, True)],
+}
+
+
+def emit(**row) -> None:
+    print(json.dumps(row), flush=True)
+
+
+def pairs(D: int, M_: int, sustain: float) -> None:
+    dev, dt = torch.device("cuda"), torch.float16
+    g = torch.Generator(device=dev).manual_seed(0)
+
+    def rnd(*shape, scale=1.0):
+        return (torch.randn(*shape, device=dev, dtype=torch.float32, generator=g) * scale).to(dt)
+
+    norm = torch.nn.LayerNorm(D, device=dev, dtype=dt)
+    x0 = rnd(M_, D, scale=3.0)
+    for op, Kd in (("out", D), ("fc2", 4 * D)):
+        W, b, a = rnd(D, Kd, scale=Kd ** -0.5), rnd(D, scale=0.1), rnd(M_, Kd)
+        ref = x0.float() + a.float() @ W.float().t() + b.float()
+        x = x0.clone()
+        key = (op, Kd, D)
+        for spec in ("192x128p@1x2", "128x192p@2x1"):
+            arms = {"cuBLAS + add+LN": (None, False), f"quack {spec} + add+LN": (spec, False),
+                    f"quack {spec} in place + LN": (spec, True)}
+            for arm, (s, in_place) in arms.items():
+                if s is None and spec != "192x128p@1x2":
+                    continue
+                E.CONFIGS.pop(key, None)
+                if s is not None:
+                    E.CONFIGS[key] = s
+                E.RESIDUAL_IN_PLACE = in_place
+
+                def step():
+                    o = E.linear(op, a, W, b, add_to=x)
+                    return (x, K.layer_norm(x, norm)) if o is x else K.add_layer_norm(x, o, norm)
+                x.copy_(x0)
+                got = step()[0].float()
+                err = float((got - ref).norm() / ref.norm())
+                ms = sustained_ms(step, sustain, 20)
+                emit(D=D, gemm=op, arm=arm, ms=round(ms, 4), rel_l2=err)
+        E.CONFIGS.pop(key, None)
+
+
+def forward_ab(name: str, rounds: int) -> None:
+    dev = torch.device("cuda")
+    cfg = KNOWN[name].cfg
+    with torch.device(dev):
+        model = M.ESM2(cfg)
+    model = model.half().eval()
+    model.use_kernels("quack")
+    ids, cu, mx, used, _ = pack(workloads.sequences("reads", 20000, seed=9), 65536, dev)
+    L, D, Fd = cfg.num_layers, cfg.embed_dim, cfg.ffn_dim
+    keys = {"out": ("out", D, D), "fc2": ("fc2", Fd, D)}
+    product = dict(E.CONFIGS)
+    res: dict[str, list[float]] = {}
+    ref = None
+    for r in range(rounds):
+        for arm, table, in_place in ARMS[name]:
+            E.CONFIGS.clear()
+            E.CONFIGS.update(product)
+            if table is not None:
+                for op in keys:
+                    E.CONFIGS.pop(keys[op], None)
+                E.CONFIGS.update({keys[op]: spec for op, spec in table.items()})
+            E.RESIDUAL_IN_PLACE = in_place
+            ms = timed(lambda: model(ids, cu, mx, [L]), 5)
+            res.setdefault(arm, []).append(ms)
+            if r == 0:
+                got = model(ids, cu, mx, [L])[L].float()
+                ref = got if ref is None else ref
+                emit(model=name, arm=arm, max_abs_vs_first=float((got - ref).abs().max()),
+                     rel_l2_vs_first=float((got - ref).norm() / ref.norm()))
+    E.CONFIGS.clear()
+    E.CONFIGS.update(product)
+    E.RESIDUAL_IN_PLACE = True
+    for arm, v in res.items():
+        ms = sorted(v)[len(v) // 2]
+        emit(model=name, arm=arm, ms_per_forward=[round(x, 2) for x in v], median_ms=round(ms, 2),
+             tokens=used, tokens_per_s=round(used / ms * 1000))
+
+
+@torch.inference_mode()
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--models", default="esm2_t33_650M_UR50D,esm2_t36_3B_UR50D")
+    ap.add_argument("--m", type=int, default=65494)
+    ap.add_argument("--rounds", type=int, default=4)
+    ap.add_argument("--sustain", type=float, default=0.3)
+    ap.add_argument("--no-pairs", action="store_true")
+    a = ap.parse_args()
+    t0 = time.time()
+    from embed_worker import quack_epi  # noqa: F401  (imports quack: its cost, once)
+    emit(measurement="import", s=round(time.time() - t0, 1), gpu=torch.cuda.get_device_name())
+    names = [n for n in a.models.split(",") if n]
+    if not a.no_pairs:
+        for D in sorted({KNOWN[n].cfg.embed_dim for n in names}):
+            pairs(D, a.m, a.sustain)
+            torch.cuda.empty_cache()
+    for n in names:
+        forward_ab(n, a.rounds)
+        torch.cuda.empty_cache()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
