@@ -35,7 +35,8 @@ from quack_tune import sustained_ms  # noqa: E402
 
 # Forward arms per model: (name, {op: spec} pinned for out/fc2 (none: cuBLAS), in place)
 ARMS = {
-    "esm2_t33_650M_UR50D": [("pinned, add+LN pass", None, False), ("pinned, in place", None, True)],
+    "esm2_t33_650M_UR50D": [("pinned, add+LN pass", None, False), ("pinned, in place", None, True),
+                            ("out 128x192p@2x1, in place", {"out": "128x192p@2x1", "fc2": "192x128p@1x2"}, True)],
     "esm2_t36_3B_UR50D": [("cuBLAS, add+LN pass", {}, False),
                           ("quack 128x192p@2x1, add+LN pass", {"out": "128x192p@2x1", "fc2": "128x192p@2x1"}, False),
                           ("quack 128x192p@2x1, in place", {"out": "128x192p@2x1", "fc2": "128x192p@2x1"}, True),
