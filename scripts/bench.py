@@ -75,9 +75,12 @@ def flops_per_token(cfg, lens: list[int]) -> float:
 KERNELS = {"embed": "eager", "embed-compiled": "compile", "embed-triton": "triton", "embed-quack": "quack",
            "embed-quack-nofa4": "quack",  # quack GEMMs, FlashAttention-4 off (long batches)
            "embed-quack-noaligned": "quack",  # quack, the aligned attention kernel off (mid-length batches)
-           "embed-quack-addln": "quack"}  # quack, out-proj/FC2 outputs written and added in the LN pass
+           "embed-quack-addln": "quack",  # quack, out-proj/FC2 outputs written and added in the LN pass
+           "embed-quack-deferred": "quack",  # quack, LayerNorm deferred into QKV/FC1 for this model
+           "embed-quack-nodeferred": "quack"}  # quack, LayerNorm as a pass for this model
 _aligned_max = None  # kernels.ALIGNED_ATTN_MAX_LEN as the product sets it
 _compiled_step = None
+_product: dict = {}  # epilogues settings as the product has them, before any impl changes them
 
 
 def set_kernels(model, kind: str) -> None:
@@ -104,6 +107,12 @@ def set_impl(model, impl: str) -> None:
         K.ALIGNED_ATTN_MAX_LEN = 0 if impl == "embed-quack-noaligned" else _aligned_max
         from embed_worker import epilogues as E
         E.RESIDUAL_IN_PLACE = impl != "embed-quack-addln"
+        _product.setdefault("deferred", set(E.DEFERRED_LN))
+        E.DEFERRED_LN = set(_product["deferred"])
+        if impl == "embed-quack-deferred":
+            E.DEFERRED_LN.add(model.cfg.embed_dim)
+        elif impl == "embed-quack-nodeferred":
+            E.DEFERRED_LN.discard(model.cfg.embed_dim)
 
 
 # ---- implementations: each returns (means fp32 [N, D] in input order, seconds, batches, real tokens, padded tokens)

@@ -1,6 +1,7 @@
 """The residual add of the out-projection and FC2 in quack's store (epilogues.RESIDUAL_IN_PLACE)
-against the GEMM writing its output for the add+LN pass, at the GPU's power cap (one H200; needs
-quack: source scripts/quack-env).
+against the GEMM writing its output for the add+LN pass, and LayerNorm deferred into the QKV and
+FC1 epilogues (epilogues.DEFERRED_LN), at the GPU's power cap (one H200; needs quack: source
+scripts/quack-env).
 
     python3 scripts/residual_ab.py [--models esm2_t33_650M_UR50D,esm2_t36_3B_UR50D] [--rounds 4]
 
@@ -33,14 +34,15 @@ from embed_worker.registry import KNOWN  # noqa: E402
 from profile_forward import pack  # noqa: E402
 from quack_tune import sustained_ms  # noqa: E402
 
-# Forward arms per model: (name, {op: spec} pinned for out/fc2 (none: cuBLAS), in place)
+# Forward arms per model: (name, {op: spec} pinned for out/fc2 (None: the product's CONFIGS;
+# {}: cuBLAS), residual in place, LayerNorm deferred into the QKV/FC1 epilogues)
 ARMS = {
-    "esm2_t33_650M_UR50D": [("pinned, add+LN pass", None, False), ("pinned, in place", None, True),
-                            ("out 128x192p@2x1, in place", {"out": "128x192p@2x1", "fc2": "192x128p@1x2"}, True)],
-    "esm2_t36_3B_UR50D": [("cuBLAS, add+LN pass", {}, False),
-                          ("quack 128x192p@2x1, add+LN pass", {"out": "128x192p@2x1", "fc2": "128x192p@2x1"}, False),
-                          ("quack 128x192p@2x1, in place", {"out": "128x192p@2x1", "fc2": "128x192p@2x1"}, True),
-                          ("quack 192x128p@1x2, in place", {"out": "192x128p@1x2", "fc2": "192x128p@1x2"}, True)],
+    "esm2_t33_650M_UR50D": [("pinned, add+LN pass", None, False, False), ("pinned, in place", None, True, False),
+                            ("pinned, in place, deferred LN", None, True, True)],
+    "esm2_t36_3B_UR50D": [("cuBLAS, add+LN pass", {}, False, False), ("cuBLAS, deferred LN", {}, False, True),
+                          ("quack 192x128p@1x2, in place", {"out": "192x128p@1x2", "fc2": "192x128p@1x2"}, True, False),
+                          ("quack 192x128p@1x2, in place, deferred LN", {"out": "192x128p@1x2", "fc2": "192x128p@1x2"},
+                           True, True)],
 }
 
 
@@ -94,11 +96,11 @@ def forward_ab(name: str, rounds: int) -> None:
     ids, cu, mx, used, _ = pack(workloads.sequences("reads", 20000, seed=9), 65536, dev)
     L, D, Fd = cfg.num_layers, cfg.embed_dim, cfg.ffn_dim
     keys = {"out": ("out", D, D), "fc2": ("fc2", Fd, D)}
-    product = dict(E.CONFIGS)
+    product, product_flags = dict(E.CONFIGS), (E.RESIDUAL_IN_PLACE, set(E.DEFERRED_LN))
     res: dict[str, list[float]] = {}
     ref = None
     for r in range(rounds):
-        for arm, table, in_place in ARMS[name]:
+        for arm, table, in_place, deferred in ARMS[name]:
             E.CONFIGS.clear()
             E.CONFIGS.update(product)
             if table is not None:
@@ -106,6 +108,7 @@ def forward_ab(name: str, rounds: int) -> None:
                     E.CONFIGS.pop(keys[op], None)
                 E.CONFIGS.update({keys[op]: spec for op, spec in table.items()})
             E.RESIDUAL_IN_PLACE = in_place
+            E.DEFERRED_LN = {D} if deferred else set()
             ms = timed(lambda: model(ids, cu, mx, [L]), 5)
             res.setdefault(arm, []).append(ms)
             if r == 0:
@@ -115,7 +118,7 @@ def forward_ab(name: str, rounds: int) -> None:
                      rel_l2_vs_first=float((got - ref).norm() / ref.norm()))
     E.CONFIGS.clear()
     E.CONFIGS.update(product)
-    E.RESIDUAL_IN_PLACE = True
+    E.RESIDUAL_IN_PLACE, E.DEFERRED_LN = product_flags
     for arm, v in res.items():
         ms = sorted(v)[len(v) // 2]
         emit(model=name, arm=arm, ms_per_forward=[round(x, 2) for x in v], median_ms=round(ms, 2),

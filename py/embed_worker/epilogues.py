@@ -23,6 +23,7 @@ scripts/quack_tune.py).
 from __future__ import annotations
 
 import functools
+import weakref
 
 import torch
 
@@ -166,3 +167,55 @@ def qkv_rope(h: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, pos: tor
     from .quack_epi import qkv_rope_bias
     return qkv_rope_bias(h, weight.t(), tuned=False, config=config_for("qkv", weight), pos=pos, freq=freq,
                          bias=bias)["D"]
+
+
+# Model widths whose LayerNorms before QKV and FC1 are applied in those GEMMs' epilogues instead of
+# by a pass that writes LN(x) [T, D] for them to read: a statistics pass (kernels.ln_stats) reads x
+# and writes two floats per row; the GEMM reads x with gamma folded into its weight (fold_norm).
+DEFERRED_LN: set[int] = set()
+
+_folds: "weakref.WeakKeyDictionary[torch.nn.Linear, tuple]" = weakref.WeakKeyDictionary()
+
+
+def fold_norm(norm: torch.nn.LayerNorm, lin: torch.nn.Linear) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(W', wg, wb) for a GEMM that reads x instead of LN(x): W' = W diag(gamma) in the weight's
+    dtype [N, K], wg = the row sums of W' as stored, wb = W beta + b (fp32 [N] each; sums in fp64),
+    so that LN(x) Wᵀ + b = rstd (x W'ᵀ) - rstd mean wg + wb. Kept per Linear until its or the
+    norm's parameters change (interleave_qk_rows bumps the QKV weight's version)."""
+    key = (lin.weight._version, norm.weight._version, norm.bias._version)
+    hit = _folds.get(lin)
+    if hit is not None and hit[0] == key:
+        return hit[1]
+    w = lin.weight.detach().double()
+    wp = (w * norm.weight.detach().double()[None, :]).to(lin.weight.dtype)
+    wg = wp.double().sum(1).float()
+    wb = w @ norm.bias.detach().double()
+    if lin.bias is not None:
+        wb = wb + lin.bias.detach().double()
+    folded = (wp, wg, wb.float())
+    _folds[lin] = (key, folded)
+    return folded
+
+
+def drop_folds(linears) -> None:
+    """Free fold_norm's copies of these layers' weights."""
+    for lin in linears:
+        _folds.pop(lin, None)
+
+
+def qkv_rope_ln(x: torch.Tensor, ls: torch.Tensor, lt: torch.Tensor, norm: torch.nn.LayerNorm,
+                lin: torch.nn.Linear, pos: torch.Tensor, freq: torch.Tensor) -> torch.Tensor:
+    """qkv_rope(LN(x), ...) from the residual stream x [T, D] and its statistics (kernels.ln_stats)."""
+    from .quack_epi import qkv_rope_ln as epi
+    wp, wg, wb = fold_norm(norm, lin)
+    return epi(x, wp.t(), tuned=False, config=config_for("qkv", lin.weight), pos=pos, freq=freq,
+               ls=ls, lt=lt, wg=wg, wb=wb)["D"]
+
+
+def fc1_ln_act(x: torch.Tensor, ls: torch.Tensor, lt: torch.Tensor, norm: torch.nn.LayerNorm,
+               lin: torch.nn.Linear, activation: str) -> torch.Tensor:
+    """fc1_act(LN(x), ...) from the residual stream x [T, D] and its statistics (kernels.ln_stats)."""
+    from . import quack_epi
+    epi = {"erf": quack_epi.fc1_ln_gelu_erf, "tanh": quack_epi.fc1_ln_gelu_tanh}[activation]
+    wp, wg, wb = fold_norm(norm, lin)
+    return epi(x, wp.t(), tuned=False, config=config_for("fc1", lin.weight), ls=ls, lt=lt, wg=wg, wb=wb)["D"]

@@ -20,6 +20,9 @@ makes as few trips through memory as possible:
                                                and one LN pass reads x (epilogues.linear)
   f = gelu(h W1 + b1)                          cuBLAS + in-place erf GELU             [T, 4D]
                                                "quack": one GEMM, GELU in its epilogue
+                                               (widths in epilogues.DEFERRED_LN: QKV and FC1
+                                               read x, LN applied in their epilogues from
+                                               per-row statistics; no h is written)
   y = f W2 + b2                                                                      [T, D]
   x, h = x + y, LN1'(x + y)                    next layer's LN1 (or emb_layer_norm_after)
 
@@ -43,15 +46,18 @@ def _cublas_linear(op: str, a: torch.Tensor, weight: torch.Tensor, bias: torch.T
 
 
 def _add_linear(linear, op: str, x: torch.Tensor, a: torch.Tensor, lin: torch.nn.Linear,
-                norm: torch.nn.LayerNorm | None) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """(x + a Wᵀ + b, its LayerNorm or None): in place into x where `linear` adds there, else the
-    GEMM's output then one add+LN pass (the sum stored over the GEMM's output)."""
+                norm: torch.nn.LayerNorm | None, deferred: bool = False):
+    """(x + a Wᵀ + b, what the next GEMM reads): in place into x where `linear` adds there, else
+    the GEMM's output then one add+LN pass (the sum stored over the GEMM's output). The next GEMM
+    reads LN(x) [T, D], or with `deferred` (x, rstd, rstd * mean) and normalises in its epilogue;
+    None without a norm."""
     s = linear(op, a, lin.weight, lin.bias, add_to=x)
-    if s is x:
-        return x, (K.layer_norm(x, norm) if norm is not None else None)
     if norm is None:
-        return s.add_(x), None
-    return K.add_layer_norm(x, s, norm)
+        return (x if s is x else s.add_(x)), None
+    if deferred:
+        y, rstd, shift = K.ln_stats(x, norm.eps, None if s is x else s)
+        return y, (y, rstd, shift)
+    return (x, K.layer_norm(x, norm)) if s is x else K.add_layer_norm(x, s, norm)
 
 
 def run_blocks(model, x: torch.Tensor, pos: torch.Tensor, seq_id: torch.Tensor, cu_seqlens: torch.Tensor,
@@ -81,15 +87,21 @@ def run_blocks(model, x: torch.Tensor, pos: torch.Tensor, seq_id: torch.Tensor, 
     else:
         def attend(q, k, v, scale):
             return A.varlen_attention(q, k, v, cu_seqlens, max_seqlen, scale)
+    deferred = False
     if model.kernels == "quack":  # q/k rows interleaved by use_kernels("quack")
-        from .epilogues import fc1_act, linear, qkv_rope
+        from . import epilogues as E
+        linear, deferred = E.linear, D in E.DEFERRED_LN
         posf = pos.to(torch.float32)
 
         def project(layer, h):  # -> qkv [T, 3D] rotated, and the softmax scale q still needs
-            return qkv_rope(h, layer.qkv.weight, layer.qkv.bias, posf, model.quack_freq), layer.head_dim ** -0.5
+            if deferred:
+                return E.qkv_rope_ln(*h, layer.attn_norm, layer.qkv, posf, model.quack_freq), layer.head_dim ** -0.5
+            return E.qkv_rope(h, layer.qkv.weight, layer.qkv.bias, posf, model.quack_freq), layer.head_dim ** -0.5
 
         def ffn_in(layer, h):
-            return fc1_act(h, layer.fc1.weight, layer.fc1.bias, model.activation)
+            if deferred:
+                return E.fc1_ln_act(*h, layer.ffn_norm, layer.fc1, model.activation)
+            return E.fc1_act(h, layer.fc1.weight, layer.fc1.bias, model.activation)
     else:
         linear = _cublas_linear
         cos, sin = model.rotary_tables(max_seqlen, x.device)  # positions < max_seqlen; no device sync
@@ -102,17 +114,18 @@ def run_blocks(model, x: torch.Tensor, pos: torch.Tensor, seq_id: torch.Tensor, 
             f = F.linear(h, layer.fc1.weight, layer.fc1.bias)  # [T, F]
             layer.act_(f)  # GELU in place (model.ACTIVATIONS)
             return f
-    h = K.layer_norm(x, layers[0].attn_norm)
+    first = layers[0].attn_norm
+    h = K.ln_stats(x, first.eps) if deferred else K.layer_norm(x, first)
     for i in range(last):
         layer = layers[i]
         H, Dh = layer.n_heads, layer.head_dim
         qkv, scale = project(layer, h)  # [T, 3D], q and k rotated
         q, k, v = qkv.view(T, 3, H, Dh).unbind(1)  # 3 x [T, H, Dh] views
         a = attend(q, k, v, scale)  # [T, H, Dh]
-        x, h = _add_linear(linear, "out", x, a.reshape(T, D), layer.out_proj, layer.ffn_norm)
+        x, h = _add_linear(linear, "out", x, a.reshape(T, D), layer.out_proj, layer.ffn_norm, deferred)
         f = ffn_in(layer, h)  # [T, F]
         nxt = layers[i + 1].attn_norm if i + 1 < last else (model.emb_layer_norm_after if i + 1 == n else None)
-        x, h = _add_linear(linear, "fc2", x, f, layer.fc2, nxt)
+        x, h = _add_linear(linear, "fc2", x, f, layer.fc2, nxt, deferred and i + 1 < last)
         del f
         if i + 1 < n and keep(i + 1, x) and i + 1 < last:
             x = x.clone()  # the kept tensor stays as it is; later layers may add into x in place

@@ -6,6 +6,9 @@ tile per sequence leaves most of each tile empty. These kernels make each such s
 
   add_layer_norm(x, d, ln) -> (s, h)   s = x + d (written over d), h = LN(s)      [T, D]
   layer_norm(x, ln)        -> h        h = LN(x)                                   [T, D]
+  ln_stats(x, eps[, d])    -> (y, s, t)  y = x (or x + d, written over d); per row rstd and
+                                       rstd * mean of y, fp32 [T] each: LN(y) without writing it,
+                                       for a GEMM that normalises in its epilogue (DEFERRED_LN)
   packed_attention(q, k, v, seq_id, cu)  softmax(q k^T) v within each sequence, for batches of
                                        short sequences (tiles of consecutive packed tokens)
   aligned_attention(q, k, v, cu, scale, table)  the same for longer sequences: tiles of one
@@ -87,6 +90,44 @@ def add_layer_norm(x: torch.Tensor, d: torch.Tensor, norm: torch.nn.LayerNorm) -
 def layer_norm(x: torch.Tensor, norm: torch.nn.LayerNorm) -> torch.Tensor:
     """LN(x) [T, D] in one pass."""
     return _add_ln(x, None, norm)[1]
+
+
+@triton.jit(do_not_specialize=["n_rows"])
+def _ln_stats_kernel(X, D, S, T, n_rows, n_cols, eps, HAS_DELTA: tl.constexpr, ROWS: tl.constexpr,
+                     BLOCK: tl.constexpr):
+    rows = tl.program_id(0) * ROWS + tl.arange(0, ROWS)[:, None]  # [ROWS, 1]
+    cols = tl.arange(0, BLOCK)[None, :]  # [1, BLOCK]
+    cmask = cols < n_cols
+    mask = (rows < n_rows) & cmask
+    off = rows.to(tl.int64) * n_cols + cols
+    x = tl.load(X + off, mask=mask, other=0.0)
+    if HAS_DELTA:
+        x = (x.to(tl.float32) + tl.load(D + off, mask=mask, other=0.0).to(tl.float32)).to(D.dtype.element_ty)
+        tl.store(D + off, x, mask=mask)
+    x = x.to(tl.float32)
+    mean = tl.sum(x, axis=1) / n_cols  # [ROWS]
+    xc = tl.where(cmask, x - mean[:, None], 0.0)
+    rstd = 1.0 / tl.sqrt(tl.sum(xc * xc, axis=1) / n_cols + eps)  # as _add_ln_kernel computes it
+    r = tl.program_id(0) * ROWS + tl.arange(0, ROWS)
+    tl.store(S + r, rstd, mask=r < n_rows)
+    tl.store(T + r, rstd * mean, mask=r < n_rows)
+
+
+def ln_stats(x: torch.Tensor, eps: float, d: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(y, rstd, rstd * mean) for the rows of y = x [T, D], or with d, of y = x + d stored over d
+    (x untouched), in one pass: LN(y)[r] = y[r] * s[r] - t[r], then the affine. Statistics fp32
+    [T] each, computed as the LN kernel computes them."""
+    if not x.is_contiguous() or x.dim() != 2 or (d is not None and not d.is_contiguous()):
+        raise ValueError("layer norm kernel takes contiguous [T, D] tensors")
+    n_rows, n_cols = x.shape
+    s = torch.empty(n_rows, dtype=torch.float32, device=x.device)
+    t = torch.empty_like(s)
+    rows, block, warps = _ln_launch(n_cols)
+    if n_rows:
+        _ln_stats_kernel[(triton.cdiv(n_rows, rows),)](x, x if d is None else d, s, t, n_rows, n_cols, eps,
+                                                       HAS_DELTA=d is not None, ROWS=rows, BLOCK=block,
+                                                       num_warps=warps)
+    return (x if d is None else d), s, t
 
 
 @triton.jit(do_not_specialize=["n_tok"])

@@ -178,8 +178,11 @@ class ESM2(nn.Module):
             from .attention import flash4
             self._interleave_qk(False)
             self._refresh_quack_freq()
+            self._fold_norms()
             self.long_attention, self.long_attention_off = flash4()
         elif kind != "quack" and self.kernels == "quack":
+            from .epilogues import drop_folds
+            drop_folds(lin for layer in self.layers for lin in (layer.qkv, layer.fc1))
             self._interleave_qk(True)
             self.long_attention, self.long_attention_off = None, None
         self.step = block_step
@@ -192,6 +195,16 @@ class ESM2(nn.Module):
         from .epilogues import rope_freq_table
         first = self.layers[0]
         self.quack_freq = rope_freq_table(self.inv_freq, first.n_heads, first.head_dim, first.qkv.weight.device)
+
+    def _fold_norms(self) -> None:
+        """The weight copies with LayerNorm's gamma folded in, where "quack" defers LayerNorm into
+        the QKV and FC1 epilogues (epilogues.DEFERRED_LN): made now, so that the token budget
+        sized after use_kernels sees their memory."""
+        from .epilogues import DEFERRED_LN, fold_norm
+        if self.cfg.embed_dim in DEFERRED_LN:
+            for layer in self.layers:
+                fold_norm(layer.attn_norm, layer.qkv)
+                fold_norm(layer.ffn_norm, layer.fc1)
 
     def _interleave_qk(self, inverse: bool) -> None:
         from .epilogues import interleave_qk_rows
