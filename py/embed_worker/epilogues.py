@@ -180,9 +180,11 @@ _folds: "weakref.WeakKeyDictionary[torch.nn.Linear, tuple]" = weakref.WeakKeyDic
 def fold_norm(norm: torch.nn.LayerNorm, lin: torch.nn.Linear) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(W', wg, wb) for a GEMM that reads x instead of LN(x): W' = W diag(gamma) in the weight's
     dtype [N, K], wg = the row sums of W' as stored, wb = W beta + b (fp32 [N] each; sums in fp64),
-    so that LN(x) Wᵀ + b = rstd (x W'ᵀ) - rstd mean wg + wb. Kept per Linear until its or the
-    norm's parameters change (interleave_qk_rows bumps the QKV weight's version)."""
-    key = (lin.weight._version, norm.weight._version, norm.bias._version)
+    so that LN(x) Wᵀ + b = rstd (x W'ᵀ) - rstd mean wg + wb. Kept per Linear (and the norm's
+    storage) until drop_folds: whoever changes the weights in place (the q/k row interleave of
+    use_kernels) drops them. (Version counters would say so by themselves, but parameters made
+    under inference mode have none.)"""
+    key = (lin.weight.data_ptr(), norm.weight.data_ptr(), norm.bias.data_ptr())
     hit = _folds.get(lin)
     if hit is not None and hit[0] == key:
         return hit[1]

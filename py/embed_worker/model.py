@@ -181,8 +181,6 @@ class ESM2(nn.Module):
             self._fold_norms()
             self.long_attention, self.long_attention_off = flash4()
         elif kind != "quack" and self.kernels == "quack":
-            from .epilogues import drop_folds
-            drop_folds(lin for layer in self.layers for lin in (layer.qkv, layer.fc1))
             self._interleave_qk(True)
             self.long_attention, self.long_attention_off = None, None
         self.step = block_step
@@ -207,7 +205,8 @@ class ESM2(nn.Module):
                 fold_norm(layer.ffn_norm, layer.fc1)
 
     def _interleave_qk(self, inverse: bool) -> None:
-        from .epilogues import interleave_qk_rows
+        from .epilogues import drop_folds, interleave_qk_rows
+        drop_folds(lin for layer in self.layers for lin in (layer.qkv, layer.fc1))  # stale, or unused
         for layer in self.layers:
             interleave_qk_rows(layer.qkv, layer.n_heads, layer.head_dim, inverse=inverse)
 
