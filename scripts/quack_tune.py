@@ -127,9 +127,9 @@ def sweep_width(D: int, M_: int, specs: list[str], iters: int, sustain: float) -
     return winners
 
 
-def ab_model(name: str, winners: dict[str, str], rounds: int, iters: int) -> None:
-    """Step 2: the forward as it runs today (A) vs each winner pinned alone and all together,
-    alternated round by round."""
+def reads_forward(name: str):
+    """A random-weight fp16 model of a registered config under "quack", and its longest `reads`
+    batch: (model, cfg, (ids, cu, max_len), tokens)."""
     dev = torch.device("cuda")
     cfg = KNOWN[name].cfg
     with torch.device(dev):
@@ -137,6 +137,21 @@ def ab_model(name: str, winners: dict[str, str], rounds: int, iters: int) -> Non
     model = model.half().eval()
     model.use_kernels("quack")
     ids, cu, mx, used, _ = pack(workloads.sequences("reads", 20000, seed=9), 65536, dev)
+    return model, cfg, (ids, cu, mx), used
+
+
+def emit_medians(name: str, res: dict[str, list[float]], tokens: int) -> None:
+    """One line per arm: its ms per forward in every round, the median, tokens/s at the median."""
+    for arm, v in res.items():
+        ms = sorted(v)[len(v) // 2]
+        emit(model=name, arm=arm, ms_per_forward=[round(x, 2) for x in v], median_ms=round(ms, 2),
+             tokens=tokens, tokens_per_s=round(tokens / ms * 1000))
+
+
+def ab_model(name: str, winners: dict[str, str], rounds: int, iters: int) -> None:
+    """Step 2: the forward as it runs today (A) vs each winner pinned alone and all together,
+    alternated round by round."""
+    model, cfg, (ids, cu, mx), used = reads_forward(name)
     L, D = cfg.num_layers, cfg.embed_dim
     shape = {"qkv": (D, 3 * D), "out": (D, D), "fc1": (D, cfg.ffn_dim), "fc2": (cfg.ffn_dim, D)}
     pinned = {(op, *shape[op]): spec for op, spec in winners.items()}
@@ -158,10 +173,7 @@ def ab_model(name: str, winners: dict[str, str], rounds: int, iters: int) -> Non
                 emit(model=name, arm=arm, pinned={f"{k[0]} {k[1]}x{k[2]}": v for k, v in table.items()},
                      max_abs_vs_default=float((got - ref).abs().max()))
     E.CONFIGS.clear()
-    for arm, v in res.items():
-        ms = sorted(v)[len(v) // 2]
-        emit(model=name, arm=arm, ms_per_forward=[round(x, 2) for x in v], median_ms=round(ms, 2),
-             tokens=used, tokens_per_s=round(used / ms * 1000))
+    emit_medians(name, res, used)
 
 
 @torch.inference_mode()

@@ -14,7 +14,6 @@ last layer compared with the first arm's. One JSON line per measurement.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
@@ -25,14 +24,12 @@ sys.path.insert(0, os.path.join(ROOT, "scripts"))
 
 import torch  # noqa: E402
 
-import workloads  # noqa: E402
+import gemm_cases  # noqa: E402
 from cudatime import timed  # noqa: E402
 from embed_worker import epilogues as E  # noqa: E402
 from embed_worker import kernels as K  # noqa: E402
-from embed_worker import model as M  # noqa: E402
 from embed_worker.registry import KNOWN  # noqa: E402
-from profile_forward import pack  # noqa: E402
-from quack_tune import sustained_ms  # noqa: E402
+from quack_tune import emit, emit_medians, reads_forward, sustained_ms  # noqa: E402
 
 # Forward arms per model: (name, {op: spec} pinned for out/fc2 (None: the product's CONFIGS;
 # {}: cuBLAS), residual in place, LayerNorm deferred into the QKV/FC1 epilogues)
@@ -46,24 +43,14 @@ ARMS = {
 }
 
 
-def emit(**row) -> None:
-    print(json.dumps(row), flush=True)
-
-
 def pairs(D: int, M_: int, sustain: float) -> None:
-    dev, dt = torch.device("cuda"), torch.float16
-    g = torch.Generator(device=dev).manual_seed(0)
-
-    def rnd(*shape, scale=1.0):
-        return (torch.randn(*shape, device=dev, dtype=torch.float32, generator=g) * scale).to(dt)
-
-    norm = torch.nn.LayerNorm(D, device=dev, dtype=dt)
-    x0 = rnd(M_, D, scale=3.0)
-    for op, Kd in (("out", D), ("fc2", 4 * D)):
-        W, b, a = rnd(D, Kd, scale=Kd ** -0.5), rnd(D, scale=0.1), rnd(M_, Kd)
-        ref = x0.float() + a.float() @ W.float().t() + b.float()
-        x = x0.clone()
-        key = (op, Kd, D)
+    case = gemm_cases.layer(D, M_, torch.device("cuda"))
+    norm = torch.nn.LayerNorm(D, device=case.x.device, dtype=case.x.dtype)
+    x = case.x.clone()
+    for op in ("out", "fc2"):
+        W, b, a = case.W[op], case.b[op], case.inputs[op]
+        ref = case.x.float() + a.float() @ W.float().t() + b.float()
+        key = (op, W.shape[1], D)
         for spec in ("192x128p@1x2", "128x192p@2x1"):
             arms = {"cuBLAS + add+LN": (None, False), f"quack {spec} + add+LN": (spec, False),
                     f"quack {spec} in place + LN": (spec, True)}
@@ -78,22 +65,15 @@ def pairs(D: int, M_: int, sustain: float) -> None:
                 def step():
                     o = E.linear(op, a, W, b, add_to=x)
                     return (x, K.layer_norm(x, norm)) if o is x else K.add_layer_norm(x, o, norm)
-                x.copy_(x0)
+                x.copy_(case.x)
                 got = step()[0].float()
-                err = float((got - ref).norm() / ref.norm())
                 ms = sustained_ms(step, sustain, 20)
-                emit(D=D, gemm=op, arm=arm, ms=round(ms, 4), rel_l2=err)
+                emit(D=D, gemm=op, arm=arm, ms=round(ms, 4), rel_l2=float((got - ref).norm() / ref.norm()))
         E.CONFIGS.pop(key, None)
 
 
 def forward_ab(name: str, rounds: int) -> None:
-    dev = torch.device("cuda")
-    cfg = KNOWN[name].cfg
-    with torch.device(dev):
-        model = M.ESM2(cfg)
-    model = model.half().eval()
-    model.use_kernels("quack")
-    ids, cu, mx, used, _ = pack(workloads.sequences("reads", 20000, seed=9), 65536, dev)
+    model, cfg, (ids, cu, mx), used = reads_forward(name)
     L, D, Fd = cfg.num_layers, cfg.embed_dim, cfg.ffn_dim
     keys = {"out": ("out", D, D), "fc2": ("fc2", Fd, D)}
     product, product_flags = dict(E.CONFIGS), (E.RESIDUAL_IN_PLACE, set(E.DEFERRED_LN))
@@ -119,10 +99,7 @@ def forward_ab(name: str, rounds: int) -> None:
     E.CONFIGS.clear()
     E.CONFIGS.update(product)
     E.RESIDUAL_IN_PLACE, E.DEFERRED_LN = product_flags
-    for arm, v in res.items():
-        ms = sorted(v)[len(v) // 2]
-        emit(model=name, arm=arm, ms_per_forward=[round(x, 2) for x in v], median_ms=round(ms, 2),
-             tokens=used, tokens_per_s=round(used / ms * 1000))
+    emit_medians(name, res, used)
 
 
 @torch.inference_mode()

@@ -34,8 +34,8 @@ import triton.language as tl
 # Token counts vary per batch: do_not_specialize keeps one compiled kernel for all of them
 # (Triton would otherwise compile a variant for counts divisible by 16 on first sight, mid-run).
 @triton.jit(do_not_specialize=["n_rows"])
-def _add_ln_kernel(X, D, W, B, S, H, n_rows, n_cols, eps,
-                   HAS_DELTA: tl.constexpr, ROWS: tl.constexpr, BLOCK: tl.constexpr):
+def _add_ln_kernel(X, D, W, B, S, H, RS, RT, n_rows, n_cols, eps,
+                   HAS_DELTA: tl.constexpr, STATS: tl.constexpr, ROWS: tl.constexpr, BLOCK: tl.constexpr):
     rows = tl.program_id(0) * ROWS + tl.arange(0, ROWS)[:, None]  # [ROWS, 1]
     cols = tl.arange(0, BLOCK)[None, :]  # [1, BLOCK]
     cmask = cols < n_cols
@@ -50,9 +50,14 @@ def _add_ln_kernel(X, D, W, B, S, H, n_rows, n_cols, eps,
     xc = tl.where(cmask, x - mean[:, None], 0.0)
     var = tl.sum(xc * xc, axis=1) / n_cols
     rstd = 1.0 / tl.sqrt(var + eps)
-    w = tl.load(W + cols, mask=cmask, other=0.0).to(tl.float32)
-    b = tl.load(B + cols, mask=cmask, other=0.0).to(tl.float32)
-    tl.store(H + off, (xc * rstd[:, None] * w + b).to(H.dtype.element_ty), mask=mask)
+    if STATS:  # LN(x) = x * rstd - rstd * mean, applied by whoever reads x next
+        r = tl.program_id(0) * ROWS + tl.arange(0, ROWS)
+        tl.store(RS + r, rstd, mask=r < n_rows)
+        tl.store(RT + r, rstd * mean, mask=r < n_rows)
+    else:
+        w = tl.load(W + cols, mask=cmask, other=0.0).to(tl.float32)
+        b = tl.load(B + cols, mask=cmask, other=0.0).to(tl.float32)
+        tl.store(H + off, (xc * rstd[:, None] * w + b).to(H.dtype.element_ty), mask=mask)
 
 
 # Launch shapes; scripts/kernel_sweep.py measures the alternatives on a GPU.
@@ -68,66 +73,42 @@ def _ln_launch(n_cols: int) -> tuple[int, int, int]:
     return rows, block, LN_WARPS
 
 
-def _add_ln(x: torch.Tensor, d: torch.Tensor | None, norm: torch.nn.LayerNorm) -> tuple[torch.Tensor, torch.Tensor]:
+def _add_ln(x: torch.Tensor, d: torch.Tensor | None, norm: torch.nn.LayerNorm | None, eps: float,
+            stats: bool) -> tuple[torch.Tensor, ...]:
+    """(s, LN(s)) or with stats (s, rstd, rstd * mean) for s = x, or x + d stored over d."""
     if not x.is_contiguous() or (d is not None and not d.is_contiguous()) or x.dim() != 2:
         raise ValueError("layer norm kernel takes contiguous [T, D] tensors")
     n_rows, n_cols = x.shape
-    h = torch.empty_like(x)
     s = d if d is not None else x
+    if stats:
+        h, w, b = x, x, x  # not read or written
+        rs, rt = (torch.empty(n_rows, dtype=torch.float32, device=x.device) for _ in range(2))
+    else:
+        h, w, b = torch.empty_like(x), norm.weight, norm.bias
+        rs = rt = torch.empty(0, dtype=torch.float32, device=x.device)  # not read or written
     rows, block, warps = _ln_launch(n_cols)
     if n_rows:
         _add_ln_kernel[(triton.cdiv(n_rows, rows),)](
-            x, s, norm.weight, norm.bias, s, h, n_rows, n_cols, norm.eps,
-            HAS_DELTA=d is not None, ROWS=rows, BLOCK=block, num_warps=warps)
-    return s, h
+            x, s, w, b, s, h, rs, rt, n_rows, n_cols, eps,
+            HAS_DELTA=d is not None, STATS=stats, ROWS=rows, BLOCK=block, num_warps=warps)
+    return (s, rs, rt) if stats else (s, h)
 
 
 def add_layer_norm(x: torch.Tensor, d: torch.Tensor, norm: torch.nn.LayerNorm) -> tuple[torch.Tensor, torch.Tensor]:
     """(s, LN(s)) with s = x + d stored over d's memory (x is left untouched). [T, D] each."""
-    return _add_ln(x, d, norm)
+    return _add_ln(x, d, norm, norm.eps, False)
 
 
 def layer_norm(x: torch.Tensor, norm: torch.nn.LayerNorm) -> torch.Tensor:
     """LN(x) [T, D] in one pass."""
-    return _add_ln(x, None, norm)[1]
-
-
-@triton.jit(do_not_specialize=["n_rows"])
-def _ln_stats_kernel(X, D, S, T, n_rows, n_cols, eps, HAS_DELTA: tl.constexpr, ROWS: tl.constexpr,
-                     BLOCK: tl.constexpr):
-    rows = tl.program_id(0) * ROWS + tl.arange(0, ROWS)[:, None]  # [ROWS, 1]
-    cols = tl.arange(0, BLOCK)[None, :]  # [1, BLOCK]
-    cmask = cols < n_cols
-    mask = (rows < n_rows) & cmask
-    off = rows.to(tl.int64) * n_cols + cols
-    x = tl.load(X + off, mask=mask, other=0.0)
-    if HAS_DELTA:
-        x = (x.to(tl.float32) + tl.load(D + off, mask=mask, other=0.0).to(tl.float32)).to(D.dtype.element_ty)
-        tl.store(D + off, x, mask=mask)
-    x = x.to(tl.float32)
-    mean = tl.sum(x, axis=1) / n_cols  # [ROWS]
-    xc = tl.where(cmask, x - mean[:, None], 0.0)
-    rstd = 1.0 / tl.sqrt(tl.sum(xc * xc, axis=1) / n_cols + eps)  # as _add_ln_kernel computes it
-    r = tl.program_id(0) * ROWS + tl.arange(0, ROWS)
-    tl.store(S + r, rstd, mask=r < n_rows)
-    tl.store(T + r, rstd * mean, mask=r < n_rows)
+    return _add_ln(x, None, norm, norm.eps, False)[1]
 
 
 def ln_stats(x: torch.Tensor, eps: float, d: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(y, rstd, rstd * mean) for the rows of y = x [T, D], or with d, of y = x + d stored over d
     (x untouched), in one pass: LN(y)[r] = y[r] * s[r] - t[r], then the affine. Statistics fp32
-    [T] each, computed as the LN kernel computes them."""
-    if not x.is_contiguous() or x.dim() != 2 or (d is not None and not d.is_contiguous()):
-        raise ValueError("layer norm kernel takes contiguous [T, D] tensors")
-    n_rows, n_cols = x.shape
-    s = torch.empty(n_rows, dtype=torch.float32, device=x.device)
-    t = torch.empty_like(s)
-    rows, block, warps = _ln_launch(n_cols)
-    if n_rows:
-        _ln_stats_kernel[(triton.cdiv(n_rows, rows),)](x, x if d is None else d, s, t, n_rows, n_cols, eps,
-                                                       HAS_DELTA=d is not None, ROWS=rows, BLOCK=block,
-                                                       num_warps=warps)
-    return (x if d is None else d), s, t
+    [T] each, computed as layer_norm computes them."""
+    return _add_ln(x, d, None, eps, True)
 
 
 @triton.jit(do_not_specialize=["n_tok"])
