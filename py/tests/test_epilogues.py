@@ -7,6 +7,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from conftest import CPU_TRITON
 from embed_worker import model as M
 from embed_worker.attention import _exact
 from embed_worker.epilogues import interleave_order, interleave_qk_rows
@@ -110,6 +111,7 @@ def test_packed_attention_kernel_takes_a_softmax_scale():
     assert (got - want).abs().max() < 2e-3
 
 
+@CPU_TRITON
 @pytest.mark.parametrize("deferred", [False, True])
 @pytest.mark.parametrize("in_place", [False, True])
 def test_fused_quack_branch_with_reference_epilogues_equals_eager(tiny, batch, monkeypatch, deferred, in_place):
@@ -166,6 +168,7 @@ def test_fused_quack_branch_with_reference_epilogues_equals_eager(tiny, batch, m
         assert rel_err_rows(b[layer], a[layer]) <= 1e-5, layer
 
 
+@CPU_TRITON
 def test_fold_norm_keeps_deferred_layernorm_as_precise_as_normalising_first():
     """The deferred LayerNorm's arithmetic in fp16 storage / fp32 accumulation (x and W' rounded
     to fp16, acc * rstd - wg * rstd * mean + wb in fp32) against fp64 LN(x) Wᵀ + b, next to the
@@ -215,6 +218,7 @@ def test_fold_norm_keeps_deferred_layernorm_as_precise_as_normalising_first():
     assert 0.3 * ratio * first <= deferred <= 1.5 * (1 + ratio ** 2) ** 0.5 * first, (first, deferred, ratio)
 
 
+@CPU_TRITON
 def test_long_batches_take_the_long_attention_kernel_and_others_do_not(tiny, batch, monkeypatch):
     """fused.py sends a batch to model.long_attention (FlashAttention-4 under "quack") only when
     its longest sequence exceeds attention.LONG_MIN_LEN, with int32 cu_seqlens and the softmax
