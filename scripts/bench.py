@@ -78,9 +78,8 @@ KERNELS = {"embed": "eager", "embed-compiled": "compile", "embed-triton": "trito
            "embed-quack-addln": "quack",  # quack, out-proj/FC2 outputs written and added in the LN pass
            "embed-quack-deferred": "quack",  # quack, LayerNorm deferred into QKV/FC1 for this model
            "embed-quack-nodeferred": "quack"}  # quack, LayerNorm as a pass for this model
-_aligned_max = None  # kernels.ALIGNED_ATTN_MAX_LEN as the product sets it
 _compiled_step = None
-_product: dict = {}  # epilogues settings as the product has them, before any impl changes them
+_product: dict = {}  # the settings the impls change, as the product has them (taken on first use)
 
 
 def set_kernels(model, kind: str) -> None:
@@ -97,17 +96,17 @@ def set_kernels(model, kind: str) -> None:
 
 
 def set_impl(model, impl: str) -> None:
-    global _aligned_max
     set_kernels(model, KERNELS[impl])
     if impl == "embed-quack-nofa4":
         model.long_attention = None
     if KERNELS[impl] in ("triton", "quack"):
-        from embed_worker import kernels as K
-        _aligned_max = K.ALIGNED_ATTN_MAX_LEN if _aligned_max is None else _aligned_max
-        K.ALIGNED_ATTN_MAX_LEN = 0 if impl == "embed-quack-noaligned" else _aligned_max
         from embed_worker import epilogues as E
-        E.RESIDUAL_IN_PLACE = impl != "embed-quack-addln"
-        _product.setdefault("deferred", set(E.DEFERRED_LN))
+        from embed_worker import kernels as K
+        if not _product:
+            _product.update(aligned_max=K.ALIGNED_ATTN_MAX_LEN, in_place=E.RESIDUAL_IN_PLACE,
+                            deferred=frozenset(E.DEFERRED_LN))
+        K.ALIGNED_ATTN_MAX_LEN = 0 if impl == "embed-quack-noaligned" else _product["aligned_max"]
+        E.RESIDUAL_IN_PLACE = _product["in_place"] and impl != "embed-quack-addln"
         E.DEFERRED_LN = set(_product["deferred"])
         if impl == "embed-quack-deferred":
             E.DEFERRED_LN.add(model.cfg.embed_dim)
