@@ -1,7 +1,8 @@
 """Attention over whole workloads, per kernel: the packed-tile Triton kernel (at other launch
 shapes too), candidates from attention_candidates.py (--heads, --aligned: the sequence-aligned
 kernel at other shapes), PyTorch's varlen flash kernel and FlashAttention-4's CuTe-DSL varlen
-kernel (flash-attn-4, sm90 path), on the batches the planner would make (lengths sorted longest
+kernel (flash-attn-4, sm90 path), cuDNN's ragged (varlen) fused attention through
+torch.ops.aten._cudnn_attention_forward (--cudnn), on the batches the planner would make (lengths sorted longest
 first, 65,536-token budget), Dh = 64, fp16, each batch timed back to back.
 
     python3 scripts/attention_sweep.py [--dims 1280,2560] [--tokens 400000] [--iters 20]
@@ -79,6 +80,12 @@ def fa4_variant(tile=None):
 
 
 @torch.inference_mode()
+def cudnn_varlen(q, k, v, cu, mx, scale):
+    """cuDNN's fused attention over packed sequences (q, k, v [T, H, Dh], cu int32 [B + 1])."""
+    return torch.ops.aten._cudnn_attention_forward(q, k, v, None, cu, cu, mx, mx, False, 0.0, False, False,
+                                                   scale=scale)[0]
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--dims", default="1280,2560")
@@ -96,6 +103,10 @@ def main() -> int:
     ap.add_argument("--packed-max-len", type=int, default=0,
                     help="let the packed kernel run batches up to this length (default: kernels.py's limit)")
     ap.add_argument("--no-fa4", action="store_true")
+    ap.add_argument("--base-kernels", default="", help="kernels.py of another revision: its packed and "
+                    "aligned kernels run as 'packed@base' and 'aligned@base' next to this revision's")
+    ap.add_argument("--cudnn", action="store_true", help="also time cuDNN's varlen attention (strided q/k/v views "
+                    "and contiguous copies)")
     a = ap.parse_args()
     t0 = time.time()
     if a.packed_max_len:
@@ -137,6 +148,22 @@ def main() -> int:
         for tile in a.fa4_tiles.split(",") if a.fa4_tiles else ():
             fn = fa4_variant(tuple(map(int, tile.split("x"))))
             variants[f"fa4 {tile}"] = lambda q, k, v, cu, mx, s, _, fn=fn: fn(q, k, v, cu, mx, s)
+    if a.base_kernels:
+        from bench import load_base_kernels
+        base = load_base_kernels(a.base_kernels)
+        variants["packed@base"] = lambda q, k, v, cu, mx, s, seq32: base.packed_attention(q, k, v, seq32, cu, s)
+        variants["aligned"] = lambda q, k, v, cu, mx, s, _: K.aligned_attention(q, k, v, cu, s, aligned_table(cu, q))
+        variants["aligned@base"] = lambda q, k, v, cu, mx, s, _: base.aligned_attention(q, k, v, cu, s,
+                                                                                        aligned_table(cu, q))
+
+    def aligned_table(cu, q):
+        if "product" not in tables:  # cleared at each batch
+            tables["product"] = K.block_table(cu, q.shape[0])
+        return tables["product"]
+    if a.cudnn:
+        variants["cudnn"] = lambda q, k, v, cu, mx, s, _: cudnn_varlen(q, k, v, cu, mx, s)
+        variants["cudnn contiguous"] = lambda q, k, v, cu, mx, s, _: cudnn_varlen(
+            q.contiguous(), k.contiguous(), v.contiguous(), cu, mx, s)
     for w in a.workloads.split(","):
         plan = batches(w, a.tokens, a.budget, a.pick)
         for D in map(int, a.dims.split(",")):

@@ -80,6 +80,18 @@ KERNELS = {"embed": "eager", "embed-compiled": "compile", "embed-triton": "trito
            "embed-quack-nodeferred": "quack"}  # quack, LayerNorm as a pass for this model
 _compiled_step = None
 _product: dict = {}  # the settings the impls change, as the product has them (taken on first use)
+ATTN_KERNELS = ("_packed_attn_kernel", "_aligned_attn_kernel")
+_base = None  # --base-kernels: another revision's kernels.py, whose attention kernels impls named ...@base run
+_base_long_min_len = None  # --base-long-min-len: attention.LONG_MIN_LEN for impls named ...@base
+
+
+def load_base_kernels(path: str):
+    """kernels.py of another revision (e.g. `git show HEAD~1:py/embed_worker/kernels.py > /tmp/k.py`)."""
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("embed_kernels_base", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
 
 
 def set_kernels(model, kind: str) -> None:
@@ -96,15 +108,26 @@ def set_kernels(model, kind: str) -> None:
 
 
 def set_impl(model, impl: str) -> None:
+    base = impl.endswith("@base")
+    impl = impl.removesuffix("@base")
+    if base and _base is None:
+        raise SystemExit(f"{impl}@base needs --base-kernels FILE")
     set_kernels(model, KERNELS[impl])
     if impl == "embed-quack-nofa4":
         model.long_attention = None
     if KERNELS[impl] in ("triton", "quack"):
         from embed_worker import epilogues as E
+        from embed_worker import attention as A
         from embed_worker import kernels as K
         if not _product:
             _product.update(aligned_max=K.ALIGNED_ATTN_MAX_LEN, in_place=E.RESIDUAL_IN_PLACE,
-                            deferred=frozenset(E.DEFERRED_LN))
+                            deferred=frozenset(E.DEFERRED_LN), attn={n: getattr(K, n) for n in ATTN_KERNELS},
+                            over_packed=K.ALIGNED_OVER_PACKED_MIN_LEN, long_min=A.LONG_MIN_LEN)
+        for n in ATTN_KERNELS:  # a base revision's kernels, and its routing where it has one
+            setattr(K, n, getattr(_base, n) if base else _product["attn"][n])
+        K.ALIGNED_OVER_PACKED_MIN_LEN = (getattr(_base, "ALIGNED_OVER_PACKED_MIN_LEN", 1 << 30) if base
+                                         else _product["over_packed"])
+        A.LONG_MIN_LEN = (_base_long_min_len or _product["long_min"]) if base else _product["long_min"]
         K.ALIGNED_ATTN_MAX_LEN = 0 if impl == "embed-quack-noaligned" else _product["aligned_max"]
         E.RESIDUAL_IN_PLACE = _product["in_place"] and impl != "embed-quack-addln"
         E.DEFERRED_LN = set(_product["deferred"])
@@ -223,7 +246,15 @@ def main() -> int:
     ap.add_argument("--budget", type=int, default=65536, help="embed's token budget")
     ap.add_argument("--hf-budget", type=int, default=16384, help="HF padded batches: tokens incl. padding")
     ap.add_argument("--command", default=" ".join(sys.argv))
+    ap.add_argument("--base-kernels", default="", help="kernels.py of another revision: impls named "
+                    "IMPL@base (e.g. embed-quack@base) run its attention kernels")
+    ap.add_argument("--base-long-min-len", type=int, default=0,
+                    help="attention.LONG_MIN_LEN for the @base impls (default: this revision's)")
     a = ap.parse_args()
+    global _base, _base_long_min_len
+    if a.base_kernels:
+        _base = load_base_kernels(a.base_kernels)
+        _base_long_min_len = a.base_long_min_len
     os.makedirs(a.out, exist_ok=True)
     jsonl = open(os.path.join(a.out, "bench.jsonl"), "a")
     gpu = torch.cuda.get_device_name(DEV) if CUDA else "cpu"

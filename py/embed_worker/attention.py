@@ -52,8 +52,9 @@ BACKEND_NAME: str = CUDA_BACKEND or EXACT
 
 _HALF = (torch.float16, torch.bfloat16)
 
-# Batches whose longest sequence (with <cls>/<eos>) exceeds this go to flash4() where loaded.
-LONG_MIN_LEN = 512
+# Batches whose longest sequence (with <cls>/<eos>) exceeds this go to flash4() where loaded; up to
+# it the aligned Triton kernel is faster (docs/BENCHMARKS.md, session 8).
+LONG_MIN_LEN = 768
 
 
 def backend_for(device, dtype: torch.dtype | None = None) -> str:

@@ -9,10 +9,12 @@ makes as few trips through memory as possible:
                                                ("quack": one GEMM, rotary in its epilogue on
                                                interleaved q/k rows; Dh^-0.5 in the softmax)
   a = attention(q, k, v)                       on views of qkv: packed-tile Triton kernel for
-                                               short sequences (<= 256); FlashAttention-4
-                                               (model.long_attention) past attention.LONG_MIN_LEN
-                                               where loaded; else sequence-aligned Triton tiles
-                                               up to 1,024; else the varlen flash kernel [T, H, Dh]
+                                               short sequences (<= 256) unless their tiles fit
+                                               aligned ones well (kernels.aligned_beats_packed);
+                                               FlashAttention-4 (model.long_attention) past
+                                               attention.LONG_MIN_LEN where loaded; else
+                                               sequence-aligned Triton tiles up to 1,024; else
+                                               the varlen flash kernel                [T, H, Dh]
   o = a Wo + b                                 cuBLAS ("quack": quack's GEMM where   [T, D]
                                                epilogues.CONFIGS pins a tile config; FC2 too)
   x, h = x + o, LN2(x + o)                     one kernel, x stored over o; where quack runs
@@ -69,7 +71,9 @@ def run_blocks(model, x: torch.Tensor, pos: torch.Tensor, seq_id: torch.Tensor, 
     n = model.num_layers
     T, D = x.shape
     layers = model.layers
-    if K.packed_attention_fits(x.dtype, layers[0].head_dim, max_seqlen):
+    dh = layers[0].head_dim
+    aligned = K.aligned_attention_fits(x.dtype, dh, max_seqlen)
+    if K.packed_attention_fits(x.dtype, dh, max_seqlen) and not (aligned and K.aligned_beats_packed(max_seqlen)):
         cu, seq32 = cu_seqlens.to(torch.int32), seq_id.to(torch.int32)
 
         def attend(q, k, v, scale):
@@ -79,7 +83,7 @@ def run_blocks(model, x: torch.Tensor, pos: torch.Tensor, seq_id: torch.Tensor, 
 
         def attend(q, k, v, scale):
             return long_attention(q, k, v, cu, max_seqlen, scale)
-    elif K.aligned_attention_fits(x.dtype, layers[0].head_dim, max_seqlen):
+    elif aligned:
         table = K.block_table(cu_seqlens, T)  # once for all layers
 
         def attend(q, k, v, scale):

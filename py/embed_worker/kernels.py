@@ -154,20 +154,29 @@ def rotary_(qkv: torch.Tensor, pos: torch.Tensor, cos: torch.Tensor, sin: torch.
 
 
 @triton.jit
-def _attend_keys(q, K, V, cols, cmask, keep, h, d, stride_t, stride_h, qk_scale, m_i, l_i, acc):
-    """One online-softmax step of a [BM, Dh] query tile against the keys/values at `cols` ([BN],
-    cmask: in range) where `keep` ([BM, BN] or [1, BN]) allows; returns the updated running max
-    (base 2), denominator and fp32 accumulator."""
+def _attend_keys(q, K, V, cols, cmask, keep, h, d, stride_t, stride_h, qk_scale, m_i, l_i, acc,
+                 BOUNDS: tl.constexpr, MASK: tl.constexpr):
+    """One online-softmax step of a [BM, Dh] query tile against the keys/values at `cols` ([BN]),
+    where `keep` ([BM, BN] or [1, BN]) allows (MASK; without it every score counts); BOUNDS: load
+    only where cmask ([BN]: in range). Returns the updated running max (base 2, scaled),
+    denominator and fp32 accumulator. At Dh = 64 the exponentials and the per-score fp32 work cost
+    as much as the two dots, so each score takes one max, one FMA (scale and shift), one exp2 and
+    one add here, and the accumulator is rescaled into the PV dot's own accumulation."""
     koff = cols.to(tl.int64)[:, None] * stride_t + h * stride_h + d[None, :]
-    k = tl.load(K + koff, mask=cmask[:, None], other=0.0)  # [BN, Dh]
-    v = tl.load(V + koff, mask=cmask[:, None], other=0.0)  # [BN, Dh]
-    s = tl.dot(q, tl.trans(k))  # [BM, BN] fp32
-    s = tl.where(keep, s * qk_scale, float("-inf"))
-    m_new = tl.maximum(m_i, tl.max(s, axis=1))
+    if BOUNDS:
+        k = tl.load(K + koff, mask=cmask[:, None], other=0.0)  # [BN, Dh]
+        v = tl.load(V + koff, mask=cmask[:, None], other=0.0)  # [BN, Dh]
+    else:
+        k = tl.load(K + koff)
+        v = tl.load(V + koff)
+    s = tl.dot(q, tl.trans(k))  # [BM, BN] fp32, unscaled
+    if MASK:
+        s = tl.where(keep, s, float("-inf"))
+    m_new = tl.maximum(m_i, tl.max(s, axis=1) * qk_scale)  # qk_scale > 0
+    p = tl.math.exp2(s * qk_scale - m_new[:, None])
     alpha = tl.math.exp2(m_i - m_new)
-    p = tl.math.exp2(s - m_new[:, None])
     l_i = l_i * alpha + tl.sum(p, axis=1)
-    acc = acc * alpha[:, None] + tl.dot(p.to(v.dtype), v)
+    acc = tl.dot(p.to(v.dtype), v, acc * alpha[:, None])
     return m_new, l_i, acc
 
 
@@ -200,12 +209,18 @@ def _packed_attn_kernel(Q, K, V, O, SEQ, CU, n_tok, stride_t, stride_h, o_stride
     l_i = tl.zeros([BM], tl.float32)
     acc = tl.zeros([BM, HEAD_DIM], tl.float32)
     qk_scale = scale * 1.4426950408889634  # softmax in base 2
-    for start in range(k_lo, k_hi, BN):
+    k_full = k_lo + (k_hi - k_lo) // BN * BN  # whole key blocks first, loaded without bounds
+    for start in range(k_lo, k_full, BN):
         cols = start + tl.arange(0, BN)  # [BN]
+        seq_k = tl.load(SEQ + cols)
+        m_i, l_i, acc = _attend_keys(q, K, V, cols, cols < k_hi, seq_q[:, None] == seq_k[None, :], h, d,
+                                     stride_t, stride_h, qk_scale, m_i, l_i, acc, BOUNDS=False, MASK=True)
+    if k_full < k_hi:
+        cols = k_full + tl.arange(0, BN)
         cmask = cols < k_hi
         seq_k = tl.load(SEQ + cols, mask=cmask, other=-2)
         m_i, l_i, acc = _attend_keys(q, K, V, cols, cmask, seq_q[:, None] == seq_k[None, :], h, d, stride_t,
-                                     stride_h, qk_scale, m_i, l_i, acc)
+                                     stride_h, qk_scale, m_i, l_i, acc, BOUNDS=True, MASK=True)
     _store_rows(O, acc, l_i, rows, rmask, h, d, o_stride_t, o_stride_h)
 
 
@@ -268,11 +283,16 @@ def _aligned_attn_kernel(Q, K, V, O, TAB, n_blocks, stride_t, stride_h, o_stride
     l_i = tl.zeros([BM], tl.float32)
     acc = tl.zeros([BM, HEAD_DIM], tl.float32)
     qk_scale = scale * 1.4426950408889634  # softmax in base 2
-    for k0 in range(start, end, BN):
+    k_full = start + (end - start) // BN * BN  # whole key blocks: no bounds, no mask
+    for k0 in range(start, k_full, BN):
         cols = k0 + tl.arange(0, BN)
+        m_i, l_i, acc = _attend_keys(q, K, V, cols, cols < end, cols[None, :] < end, h, d, stride_t, stride_h,
+                                     qk_scale, m_i, l_i, acc, BOUNDS=False, MASK=False)
+    if k_full < end:
+        cols = k_full + tl.arange(0, BN)
         cmask = cols < end
         m_i, l_i, acc = _attend_keys(q, K, V, cols, cmask, cmask[None, :], h, d, stride_t, stride_h, qk_scale,
-                                     m_i, l_i, acc)
+                                     m_i, l_i, acc, BOUNDS=True, MASK=True)
     _store_rows(O, acc, l_i, rows, rmask, h, d, o_stride_t, o_stride_h)
 
 
@@ -282,6 +302,22 @@ def _aligned_attn_kernel(Q, K, V, O, TAB, n_blocks, stride_t, stride_h, o_stride
 # faster past 512 and the packed kernel up to 256, where those run.
 ALIGNED_BM, ALIGNED_BN, ALIGNED_WARPS, ALIGNED_STAGES = 64, 64, 4, 2
 ALIGNED_ATTN_MAX_LEN = 1024  # the measured range; longer batches go to the varlen flash kernel
+
+
+# Below PACKED_ATTN_MAX_LEN the aligned kernel wins where the batch's sequences fill their last
+# tile well (the planner sorts by length, so a batch's sequences are about as long as its longest):
+# measured per batch on an H200 (docs/BENCHMARKS.md, session 8), faster from 104 tokens when the
+# longest sequence fills >= 78% of its tiles (108-124, 151-172, 189, 231: 3-19%), slower below
+# (100 and shorter, 138-144).
+ALIGNED_OVER_PACKED_MIN_LEN = 104
+ALIGNED_OVER_PACKED_MIN_FILL = 0.78
+
+
+def aligned_beats_packed(max_seqlen: int) -> bool:
+    """Whether a batch the packed kernel could take runs faster on aligned tiles."""
+    tiles = -(-max_seqlen // ALIGNED_BM)
+    return (max_seqlen >= ALIGNED_OVER_PACKED_MIN_LEN
+            and max_seqlen >= ALIGNED_OVER_PACKED_MIN_FILL * tiles * ALIGNED_BM)
 
 
 def aligned_attention_fits(dtype: torch.dtype, head_dim: int, max_seqlen: int) -> bool:

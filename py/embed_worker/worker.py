@@ -203,7 +203,7 @@ class Worker:
             t.cuda.synchronize()
 
     def warm_aligned_attention(self):
-        """Compile the sequence-aligned attention kernel (batches of 257-1,024 tokens) before
+        """Compile the sequence-aligned attention kernel (mid-length batches: fused.run_blocks) before
         READY, so the first such batch does not pay Triton's compile inside the run."""
         m = self.model
         if m.kernels not in ("triton", "quack"):

@@ -390,11 +390,14 @@ def test_block_table_tiles_every_row_once_within_its_sequence(lens, bm):
     assert (covered == 1).all()
 
 
-def test_fused_routes_mid_length_batches_to_aligned_attention(tiny, monkeypatch):
+@pytest.mark.parametrize("lens,aligned", [([K.PACKED_ATTN_MAX_LEN + 40, 3, 90], True), ([124, 3, 90], True),
+                                          ([92, 3, 40], False)])
+def test_fused_routes_mid_length_batches_to_aligned_attention(tiny, monkeypatch, lens, aligned):
     """A half-precision batch whose longest sequence is past the packed kernel's limit (and
-    below FA4's, or with FA4 absent) runs every layer's attention through the aligned kernel,
-    with one block table for all layers; the result matches the fp32 reference."""
-    lens = [K.PACKED_ATTN_MAX_LEN + 40, 3, 90]
+    below FA4's, or with FA4 absent), or shorter but filling aligned tiles well, runs every
+    layer's attention through the aligned kernel, with one block table for all layers; a short
+    batch that fills them badly does not; the result matches the fp32 reference either way."""
+    assert K.aligned_beats_packed(max(lens)) == aligned or max(lens) > K.PACKED_ATTN_MAX_LEN
     g = torch.Generator().manual_seed(5)
     toks = torch.cat([torch.cat([torch.tensor([0]), torch.randint(4, 24, (n - 2,), generator=g), torch.tensor([2])])
                       for n in lens])
@@ -413,11 +416,23 @@ def test_fused_routes_mid_length_batches_to_aligned_attention(tiny, monkeypatch)
         return real(q, k, v, cu_seqlens, scale, table)
     monkeypatch.setattr(K, "aligned_attention", counted)
     got = fast(toks.to(DEV), cu.to(DEV), mx, [LAYERS])[LAYERS]
-    assert calls == [1.0] * LAYERS and len(tables) == 1 and None not in tables
+    if aligned:
+        assert calls == [1.0] * LAYERS and len(tables) == 1 and None not in tables
+    else:
+        assert calls == []
     want = ref(toks, cu, mx, [LAYERS])[LAYERS]
     cos = torch.nn.functional.cosine_similarity(M.mean_residues(want, cu), M.mean_residues(got, cu.to(DEV)).cpu().float(),
                                                 dim=-1)
     assert cos.min() > 0.999, float(cos.min())
+
+
+def test_aligned_tiles_take_short_batches_that_fill_them():
+    """Below the packed kernel's limit, aligned tiles win from 104 tokens when the longest
+    sequence fills >= 78% of its 64-row tiles (measured per batch: docs/BENCHMARKS.md)."""
+    assert K.ALIGNED_BM == 64
+    wins = [n for n in range(1, K.PACKED_ATTN_MAX_LEN + 1) if K.aligned_beats_packed(n)]
+    assert {104, 124, 128, 151, 172, 189, 231, 256} <= set(wins)
+    assert not {1, 33, 64, 92, 100, 103, 129, 138, 144, 193} & set(wins)
 
 
 def test_aligned_attention_selection():
