@@ -372,6 +372,32 @@ def test_aligned_attention_matches_exact(lens, H, Dh, dtype):
         assert got.dtype == dtype and (got.cpu().double() - ref).abs().max() <= tol
 
 
+@pytest.mark.parametrize("dtype", [torch.float16, pytest.param(torch.bfloat16, marks=BF16_DOT)])
+def test_attention_kernels_rescale_when_late_keys_score_far_higher(dtype):
+    """Online softmax when late keys score far above (and others slightly above) the first
+    blocks' maximum: without the rescale the probabilities overflow fp16 (2^30 here); the weights
+    must stay exact. (A lazy rescale, only past a growth of 2^8, was measured slower: session 8.)"""
+    from embed_worker import attention
+    lens = [230, 100, 5]
+    cu = torch.zeros(len(lens) + 1, dtype=torch.int32)
+    cu[1:] = torch.cumsum(torch.tensor(lens), 0)
+    T, H, Dh = int(cu[-1]), 2, 64
+    g = torch.Generator().manual_seed(11)
+    q = torch.randn(T, H, Dh, generator=g)
+    k = torch.randn(T, H, Dh, generator=g) * 0.2
+    k[150:200] *= 4.0  # modest growth: kept below the lazy threshold for many rows
+    k[200:230] *= 30.0  # a jump far past it in the last blocks
+    v = torch.randn(T, H, Dh, generator=g)
+    q, k, v = (t.to(dtype).contiguous() for t in (q, k, v))
+    ref = attention._exact(q.double(), k.double(), v.double(), cu, 0.125)
+    seq_id, _ = M.positions_from_cu(cu, T)
+    tol = 4e-3 if dtype == torch.float16 else 3e-2
+    dq, dk, dv, dcu = q.to(DEV), k.to(DEV), v.to(DEV), cu.to(DEV)
+    for got in (K.packed_attention(dq, dk, dv, seq_id.int().to(DEV), dcu, 0.125),
+                K.aligned_attention(dq, dk, dv, dcu, 0.125)):
+        assert got.dtype == dtype and (got.cpu().double() - ref).abs().max() <= tol
+
+
 @pytest.mark.parametrize("lens", [[1], [64], [65], [3, 70, 1, 130, 64, 65, 2], [1000, 24]])
 @pytest.mark.parametrize("bm", [16, 64])
 def test_block_table_tiles_every_row_once_within_its_sequence(lens, bm):
