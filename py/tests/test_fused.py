@@ -267,6 +267,37 @@ def test_quack_residual_in_place_equals_the_add_ln_pass(tiny, packed, monkeypatc
         assert rel_err_rows(got[True][layer].float(), got[False][layer].float()) <= 1e-3, layer
 
 
+@pytest.mark.parametrize("offset", [0.0, 20.0, 200.0])
+def test_quack_deferred_layer_norm_on_streams_whose_mean_dwarfs_their_spread(offset, capsys):
+    """FC1 + GELU with LayerNorm deferred into the epilogue (x·W' - mean·wg on the tensor
+    cores' fp32 accumulator) against normalising first, both vs fp64, on residual streams with
+    spread 2 and mean 0, 20 and 200 (mean/std 0, 10, 100) at 650M's width: the cancellation must
+    cost nothing that the fp16 rounding of LN(x) does not already cost."""
+    _quack_or_skip()
+    import torch.nn.functional as F
+    from embed_worker import epilogues as E
+    g = torch.Generator().manual_seed(7)
+    D, Fd, T = 1280, 5120, 2048
+    norm, lin = torch.nn.LayerNorm(D), torch.nn.Linear(D, Fd)
+    with torch.no_grad():
+        norm.weight.copy_(1 + 0.3 * torch.randn(D, generator=g))
+        norm.bias.copy_(0.2 * torch.randn(D, generator=g))
+        lin.weight.copy_(torch.randn(Fd, D, generator=g) / D ** 0.5)
+        lin.bias.copy_(0.1 * torch.randn(Fd, generator=g))
+    norm, lin = norm.to(DEV, torch.float16).requires_grad_(False), lin.to(DEV, torch.float16).requires_grad_(False)
+    x = (torch.randn(T, D, generator=g) * 2 + offset).to(DEV, torch.float16)
+    want = F.gelu(F.linear(F.layer_norm(x.double(), (D,), norm.weight.double(), norm.bias.double(), norm.eps),
+                           lin.weight.double(), lin.bias.double()))
+    first = E.fc1_act(K.layer_norm(x, norm), lin.weight, lin.bias, "erf")
+    _, ls, lt = K.ln_stats(x, norm.eps)
+    deferred = E.fc1_ln_act(x, ls, lt, norm, lin, "erf")
+    E.drop_folds([lin])
+    rel = lambda y: float((y.double() - want).norm() / want.norm())  # noqa: E731
+    with capsys.disabled():
+        print(f"\ndeferred LN, mean/std {offset / 2:.0f}: normalise first {rel(first):.3e}, deferred {rel(deferred):.3e}")
+    assert rel(deferred) <= 1.2 * rel(first)
+
+
 @pytest.mark.parametrize("pinned", [True, False])
 def test_quack_deferred_layer_norm_close_to_triton_and_the_reference(tiny, packed, monkeypatch, pinned):
     """LayerNorm deferred into the QKV and FC1 epilogues (epilogues.DEFERRED_LN), with the
