@@ -2,8 +2,9 @@
 shapes too), candidates from attention_candidates.py (--heads, --aligned: the sequence-aligned
 kernel at other shapes), PyTorch's varlen flash kernel and FlashAttention-4's CuTe-DSL varlen
 kernel (flash-attn-4, sm90 path), cuDNN's ragged (varlen) fused attention through
-torch.ops.aten._cudnn_attention_forward (--cudnn), on the batches the planner would make (lengths sorted longest
-first, 65,536-token budget), Dh = 64, fp16, each batch timed back to back.
+torch.ops.aten._cudnn_attention_forward (--cudnn), and another revision's packed and aligned kernels
+(--base-kernels), on the batches the planner would make (lengths sorted longest first,
+65,536-token budget), Dh = 64, fp16, each batch timed back to back.
 
     python3 scripts/attention_sweep.py [--dims 1280,2560] [--tokens 400000] [--iters 20]
 
@@ -79,13 +80,13 @@ def fa4_variant(tile=None):
     return run
 
 
-@torch.inference_mode()
 def cudnn_varlen(q, k, v, cu, mx, scale):
     """cuDNN's fused attention over packed sequences (q, k, v [T, H, Dh], cu int32 [B + 1])."""
     return torch.ops.aten._cudnn_attention_forward(q, k, v, None, cu, cu, mx, mx, False, 0.0, False, False,
                                                    scale=scale)[0]
 
 
+@torch.inference_mode()
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--dims", default="1280,2560")
