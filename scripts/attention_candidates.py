@@ -13,12 +13,22 @@ aligned(BM, BN, warps, stages): kernels.aligned_attention (tiles aligned to sequ
 other launch shapes. Measured (session 6): no faster than the packed kernel on reads/short (less
 score area, but that kernel is not compute-bound), 17-26% faster than the varlen flash kernel on
 uniprot batches of 300-460 tokens; it moved into kernels.py for 256 < max length <= 1024.
+
+aligned_tma(BM, BN, warps, stages, ws): the aligned kernel with q/k/v tiles fetched by the Tensor
+Memory Accelerator (tensor descriptors made on the device) instead of per-thread address
+arithmetic and cp.async, and with ws, Triton's automatic warp specialisation of the key loop
+(producer warps issuing TMA loads, consumer warps doing the dots and the softmax: the FA3-style
+overlap; Triton supports it on Hopper for non-causal attention with device-side descriptors).
+Written in session 8 (no device time left to measure it); same arithmetic as the product's kernel
+(kernels._softmax_step), same contract as kernels.aligned_attention.
 """
 from __future__ import annotations
 
 import torch
 import triton
 import triton.language as tl
+
+from embed_worker.kernels import _softmax_step, _store_rows  # the product's arithmetic (py/ on sys.path)
 
 
 @triton.jit(do_not_specialize=["n_tok"])
@@ -94,3 +104,64 @@ def aligned(bm: int = 64, bn: int = 64, warps: int = 4, stages: int = 1):
             K.ALIGNED_BM, K.ALIGNED_BN, K.ALIGNED_WARPS, K.ALIGNED_STAGES = saved
     run.bm = bm
     return run
+
+
+@triton.jit(do_not_specialize=["n_blocks", "n_tok"])
+def _aligned_tma_kernel(Q, K, V, O, TAB, n_blocks, n_tok, width, stride_t, o_stride_t, o_stride_h, scale,
+                        HEAD_DIM: tl.constexpr, BM: tl.constexpr, BN: tl.constexpr, WS: tl.constexpr):
+    """kernels._aligned_attn_kernel with TMA tiles: rows past a sequence's end (the next
+    sequence's, or zeros past T) are fetched and masked out of the scores, never stored."""
+    b = tl.program_id(0)
+    h = tl.program_id(1)
+    r0 = tl.load(TAB + b)
+    end = tl.load(TAB + n_blocks + b)
+    start = tl.load(TAB + 2 * n_blocks + b)
+    dq = tl.make_tensor_descriptor(Q, shape=[n_tok, width], strides=[stride_t, 1], block_shape=[BM, HEAD_DIM])
+    dk = tl.make_tensor_descriptor(K, shape=[n_tok, width], strides=[stride_t, 1], block_shape=[BN, HEAD_DIM])
+    dv = tl.make_tensor_descriptor(V, shape=[n_tok, width], strides=[stride_t, 1], block_shape=[BN, HEAD_DIM])
+    col = h * HEAD_DIM
+    q = dq.load([r0, col])
+    m_i = tl.full([BM], -1.0e30, tl.float32)
+    l_i = tl.zeros([BM], tl.float32)
+    acc = tl.zeros([BM, HEAD_DIM], tl.float32)
+    qk_scale = scale * 1.4426950408889634
+    k_full = start + (end - start) // BN * BN
+    for k0 in tl.range(start, k_full, BN, warp_specialize=WS):
+        k = dk.load([k0, col])
+        v = dv.load([k0, col])
+        m_i, l_i, acc = _softmax_step(q, k, v, None, qk_scale, m_i, l_i, acc, MASK=False)
+    if k_full < end:
+        k = dk.load([k_full, col])
+        v = dv.load([k_full, col])
+        cols = k_full + tl.arange(0, BN)
+        m_i, l_i, acc = _softmax_step(q, k, v, (cols < end)[None, :], qk_scale, m_i, l_i, acc, MASK=True)
+    rows = r0 + tl.arange(0, BM)
+    _store_rows(O, acc, l_i, rows, rows < end, h, tl.arange(0, HEAD_DIM), o_stride_t, o_stride_h)
+
+
+def _scratch(size: int, alignment: int, stream):
+    """Global memory for the tensor descriptors kernels make on the device."""
+    return torch.empty(size, dtype=torch.int8, device="cuda" if torch.cuda.is_available() else "cpu")
+
+
+def aligned_tma(bm: int = 64, bn: int = 64, warps: int = 4, stages: int = 2, ws: bool = False):
+    """kernels.aligned_attention on TMA tiles (and with ws, warp-specialised), same contract; q/k/v
+    must be views whose rows are 16-byte aligned with heads contiguous in a row (as fused.py's are)."""
+    from embed_worker import kernels as K
+
+    def run(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, seq_id: torch.Tensor, cu_seqlens: torch.Tensor,
+            scale: float = 1.0, table: torch.Tensor | None = None) -> torch.Tensor:
+        T, H, Dh = q.shape
+        if not (q.stride() == k.stride() == v.stride() and q.stride(2) == 1 and q.stride(1) == Dh):
+            raise ValueError("aligned_tma takes q, k, v [T, H, Dh] with heads contiguous in each row")
+        o = torch.empty(T, H, Dh, dtype=q.dtype, device=q.device)
+        if T:
+            triton.set_allocator(_scratch)
+            tab = K.block_table(cu_seqlens, T, bm) if table is None else table
+            _aligned_tma_kernel[(tab.shape[1], H)](
+                q, k, v, o, tab, tab.shape[1], T, H * Dh, q.stride(0), o.stride(0), o.stride(1), float(scale),
+                HEAD_DIM=Dh, BM=bm, BN=bn, WS=ws, num_warps=warps, num_stages=stages)
+        return o
+    run.bm = bm
+    return run
+

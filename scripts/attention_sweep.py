@@ -101,6 +101,8 @@ def main() -> int:
                     "G or GxBMxBNxWARPSxSTAGES, e.g. 2,4,2x64x32x8x1")
     ap.add_argument("--aligned", default="", help="candidate: tiles aligned to sequence starts "
                     "(attention_candidates.aligned), BMxBNxWARPSxSTAGES,...")
+    ap.add_argument("--aligned-tma", default="", help="candidate: the aligned kernel on TMA tiles "
+                    "(attention_candidates.aligned_tma), BMxBNxWARPSxSTAGES[w],... (w: warp-specialised)")
     ap.add_argument("--packed-max-len", type=int, default=0,
                     help="let the packed kernel run batches up to this length (default: kernels.py's limit)")
     ap.add_argument("--no-fa4", action="store_true")
@@ -136,14 +138,24 @@ def main() -> int:
         fn = attention_candidates.heads(*map(int, spec.split("x")))
         variants[f"packed-heads {spec}"] = lambda q, k, v, cu, mx, s, seq32, fn=fn: fn(q, k, v, seq32, cu, s)
     tables: dict = {}  # per batch, as a forward builds it once for all its layers
-    for spec in a.aligned.split(",") if a.aligned else ():
-        fn = attention_candidates.aligned(*map(int, spec.split("x")))
 
-        def run_aligned(q, k, v, cu, mx, s, seq32, fn=fn):
-            if fn.bm not in tables:  # cleared at each batch
-                tables[fn.bm] = K.block_table(cu, q.shape[0], fn.bm)
-            return fn(q, k, v, seq32, cu, s, tables[fn.bm])
-        variants[f"aligned {spec}"] = run_aligned
+    def with_table(fn, bm=None):
+        """An aligned-tile kernel with its block table (of fn.bm or bm rows per tile) built once per
+        batch, as a forward does."""
+        bm = bm or fn.bm
+
+        def run(q, k, v, cu, mx, s, seq32):
+            if bm not in tables:  # cleared at each batch
+                tables[bm] = K.block_table(cu, q.shape[0], bm)
+            return fn(q, k, v, seq32, cu, s, tables[bm])
+        return run
+    variants["aligned"] = with_table(lambda q, k, v, seq32, cu, s, table: K.aligned_attention(q, k, v, cu, s, table),
+                                     bm=K.ALIGNED_BM)  # the product's
+    for spec in a.aligned.split(",") if a.aligned else ():
+        variants[f"aligned {spec}"] = with_table(attention_candidates.aligned(*map(int, spec.split("x"))))
+    for spec in a.aligned_tma.split(",") if a.aligned_tma else ():
+        variants[f"aligned-tma {spec}"] = with_table(attention_candidates.aligned_tma(
+            *map(int, spec.rstrip("w").split("x")), ws=spec.endswith("w")))
     if fa4 is not None:
         variants["fa4"] = lambda q, k, v, cu, mx, s, _: fa4(q, k, v, cu, mx, s)
         for tile in a.fa4_tiles.split(",") if a.fa4_tiles else ():
@@ -153,14 +165,8 @@ def main() -> int:
         from bench import load_base_kernels
         base = load_base_kernels(a.base_kernels)
         variants["packed@base"] = lambda q, k, v, cu, mx, s, seq32: base.packed_attention(q, k, v, seq32, cu, s)
-        variants["aligned"] = lambda q, k, v, cu, mx, s, _: K.aligned_attention(q, k, v, cu, s, aligned_table(cu, q))
-        variants["aligned@base"] = lambda q, k, v, cu, mx, s, _: base.aligned_attention(q, k, v, cu, s,
-                                                                                        aligned_table(cu, q))
-
-    def aligned_table(cu, q):
-        if "product" not in tables:  # cleared at each batch
-            tables["product"] = K.block_table(cu, q.shape[0])
-        return tables["product"]
+        variants["aligned@base"] = with_table(lambda q, k, v, seq32, cu, s, table: base.aligned_attention(
+            q, k, v, cu, s, table), bm=K.ALIGNED_BM)
     if a.cudnn:
         variants["cudnn"] = lambda q, k, v, cu, mx, s, _: cudnn_varlen(q, k, v, cu, mx, s)
         variants["cudnn contiguous"] = lambda q, k, v, cu, mx, s, _: cudnn_varlen(

@@ -154,21 +154,13 @@ def rotary_(qkv: torch.Tensor, pos: torch.Tensor, cos: torch.Tensor, sin: torch.
 
 
 @triton.jit
-def _attend_keys(q, K, V, cols, cmask, keep, h, d, stride_t, stride_h, qk_scale, m_i, l_i, acc,
-                 BOUNDS: tl.constexpr, MASK: tl.constexpr):
-    """One online-softmax step of a [BM, Dh] query tile against the keys/values at `cols` ([BN]),
-    where `keep` ([BM, BN] or [1, BN]) allows (MASK; without it every score counts); BOUNDS: load
-    only where cmask ([BN]: in range). Returns the updated running max (base 2, scaled),
-    denominator and fp32 accumulator. At Dh = 64 the exponentials and the per-score fp32 work cost
-    as much as the two dots, so each score takes one max, one FMA (scale and shift), one exp2 and
-    one add here, and the accumulator is rescaled into the PV dot's own accumulation."""
-    koff = cols.to(tl.int64)[:, None] * stride_t + h * stride_h + d[None, :]
-    if BOUNDS:
-        k = tl.load(K + koff, mask=cmask[:, None], other=0.0)  # [BN, Dh]
-        v = tl.load(V + koff, mask=cmask[:, None], other=0.0)  # [BN, Dh]
-    else:
-        k = tl.load(K + koff)
-        v = tl.load(V + koff)
+def _softmax_step(q, k, v, keep, qk_scale, m_i, l_i, acc, MASK: tl.constexpr):
+    """One online-softmax step of a [BM, Dh] query tile against keys k and values v [BN, Dh],
+    where `keep` ([BM, BN] or [1, BN]) allows (MASK; without it every score counts). Returns the
+    updated running max (base 2, scaled), denominator and fp32 accumulator. At Dh = 64 the
+    exponentials and the per-score fp32 work cost as much as the two dots, so each score takes one
+    max, one FMA (scale and shift), one exp2 and one add here, and the accumulator is rescaled into
+    the PV dot's own accumulation."""
     s = tl.dot(q, tl.trans(k))  # [BM, BN] fp32, unscaled
     if MASK:
         s = tl.where(keep, s, float("-inf"))
@@ -178,6 +170,21 @@ def _attend_keys(q, K, V, cols, cmask, keep, h, d, stride_t, stride_h, qk_scale,
     l_i = l_i * alpha + tl.sum(p, axis=1)
     acc = tl.dot(p.to(v.dtype), v, acc * alpha[:, None])
     return m_new, l_i, acc
+
+
+@triton.jit
+def _attend_keys(q, K, V, cols, cmask, keep, h, d, stride_t, stride_h, qk_scale, m_i, l_i, acc,
+                 BOUNDS: tl.constexpr, MASK: tl.constexpr):
+    """_softmax_step against the keys/values at `cols` ([BN]) of head h; BOUNDS: load only where
+    cmask ([BN]: in range)."""
+    koff = cols.to(tl.int64)[:, None] * stride_t + h * stride_h + d[None, :]
+    if BOUNDS:
+        k = tl.load(K + koff, mask=cmask[:, None], other=0.0)  # [BN, Dh]
+        v = tl.load(V + koff, mask=cmask[:, None], other=0.0)  # [BN, Dh]
+    else:
+        k = tl.load(K + koff)
+        v = tl.load(V + koff)
+    return _softmax_step(q, k, v, keep, qk_scale, m_i, l_i, acc, MASK)
 
 
 @triton.jit

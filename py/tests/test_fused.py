@@ -429,6 +429,28 @@ def test_attention_kernels_rescale_when_late_keys_score_far_higher(dtype):
         assert got.dtype == dtype and (got.cpu().double() - ref).abs().max() <= tol
 
 
+@pytest.mark.parametrize("ws", [False, True])
+@pytest.mark.parametrize("lens,H,Dh,bm,bn", [([300, 257, 5], 2, 64, 64, 64), ([129, 7, 128, 64], 1, 32, 64, 32),
+                                             ([1], 2, 16, 64, 64), ([230, 100, 5], 2, 64, 128, 64)])
+def test_tma_candidate_of_the_aligned_kernel_matches_exact(lens, H, Dh, bm, bn, ws):
+    """scripts/attention_candidates.aligned_tma (TMA tiles, optionally warp-specialised: the next
+    candidate for the aligned kernel) on strided q/k/v views, tiles running past sequence ends
+    and past T, against fp64 attention."""
+    import sys
+    from pathlib import Path
+    from embed_worker import attention
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts"))
+    import attention_candidates as C
+    cu = torch.zeros(len(lens) + 1, dtype=torch.int32)
+    cu[1:] = torch.cumsum(torch.tensor(lens), 0)
+    T = int(cu[-1])
+    qkv = torch.randn(T, 3, H, Dh, generator=torch.Generator().manual_seed(T)).to(torch.float16).to(DEV)
+    q, k, v = qkv.unbind(1)
+    ref = attention._exact(q.cpu().double(), k.cpu().double(), v.cpu().double(), cu, 0.3)
+    got = C.aligned_tma(bm, bn, 4, 2, ws)(q, k, v, None, cu.to(DEV), 0.3)
+    assert (got.cpu().double() - ref).abs().max() <= 4e-3
+
+
 @pytest.mark.parametrize("lens", [[1], [64], [65], [3, 70, 1, 130, 64, 65, 2], [1000, 24]])
 @pytest.mark.parametrize("bm", [16, 64])
 def test_block_table_tiles_every_row_once_within_its_sequence(lens, bm):
