@@ -148,15 +148,16 @@ def aligned_tma(bm: int = 64, bn: int = 64, warps: int = 4, stages: int = 2, ws:
     """kernels.aligned_attention on TMA tiles (and with ws, warp-specialised), same contract; q/k/v
     must be views whose rows are 16-byte aligned with heads contiguous in a row (as fused.py's are)."""
     from embed_worker import kernels as K
+    triton.set_allocator(_scratch)
 
     def run(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, seq_id: torch.Tensor, cu_seqlens: torch.Tensor,
             scale: float = 1.0, table: torch.Tensor | None = None) -> torch.Tensor:
         T, H, Dh = q.shape
-        if not (q.stride() == k.stride() == v.stride() and q.stride(2) == 1 and q.stride(1) == Dh):
+        K._check_qkv(q, k, v, "aligned_tma")
+        if q.stride(1) != Dh:
             raise ValueError("aligned_tma takes q, k, v [T, H, Dh] with heads contiguous in each row")
         o = torch.empty(T, H, Dh, dtype=q.dtype, device=q.device)
         if T:
-            triton.set_allocator(_scratch)
             tab = K.block_table(cu_seqlens, T, bm) if table is None else table
             _aligned_tma_kernel[(tab.shape[1], H)](
                 q, k, v, o, tab, tab.shape[1], T, H * Dh, q.stride(0), o.stride(0), o.stride(1), float(scale),

@@ -166,7 +166,7 @@ def main() -> int:
         base = load_base_kernels(a.base_kernels)
         variants["packed@base"] = lambda q, k, v, cu, mx, s, seq32: base.packed_attention(q, k, v, seq32, cu, s)
         variants["aligned@base"] = with_table(lambda q, k, v, seq32, cu, s, table: base.aligned_attention(
-            q, k, v, cu, s, table), bm=K.ALIGNED_BM)
+            q, k, v, cu, s, table), bm=base.ALIGNED_BM)
     if a.cudnn:
         variants["cudnn"] = lambda q, k, v, cu, mx, s, _: cudnn_varlen(q, k, v, cu, mx, s)
         variants["cudnn contiguous"] = lambda q, k, v, cu, mx, s, _: cudnn_varlen(

@@ -176,7 +176,7 @@ def _softmax_step(q, k, v, keep, qk_scale, m_i, l_i, acc, MASK: tl.constexpr):
 def _attend_keys(q, K, V, cols, cmask, keep, h, d, stride_t, stride_h, qk_scale, m_i, l_i, acc,
                  BOUNDS: tl.constexpr, MASK: tl.constexpr):
     """_softmax_step against the keys/values at `cols` ([BN]) of head h; BOUNDS: load only where
-    cmask ([BN]: in range)."""
+    cmask ([BN]: in range; None without BOUNDS, as keep is without MASK)."""
     koff = cols.to(tl.int64)[:, None] * stride_t + h * stride_h + d[None, :]
     if BOUNDS:
         k = tl.load(K + koff, mask=cmask[:, None], other=0.0)  # [BN, Dh]
@@ -220,7 +220,7 @@ def _packed_attn_kernel(Q, K, V, O, SEQ, CU, n_tok, stride_t, stride_h, o_stride
     for start in range(k_lo, k_full, BN):
         cols = start + tl.arange(0, BN)  # [BN]
         seq_k = tl.load(SEQ + cols)
-        m_i, l_i, acc = _attend_keys(q, K, V, cols, cols < k_hi, seq_q[:, None] == seq_k[None, :], h, d,
+        m_i, l_i, acc = _attend_keys(q, K, V, cols, None, seq_q[:, None] == seq_k[None, :], h, d,
                                      stride_t, stride_h, qk_scale, m_i, l_i, acc, BOUNDS=False, MASK=True)
     if k_full < k_hi:
         cols = k_full + tl.arange(0, BN)
@@ -293,7 +293,7 @@ def _aligned_attn_kernel(Q, K, V, O, TAB, n_blocks, stride_t, stride_h, o_stride
     k_full = start + (end - start) // BN * BN  # whole key blocks: no bounds, no mask
     for k0 in range(start, k_full, BN):
         cols = k0 + tl.arange(0, BN)
-        m_i, l_i, acc = _attend_keys(q, K, V, cols, cols < end, cols[None, :] < end, h, d, stride_t, stride_h,
+        m_i, l_i, acc = _attend_keys(q, K, V, cols, None, None, h, d, stride_t, stride_h,
                                      qk_scale, m_i, l_i, acc, BOUNDS=False, MASK=False)
     if k_full < end:
         cols = k_full + tl.arange(0, BN)
