@@ -20,7 +20,26 @@ arithmetic and cp.async, and with ws, Triton's automatic warp specialisation of 
 (producer warps issuing TMA loads, consumer warps doing the dots and the softmax: the FA3-style
 overlap; Triton supports it on Hopper for non-causal attention with device-side descriptors).
 Written in session 8 (no device time left to measure it); same arithmetic as the product's kernel
-(kernels._softmax_step), same contract as kernels.aligned_attention.
+(kernels._softmax_step), same contract as kernels.aligned_attention. Measured (session 9): 19-50%
+slower than the product's aligned kernel on uniprot and short, warp-specialised or not; dropped.
+
+aligned_exp(mode): the product's aligned kernel with the score exponentials done another way, to
+find out whether the MUFU (the special-function unit: 16 exp2 per clock per SM, against 128 fp32
+FMAs) binds at Dh = 64. "f32": the product's arithmetic (control). "f16x2": the shifted scores
+rounded to fp16 and exponentiated two at a time (ex2.approx.f16x2: half the MUFU issues; P is
+rounded to fp16 for the PV dot anyway, the denominator sums the same fp16 P). "none": no
+exponential at all (a linear stand-in: WRONG results, a timing bound only). Measured (session 9,
+uniprot, D = 1280, ms per 65k tokens): f32 0.609, f16x2 0.664, none 0.616 — the exponentials do
+not bind; dropped.
+
+regs(kind, BM, BN, warps, stages, maxnreg): the product's packed or aligned kernel with ptxas held
+to maxnreg registers per thread, for more programs per SM (both kernels are latency-bound: at
+110 registers (aligned, 64x64, 2 stages) only 4 programs fit on an SM, at 92 (packed) 5;
+scripts/kernel_occupancy.py counts them from the compiled cubin).
+
+aligned_pipe: the product's aligned kernel with the next key block's QK dot issued before the
+current block's softmax and PV dot (software pipelining by hand: Hopper's wgmma is asynchronous,
+so the tensor cores can work on block j+1's scores while the other units exponentiate block j's).
 """
 from __future__ import annotations
 
@@ -29,6 +48,8 @@ import triton
 import triton.language as tl
 
 from embed_worker.kernels import _softmax_step, _store_rows  # the product's arithmetic (py/ on sys.path)
+
+EXP_MODES = {"f32": 0, "f16x2": 1, "none": 2}
 
 
 @triton.jit(do_not_specialize=["n_tok"])
@@ -166,3 +187,183 @@ def aligned_tma(bm: int = 64, bn: int = 64, warps: int = 4, stages: int = 2, ws:
     run.bm = bm
     return run
 
+
+
+@triton.jit
+def _exp2_f16x2(x):
+    """2^x of fp16 x, two lanes per MUFU issue."""
+    return tl.inline_asm_elementwise("ex2.approx.f16x2 $0, $1;", "=r,r", [x], dtype=tl.float16,
+                                     is_pure=True, pack=2)
+
+
+@triton.jit
+def _softmax_step_exp(q, k, v, keep, qk_scale, m_i, l_i, acc, MASK: tl.constexpr, EXP: tl.constexpr):
+    """kernels._softmax_step with the score exponentials per EXP_MODES."""
+    s = tl.dot(q, tl.trans(k))
+    if MASK:
+        s = tl.where(keep, s, float("-inf"))
+    m_new = tl.maximum(m_i, tl.max(s, axis=1) * qk_scale)
+    x = s * qk_scale - m_new[:, None]
+    if EXP == 0:
+        p = tl.math.exp2(x)
+        l_i = l_i * tl.math.exp2(m_i - m_new) + tl.sum(p, axis=1)
+        p16 = p.to(v.dtype)
+    elif EXP == 1:
+        p16 = _exp2_f16x2(tl.maximum(x, -24.0).to(tl.float16))  # 2^-24: fp16's smallest subnormal
+        l_i = l_i * tl.math.exp2(m_i - m_new) + tl.sum(p16.to(tl.float32), axis=1)
+    else:
+        p = tl.maximum(x * 0.0625 + 1.0, 0.0)
+        l_i = l_i * tl.math.exp2(m_i - m_new) + tl.sum(p, axis=1)
+        p16 = p.to(v.dtype)
+    acc = tl.dot(p16, v, acc * tl.math.exp2(m_i - m_new)[:, None])
+    return m_new, l_i, acc
+
+
+@triton.jit(do_not_specialize=["n_blocks"])
+def _aligned_exp_kernel(Q, K, V, O, TAB, n_blocks, stride_t, stride_h, o_stride_t, o_stride_h, scale,
+                        HEAD_DIM: tl.constexpr, BM: tl.constexpr, BN: tl.constexpr, EXP: tl.constexpr):
+    """kernels._aligned_attn_kernel with _softmax_step_exp."""
+    b = tl.program_id(0)
+    h = tl.program_id(1)
+    r0 = tl.load(TAB + b)
+    end = tl.load(TAB + n_blocks + b)
+    start = tl.load(TAB + 2 * n_blocks + b)
+    rows = r0 + tl.arange(0, BM)
+    rmask = rows < end
+    d = tl.arange(0, HEAD_DIM)
+    q = tl.load(Q + rows.to(tl.int64)[:, None] * stride_t + h * stride_h + d[None, :], mask=rmask[:, None], other=0.0)
+    m_i = tl.full([BM], -1.0e30, tl.float32)
+    l_i = tl.zeros([BM], tl.float32)
+    acc = tl.zeros([BM, HEAD_DIM], tl.float32)
+    qk_scale = scale * 1.4426950408889634
+    k_full = start + (end - start) // BN * BN
+    for k0 in range(start, k_full, BN):
+        koff = (k0 + tl.arange(0, BN)).to(tl.int64)[:, None] * stride_t + h * stride_h + d[None, :]
+        m_i, l_i, acc = _softmax_step_exp(q, tl.load(K + koff), tl.load(V + koff), None, qk_scale,
+                                          m_i, l_i, acc, MASK=False, EXP=EXP)
+    if k_full < end:
+        cols = k_full + tl.arange(0, BN)
+        cmask = cols < end
+        koff = cols.to(tl.int64)[:, None] * stride_t + h * stride_h + d[None, :]
+        k = tl.load(K + koff, mask=cmask[:, None], other=0.0)
+        v = tl.load(V + koff, mask=cmask[:, None], other=0.0)
+        m_i, l_i, acc = _softmax_step_exp(q, k, v, cmask[None, :], qk_scale, m_i, l_i, acc, MASK=True, EXP=EXP)
+    _store_rows(O, acc, l_i, rows, rmask, h, d, o_stride_t, o_stride_h)
+
+
+def aligned_exp(mode: str):
+    """kernels.aligned_attention (its launch shape) with the exponentials of EXP_MODES[mode]."""
+    from embed_worker import kernels as K
+    exp = EXP_MODES[mode]
+
+    def run(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, seq_id: torch.Tensor, cu_seqlens: torch.Tensor,
+            scale: float = 1.0, table: torch.Tensor | None = None) -> torch.Tensor:
+        T, H, Dh = q.shape
+        K._check_qkv(q, k, v, "aligned_exp")
+        o = torch.empty(T, H, Dh, dtype=q.dtype, device=q.device)
+        if T:
+            tab = K.block_table(cu_seqlens, T) if table is None else table
+            _aligned_exp_kernel[(tab.shape[1], H)](
+                q, k, v, o, tab, tab.shape[1], q.stride(0), q.stride(1), o.stride(0), o.stride(1), float(scale),
+                HEAD_DIM=Dh, BM=K.ALIGNED_BM, BN=K.ALIGNED_BN, EXP=exp, num_warps=K.ALIGNED_WARPS,
+                num_stages=K.ALIGNED_STAGES)
+        return o
+    run.bm = K.ALIGNED_BM
+    return run
+
+
+@triton.jit
+def _softmax_from_scores(s, v, qk_scale, m_i, l_i, acc):
+    """kernels._softmax_step after its QK dot (s: [BM, BN] fp32 scores, masked already)."""
+    m_new = tl.maximum(m_i, tl.max(s, axis=1) * qk_scale)
+    p = tl.math.exp2(s * qk_scale - m_new[:, None])
+    alpha = tl.math.exp2(m_i - m_new)
+    l_i = l_i * alpha + tl.sum(p, axis=1)
+    acc = tl.dot(p.to(v.dtype), v, acc * alpha[:, None])
+    return m_new, l_i, acc
+
+
+@triton.jit(do_not_specialize=["n_blocks"])
+def _aligned_pipe_kernel(Q, K, V, O, TAB, n_blocks, stride_t, stride_h, o_stride_t, o_stride_h, scale,
+                         HEAD_DIM: tl.constexpr, BM: tl.constexpr, BN: tl.constexpr):
+    """kernels._aligned_attn_kernel with block j+1's QK dot issued before block j's softmax."""
+    b = tl.program_id(0)
+    h = tl.program_id(1)
+    r0 = tl.load(TAB + b)
+    end = tl.load(TAB + n_blocks + b)
+    start = tl.load(TAB + 2 * n_blocks + b)
+    rows = r0 + tl.arange(0, BM)
+    rmask = rows < end
+    d = tl.arange(0, HEAD_DIM)
+    q = tl.load(Q + rows.to(tl.int64)[:, None] * stride_t + h * stride_h + d[None, :], mask=rmask[:, None], other=0.0)
+    m_i = tl.full([BM], -1.0e30, tl.float32)
+    l_i = tl.zeros([BM], tl.float32)
+    acc = tl.zeros([BM, HEAD_DIM], tl.float32)
+    qk_scale = scale * 1.4426950408889634
+    k_full = start + (end - start) // BN * BN
+    if start < k_full:
+        koff = (start + tl.arange(0, BN)).to(tl.int64)[:, None] * stride_t + h * stride_h + d[None, :]
+        s = tl.dot(q, tl.trans(tl.load(K + koff)))
+        v = tl.load(V + koff)
+        for k0 in range(start + BN, k_full, BN):
+            koff = (k0 + tl.arange(0, BN)).to(tl.int64)[:, None] * stride_t + h * stride_h + d[None, :]
+            s_next = tl.dot(q, tl.trans(tl.load(K + koff)))
+            m_i, l_i, acc = _softmax_from_scores(s, v, qk_scale, m_i, l_i, acc)
+            v = tl.load(V + koff)
+            s = s_next
+        m_i, l_i, acc = _softmax_from_scores(s, v, qk_scale, m_i, l_i, acc)
+    if k_full < end:
+        cols = k_full + tl.arange(0, BN)
+        cmask = cols < end
+        koff = cols.to(tl.int64)[:, None] * stride_t + h * stride_h + d[None, :]
+        k = tl.load(K + koff, mask=cmask[:, None], other=0.0)
+        v = tl.load(V + koff, mask=cmask[:, None], other=0.0)
+        s = tl.where(cmask[None, :], tl.dot(q, tl.trans(k)), float("-inf"))
+        m_i, l_i, acc = _softmax_from_scores(s, v, qk_scale, m_i, l_i, acc)
+    _store_rows(O, acc, l_i, rows, rmask, h, d, o_stride_t, o_stride_h)
+
+
+def aligned_pipe(bm: int = 64, bn: int = 64, warps: int = 4, stages: int = 2):
+    """kernels.aligned_attention with the QK dot pipelined by hand (_aligned_pipe_kernel), same contract."""
+    from embed_worker import kernels as K
+
+    def run(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, seq_id: torch.Tensor, cu_seqlens: torch.Tensor,
+            scale: float = 1.0, table: torch.Tensor | None = None) -> torch.Tensor:
+        T, H, Dh = q.shape
+        K._check_qkv(q, k, v, "aligned_pipe")
+        o = torch.empty(T, H, Dh, dtype=q.dtype, device=q.device)
+        if T:
+            tab = K.block_table(cu_seqlens, T, bm) if table is None else table
+            _aligned_pipe_kernel[(tab.shape[1], H)](
+                q, k, v, o, tab, tab.shape[1], q.stride(0), q.stride(1), o.stride(0), o.stride(1), float(scale),
+                HEAD_DIM=Dh, BM=bm, BN=bn, num_warps=warps, num_stages=stages)
+        return o
+    run.bm = bm
+    return run
+
+
+def regs(kind: str, bm: int, bn: int, warps: int, stages: int, maxnreg: int):
+    """The product's packed (kind "packed") or aligned kernel at this launch shape, compiled with at
+    most maxnreg registers per thread; same contract as kernels.packed_attention/aligned_attention."""
+    from embed_worker import kernels as K
+
+    def run(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, seq_id: torch.Tensor, cu_seqlens: torch.Tensor,
+            scale: float = 1.0, table: torch.Tensor | None = None) -> torch.Tensor:
+        T, H, Dh = q.shape
+        K._check_qkv(q, k, v, "regs")
+        o = torch.empty(T, H, Dh, dtype=q.dtype, device=q.device)
+        if not T:
+            return o
+        shape = dict(HEAD_DIM=Dh, BM=bm, BN=bn, num_warps=warps, num_stages=stages, maxnreg=maxnreg)
+        if kind == "packed":
+            K._packed_attn_kernel[(triton.cdiv(T, bm), H)](
+                q, k, v, o, seq_id, cu_seqlens, T, q.stride(0), q.stride(1), o.stride(0), o.stride(1),
+                float(scale), **shape)
+        else:
+            tab = K.block_table(cu_seqlens, T, bm) if table is None else table
+            K._aligned_attn_kernel[(tab.shape[1], H)](
+                q, k, v, o, tab, tab.shape[1], q.stride(0), q.stride(1), o.stride(0), o.stride(1), float(scale),
+                **shape)
+        return o
+    run.bm = bm
+    return run

@@ -31,6 +31,7 @@ import workloads  # noqa: E402
 from cudatime import timed  # noqa: E402
 from embed_worker import kernels as K  # noqa: E402
 from embed_worker import model as M  # noqa: E402
+from embed_worker import attention as A  # noqa: E402
 from embed_worker.attention import varlen_attention  # noqa: E402
 
 
@@ -103,6 +104,12 @@ def main() -> int:
                     "(attention_candidates.aligned), BMxBNxWARPSxSTAGES,...")
     ap.add_argument("--aligned-tma", default="", help="candidate: the aligned kernel on TMA tiles "
                     "(attention_candidates.aligned_tma), BMxBNxWARPSxSTAGES[w],... (w: warp-specialised)")
+    ap.add_argument("--aligned-exp", default="", help="candidate: the aligned kernel's exponentials another way "
+                    "(attention_candidates.aligned_exp): f32,f16x2,none (none: a timing bound, wrong results)")
+    ap.add_argument("--aligned-pipe", default="", help="candidate: the aligned kernel with the next QK dot "
+                    "issued before the softmax (attention_candidates.aligned_pipe), BMxBNxWARPSxSTAGES,...")
+    ap.add_argument("--regs", default="", help="candidate: the product's kernels held to fewer registers "
+                    "(attention_candidates.regs), KIND:BMxBNxWARPSxSTAGESrMAXNREG,... e.g. aligned:64x64x4x2r96")
     ap.add_argument("--packed-max-len", type=int, default=0,
                     help="let the packed kernel run batches up to this length (default: kernels.py's limit)")
     ap.add_argument("--no-fa4", action="store_true")
@@ -149,18 +156,44 @@ def main() -> int:
                 tables[bm] = K.block_table(cu, q.shape[0], bm)
             return fn(q, k, v, seq32, cu, s, tables[bm])
         return run
-    variants["aligned"] = with_table(lambda q, k, v, seq32, cu, s, table: K.aligned_attention(q, k, v, cu, s, table),
-                                     bm=K.ALIGNED_BM)  # the product's
+    def product_aligned(q, k, v, cu, mx, s, seq32):
+        if K.ALIGNED_BM not in tables:
+            tables[K.ALIGNED_BM] = K.block_table(cu, q.shape[0], K.ALIGNED_BM)
+        return K.aligned_attention(q, k, v, cu, s, tables[K.ALIGNED_BM], mx)
+    variants["aligned"] = product_aligned  # the product's kernel, at its launch options for this batch
     for spec in a.aligned.split(",") if a.aligned else ():
         variants[f"aligned {spec}"] = with_table(attention_candidates.aligned(*map(int, spec.split("x"))))
     for spec in a.aligned_tma.split(",") if a.aligned_tma else ():
         variants[f"aligned-tma {spec}"] = with_table(attention_candidates.aligned_tma(
             *map(int, spec.rstrip("w").split("x")), ws=spec.endswith("w")))
+    for mode in a.aligned_exp.split(",") if a.aligned_exp else ():
+        variants[f"aligned-exp {mode}"] = with_table(attention_candidates.aligned_exp(mode))
+    for spec in a.aligned_pipe.split(",") if a.aligned_pipe else ():
+        variants[f"aligned-pipe {spec}"] = with_table(attention_candidates.aligned_pipe(*map(int, spec.split("x"))))
+    for spec in a.regs.split(",") if a.regs else ():
+        kind, shape = spec.split(":")
+        dims, maxnreg = shape.split("r")
+        fn = attention_candidates.regs(kind, *map(int, dims.split("x")), int(maxnreg))
+        if kind == "packed":
+            variants[f"packed {shape}"] = lambda q, k, v, cu, mx, s, seq32, fn=fn: fn(q, k, v, seq32, cu, s)
+        else:
+            variants[f"aligned {shape}"] = with_table(fn)
     if fa4 is not None:
         variants["fa4"] = lambda q, k, v, cu, mx, s, _: fa4(q, k, v, cu, mx, s)
         for tile in a.fa4_tiles.split(",") if a.fa4_tiles else ():
             fn = fa4_variant(tuple(map(int, tile.split("x"))))
             variants[f"fa4 {tile}"] = lambda q, k, v, cu, mx, s, _, fn=fn: fn(q, k, v, cu, mx, s)
+
+    def product(q, k, v, cu, mx, s, seq32):
+        """What a forward runs for this batch (fused.run_blocks' routing, FA4 where loaded)."""
+        if K.packed_attention_fits(q.dtype, q.shape[2], mx) and not K.aligned_beats_packed(mx):
+            return K.packed_attention(q, k, v, seq32, cu, s)
+        if fa4 is not None and mx > A.LONG_MIN_LEN:
+            return fa4(q, k, v, cu, mx, s)
+        if K.aligned_attention_fits(q.dtype, q.shape[2], mx):
+            return product_aligned(q, k, v, cu, mx, s, seq32)
+        return varlen_attention(q, k, v, cu, mx, s)
+    variants["product"] = product
     if a.base_kernels:
         from bench import load_base_kernels
         base = load_base_kernels(a.base_kernels)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import inspect
 import json
 import os
 import statistics
@@ -80,7 +81,9 @@ KERNELS = {"embed": "eager", "embed-compiled": "compile", "embed-triton": "trito
            "embed-quack-nodeferred": "quack"}  # quack, LayerNorm as a pass for this model
 _compiled_step = None
 _product: dict = {}  # the settings the impls change, as the product has them (taken on first use)
-ATTN_KERNELS = ("_packed_attn_kernel", "_aligned_attn_kernel")
+# what an impl named ...@base takes from the base revision's kernels.py: the attention launchers
+# (kernels and their launch options) and the routing between them
+ATTN_FUNCTIONS = ("packed_attention", "aligned_attention", "aligned_beats_packed")
 _base = None  # --base-kernels: another revision's kernels.py, whose attention kernels impls named ...@base run
 _base_long_min_len = None  # --base-long-min-len: attention.LONG_MIN_LEN for impls named ...@base
 
@@ -107,6 +110,18 @@ def set_kernels(model, kind: str) -> None:
         model.use_kernels(kind)
 
 
+def _base_function(name: str):
+    """The base revision's attention launcher or routing rule, called as this revision calls it
+    (older launchers take no max_seqlen; revisions before the aligned-over-packed rule never
+    prefer aligned tiles for short batches)."""
+    f = getattr(_base, name, None)
+    if name == "aligned_beats_packed":
+        return f or (lambda max_seqlen: False)
+    if name == "aligned_attention" and "max_seqlen" not in inspect.signature(f).parameters:
+        return lambda q, k, v, cu, scale=1.0, table=None, max_seqlen=None: f(q, k, v, cu, scale, table)
+    return f
+
+
 def set_impl(model, impl: str) -> None:
     base = impl.endswith("@base")
     impl = impl.removesuffix("@base")
@@ -121,12 +136,10 @@ def set_impl(model, impl: str) -> None:
         from embed_worker import kernels as K
         if not _product:
             _product.update(aligned_max=K.ALIGNED_ATTN_MAX_LEN, in_place=E.RESIDUAL_IN_PLACE,
-                            deferred=frozenset(E.DEFERRED_LN), attn={n: getattr(K, n) for n in ATTN_KERNELS},
-                            over_packed=K.ALIGNED_OVER_PACKED_MIN_LEN, long_min=A.LONG_MIN_LEN)
-        for n in ATTN_KERNELS:  # a base revision's kernels, and its routing where it has one
-            setattr(K, n, getattr(_base, n) if base else _product["attn"][n])
-        K.ALIGNED_OVER_PACKED_MIN_LEN = (getattr(_base, "ALIGNED_OVER_PACKED_MIN_LEN", 1 << 30) if base
-                                         else _product["over_packed"])
+                            deferred=frozenset(E.DEFERRED_LN), attn={n: getattr(K, n) for n in ATTN_FUNCTIONS},
+                            long_min=A.LONG_MIN_LEN)
+        for n in ATTN_FUNCTIONS:
+            setattr(K, n, _base_function(n) if base else _product["attn"][n])
         A.LONG_MIN_LEN = (_base_long_min_len or _product["long_min"]) if base else _product["long_min"]
         K.ALIGNED_ATTN_MAX_LEN = 0 if impl == "embed-quack-noaligned" else _product["aligned_max"]
         E.RESIDUAL_IN_PLACE = _product["in_place"] and impl != "embed-quack-addln"

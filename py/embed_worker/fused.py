@@ -87,7 +87,7 @@ def run_blocks(model, x: torch.Tensor, pos: torch.Tensor, seq_id: torch.Tensor, 
         table = K.block_table(cu_seqlens, T)  # once for all layers
 
         def attend(q, k, v, scale):
-            return K.aligned_attention(q, k, v, cu_seqlens, scale, table)
+            return K.aligned_attention(q, k, v, cu_seqlens, scale, table, max_seqlen)
     else:
         def attend(q, k, v, scale):
             return A.varlen_attention(q, k, v, cu_seqlens, max_seqlen, scale)

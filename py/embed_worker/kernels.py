@@ -11,8 +11,8 @@ tile per sequence leaves most of each tile empty. These kernels make each such s
                                        for a GEMM that normalises in its epilogue (DEFERRED_LN)
   packed_attention(q, k, v, seq_id, cu)  softmax(q k^T) v within each sequence, for batches of
                                        short sequences (tiles of consecutive packed tokens)
-  aligned_attention(q, k, v, cu, scale, table)  the same for longer sequences: tiles of one
-                                       sequence's rows (block_table), keys of that sequence only
+  aligned_attention(q, k, v, cu, scale, table, max_seqlen)  the same on tiles of one sequence's
+                                       rows (block_table), keys of that sequence only
   rotary_(qkv, pos, table, heads, q_scale)   in place on the fused projection [T, 3D]:
                                        q = rotary(q * q_scale), k = rotary(k); v untouched
 
@@ -233,9 +233,37 @@ def _packed_attn_kernel(Q, K, V, O, SEQ, CU, n_tok, stride_t, stride_h, o_stride
 
 # Best of 36 launch shapes on an H200 for reads and short (docs/bench/2026-11-29-attention-sweep.txt.gz):
 # 0.58 ms vs the flash kernel's 0.89 ms per 3B layer on reads, 0.85 vs 1.12 on short; at
-# uniprot lengths (max 1024) flash is ahead (2.36 vs 2.43 ms), hence the length limit.
-ATTN_BM, ATTN_BN, ATTN_WARPS, ATTN_STAGES = 64, 32, 4, 1
+# uniprot lengths (max 1024) flash is ahead (2.36 vs 2.43 ms), hence the length limit. Two
+# stages once the registers are held to ATTN_MAXNREG (session 9, below).
+ATTN_BM, ATTN_BN, ATTN_WARPS, ATTN_STAGES = 64, 32, 4, 2
 PACKED_ATTN_MAX_LEN = 256  # longer batches go to the varlen flash kernel
+
+# Registers per thread on Hopper. Both attention kernels are latency-bound (a few short key
+# loops per program), so programs resident per SM is what sets their speed; with Triton's own
+# allocation (about 110 registers for the aligned kernel, 92 for the packed one on sm_90) only 4
+# and 5 fit. Held to 96 (no spill) and 80 (40 bytes of spill), 5 and 6 fit: measured per batch on
+# an H200 (docs/BENCHMARKS.md, session 9), aligned 5-8% faster on every batch, packed 1-3%.
+# Other GPUs keep ptxas's choice (the shapes above were measured on Hopper only).
+ATTN_MAXNREG = 80
+ALIGNED_MAXNREG = 96
+
+
+def _maxnreg(device: torch.device, head_dim: int, n: int) -> dict:
+    """Launch options holding a kernel to n registers per thread where that was measured (sm_90,
+    Dh = 64: ESM-2 650M and 3B; at Dh = 128 the accumulator alone needs 64 registers)."""
+    if (head_dim <= 64 and device.type == "cuda"
+            and _capability(device.index if device.index is not None else torch.cuda.current_device()) == 9):
+        return {"maxnreg": n}
+    return {}
+
+
+_capabilities: dict[int, int] = {}
+
+
+def _capability(index: int) -> int:
+    if index not in _capabilities:
+        _capabilities[index] = torch.cuda.get_device_capability(index)[0]
+    return _capabilities[index]
 
 
 def _attention_tiles_fit(dtype: torch.dtype, head_dim: int) -> bool:
@@ -268,7 +296,8 @@ def packed_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, seq_id: 
     if T:
         _packed_attn_kernel[(triton.cdiv(T, ATTN_BM), H)](
             q, k, v, o, seq_id, cu_seqlens, T, q.stride(0), q.stride(1), o.stride(0), o.stride(1),
-            float(scale), HEAD_DIM=Dh, BM=ATTN_BM, BN=ATTN_BN, num_warps=ATTN_WARPS, num_stages=ATTN_STAGES)
+            float(scale), HEAD_DIM=Dh, BM=ATTN_BM, BN=ATTN_BN, num_warps=ATTN_WARPS, num_stages=ATTN_STAGES,
+            **_maxnreg(q.device, Dh, ATTN_MAXNREG))
     return o
 
 
@@ -306,25 +335,28 @@ def _aligned_attn_kernel(Q, K, V, O, TAB, n_blocks, stride_t, stride_h, o_stride
 # Sequence-aligned tiles, measured on an H200 over uniprot's batches (docs/BENCHMARKS.md, session 6;
 # docs/bench/2026-11-29-s6-attention-uniprot-aligned.jsonl.gz): 17-26% faster than the varlen flash
 # kernel for longest sequences of 300-460 tokens, even elsewhere up to 1,024 (D = 1280); FA4 is
-# faster past 512 and the packed kernel up to 256, where those run.
-ALIGNED_BM, ALIGNED_BN, ALIGNED_WARPS, ALIGNED_STAGES = 64, 64, 4, 2
+# faster past 1,024 and the packed kernel on short batches that fill aligned tiles badly. Sequences
+# of at most two key blocks take one stage (session 9: 9-11% faster at <= 64 tokens, 1-4% at
+# 100-128; two stages win from 138 tokens).
+ALIGNED_BM, ALIGNED_BN, ALIGNED_WARPS, ALIGNED_STAGES, ALIGNED_SHORT_STAGES = 64, 64, 4, 2, 1
 ALIGNED_ATTN_MAX_LEN = 1024  # the measured range; longer batches go to the varlen flash kernel
 
 
 # Below PACKED_ATTN_MAX_LEN the aligned kernel wins where the batch's sequences fill their last
-# tile well (the planner sorts by length, so a batch's sequences are about as long as its longest):
-# measured per batch on an H200 (docs/BENCHMARKS.md, session 8), faster from 104 tokens when the
-# longest sequence fills >= 78% of its tiles (108-124, 151-172, 189, 231: 3-19%), slower below
-# (100 and shorter, 138-144).
-ALIGNED_OVER_PACKED_MIN_LEN = 104
+# tile well (the planner sorts by length, so a batch's sequences are about as long as its longest),
+# and at any fill past two tiles: measured per batch on an H200 with the register limits above
+# (docs/BENCHMARKS.md, session 9): faster at 49-64 tokens (fill >= 0.77: up to 9%), 100-131 and
+# every batch past 128 (131, 138, 144: fills 0.68-0.75, 7-17%); slower at 33-47, 66-92 (fills
+# 0.52-0.73, up to 20%).
 ALIGNED_OVER_PACKED_MIN_FILL = 0.78
+ALIGNED_OVER_PACKED_ANY_FILL = 2 * ALIGNED_BM  # longer: aligned whatever the fill
 
 
 def aligned_beats_packed(max_seqlen: int) -> bool:
     """Whether a batch the packed kernel could take runs faster on aligned tiles."""
     tiles = -(-max_seqlen // ALIGNED_BM)
-    return (max_seqlen >= ALIGNED_OVER_PACKED_MIN_LEN
-            and max_seqlen >= ALIGNED_OVER_PACKED_MIN_FILL * tiles * ALIGNED_BM)
+    return (max_seqlen > ALIGNED_OVER_PACKED_ANY_FILL
+            or max_seqlen >= ALIGNED_OVER_PACKED_MIN_FILL * tiles * ALIGNED_BM)
 
 
 def aligned_attention_fits(dtype: torch.dtype, head_dim: int, max_seqlen: int) -> bool:
@@ -353,10 +385,12 @@ def block_table(cu_seqlens: torch.Tensor, n_tok: int, bm: int | None = None) -> 
 
 
 def aligned_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, cu_seqlens: torch.Tensor,
-                      scale: float = 1.0, table: torch.Tensor | None = None) -> torch.Tensor:
+                      scale: float = 1.0, table: torch.Tensor | None = None,
+                      max_seqlen: int | None = None) -> torch.Tensor:
     """Packed self-attention within each sequence, softmax(scale q kᵀ), on tiles aligned to
     sequence starts. q, k, v as packed_attention takes them; table: block_table(cu_seqlens, T)
-    (built here when not given) -> [T, H, Dh]."""
+    (built here when not given); max_seqlen (the longest sequence, when the caller knows it)
+    picks the pipeline depth -> [T, H, Dh]."""
     T, H, Dh = q.shape
     _check_qkv(q, k, v, "aligned")
     o = torch.empty(T, H, Dh, dtype=q.dtype, device=q.device)
@@ -364,5 +398,7 @@ def aligned_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, cu_seql
         tab = block_table(cu_seqlens, T) if table is None else table
         _aligned_attn_kernel[(tab.shape[1], H)](
             q, k, v, o, tab, tab.shape[1], q.stride(0), q.stride(1), o.stride(0), o.stride(1), float(scale),
-            HEAD_DIM=Dh, BM=ALIGNED_BM, BN=ALIGNED_BN, num_warps=ALIGNED_WARPS, num_stages=ALIGNED_STAGES)
+            HEAD_DIM=Dh, BM=ALIGNED_BM, BN=ALIGNED_BN, num_warps=ALIGNED_WARPS,
+            num_stages=(ALIGNED_SHORT_STAGES if max_seqlen is not None and max_seqlen <= 2 * ALIGNED_BN
+                        else ALIGNED_STAGES), **_maxnreg(q.device, Dh, ALIGNED_MAXNREG))
     return o

@@ -212,8 +212,9 @@ class Worker:
         first = m.layers[0]
         if not K.aligned_attention_fits(self.dtype, first.head_dim, 300):
             return
-        q, k, v, cu = self._attention_probe(300)
-        K.aligned_attention(q, k, v, cu, first.head_dim ** -0.5)
+        for length in (100, 300):  # one pipeline stage for sequences of two key blocks or fewer, two beyond
+            q, k, v, cu = self._attention_probe(length)
+            K.aligned_attention(q, k, v, cu, first.head_dim ** -0.5, None, length)
 
     def _attention_probe(self, length: int):
         """Random q, k, v (views of one [T, 3, H, Dh], as fused.py passes them) for two sequences

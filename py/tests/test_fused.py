@@ -385,10 +385,11 @@ def test_packed_attention_matches_exact(lens, H, Dh, dtype):
 
 @pytest.mark.parametrize("dtype", [torch.float16, pytest.param(torch.bfloat16, marks=BF16_DOT)])
 @pytest.mark.parametrize("lens,H,Dh", [([3, 70, 1, 130, 64, 65, 2], 3, 32), ([1], 2, 16), ([300, 257, 5], 2, 64),
-                                       ([129, 7, 128], 1, 128)])
+                                       ([129, 7, 128], 1, 128), ([64, 100, 3, 128], 2, 64)])
 def test_aligned_attention_matches_exact(lens, H, Dh, dtype):
     """Sequences shorter than, equal to and longer than a tile (64 rows), one-token sequences,
-    strided q/k/v views; with the block table built inside and passed in."""
+    strided q/k/v views; with the block table built inside and passed in, and with the longest
+    length given (one pipeline stage up to two key blocks, two beyond)."""
     from embed_worker import attention
 
     cu = torch.zeros(len(lens) + 1, dtype=torch.int32)
@@ -398,8 +399,9 @@ def test_aligned_attention_matches_exact(lens, H, Dh, dtype):
     q, k, v = qkv.unbind(1)
     ref = attention._exact(q.cpu().double(), k.cpu().double(), v.cpu().double(), cu, 0.3)
     tol = 4e-3 if dtype == torch.float16 else 3e-2
-    for table in (None, K.block_table(cu.to(DEV), T)):
-        got = K.aligned_attention(q, k, v, cu.to(DEV), 0.3, table)
+    table = K.block_table(cu.to(DEV), T)
+    for tab, mx in ((None, None), (table, None), (table, max(lens))):
+        got = K.aligned_attention(q, k, v, cu.to(DEV), 0.3, tab, mx)
         assert got.dtype == dtype and (got.cpu().double() - ref).abs().max() <= tol
 
 
@@ -470,7 +472,8 @@ def test_block_table_tiles_every_row_once_within_its_sequence(lens, bm):
 
 
 @pytest.mark.parametrize("lens,aligned", [([K.PACKED_ATTN_MAX_LEN + 40, 3, 90], True), ([124, 3, 90], True),
-                                          ([92, 3, 40], False)])
+                                          ([138, 3, 90], True), ([62, 3, 30], True), ([92, 3, 40], False),
+                                          ([45, 3, 20], False)])
 def test_fused_routes_mid_length_batches_to_aligned_attention(tiny, monkeypatch, lens, aligned):
     """A half-precision batch whose longest sequence is past the packed kernel's limit (and
     below FA4's, or with FA4 absent), or shorter but filling aligned tiles well, runs every
@@ -489,14 +492,14 @@ def test_fused_routes_mid_length_batches_to_aligned_attention(tiny, monkeypatch,
     calls, tables = [], set()
     real = K.aligned_attention
 
-    def counted(q, k, v, cu_seqlens, scale=1.0, table=None):
-        calls.append(scale)
+    def counted(q, k, v, cu_seqlens, scale=1.0, table=None, max_seqlen=None):
+        calls.append((scale, max_seqlen))
         tables.add(None if table is None else id(table))
-        return real(q, k, v, cu_seqlens, scale, table)
+        return real(q, k, v, cu_seqlens, scale, table, max_seqlen)
     monkeypatch.setattr(K, "aligned_attention", counted)
     got = fast(toks.to(DEV), cu.to(DEV), mx, [LAYERS])[LAYERS]
     if aligned:
-        assert calls == [1.0] * LAYERS and len(tables) == 1 and None not in tables
+        assert calls == [(1.0, mx)] * LAYERS and len(tables) == 1 and None not in tables
     else:
         assert calls == []
     want = ref(toks, cu, mx, [LAYERS])[LAYERS]
@@ -506,12 +509,25 @@ def test_fused_routes_mid_length_batches_to_aligned_attention(tiny, monkeypatch,
 
 
 def test_aligned_tiles_take_short_batches_that_fill_them():
-    """Below the packed kernel's limit, aligned tiles win from 104 tokens when the longest
-    sequence fills >= 78% of its 64-row tiles (measured per batch: docs/BENCHMARKS.md)."""
+    """Below the packed kernel's limit, aligned tiles win when the longest sequence fills >= 78%
+    of its 64-row tiles, and at any fill past two tiles (measured per batch: docs/BENCHMARKS.md,
+    session 9)."""
     assert K.ALIGNED_BM == 64
     wins = [n for n in range(1, K.PACKED_ATTN_MAX_LEN + 1) if K.aligned_beats_packed(n)]
-    assert {104, 124, 128, 151, 172, 189, 231, 256} <= set(wins)
-    assert not {1, 33, 64, 92, 100, 103, 129, 138, 144, 193} & set(wins)
+    assert {50, 51, 62, 64, 100, 104, 124, 128, 129, 131, 138, 144, 151, 172, 189, 193, 231, 256} <= set(wins)
+    assert not {1, 33, 45, 47, 49, 65, 72, 82, 92, 99} & set(wins)
+
+
+def test_attention_register_limits_apply_where_measured():
+    """maxnreg only on Hopper at Dh <= 64 (measured there; at Dh = 128 the 80-register limit spills the
+    accumulator); never under the interpreter or on other GPUs."""
+    assert K._maxnreg(torch.device("cpu"), 64, K.ATTN_MAXNREG) == {}
+    if DEV == "cuda":
+        dev = torch.device("cuda", torch.cuda.current_device())
+        hopper = torch.cuda.get_device_capability(dev)[0] == 9
+        assert K._maxnreg(dev, 64, 96) == ({"maxnreg": 96} if hopper else {})
+        assert K._maxnreg(torch.device("cuda"), 64, 96) == K._maxnreg(dev, 64, 96)  # no index: the current one
+        assert K._maxnreg(dev, 128, 96) == {}
 
 
 def test_aligned_attention_selection():
