@@ -117,12 +117,12 @@ def aligned(bm: int = 64, bn: int = 64, warps: int = 4, stages: int = 1):
 
     def run(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, seq_id: torch.Tensor, cu_seqlens: torch.Tensor,
             scale: float = 1.0, table: torch.Tensor | None = None) -> torch.Tensor:
-        saved = K.ALIGNED_BM, K.ALIGNED_BN, K.ALIGNED_WARPS, K.ALIGNED_STAGES
-        K.ALIGNED_BM, K.ALIGNED_BN, K.ALIGNED_WARPS, K.ALIGNED_STAGES = bm, bn, warps, stages
+        saved = K.ALIGNED_BM, K.ALIGNED_WARPS, K.ALIGNED_LAUNCH
+        K.ALIGNED_BM, K.ALIGNED_WARPS, K.ALIGNED_LAUNCH = bm, warps, ((None, bn, stages, None),)
         try:
             return K.aligned_attention(q, k, v, cu_seqlens, scale, table)
         finally:
-            K.ALIGNED_BM, K.ALIGNED_BN, K.ALIGNED_WARPS, K.ALIGNED_STAGES = saved
+            K.ALIGNED_BM, K.ALIGNED_WARPS, K.ALIGNED_LAUNCH = saved
     run.bm = bm
     return run
 
@@ -265,8 +265,7 @@ def aligned_exp(mode: str):
             tab = K.block_table(cu_seqlens, T) if table is None else table
             _aligned_exp_kernel[(tab.shape[1], H)](
                 q, k, v, o, tab, tab.shape[1], q.stride(0), q.stride(1), o.stride(0), o.stride(1), float(scale),
-                HEAD_DIM=Dh, BM=K.ALIGNED_BM, BN=K.ALIGNED_BN, EXP=exp, num_warps=K.ALIGNED_WARPS,
-                num_stages=K.ALIGNED_STAGES)
+                HEAD_DIM=Dh, BM=K.ALIGNED_BM, BN=64, EXP=exp, num_warps=K.ALIGNED_WARPS, num_stages=2)
         return o
     run.bm = K.ALIGNED_BM
     return run

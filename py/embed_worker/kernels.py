@@ -240,12 +240,11 @@ PACKED_ATTN_MAX_LEN = 256  # longer batches go to the varlen flash kernel
 
 # Registers per thread on Hopper. Both attention kernels are latency-bound (a few short key
 # loops per program), so programs resident per SM is what sets their speed; with Triton's own
-# allocation (about 110 registers for the aligned kernel, 92 for the packed one on sm_90) only 4
-# and 5 fit. Held to 96 (no spill) and 80 (40 bytes of spill), 5 and 6 fit: measured per batch on
-# an H200 (docs/BENCHMARKS.md, session 9), aligned 5-8% faster on every batch, packed 1-3%.
-# Other GPUs keep ptxas's choice (the shapes above were measured on Hopper only).
+# allocation (110 registers for the aligned kernel at 64x64, 88-92 for the packed one on sm_90)
+# only 4 and 5 fit. Held to 96 and 80 (no spill at these launches; scripts/kernel_occupancy.py),
+# 5 and 6 fit: measured per batch on an H200 (docs/BENCHMARKS.md, session 9), aligned 5-8%
+# faster on every batch, packed 1-3%. Other GPUs keep ptxas's choice (measured on Hopper only).
 ATTN_MAXNREG = 80
-ALIGNED_MAXNREG = 96
 
 
 def _maxnreg(device: torch.device, head_dim: int, n: int) -> dict:
@@ -334,22 +333,35 @@ def _aligned_attn_kernel(Q, K, V, O, TAB, n_blocks, stride_t, stride_h, o_stride
 
 # Sequence-aligned tiles, measured on an H200 over uniprot's batches (docs/BENCHMARKS.md, session 6;
 # docs/bench/2026-11-29-s6-attention-uniprot-aligned.jsonl.gz): 17-26% faster than the varlen flash
-# kernel for longest sequences of 300-460 tokens, even elsewhere up to 1,024 (D = 1280); FA4 is
-# faster past 1,024 and the packed kernel on short batches that fill aligned tiles badly. Sequences
-# of at most two key blocks take one stage (session 9: 9-11% faster at <= 64 tokens, 1-4% at
-# 100-128; two stages win from 138 tokens).
-ALIGNED_BM, ALIGNED_BN, ALIGNED_WARPS, ALIGNED_STAGES, ALIGNED_SHORT_STAGES = 64, 64, 4, 2, 1
+# kernel for longest sequences of 300-460 tokens, even elsewhere up to 1,024 (D = 1280); faster
+# than FA4 up to 1,024 since session 9, and than the packed kernel on short batches past 88 tokens
+# or filling their tiles well (below).
+ALIGNED_BM, ALIGNED_WARPS = 64, 4
 ALIGNED_ATTN_MAX_LEN = 1024  # the measured range; longer batches go to the varlen flash kernel
+# Launch options by the batch's longest sequence: (up to this many tokens, BN, stages, registers
+# per thread on Hopper at Dh <= 64); BM stays 64, so one block table serves every row. Measured per
+# batch on an H200 (docs/BENCHMARKS.md, session 9): one key block of 64 with one stage is best up
+# to 64 tokens (9-11% over two stages); 32-key blocks, three stages and 80 registers (6 programs
+# per SM, no spill) from 65 to ~320 (3-13% over 64x64); 64x64, two stages, 96 registers beyond.
+ALIGNED_LAUNCH = ((64, 64, 1, 96), (320, 32, 3, 80), (None, 64, 2, 96))
 
 
-# Below PACKED_ATTN_MAX_LEN the aligned kernel wins where the batch's sequences fill their last
-# tile well (the planner sorts by length, so a batch's sequences are about as long as its longest),
-# and at any fill past two tiles: measured per batch on an H200 with the register limits above
-# (docs/BENCHMARKS.md, session 9): faster at 49-64 tokens (fill >= 0.77: up to 9%), 100-131 and
-# every batch past 128 (131, 138, 144: fills 0.68-0.75, 7-17%); slower at 33-47, 66-92 (fills
-# 0.52-0.73, up to 20%).
+def aligned_launch(max_seqlen: int | None) -> tuple[int, int, int]:
+    """(BN, stages, maxnreg) of the aligned kernel for a batch whose longest sequence is
+    max_seqlen tokens (None: unknown, the long-batch options)."""
+    for upto, bn, stages, regs in ALIGNED_LAUNCH:
+        if upto is None or (max_seqlen is not None and max_seqlen <= upto):
+            return bn, stages, regs
+    raise ValueError("ALIGNED_LAUNCH must end with an open-ended row")
+
+
+# Below PACKED_ATTN_MAX_LEN the aligned kernel wins where the batch's sequences fill their 64-row
+# tiles well (the planner sorts by length, so a batch's sequences are about as long as its longest),
+# and whatever the fill past 88 tokens (its 32-key launch): measured per batch on an H200
+# (docs/BENCHMARKS.md, session 9): faster at 49-64 tokens (fill >= 0.77: up to 9%) and from 92
+# tokens on (5-25%); slower at 33-47 and 71-82 (fills 0.52-0.73: up to 20%).
 ALIGNED_OVER_PACKED_MIN_FILL = 0.78
-ALIGNED_OVER_PACKED_ANY_FILL = 2 * ALIGNED_BM  # longer: aligned whatever the fill
+ALIGNED_OVER_PACKED_ANY_FILL = 88  # longer: aligned whatever the fill
 
 
 def aligned_beats_packed(max_seqlen: int) -> bool:
@@ -390,15 +402,15 @@ def aligned_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, cu_seql
     """Packed self-attention within each sequence, softmax(scale q kᵀ), on tiles aligned to
     sequence starts. q, k, v as packed_attention takes them; table: block_table(cu_seqlens, T)
     (built here when not given); max_seqlen (the longest sequence, when the caller knows it)
-    picks the pipeline depth -> [T, H, Dh]."""
+    picks the launch options (aligned_launch) -> [T, H, Dh]."""
     T, H, Dh = q.shape
     _check_qkv(q, k, v, "aligned")
     o = torch.empty(T, H, Dh, dtype=q.dtype, device=q.device)
     if T:
         tab = block_table(cu_seqlens, T) if table is None else table
+        bn, stages, regs = aligned_launch(max_seqlen)
         _aligned_attn_kernel[(tab.shape[1], H)](
             q, k, v, o, tab, tab.shape[1], q.stride(0), q.stride(1), o.stride(0), o.stride(1), float(scale),
-            HEAD_DIM=Dh, BM=ALIGNED_BM, BN=ALIGNED_BN, num_warps=ALIGNED_WARPS,
-            num_stages=(ALIGNED_SHORT_STAGES if max_seqlen is not None and max_seqlen <= 2 * ALIGNED_BN
-                        else ALIGNED_STAGES), **_maxnreg(q.device, Dh, ALIGNED_MAXNREG))
+            HEAD_DIM=Dh, BM=ALIGNED_BM, BN=bn, num_warps=ALIGNED_WARPS, num_stages=stages,
+            **_maxnreg(q.device, Dh, regs))
     return o

@@ -385,11 +385,12 @@ def test_packed_attention_matches_exact(lens, H, Dh, dtype):
 
 @pytest.mark.parametrize("dtype", [torch.float16, pytest.param(torch.bfloat16, marks=BF16_DOT)])
 @pytest.mark.parametrize("lens,H,Dh", [([3, 70, 1, 130, 64, 65, 2], 3, 32), ([1], 2, 16), ([300, 257, 5], 2, 64),
-                                       ([129, 7, 128], 1, 128), ([64, 100, 3, 128], 2, 64)])
+                                       ([129, 7, 128], 1, 128), ([64, 100, 3, 128], 2, 64), ([64, 50, 1], 2, 64),
+                                       ([320, 3, 200], 2, 64)])
 def test_aligned_attention_matches_exact(lens, H, Dh, dtype):
     """Sequences shorter than, equal to and longer than a tile (64 rows), one-token sequences,
     strided q/k/v views; with the block table built inside and passed in, and with the longest
-    length given (one pipeline stage up to two key blocks, two beyond)."""
+    length given (each of kernels.ALIGNED_LAUNCH's launches)."""
     from embed_worker import attention
 
     cu = torch.zeros(len(lens) + 1, dtype=torch.int32)
@@ -435,9 +436,9 @@ def test_attention_kernels_rescale_when_late_keys_score_far_higher(dtype):
 @pytest.mark.parametrize("lens,H,Dh,bm,bn", [([300, 257, 5], 2, 64, 64, 64), ([129, 7, 128, 64], 1, 32, 64, 32),
                                              ([1], 2, 16, 64, 64), ([230, 100, 5], 2, 64, 128, 64)])
 def test_tma_candidate_of_the_aligned_kernel_matches_exact(lens, H, Dh, bm, bn, ws):
-    """scripts/attention_candidates.aligned_tma (TMA tiles, optionally warp-specialised: the next
-    candidate for the aligned kernel) on strided q/k/v views, tiles running past sequence ends
-    and past T, against fp64 attention."""
+    """scripts/attention_candidates.aligned_tma (TMA tiles, optionally warp-specialised: measured
+    19-50% slower than the product's kernel in session 9, kept with the sweep that measured it) on
+    strided q/k/v views, tiles running past sequence ends and past T, against fp64 attention."""
     import sys
     from pathlib import Path
     from embed_worker import attention
@@ -472,8 +473,8 @@ def test_block_table_tiles_every_row_once_within_its_sequence(lens, bm):
 
 
 @pytest.mark.parametrize("lens,aligned", [([K.PACKED_ATTN_MAX_LEN + 40, 3, 90], True), ([124, 3, 90], True),
-                                          ([138, 3, 90], True), ([62, 3, 30], True), ([92, 3, 40], False),
-                                          ([45, 3, 20], False)])
+                                          ([138, 3, 90], True), ([62, 3, 30], True), ([92, 3, 40], True),
+                                          ([82, 3, 40], False), ([45, 3, 20], False)])
 def test_fused_routes_mid_length_batches_to_aligned_attention(tiny, monkeypatch, lens, aligned):
     """A half-precision batch whose longest sequence is past the packed kernel's limit (and
     below FA4's, or with FA4 absent), or shorter but filling aligned tiles well, runs every
@@ -510,12 +511,20 @@ def test_fused_routes_mid_length_batches_to_aligned_attention(tiny, monkeypatch,
 
 def test_aligned_tiles_take_short_batches_that_fill_them():
     """Below the packed kernel's limit, aligned tiles win when the longest sequence fills >= 78%
-    of its 64-row tiles, and at any fill past two tiles (measured per batch: docs/BENCHMARKS.md,
+    of its 64-row tiles, and at any fill past 88 tokens (measured per batch: docs/BENCHMARKS.md,
     session 9)."""
     assert K.ALIGNED_BM == 64
     wins = [n for n in range(1, K.PACKED_ATTN_MAX_LEN + 1) if K.aligned_beats_packed(n)]
-    assert {50, 51, 62, 64, 100, 104, 124, 128, 129, 131, 138, 144, 151, 172, 189, 193, 231, 256} <= set(wins)
-    assert not {1, 33, 45, 47, 49, 65, 72, 82, 92, 99} & set(wins)
+    assert {50, 51, 62, 64, 89, 92, 100, 104, 124, 128, 129, 131, 138, 144, 151, 172, 189, 193, 231, 256} <= set(wins)
+    assert not {1, 33, 45, 47, 49, 65, 66, 72, 82, 88} & set(wins)
+
+
+def test_aligned_launch_by_length():
+    """One 64-key block and one stage up to 64 tokens, 32-key blocks and three stages to 320, 64-key
+    blocks and two stages beyond or when the length is not known; 64 rows per tile throughout
+    (one block table)."""
+    assert [K.aligned_launch(n)[:2] for n in (1, 64, 65, 320, 321, 1024, None)] == \
+        [(64, 1), (64, 1), (32, 3), (32, 3), (64, 2), (64, 2), (64, 2)]
 
 
 def test_attention_register_limits_apply_where_measured():
@@ -528,6 +537,32 @@ def test_attention_register_limits_apply_where_measured():
         assert K._maxnreg(dev, 64, 96) == ({"maxnreg": 96} if hopper else {})
         assert K._maxnreg(torch.device("cuda"), 64, 96) == K._maxnreg(dev, 64, 96)  # no index: the current one
         assert K._maxnreg(dev, 128, 96) == {}
+
+
+def test_attention_register_limits_buy_resident_programs_without_spills():
+    """scripts/kernel_occupancy.py compiles every attention launch the product makes for sm_90 here
+    (Triton's ptxas, no GPU needed; a subprocess, as the interpreter's kernels cannot compile):
+    at its register limit each fits more programs per SM than without it and spills at most a few
+    words (a change that made them spill would cost 3-6x: docs/BENCHMARKS.md, session 9)."""
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+    root = Path(__file__).resolve().parents[2]
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    out = subprocess.run([sys.executable, str(root / "scripts" / "kernel_occupancy.py")], env=env,
+                         capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-2000:]
+    rows = [json.loads(line) for line in out.stdout.splitlines() if line.startswith("{")]
+    launches = {(r["kernel"], r["shape"]) for r in rows}
+    assert ("packed", f"{K.ATTN_BM}x{K.ATTN_BN}x{K.ATTN_WARPS}x{K.ATTN_STAGES}") in launches
+    assert len([k for k in launches if k[0] == "aligned"]) == len(K.ALIGNED_LAUNCH)
+    for kernel, shape in launches:
+        free, held = sorted((r for r in rows if (r["kernel"], r["shape"]) == (kernel, shape)),
+                            key=lambda r: r["maxnreg"] is not None)
+        assert free["maxnreg"] is None and held["regs"] <= held["maxnreg"] and held["spill_bytes"] <= 32, held
+        assert min(held["programs_by_regs"], held["programs_by_smem"]) > \
+            min(free["programs_by_regs"], free["programs_by_smem"]), (held, free)
 
 
 def test_aligned_attention_selection():
