@@ -22,7 +22,7 @@ import gemm_cases  # noqa: E402
 from cudatime import timed  # noqa: E402
 from embed_worker import epilogues as E  # noqa: E402
 from embed_worker.registry import KNOWN  # noqa: E402
-from quack_tune import emit, emit_medians, reads_forward, sustained_ms  # noqa: E402
+from quack_tune import emit, emit_medians, forward_ab_args, reads_forward, sustained_ms  # noqa: E402
 
 ACTIVATIONS = ("erf", "tanh")
 
@@ -50,10 +50,7 @@ def forward_ab(name: str, rounds: int) -> None:
 @torch.inference_mode()
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--models", default="esm2_t33_650M_UR50D")
-    ap.add_argument("--m", type=int, default=65494)
-    ap.add_argument("--rounds", type=int, default=4)
-    ap.add_argument("--sustain", type=float, default=0.3)
+    forward_ab_args(ap, "esm2_t33_650M_UR50D")
     a = ap.parse_args()
     names = [n for n in a.models.split(",") if n]
     for D in sorted({KNOWN[n].cfg.embed_dim for n in names}):

@@ -47,7 +47,7 @@ import torch
 import triton
 import triton.language as tl
 
-from embed_worker.kernels import _softmax_step, _store_rows  # the product's arithmetic (py/ on sys.path)
+from embed_worker.kernels import _aligned_tile, _softmax_init, _softmax_step, _store_rows  # the product's (py/ on sys.path)
 
 EXP_MODES = {"f32": 0, "f16x2": 1, "none": 2}
 
@@ -142,9 +142,7 @@ def _aligned_tma_kernel(Q, K, V, O, TAB, n_blocks, n_tok, width, stride_t, o_str
     dv = tl.make_tensor_descriptor(V, shape=[n_tok, width], strides=[stride_t, 1], block_shape=[BN, HEAD_DIM])
     col = h * HEAD_DIM
     q = dq.load([r0, col])
-    m_i = tl.full([BM], -1.0e30, tl.float32)
-    l_i = tl.zeros([BM], tl.float32)
-    acc = tl.zeros([BM, HEAD_DIM], tl.float32)
+    m_i, l_i, acc = _softmax_init(BM, HEAD_DIM)
     qk_scale = scale * 1.4426950408889634
     k_full = start + (end - start) // BN * BN
     for k0 in tl.range(start, k_full, BN, warp_specialize=WS):
@@ -223,18 +221,8 @@ def _softmax_step_exp(q, k, v, keep, qk_scale, m_i, l_i, acc, MASK: tl.constexpr
 def _aligned_exp_kernel(Q, K, V, O, TAB, n_blocks, stride_t, stride_h, o_stride_t, o_stride_h, scale,
                         HEAD_DIM: tl.constexpr, BM: tl.constexpr, BN: tl.constexpr, EXP: tl.constexpr):
     """kernels._aligned_attn_kernel with _softmax_step_exp."""
-    b = tl.program_id(0)
-    h = tl.program_id(1)
-    r0 = tl.load(TAB + b)
-    end = tl.load(TAB + n_blocks + b)
-    start = tl.load(TAB + 2 * n_blocks + b)
-    rows = r0 + tl.arange(0, BM)
-    rmask = rows < end
-    d = tl.arange(0, HEAD_DIM)
-    q = tl.load(Q + rows.to(tl.int64)[:, None] * stride_t + h * stride_h + d[None, :], mask=rmask[:, None], other=0.0)
-    m_i = tl.full([BM], -1.0e30, tl.float32)
-    l_i = tl.zeros([BM], tl.float32)
-    acc = tl.zeros([BM, HEAD_DIM], tl.float32)
+    h, start, end, rows, rmask, d, q = _aligned_tile(Q, TAB, n_blocks, stride_t, stride_h, HEAD_DIM, BM)
+    m_i, l_i, acc = _softmax_init(BM, HEAD_DIM)
     qk_scale = scale * 1.4426950408889634
     k_full = start + (end - start) // BN * BN
     for k0 in range(start, k_full, BN):
@@ -286,18 +274,8 @@ def _softmax_from_scores(s, v, qk_scale, m_i, l_i, acc):
 def _aligned_pipe_kernel(Q, K, V, O, TAB, n_blocks, stride_t, stride_h, o_stride_t, o_stride_h, scale,
                          HEAD_DIM: tl.constexpr, BM: tl.constexpr, BN: tl.constexpr):
     """kernels._aligned_attn_kernel with block j+1's QK dot issued before block j's softmax."""
-    b = tl.program_id(0)
-    h = tl.program_id(1)
-    r0 = tl.load(TAB + b)
-    end = tl.load(TAB + n_blocks + b)
-    start = tl.load(TAB + 2 * n_blocks + b)
-    rows = r0 + tl.arange(0, BM)
-    rmask = rows < end
-    d = tl.arange(0, HEAD_DIM)
-    q = tl.load(Q + rows.to(tl.int64)[:, None] * stride_t + h * stride_h + d[None, :], mask=rmask[:, None], other=0.0)
-    m_i = tl.full([BM], -1.0e30, tl.float32)
-    l_i = tl.zeros([BM], tl.float32)
-    acc = tl.zeros([BM, HEAD_DIM], tl.float32)
+    h, start, end, rows, rmask, d, q = _aligned_tile(Q, TAB, n_blocks, stride_t, stride_h, HEAD_DIM, BM)
+    m_i, l_i, acc = _softmax_init(BM, HEAD_DIM)
     qk_scale = scale * 1.4426950408889634
     k_full = start + (end - start) // BN * BN
     if start < k_full:

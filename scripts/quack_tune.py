@@ -140,6 +140,15 @@ def reads_forward(name: str):
     return model, cfg, (ids, cu, mx), used
 
 
+def forward_ab_args(ap, models: str) -> None:
+    """The options every in-forward A/B script takes: models, the GEMMs' token count, rounds of
+    alternated arms, and how long a GEMM alone runs (sustained_ms)."""
+    ap.add_argument("--models", default=models)
+    ap.add_argument("--m", type=int, default=65494)
+    ap.add_argument("--rounds", type=int, default=4)
+    ap.add_argument("--sustain", type=float, default=0.3)
+
+
 def emit_medians(name: str, res: dict[str, list[float]], tokens: int) -> None:
     """One line per arm: its ms per forward in every round, the median, tokens/s at the median."""
     for arm, v in res.items():

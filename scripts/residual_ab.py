@@ -29,7 +29,7 @@ from cudatime import timed  # noqa: E402
 from embed_worker import epilogues as E  # noqa: E402
 from embed_worker import kernels as K  # noqa: E402
 from embed_worker.registry import KNOWN  # noqa: E402
-from quack_tune import emit, emit_medians, reads_forward, sustained_ms  # noqa: E402
+from quack_tune import emit, emit_medians, forward_ab_args, reads_forward, sustained_ms  # noqa: E402
 
 # Forward arms per model: (name, {op: spec} pinned for out/fc2 (None: the product's CONFIGS;
 # {}: cuBLAS), residual in place, LayerNorm deferred into the QKV/FC1 epilogues)
@@ -105,10 +105,7 @@ def forward_ab(name: str, rounds: int) -> None:
 @torch.inference_mode()
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--models", default="esm2_t33_650M_UR50D,esm2_t36_3B_UR50D")
-    ap.add_argument("--m", type=int, default=65494)
-    ap.add_argument("--rounds", type=int, default=4)
-    ap.add_argument("--sustain", type=float, default=0.3)
+    forward_ab_args(ap, "esm2_t33_650M_UR50D,esm2_t36_3B_UR50D")
     ap.add_argument("--no-pairs", action="store_true")
     a = ap.parse_args()
     t0 = time.time()

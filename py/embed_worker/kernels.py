@@ -154,6 +154,12 @@ def rotary_(qkv: torch.Tensor, pos: torch.Tensor, cos: torch.Tensor, sin: torch.
 
 
 @triton.jit
+def _softmax_init(BM: tl.constexpr, HEAD_DIM: tl.constexpr):
+    """Running max (base 2, scaled), denominator and accumulator of an online softmax over BM rows."""
+    return tl.full([BM], -1.0e30, tl.float32), tl.zeros([BM], tl.float32), tl.zeros([BM, HEAD_DIM], tl.float32)
+
+
+@triton.jit
 def _softmax_step(q, k, v, keep, qk_scale, m_i, l_i, acc, MASK: tl.constexpr):
     """One online-softmax step of a [BM, Dh] query tile against keys k and values v [BN, Dh],
     where `keep` ([BM, BN] or [1, BN]) allows (MASK; without it every score counts). Returns the
@@ -212,9 +218,7 @@ def _packed_attn_kernel(Q, K, V, O, SEQ, CU, n_tok, stride_t, stride_h, o_stride
     k_hi = tl.load(CU + last + 1)
     qoff = rows.to(tl.int64)[:, None] * stride_t + h * stride_h + d[None, :]
     q = tl.load(Q + qoff, mask=rmask[:, None], other=0.0)  # [BM, Dh]
-    m_i = tl.full([BM], -1.0e30, tl.float32)
-    l_i = tl.zeros([BM], tl.float32)
-    acc = tl.zeros([BM, HEAD_DIM], tl.float32)
+    m_i, l_i, acc = _softmax_init(BM, HEAD_DIM)
     qk_scale = scale * 1.4426950408889634  # softmax in base 2
     k_full = k_lo + (k_hi - k_lo) // BN * BN  # whole key blocks first, loaded without bounds
     for start in range(k_lo, k_full, BN):
@@ -300,11 +304,11 @@ def packed_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, seq_id: 
     return o
 
 
-@triton.jit(do_not_specialize=["n_blocks"])
-def _aligned_attn_kernel(Q, K, V, O, TAB, n_blocks, stride_t, stride_h, o_stride_t, o_stride_h, scale,
-                         HEAD_DIM: tl.constexpr, BM: tl.constexpr, BN: tl.constexpr):
-    """softmax(scale q k^T) v for rows [r0, min(r0 + BM, end)) of one sequence [start, end), one
-    head; TAB [3, n_blocks] int32 holds (r0, end, start) per tile (zeros: nothing to do)."""
+@triton.jit
+def _aligned_tile(Q, TAB, n_blocks, stride_t, stride_h, HEAD_DIM: tl.constexpr, BM: tl.constexpr):
+    """This program's tile of the block table: (head h, its sequence's [start, end), the tile's
+    rows and their mask, the head offsets d, q [BM, Dh] (zeros past end)); TAB [3, n_blocks]
+    int32 holds (r0, end, start) per tile (zeros: nothing to do)."""
     b = tl.program_id(0)
     h = tl.program_id(1)
     r0 = tl.load(TAB + b)
@@ -314,9 +318,16 @@ def _aligned_attn_kernel(Q, K, V, O, TAB, n_blocks, stride_t, stride_h, o_stride
     rmask = rows < end
     d = tl.arange(0, HEAD_DIM)
     q = tl.load(Q + rows.to(tl.int64)[:, None] * stride_t + h * stride_h + d[None, :], mask=rmask[:, None], other=0.0)
-    m_i = tl.full([BM], -1.0e30, tl.float32)
-    l_i = tl.zeros([BM], tl.float32)
-    acc = tl.zeros([BM, HEAD_DIM], tl.float32)
+    return h, start, end, rows, rmask, d, q
+
+
+@triton.jit(do_not_specialize=["n_blocks"])
+def _aligned_attn_kernel(Q, K, V, O, TAB, n_blocks, stride_t, stride_h, o_stride_t, o_stride_h, scale,
+                         HEAD_DIM: tl.constexpr, BM: tl.constexpr, BN: tl.constexpr):
+    """softmax(scale q k^T) v for rows [r0, min(r0 + BM, end)) of one sequence [start, end), one
+    head (the tile _aligned_tile reads from the block table)."""
+    h, start, end, rows, rmask, d, q = _aligned_tile(Q, TAB, n_blocks, stride_t, stride_h, HEAD_DIM, BM)
+    m_i, l_i, acc = _softmax_init(BM, HEAD_DIM)
     qk_scale = scale * 1.4426950408889634  # softmax in base 2
     k_full = start + (end - start) // BN * BN  # whole key blocks: no bounds, no mask
     for k0 in range(start, k_full, BN):
