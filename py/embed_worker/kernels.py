@@ -366,6 +366,13 @@ def aligned_launch(max_seqlen: int | None) -> tuple[int, int, int]:
     raise ValueError("ALIGNED_LAUNCH must end with an open-ended row")
 
 
+def aligned_launch_lengths() -> list[int]:
+    """One longest-sequence length per row of ALIGNED_LAUNCH (each row's upper end; the open
+    row's lower end): the batch shapes that compile every launch (the worker's warm-up)."""
+    ends = [upto for upto, *_ in ALIGNED_LAUNCH[:-1]]
+    return ends + [ends[-1] + 1 if ends else ALIGNED_ATTN_MAX_LEN]
+
+
 # Below PACKED_ATTN_MAX_LEN the aligned kernel wins where the batch's sequences fill their 64-row
 # tiles well (the planner sorts by length, so a batch's sequences are about as long as its longest),
 # and whatever the fill past 88 tokens (its 32-key launch): measured per batch on an H200

@@ -212,7 +212,7 @@ class Worker:
         first = m.layers[0]
         if not K.aligned_attention_fits(self.dtype, first.head_dim, 300):
             return
-        for length in (50, 100, 400):  # one per launch of kernels.ALIGNED_LAUNCH
+        for length in K.aligned_launch_lengths():  # every launch of kernels.ALIGNED_LAUNCH
             q, k, v, cu = self._attention_probe(length)
             K.aligned_attention(q, k, v, cu, first.head_dim ** -0.5, None, length)
 

@@ -525,6 +525,8 @@ def test_aligned_launch_by_length():
     (one block table)."""
     assert [K.aligned_launch(n)[:2] for n in (1, 64, 65, 320, 321, 1024, None)] == \
         [(64, 1), (64, 1), (32, 3), (32, 3), (64, 2), (64, 2), (64, 2)]
+    warm = K.aligned_launch_lengths()  # the worker compiles each launch on these before READY
+    assert warm == [64, 320, 321] and {K.aligned_launch(n) for n in warm} == {row[1:] for row in K.ALIGNED_LAUNCH}
 
 
 def test_attention_register_limits_apply_where_measured():

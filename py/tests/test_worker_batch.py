@@ -118,3 +118,23 @@ def test_long_attention_that_works_is_named_in_ready(worker):
     worker.model.long_attention = lambda q, k, v, cu, mx, scale: _exact(q, k, v, cu, scale)
     worker.warmup()
     assert worker.ready_message()["backend"].endswith("+fa4")
+
+
+def test_warmup_compiles_every_aligned_attention_launch(worker, monkeypatch):
+    """Before READY a GPU worker runs the aligned kernel once per launch of kernels.ALIGNED_LAUNCH
+    (each row compiles its own kernel), on two sequences of a length that picks that row, so no
+    batch of the run pays a compile (wiring only: the kernel is recorded, not run)."""
+    pytest.importorskip("triton")
+    from embed_worker import kernels as K
+    seen = []
+
+    def aligned(q, k, v, cu, scale=1.0, table=None, max_seqlen=None):
+        seen.append((tuple(q.shape), cu.tolist(), max_seqlen, K.aligned_launch(max_seqlen)))
+        return q
+    monkeypatch.setattr(K, "aligned_attention", aligned)
+    monkeypatch.setattr(worker, "dtype", torch.float16)  # as on a GPU
+    worker.model.kernels = "triton"
+    worker.warm_aligned_attention()
+    h, dh = worker.model.layers[0].n_heads, worker.model.layers[0].head_dim
+    assert [(s, c, m) for s, c, m, _ in seen] == [((2 * n, h, dh), [0, n, 2 * n], n) for n in K.aligned_launch_lengths()]
+    assert {launch for *_, launch in seen} == {row[1:] for row in K.ALIGNED_LAUNCH}
