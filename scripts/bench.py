@@ -323,13 +323,15 @@ def main() -> int:
                 else:
                     res = hf_padded(hf, seqs, a.hf_budget, False)
                 _, secs, nb, real, padded = res
+                wall_end = time.time()  # the timed part ended as the call returned: its window, for
+                wall = {"wall_start": round(wall_end - secs, 3), "wall_end": round(wall_end, 3)}  # scripts/energy.py
                 budget = a.budget if impl.startswith("embed") else a.hf_budget
                 record({"model": name, "workload": w, "implementation": impl, "seqs": n, "tokens": real,
                         "seconds": round(secs, 3), "tokens_per_s": round(real / secs), "seqs_per_s": round(n / secs),
                         "mfu": round(real / secs * fpt / (ceiling * 1e12), 4), "flops_per_token": round(fpt),
                         "peak_mem_gib": round(torch.cuda.max_memory_allocated(DEV) / 2**30, 2) if CUDA else None,
                         "batches": nb, "budget": budget, "density": round(real / (nb * budget), 4),
-                        "padding_overhead": round(padded / real - 1, 4)})
+                        "padding_overhead": round(padded / real - 1, 4), **wall})
             if fast:
                 # Correctness gate: stratified sample vs an fp32 HF reference on the same weights,
                 # for each of embed's arrangements.

@@ -1,0 +1,75 @@
+"""Energy per token of each timed arm of a bench.py run, from the GPU samples taken alongside it.
+
+A sustained run holds the H200 at its power cap, so tokens per joule is what throughput follows:
+a change that makes a kernel faster but draws more power while it runs can leave tokens/s where it
+was (docs/BENCHMARKS.md, session 9). The gpu-* scripts sample `nvidia-smi --query-gpu=timestamp,
+clocks.sm,clocks.mem,power.draw,... -lms 250` into smi.csv; bench.py records each arm's timed
+window (wall_start, wall_end: Unix seconds). This joins the two.
+
+    python3 scripts/energy.py bench.jsonl smi.csv[.gz] [--utc-offset-h 0]
+
+One JSON line per arm: mean power (W), mean SM clock (MHz), samples, joules and tokens per joule.
+nvidia-smi writes local time; the device machines run in UTC (--utc-offset-h otherwise).
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import datetime as dt
+import gzip
+import json
+import sys
+
+
+def read_samples(path: str, utc_offset_h: float = 0.0) -> list[tuple[float, float, float]]:
+    """(Unix time, SM MHz, W) of each nvidia-smi sample; header and unparsable lines skipped."""
+    opener = gzip.open if path.endswith(".gz") else open
+    out = []
+    with opener(path, "rt") as f:
+        for row in csv.reader(f):
+            if len(row) < 4:
+                continue
+            try:
+                t = dt.datetime.strptime(row[0].strip(), "%Y/%m/%d %H:%M:%S.%f")
+                sm, watts = float(row[1].split()[0]), float(row[3].split()[0])
+            except ValueError:
+                continue
+            t = t.replace(tzinfo=dt.timezone(dt.timedelta(hours=utc_offset_h)))
+            out.append((t.timestamp(), sm, watts))
+    return out
+
+
+def arm_energy(arm: dict, samples: list[tuple[float, float, float]]) -> dict | None:
+    """Mean power and SM clock over the arm's timed window, and tokens per joule; None when the
+    window holds fewer than two samples (too short to say)."""
+    inside = [(sm, w) for t, sm, w in samples if arm["wall_start"] <= t <= arm["wall_end"]]
+    if len(inside) < 2:
+        return None
+    watts = sum(w for _, w in inside) / len(inside)
+    joules = watts * (arm["wall_end"] - arm["wall_start"])
+    return {k: arm.get(k) for k in ("model", "workload", "implementation", "tokens", "tokens_per_s")} | {
+        "samples": len(inside), "mean_w": round(watts, 1), "mean_sm_mhz": round(sum(s for s, _ in inside) / len(inside)),
+        "joules": round(joules, 2), "tokens_per_joule": round(arm["tokens"] / joules, 1)}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("bench")
+    ap.add_argument("smi")
+    ap.add_argument("--utc-offset-h", type=float, default=0.0)
+    a = ap.parse_args()
+    samples = read_samples(a.smi, a.utc_offset_h)
+    arms = [json.loads(line) for line in open(a.bench) if line.strip()]
+    arms = [r for r in arms if "wall_start" in r and "tokens" in r]
+    if not arms:
+        print(f"{a.bench}: no arm records a timed window (bench.py before session 9 did not)", file=sys.stderr)
+        return 2
+    for arm in arms:
+        e = arm_energy(arm, samples)
+        print(json.dumps(e if e else {"implementation": arm.get("implementation"), "workload": arm.get("workload"),
+                                      "error": "fewer than two GPU samples in the timed window"}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
