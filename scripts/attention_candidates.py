@@ -47,7 +47,8 @@ import torch
 import triton
 import triton.language as tl
 
-from embed_worker.kernels import _aligned_tile, _softmax_init, _softmax_step, _store_rows  # the product's (py/ on sys.path)
+from embed_worker.kernels import (_aligned_tile, _load_kv, _softmax_init, _softmax_scores,  # the product's
+                                  _softmax_step, _store_rows)  # (py/ on sys.path)
 
 EXP_MODES = {"f32": 0, "f16x2": 1, "none": 2}
 
@@ -226,15 +227,12 @@ def _aligned_exp_kernel(Q, K, V, O, TAB, n_blocks, stride_t, stride_h, o_stride_
     qk_scale = scale * 1.4426950408889634
     k_full = start + (end - start) // BN * BN
     for k0 in range(start, k_full, BN):
-        koff = (k0 + tl.arange(0, BN)).to(tl.int64)[:, None] * stride_t + h * stride_h + d[None, :]
-        m_i, l_i, acc = _softmax_step_exp(q, tl.load(K + koff), tl.load(V + koff), None, qk_scale,
-                                          m_i, l_i, acc, MASK=False, EXP=EXP)
+        k, v = _load_kv(K, V, k0 + tl.arange(0, BN), None, h, d, stride_t, stride_h, BOUNDS=False)
+        m_i, l_i, acc = _softmax_step_exp(q, k, v, None, qk_scale, m_i, l_i, acc, MASK=False, EXP=EXP)
     if k_full < end:
         cols = k_full + tl.arange(0, BN)
         cmask = cols < end
-        koff = cols.to(tl.int64)[:, None] * stride_t + h * stride_h + d[None, :]
-        k = tl.load(K + koff, mask=cmask[:, None], other=0.0)
-        v = tl.load(V + koff, mask=cmask[:, None], other=0.0)
+        k, v = _load_kv(K, V, cols, cmask, h, d, stride_t, stride_h, BOUNDS=True)
         m_i, l_i, acc = _softmax_step_exp(q, k, v, cmask[None, :], qk_scale, m_i, l_i, acc, MASK=True, EXP=EXP)
     _store_rows(O, acc, l_i, rows, rmask, h, d, o_stride_t, o_stride_h)
 
@@ -259,17 +257,6 @@ def aligned_exp(mode: str):
     return run
 
 
-@triton.jit
-def _softmax_from_scores(s, v, qk_scale, m_i, l_i, acc):
-    """kernels._softmax_step after its QK dot (s: [BM, BN] fp32 scores, masked already)."""
-    m_new = tl.maximum(m_i, tl.max(s, axis=1) * qk_scale)
-    p = tl.math.exp2(s * qk_scale - m_new[:, None])
-    alpha = tl.math.exp2(m_i - m_new)
-    l_i = l_i * alpha + tl.sum(p, axis=1)
-    acc = tl.dot(p.to(v.dtype), v, acc * alpha[:, None])
-    return m_new, l_i, acc
-
-
 @triton.jit(do_not_specialize=["n_blocks"])
 def _aligned_pipe_kernel(Q, K, V, O, TAB, n_blocks, stride_t, stride_h, o_stride_t, o_stride_h, scale,
                          HEAD_DIM: tl.constexpr, BM: tl.constexpr, BN: tl.constexpr):
@@ -279,24 +266,21 @@ def _aligned_pipe_kernel(Q, K, V, O, TAB, n_blocks, stride_t, stride_h, o_stride
     qk_scale = scale * 1.4426950408889634
     k_full = start + (end - start) // BN * BN
     if start < k_full:
-        koff = (start + tl.arange(0, BN)).to(tl.int64)[:, None] * stride_t + h * stride_h + d[None, :]
-        s = tl.dot(q, tl.trans(tl.load(K + koff)))
-        v = tl.load(V + koff)
+        k, v = _load_kv(K, V, start + tl.arange(0, BN), None, h, d, stride_t, stride_h, BOUNDS=False)
+        s = tl.dot(q, tl.trans(k))
         for k0 in range(start + BN, k_full, BN):
             koff = (k0 + tl.arange(0, BN)).to(tl.int64)[:, None] * stride_t + h * stride_h + d[None, :]
             s_next = tl.dot(q, tl.trans(tl.load(K + koff)))
-            m_i, l_i, acc = _softmax_from_scores(s, v, qk_scale, m_i, l_i, acc)
+            m_i, l_i, acc = _softmax_scores(s, v, qk_scale, m_i, l_i, acc)
             v = tl.load(V + koff)
             s = s_next
-        m_i, l_i, acc = _softmax_from_scores(s, v, qk_scale, m_i, l_i, acc)
+        m_i, l_i, acc = _softmax_scores(s, v, qk_scale, m_i, l_i, acc)
     if k_full < end:
         cols = k_full + tl.arange(0, BN)
         cmask = cols < end
-        koff = cols.to(tl.int64)[:, None] * stride_t + h * stride_h + d[None, :]
-        k = tl.load(K + koff, mask=cmask[:, None], other=0.0)
-        v = tl.load(V + koff, mask=cmask[:, None], other=0.0)
+        k, v = _load_kv(K, V, cols, cmask, h, d, stride_t, stride_h, BOUNDS=True)
         s = tl.where(cmask[None, :], tl.dot(q, tl.trans(k)), float("-inf"))
-        m_i, l_i, acc = _softmax_from_scores(s, v, qk_scale, m_i, l_i, acc)
+        m_i, l_i, acc = _softmax_scores(s, v, qk_scale, m_i, l_i, acc)
     _store_rows(O, acc, l_i, rows, rmask, h, d, o_stride_t, o_stride_h)
 
 

@@ -31,8 +31,8 @@ import workloads  # noqa: E402
 from cudatime import timed  # noqa: E402
 from embed_worker import kernels as K  # noqa: E402
 from embed_worker import model as M  # noqa: E402
-from embed_worker import attention as A  # noqa: E402
 from embed_worker.attention import varlen_attention  # noqa: E402
+from embed_worker.fused import attention_kernel  # noqa: E402
 
 
 def emit(**row) -> None:
@@ -185,12 +185,13 @@ def main() -> int:
             variants[f"fa4 {tile}"] = lambda q, k, v, cu, mx, s, _, fn=fn: fn(q, k, v, cu, mx, s)
 
     def product(q, k, v, cu, mx, s, seq32):
-        """What a forward runs for this batch (fused.run_blocks' routing, FA4 where loaded)."""
-        if K.packed_attention_fits(q.dtype, q.shape[2], mx) and not K.aligned_beats_packed(mx):
+        """What a forward runs for this batch (fused.attention_kernel, FA4 where loaded)."""
+        kind = attention_kernel(q.dtype, q.shape[2], mx, fa4 is not None)
+        if kind == "packed":
             return K.packed_attention(q, k, v, seq32, cu, s)
-        if fa4 is not None and mx > A.LONG_MIN_LEN:
+        if kind == "long":
             return fa4(q, k, v, cu, mx, s)
-        if K.aligned_attention_fits(q.dtype, q.shape[2], mx):
+        if kind == "aligned":
             return product_aligned(q, k, v, cu, mx, s, seq32)
         return varlen_attention(q, k, v, cu, mx, s)
     variants["product"] = product

@@ -218,6 +218,6 @@ def fc1_ln_act(x: torch.Tensor, ls: torch.Tensor, lt: torch.Tensor, norm: torch.
                lin: torch.nn.Linear, activation: str) -> torch.Tensor:
     """fc1_act(LN(x), ...) from the residual stream x [T, D] and its statistics (kernels.ln_stats)."""
     from . import quack_epi
-    epi = {"erf": quack_epi.fc1_ln_gelu_erf, "tanh": quack_epi.fc1_ln_gelu_tanh}[activation]
+    epi = getattr(quack_epi, f"fc1_ln_gelu_{activation}")  # one per model.ACTIVATIONS name
     wp, wg, wb = fold_norm(norm, lin)
     return epi(x, wp.t(), tuned=False, config=config_for("fc1", lin.weight), ls=ls, lt=lt, wg=wg, wb=wb)["D"]

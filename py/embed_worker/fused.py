@@ -10,7 +10,7 @@ makes as few trips through memory as possible:
                                                interleaved q/k rows; Dh^-0.5 in the softmax)
   a = attention(q, k, v)                       on views of qkv: packed-tile Triton kernel for
                                                short sequences (<= 256) unless their tiles fit
-                                               aligned ones well (kernels.aligned_beats_packed);
+                                               aligned ones well (attention_kernel);
                                                FlashAttention-4 (model.long_attention) past
                                                attention.LONG_MIN_LEN where loaded; else
                                                sequence-aligned Triton tiles up to 1,024; else
@@ -62,6 +62,18 @@ def _add_linear(linear, op: str, x: torch.Tensor, a: torch.Tensor, lin: torch.nn
     return (x, K.layer_norm(x, norm)) if s is x else K.add_layer_norm(x, s, norm)
 
 
+def attention_kernel(dtype: torch.dtype, head_dim: int, max_seqlen: int, has_long: bool) -> str:
+    """Which attention a batch takes: "packed" (short sequences that fill aligned tiles badly),
+    "long" (FlashAttention-4, past attention.LONG_MIN_LEN, where loaded: has_long), "aligned"
+    (sequence-aligned Triton tiles) or "varlen" (the flash kernel)."""
+    aligned = K.aligned_attention_fits(dtype, head_dim, max_seqlen)
+    if K.packed_attention_fits(dtype, head_dim, max_seqlen) and not (aligned and K.aligned_beats_packed(max_seqlen)):
+        return "packed"
+    if has_long and max_seqlen > A.LONG_MIN_LEN:
+        return "long"
+    return "aligned" if aligned else "varlen"
+
+
 def run_blocks(model, x: torch.Tensor, pos: torch.Tensor, seq_id: torch.Tensor, cu_seqlens: torch.Tensor,
                max_seqlen: int, last: int, keep: Callable[[int, torch.Tensor], bool]) -> None:
     """Run blocks 1..last on x [T, D] (pos, seq_id [T]: each token's position and sequence, from
@@ -71,19 +83,18 @@ def run_blocks(model, x: torch.Tensor, pos: torch.Tensor, seq_id: torch.Tensor, 
     n = model.num_layers
     T, D = x.shape
     layers = model.layers
-    dh = layers[0].head_dim
-    aligned = K.aligned_attention_fits(x.dtype, dh, max_seqlen)
-    if K.packed_attention_fits(x.dtype, dh, max_seqlen) and not (aligned and K.aligned_beats_packed(max_seqlen)):
+    kind = attention_kernel(x.dtype, layers[0].head_dim, max_seqlen, model.long_attention is not None)
+    if kind == "packed":
         cu, seq32 = cu_seqlens.to(torch.int32), seq_id.to(torch.int32)
 
         def attend(q, k, v, scale):
             return K.packed_attention(q, k, v, seq32, cu, scale)
-    elif model.long_attention is not None and max_seqlen > A.LONG_MIN_LEN:
+    elif kind == "long":
         cu, long_attention = cu_seqlens.to(torch.int32), model.long_attention
 
         def attend(q, k, v, scale):
             return long_attention(q, k, v, cu, max_seqlen, scale)
-    elif aligned:
+    elif kind == "aligned":
         table = K.block_table(cu_seqlens, T)  # once for all layers
 
         def attend(q, k, v, scale):

@@ -170,6 +170,12 @@ def _softmax_step(q, k, v, keep, qk_scale, m_i, l_i, acc, MASK: tl.constexpr):
     s = tl.dot(q, tl.trans(k))  # [BM, BN] fp32, unscaled
     if MASK:
         s = tl.where(keep, s, float("-inf"))
+    return _softmax_scores(s, v, qk_scale, m_i, l_i, acc)
+
+
+@triton.jit
+def _softmax_scores(s, v, qk_scale, m_i, l_i, acc):
+    """_softmax_step from its scores on: s [BM, BN] fp32 unscaled (masked to -inf where not kept)."""
     m_new = tl.maximum(m_i, tl.max(s, axis=1) * qk_scale)  # qk_scale > 0
     p = tl.math.exp2(s * qk_scale - m_new[:, None])
     alpha = tl.math.exp2(m_i - m_new)
@@ -179,17 +185,21 @@ def _softmax_step(q, k, v, keep, qk_scale, m_i, l_i, acc, MASK: tl.constexpr):
 
 
 @triton.jit
-def _attend_keys(q, K, V, cols, cmask, keep, h, d, stride_t, stride_h, qk_scale, m_i, l_i, acc,
-                 BOUNDS: tl.constexpr, MASK: tl.constexpr):
-    """_softmax_step against the keys/values at `cols` ([BN]) of head h; BOUNDS: load only where
-    cmask ([BN]: in range; None without BOUNDS, as keep is without MASK)."""
+def _load_kv(K, V, cols, cmask, h, d, stride_t, stride_h, BOUNDS: tl.constexpr):
+    """Keys and values [BN, Dh] at token rows `cols` ([BN]) of head h; BOUNDS: load only where
+    cmask ([BN]: in range; zeros elsewhere; None without BOUNDS)."""
     koff = cols.to(tl.int64)[:, None] * stride_t + h * stride_h + d[None, :]
     if BOUNDS:
-        k = tl.load(K + koff, mask=cmask[:, None], other=0.0)  # [BN, Dh]
-        v = tl.load(V + koff, mask=cmask[:, None], other=0.0)  # [BN, Dh]
-    else:
-        k = tl.load(K + koff)
-        v = tl.load(V + koff)
+        return tl.load(K + koff, mask=cmask[:, None], other=0.0), tl.load(V + koff, mask=cmask[:, None], other=0.0)
+    return tl.load(K + koff), tl.load(V + koff)
+
+
+@triton.jit
+def _attend_keys(q, K, V, cols, cmask, keep, h, d, stride_t, stride_h, qk_scale, m_i, l_i, acc,
+                 BOUNDS: tl.constexpr, MASK: tl.constexpr):
+    """_softmax_step against the keys/values at `cols` ([BN]) of head h (_load_kv; keep is None
+    without MASK)."""
+    k, v = _load_kv(K, V, cols, cmask, h, d, stride_t, stride_h, BOUNDS)
     return _softmax_step(q, k, v, keep, qk_scale, m_i, l_i, acc, MASK)
 
 
