@@ -46,6 +46,7 @@ def main() -> int:
         d = torch.randn_like(x)
         ln = torch.nn.LayerNorm(D).cuda().half()
         nb = 4 * T * D * 2  # read x, d; write s, h
+        product = K.LN_ELEMS, K.LN_WARPS
         for elems in (2048, 4096, 8192, 16384):
             for warps in (4, 8, 16):
                 if elems < triton_block(D):
@@ -53,7 +54,7 @@ def main() -> int:
                 K.LN_ELEMS, K.LN_WARPS = elems, warps
                 report(f"add_ln D={D}", f"triton elems={elems} warps={warps}",
                        do_bench(lambda: K.add_layer_norm(x, d, ln)), nb)
-        K.LN_ELEMS, K.LN_WARPS = 4096, 8
+        K.LN_ELEMS, K.LN_WARPS = product
         report(f"add_ln D={D}", "eager add + F.layer_norm", do_bench(lambda: F.layer_norm(x + d, (D,), ln.weight, ln.bias)), nb)
         comp = torch.compile(lambda x, d: (lambda s: (s, F.layer_norm(s, (D,), ln.weight, ln.bias)))(x + d), dynamic=True)
         comp(x, d)

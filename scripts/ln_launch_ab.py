@@ -2,9 +2,9 @@
 the residual add in quack's store) and the add+LN pass (3B's), each launch shape sustained
 (quack_tune.sustained_ms) with shapes alternated round by round; then the best shapes inside the
 forward of each model's longest `reads` batch, arms alternated round by round. kernels.LN_ELEMS and
-LN_WARPS (elements per program, warps) were chosen for add+LN with L2-flushed single calls
-(kernel_sweep.py); the plain pass moves half the bytes per row. Needs quack for step 2 (source
-scripts/quack-env).
+LN_WARPS (elements per program, warps) were first chosen for add+LN with L2-flushed single calls
+(kernel_sweep.py); the plain pass, which moves half the bytes per row, wanted fewer warps
+(session 10). Needs quack for step 2 (source scripts/quack-env).
 
     python3 scripts/ln_launch_ab.py [--models esm2_t33_650M_UR50D,esm2_t36_3B_UR50D] [--rounds 4]
 """
@@ -26,7 +26,7 @@ from embed_worker import kernels as K  # noqa: E402
 from embed_worker.registry import KNOWN  # noqa: E402
 from quack_tune import emit, emit_medians, forward_ab_args, reads_forward, sustained_ms  # noqa: E402
 
-SHAPES = [(e, w) for e in (4096, 8192, 16384) for w in (4, 8, 16)]
+SHAPES = [(e, w) for e in (2048, 4096, 8192) for w in (2, 4, 8)]
 
 
 def launch(shape: tuple[int, int]) -> None:

@@ -60,9 +60,12 @@ def _add_ln_kernel(X, D, W, B, S, H, RS, RT, n_rows, n_cols, eps,
         tl.store(H + off, (xc * rstd[:, None] * w + b).to(H.dtype.element_ty), mask=mask)
 
 
-# Launch shapes; scripts/kernel_sweep.py measures the alternatives on a GPU.
+# Launch shapes; scripts/kernel_sweep.py measures the alternatives on a GPU (single calls) and
+# scripts/ln_launch_ab.py at the power cap and inside the forward. LayerNorm: 4 warps move the
+# plain pass (650M's boundaries) at 3.7 TB/s against 3.1 with 8 (0.091 vs 0.108 ms per 65k x 1280;
+# 650M forward -1.0%); add+LN runs at 4.1 TB/s with either (docs/BENCHMARKS.md, session 10).
 LN_ELEMS = 4096  # elements per program (rows x padded width)
-LN_WARPS = 8
+LN_WARPS = 4
 ROT_TOKENS, ROT_PAIRS, ROT_WARPS = 8, 256, 4
 
 
