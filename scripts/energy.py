@@ -3,7 +3,8 @@
 A sustained run holds the H200 at its power cap, so tokens per joule is what throughput follows:
 a change that makes a kernel faster but draws more power while it runs can leave tokens/s where it
 was (docs/BENCHMARKS.md, session 9). The gpu-* scripts sample `nvidia-smi --query-gpu=timestamp,
-clocks.sm,clocks.mem,power.draw,... -lms 250` into smi.csv; bench.py records each arm's timed
+clocks.sm,clocks.mem,power.draw,... --format=csv -lms 250` into smi.csv (columns are found by the
+header's names, in any order); bench.py records each arm's timed
 window (wall_start, wall_end: Unix seconds). This joins the two.
 
     python3 scripts/energy.py bench.jsonl smi.csv[.gz] [--utc-offset-h 0]
@@ -21,18 +22,35 @@ import json
 import sys
 
 
+def _column(header: list[str], path: str, *names: str) -> int:
+    """Index of the first header field that starts with one of names (nvidia-smi writes
+    "clocks.current.sm [MHz]" for the query clocks.sm)."""
+    fields = [h.strip() for h in header]
+    for i, f in enumerate(fields):
+        if any(f.startswith(n) for n in names):
+            return i
+    raise SystemExit(f"{path}: no {' or '.join(names)} column in its header ({', '.join(fields)}); "
+                     "sample with nvidia-smi --query-gpu=timestamp,clocks.sm,power.draw,... --format=csv")
+
+
 def read_samples(path: str, utc_offset_h: float = 0.0) -> list[tuple[float, float, float]]:
-    """(Unix time, SM MHz, W) of each nvidia-smi sample; header and unparsable lines skipped."""
+    """(Unix time, SM MHz, W) of each nvidia-smi sample, columns found by the CSV header's names;
+    unparsable lines (a sample nvidia-smi could not read) skipped."""
     opener = gzip.open if path.endswith(".gz") else open
     out = []
     with opener(path, "rt") as f:
-        for row in csv.reader(f):
-            if len(row) < 4:
-                continue
+        rows = csv.reader(f)
+        header = next(rows, None)
+        if header is None:
+            return out
+        ts = _column(header, path, "timestamp")
+        sm_col = _column(header, path, "clocks.current.sm", "clocks.sm")
+        w_col = _column(header, path, "power.draw")
+        for row in rows:
             try:
-                t = dt.datetime.strptime(row[0].strip(), "%Y/%m/%d %H:%M:%S.%f")
-                sm, watts = float(row[1].split()[0]), float(row[3].split()[0])
-            except ValueError:
+                t = dt.datetime.strptime(row[ts].strip(), "%Y/%m/%d %H:%M:%S.%f")
+                sm, watts = float(row[sm_col].split()[0]), float(row[w_col].split()[0])
+            except (ValueError, IndexError):
                 continue
             t = t.replace(tzinfo=dt.timezone(dt.timedelta(hours=utc_offset_h)))
             out.append((t.timestamp(), sm, watts))

@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "scripts"))
 
@@ -58,3 +60,15 @@ def test_a_bench_without_windows_is_refused(tmp_path):
     r = subprocess.run([sys.executable, str(ROOT / "scripts" / "energy.py"), str(tmp_path / "bench.jsonl"),
                         str(tmp_path / "smi.csv.gz")], capture_output=True, text=True)
     assert r.returncode == 2 and "no arm records a timed window" in r.stderr
+
+
+def test_columns_are_found_by_name_in_any_order(tmp_path):
+    """A query without clocks.mem (power in the third column) reads the watts, not the temperature."""
+    path = tmp_path / "smi.csv"
+    path.write_text("timestamp, clocks.current.sm [MHz], power.draw [W], temperature.gpu\n"
+                    "2026/11/30 04:00:00.250, 1500 MHz, 600.0 W, 45\n")
+    assert energy.read_samples(str(path)) == [(1796011200.25, 1500.0, 600.0)]
+    (tmp_path / "bad.csv").write_text("timestamp, clocks.sm [MHz], temperature.gpu\n"
+                                      "2026/11/30 04:00:00.250, 1500 MHz, 45\n")
+    with pytest.raises(SystemExit, match="no power.draw column"):
+        energy.read_samples(str(tmp_path / "bad.csv"))

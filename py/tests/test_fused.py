@@ -329,7 +329,8 @@ def test_quack_deferred_layer_norm_close_to_triton_and_the_reference(tiny, packe
     fast.set_activation("tanh")
     tri.set_activation("tanh")
     bt, ct = fast(toks, cu, mx, [LAYERS])[LAYERS].float(), tri(toks, cu, mx, [LAYERS])[LAYERS].float()
-    assert rel_err_rows(bt, ct) <= 5e-3 and rel_err_rows(bt, b[LAYERS].float()) > 1e-3
+    assert rel_err_rows(bt, ct) <= 5e-3
+    assert_fault_moves_as_in_triton(bt, b[LAYERS].float(), ct, c[LAYERS].float())
 
 
 def test_quack_fc1_follows_the_activation_setting(tiny, packed):
@@ -338,13 +339,26 @@ def test_quack_fc1_follows_the_activation_setting(tiny, packed):
     _quack_or_skip()
     toks, cu, mx = packed
     models = {}
-    for kernels, act in (("quack", "erf"), ("quack", "tanh"), ("triton", "tanh")):
+    for kernels, act in (("quack", "erf"), ("quack", "tanh"), ("triton", "erf"), ("triton", "tanh")):
         m, _, _ = load_model(tiny["hf"], DEV, torch.float16)
         m.use_kernels(kernels)
         m.set_activation(act)
         models[kernels, act] = m(toks, cu, mx, [LAYERS])[LAYERS].float()
     assert rel_err_rows(models["quack", "tanh"], models["triton", "tanh"]) <= 5e-3
-    assert rel_err_rows(models["quack", "tanh"], models["quack", "erf"]) > 1e-3
+    assert_fault_moves_as_in_triton(models["quack", "tanh"], models["quack", "erf"], models["triton", "tanh"],
+                                    models["triton", "erf"])
+
+
+def assert_fault_moves_as_in_triton(fault: torch.Tensor, clean: torch.Tensor, tri_fault: torch.Tensor,
+                                    tri_clean: torch.Tensor) -> None:
+    """The tanh-gelu fault moves an arrangement's output as far as it moves the triton
+    arrangement's (within 2x): it reaches that arrangement's FC1 epilogue. Measured within one
+    arrangement, the move is the fault's alone (the same kernels otherwise, deterministic); it is
+    about as small as the noise between arrangements on the tiny model (~1e-3), so comparing
+    across arrangements could not tell it apart."""
+    moved, tri_moved = rel_err_rows(fault, clean), rel_err_rows(tri_fault, tri_clean)
+    assert tri_moved > 1e-4, tri_moved
+    assert 0.5 * tri_moved <= moved <= 2 * tri_moved, (moved, tri_moved)
 
 
 def test_quack_unavailable_says_why():
