@@ -78,7 +78,11 @@ KERNELS = {"embed": "eager", "embed-compiled": "compile", "embed-triton": "trito
            "embed-quack-noaligned": "quack",  # quack, the aligned attention kernel off (mid-length batches)
            "embed-quack-addln": "quack",  # quack, out-proj/FC2 outputs written and added in the LN pass
            "embed-quack-deferred": "quack",  # quack, LayerNorm deferred into QKV/FC1 for this model
-           "embed-quack-nodeferred": "quack"}  # quack, LayerNorm as a pass for this model
+           "embed-quack-nodeferred": "quack",  # quack, LayerNorm as a pass for this model
+           # quack, each batch's means left on the device until the last batch has run: no sync
+           # between batches, so no GPU idle between them; against embed-quack, what the worker's
+           # batch-by-batch loop (sync, copy out, receive, launch the next) costs
+           "embed-quack-nosync": "quack"}
 _compiled_step = None
 _product: dict = {}  # the settings the impls change, as the product has them (taken on first use)
 # what an impl named ...@base takes from the base revision's kernels.py: the attention launchers
@@ -168,7 +172,10 @@ def plan(seqs, budget) -> list[list[int]]:
     return batches
 
 
-def embed_packed(model, seqs, budget, layer):
+def embed_packed(model, seqs, budget, layer, sync_each: bool = True):
+    """embed's forward over length-sorted token-budget batches, means pooled on the device; with
+    sync_each (the worker's way) each batch's means are copied back before the next batch starts,
+    else all at the end."""
     batches = plan(seqs, budget)
     # Host-side batch building is the orchestrator's job and overlaps in production: do it first.
     prepared = []
@@ -181,9 +188,16 @@ def embed_packed(model, seqs, budget, layer):
     out = torch.empty(len(seqs), model.cfg.embed_dim)
     sync()
     t0 = time.perf_counter()
+    held = []
     for b, ids, cu, mx in prepared:
         h = model(ids.to(DEV, non_blocking=True), cu.to(DEV, non_blocking=True), mx, [layer])[layer]
-        out[b] = M.mean_residues(h, cu.to(DEV)).cpu()
+        means = M.mean_residues(h, cu.to(DEV))
+        if sync_each:
+            out[b] = means.cpu()
+        else:
+            held.append((b, means))
+    for b, means in held:
+        out[b] = means.cpu()
     sync()
     secs = time.perf_counter() - t0
     toks = sum(len(s) + 2 for s in seqs)
@@ -315,7 +329,7 @@ def main() -> int:
                     set_impl(ours, impl)
                     if impl != "embed":
                         warm(ours)  # compile + warm-up
-                    res = embed_packed(ours, seqs, a.budget, layer)
+                    res = embed_packed(ours, seqs, a.budget, layer, sync_each="-nosync" not in impl)
                     fast[impl] = res[0]
                 elif impl == "hf-sorted":
                     hf_padded(hf, seqs[:500], a.hf_budget, True)  # warm-up
