@@ -4,13 +4,15 @@ the residual add in quack's store) and the add+LN pass (3B's), each launch shape
 forward of each model's longest `reads` batch, arms alternated round by round. kernels.LN_ELEMS and
 LN_WARPS (elements per program, warps) were first chosen for add+LN with L2-flushed single calls
 (kernel_sweep.py); the plain pass, which moves half the bytes per row, wanted fewer warps
-(session 10). Needs quack for step 2 (source scripts/quack-env).
+(session 10). Also quack's CuTe-DSL LayerNorm kernel (quack.rmsnorm with is_layernorm) as a plain
+LN pass, where quack loads. Needs quack for step 2 (source scripts/quack-env).
 
     python3 scripts/ln_launch_ab.py [--models esm2_t33_650M_UR50D,esm2_t36_3B_UR50D] [--rounds 4]
 """
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import sys
 
@@ -27,52 +29,85 @@ from embed_worker.registry import KNOWN  # noqa: E402
 from quack_tune import emit, emit_medians, forward_ab_args, reads_forward, sustained_ms  # noqa: E402
 
 SHAPES = [(e, w) for e in (2048, 4096, 8192) for w in (2, 4, 8)]
+QUACK = "quack"  # the arm that swaps the plain LN pass for quack's CuTe-DSL LayerNorm kernel
+_OURS = K.layer_norm
 
 
-def launch(shape: tuple[int, int]) -> None:
-    K.LN_ELEMS, K.LN_WARPS = shape
+def quack_layer_norm(x: torch.Tensor, norm: torch.nn.LayerNorm) -> torch.Tensor:
+    """LN(x) by quack's norm kernel (quack.rmsnorm with is_layernorm: mean, then the variance of
+    x - mean, as ours; rsqrt instead of 1/sqrt; its own launch heuristic)."""
+    from quack.rmsnorm import _rmsnorm_fwd
+    out = torch.empty_like(x)
+    _rmsnorm_fwd(x, norm.weight, out, norm.bias, None, None, None, None, norm.eps, True)
+    return out
 
 
-def alone(D: int, T: int, rounds: int, sustain: float) -> dict[str, list[tuple[int, int]]]:
-    """Per pass kind, the launch shapes by median sustained time (fastest first)."""
+def quack_loads() -> bool:
+    try:
+        importlib.import_module("quack.rmsnorm")
+        return True
+    except Exception as e:  # noqa: BLE001  (no quack here: the Triton shapes alone)
+        emit(arm=QUACK, error=f"{type(e).__name__}: {str(e)[:200]}")
+        return False
+
+
+def use(arm, product: tuple[int, int]) -> None:
+    """Make the plain LN pass (and add+LN's launch) what this arm says: a Triton launch shape
+    (elements per program, warps), or QUACK (the Triton passes at the product's shape)."""
+    K.LN_ELEMS, K.LN_WARPS = product if arm == QUACK else arm
+    K.layer_norm = quack_layer_norm if arm == QUACK else _OURS
+
+
+def label(arm, product: tuple[int, int]) -> str:
+    name = "quack LayerNorm" if arm == QUACK else f"elems={arm[0]} warps={arm[1]}"
+    return name + (" (product)" if arm == product else "")
+
+
+def alone(D: int, T: int, rounds: int, sustain: float, with_quack: bool) -> dict[str, list]:
+    """Per pass kind, the arms by median sustained time (fastest first)."""
     product = (K.LN_ELEMS, K.LN_WARPS)
     x = torch.randn(T, D, device="cuda", dtype=torch.float16) * 3
     d = torch.randn_like(x)
     norm = torch.nn.LayerNorm(D, device=x.device, dtype=x.dtype)
-    kinds = {"ln": (lambda: K.layer_norm(x, norm), 2), "add+ln": (lambda: K.add_layer_norm(x, d, norm), 4)}
+    with torch.no_grad():
+        norm.weight.normal_(1.0, 0.1)
+        norm.bias.normal_(0.0, 0.1)
+    kinds = {"ln": (lambda: K.layer_norm(x, norm), 2, SHAPES + ([QUACK] if with_quack else [])),
+             "add+ln": (lambda: K.add_layer_norm(x, d, norm), 4, SHAPES)}
+    if with_quack:
+        ours = _OURS(x, norm).float()
+        emit(D=D, arm=QUACK, max_abs_vs_triton=float((quack_layer_norm(x, norm).float() - ours).abs().max()))
     ranked = {}
-    for kind, (fn, transfers) in kinds.items():
-        res: dict[tuple[int, int], list[float]] = {}
+    for kind, (fn, transfers, arms) in kinds.items():
+        res: dict = {}
         for r in range(rounds):
-            for shape in SHAPES:
-                launch(shape)
-                res.setdefault(shape, []).append(sustained_ms(fn, sustain, 20))
-        med = {s: sorted(v)[len(v) // 2] for s, v in res.items()}
-        for s, ms in sorted(med.items(), key=lambda kv: kv[1]):
-            emit(D=D, step=kind, elems=s[0], warps=s[1], median_ms=round(ms, 4),
-                 ms=[round(t, 4) for t in res[s]], TBps=round(transfers * T * D * 2 / ms / 1e9, 2),
-                 product=s == product)
+            for arm in arms:
+                use(arm, product)
+                res.setdefault(arm, []).append(sustained_ms(fn, sustain, 20))
+        med = {a: sorted(v)[len(v) // 2] for a, v in res.items()}
+        for a, ms in sorted(med.items(), key=lambda kv: kv[1]):
+            emit(D=D, step=kind, arm=label(a, product), median_ms=round(ms, 4), ms=[round(t, 4) for t in res[a]],
+                 TBps=round(transfers * T * D * 2 / ms / 1e9, 2))
         ranked[kind] = sorted(med, key=med.get)
-    launch(product)
+    use(product, product)
     return ranked
 
 
-def forward_ab(name: str, shapes: list[tuple[int, int]], rounds: int) -> None:
+def forward_ab(name: str, arms: list, rounds: int) -> None:
     model, cfg, (ids, cu, mx), used = reads_forward(name)
     L = cfg.num_layers
     product = (K.LN_ELEMS, K.LN_WARPS)
     res: dict[str, list[float]] = {}
     ref = None
     for r in range(rounds):
-        for shape in shapes:
-            launch(shape)
-            arm = f"elems={shape[0]} warps={shape[1]}" + (" (product)" if shape == product else "")
-            res.setdefault(arm, []).append(timed(lambda: model(ids, cu, mx, [L]), 5))
+        for arm in arms:
+            use(arm, product)
+            res.setdefault(label(arm, product), []).append(timed(lambda: model(ids, cu, mx, [L]), 5))
             if r == 0:
                 got = model(ids, cu, mx, [L])[L].float()
                 ref = got if ref is None else ref
-                emit(model=name, arm=arm, max_abs_vs_first=float((got - ref).abs().max()))
-    launch(product)
+                emit(model=name, arm=label(arm, product), max_abs_vs_first=float((got - ref).abs().max()))
+    use(product, product)
     emit_medians(name, res, used)
 
 
@@ -83,13 +118,16 @@ def main() -> int:
     ap.add_argument("--alone-rounds", type=int, default=3)
     a = ap.parse_args()
     product = (K.LN_ELEMS, K.LN_WARPS)
+    with_quack = quack_loads()
     for n in (n for n in a.models.split(",") if n):
         D = KNOWN[n].cfg.embed_dim
-        ranked = alone(D, a.m, a.alone_rounds, a.sustain)
+        ranked = alone(D, a.m, a.alone_rounds, a.sustain, with_quack)
         # the pass this model's boundaries run: plain LN where FC2 adds into the stream in quack's
         # store (650M), else add+LN
         kind = "ln" if E.RESIDUAL_IN_PLACE and ("fc2", KNOWN[n].cfg.ffn_dim, D) in E.CONFIGS else "add+ln"
         arms = [product] + [s for s in ranked[kind][:2] if s != product]
+        if kind == "ln" and with_quack and QUACK not in arms:
+            arms.append(QUACK)
         forward_ab(n, arms, a.rounds)
         torch.cuda.empty_cache()
     return 0
