@@ -4,7 +4,7 @@ the residual add in quack's store) and the add+LN pass (3B's), each launch shape
 forward of each model's longest `reads` batch, arms alternated round by round. kernels.LN_ELEMS and
 LN_WARPS (elements per program, warps) were first chosen for add+LN with L2-flushed single calls
 (kernel_sweep.py); the plain pass, which moves half the bytes per row, wanted fewer warps
-(session 10). Also quack's CuTe-DSL LayerNorm kernel (quack.rmsnorm with is_layernorm) as a plain
+(session 10). Also quack's CuTe-DSL LayerNorm kernel (quack.rmsnorm.layernorm_fwd) as a plain
 LN pass, where quack loads. Needs quack for step 2 (source scripts/quack-env).
 
     python3 scripts/ln_launch_ab.py [--models esm2_t33_650M_UR50D,esm2_t36_3B_UR50D] [--rounds 4]
@@ -33,13 +33,18 @@ QUACK = "quack"  # the arm that swaps the plain LN pass for quack's CuTe-DSL Lay
 _OURS = K.layer_norm
 
 
+_F32: dict[int, tuple[torch.nn.LayerNorm, torch.Tensor, torch.Tensor]] = {}
+
+
 def quack_layer_norm(x: torch.Tensor, norm: torch.nn.LayerNorm) -> torch.Tensor:
-    """LN(x) by quack's norm kernel (quack.rmsnorm with is_layernorm: mean, then the variance of
-    x - mean, as ours; rsqrt instead of 1/sqrt; its own launch heuristic)."""
-    from quack.rmsnorm import _rmsnorm_fwd
-    out = torch.empty_like(x)
-    _rmsnorm_fwd(x, norm.weight, out, norm.bias, None, None, None, None, norm.eps, True)
-    return out
+    """LN(x) by quack's norm kernel (quack.rmsnorm.layernorm_fwd: mean, then the variance of
+    x - mean, as ours; rsqrt instead of 1/sqrt; its own launch heuristic). It takes float32
+    weight and bias: copies made once per LayerNorm."""
+    from quack.rmsnorm import layernorm_fwd
+    hit = _F32.get(id(norm))
+    if hit is None or hit[0] is not norm:
+        hit = _F32[id(norm)] = (norm, norm.weight.float(), norm.bias.float())
+    return layernorm_fwd(x, hit[1], hit[2], norm.eps)
 
 
 def quack_loads() -> bool:
