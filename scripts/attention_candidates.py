@@ -237,24 +237,32 @@ def _aligned_exp_kernel(Q, K, V, O, TAB, n_blocks, stride_t, stride_h, o_stride_
     _store_rows(O, acc, l_i, rows, rmask, h, d, o_stride_t, o_stride_h)
 
 
-def aligned_exp(mode: str):
-    """kernels.aligned_attention (its launch shape) with the exponentials of EXP_MODES[mode]."""
+def _aligned_launcher(kernel, name: str, bm: int, **meta):
+    """A launcher with kernels.aligned_attention's contract (plus an optional prebuilt block_table
+    of bm-row tiles: run.bm) for an aligned-tile kernel that takes the product kernel's arguments;
+    meta: its launch options besides HEAD_DIM and BM."""
     from embed_worker import kernels as K
-    exp = EXP_MODES[mode]
 
     def run(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, seq_id: torch.Tensor, cu_seqlens: torch.Tensor,
             scale: float = 1.0, table: torch.Tensor | None = None) -> torch.Tensor:
         T, H, Dh = q.shape
-        K._check_qkv(q, k, v, "aligned_exp")
+        K._check_qkv(q, k, v, name)
         o = torch.empty(T, H, Dh, dtype=q.dtype, device=q.device)
         if T:
-            tab = K.block_table(cu_seqlens, T) if table is None else table
-            _aligned_exp_kernel[(tab.shape[1], H)](
+            tab = K.block_table(cu_seqlens, T, bm) if table is None else table
+            kernel[(tab.shape[1], H)](
                 q, k, v, o, tab, tab.shape[1], q.stride(0), q.stride(1), o.stride(0), o.stride(1), float(scale),
-                HEAD_DIM=Dh, BM=K.ALIGNED_BM, BN=64, EXP=exp, num_warps=K.ALIGNED_WARPS, num_stages=2)
+                HEAD_DIM=Dh, BM=bm, **meta)
         return o
-    run.bm = K.ALIGNED_BM
+    run.bm = bm
     return run
+
+
+def aligned_exp(mode: str):
+    """kernels.aligned_attention (its launch shape) with the exponentials of EXP_MODES[mode]."""
+    from embed_worker import kernels as K
+    return _aligned_launcher(_aligned_exp_kernel, "aligned_exp", K.ALIGNED_BM, BN=64, EXP=EXP_MODES[mode],
+                             num_warps=K.ALIGNED_WARPS, num_stages=2)
 
 
 @triton.jit(do_not_specialize=["n_blocks"])
@@ -286,45 +294,25 @@ def _aligned_pipe_kernel(Q, K, V, O, TAB, n_blocks, stride_t, stride_h, o_stride
 
 def aligned_pipe(bm: int = 64, bn: int = 64, warps: int = 4, stages: int = 2):
     """kernels.aligned_attention with the QK dot pipelined by hand (_aligned_pipe_kernel), same contract."""
-    from embed_worker import kernels as K
-
-    def run(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, seq_id: torch.Tensor, cu_seqlens: torch.Tensor,
-            scale: float = 1.0, table: torch.Tensor | None = None) -> torch.Tensor:
-        T, H, Dh = q.shape
-        K._check_qkv(q, k, v, "aligned_pipe")
-        o = torch.empty(T, H, Dh, dtype=q.dtype, device=q.device)
-        if T:
-            tab = K.block_table(cu_seqlens, T, bm) if table is None else table
-            _aligned_pipe_kernel[(tab.shape[1], H)](
-                q, k, v, o, tab, tab.shape[1], q.stride(0), q.stride(1), o.stride(0), o.stride(1), float(scale),
-                HEAD_DIM=Dh, BM=bm, BN=bn, num_warps=warps, num_stages=stages)
-        return o
-    run.bm = bm
-    return run
+    return _aligned_launcher(_aligned_pipe_kernel, "aligned_pipe", bm, BN=bn, num_warps=warps, num_stages=stages)
 
 
 def regs(kind: str, bm: int, bn: int, warps: int, stages: int, maxnreg: int):
     """The product's packed (kind "packed") or aligned kernel at this launch shape, compiled with at
     most maxnreg registers per thread; same contract as kernels.packed_attention/aligned_attention."""
     from embed_worker import kernels as K
+    shape = dict(BN=bn, num_warps=warps, num_stages=stages, maxnreg=maxnreg)
+    if kind != "packed":
+        return _aligned_launcher(K._aligned_attn_kernel, "regs", bm, **shape)
 
     def run(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, seq_id: torch.Tensor, cu_seqlens: torch.Tensor,
-            scale: float = 1.0, table: torch.Tensor | None = None) -> torch.Tensor:
+            scale: float = 1.0) -> torch.Tensor:
         T, H, Dh = q.shape
         K._check_qkv(q, k, v, "regs")
         o = torch.empty(T, H, Dh, dtype=q.dtype, device=q.device)
-        if not T:
-            return o
-        shape = dict(HEAD_DIM=Dh, BM=bm, BN=bn, num_warps=warps, num_stages=stages, maxnreg=maxnreg)
-        if kind == "packed":
+        if T:
             K._packed_attn_kernel[(triton.cdiv(T, bm), H)](
                 q, k, v, o, seq_id, cu_seqlens, T, q.stride(0), q.stride(1), o.stride(0), o.stride(1),
-                float(scale), **shape)
-        else:
-            tab = K.block_table(cu_seqlens, T, bm) if table is None else table
-            K._aligned_attn_kernel[(tab.shape[1], H)](
-                q, k, v, o, tab, tab.shape[1], q.stride(0), q.stride(1), o.stride(0), o.stride(1), float(scale),
-                **shape)
+                float(scale), HEAD_DIM=Dh, BM=bm, **shape)
         return o
-    run.bm = bm
     return run

@@ -33,7 +33,8 @@ QUACK = "quack"  # the arm that swaps the plain LN pass for quack's CuTe-DSL Lay
 _OURS = K.layer_norm
 
 
-_F32: dict[int, tuple[torch.nn.LayerNorm, torch.Tensor, torch.Tensor]] = {}
+PRODUCT = (K.LN_ELEMS, K.LN_WARPS)  # the launch shape the product runs
+_F32: dict[torch.nn.LayerNorm, tuple[torch.Tensor, torch.Tensor]] = {}
 
 
 def quack_layer_norm(x: torch.Tensor, norm: torch.nn.LayerNorm) -> torch.Tensor:
@@ -41,10 +42,9 @@ def quack_layer_norm(x: torch.Tensor, norm: torch.nn.LayerNorm) -> torch.Tensor:
     x - mean, as ours; rsqrt instead of 1/sqrt; its own launch heuristic). It takes float32
     weight and bias: copies made once per LayerNorm."""
     from quack.rmsnorm import layernorm_fwd
-    hit = _F32.get(id(norm))
-    if hit is None or hit[0] is not norm:
-        hit = _F32[id(norm)] = (norm, norm.weight.float(), norm.bias.float())
-    return layernorm_fwd(x, hit[1], hit[2], norm.eps)
+    if norm not in _F32:
+        _F32[norm] = (norm.weight.float(), norm.bias.float())
+    return layernorm_fwd(x, *_F32[norm], norm.eps)
 
 
 def quack_loads() -> bool:
@@ -56,21 +56,20 @@ def quack_loads() -> bool:
         return False
 
 
-def use(arm, product: tuple[int, int]) -> None:
+def use(arm) -> None:
     """Make the plain LN pass (and add+LN's launch) what this arm says: a Triton launch shape
     (elements per program, warps), or QUACK (the Triton passes at the product's shape)."""
-    K.LN_ELEMS, K.LN_WARPS = product if arm == QUACK else arm
+    K.LN_ELEMS, K.LN_WARPS = PRODUCT if arm == QUACK else arm
     K.layer_norm = quack_layer_norm if arm == QUACK else _OURS
 
 
-def label(arm, product: tuple[int, int]) -> str:
+def label(arm) -> str:
     name = "quack LayerNorm" if arm == QUACK else f"elems={arm[0]} warps={arm[1]}"
-    return name + (" (product)" if arm == product else "")
+    return name + (" (product)" if arm == PRODUCT else "")
 
 
 def alone(D: int, T: int, rounds: int, sustain: float, with_quack: bool) -> dict[str, list]:
     """Per pass kind, the arms by median sustained time (fastest first)."""
-    product = (K.LN_ELEMS, K.LN_WARPS)
     x = torch.randn(T, D, device="cuda", dtype=torch.float16) * 3
     d = torch.randn_like(x)
     norm = torch.nn.LayerNorm(D, device=x.device, dtype=x.dtype)
@@ -87,32 +86,31 @@ def alone(D: int, T: int, rounds: int, sustain: float, with_quack: bool) -> dict
         res: dict = {}
         for r in range(rounds):
             for arm in arms:
-                use(arm, product)
+                use(arm)
                 res.setdefault(arm, []).append(sustained_ms(fn, sustain, 20))
         med = {a: sorted(v)[len(v) // 2] for a, v in res.items()}
         for a, ms in sorted(med.items(), key=lambda kv: kv[1]):
-            emit(D=D, step=kind, arm=label(a, product), median_ms=round(ms, 4), ms=[round(t, 4) for t in res[a]],
+            emit(D=D, step=kind, arm=label(a), median_ms=round(ms, 4), ms=[round(t, 4) for t in res[a]],
                  TBps=round(transfers * T * D * 2 / ms / 1e9, 2))
         ranked[kind] = sorted(med, key=med.get)
-    use(product, product)
+    use(PRODUCT)
     return ranked
 
 
 def forward_ab(name: str, arms: list, rounds: int) -> None:
     model, cfg, (ids, cu, mx), used = reads_forward(name)
     L = cfg.num_layers
-    product = (K.LN_ELEMS, K.LN_WARPS)
     res: dict[str, list[float]] = {}
     ref = None
     for r in range(rounds):
         for arm in arms:
-            use(arm, product)
-            res.setdefault(label(arm, product), []).append(timed(lambda: model(ids, cu, mx, [L]), 5))
+            use(arm)
+            res.setdefault(label(arm), []).append(timed(lambda: model(ids, cu, mx, [L]), 5))
             if r == 0:
                 got = model(ids, cu, mx, [L])[L].float()
                 ref = got if ref is None else ref
-                emit(model=name, arm=label(arm, product), max_abs_vs_first=float((got - ref).abs().max()))
-    use(product, product)
+                emit(model=name, arm=label(arm), max_abs_vs_first=float((got - ref).abs().max()))
+    use(PRODUCT)
     emit_medians(name, res, used)
 
 
@@ -122,7 +120,6 @@ def main() -> int:
     forward_ab_args(ap, "esm2_t33_650M_UR50D,esm2_t36_3B_UR50D")
     ap.add_argument("--alone-rounds", type=int, default=3)
     a = ap.parse_args()
-    product = (K.LN_ELEMS, K.LN_WARPS)
     with_quack = quack_loads()
     for n in (n for n in a.models.split(",") if n):
         D = KNOWN[n].cfg.embed_dim
@@ -130,7 +127,7 @@ def main() -> int:
         # the pass this model's boundaries run: plain LN where FC2 adds into the stream in quack's
         # store (650M), else add+LN
         kind = "ln" if E.RESIDUAL_IN_PLACE and ("fc2", KNOWN[n].cfg.ffn_dim, D) in E.CONFIGS else "add+ln"
-        arms = [product] + [s for s in ranked[kind][:2] if s != product]
+        arms = [PRODUCT] + [s for s in ranked[kind][:2] if s != PRODUCT]
         if kind == "ln" and with_quack and QUACK not in arms:
             arms.append(QUACK)
         forward_ab(n, arms, a.rounds)
