@@ -303,7 +303,7 @@ def regs(kind: str, bm: int, bn: int, warps: int, stages: int, maxnreg: int):
     from embed_worker import kernels as K
     shape = dict(BN=bn, num_warps=warps, num_stages=stages, maxnreg=maxnreg)
     if kind != "packed":
-        return _aligned_launcher(K._aligned_attn_kernel, "regs", bm, **shape)
+        return _aligned_launcher(K._aligned_attn_kernel, "regs", bm, SPLIT_TAIL=True, **shape)
 
     def run(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, seq_id: torch.Tensor, cu_seqlens: torch.Tensor,
             scale: float = 1.0) -> torch.Tensor:

@@ -41,12 +41,16 @@ _SIGNATURES = {
 def signature(kind: str) -> dict:
     halves, ints, scalars = _SIGNATURES[kind]
     sig = {n: "*fp16" for n in halves} | {n: "*i32" for n in ints} | {n: "i32" for n in scalars}
-    return sig | {"scale": "fp32", "HEAD_DIM": "constexpr", "BM": "constexpr", "BN": "constexpr"}
+    meta = ["HEAD_DIM", "BM", "BN"] + (["SPLIT_TAIL"] if kind == "aligned" else [])
+    return sig | {"scale": "fp32"} | {n: "constexpr" for n in meta}
 
 
-def resources(kind: str, bm: int, bn: int, warps: int, stages: int, maxnreg: int | None, arch: int) -> dict:
+def resources(kind: str, bm: int, bn: int, warps: int, stages: int, maxnreg: int | None, arch: int,
+              split_tail: bool = True) -> dict:
+    """split_tail: the aligned kernel's SPLIT_TAIL (kernels.split_tail of the launch's longest length)."""
     fn = K._aligned_attn_kernel if kind == "aligned" else K._packed_attn_kernel
-    src = ASTSource(fn=fn, signature=signature(kind), constexprs={"HEAD_DIM": 64, "BM": bm, "BN": bn},
+    consts = {"HEAD_DIM": 64, "BM": bm, "BN": bn} | ({"SPLIT_TAIL": split_tail} if kind == "aligned" else {})
+    src = ASTSource(fn=fn, signature=signature(kind), constexprs=consts,
                     attrs={(i,): [["tt.divisibility", 16]] for i in _PTR_AND_STRIDES[kind]})
     opts = {"num_warps": warps, "num_stages": stages} | ({"maxnreg": maxnreg} if maxnreg else {})
     c = triton.compile(src, target=GPUTarget("cuda", arch, 32), options=opts)
@@ -69,16 +73,16 @@ def main() -> int:
     ap.add_argument("--arch", type=int, default=90)
     ap.add_argument("--extra", default="", help="KIND:BMxBNxSTAGES[rMAXNREG],... (4 warps)")
     a = ap.parse_args()
-    launches = [("packed", K.ATTN_BM, K.ATTN_BN, K.ATTN_WARPS, K.ATTN_STAGES, r) for r in (None, K.ATTN_MAXNREG)]
-    launches += [("aligned", K.ALIGNED_BM, bn, K.ALIGNED_WARPS, stages, r)
-                 for _, bn, stages, regs in K.ALIGNED_LAUNCH for r in (None, regs)]
+    launches = [("packed", K.ATTN_BM, K.ATTN_BN, K.ATTN_WARPS, K.ATTN_STAGES, r, True) for r in (None, K.ATTN_MAXNREG)]
+    launches += [("aligned", K.ALIGNED_BM, bn, K.ALIGNED_WARPS, stages, r, K.split_tail(bn, upto))
+                 for upto, bn, stages, regs in K.ALIGNED_LAUNCH for r in (None, regs)]
     for spec in a.extra.split(",") if a.extra else ():
         kind, shape = spec.split(":")
         dims, _, regs = shape.partition("r")
         bm, bn, stages = map(int, dims.split("x"))
-        launches.append((kind, bm, bn, 4, stages, int(regs) if regs else None))
-    for launch in launches:
-        print(json.dumps(resources(*launch, a.arch)), flush=True)
+        launches.append((kind, bm, bn, 4, stages, int(regs) if regs else None, True))
+    for *launch, split in launches:
+        print(json.dumps(resources(*launch, a.arch, split)), flush=True)
     return 0
 
 

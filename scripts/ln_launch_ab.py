@@ -64,7 +64,7 @@ def use(arm) -> None:
 
 
 def label(arm) -> str:
-    name = "quack LayerNorm" if arm == QUACK else f"elems={arm[0]} warps={arm[1]}"
+    name = "quack LayerNorm" if arm == QUACK else f"elems={arm[0]} warps={arm[1] or 'by width'}"
     return name + (" (product)" if arm == PRODUCT else "")
 
 

@@ -61,11 +61,14 @@ def _add_ln_kernel(X, D, W, B, S, H, RS, RT, n_rows, n_cols, eps,
 
 
 # Launch shapes; scripts/kernel_sweep.py measures the alternatives on a GPU (single calls) and
-# scripts/ln_launch_ab.py at the power cap and inside the forward. LayerNorm: 4 warps move the
-# plain pass (650M's boundaries) at 3.7 TB/s against 3.1 with 8 (0.091 vs 0.108 ms per 65k x 1280;
-# 650M forward -1.0%); add+LN runs at 4.1 TB/s with either (docs/BENCHMARKS.md, session 10).
-LN_ELEMS = 4096  # elements per program (rows x padded width)
-LN_WARPS = 4
+# scripts/ln_launch_ab.py at the power cap and inside the forward. LayerNorm: one row per program
+# at 650M's and 3B's widths, one warp per 1,024 padded elements (32 per thread): the plain pass
+# (650M's boundaries) at 3.75-3.8 TB/s (2 warps at D = 1280; 4 at 2560) against 3.1 with 8 warps
+# (650M forward -1.0% for 8 -> 4 warps, session 10; 4 -> 2 at D = 1280 another -0.1 to -0.7%,
+# session 11); add+LN runs at 4.1 TB/s with any of these (docs/BENCHMARKS.md).
+LN_ELEMS = 2048  # elements per program (rows x padded width; one row when a row is wider)
+LN_WARPS: int | None = None  # None: one warp per LN_WARP_ELEMS of the program's elements
+LN_WARP_ELEMS = 1024
 ROT_TOKENS, ROT_PAIRS, ROT_WARPS = 8, 256, 4
 
 
@@ -73,7 +76,8 @@ def _ln_launch(n_cols: int) -> tuple[int, int, int]:
     """(rows per program, block width, warps)."""
     block = triton.next_power_of_2(n_cols)
     rows = max(1, LN_ELEMS // block)
-    return rows, block, LN_WARPS
+    warps = LN_WARPS or max(1, min(8, rows * block // LN_WARP_ELEMS))
+    return rows, block, warps
 
 
 def _add_ln(x: torch.Tensor, d: torch.Tensor | None, norm: torch.nn.LayerNorm | None, eps: float,
@@ -207,6 +211,15 @@ def _attend_keys(q, K, V, cols, cmask, keep, h, d, stride_t, stride_h, qk_scale,
 
 
 @triton.jit
+def _attend_tail(q, K, V, k0, end, h, d, stride_t, stride_h, qk_scale, m_i, l_i, acc, BT: tl.constexpr):
+    """_attend_keys against the last keys [k0, end) of a sequence in one masked block of BT keys."""
+    cols = k0 + tl.arange(0, BT)
+    cmask = cols < end
+    return _attend_keys(q, K, V, cols, cmask, cmask[None, :], h, d, stride_t, stride_h, qk_scale,
+                        m_i, l_i, acc, BOUNDS=True, MASK=True)
+
+
+@triton.jit
 def _store_rows(O, acc, l_i, rows, rmask, h, d, o_stride_t, o_stride_h):
     """acc / l for the tile's rows in range (rows with no keys, past T, store zeros)."""
     out = acc / tl.where(l_i > 0, l_i, 1.0)[:, None]
@@ -336,9 +349,10 @@ def _aligned_tile(Q, TAB, n_blocks, stride_t, stride_h, HEAD_DIM: tl.constexpr, 
 
 @triton.jit(do_not_specialize=["n_blocks"])
 def _aligned_attn_kernel(Q, K, V, O, TAB, n_blocks, stride_t, stride_h, o_stride_t, o_stride_h, scale,
-                         HEAD_DIM: tl.constexpr, BM: tl.constexpr, BN: tl.constexpr):
+                         HEAD_DIM: tl.constexpr, BM: tl.constexpr, BN: tl.constexpr, SPLIT_TAIL: tl.constexpr):
     """softmax(scale q k^T) v for rows [r0, min(r0 + BM, end)) of one sequence [start, end), one
-    head (the tile _aligned_tile reads from the block table)."""
+    head (the tile _aligned_tile reads from the block table). SPLIT_TAIL: the last keys in the
+    smallest block of BN, BN/2 or BN/4 (at least 16) that holds them, else in BN."""
     h, start, end, rows, rmask, d, q = _aligned_tile(Q, TAB, n_blocks, stride_t, stride_h, HEAD_DIM, BM)
     m_i, l_i, acc = _softmax_init(BM, HEAD_DIM)
     qk_scale = scale * 1.4426950408889634  # softmax in base 2
@@ -348,10 +362,26 @@ def _aligned_attn_kernel(Q, K, V, O, TAB, n_blocks, stride_t, stride_h, o_stride
         m_i, l_i, acc = _attend_keys(q, K, V, cols, None, None, h, d, stride_t, stride_h,
                                      qk_scale, m_i, l_i, acc, BOUNDS=False, MASK=False)
     if k_full < end:
-        cols = k_full + tl.arange(0, BN)
-        cmask = cols < end
-        m_i, l_i, acc = _attend_keys(q, K, V, cols, cmask, cmask[None, :], h, d, stride_t, stride_h, qk_scale,
-                                     m_i, l_i, acc, BOUNDS=True, MASK=True)
+        if SPLIT_TAIL and BN // 4 >= 16:
+            if end - k_full <= BN // 4:
+                m_i, l_i, acc = _attend_tail(q, K, V, k_full, end, h, d, stride_t, stride_h, qk_scale,
+                                             m_i, l_i, acc, BN // 4)
+            elif end - k_full <= BN // 2:
+                m_i, l_i, acc = _attend_tail(q, K, V, k_full, end, h, d, stride_t, stride_h, qk_scale,
+                                             m_i, l_i, acc, BN // 2)
+            else:
+                m_i, l_i, acc = _attend_tail(q, K, V, k_full, end, h, d, stride_t, stride_h, qk_scale,
+                                             m_i, l_i, acc, BN)
+        elif SPLIT_TAIL and BN // 2 >= 16:
+            if end - k_full <= BN // 2:
+                m_i, l_i, acc = _attend_tail(q, K, V, k_full, end, h, d, stride_t, stride_h, qk_scale,
+                                             m_i, l_i, acc, BN // 2)
+            else:
+                m_i, l_i, acc = _attend_tail(q, K, V, k_full, end, h, d, stride_t, stride_h, qk_scale,
+                                             m_i, l_i, acc, BN)
+        else:
+            m_i, l_i, acc = _attend_tail(q, K, V, k_full, end, h, d, stride_t, stride_h, qk_scale,
+                                         m_i, l_i, acc, BN)
     _store_rows(O, acc, l_i, rows, rmask, h, d, o_stride_t, o_stride_h)
 
 
@@ -377,6 +407,14 @@ def aligned_launch(max_seqlen: int | None) -> tuple[int, int, int]:
         if upto is None or (max_seqlen is not None and max_seqlen <= upto):
             return bn, stages, regs
     raise ValueError("ALIGNED_LAUNCH must end with an open-ended row")
+
+
+def split_tail(bn: int, max_seqlen: int | None) -> bool:
+    """Whether the aligned kernel runs a sequence's last keys in a block of BN/2 or BN/4 when they
+    fit one: where sequences can be longer than one key block. Measured per batch on an H200
+    (docs/BENCHMARKS.md, session 11): 3-10% off the aligned kernel at 65-1,024 tokens; where a
+    whole sequence fits one block (the <= 64-token launch) the branches only cost registers."""
+    return max_seqlen is None or max_seqlen > bn
 
 
 def aligned_launch_lengths() -> list[int]:
@@ -442,6 +480,6 @@ def aligned_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, cu_seql
         bn, stages, regs = aligned_launch(max_seqlen)
         _aligned_attn_kernel[(tab.shape[1], H)](
             q, k, v, o, tab, tab.shape[1], q.stride(0), q.stride(1), o.stride(0), o.stride(1), float(scale),
-            HEAD_DIM=Dh, BM=ALIGNED_BM, BN=bn, num_warps=ALIGNED_WARPS, num_stages=stages,
-            **_maxnreg(q.device, Dh, regs))
+            HEAD_DIM=Dh, BM=ALIGNED_BM, BN=bn, SPLIT_TAIL=split_tail(bn, max_seqlen), num_warps=ALIGNED_WARPS,
+            num_stages=stages, **_maxnreg(q.device, Dh, regs))
     return o

@@ -398,11 +398,12 @@ def test_packed_attention_matches_exact(lens, H, Dh, dtype):
 
 
 @pytest.mark.parametrize("dtype", [torch.float16, pytest.param(torch.bfloat16, marks=BF16_DOT)])
-@pytest.mark.parametrize("lens,H,Dh", [([3, 70, 1, 130, 64, 65, 2], 3, 32), ([1], 2, 16), ([300, 257, 5], 2, 64),
+@pytest.mark.parametrize("lens,H,Dh", [([3, 70, 1, 130, 64, 65, 2], 3, 32), ([1], 2, 16), ([300, 257, 5, 90], 2, 64),
                                        ([129, 7, 128], 1, 128), ([64, 100, 3, 128], 2, 64), ([64, 50, 1], 2, 64),
                                        ([320, 3, 200], 2, 64)])
 def test_aligned_attention_matches_exact(lens, H, Dh, dtype):
     """Sequences shorter than, equal to and longer than a tile (64 rows), one-token sequences,
+    key tails that fit a quarter, a half and a whole key block,
     strided q/k/v views; with the block table built inside and passed in, and with the longest
     length given (each of kernels.ALIGNED_LAUNCH's launches)."""
     from embed_worker import attention
