@@ -88,6 +88,15 @@ def cudnn_varlen(q, k, v, cu, mx, scale):
 
 
 @torch.inference_mode()
+def settle(fn, args, ms: float) -> None:
+    """Run fn(*args) back to back for about ms milliseconds (the GPU's clock settles under load)."""
+    t_end = time.time() + ms / 1000
+    while time.time() < t_end:
+        for _ in range(5):
+            fn(*args)
+        torch.cuda.synchronize()
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--dims", default="1280,2560")
@@ -95,8 +104,11 @@ def main() -> int:
     ap.add_argument("--budget", type=int, default=65_536)
     ap.add_argument("--iters", type=int, default=20)
     ap.add_argument("--rounds", type=int, default=1, help="time every variant this many times per batch, the "
-                    "order reversed each round (a single round favours the variants timed first by up to "
-                    "4.5%%: docs/BENCHMARKS.md, session 10); each variant's median counts")
+                    "order rotated by one each round, each round after a settling run (--settle-ms); each "
+                    "variant's mean counts. A single round favours the variants timed first by up to 4-7%% "
+                    "(docs/BENCHMARKS.md, sessions 10-11): give as many rounds as there are variants")
+    ap.add_argument("--settle-ms", type=float, default=200.0, help="with --rounds > 1: run the first variant "
+                    "this long before each round, so every round starts at the loaded clock")
     ap.add_argument("--workloads", default="reads,short,uniprot")
     ap.add_argument("--pick", type=int, default=0, help="time this many batches spread over the plan")
     ap.add_argument("--fa4-tiles", default="", help="extra FA4 tiles, e.g. 128x128,128x64")
@@ -202,8 +214,12 @@ def main() -> int:
         from bench import load_base_kernels
         base = load_base_kernels(a.base_kernels)
         variants["packed@base"] = lambda q, k, v, cu, mx, s, seq32: base.packed_attention(q, k, v, seq32, cu, s)
-        variants["aligned@base"] = with_table(lambda q, k, v, seq32, cu, s, table: base.aligned_attention(
-            q, k, v, cu, s, table), bm=base.ALIGNED_BM)
+        def base_aligned(q, k, v, cu, mx, s, seq32):
+            """The other revision's aligned kernel at its launch options for this batch (as product_aligned)."""
+            if ("base", base.ALIGNED_BM) not in tables:
+                tables[("base", base.ALIGNED_BM)] = base.block_table(cu, q.shape[0], base.ALIGNED_BM)
+            return base.aligned_attention(q, k, v, cu, s, tables[("base", base.ALIGNED_BM)], mx)
+        variants["aligned@base"] = base_aligned
     if a.cudnn:
         variants["cudnn"] = lambda q, k, v, cu, mx, s, _: cudnn_varlen(q, k, v, cu, mx, s)
         variants["cudnn contiguous"] = lambda q, k, v, cu, mx, s, _: cudnn_varlen(
@@ -229,26 +245,26 @@ def main() -> int:
                 scale = Dh ** -0.5
                 ref = varlen_attention(q, k, v, cu, mx, scale).float()
                 tables.clear()
-                samples: dict[str, list[float]] = {}
-                first: dict[str, tuple[float, float]] = {}
+                first: dict[str, tuple[float, float]] = {}  # first call (compiles): seconds, max |error|
+                for name, fn in variants.items():
+                    if name.startswith("packed") and not K.packed_attention_fits(q.dtype, Dh, mx):
+                        continue
+                    if name.startswith("aligned") and not K.aligned_attention_fits(q.dtype, Dh, mx):
+                        continue
+                    t1 = time.time()
+                    try:
+                        got = fn(q, k, v, cu, mx, scale, seq32)
+                        first[name] = (time.time() - t1, float((got.float() - ref).abs().max()))
+                    except Exception as ex:  # noqa: BLE001
+                        emit(workload=w, D=D, batch=bi, variant=name, error=f"{type(ex).__name__}: {ex}"[:300])
+                order = [(name, fn) for name, fn in variants.items() if name in first]
+                samples: dict[str, list[float]] = {name: [] for name, _ in order}
                 for r in range(a.rounds):
-                    for name, fn in list(variants.items())[::1 if r % 2 == 0 else -1]:
-                        if name.startswith("packed") and not K.packed_attention_fits(q.dtype, Dh, mx):
-                            continue
-                        if name.startswith("aligned") and not K.aligned_attention_fits(q.dtype, Dh, mx):
-                            continue
-                        if r and name not in samples:
-                            continue  # failed in round 0
-                        t1 = time.time()
-                        try:
-                            if r == 0:
-                                got = fn(q, k, v, cu, mx, scale, seq32)
-                                first[name] = (time.time() - t1, float((got.float() - ref).abs().max()))
-                            samples.setdefault(name, []).append(
-                                timed(lambda: fn(q, k, v, cu, mx, scale, seq32), a.iters))
-                        except Exception as ex:  # noqa: BLE001
-                            emit(workload=w, D=D, batch=bi, variant=name, error=f"{type(ex).__name__}: {ex}"[:300])
-                times = {name: sorted(v)[len(v) // 2] for name, v in samples.items()}
+                    if a.rounds > 1:
+                        settle(order[0][1], (q, k, v, cu, mx, scale, seq32), a.settle_ms)
+                    for name, fn in order[r % len(order):] + order[:r % len(order)]:
+                        samples[name].append(timed(lambda: fn(q, k, v, cu, mx, scale, seq32), a.iters))
+                times = {name: sum(v) / len(v) for name, v in samples.items()}
                 for name, ms in times.items():
                     emit(workload=w, D=D, batch=bi, tokens=T, seqs=len(lens), max_len=mx, variant=name,
                          ms=round(ms, 4), max_abs_err_vs_torch_varlen=first[name][1],

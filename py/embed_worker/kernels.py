@@ -411,9 +411,10 @@ def aligned_launch(max_seqlen: int | None) -> tuple[int, int, int]:
 
 def split_tail(bn: int, max_seqlen: int | None) -> bool:
     """Whether the aligned kernel runs a sequence's last keys in a block of BN/2 or BN/4 when they
-    fit one: where sequences can be longer than one key block. Measured per batch on an H200
-    (docs/BENCHMARKS.md, session 11): 3-10% off the aligned kernel at 65-1,024 tokens; where a
-    whole sequence fits one block (the <= 64-token launch) the branches only cost registers."""
+    fit one: where sequences can be longer than one key block (~4% fewer scores at uniprot's
+    lengths; whole workloads +0.2-0.3%, within noise: docs/BENCHMARKS.md, session 11). Where a
+    whole sequence fits one block (the <= 64-token launch) the branches would only cost registers
+    (ptxas spilled 40 bytes there with them)."""
     return max_seqlen is None or max_seqlen > bn
 
 
