@@ -40,6 +40,12 @@ scripts/kernel_occupancy.py counts them from the compiled cubin).
 aligned_pipe: the product's aligned kernel with the next key block's QK dot issued before the
 current block's softmax and PV dot (software pipelining by hand: Hopper's wgmma is asynchronous,
 so the tensor cores can work on block j+1's scores while the other units exponentiate block j's).
+
+aligned_qtail(TBM, warps): the product's aligned kernel, its launch options and split key tails,
+with a sequence's last tile run as a TBM-row tile in a second launch when it has at most TBM rows.
+64-row tiles pad each sequence's rows to a multiple of 64: 6.6% of the scores at uniprot's lengths
+and 10-25% at short's are padding rows (the key side's equivalent went in session 11). Written in
+session 11 with no device time left; to be measured (attention_sweep.py --aligned-qtail).
 """
 from __future__ import annotations
 
@@ -315,4 +321,48 @@ def regs(kind: str, bm: int, bn: int, warps: int, stages: int, maxnreg: int):
                 q, k, v, o, seq_id, cu_seqlens, T, q.stride(0), q.stride(1), o.stride(0), o.stride(1),
                 float(scale), HEAD_DIM=Dh, BM=bm, **shape)
         return o
+    return run
+
+
+def qtail_tables(cu_seqlens: torch.Tensor, n_tok: int, bm: int, tail_bm: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(main, tail): kernels.block_table's [3, ceil(T/bm) + B] of every bm-row tile except a
+    sequence's last when it has at most tail_bm rows, and [3, B] with that last tile (first row,
+    end, start) for each sequence that has one (zero tiles elsewhere). Built on the device, no sync."""
+    from embed_worker import kernels as K
+    cu = cu_seqlens.long()
+    n_seq = cu.numel() - 1
+    lens = cu[1:] - cu[:-1]
+    nb = (lens + bm - 1) // bm
+    small = (lens > 0) & (lens - (nb - 1) * bm <= tail_bm)
+    main = K.tile_table(cu, nb - small.long(), bm, -(-n_tok // bm) + n_seq)
+    zero = torch.zeros_like(lens)
+    tail = torch.stack([torch.where(small, cu[:-1] + (nb - 1) * bm, zero), torch.where(small, cu[1:], zero),
+                        torch.where(small, cu[:-1], zero)]).to(torch.int32).contiguous()
+    return main, tail
+
+
+def aligned_qtail(tail_bm: int = 32, tail_warps: int = 4):
+    """kernels.aligned_attention with short last tiles in a second launch of tail_bm rows (see the
+    module's notes). run(q, k, v, cu_seqlens, scale, tables=None, max_seqlen=None) -> [T, H, Dh];
+    tables: run.tables(cu_seqlens, T), built once per batch."""
+    from embed_worker import kernels as K
+
+    def run(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, cu_seqlens: torch.Tensor, scale: float = 1.0,
+            tables: tuple[torch.Tensor, torch.Tensor] | None = None, max_seqlen: int | None = None) -> torch.Tensor:
+        T, H, Dh = q.shape
+        K._check_qkv(q, k, v, "aligned_qtail")
+        o = torch.empty(T, H, Dh, dtype=q.dtype, device=q.device)
+        if T:
+            main, tail = run.tables(cu_seqlens, T) if tables is None else tables
+            bn, stages, regs = K.aligned_launch(max_seqlen)
+            # the tail launch keeps ptxas's register choice: held to the 64-row tile's limit, 32-row
+            # tiles spill 120-216 bytes (scripts/kernel_occupancy.py, sm_90)
+            for tab, bm, warps, limit in ((main, K.ALIGNED_BM, K.ALIGNED_WARPS, K._maxnreg(q.device, Dh, regs)),
+                                          (tail, tail_bm, tail_warps, {})):
+                K._aligned_attn_kernel[(tab.shape[1], H)](
+                    q, k, v, o, tab, tab.shape[1], q.stride(0), q.stride(1), o.stride(0), o.stride(1),
+                    float(scale), HEAD_DIM=Dh, BM=bm, BN=bn, SPLIT_TAIL=K.split_tail(bn, max_seqlen),
+                    num_warps=warps, num_stages=stages, **limit)
+        return o
+    run.tables = lambda cu, n_tok: qtail_tables(cu, n_tok, K.ALIGNED_BM, tail_bm)
     return run

@@ -123,6 +123,8 @@ def main() -> int:
                     "(attention_candidates.aligned_exp): f32,f16x2,none (none: a timing bound, wrong results)")
     ap.add_argument("--aligned-pipe", default="", help="candidate: the aligned kernel with the next QK dot "
                     "issued before the softmax (attention_candidates.aligned_pipe), BMxBNxWARPSxSTAGES,...")
+    ap.add_argument("--aligned-qtail", default="", help="candidate: the product's aligned kernel with short "
+                    "last tiles in a second launch (attention_candidates.aligned_qtail), TBMxWARPS,... e.g. 32x4,32x2")
     ap.add_argument("--regs", default="", help="candidate: the product's kernels held to fewer registers "
                     "(attention_candidates.regs), KIND:BMxBNxWARPSxSTAGESrMAXNREG,... e.g. aligned:64x64x4x2r96")
     ap.add_argument("--packed-max-len", type=int, default=0,
@@ -185,6 +187,13 @@ def main() -> int:
         variants[f"aligned-exp {mode}"] = with_table(attention_candidates.aligned_exp(mode))
     for spec in a.aligned_pipe.split(",") if a.aligned_pipe else ():
         variants[f"aligned-pipe {spec}"] = with_table(attention_candidates.aligned_pipe(*map(int, spec.split("x"))))
+    for spec in a.aligned_qtail.split(",") if a.aligned_qtail else ():
+        def qtail(q, k, v, cu, mx, s, seq32, fn=attention_candidates.aligned_qtail(*map(int, spec.split("x"))),
+                  key=("qtail", spec)):
+            if key not in tables:
+                tables[key] = fn.tables(cu, q.shape[0])
+            return fn(q, k, v, cu, s, tables[key], mx)
+        variants[f"aligned-qtail {spec}"] = qtail
     for spec in a.regs.split(",") if a.regs else ():
         kind, shape = spec.split(":")
         dims, maxnreg = shape.split("r")

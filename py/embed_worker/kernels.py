@@ -453,10 +453,15 @@ def block_table(cu_seqlens: torch.Tensor, n_tok: int, bm: int | None = None) -> 
     known on the host: built on the GPU with no sync, once per batch for all layers."""
     bm = ALIGNED_BM if bm is None else bm
     cu = cu_seqlens.long()
+    return tile_table(cu, (cu[1:] - cu[:-1] + bm - 1) // bm, bm, -(-n_tok // bm) + cu.numel() - 1)
+
+
+def tile_table(cu: torch.Tensor, nb: torch.Tensor, bm: int, n_blocks: int) -> torch.Tensor:
+    """block_table's [3, n_blocks] int32 for the first nb[i] BM-row tiles of each sequence i
+    (cu int64 [B+1], nb int64 [B]; n_blocks >= sum(nb), the rest zero tiles)."""
     n_seq = cu.numel() - 1
-    nb = (cu[1:] - cu[:-1] + bm - 1) // bm
     last = torch.cumsum(nb, 0)  # one past each sequence's last tile
-    blk = torch.arange(-(-n_tok // bm) + n_seq, device=cu.device)
+    blk = torch.arange(n_blocks, device=cu.device)
     seq = torch.searchsorted(last, blk, right=True)
     valid = seq < n_seq
     s = seq.clamp(max=n_seq - 1)

@@ -469,6 +469,38 @@ def test_tma_candidate_of_the_aligned_kernel_matches_exact(lens, H, Dh, bm, bn, 
     assert (got.cpu().double() - ref).abs().max() <= 4e-3
 
 
+@pytest.mark.parametrize("tail_bm,warps", [(32, 4), (16, 2)])
+@pytest.mark.parametrize("lens,mx", [([300, 257, 5, 90, 64, 96, 1], None), ([100, 33, 20, 160], 160), ([60, 1, 64], 64)])
+def test_qtail_candidate_of_the_aligned_kernel_matches_exact(lens, mx, tail_bm, warps):
+    """scripts/attention_candidates.aligned_qtail (short last tiles in a second launch; written in
+    session 11, not yet measured): its two tables tile every row exactly once, within its own
+    sequence, the tail table holding exactly the last tiles of at most tail_bm rows; and the two
+    launches together equal fp64 attention at each of the product's launch options."""
+    import sys
+    from pathlib import Path
+    from embed_worker import attention
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts"))
+    import attention_candidates as C
+    cu = torch.zeros(len(lens) + 1, dtype=torch.int32)
+    cu[1:] = torch.cumsum(torch.tensor(lens), 0)
+    T, H, Dh = int(cu[-1]), 2, 64
+    main, tail = C.qtail_tables(cu, T, K.ALIGNED_BM, tail_bm)
+    covered = torch.zeros(T, dtype=torch.long)
+    for tab, bm in ((main, K.ALIGNED_BM), (tail, tail_bm)):
+        for a, e, s0 in zip(*tab.long().tolist()):
+            if e > a:
+                assert s0 in cu.tolist() and e == cu[cu.tolist().index(s0) + 1] and (a - s0) % K.ALIGNED_BM == 0
+                covered[a:min(a + bm, e)] += 1
+    assert (covered == 1).all()
+    tails = sorted(s0 for a, e, s0 in zip(*tail.long().tolist()) if e > a)
+    assert tails == [int(cu[i]) for i, n in enumerate(lens) if 0 < n - (-(-n // K.ALIGNED_BM) - 1) * K.ALIGNED_BM <= tail_bm]
+    qkv = torch.randn(T, 3, H, Dh, generator=torch.Generator().manual_seed(T)).to(torch.float16).to(DEV)
+    q, k, v = qkv.unbind(1)
+    ref = attention._exact(q.cpu().double(), k.cpu().double(), v.cpu().double(), cu, 0.3)
+    got = C.aligned_qtail(tail_bm, warps)(q, k, v, cu.to(DEV), 0.3, None, mx)
+    assert (got.cpu().double() - ref).abs().max() <= 4e-3
+
+
 @pytest.mark.parametrize("lens", [[1], [64], [65], [3, 70, 1, 130, 64, 65, 2], [1000, 24]])
 @pytest.mark.parametrize("bm", [16, 64])
 def test_block_table_tiles_every_row_once_within_its_sequence(lens, bm):
