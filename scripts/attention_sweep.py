@@ -87,7 +87,6 @@ def cudnn_varlen(q, k, v, cu, mx, scale):
                                                    scale=scale)[0]
 
 
-@torch.inference_mode()
 def settle(fn, args, ms: float) -> None:
     """Run fn(*args) back to back for about ms milliseconds (the GPU's clock settles under load)."""
     t_end = time.time() + ms / 1000
@@ -97,6 +96,7 @@ def settle(fn, args, ms: float) -> None:
         torch.cuda.synchronize()
 
 
+@torch.inference_mode()
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--dims", default="1280,2560")
