@@ -2,6 +2,7 @@
 
   python3 scripts/bench.py --out DIR [--models esm2_t33_650M_UR50D,esm2_t36_3B_UR50D]
                            [--workloads reads,short,uniprot] [--tokens 1500000] [--impls embed,hf-sorted,hf-input]
+                           [--interleave] [--base-kernels FILE]
 
 Measures the fp16 matmul ceiling (a large GEMM), then per model and workload: embed's packed
 worker forward (varlen attention, mean pooled on the device, means copied back), Hugging Face
@@ -11,6 +12,8 @@ MFU = tokens/s x FLOPs/token / ceiling (FLOPs/token = sum over layers of 24 D^2 
 token-weighted mean sequence length), peak memory, packing density. A correctness gate compares
 embed's fast path with an fp32 Hugging Face reference on a stratified sample (mean-pooled cosine
 >= 0.9999 median, >= 0.999 min, no NaN/Inf) and fails the run if broken.
+With --interleave, embed's arrangements run batch by batch in turn (an A/B whose arms see the same
+clock drift; at the power cap the GPU's clock moves 1-2% between windows seconds apart).
 Writes DIR/bench.jsonl (one object per measurement, appended as it goes) and DIR/bench.md.
 On a machine without CUDA it runs the same code on the CPU in fp32 (a smoke test).
 """
@@ -172,26 +175,36 @@ def plan(seqs, budget) -> list[list[int]]:
     return batches
 
 
-def embed_packed(model, seqs, budget, layer, sync_each: bool = True):
-    """embed's forward over length-sorted token-budget batches, means pooled on the device; with
-    sync_each (the worker's way) each batch's means are copied back before the next batch starts,
-    else all at the end."""
-    batches = plan(seqs, budget)
-    # Host-side batch building is the orchestrator's job and overlaps in production: do it first.
+def prepare(seqs, budget) -> list:
+    """embed's batches as (indices, ids (pinned on CUDA), cu_seqlens, longest): host-side batch
+    building is the orchestrator's job and overlaps in production, so it is done before timing."""
     prepared = []
-    for b in batches:
+    for b in plan(seqs, budget):
         ids = torch.tensor([t for i in b for t in encode(seqs[i])], dtype=torch.long)
         lens = torch.tensor([len(seqs[i]) + 2 for i in b], dtype=torch.int32)
         cu = torch.zeros(len(b) + 1, dtype=torch.int32)
         torch.cumsum(lens, 0, out=cu[1:])
         prepared.append((b, ids.pin_memory() if CUDA else ids, cu, int(lens.max())))
+    return prepared
+
+
+def batch_means(model, ids, cu, mx, layer) -> torch.Tensor:
+    """One batch through the forward, its means pooled on the device (left there)."""
+    h = model(ids.to(DEV, non_blocking=True), cu.to(DEV, non_blocking=True), mx, [layer])[layer]
+    return M.mean_residues(h, cu.to(DEV))
+
+
+def embed_packed(model, seqs, budget, layer, sync_each: bool = True):
+    """embed's forward over length-sorted token-budget batches, means pooled on the device; with
+    sync_each (the worker's way) each batch's means are copied back before the next batch starts,
+    else all at the end."""
+    prepared = prepare(seqs, budget)
     out = torch.empty(len(seqs), model.cfg.embed_dim)
     sync()
     t0 = time.perf_counter()
     held = []
     for b, ids, cu, mx in prepared:
-        h = model(ids.to(DEV, non_blocking=True), cu.to(DEV, non_blocking=True), mx, [layer])[layer]
-        means = M.mean_residues(h, cu.to(DEV))
+        means = batch_means(model, ids, cu, mx, layer)
         if sync_each:
             out[b] = means.cpu()
         else:
@@ -201,7 +214,28 @@ def embed_packed(model, seqs, budget, layer, sync_each: bool = True):
     sync()
     secs = time.perf_counter() - t0
     toks = sum(len(s) + 2 for s in seqs)
-    return out, secs, len(batches), toks, toks
+    return out, secs, len(prepared), toks, toks
+
+
+def embed_interleaved(model, impls: list[str], seqs, budget, layer) -> dict:
+    """embed's arrangements alternated batch by batch (--interleave): every arm runs every batch,
+    the arms' order rotated by one from batch to batch, each run set up (set_impl) outside the
+    timed part and timed alone between two syncs, as the worker's batch-by-batch loop runs. Arms
+    timed in separate windows see the GPU's clock drift apart by 1-2% at its power cap; here each
+    batch's runs are a few hundred ms apart. Returns {impl: embed_packed's tuple}."""
+    prepared = prepare(seqs, budget)
+    out = {impl: torch.empty(len(seqs), model.cfg.embed_dim) for impl in impls}
+    secs = dict.fromkeys(impls, 0.0)
+    for j, (b, ids, cu, mx) in enumerate(prepared):
+        for impl in impls[j % len(impls):] + impls[:j % len(impls)]:
+            set_impl(model, impl)
+            sync()
+            t0 = time.perf_counter()
+            out[impl][b] = batch_means(model, ids, cu, mx, layer).cpu()
+            sync()
+            secs[impl] += time.perf_counter() - t0
+    toks = sum(len(s) + 2 for s in seqs)
+    return {impl: (out[impl], secs[impl], len(prepared), toks, toks) for impl in impls}
 
 
 def hf_padded(hf, seqs, budget, sort: bool):
@@ -275,6 +309,8 @@ def main() -> int:
     ap.add_argument("--command", default=" ".join(sys.argv))
     ap.add_argument("--base-kernels", default="", help="kernels.py of another revision: impls named "
                     "IMPL@base (e.g. embed-quack@base) run its attention kernels")
+    ap.add_argument("--interleave", action="store_true", help="run embed's arms (all but -nosync) batch by "
+                    "batch in turn instead of one after the other: an A/B whose arms see the same clock drift")
     ap.add_argument("--base-long-min-len", type=int, default=0,
                     help="attention.LONG_MIN_LEN for the @base impls (default: this revision's)")
     a = ap.parse_args()
@@ -321,11 +357,28 @@ def main() -> int:
             warm(ours)
             fast = {}
             # Compiling and the Triton kernels only pay (and only behave) on CUDA.
-            for impl in [i for i in a.impls.split(",") if CUDA or i in ("embed", "hf-sorted", "hf-input")]:
+            impls = [i for i in a.impls.split(",") if CUDA or i.removesuffix("@base") in ("embed", "hf-sorted", "hf-input")]
+            if a.interleave:
+                impls = list(dict.fromkeys(impls))  # an arm named twice would only run twice per batch
+            together, together_peak = {}, None
+            arms = [i for i in impls if i.startswith("embed") and "-nosync" not in i]
+            if a.interleave and len(arms) > 1:
                 if CUDA:
                     torch.cuda.empty_cache()
                     torch.cuda.reset_peak_memory_stats(DEV)
-                if impl.startswith("embed"):
+                for impl in arms:
+                    set_impl(ours, impl)
+                    warm(ours)  # every arm compiled and warm before the first timed batch
+                together = embed_interleaved(ours, arms, seqs, a.budget, layer)
+                together_peak = round(torch.cuda.max_memory_allocated(DEV) / 2**30, 2) if CUDA else None
+            for impl in impls:
+                if CUDA:
+                    torch.cuda.empty_cache()
+                    torch.cuda.reset_peak_memory_stats(DEV)
+                if impl in together:
+                    res = together[impl]
+                    fast[impl] = res[0]
+                elif impl.startswith("embed"):
                     set_impl(ours, impl)
                     if impl != "embed":
                         warm(ours)  # compile + warm-up
@@ -339,12 +392,15 @@ def main() -> int:
                 _, secs, nb, real, padded = res
                 wall_end = time.time()  # the timed part ended as the call returned: its window, for
                 wall = {"wall_start": round(wall_end - secs, 3), "wall_end": round(wall_end, 3)}  # scripts/energy.py
+                if impl in together:  # no window of its own: its batches ran between the other arms'
+                    wall = {"interleaved": True}
+                peak = together_peak if impl in together else (
+                    round(torch.cuda.max_memory_allocated(DEV) / 2**30, 2) if CUDA else None)
                 budget = a.budget if impl.startswith("embed") else a.hf_budget
                 record({"model": name, "workload": w, "implementation": impl, "seqs": n, "tokens": real,
                         "seconds": round(secs, 3), "tokens_per_s": round(real / secs), "seqs_per_s": round(n / secs),
                         "mfu": round(real / secs * fpt / (ceiling * 1e12), 4), "flops_per_token": round(fpt),
-                        "peak_mem_gib": round(torch.cuda.max_memory_allocated(DEV) / 2**30, 2) if CUDA else None,
-                        "batches": nb, "budget": budget, "density": round(real / (nb * budget), 4),
+                        "peak_mem_gib": peak, "batches": nb, "budget": budget, "density": round(real / (nb * budget), 4),
                         "padding_overhead": round(padded / real - 1, 4), **wall})
             if fast:
                 # Correctness gate: stratified sample vs an fp32 HF reference on the same weights,

@@ -1,0 +1,42 @@
+"""scripts/bench.py on the CPU (its smoke-test mode: fp32, the test-tiny geometry): arms one after
+the other and interleaved batch by batch, each with its correctness gate against Hugging Face."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _bench(out: Path, *args: str) -> list[dict]:
+    cmd = [sys.executable, str(ROOT / "scripts" / "bench.py"), "--out", str(out), "--models", "test-tiny",
+           "--workloads", "reads,uniprot", "--tokens", "3000", *args]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    return [json.loads(line) for line in (out / "bench.jsonl").read_text().splitlines()]
+
+
+@pytest.mark.parametrize("interleave", [False, True])
+def test_bench_times_every_arm_and_gates_it(tmp_path, interleave):
+    """Every arm of every workload gets a speed record and embed's arms a passing gate. Interleaved,
+    embed's arms share the same batches (equal counts, equal tokens), say so and carry no timed
+    window of their own (scripts/energy.py must not read one); arms run alone keep theirs."""
+    rows = _bench(tmp_path, "--impls", "embed,embed@base,hf-sorted", "--base-kernels",
+                  str(ROOT / "py" / "embed_worker" / "kernels.py"), *(["--interleave"] if interleave else []))
+    speed = {(r["workload"], r["implementation"]): r for r in rows if "tokens_per_s" in r}
+    gates = {(r["workload"], r["implementation"]): r for r in rows if r.get("measurement") == "correctness_gate"}
+    assert set(speed) == {(w, i) for w in ("reads", "uniprot") for i in ("embed", "embed@base", "hf-sorted")}
+    assert set(gates) == {(w, i) for w in ("reads", "uniprot") for i in ("embed", "embed@base")}
+    assert all(g["ok"] and g["nonfinite"] == 0 and g["min"] > 0.99999 for g in gates.values())
+    for w in ("reads", "uniprot"):
+        a, b, hf = speed[(w, "embed")], speed[(w, "embed@base")], speed[(w, "hf-sorted")]
+        assert a["tokens"] == b["tokens"] == hf["tokens"] and a["batches"] == b["batches"] >= 1
+        assert a["seconds"] > 0 and b["seconds"] > 0
+        assert ("wall_start" in hf) and not hf.get("interleaved")
+        for arm in (a, b):
+            assert arm.get("interleaved", False) is interleave
+            assert ("wall_start" in arm) is not interleave
