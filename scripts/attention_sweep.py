@@ -34,6 +34,8 @@ from embed_worker import model as M  # noqa: E402
 from embed_worker.attention import varlen_attention  # noqa: E402
 from embed_worker.fused import attention_kernel  # noqa: E402
 
+DEV = "cuda" if torch.cuda.is_available() else "cpu"  # CPU: a smoke test under TRITON_INTERPRET=1
+
 
 def emit(**row) -> None:
     print(json.dumps(row), flush=True)
@@ -93,7 +95,8 @@ def settle(fn, args, ms: float) -> None:
     while time.time() < t_end:
         for _ in range(5):
             fn(*args)
-        torch.cuda.synchronize()
+        if DEV == "cuda":
+            torch.cuda.synchronize()
 
 
 @torch.inference_mode()
@@ -246,9 +249,9 @@ def main() -> int:
                 n_tok += T
                 cu = torch.zeros(len(lens) + 1, dtype=torch.int32)
                 cu[1:] = torch.cumsum(torch.tensor(lens), 0)
-                cu = cu.cuda()
+                cu = cu.to(DEV)
                 mx = max(lens)
-                qkv = torch.randn(T, 3, H, Dh, device="cuda", dtype=torch.float16)
+                qkv = torch.randn(T, 3, H, Dh, device=DEV, dtype=torch.float16)
                 q, k, v = qkv.unbind(1)
                 seq32 = M.positions_from_cu(cu, T)[0].int()
                 scale = Dh ** -0.5
