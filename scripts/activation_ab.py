@@ -19,10 +19,9 @@ sys.path.insert(0, os.path.join(ROOT, "scripts"))
 import torch  # noqa: E402
 
 import gemm_cases  # noqa: E402
-from cudatime import timed  # noqa: E402
 from embed_worker import epilogues as E  # noqa: E402
 from embed_worker.registry import KNOWN  # noqa: E402
-from quack_tune import emit, emit_medians, forward_ab_args, reads_forward, sustained_ms  # noqa: E402
+from quack_tune import emit, forward_ab_args, forward_arms, sustained_ms  # noqa: E402
 
 ACTIVATIONS = ("erf", "tanh")
 
@@ -36,15 +35,8 @@ def gemm_alone(D: int, M_: int, sustain: float) -> None:
 
 
 def forward_ab(name: str, rounds: int) -> None:
-    model, cfg, (ids, cu, mx), used = reads_forward(name)
-    L = cfg.num_layers
-    res: dict[str, list[float]] = {}
-    for _ in range(rounds):
-        for act in ACTIVATIONS:
-            model.set_activation(act)
-            res.setdefault(act, []).append(timed(lambda: model(ids, cu, mx, [L]), 5))
-    model.set_activation("erf")
-    emit_medians(name, res, used)
+    forward_arms(name, {act: lambda m, act=act: m.set_activation(act) for act in ACTIVATIONS}, rounds,
+                 restore=lambda m: m.set_activation("erf"), compare=False)
 
 
 @torch.inference_mode()

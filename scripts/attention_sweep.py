@@ -176,10 +176,15 @@ def main() -> int:
                 tables[bm] = K.block_table(cu, q.shape[0], bm)
             return fn(q, k, v, seq32, cu, s, tables[bm])
         return run
-    def product_aligned(q, k, v, cu, mx, s, seq32):
-        if K.ALIGNED_BM not in tables:
-            tables[K.ALIGNED_BM] = K.block_table(cu, q.shape[0], K.ALIGNED_BM)
-        return K.aligned_attention(q, k, v, cu, s, tables[K.ALIGNED_BM], mx)
+    def aligned_of(mod, key):
+        """mod.aligned_attention (this revision's kernels.py or the base's) at its launch options
+        for the batch, on mod's block table built once per batch (tables[key])."""
+        def run(q, k, v, cu, mx, s, seq32):
+            if key not in tables:
+                tables[key] = mod.block_table(cu, q.shape[0], mod.ALIGNED_BM)
+            return mod.aligned_attention(q, k, v, cu, s, tables[key], mx)
+        return run
+    product_aligned = aligned_of(K, K.ALIGNED_BM)
     variants["aligned"] = product_aligned  # the product's kernel, at its launch options for this batch
     for spec in a.aligned.split(",") if a.aligned else ():
         variants[f"aligned {spec}"] = with_table(attention_candidates.aligned(*map(int, spec.split("x"))))
@@ -226,12 +231,7 @@ def main() -> int:
         from bench import load_base_kernels
         base = load_base_kernels(a.base_kernels)
         variants["packed@base"] = lambda q, k, v, cu, mx, s, seq32: base.packed_attention(q, k, v, seq32, cu, s)
-        def base_aligned(q, k, v, cu, mx, s, seq32):
-            """The other revision's aligned kernel at its launch options for this batch (as product_aligned)."""
-            if ("base", base.ALIGNED_BM) not in tables:
-                tables[("base", base.ALIGNED_BM)] = base.block_table(cu, q.shape[0], base.ALIGNED_BM)
-            return base.aligned_attention(q, k, v, cu, s, tables[("base", base.ALIGNED_BM)], mx)
-        variants["aligned@base"] = base_aligned
+        variants["aligned@base"] = aligned_of(base, ("base", base.ALIGNED_BM))
     if a.cudnn:
         variants["cudnn"] = lambda q, k, v, cu, mx, s, _: cudnn_varlen(q, k, v, cu, mx, s)
         variants["cudnn contiguous"] = lambda q, k, v, cu, mx, s, _: cudnn_varlen(

@@ -391,9 +391,8 @@ def main() -> int:
                     res = hf_padded(hf, seqs, a.hf_budget, False)
                 _, secs, nb, real, padded = res
                 wall_end = time.time()  # the timed part ended as the call returned: its window, for
-                wall = {"wall_start": round(wall_end - secs, 3), "wall_end": round(wall_end, 3)}  # scripts/energy.py
-                if impl in together:  # no window of its own: its batches ran between the other arms'
-                    wall = {"interleaved": True}
+                wall = ({"interleaved": True} if impl in together  # no window: its batches ran between the other arms'
+                        else {"wall_start": round(wall_end - secs, 3), "wall_end": round(wall_end, 3)})  # scripts/energy.py
                 peak = together_peak if impl in together else (
                     round(torch.cuda.max_memory_allocated(DEV) / 2**30, 2) if CUDA else None)
                 budget = a.budget if impl.startswith("embed") else a.hf_budget

@@ -22,11 +22,10 @@ sys.path.insert(0, os.path.join(ROOT, "scripts"))
 
 import torch  # noqa: E402
 
-from cudatime import timed  # noqa: E402
 from embed_worker import epilogues as E  # noqa: E402
 from embed_worker import kernels as K  # noqa: E402
 from embed_worker.registry import KNOWN  # noqa: E402
-from quack_tune import emit, emit_medians, forward_ab_args, reads_forward, sustained_ms  # noqa: E402
+from quack_tune import emit, forward_ab_args, forward_arms, sustained_ms  # noqa: E402
 
 SHAPES = [(e, w) for e in (2048, 4096, 8192) for w in (2, 4, 8)]
 QUACK = "quack"  # the arm that swaps the plain LN pass for quack's CuTe-DSL LayerNorm kernel
@@ -98,20 +97,8 @@ def alone(D: int, T: int, rounds: int, sustain: float, with_quack: bool) -> dict
 
 
 def forward_ab(name: str, arms: list, rounds: int) -> None:
-    model, cfg, (ids, cu, mx), used = reads_forward(name)
-    L = cfg.num_layers
-    res: dict[str, list[float]] = {}
-    ref = None
-    for r in range(rounds):
-        for arm in arms:
-            use(arm)
-            res.setdefault(label(arm), []).append(timed(lambda: model(ids, cu, mx, [L]), 5))
-            if r == 0:
-                got = model(ids, cu, mx, [L])[L].float()
-                ref = got if ref is None else ref
-                emit(model=name, arm=label(arm), max_abs_vs_first=float((got - ref).abs().max()))
-    use(PRODUCT)
-    emit_medians(name, res, used)
+    forward_arms(name, {label(arm): lambda m, arm=arm: use(arm) for arm in arms}, rounds,
+                 restore=lambda m: use(PRODUCT))
 
 
 @torch.inference_mode()

@@ -149,6 +149,29 @@ def forward_ab_args(ap, models: str) -> None:
     ap.add_argument("--sustain", type=float, default=0.3)
 
 
+def forward_arms(name: str, arms: dict, rounds: int, restore, compare: bool = True) -> None:
+    """The forward of the model's longest `reads` batch (reads_forward) under each arm, the arms
+    alternated round by round so clock drift falls on all: arms maps a label to a callable that
+    switches the process to that arm (given the model); with compare, the first round also checks
+    each arm's last layer against the first arm's. restore(model) puts the product back; then
+    emit_medians."""
+    model, cfg, (ids, cu, mx), used = reads_forward(name)
+    L = cfg.num_layers
+    res: dict[str, list[float]] = {}
+    ref = None
+    for r in range(rounds):
+        for arm, switch in arms.items():
+            switch(model)
+            res.setdefault(arm, []).append(timed(lambda: model(ids, cu, mx, [L]), 5))
+            if r == 0 and compare:
+                got = model(ids, cu, mx, [L])[L].float()
+                ref = got if ref is None else ref
+                emit(model=name, arm=arm, max_abs_vs_first=float((got - ref).abs().max()),
+                     rel_l2_vs_first=float((got - ref).norm() / ref.norm()))
+    restore(model)
+    emit_medians(name, res, used)
+
+
 def emit_medians(name: str, res: dict[str, list[float]], tokens: int) -> None:
     """One line per arm: its ms per forward in every round, the median, tokens/s at the median."""
     for arm, v in res.items():

@@ -25,11 +25,10 @@ sys.path.insert(0, os.path.join(ROOT, "scripts"))
 import torch  # noqa: E402
 
 import gemm_cases  # noqa: E402
-from cudatime import timed  # noqa: E402
 from embed_worker import epilogues as E  # noqa: E402
 from embed_worker import kernels as K  # noqa: E402
 from embed_worker.registry import KNOWN  # noqa: E402
-from quack_tune import emit, emit_medians, forward_ab_args, reads_forward, sustained_ms  # noqa: E402
+from quack_tune import emit, forward_ab_args, forward_arms, sustained_ms  # noqa: E402
 
 # Forward arms per model: (name, {op: spec} pinned for out/fc2 (None: the product's CONFIGS;
 # {}: cuBLAS), residual in place, LayerNorm deferred into the QKV/FC1 epilogues)
@@ -73,33 +72,26 @@ def pairs(D: int, M_: int, sustain: float) -> None:
 
 
 def forward_ab(name: str, rounds: int) -> None:
-    model, cfg, (ids, cu, mx), used = reads_forward(name)
-    L, D, Fd = cfg.num_layers, cfg.embed_dim, cfg.ffn_dim
+    cfg = KNOWN[name].cfg
+    D, Fd = cfg.embed_dim, cfg.ffn_dim
     keys = {"out": ("out", D, D), "fc2": ("fc2", Fd, D)}
     product, product_flags = dict(E.CONFIGS), (E.RESIDUAL_IN_PLACE, set(E.DEFERRED_LN))
-    res: dict[str, list[float]] = {}
-    ref = None
-    for r in range(rounds):
-        for arm, table, in_place, deferred in ARMS[name]:
-            E.CONFIGS.clear()
-            E.CONFIGS.update(product)
-            if table is not None:
-                for op in keys:
-                    E.CONFIGS.pop(keys[op], None)
-                E.CONFIGS.update({keys[op]: spec for op, spec in table.items()})
-            E.RESIDUAL_IN_PLACE = in_place
-            E.DEFERRED_LN = {D} if deferred else set()
-            ms = timed(lambda: model(ids, cu, mx, [L]), 5)
-            res.setdefault(arm, []).append(ms)
-            if r == 0:
-                got = model(ids, cu, mx, [L])[L].float()
-                ref = got if ref is None else ref
-                emit(model=name, arm=arm, max_abs_vs_first=float((got - ref).abs().max()),
-                     rel_l2_vs_first=float((got - ref).norm() / ref.norm()))
-    E.CONFIGS.clear()
-    E.CONFIGS.update(product)
-    E.RESIDUAL_IN_PLACE, E.DEFERRED_LN = product_flags
-    emit_medians(name, res, used)
+
+    def switch(table, in_place, deferred):
+        E.CONFIGS.clear()
+        E.CONFIGS.update(product)
+        if table is not None:
+            for op in keys:
+                E.CONFIGS.pop(keys[op], None)
+            E.CONFIGS.update({keys[op]: spec for op, spec in table.items()})
+        E.RESIDUAL_IN_PLACE = in_place
+        E.DEFERRED_LN = {D} if deferred else set()
+
+    def restore(_model):
+        E.CONFIGS.clear()
+        E.CONFIGS.update(product)
+        E.RESIDUAL_IN_PLACE, E.DEFERRED_LN = product_flags
+    forward_arms(name, {arm: lambda m, flags=flags: switch(*flags) for arm, *flags in ARMS[name]}, rounds, restore)
 
 
 @torch.inference_mode()
