@@ -99,6 +99,21 @@ def settle(fn, args, ms: float) -> None:
             torch.cuda.synchronize()
 
 
+def pacer(tokens: int, D: int, ms: float):
+    """None for ms <= 0; else a callable that queues about ms milliseconds of fp16 GEMMs of the
+    forward's QKV shape ([tokens, D] x [D, 3D]) without syncing (calls per pace measured once)."""
+    if ms <= 0:
+        return None
+    x = torch.randn(tokens if DEV == "cuda" else 64, D, device=DEV, dtype=torch.float16 if DEV == "cuda" else torch.float32)
+    w = torch.randn(D, 3 * D, device=DEV, dtype=x.dtype) * D ** -0.5
+    n = max(1, round(ms / timed(lambda: x @ w, 5)))
+
+    def run() -> None:
+        for _ in range(n):
+            x @ w
+    return run
+
+
 @torch.inference_mode()
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -112,6 +127,10 @@ def main() -> int:
                     "(docs/BENCHMARKS.md, sessions 10-11): give as many rounds as there are variants")
     ap.add_argument("--settle-ms", type=float, default=200.0, help="with --rounds > 1: run the first variant "
                     "this long before each round, so every round starts at the loaded clock")
+    ap.add_argument("--pace-ms", type=float, default=0.0, help="before every timed window, run a GEMM of "
+                    "the forward's QKV shape (the budget's tokens x D -> 3D) for about this long with no sync "
+                    "in between, so each variant starts at the clock a forward gives it (rotated rounds alone "
+                    "keep each variant's predecessor: the variant after a light one starts at a higher clock)")
     ap.add_argument("--workloads", default="reads,short,uniprot")
     ap.add_argument("--pick", type=int, default=0, help="time this many batches spread over the plan")
     ap.add_argument("--fa4-tiles", default="", help="extra FA4 tiles, e.g. 128x128,128x64")
@@ -244,6 +263,7 @@ def main() -> int:
             ran = {name: 0 for name in variants}
             best = 0.0
             n_tok = 0
+            pace = pacer(a.budget, D, a.pace_ms)
             for bi, lens in enumerate(plan):
                 T = sum(lens)
                 n_tok += T
@@ -275,7 +295,7 @@ def main() -> int:
                     if a.rounds > 1:
                         settle(order[0][1], (q, k, v, cu, mx, scale, seq32), a.settle_ms)
                     for name, fn in order[r % len(order):] + order[:r % len(order)]:
-                        samples[name].append(timed(lambda: fn(q, k, v, cu, mx, scale, seq32), a.iters))
+                        samples[name].append(timed(lambda: fn(q, k, v, cu, mx, scale, seq32), a.iters, before=pace))
                 times = {name: sum(v) / len(v) for name, v in samples.items()}
                 for name, ms in times.items():
                     emit(workload=w, D=D, batch=bi, tokens=T, seqs=len(lens), max_len=mx, variant=name,

@@ -9,17 +9,25 @@ from typing import Callable
 import torch
 
 
-def timed(fn: Callable[[], object], iters: int, warmup: int = 3) -> float:
+def timed(fn: Callable[[], object], iters: int, warmup: int = 3,
+          before: Callable[[], object] | None = None) -> float:
     """Milliseconds per call of fn, averaged over `iters` calls between two CUDA events (by the
-    host's clock where there is no GPU: the scripts' CPU smoke tests)."""
+    host's clock where there is no GPU: the scripts' CPU smoke tests). `before`, if given, is
+    queued after the warm-up's sync and right before the timed calls, with no sync between: the
+    GPU goes from it straight into fn (a pacer that sets the clock, as a forward's GEMM does for
+    the attention that follows it)."""
     for _ in range(warmup):
         fn()
     if not torch.cuda.is_available():
+        if before is not None:
+            before()
         t0 = time.perf_counter()
         for _ in range(iters):
             fn()
         return (time.perf_counter() - t0) * 1000 / iters
     torch.cuda.synchronize()
+    if before is not None:
+        before()
     a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
     a.record()
     for _ in range(iters):

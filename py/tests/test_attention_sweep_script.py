@@ -20,7 +20,7 @@ def test_sweep_times_every_variant_against_the_reference(tmp_path):
         env["TRITON_INTERPRET"] = "1"
     cmd = [sys.executable, str(ROOT / "scripts" / "attention_sweep.py"), "--no-fa4", "--dims", "128",
            "--workloads", "short", "--tokens", "240", "--budget", "256", "--iters", "1", "--rounds", "2",
-           "--settle-ms", "1", "--aligned-qtail", "32x4", "--aligned", "32x32x4x3",
+           "--settle-ms", "1", "--pace-ms", "1", "--aligned-qtail", "32x4", "--aligned", "32x32x4x3",
            "--base-kernels", str(ROOT / "py" / "embed_worker" / "kernels.py")]
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env, cwd=tmp_path)
     assert r.returncode == 0, r.stderr[-3000:]
