@@ -300,7 +300,9 @@ def gate(fast, ref) -> dict:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", required=True)
-    ap.add_argument("--models", default="esm2_t33_650M_UR50D,esm2_t36_3B_UR50D")
+    ap.add_argument("--models", default="esm2_t33_650M_UR50D,esm2_t36_3B_UR50D",
+                    help="released names; NAME@L (e.g. esm2_t48_15B_UR50D@6L) runs NAME's width and heads at "
+                         "L layers (tokens/s scales as 1/layers; MFU does not depend on depth)")
     ap.add_argument("--workloads", default="reads,short,uniprot")
     ap.add_argument("--impls", default="embed,embed-compiled,embed-triton,hf-sorted,hf-input")
     ap.add_argument("--tokens", type=int, default=1_500_000, help="tokens per (model, workload); 3B gets 40%%")
@@ -335,7 +337,9 @@ def main() -> int:
     record({"measurement": "matmul_ceiling", "tflops": round(ceiling, 1)})
     ok = True
     for name in a.models.split(","):
-        paths = testmodel.write_like("/tmp/embed-models", name, fmt="hf")
+        base_name, _, depth = name.partition("@")  # NAME@L: NAME's width and heads, L layers
+        paths = testmodel.write_like("/tmp/embed-models", base_name, fmt="hf",
+                                     layers=int(depth.removesuffix("L")) if depth else None)
         ours, mcfg, _ = load_model(paths["hf"], DEV, HALF)
         layer = mcfg.num_layers
         hf = load_hf(paths["hf"], HALF, "sdpa") if ("hf-sorted" in a.impls or "hf-input" in a.impls) else None

@@ -165,13 +165,19 @@ def write(out: str | os.PathLike, name: str = TEST_TINY.cfg.name, layers: int = 
     return result
 
 
-def write_like(out: str | os.PathLike, model: str, seed: int = 0, fmt: str = "both", force: bool = False) -> dict:
+def write_like(out: str | os.PathLike, model: str, seed: int = 0, fmt: str = "both", force: bool = False,
+               layers: int | None = None) -> dict:
     """Random weights with the geometry of a released model (or test-tiny), written as
-    OUT/MODEL-random like `write`. Speed does not depend on weight values: benchmarks use these."""
+    OUT/MODEL-random like `write`. Speed does not depend on weight values: benchmarks use these.
+    layers: only the first this many layers, as OUT/MODEL-random-<layers>l (the model's width and
+    heads at a depth that fits where the whole model would not: 15B is 60 GB in fp32)."""
     if model not in KNOWN and model != TEST_TINY.cfg.name:
         raise ValueError(f"{model}: not a released ESM-2 model ({', '.join(KNOWN)})")
     k = (KNOWN[model] if model in KNOWN else TEST_TINY).cfg
-    return write(out, f"{model}-random", k.num_layers, k.embed_dim, k.attention_heads, seed, fmt, force)
+    if layers is not None and not 1 <= layers <= k.num_layers:
+        raise ValueError(f"{model}: layers must be 1..{k.num_layers}, not {layers}")
+    name = f"{model}-random" if layers is None else f"{model}-random-{layers}l"
+    return write(out, name, layers or k.num_layers, k.embed_dim, k.attention_heads, seed, fmt, force)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -40,3 +40,17 @@ def test_bench_times_every_arm_and_gates_it(tmp_path, interleave):
         for arm in (a, b):
             assert arm.get("interleaved", False) is interleave
             assert ("wall_start" in arm) is not interleave
+
+
+def test_bench_runs_a_model_at_a_chosen_depth(tmp_path):
+    """NAME@L: NAME's width and heads at L layers (how a 15B-wide model fits a benchmark machine),
+    written as its own checkpoint, named so in the records and gated like any other."""
+    rows = _bench(tmp_path, "--models", "test-tiny@1L", "--workloads", "reads", "--impls", "embed")
+    speed = [r for r in rows if "tokens_per_s" in r]
+    gates = [r for r in rows if r.get("measurement") == "correctness_gate"]
+    assert [r["model"] for r in speed] == ["test-tiny@1L"] and speed[0]["tokens_per_s"] > 0
+    assert len(gates) == 1 and gates[0]["ok"]
+    cfg = json.loads(Path("/tmp/embed-models/test-tiny-random-1l/config.json").read_text())
+    assert cfg["num_hidden_layers"] == 1 and cfg["hidden_size"] == 64 and cfg["num_attention_heads"] == 4
+    # one layer's FLOPs per token, 24 D^2 + 4 L D with reads' L <= 72 tokens (a whole test-tiny: twice that)
+    assert 24 * 64 ** 2 <= speed[0]["flops_per_token"] <= 24 * 64 ** 2 + 4 * 72 * 64
