@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from conftest import CPU_TRITON
 
 from embed_worker.errors import EmbedWorkerError
 from embed_worker.worker import Worker, WorkerConfig
@@ -61,6 +62,7 @@ def _flaky_forward(worker, monkeypatch, fail_times: int) -> list[str]:
     return calls
 
 
+@CPU_TRITON  # the fallback's Triton kernels run on this CPU worker's tensors
 def test_quack_failing_at_warmup_falls_back_to_triton(worker, monkeypatch):
     pytest.importorskip("triton")
     calls = _flaky_forward(worker, monkeypatch, 1)
