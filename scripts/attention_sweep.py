@@ -104,7 +104,8 @@ def pacer(tokens: int, D: int, ms: float):
     forward's QKV shape ([tokens, D] x [D, 3D]) without syncing (calls per pace measured once)."""
     if ms <= 0:
         return None
-    x = torch.randn(tokens if DEV == "cuda" else 64, D, device=DEV, dtype=torch.float16 if DEV == "cuda" else torch.float32)
+    gpu = DEV == "cuda"  # on the CPU (smoke test) a small fp32 GEMM: the interpreter is slow enough
+    x = torch.randn(tokens if gpu else 64, D, device=DEV, dtype=torch.float16 if gpu else torch.float32)
     w = torch.randn(D, 3 * D, device=DEV, dtype=x.dtype) * D ** -0.5
     n = max(1, round(ms / timed(lambda: x @ w, 5)))
 
@@ -129,8 +130,9 @@ def main() -> int:
                     "this long before each round, so every round starts at the loaded clock")
     ap.add_argument("--pace-ms", type=float, default=0.0, help="before every timed window, run a GEMM of "
                     "the forward's QKV shape (the budget's tokens x D -> 3D) for about this long with no sync "
-                    "in between, so each variant starts at the clock a forward gives it (rotated rounds alone "
-                    "keep each variant's predecessor: the variant after a light one starts at a higher clock)")
+                    "in between, so each variant starts from the state a forward leaves it in. Even so, identical "
+                    "kernels came out up to ~5%% apart per batch (docs/BENCHMARKS.md, session 12): reject "
+                    "candidates with a sweep, adopt them with an interleaved bench.py A/B")
     ap.add_argument("--workloads", default="reads,short,uniprot")
     ap.add_argument("--pick", type=int, default=0, help="time this many batches spread over the plan")
     ap.add_argument("--fa4-tiles", default="", help="extra FA4 tiles, e.g. 128x128,128x64")

@@ -316,6 +316,12 @@ def main() -> int:
     ap.add_argument("--base-long-min-len", type=int, default=0,
                     help="attention.LONG_MIN_LEN for the @base impls (default: this revision's)")
     a = ap.parse_args()
+    models = {}  # name as given -> (released name, layers or None); NAME@L: NAME's width and heads, L layers
+    for name in a.models.split(","):
+        base_name, _, depth = name.partition("@")
+        if depth and not depth.removesuffix("L").isdigit():
+            ap.error(f"--models {name}: after @ comes a number of layers, e.g. esm2_t48_15B_UR50D@6L")
+        models[name] = base_name, int(depth.removesuffix("L")) if depth else None
     global _base, _base_long_min_len
     if a.base_kernels:
         _base = load_base_kernels(a.base_kernels)
@@ -336,10 +342,8 @@ def main() -> int:
 
     record({"measurement": "matmul_ceiling", "tflops": round(ceiling, 1)})
     ok = True
-    for name in a.models.split(","):
-        base_name, _, depth = name.partition("@")  # NAME@L: NAME's width and heads, L layers
-        paths = testmodel.write_like("/tmp/embed-models", base_name, fmt="hf",
-                                     layers=int(depth.removesuffix("L")) if depth else None)
+    for name, (base_name, depth) in models.items():
+        paths = testmodel.write_like("/tmp/embed-models", base_name, fmt="hf", layers=depth)
         ours, mcfg, _ = load_model(paths["hf"], DEV, HALF)
         layer = mcfg.num_layers
         hf = load_hf(paths["hf"], HALF, "sdpa") if ("hf-sorted" in a.impls or "hf-input" in a.impls) else None
