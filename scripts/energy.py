@@ -4,7 +4,8 @@ A sustained run holds the H200 at its power cap, so tokens per joule is what thr
 a change that makes a kernel faster but draws more power while it runs can leave tokens/s where it
 was (docs/BENCHMARKS.md, session 9). The gpu-* scripts sample `nvidia-smi --query-gpu=timestamp,
 clocks.sm,clocks.mem,power.draw,... --format=csv -lms 250` into smi.csv (columns are found by the
-header's names, in any order); bench.py records each arm's timed
+header's names, in any order; power.draw.instant, where sampled, is read instead of power.draw, the
+one-second average that lags a capped load); bench.py records each arm's timed
 window (wall_start, wall_end: Unix seconds). This joins the two.
 
     python3 scripts/energy.py bench.jsonl smi.csv[.gz] [--utc-offset-h 0]
@@ -22,13 +23,21 @@ import json
 import sys
 
 
-def _column(header: list[str], path: str, *names: str) -> int:
-    """Index of the first header field that starts with one of names (nvidia-smi writes
-    "clocks.current.sm [MHz]" for the query clocks.sm)."""
-    fields = [h.strip() for h in header]
-    for i, f in enumerate(fields):
-        if any(f.startswith(n) for n in names):
+def _find(header: list[str], *names: str) -> int | None:
+    """Index of the first header field named one of names, unit aside (nvidia-smi writes
+    "clocks.current.sm [MHz]" for the query clocks.sm), or None."""
+    for i, f in enumerate(h.strip().split(" [")[0] for h in header):
+        if f in names:
             return i
+    return None
+
+
+def _column(header: list[str], path: str, *names: str) -> int:
+    """_find's index, or a SystemExit that says how to sample."""
+    i = _find(header, *names)
+    if i is not None:
+        return i
+    fields = [h.strip() for h in header]
     raise SystemExit(f"{path}: no {' or '.join(names)} column in its header ({', '.join(fields)}); "
                      "sample with nvidia-smi --query-gpu=timestamp,clocks.sm,power.draw,... --format=csv")
 
@@ -45,7 +54,10 @@ def read_samples(path: str, utc_offset_h: float = 0.0) -> list[tuple[float, floa
             return out
         ts = _column(header, path, "timestamp")
         sm_col = _column(header, path, "clocks.current.sm", "clocks.sm")
-        w_col = _column(header, path, "power.draw")
+        # power.draw.instant where sampled: power.draw is a one-second average that lags a
+        # power-capped load (docs/BENCHMARKS.md, session 12: 655 W read against 682 W instantaneous)
+        w_col = _find(header, "power.draw.instant")
+        w_col = _column(header, path, "power.draw") if w_col is None else w_col
         for row in rows:
             try:
                 t = dt.datetime.strptime(row[ts].strip(), "%Y/%m/%d %H:%M:%S.%f")

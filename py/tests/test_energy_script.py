@@ -72,3 +72,15 @@ def test_columns_are_found_by_name_in_any_order(tmp_path):
                                       "2026/11/30 04:00:00.250, 1500 MHz, 45\n")
     with pytest.raises(SystemExit, match="no power.draw column"):
         energy.read_samples(str(tmp_path / "bad.csv"))
+
+
+def test_instantaneous_power_is_read_where_it_was_sampled(tmp_path):
+    """power.draw is a lagging one-second average; with power.draw.instant in the query the watts
+    come from it, whichever column comes first."""
+    path = tmp_path / "smi.csv"
+    path.write_text("timestamp, clocks.current.sm [MHz], power.draw [W], power.draw.instant [W], temperature.gpu\n"
+                    "2026/11/30 04:00:00.250, 1500 MHz, 655.0 W, 682.0 W, 45\n")
+    assert energy.read_samples(str(path)) == [(1796011200.25, 1500.0, 682.0)]
+    path.write_text("timestamp, power.draw.instant [W], clocks.sm [MHz], power.draw [W]\n"
+                    "2026/11/30 04:00:00.250, 690.0 W, 1400 MHz, 650.0 W\n")
+    assert energy.read_samples(str(path)) == [(1796011200.25, 1400.0, 690.0)]
