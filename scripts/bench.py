@@ -12,8 +12,9 @@ MFU = tokens/s x FLOPs/token / ceiling (FLOPs/token = sum over layers of 24 D^2 
 token-weighted mean sequence length), peak memory, packing density. A correctness gate compares
 embed's fast path with an fp32 Hugging Face reference on a stratified sample (mean-pooled cosine
 >= 0.9999 median, >= 0.999 min, no NaN/Inf) and fails the run if broken.
-With --interleave, embed's arrangements run batch by batch in turn (an A/B whose arms see the same
-clock drift; at the power cap the GPU's clock moves 1-2% between windows seconds apart).
+With --interleave, embed's arrangements run batch by batch in turn, each batch twice in a
+palindrome (A B B A): an A/B whose arms see the same clock drift (at the power cap the GPU's clock
+moves 1-2% between windows seconds apart) and the same positions.
 Writes DIR/bench.jsonl (one object per measurement, appended as it goes) and DIR/bench.md.
 On a machine without CUDA it runs the same code on the CPU in fp32 (a smoke test).
 """
@@ -218,16 +219,20 @@ def embed_packed(model, seqs, budget, layer, sync_each: bool = True):
 
 
 def embed_interleaved(model, impls: list[str], seqs, budget, layer) -> dict:
-    """embed's arrangements alternated batch by batch (--interleave): every arm runs every batch,
-    the arms' order rotated by one from batch to batch, each run set up (set_impl) outside the
+    """embed's arrangements alternated batch by batch (--interleave): every arm runs every batch
+    twice, in a palindrome (A B B A; the first half's order rotated by one from batch to batch), so
+    every arm's mean position within a batch is the same; each run set up (set_impl) outside the
     timed part and timed alone between two syncs, as the worker's batch-by-batch loop runs. Arms
     timed in separate windows see the GPU's clock drift apart by 1-2% at its power cap; here each
-    batch's runs are a few hundred ms apart. Returns {impl: embed_packed's tuple}."""
+    batch's runs are a few hundred ms apart. (With one pass in rotated order, the same code on
+    both arms read 0.15-0.5% apart, the arm named first ahead: docs/BENCHMARKS.md, session 12.)
+    Returns {impl: embed_packed's tuple} for one pass (the two runs' mean time)."""
     prepared = prepare(seqs, budget)
     out = {impl: torch.empty(len(seqs), model.cfg.embed_dim) for impl in impls}
     secs = dict.fromkeys(impls, 0.0)
     for j, (b, ids, cu, mx) in enumerate(prepared):
-        for impl in impls[j % len(impls):] + impls[:j % len(impls)]:
+        order = impls[j % len(impls):] + impls[:j % len(impls)]
+        for impl in order + order[::-1]:
             set_impl(model, impl)
             sync()
             t0 = time.perf_counter()
@@ -235,7 +240,7 @@ def embed_interleaved(model, impls: list[str], seqs, budget, layer) -> dict:
             sync()
             secs[impl] += time.perf_counter() - t0
     toks = sum(len(s) + 2 for s in seqs)
-    return {impl: (out[impl], secs[impl], len(prepared), toks, toks) for impl in impls}
+    return {impl: (out[impl], secs[impl] / 2, len(prepared), toks, toks) for impl in impls}
 
 
 def hf_padded(hf, seqs, budget, sort: bool):
@@ -312,7 +317,8 @@ def main() -> int:
     ap.add_argument("--base-kernels", default="", help="kernels.py of another revision: impls named "
                     "IMPL@base (e.g. embed-quack@base) run its attention kernels")
     ap.add_argument("--interleave", action="store_true", help="run embed's arms (all but -nosync) batch by "
-                    "batch in turn instead of one after the other: an A/B whose arms see the same clock drift")
+                    "batch in turn, each batch twice in a palindrome (A B B A), instead of one after the other: "
+                    "an A/B whose arms see the same clock drift and the same positions")
     ap.add_argument("--base-long-min-len", type=int, default=0,
                     help="attention.LONG_MIN_LEN for the @base impls (default: this revision's)")
     a = ap.parse_args()
@@ -399,7 +405,7 @@ def main() -> int:
                     res = hf_padded(hf, seqs, a.hf_budget, False)
                 _, secs, nb, real, padded = res
                 wall_end = time.time()  # the timed part ended as the call returned: its window, for
-                wall = ({"interleaved": True} if impl in together  # no window: its batches ran between the other arms'
+                wall = ({"interleaved": True, "runs_per_batch": 2} if impl in together  # no window: its batches ran between the other arms'
                         else {"wall_start": round(wall_end - secs, 3), "wall_end": round(wall_end, 3)})  # scripts/energy.py
                 peak = together_peak if impl in together else (
                     round(torch.cuda.max_memory_allocated(DEV) / 2**30, 2) if CUDA else None)

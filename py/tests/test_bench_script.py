@@ -39,6 +39,7 @@ def test_bench_times_every_arm_and_gates_it(tmp_path, interleave):
         assert ("wall_start" in hf) and not hf.get("interleaved")
         for arm in (a, b):
             assert arm.get("interleaved", False) is interleave
+            assert arm.get("runs_per_batch", 1) == (2 if interleave else 1)  # A B B A: each arm twice
             assert ("wall_start" in arm) is not interleave
 
 
@@ -54,3 +55,24 @@ def test_bench_runs_a_model_at_a_chosen_depth(tmp_path):
     assert cfg["num_hidden_layers"] == 1 and cfg["hidden_size"] == 64 and cfg["num_attention_heads"] == 4
     # one layer's FLOPs per token, 24 D^2 + 4 L D with reads' L <= 72 tokens (a whole test-tiny: twice that)
     assert 24 * 64 ** 2 <= speed[0]["flops_per_token"] <= 24 * 64 ** 2 + 4 * 72 * 64
+
+
+def test_interleaved_arms_run_each_batch_twice_in_a_palindrome(monkeypatch):
+    """A B B A within a batch (the first half's order rotated from batch to batch): every arm sits
+    at the same mean position, so a position effect cannot favour one arm; the reported time is one
+    pass's (the two runs' mean)."""
+    import types
+
+    import torch
+    sys.path.insert(0, str(ROOT / "scripts"))
+    import bench
+    calls: list[str] = []
+    monkeypatch.setattr(bench, "set_impl", lambda model, impl: calls.append(impl))
+    monkeypatch.setattr(bench, "batch_means", lambda model, ids, cu, mx, layer: torch.zeros(cu.numel() - 1, 4))
+    seqs = ["A" * 50] * 6  # 52 tokens each, two per 110-token batch: three batches
+    model = types.SimpleNamespace(cfg=types.SimpleNamespace(embed_dim=4))
+    res = bench.embed_interleaved(model, ["x", "y", "z"], seqs, 110, 1)
+    assert calls == ["x", "y", "z", "z", "y", "x",  "y", "z", "x", "x", "z", "y",  "z", "x", "y", "y", "x", "z"]
+    for impl in ("x", "y", "z"):
+        means, secs, batches, toks, _ = res[impl]
+        assert means.shape == (6, 4) and batches == 3 and toks == 6 * 52 and secs >= 0
