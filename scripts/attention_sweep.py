@@ -185,26 +185,26 @@ def main() -> int:
     for spec in a.heads.split(",") if a.heads else ():
         fn = attention_candidates.heads(*map(int, spec.split("x")))
         variants[f"packed-heads {spec}"] = lambda q, k, v, cu, mx, s, seq32, fn=fn: fn(q, k, v, seq32, cu, s)
-    tables: dict = {}  # per batch, as a forward builds it once for all its layers
+    tables: dict = {}  # per batch (cleared at each), as a forward builds its tables once for all layers
+
+    def table(key, build):
+        """tables[key], built by build() on the batch's first call."""
+        if key not in tables:
+            tables[key] = build()
+        return tables[key]
 
     def with_table(fn, bm=None):
         """An aligned-tile kernel with its block table (of fn.bm or bm rows per tile) built once per
         batch, as a forward does."""
         bm = bm or fn.bm
+        return lambda q, k, v, cu, mx, s, seq32: fn(q, k, v, seq32, cu, s,
+                                                    table(bm, lambda: K.block_table(cu, q.shape[0], bm)))
 
-        def run(q, k, v, cu, mx, s, seq32):
-            if bm not in tables:  # cleared at each batch
-                tables[bm] = K.block_table(cu, q.shape[0], bm)
-            return fn(q, k, v, seq32, cu, s, tables[bm])
-        return run
     def aligned_of(mod, key):
         """mod.aligned_attention (this revision's kernels.py or the base's) at its launch options
         for the batch, on mod's block table built once per batch (tables[key])."""
-        def run(q, k, v, cu, mx, s, seq32):
-            if key not in tables:
-                tables[key] = mod.block_table(cu, q.shape[0], mod.ALIGNED_BM)
-            return mod.aligned_attention(q, k, v, cu, s, tables[key], mx)
-        return run
+        return lambda q, k, v, cu, mx, s, seq32: mod.aligned_attention(
+            q, k, v, cu, s, table(key, lambda: mod.block_table(cu, q.shape[0], mod.ALIGNED_BM)), mx)
     product_aligned = aligned_of(K, K.ALIGNED_BM)
     variants["aligned"] = product_aligned  # the product's kernel, at its launch options for this batch
     for spec in a.aligned.split(",") if a.aligned else ():
@@ -219,9 +219,7 @@ def main() -> int:
     for spec in a.aligned_qtail.split(",") if a.aligned_qtail else ():
         def qtail(q, k, v, cu, mx, s, seq32, fn=attention_candidates.aligned_qtail(*map(int, spec.split("x"))),
                   key=("qtail", spec)):
-            if key not in tables:
-                tables[key] = fn.tables(cu, q.shape[0])
-            return fn(q, k, v, cu, s, tables[key], mx)
+            return fn(q, k, v, cu, s, table(key, lambda: fn.tables(cu, q.shape[0])), mx)
         variants[f"aligned-qtail {spec}"] = qtail
     for spec in a.regs.split(",") if a.regs else ():
         kind, shape = spec.split(":")
@@ -303,7 +301,6 @@ def main() -> int:
                     emit(workload=w, D=D, batch=bi, tokens=T, seqs=len(lens), max_len=mx, variant=name,
                          ms=round(ms, 4), max_abs_err_vs_torch_varlen=first[name][1],
                          first_call_s=round(first[name][0], 2))
-                for name, ms in times.items():
                     total[name] += ms
                     ran[name] += 1
                 best += min(times.values())

@@ -45,6 +45,15 @@ DEV = torch.device("cuda", 0) if CUDA else torch.device("cpu")
 HALF = torch.float16 if CUDA else torch.float32
 
 
+def model_spec(name: str) -> tuple[str, int | None]:
+    """(released name, layers or None) of a --models entry: NAME, or NAME@L for NAME's width and
+    heads at L layers."""
+    base, _, depth = name.partition("@")
+    if depth and not depth.removesuffix("L").isdigit():
+        raise ValueError(f"{name}: after @ comes a number of layers, e.g. esm2_t48_15B_UR50D@6L")
+    return base, int(depth.removesuffix("L")) if depth else None
+
+
 def sync():
     if CUDA:
         torch.cuda.synchronize()
@@ -322,12 +331,10 @@ def main() -> int:
     ap.add_argument("--base-long-min-len", type=int, default=0,
                     help="attention.LONG_MIN_LEN for the @base impls (default: this revision's)")
     a = ap.parse_args()
-    models = {}  # name as given -> (released name, layers or None); NAME@L: NAME's width and heads, L layers
-    for name in a.models.split(","):
-        base_name, _, depth = name.partition("@")
-        if depth and not depth.removesuffix("L").isdigit():
-            ap.error(f"--models {name}: after @ comes a number of layers, e.g. esm2_t48_15B_UR50D@6L")
-        models[name] = base_name, int(depth.removesuffix("L")) if depth else None
+    try:  # name as given -> (released name, layers or None)
+        models = {name: model_spec(name) for name in a.models.split(",")}
+    except ValueError as e:
+        ap.error(f"--models {e}")
     global _base, _base_long_min_len
     if a.base_kernels:
         _base = load_base_kernels(a.base_kernels)

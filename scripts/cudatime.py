@@ -18,16 +18,16 @@ def timed(fn: Callable[[], object], iters: int, warmup: int = 3,
     the attention that follows it)."""
     for _ in range(warmup):
         fn()
-    if not torch.cuda.is_available():
-        if before is not None:
-            before()
+    cuda = torch.cuda.is_available()
+    if cuda:
+        torch.cuda.synchronize()
+    if before is not None:
+        before()
+    if not cuda:
         t0 = time.perf_counter()
         for _ in range(iters):
             fn()
         return (time.perf_counter() - t0) * 1000 / iters
-    torch.cuda.synchronize()
-    if before is not None:
-        before()
     a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
     a.record()
     for _ in range(iters):

@@ -45,9 +45,10 @@ def fasta_lengths(path: str) -> list[int]:
 def model_config(name: str):
     """The geometry of a released model (or test-tiny), as bench.py names them (NAME@L: L layers)."""
     import dataclasses
-    base, _, depth = name.partition("@")
+    from bench import model_spec
+    base, layers = model_spec(name)
     cfg = (KNOWN[base] if base in KNOWN else TEST_TINY).cfg
-    return dataclasses.replace(cfg, num_layers=int(depth.removesuffix("L"))) if depth else cfg
+    return dataclasses.replace(cfg, num_layers=layers) if layers else cfg
 
 
 def loop_arm(summary: dict) -> str:
