@@ -89,6 +89,66 @@ def cudnn_varlen(q, k, v, cu, mx, scale):
                                                    scale=scale)[0]
 
 
+def cudnn_fe_variant():
+    """cuDNN's fused attention through its own frontend (nvidia-cudnn-frontend), or None if it does
+    not import: one graph per batch over the packed layout as the QKV GEMM leaves it (t3hd: q, k, v
+    views of [T, 3, H, Dh] with ragged offsets at the sequence starts, padding mask from the lengths),
+    built on the batch's first call; the timed calls only execute it."""
+    try:
+        import cudnn
+    except Exception as e:  # noqa: BLE001
+        emit(variant="cudnn-fe", error=f"import: {type(e).__name__}: {e}"[:300])
+        return None
+    emit(measurement="cudnn-fe import", backend=cudnn.backend_version_string())
+    handle = cudnn.create_handle()
+    dt = cudnn.data_type
+
+    def build(q, k, v, cu, mx, scale):
+        T, H, Dh = q.shape
+        B = cu.numel() - 1
+        row, orow = q.stride(0), H * Dh
+        g = cudnn.pygraph(io_data_type=dt.HALF, intermediate_data_type=dt.FLOAT, compute_data_type=dt.FLOAT,
+                          handle=handle)
+        offsets = {"qkv": (cu.long() * row).view(B + 1, 1, 1, 1), "o": (cu.long() * orow).view(B + 1, 1, 1, 1)}
+        lens = (cu[1:] - cu[:-1]).view(B, 1, 1, 1).contiguous()
+        pack = {}
+
+        def ragged(name, key):
+            t = g.tensor(name=name, dim=[B + 1, 1, 1, 1], stride=[1, 1, 1, 1], data_type=dt.INT64)
+            pack[t] = offsets[key]
+            return t
+
+        def operand(name, data):
+            t = g.tensor(name=name, dim=[B, H, mx, Dh], stride=[mx * row, Dh, row, 1], data_type=dt.HALF)
+            t.set_ragged_offset(ragged("r" + name, "qkv"))
+            pack[t] = data
+            return t
+        tq, tk, tv = operand("q", q), operand("k", k), operand("v", v)
+        sq = g.tensor(name="sq", dim=[B, 1, 1, 1], stride=[1, 1, 1, 1], data_type=dt.INT32)
+        skv = g.tensor(name="skv", dim=[B, 1, 1, 1], stride=[1, 1, 1, 1], data_type=dt.INT32)
+        pack[sq] = pack[skv] = lens
+        o, _ = g.sdpa(name="sdpa", q=tq, k=tk, v=tv, generate_stats=False, attn_scale=scale,
+                      use_padding_mask=True, seq_len_q=sq, seq_len_kv=skv)
+        out = torch.empty(T, H, Dh, device=q.device, dtype=q.dtype)
+        o.set_output(True).set_dim([B, H, mx, Dh]).set_stride([mx * orow, Dh, orow, 1])
+        o.set_ragged_offset(ragged("ro", "o"))
+        pack[o] = out
+        g.validate()
+        g.build_operation_graph()
+        g.create_execution_plans([cudnn.heur_mode.A, cudnn.heur_mode.FALLBACK])
+        g.check_support()
+        g.build_plans()
+        ws = torch.empty(max(1, g.get_workspace_size()), device=q.device, dtype=torch.uint8)
+        cudnn.set_stream(handle=handle, stream=torch.cuda.current_stream().cuda_stream)
+        return g, pack, ws, out
+
+    def run(q, k, v, cu, mx, scale, graph):
+        g, pack, ws, out = graph
+        g.execute(pack, ws, handle=handle)
+        return out
+    return build, run
+
+
 def settle(fn, args, ms: float) -> None:
     """Run fn(*args) back to back for about ms milliseconds (the GPU's clock settles under load)."""
     t_end = time.time() + ms / 1000
@@ -158,6 +218,8 @@ def main() -> int:
                     "aligned kernels run as 'packed@base' and 'aligned@base' next to this revision's")
     ap.add_argument("--cudnn", action="store_true", help="also time cuDNN's varlen attention (strided q/k/v views "
                     "and contiguous copies)")
+    ap.add_argument("--cudnn-fe", action="store_true", help="also time cuDNN's fused attention through "
+                    "nvidia-cudnn-frontend (one graph per batch on the packed QKV layout, built untimed)")
     a = ap.parse_args()
     t0 = time.time()
     if a.packed_max_len:
@@ -255,6 +317,11 @@ def main() -> int:
         variants["cudnn"] = lambda q, k, v, cu, mx, s, _: cudnn_varlen(q, k, v, cu, mx, s)
         variants["cudnn contiguous"] = lambda q, k, v, cu, mx, s, _: cudnn_varlen(
             q.contiguous(), k.contiguous(), v.contiguous(), cu, mx, s)
+    fe = cudnn_fe_variant() if a.cudnn_fe else None
+    if fe is not None:
+        build_fe, run_fe = fe
+        variants["cudnn-fe"] = lambda q, k, v, cu, mx, s, _: run_fe(
+            q, k, v, cu, mx, s, table("cudnn-fe", lambda: build_fe(q, k, v, cu, mx, s)))
     for w in a.workloads.split(","):
         plan = batches(w, a.tokens, a.budget, a.pick)
         for D in map(int, a.dims.split(",")):
