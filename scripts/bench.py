@@ -1,7 +1,8 @@
 """Speed benchmark, all implementations in one process on one device (issue 4):
 
   python3 scripts/bench.py --out DIR [--models esm2_t33_650M_UR50D,esm2_t36_3B_UR50D]
-                           [--workloads reads,short,uniprot] [--tokens 1500000] [--impls embed,hf-sorted,hf-input]
+                           [--workloads reads,short,uniprot] [--tokens 5200000] [--hf-tokens 1000000]
+                           [--impls embed,hf-sorted,hf-input]
                            [--interleave] [--base-kernels FILE]
 
 Measures the fp16 matmul ceiling (a large GEMM), then per model and workload: embed's packed
@@ -15,6 +16,11 @@ embed's fast path with an fp32 Hugging Face reference on a stratified sample (me
 With --interleave, embed's arrangements run batch by batch in turn, each batch twice in a
 palindrome (A B B A): an A/B whose arms see the same clock drift (at the power cap the GPU's clock
 moves 1-2% between windows seconds apart) and the same positions.
+Sizes: --tokens per (model, workload) for embed's arms; the default, 5.2M, makes `reads` 100k+
+sequences as issue 4 defines it, and arms of 12-50 s: the steady state of a GPU at its power cap
+(over 2-3 s windows a cool H200 reads 2-3% faster than it holds: docs/BENCHMARKS.md, session 13).
+The Hugging Face arms run on the workload's first --hf-tokens (the same sequences, a prefix in
+input order), so that both models' baselines fit one device call.
 Writes DIR/bench.jsonl (one object per measurement, appended as it goes) and DIR/bench.md.
 On a machine without CUDA it runs the same code on the CPU in fp32 (a smoke test).
 """
@@ -204,6 +210,17 @@ def batch_means(model, ids, cu, mx, layer) -> torch.Tensor:
     return M.mean_residues(h, cu.to(DEV))
 
 
+def prefix(seqs: list[str], tokens: int) -> list[str]:
+    """The first sequences of seqs (input order) up to about `tokens` tokens, BOS and EOS counted;
+    at least one."""
+    total = 0
+    for i, s in enumerate(seqs):
+        total += len(s) + 2
+        if total >= tokens:
+            return seqs[: i + 1]
+    return seqs
+
+
 def embed_packed(model, seqs, budget, layer, sync_each: bool = True):
     """embed's forward over length-sorted token-budget batches, means pooled on the device; with
     sync_each (the worker's way) each batch's means are copied back before the next batch starts,
@@ -319,7 +336,10 @@ def main() -> int:
                          "L layers (tokens/s scales as 1/layers; MFU does not depend on depth)")
     ap.add_argument("--workloads", default="reads,short,uniprot")
     ap.add_argument("--impls", default="embed,embed-compiled,embed-triton,hf-sorted,hf-input")
-    ap.add_argument("--tokens", type=int, default=1_500_000, help="tokens per (model, workload); 3B gets 40%%")
+    ap.add_argument("--tokens", type=int, default=5_200_000, help="tokens per (model, workload) for embed's arms "
+                    "(5.2M: 100k+ `reads` sequences, the issue's size, and windows long enough for the steady state)")
+    ap.add_argument("--hf-tokens", type=int, default=1_000_000, help="the Hugging Face arms run on the workload's "
+                    "first sequences up to this many tokens (a prefix, in input order)")
     ap.add_argument("--budget", type=int, default=65536, help="embed's token budget")
     ap.add_argument("--hf-budget", type=int, default=16384, help="HF padded batches: tokens incl. padding")
     ap.add_argument("--command", default=" ".join(sys.argv))
@@ -360,13 +380,15 @@ def main() -> int:
         ours, mcfg, _ = load_model(paths["hf"], DEV, HALF)
         layer = mcfg.num_layers
         hf = load_hf(paths["hf"], HALF, "sdpa") if ("hf-sorted" in a.impls or "hf-input" in a.impls) else None
-        tokens = a.tokens if mcfg.num_layers < 36 else int(a.tokens * 0.4)
+        tokens = a.tokens
         for w in a.workloads.split(","):
             n = max(64, tokens // (workloads.lengths(w, 2000, seed=5) and
                                    int(statistics.mean(workloads.lengths(w, 2000, seed=5))) + 2))
             seqs = workloads.sequences(w, n, seed=5)
             lens = [len(s) + 2 for s in seqs]
             fpt = flops_per_token(mcfg, lens)
+            hf_seqs = prefix(seqs, a.hf_tokens)
+            hf_fpt = flops_per_token(mcfg, [len(s) + 2 for s in hf_seqs])
             # warm-up on 2,000 sequences spread over the workload's lengths, in ten groups of
             # neighbouring lengths, so that every kernel variant a batch's longest sequence picks
             # (the attention launches) compiles before anything is timed
@@ -406,20 +428,21 @@ def main() -> int:
                     res = embed_packed(ours, seqs, a.budget, layer, sync_each="-nosync" not in impl)
                     fast[impl] = res[0]
                 elif impl == "hf-sorted":
-                    hf_padded(hf, seqs[:500], a.hf_budget, True)  # warm-up
-                    res = hf_padded(hf, seqs, a.hf_budget, True)
+                    hf_padded(hf, hf_seqs[:500], a.hf_budget, True)  # warm-up
+                    res = hf_padded(hf, hf_seqs, a.hf_budget, True)
                 else:
-                    res = hf_padded(hf, seqs, a.hf_budget, False)
+                    res = hf_padded(hf, hf_seqs, a.hf_budget, False)
                 _, secs, nb, real, padded = res
+                m, f = (n, fpt) if impl.startswith("embed") else (len(hf_seqs), hf_fpt)
                 wall_end = time.time()  # the timed part ended as the call returned: its window, for
                 wall = ({"interleaved": True, "runs_per_batch": 2} if impl in together  # no window: its batches ran between the other arms'
                         else {"wall_start": round(wall_end - secs, 3), "wall_end": round(wall_end, 3)})  # scripts/energy.py
                 peak = together_peak if impl in together else (
                     round(torch.cuda.max_memory_allocated(DEV) / 2**30, 2) if CUDA else None)
                 budget = a.budget if impl.startswith("embed") else a.hf_budget
-                record({"model": name, "workload": w, "implementation": impl, "seqs": n, "tokens": real,
-                        "seconds": round(secs, 3), "tokens_per_s": round(real / secs), "seqs_per_s": round(n / secs),
-                        "mfu": round(real / secs * fpt / (ceiling * 1e12), 4), "flops_per_token": round(fpt),
+                record({"model": name, "workload": w, "implementation": impl, "seqs": m, "tokens": real,
+                        "seconds": round(secs, 3), "tokens_per_s": round(real / secs), "seqs_per_s": round(m / secs),
+                        "mfu": round(real / secs * f / (ceiling * 1e12), 4), "flops_per_token": round(f),
                         "peak_mem_gib": peak, "batches": nb, "budget": budget, "density": round(real / (nb * budget), 4),
                         "padding_overhead": round(padded / real - 1, 4), **wall})
             if fast:
@@ -444,6 +467,10 @@ def main() -> int:
             if "tokens_per_s" in r:
                 f.write(f"| {r['model']} | {r['workload']} | {r['implementation']} | {r['tokens_per_s']:,} | "
                         f"{r['seqs_per_s']:,} | {r['mfu']:.1%} | {r['peak_mem_gib']} | {r['density']:.3f} |\n")
+        if any(r.get("interleaved") for r in rows):
+            f.write("\nInterleaved arms (each batch A B B A between syncs): compare them with each other only; "
+                    "their absolute tokens/s read 2-3% above a sustained run on the same GPU (docs/BENCHMARKS.md, "
+                    "session 13).\n")
         for r in rows:
             if r.get("measurement") == "correctness_gate":
                 f.write(f"\ngate {r['model']} {r['workload']} {r['implementation']}: "

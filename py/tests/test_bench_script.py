@@ -43,6 +43,19 @@ def test_bench_times_every_arm_and_gates_it(tmp_path, interleave):
             assert ("wall_start" in arm) is not interleave
 
 
+def test_hugging_face_arms_run_on_a_prefix_of_the_workload(tmp_path):
+    """--hf-tokens: the HF arms time the workload's first sequences up to that many tokens (their
+    records say how many sequences and tokens, and their MFU uses those lengths); embed's arms time
+    the whole workload."""
+    rows = _bench(tmp_path, "--workloads", "uniprot", "--impls", "embed,hf-input", "--hf-tokens", "1000")
+    speed = {r["implementation"]: r for r in rows if "tokens_per_s" in r}
+    ours, hf = speed["embed"], speed["hf-input"]
+    assert ours["tokens"] >= 3000 and 1000 <= hf["tokens"] < 1000 + 1024 and hf["seqs"] < ours["seqs"]
+    assert abs(hf["seqs_per_s"] - hf["seqs"] / hf["seconds"]) <= 0.01 * hf["seqs_per_s"] + 1
+    # FLOPs per token from the prefix's own lengths: 24 D^2 + 4 L D per layer, L its token-weighted mean
+    assert hf["flops_per_token"] != ours["flops_per_token"]
+
+
 def test_bench_runs_a_model_at_a_chosen_depth(tmp_path):
     """NAME@L: NAME's width and heads at L layers (how a 15B-wide model fits a benchmark machine),
     written as its own checkpoint, named so in the records and gated like any other."""
