@@ -128,6 +128,10 @@ export interface RunConfig extends Readonly<z.output<typeof RunOptions>> {
   readonly transport: Transport;
   /** How long a worker may take to load and say READY (EMBED_READY_TIMEOUT_MS; default 10 min). */
   readonly readyTimeoutMs: number | undefined;
+  /** Worker health checks while embedding (watchdog.ts): EMBED_HEALTH_INTERVAL_MS (default 30 s),
+   * EMBED_PING_TIMEOUT_MS (60 s), EMBED_BATCH_TIMEOUT_MS (the floor of a batch's limit: 10 min on a
+   * GPU, 1 h on a CPU). */
+  readonly health: { intervalMs?: number; pingTimeoutMs?: number; batchTimeoutMs?: number };
   /** Test hook (EMBED_FAULT): a deliberate error in the worker, to prove that checks can fail. */
   readonly fault: string | undefined;
 }
@@ -150,7 +154,21 @@ export function resolveConfig(input: RunOptionsInput, env: NodeJS.ProcessEnv = p
     transport: resolveTransport(o.transport, env),
     fault: env.EMBED_FAULT || undefined,
     readyTimeoutMs: env.EMBED_READY_TIMEOUT_MS ? Number(env.EMBED_READY_TIMEOUT_MS) : undefined,
+    health: {
+      intervalMs: msFromEnv(env, "EMBED_HEALTH_INTERVAL_MS"),
+      pingTimeoutMs: msFromEnv(env, "EMBED_PING_TIMEOUT_MS"),
+      batchTimeoutMs: msFromEnv(env, "EMBED_BATCH_TIMEOUT_MS"),
+    },
   });
+}
+
+/** A positive duration in milliseconds from the environment, or undefined when unset. */
+function msFromEnv(env: NodeJS.ProcessEnv, name: string): number | undefined {
+  const raw = env[name];
+  if (raw === undefined || raw === "") return undefined;
+  const ms = Number(raw);
+  if (!Number.isFinite(ms) || ms <= 0) throw new OptionsError(`${name}=${raw}: not a positive number of milliseconds`, `unset it, or set e.g. ${name}=60000`);
+  return ms;
 }
 
 /** The `transport` option when given (not auto), else EMBED_TRANSPORT=shm|socket, else the default. */

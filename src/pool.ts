@@ -7,10 +7,13 @@
  * Faults: a worker that dies has its in-flight batches put back on the queue and is replaced
  * (at most `maxRestarts` times in a run); a batch that runs out of GPU memory is split in two and
  * requeued, and that worker's budget is lowered. On abort (SIGINT/SIGTERM) no new batch is taken,
- * in-flight batches finish and are consumed, then the abort reason is thrown.
+ * in-flight batches finish and are consumed, then the abort reason is thrown. With `health`, a
+ * worker that stops answering or holds a batch too long is killed (watchdog.ts) and so handled as
+ * dead.
  */
 import { EmbedError, ExitCode, WorkerError } from "./errors.ts";
 import { log } from "./log.ts";
+import { Watchdog, type HealthOptions } from "./watchdog.ts";
 import type { BatchInput, BatchResult, WorkerHandle } from "./worker.ts";
 
 export interface PoolJob {
@@ -34,6 +37,8 @@ export interface PoolOptions {
   respawn?: (dead: WorkerHandle) => Promise<WorkerHandle>;
   /** Replacements allowed in one run. */
   maxRestarts?: number;
+  /** Health checks (watchdog.ts): a hung or unresponsive worker is killed, then handled as dead. */
+  health?: HealthOptions;
 }
 
 export interface PoolStats {
@@ -76,6 +81,7 @@ export async function runPool(initial: readonly WorkerHandle[], job: PoolJob, op
     notify();
   };
   opts.signal?.addEventListener("abort", notify, { once: true });
+  const watchdog = opts.health ? new Watchdog(opts.health) : undefined;
 
   const running: Promise<void>[] = [];
   const startWorker = (w: WorkerHandle) => {
@@ -103,8 +109,11 @@ export async function runPool(initial: readonly WorkerHandle[], job: PoolJob, op
         }
       }
       inFlight++;
+      watchdog?.sent(w);
+      let ms = 0;
       try {
         await w.embed(job.batch(i), (r) => {
+          ms = r.ms;
           stats.busyMs[w.name] = (stats.busyMs[w.name] ?? 0) + r.ms;
           job.consume(i, r, w);
         });
@@ -138,6 +147,7 @@ export async function runPool(initial: readonly WorkerHandle[], job: PoolJob, op
         }
       } finally {
         inFlight--;
+        watchdog?.settled(w, ms);
         notify();
       }
     }
@@ -181,6 +191,7 @@ export async function runPool(initial: readonly WorkerHandle[], job: PoolJob, op
     }
   } finally {
     closed = true;
+    watchdog?.stop();
   }
   if (failure) throw failure;
   if (opts.signal?.aborted) throw opts.signal.reason instanceof Error ? opts.signal.reason : new EmbedError("aborted");

@@ -90,7 +90,7 @@ export async function embedToStore(options: RunOptionsInput, hooks: RunHooks = {
   if (!cfg.output) throw new OptionsError("--output is required", "pass -o OUT_DIR (or --dry to print the plan only)");
   const out = cfg.output;
   const devices = resolveDevices(cfg.devices, listGpus(), visibleDevicesEnv());
-  Store.checkTarget(out, cfg.overwrite);
+  Store.checkTarget(out, cfg.overwrite, cfg.formats);
   log.info(`embedding with ${cfg.model} on ${devices.map((d) => `${d.name} (${d.label})`).join(", ")}`);
   // Workers load the model while the inputs are read.
   const workersP = startWorkers(cfg, devices);
@@ -152,6 +152,7 @@ export async function embedToStore(options: RunOptionsInput, hooks: RunHooks = {
         },
         {
           signal: hooks.signal,
+          health: cfg.health,
           restart: {
             cfg,
             devices,

@@ -10,6 +10,7 @@ import { runPool, type PoolStats } from "./pool.ts";
 import { sweepStaleRings } from "./rings.ts";
 import type { Kernels } from "./protocol.ts";
 import type { RecordTable } from "./records.ts";
+import type { HealthOptions } from "./watchdog.ts";
 import { WorkerHandle, type BatchResult, type WorkerWireConfig } from "./worker.ts";
 
 /** Token budget of a CPU worker under `--max-tokens auto`. */
@@ -104,6 +105,8 @@ export interface EmbedPlanOptions {
   restart?: { cfg: RunConfig; devices: DeviceSlot[]; onReplace?: (dead: WorkerHandle) => void };
   /** Count NaN/Inf instead of failing the batch (validate reports them). */
   allowNonFinite?: boolean;
+  /** Kill a hung or unresponsive worker (watchdog.ts; RunConfig.health). */
+  health?: HealthOptions;
 }
 
 /**
@@ -146,7 +149,7 @@ export function embedPlan(
         return `record${rs.length > 1 ? "s" : ""} ${Array.from(rs.subarray(0, 3), (r) => `"${table.id(r)}" (${lengths[r]} aa)`).join(", ")}`;
       },
     },
-    { signal: opts.signal, ...(opts.restart ? restarter(workers, opts.restart) : {}) },
+    { signal: opts.signal, health: opts.health, ...(opts.restart ? restarter(workers, opts.restart) : {}) },
   );
 }
 

@@ -11,8 +11,8 @@
  * thread (docs/BENCHMARKS.md). Shards committed with sha256 (stores from earlier versions) are
  * still verified with sha256.
  */
-import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readdirSync, readFileSync, readSync, renameSync, rmSync, writeSync } from "node:fs";
-import { join } from "node:path";
+import { closeSync, existsSync, fsyncSync, ftruncateSync, mkdirSync, openSync, readdirSync, readFileSync, readSync, renameSync, rmSync, writeSync } from "node:fs";
+import { dirname, join } from "node:path";
 import { OutputError } from "./errors.ts";
 import { DTYPE_BYTES, type OutDtype, type OutputKind } from "./protocol.ts";
 import type { BatchResult } from "./worker.ts";
@@ -45,11 +45,13 @@ export const INDEX_FILE = "index.u32";
 export const outputFile = (kind: OutputKind, layer: number, dtype: OutDtype) => `${kind}.layer${layer}.${dtype === "float32" ? "f32" : "f16"}`;
 export const shardName = (k: number) => String(k).padStart(6, "0");
 
-function writeAll(fd: number, bytes: Uint8Array, what: string): void {
+/** Write all of `bytes` at `position` (explicit positions: a batch rolled back by truncation leaves
+ * no gap before the next one). */
+function writeAll(fd: number, bytes: Uint8Array, what: string, position: number): void {
   let done = 0;
   while (done < bytes.length) {
     try {
-      done += writeSync(fd, bytes, done, bytes.length - done);
+      done += writeSync(fd, bytes, done, bytes.length - done, position + done);
     } catch (e) {
       throw new OutputError(`writing ${what} failed: ${(e as Error).message}`, "check free space and permissions of the output directory; rerun the same command to resume", e);
     }
@@ -71,6 +73,8 @@ export class ShardWriter {
   private recordCount = 0;
   private residueCount = 0;
   private closed = false;
+  /** A failed batch could not be rolled back: the shard must be dropped, never committed. */
+  broken = false;
 
   constructor(dir: string, shard: number, spec: ShardSpec) {
     this.dir = dir;
@@ -97,24 +101,48 @@ export class ShardWriter {
   }
 
   private append(name: string, bytes: Uint8Array): void {
-    const f = this.files.get(name);
-    if (!f) throw new OutputError(`worker sent ${name}, which this store does not hold`);
-    writeAll(f.fd, bytes, this.path(name, true));
+    const f = this.files.get(name)!;
+    writeAll(f.fd, bytes, this.path(name, true), f.bytes);
     f.crc = Bun.hash.crc32(bytes, f.crc);
     f.bytes += bytes.length;
   }
 
-  /** Append one batch: `records[i]` is the input index of the batch's i-th sequence. */
+  /**
+   * Append one batch: `records[i]` is the input index of the batch's i-th sequence. All or
+   * nothing: every output is checked before anything is written, and a write that fails (a full
+   * disk) truncates every file back to where the batch began, so the shard stays committable
+   * without it. Only if that rollback fails too is the shard dropped (`broken`; its batches are
+   * redone on resume).
+   */
   appendBatch(records: Uint32Array, result: BatchResult): void {
     const rowBytes = this.spec.dim * DTYPE_BYTES[this.spec.dtype];
     let residues = 0;
     for (const r of records) residues += this.spec.lengths[r]!;
+    const writes: [string, Uint8Array][] = [];
     for (const out of result.outputs) {
       const rows = out.kind === "residues" ? residues : records.length;
-      if (out.rows !== rows) throw new OutputError(`batch ${result.batch}: ${out.rows} ${out.kind} rows, expected ${rows}`);
-      this.append(outputFile(out.kind, out.layer, out.dtype), new Uint8Array(out.data.buffer, out.data.byteOffset, rows * rowBytes));
+      if (out.rows !== rows) throw new OutputError(`batch ${result.batch}: ${out.rows} ${out.kind} rows, expected ${rows}`, "the worker returned a wrong count; this is a bug, please report it");
+      const name = outputFile(out.kind, out.layer, out.dtype);
+      if (!this.files.has(name)) throw new OutputError(`worker sent ${name}, which this store does not hold`, "this is a bug, please report it");
+      writes.push([name, new Uint8Array(out.data.buffer, out.data.byteOffset, rows * rowBytes)]);
     }
-    this.append(INDEX_FILE, new Uint8Array(records.buffer, records.byteOffset, records.byteLength));
+    writes.push([INDEX_FILE, new Uint8Array(records.buffer, records.byteOffset, records.byteLength)]);
+    const before = new Map([...this.files].map(([name, f]) => [name, { bytes: f.bytes, crc: f.crc }]));
+    try {
+      for (const [name, bytes] of writes) this.append(name, bytes);
+    } catch (e) {
+      try {
+        for (const [name, f] of this.files) {
+          const b = before.get(name)!;
+          ftruncateSync(f.fd, b.bytes);
+          f.bytes = b.bytes;
+          f.crc = b.crc;
+        }
+      } catch {
+        this.broken = true;
+      }
+      throw e;
+    }
     this.recordCount += records.length;
     this.residueCount += residues;
   }
@@ -128,6 +156,7 @@ export class ShardWriter {
       renameSync(this.path(name, true), this.path(name, false));
       meta.files[name] = { bytes: f.bytes, crc32: crcHex(f.crc) };
     }
+    fsyncDir(this.dir); // the renamed files before the meta file that commits them
     this.closed = true;
     writeAtomicFile(join(this.dir, `${shardName(this.shard)}.meta.json`), JSON.stringify(meta) + "\n");
     return meta;
@@ -239,18 +268,36 @@ export function readIndex(path: string): Uint32Array {
  * Write a file atomically: temp file, fsync, rename. `content` may be pieces, written as they
  * come (so a large file, such as ids.txt, is never joined in memory).
  */
+/** Make a directory's entries (files renamed into it) durable: a rename is only as safe as the
+ * directory that holds it. Where directories cannot be fsynced, nothing more can be done. */
+export function fsyncDir(dir: string): void {
+  let fd: number | undefined;
+  try {
+    fd = openSync(dir, "r");
+    fsyncSync(fd);
+  } catch {
+  } finally {
+    if (fd !== undefined) closeSync(fd);
+  }
+}
+
 export function writeAtomicFile(path: string, content: string | Uint8Array | Iterable<Uint8Array>): void {
   const tmp = `${path}.partial`;
   const pieces = typeof content === "string" ? [new TextEncoder().encode(content)] : content instanceof Uint8Array ? [content] : content;
   try {
     const fd = openSync(tmp, "w");
     try {
-      for (const piece of pieces) writeAll(fd, piece, tmp);
+      let at = 0;
+      for (const piece of pieces) {
+        writeAll(fd, piece, tmp, at);
+        at += piece.length;
+      }
       fsyncSync(fd);
     } finally {
       closeSync(fd);
     }
     renameSync(tmp, path);
+    fsyncDir(dirname(path));
   } catch (e) {
     if (e instanceof OutputError) throw e;
     throw new OutputError(`cannot write ${path}: ${(e as Error).message}`, "check free space and permissions of the output directory", e);

@@ -15,12 +15,12 @@
  * options are refused, so two runs never mix in one store.
  */
 import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, writeSync } from "node:fs";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import { OutputError } from "./errors.ts";
 import { log } from "./log.ts";
 import { npyHeader, type NpyDescr } from "./npy.ts";
 import { DTYPE_BYTES } from "./protocol.ts";
-import { INDEX_FILE, outputFile, readIndex, scanShards, shardName, ShardWriter, writeAtomicFile, type ShardMeta, type ShardSpec } from "./shards.ts";
+import { fsyncDir, INDEX_FILE, outputFile, readIndex, scanShards, shardName, ShardWriter, writeAtomicFile, type ShardMeta, type ShardSpec } from "./shards.ts";
 import type { BatchResult } from "./worker.ts";
 
 export const STORE_FORMAT = "embed-store";
@@ -62,9 +62,19 @@ export class Store {
   private currentBytes = 0;
 
   /** Fails early if `dir` holds a complete store and `overwrite` is not set. */
-  static checkTarget(dir: string, overwrite: boolean): void {
+  /** Refuses a directory that holds a complete store (unless overwriting). `formats`: what the run
+   * would write beside npy; a run that stopped while converting left a complete store, so the hint
+   * offers `embed convert` for those rather than --overwrite, which would discard the embeddings. */
+  static checkTarget(dir: string, overwrite: boolean, formats: readonly string[] = []): void {
     if (existsSync(join(dir, MANIFEST)) && !overwrite) {
-      throw new OutputError(`${dir} already holds a complete store`, "choose another -o, or pass --overwrite to replace it");
+      const other = formats.filter((f) => f !== "npy");
+      const convert = other.map((f) => `embed convert ${dir} --to ${f}`).join("; ");
+      throw new OutputError(
+        `${dir} already holds a complete store`,
+        other.length
+          ? `its embeddings are final: to write the other formats, run ${convert}; to embed again, choose another -o or pass --overwrite (deletes it)`
+          : "choose another -o, or pass --overwrite to replace it",
+      );
     }
   }
 
@@ -128,7 +138,14 @@ export class Store {
       if (this.done[r]) throw new OutputError(`record ${r} was embedded twice`, "this is a bug in embed's scheduling; please report it");
     }
     this.current ??= new ShardWriter(join(this.dir, SHARDS), this.nextShard(), this.spec);
-    this.current.appendBatch(records, result);
+    try {
+      this.current.appendBatch(records, result);
+    } catch (e) {
+      // A shard that could not be rolled back after a failed write is dropped, not committed:
+      // its records are redone by the next run of the same command.
+      if (this.current.broken) this.abort();
+      throw e;
+    }
     for (const r of records) this.done[r] = 1;
     this.doneCount += records.length;
     for (const o of result.outputs) this.currentBytes += o.data.byteLength;
@@ -253,6 +270,7 @@ class NpyFile {
     fsyncSync(this.fd);
     closeSync(this.fd);
     renameSync(`${this.path}.partial`, this.path);
+    fsyncDir(dirname(this.path));
   }
   abort(): void {
     try {

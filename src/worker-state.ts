@@ -18,6 +18,8 @@ export class HandleState {
   afterSettle: (() => void) | undefined;
   exitCode: number | undefined;
   signal: string | null = null;
+  /** Why the orchestrator killed the process (a failed health check), if it did. */
+  killedBecause: string | undefined;
   readonly tail: string[] = [];
   constructor(readonly name: string) {}
 
@@ -39,7 +41,9 @@ export class HandleState {
   }
 
   deathError(): WorkerError {
-    const how = this.signal ? `was killed by ${this.signal}` : `exited with code ${this.exitCode}`;
+    const how = this.killedBecause
+      ? `was killed: ${this.killedBecause}`
+      : this.signal ? `was killed by ${this.signal}` : `exited with code ${this.exitCode}`;
     const tail = this.tail.slice(-8).join("\n");
     return new WorkerError(this.name, `process ${how}`, {
       hint: tail ? `last worker log lines:\n${tail}` : "the worker printed nothing; run `embed doctor`",

@@ -11,7 +11,7 @@
 import type { Subprocess } from "bun";
 import { unlinkSync } from "node:fs";
 import { EmbedError, WorkerError } from "./errors.ts";
-import { workerLog } from "./log.ts";
+import { log, workerLog } from "./log.ts";
 import {
   FromWorker,
   inputUsed,
@@ -296,8 +296,10 @@ export class WorkerHandle implements AsyncDisposable {
         this.send({ type: "shutdown" });
       } catch {}
       if (!(await this.waitExit(SHUTDOWN_GRACE_MS))) {
+        log.warn(`${this.name}: still running ${SHUTDOWN_GRACE_MS / 1000} s after shutdown; sending SIGTERM`);
         this.proc.kill("SIGTERM");
         if (!(await this.waitExit(KILL_AFTER_MS))) {
+          log.warn(`${this.name}: still running ${KILL_AFTER_MS / 1000} s after SIGTERM; sending SIGKILL`);
           this.proc.kill("SIGKILL");
           await this.proc.exited;
         }
@@ -306,9 +308,12 @@ export class WorkerHandle implements AsyncDisposable {
     this.failAll(new WorkerError(this.name, "stopped"));
   }
 
-  /** Kill at once (used when the run is failing or interrupted). */
-  kill(): void {
-    if (this.alive) this.proc.kill("SIGKILL");
+  /** Kill at once (the run is failing or interrupted, or the worker is hung: `why` then names it
+   * in the death error). */
+  kill(why?: string): void {
+    if (!this.alive) return;
+    if (why) this.state.killedBecause = why;
+    this.proc.kill("SIGKILL");
   }
 
   async [Symbol.asyncDispose](): Promise<void> {

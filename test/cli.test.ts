@@ -67,6 +67,11 @@ describe("embed run (real worker, test model)", () => {
     expect(again.code).toBe(6);
     expect(again.stderr).toContain("already holds a complete store");
     expect(existsSync(join(out, "manifest.json"))).toBe(true);
+    // Asked for other formats too (as a run that stopped while converting would be rerun), the
+    // hint offers `embed convert` for them before --overwrite, which would discard the embeddings.
+    const formats = await embed(["run", EXAMPLE, "-o", out, "--model", "test-tiny", "--format", "npy,hdf5"]);
+    expect(formats.code).toBe(6);
+    expect(formats.stderr).toContain(`embed convert ${out} --to hdf5`);
   });
 
   test("stdin, gzip and the Hugging Face folder of the same weights give the same vectors", async () => {

@@ -1,4 +1,5 @@
 /** Test helpers: start fake or real workers, check processes are gone, list a table's ids. */
+import { readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { PACKAGE_ROOT, pythonBin } from "../src/config.ts";
 import type { RecordTable } from "../src/records.ts";
@@ -43,4 +44,35 @@ export const realPython = pythonBin;
 /** Every id of `table`, in order, as strings (one string per record: tests only). */
 export function idsOf(table: RecordTable): string[] {
   return Array.from({ length: table.size }, (_, i) => table.id(i));
+}
+
+/** A FASTA of `n` random protein records (`rec0`, `rec1`, ...; 5-64 residues), the same for a seed. */
+export function randomFasta(n: number, seed = 7): string {
+  const rnd = () => ((seed = (Math.imul(seed, 1103515245) + 12345) >>> 0) >>> 8) / 2 ** 24;
+  const aa = "ACDEFGHIKLMNPQRSTVWY";
+  let text = "";
+  for (let i = 0; i < n; i++) {
+    const len = 5 + Math.floor(rnd() * 60);
+    text += `>rec${i} some description\n${Array.from({ length: len }, () => aa[Math.floor(rnd() * 20)]).join("")}\n`;
+  }
+  return text;
+}
+
+/** A store's content: ids and every array, each as a hash of its bytes. */
+export function storeContent(out: string): Record<string, string> {
+  const files = readdirSync(out).filter((f) => f.endsWith(".npy") || f === "ids.txt").sort();
+  return Object.fromEntries(files.map((f) => [f, Bun.hash(readFileSync(join(out, f))).toString()]));
+}
+
+/** The environment of a CLI run whose workers are fake ones with behaviour `fake` (fake_worker.py). */
+export function fakeRunEnv(fake: Record<string, unknown> = {}, extra: Record<string, string> = {}): Record<string, string> {
+  return {
+    ...(process.env as Record<string, string>),
+    NO_COLOR: "1",
+    EMBED_PYTHON: "python3",
+    EMBED_WORKER_MODULE: "fake_worker",
+    EMBED_WORKER_PYTHONPATH: FAKE_DIR,
+    EMBED_FAKE: JSON.stringify({ slowMs: 50, ...fake }),
+    ...extra,
+  };
 }

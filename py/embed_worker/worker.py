@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sys
 import time
 import traceback
@@ -335,7 +336,16 @@ def wire_error(e: BaseException) -> dict:
     return {"name": name, "message": str(e) or name, "hint": hint, "traceback": traceback.format_exc(limit=8)}
 
 
+def ignore_interrupts() -> None:
+    """The orchestrator owns interruption: a terminal's Ctrl-C reaches the whole process group, and
+    a worker that died of it would drop the batches in flight that the orchestrator is finishing
+    and committing. The worker stops when told (`shutdown`), when its channel closes, or by
+    SIGTERM/SIGKILL from the orchestrator."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 def main() -> int:
+    ignore_interrupts()
     log.redirect_stdout()
     ch = Channel()
     worker = None

@@ -9,7 +9,13 @@ tested without torch. Behaviour is set by EMBED_FAKE (JSON):
   failStart ("model-not-found" | "exit"), nonFinite (report NaN count for batch N),
   fill ("exact" default | "fast": each block is one row pattern repeated with a single bytes
   multiplication, for throughput benchmarks | "none": outputs are left as they are in the slot),
-  dropSocketOn (socket transport: close the data socket when batch N arrives, without exiting).
+  dropSocketOn (socket transport: close the data socket when batch N arrives, without exiting),
+  hangOn (when batch N arrives, stop computing for good but stay alive and keep answering pings;
+  with hangOnce=PATH only the first worker that gets there), deafAfter (after N batches, stop
+  reading the control channel: no pong, no batch taken; with deafOnce=PATH only the first worker
+  that gets there), stubborn (ignore `shutdown` and SIGTERM),
+  wrongRows (batch N reports one row too many in its first output).
+Like the real worker, it ignores SIGINT (the orchestrator owns interruption).
 
 The data plane follows `transport` in the worker config ("shm": the mapped ring file; "socket":
 a private copy of the ring plus frames on a unix socket, see embed_worker/datasock.py).
@@ -21,8 +27,10 @@ from __future__ import annotations
 import json
 import mmap
 import os
+import signal
 import struct
 import sys
+import threading
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "py"))
@@ -31,14 +39,33 @@ from embed_worker.channel import Channel  # noqa: E402
 from embed_worker.datasock import DataSocket, default_transport, socket_path  # noqa: E402
 
 
+def first(once: str | None) -> bool:
+    """True for every worker when `once` is None; else only for the first to get here (a file marks
+    that it has happened)."""
+    if once is None:
+        return True
+    if os.path.exists(once):
+        return False
+    open(once, "w").close()
+    return True
+
+
 def main() -> int:
     os.dup2(2, 1)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     cfg = json.loads(os.environ["EMBED_WORKER_CONFIG"])
     fake = json.loads(os.environ.get("EMBED_FAKE", "{}"))
+    if fake.get("stubborn"):
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
     dim, n_layers = fake.get("dim", 8), fake.get("numLayers", 4)
     ch = Channel()
     done = {"batches": 0}
-    ch.start(lambda m: P.pong(int(m.get("seq", 0)), done))
+
+    def pong(m):
+        if fake.get("deafAfter") is not None and done["batches"] >= fake["deafAfter"] and first(fake.get("deafOnce")):
+            threading.Event().wait()  # the reader thread wedges: no pong, no message read again
+        return P.pong(int(m.get("seq", 0)), done)
+    ch.start(pong)
     if fake.get("failStart") == "model-not-found":
         ch.send(P.error({"name": "ModelNotFound", "message": f"model {cfg['model']!r} not found; searched: /nowhere",
                          "hint": "pass a path"}))
@@ -89,8 +116,12 @@ def serve(ch, fake, cfg, layout, layers, dim, fmt, fill, done, mm, view, sock) -
     while True:
         msg = ch.recv()
         if msg["type"] == "shutdown":
+            if fake.get("stubborn"):
+                time.sleep(3600)
             return 0
         b = msg["batch"]
+        if fake.get("hangOn") == b and first(fake.get("hangOnce")):
+            time.sleep(3600)
         t0 = time.perf_counter()
         if sock is not None:
             if fake.get("dropSocketOn") == b:
@@ -145,6 +176,8 @@ def serve(ch, fake, cfg, layout, layers, dim, fmt, fill, done, mm, view, sock) -
                 mm[at: at + len(row) * blk["rows"]] = row * blk["rows"]
         if sock is not None:
             sock.send_frame(P.FRAME_OUT, b, msg["slot"], 0, view[out: out + P.output_used(blocks)])
+        if fake.get("wrongRows") == b:
+            blocks[0]["rows"] += 1
         done["batches"] += 1
         ch.send(P.result(batch=b, slot=msg["slot"], outputs=blocks, ms=(time.perf_counter() - t0) * 1000,
                          non_finite=1 if fake.get("nonFinite") == b else 0))
