@@ -39,6 +39,8 @@ export interface PoolOptions {
   maxRestarts?: number;
   /** Health checks (watchdog.ts): a hung or unresponsive worker is killed, then handled as dead. */
   health?: HealthOptions;
+  /** A worker's budget was lowered after it ran out of memory (tokens per batch from now on). */
+  onBudget?: (w: WorkerHandle, tokens: number) => void;
 }
 
 export interface PoolStats {
@@ -140,6 +142,7 @@ export async function runPool(initial: readonly WorkerHandle[], job: PoolJob, op
           budget.set(w, Math.floor(job.tokens(i) / 2));
           stats.splits++;
           log.warn(`${w.name}: out of memory on a batch of ${job.tokens(i)} tokens; split in two, budget lowered to ${budget.get(w)}`);
+          opts.onBudget?.(w, budget.get(w)!);
           queue.unshift(...halves);
         } else {
           fail(e as Error);

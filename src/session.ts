@@ -107,6 +107,8 @@ export interface EmbedPlanOptions {
   allowNonFinite?: boolean;
   /** Kill a hung or unresponsive worker (watchdog.ts; RunConfig.health). */
   health?: HealthOptions;
+  /** A worker's token budget was lowered after it ran out of memory. */
+  onBudget?: (w: WorkerHandle, tokens: number) => void;
 }
 
 /**
@@ -149,7 +151,7 @@ export function embedPlan(
         return `record${rs.length > 1 ? "s" : ""} ${Array.from(rs.subarray(0, 3), (r) => `"${table.id(r)}" (${lengths[r]} aa)`).join(", ")}`;
       },
     },
-    { signal: opts.signal, health: opts.health, ...(opts.restart ? restarter(workers, opts.restart) : {}) },
+    { signal: opts.signal, health: opts.health, onBudget: opts.onBudget, ...(opts.restart ? restarter(workers, opts.restart) : {}) },
   );
 }
 

@@ -85,6 +85,20 @@ describe("health checks", () => {
   });
 });
 
+describe("worker events", () => {
+  test("--json: a lowered budget and a replacement are worker events in the NDJSON stream", async () => {
+    const out = join(tmp, "events");
+    const r = await run(args(out, ["--json"]), fakeRunEnv({ oomAbove: 150, hangOn: 0, hangOnce: join(tmp, "events-hung-once") }, { ...FAST_HEALTH, EMBED_BATCH_TIMEOUT_MS: "1000" }));
+    expect(r.code).toBe(0);
+    const events = r.stdout.trim().split("\n").map((l) => JSON.parse(l));
+    const workers = events.filter((e) => e.type === "worker");
+    expect(workers.some((e) => e.state === "budget-lowered" && e.worker === "cpu" && /at most 1\d\d tokens/.test(e.detail))).toBe(true);
+    expect(workers.some((e) => e.state === "replaced" && e.worker === "cpu")).toBe(true);
+    expect(events.at(-1).type).toBe("summary");
+    expect(storeContent(out)).toEqual(reference);
+  });
+});
+
 describe("shutdown and interrupts", () => {
   test("a worker that ignores shutdown and SIGTERM is killed with SIGKILL; the run still ends", async () => {
     const out = join(tmp, "stubborn");
