@@ -60,6 +60,16 @@ describe.each(TRANSPORTS.map((t) => [t]))("bridge (fake worker, %s)", (transport
     expect(pids.filter(isAlive)).toEqual([]);
   });
 
+  test("the queue is shared, not split: a slow worker takes fewer batches", async () => {
+    const workers = await Promise.all([start("fast"), start("slow", { slowMs: 150 })]);
+    const stats = await runPool(workers, { count: () => 24, tokens: () => 0, batch: (i) => ({ id: i, seqs: [toks("MKV")] }), consume: () => {} });
+    expect(stats.batches).toBe(24);
+    // A static split would give each 12; the slow one holds at most its two slots' worth per
+    // 150 ms while the fast one drains the rest.
+    expect(stats.perWorker.fast!).toBeGreaterThan(3 * stats.perWorker.slow!);
+    await Promise.all(workers.map((w) => w.stop()));
+  });
+
   test("a reply over 1 MB arrives intact", async () => {
     await using w = await start("big", { dim: 1024 }, { include: ["residues"], maxTokens: 8192 });
     const seq = toks("ACDEFGHIKLMNPQRSTVWY".repeat(20));
