@@ -206,6 +206,10 @@ describe("embed models / doctor", () => {
     expect(byName.esm2_t33_650M_UR50D).toMatchObject({ layers: 33, dim: 1280, heads: 20 });
     expect(Object.keys(byName)).toEqual(expect.arrayContaining(["esm2_t6_8M_UR50D", "esm2_t12_35M_UR50D", "esm2_t30_150M_UR50D", "esm2_t48_15B_UR50D", "test-tiny"]));
     expect(byName["test-tiny"]!.path).toContain("test-tiny");
+    // A model found nowhere says where --download would put it (the torch hub cache).
+    const missing = rows.filter((m) => m.path === null) as unknown as { name: string; download_to: string }[];
+    for (const m of missing) expect(m.download_to).toMatch(new RegExp(`/checkpoints/${m.name}\\.pt$`));
+    expect(byName["test-tiny"]!).toMatchObject({ download_to: null });
   });
 
   test("doctor reports torch and the attention backend", async () => {

@@ -246,8 +246,11 @@ def resolve(name_or_path: str) -> Resolved:
 
 
 def describe_all() -> list[dict]:
-    """Known models (+ test-tiny) with their shape and the path each would load from (or None)."""
+    """Known models (+ test-tiny) with their shape and the path each would load from (or None),
+    and for one not found, where `--download` would put it (`download_to`; test-tiny: where
+    `python -m embed_worker.testmodel` writes it)."""
     rows = []
+    hub = torch_hub_checkpoints()
     for km in list(KNOWN.values()) + [TEST_TINY]:
         c = km.cfg
         try:
@@ -258,6 +261,7 @@ def describe_all() -> list[dict]:
         rows.append({
             "name": c.name, "layers": c.num_layers, "dim": c.embed_dim, "heads": c.attention_heads,
             "params": c.num_params, "nominal": km.nominal, "path": path, "format": fmt,
+            "download_to": None if path else (f"{hub}/{c.name}.pt" if c.name in KNOWN else f"{REPO_MODELS}/{c.name}.pt"),
         })
     return rows
 
@@ -269,7 +273,7 @@ def _main(argv: list[str]) -> int:
         sys.stdout.write("\n")
         return 0
     for r in rows:
-        where = r["path"] or "-"
+        where = r["path"] or f"not found (--download: {r['download_to']})"
         print(f"{r['name']:<22} {r['layers']:>3} layers  dim {r['dim']:>5}  heads {r['heads']:>3}  "
               f"{r['params'] / 1e6:>9.1f}M  {where}")
     return 0
