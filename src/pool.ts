@@ -6,7 +6,8 @@
  *
  * Faults: a worker that dies has its in-flight batches put back on the queue and is replaced
  * (at most `maxRestarts` times in a run); a batch that runs out of GPU memory is split in two and
- * requeued, and that worker's budget is lowered. On abort (SIGINT/SIGTERM) no new batch is taken,
+ * requeued, and that worker's budget is lowered; an exception in a batch replaces the worker and
+ * retries the batch once elsewhere (twice failed, it fails the run). On abort (SIGINT/SIGTERM) no new batch is taken,
  * in-flight batches finish and are consumed, then the abort reason is thrown. With `health`, a
  * worker that stops answering or holds a batch too long is killed (watchdog.ts) and so handled as
  * dead.
@@ -68,6 +69,8 @@ export async function runPool(initial: readonly WorkerHandle[], job: PoolJob, op
   let inFlight = 0;
   let failure: Error | undefined;
   const budget = new Map<WorkerHandle, number>();
+  /** Batches already retried after a worker's exception. */
+  const retried = new Set<number>();
   let wake: (() => void) | undefined;
   const notify = () => {
     wake?.();
@@ -144,8 +147,23 @@ export async function runPool(initial: readonly WorkerHandle[], job: PoolJob, op
           log.warn(`${w.name}: out of memory on a batch of ${job.tokens(i)} tokens; split in two, budget lowered to ${budget.get(w)}`);
           opts.onBudget?.(w, budget.get(w)!);
           queue.unshift(...halves);
+        } else if (e instanceof WorkerError && e.remoteName !== undefined && opts.respawn && !retried.has(i)) {
+          // An exception in the worker (a CUDA error, a bug): its state is suspect, so it is
+          // replaced and the batch tried once more elsewhere; a second failure of the same batch
+          // is the batch's own and fails the run.
+          retried.add(i);
+          queue.unshift(i);
+          log.warn(`${w.name}: ${e.message} on batch ${i} (${job.describe?.(i) ?? "no description"}); replacing the worker and retrying the batch once`);
+          w.kill(`replaced after an error in batch ${i}`);
+          await replace(w, e);
+          return;
         } else {
-          fail(e as Error);
+          fail(retried.has(i) && e instanceof WorkerError
+            ? new WorkerError(w.name, `batch ${i} failed twice, on two workers (${e.message})`, {
+              hint: `the failing records: ${job.describe?.(i) ?? `batch ${i}`}; see the worker log above`,
+              remoteName: e.remoteName,
+            })
+            : (e as Error));
           return;
         }
       } finally {

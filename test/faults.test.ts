@@ -1,7 +1,8 @@
 /**
  * Faults that leave a worker alive but useless, and a disk that fills up: the CLI with fake
  * workers (real protocol, no torch). A worker that hangs in a batch or stops answering pings is
- * killed by the health check and replaced; one that ignores `shutdown` is stopped with SIGTERM,
+ * killed by the health check and replaced; an exception in a batch replaces the worker and retries
+ * the batch once; one that ignores `shutdown` is stopped with SIGTERM,
  * then SIGKILL; a wrong row count fails the run; a write that fails mid-batch leaves a shard that
  * commits without that batch; Ctrl-C to the whole process group still finishes the batches in
  * flight. Every finished store must equal an uninterrupted run's, byte for byte.
@@ -82,6 +83,30 @@ describe("health checks", () => {
     expect(r.code).toBe(2);
     expect(r.stderr).toContain("EMBED_BATCH_TIMEOUT_MS=soon: not a positive number of milliseconds");
     expect(existsSync(join(tmp, "badenv"))).toBe(false);
+  });
+});
+
+describe("exceptions in a batch", () => {
+  test("once: the worker is replaced and the batch retried; the store equals the reference", async () => {
+    const out = join(tmp, "raise-once");
+    const r = await run(args(out), fakeRunEnv({ raiseOn: 4, raiseOnce: join(tmp, "raised-once") }));
+    expect(r.stderr).toMatch(/ValueError: fake failure on batch 4 on batch 4 \(records "rec\d+" \(\d+ aa\)/);
+    expect(r.stderr).toContain("replacing the worker and retrying the batch once");
+    expect(r.code).toBe(0);
+    expect(JSON.parse(r.stdout).restarts).toBe(1);
+    expect(storeContent(out)).toEqual(reference);
+  });
+
+  test("twice on the same batch: the run fails naming its records; what finished is kept for a resume", async () => {
+    const out = join(tmp, "raise-always");
+    const r = await run(args(out), fakeRunEnv({ raiseOn: 4 }));
+    expect(r.code).toBe(4);
+    expect(r.stderr).toContain("batch 4 failed twice, on two workers");
+    expect(r.stderr).toMatch(/the failing records: records? "rec\d+"/);
+    expect(existsSync(join(out, "manifest.json"))).toBe(false);
+    const again = await run(args(out));
+    expect(again.code).toBe(0);
+    expect(storeContent(out)).toEqual(reference);
   });
 });
 

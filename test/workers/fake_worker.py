@@ -5,7 +5,8 @@ tested without torch. Behaviour is set by EMBED_FAKE (JSON):
   dim (8), numLayers (4), crashAfter (die with exit 70 when batch N arrives; with crashOnce=PATH
   only the first worker that gets there), oomAbove (report OutOfMemoryError for batches of more
   tokens than this), slowMs (sleep per
-  batch), raiseOn (report an error for batch N), badFrame (send a malformed message for batch N),
+  batch), raiseOn (report an error for batch N; with raiseOnce=PATH only the first worker that gets
+  there), badFrame (send a malformed message for batch N),
   failStart ("model-not-found" | "exit"), nonFinite (report NaN count for batch N),
   fill ("exact" default | "fast": each block is one row pattern repeated with a single bytes
   multiplication, for throughput benchmarks | "none": outputs are left as they are in the slot),
@@ -141,7 +142,7 @@ def serve(ch, fake, cfg, layout, layers, dim, fmt, fill, done, mm, view, sock) -
             continue
         if fake.get("slowMs"):
             time.sleep(fake["slowMs"] / 1000)
-        if fake.get("raiseOn") == b:
+        if fake.get("raiseOn") == b and first(fake.get("raiseOnce")):
             ch.send(P.error({"name": "ValueError", "message": f"fake failure on batch {b}", "hint": "none"}, batch=b))
             continue
         if fake.get("badFrame") == b:
