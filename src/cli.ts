@@ -3,14 +3,22 @@
  * `embed`: a thin CLI over the library. Commands parse arguments, call one function, print the
  * result on stdout, and exit with a documented code (see errors.ts `ExitCode`).
  */
-import { defineCommand, runCommand, runMain } from "citty";
+import { type CommandDef, defineCommand, renderUsage, runCommand, runMain } from "citty";
 import pkg from "../package.json" with { type: "json" };
 
 const main = defineCommand({
   meta: {
     name: "embed",
     version: pkg.version,
-    description: "Protein FASTA to ESM-2 embeddings: packed FP16 batches, one worker per GPU.",
+    description: `Protein FASTA to ESM-2 embeddings: packed FP16 batches, one worker per GPU.
+
+Examples:
+  embed run proteins.fasta -o out/              mean of the last layer, every GPU (or the CPU)
+  embed run proteins.fasta --dry                print the batch plan as JSON; start nothing
+  embed validate proteins.fasta --sample 200    compare with an fp32 reference
+  embed inspect out/                            what a store holds
+  embed models                                  the ESM-2 family and where each is found
+  embed doctor                                  check Python, torch, GPUs`,
   },
   subCommands: {
     run: () => import("./commands/run.ts").then((m) => m.default),
@@ -22,11 +30,48 @@ const main = defineCommand({
   },
 });
 
+/** A description's first paragraph, and its examples (from "Example:" / "Examples:" on). */
+function splitExamples(description = ""): [summary: string, examples: string] {
+  const at = description.search(/\n\nExamples?:\n/);
+  return at < 0 ? [description, ""] : [description.slice(0, at), description.slice(at + 2)];
+}
+
+/**
+ * `--help`: citty's usage with the examples after the options, where they are read last, and
+ * one line per command in a command list (its examples are in its own help).
+ */
+async function showUsage(cmd: CommandDef<any>, parent?: CommandDef<any>): Promise<void> {
+  const meta = (await resolve(cmd.meta)) ?? {};
+  const [summary, examples] = splitExamples(meta.description);
+  const subs = cmd.subCommands ? await resolve(cmd.subCommands) : undefined;
+  const shown: CommandDef<any> = {
+    ...cmd,
+    meta: { ...meta, description: summary },
+    ...(subs && {
+      subCommands: Object.fromEntries(
+        await Promise.all(
+          Object.entries(subs).map(async ([name, sub]) => {
+            const def = await resolve(sub);
+            const m = (await resolve(def.meta)) ?? {};
+            return [name, { ...def, meta: { ...m, description: splitExamples(m.description)[0] } }] as const;
+          }),
+        ),
+      ),
+    }),
+  };
+  console.log(`${(await renderUsage(shown, parent)).trimEnd()}${examples ? `\n\n${examples}` : ""}\n`);
+}
+
+/** citty's `Resolvable`: a value, a promise, or a function returning either. */
+async function resolve<T>(v: T | Promise<T> | (() => T | Promise<T>)): Promise<T> {
+  return typeof v === "function" ? await (v as () => T | Promise<T>)() : await v;
+}
+
 const rawArgs = process.argv.slice(2);
 const builtin = rawArgs.length === 0 || rawArgs.some((a) => a === "--help" || a === "-h") ||
   (rawArgs.length === 1 && (rawArgs[0] === "--version" || rawArgs[0] === "-v"));
 if (builtin) {
-  await runMain(main);
+  await runMain(main, { showUsage });
 } else {
   try {
     await runCommand(main, { rawArgs });

@@ -42,8 +42,11 @@ export function listGpus(): GpuInfo[] {
 }
 
 /**
- * Turn `--devices` into worker slots. `visibleEnv` is CUDA_VISIBLE_DEVICES as the user set it:
- * indices given to --devices count within it, as CUDA itself would.
+ * Turn `--devices` into worker slots. Pure: the GPU list (`listGpus()`) and `visibleEnv` are
+ * passed in, so tests give fake ones. `visibleEnv` is CUDA_VISIBLE_DEVICES as the user set it
+ * (indices, or `GPU-`/`MIG-` UUIDs); entries that name no listed GPU (e.g. `-1`) are dropped, and
+ * indices given to --devices count within what is left, as CUDA itself would count them.
+ * Each index may be given once: two workers on one GPU would share its memory and its name.
  */
 export function resolveDevices(devices: "auto" | "cpu" | number[], gpus: GpuInfo[], visibleEnv: string | undefined): DeviceSlot[] {
   if (devices === "cpu") return [{ name: "cpu", kind: "cpu", label: "CPU" }];
@@ -57,11 +60,15 @@ export function resolveDevices(devices: "auto" | "cpu" | number[], gpus: GpuInfo
     if (!visible.length) return [{ name: "cpu", kind: "cpu", label: "CPU" }];
     return visible.map((v, i) => ({ name: `cuda:${i}`, kind: "cuda", visible: v, label: label(v) }));
   }
+  const given = `--devices ${devices.join(",")}`;
+  const twice = devices.find((i, k) => devices.indexOf(i) !== k);
+  if (twice !== undefined) throw new OptionsError(`${given}: GPU ${twice} is listed twice`, "give each GPU index once; each GPU gets one worker");
+  const within = visibleEnv === undefined ? "" : `, counted within CUDA_VISIBLE_DEVICES="${visibleEnv}"`;
   return devices.map((i) => {
     const v = visible[i];
     if (v === undefined) {
       throw new OptionsError(
-        `--devices ${devices.join(",")}: GPU ${i} is not visible (${visible.length} visible)`,
+        `${given}: GPU ${i} is not visible (${visible.length} visible${within})`,
         visible.length ? `use indices 0..${visible.length - 1}, or --devices auto` : "no GPU found: use --devices cpu",
       );
     }

@@ -142,7 +142,8 @@ export async function runPool(initial: readonly WorkerHandle[], job: PoolJob, op
             }));
             return;
           }
-          budget.set(w, Math.floor(job.tokens(i) / 2));
+          // Never raised again: with two batches in flight, a larger one may fail after a smaller one.
+          budget.set(w, Math.min(budget.get(w) ?? Infinity, Math.floor(job.tokens(i) / 2)));
           stats.splits++;
           log.warn(`${w.name}: out of memory on a batch of ${job.tokens(i)} tokens; split in two, budget lowered to ${budget.get(w)}`);
           opts.onBudget?.(w, budget.get(w)!);

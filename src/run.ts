@@ -132,6 +132,9 @@ export async function embedToStore(options: RunOptionsInput, hooks: RunHooks = {
     const emit = hooks.onEvent ?? (() => {});
     emit({ type: "start", records: table.size, todo: todo.length, resumed: s.resumed, batches: plan.batches.length, tokens: plan.tokens, budget, density: plan.density, devices: workers.map((w) => w.name) });
     const tEmbed = performance.now();
+    // A split batch stays in plan.batches beside its two halves: batches to embed = entries - splits.
+    const planned = plan.batches.length;
+    const totalBatches = () => plan.batches.length - (plan.batches.length - planned) / 2;
     let records = 0;
     let tokens = 0;
     let done = 0;
@@ -147,7 +150,7 @@ export async function embedToStore(options: RunOptionsInput, hooks: RunHooks = {
           tokens += b.tokens;
           done++;
           const elapsed = (performance.now() - tEmbed) / 1000;
-          emit({ type: "batch", batches: done, totalBatches: plan.batches.length, records, tokens, elapsed, tokensPerSecond: tokens / elapsed, worker: w.name, density: b.tokens / budget });
+          emit({ type: "batch", batches: done, totalBatches: totalBatches(), records, tokens, elapsed, tokensPerSecond: tokens / elapsed, worker: w.name, density: b.tokens / budget });
           if (shard) emit({ type: "shard", shard: shard.shard, records: shard.records, committed: s.recordsDone });
         },
         {
@@ -173,7 +176,7 @@ export async function embedToStore(options: RunOptionsInput, hooks: RunHooks = {
       output: out,
       ...table.summary(),
       resumed: s.resumed,
-      batches: plan.batches.length,
+      batches: totalBatches(),
       budget,
       density: plan.density,
       devices: workers.filter((w) => w.alive).map((w) => `${w.name} (${w.ready.device}, ${w.ready.backend}, ${w.ready.kernels}, ${w.ready.dtype})`),

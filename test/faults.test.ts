@@ -120,6 +120,11 @@ describe("worker events", () => {
     expect(workers.some((e) => e.state === "budget-lowered" && e.worker === "cpu" && /at most 1\d\d tokens/.test(e.detail))).toBe(true);
     expect(workers.some((e) => e.state === "replaced" && e.worker === "cpu")).toBe(true);
     expect(events.at(-1).type).toBe("summary");
+    // Splits counted once: the last batch event says all are done, and the summary agrees.
+    const batches = events.filter((e) => e.type === "batch");
+    expect(batches.at(-1).batches).toBe(batches.at(-1).totalBatches);
+    expect(events.at(-1).batches).toBe(batches.length);
+    expect(events.at(-1).splits).toBeGreaterThan(0);
     expect(storeContent(out)).toEqual(reference);
   });
 });

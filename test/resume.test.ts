@@ -158,11 +158,27 @@ describe("interrupts and faults", () => {
 
   test("out of memory: batches are split and retried, the worker's budget lowered", async () => {
     const out = join(tmp, "oom");
-    const r = await run(args(out, ["--include", "mean,per-residue"]), env({ oomAbove: 150 }));
+    // Planned batches are up to 400 tokens; the fake worker fails any batch over 150.
+    const r = await run(args(out, ["--include", "mean,per-residue"]), env({ oomAbove: 150, slowMs: 10 }));
     expect(r.code).toBe(0);
-    expect(JSON.parse(r.stdout).splits).toBeGreaterThan(0);
-    expect(r.stderr).toContain("out of memory");
     expect(content(out)).toEqual(reference);
+    const ooms = [...r.stderr.matchAll(/cpu: out of memory on a batch of (\d+) tokens; split in two, budget lowered to (\d+)/g)].map((m) => ({
+      tokens: Number(m[1]),
+      budget: Number(m[2]),
+    }));
+    // Each failure halves that worker's budget to half the failed batch.
+    expect(ooms.length).toBeGreaterThan(0);
+    for (const o of ooms) {
+      expect(o.tokens).toBeGreaterThan(150);
+      expect(o.budget).toBe(Math.floor(o.tokens / 2));
+    }
+    expect(ooms.at(-1)!.budget).toBeLessThanOrEqual(150);
+    // With the budget lowered, later batches over it are split before they are sent: a handful of
+    // failures (two batches in flight, two halvings: about 3 here) instead of one per batch over
+    // 150 tokens (84 when the budget is not lowered), and more splits than failures.
+    expect(ooms.length).toBeLessThanOrEqual(8);
+    const { splits } = JSON.parse(r.stdout);
+    expect(splits).toBeGreaterThan(ooms.length);
   });
 
   test("out of memory on a single sequence fails naming it", async () => {

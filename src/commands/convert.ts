@@ -14,7 +14,7 @@ Examples:
   embed convert out/ --to hdf5                  out/embeddings.h5
   embed convert out/ --to parquet -o pq/        pq/mean.layer33.parquet, ...
   embed convert out/ --to virnucpro             out/virnucpro/output_1_ESM.pt, ... (10,000 proteins each)
-  embed convert out/ --to npy -o small/ --layers -1 --kind mean`,
+  embed convert out/ --to npy -o small/ --layer -1 --kind mean`,
   },
   args: {
     store: { type: "positional", description: "the store directory (-o of `embed run`)", required: true, valueHint: "STORE" },

@@ -1,7 +1,9 @@
 /**
  * Rendering run events: a live line on a terminal (records and tokens done of total, tokens/s,
  * ETA, batches per worker), a plain log line every LOG_EVERY_MS otherwise, or NDJSON on stdout
- * with `--json` (one event per line, for pipelines).
+ * with `--json` (one event per line, for pipelines). The last batch's line is always shown, on
+ * close at the latest: splits after an out-of-memory error grow `totalBatches` mid-run, so the
+ * last batch event need not say `batches === totalBatches`.
  */
 import type { RunEvent } from "../events.ts";
 import { log } from "../log.ts";
@@ -22,17 +24,39 @@ function fmtTime(s: number): string {
   return h ? `${h}h${String(m).padStart(2, "0")}m` : m ? `${m}m${String(sec).padStart(2, "0")}s` : `${sec}s`;
 }
 
-export function progress(mode: ProgressMode): { onEvent: (e: RunEvent) => void; close: () => void } {
+export interface ProgressOptions {
+  /** Interval of the plain log line, ms (default LOG_EVERY_MS). */
+  logEveryMs?: number;
+  /** Clock, ms (default `performance.now`); tests drive it by hand. */
+  now?: () => number;
+}
+
+type BatchEvent = Extract<RunEvent, { type: "batch" }>;
+
+export function progress(mode: ProgressMode, opts: ProgressOptions = {}): { onEvent: (e: RunEvent) => void; close: () => void } {
+  const every = mode === "tty" ? DRAW_EVERY_MS : (opts.logEveryMs ?? LOG_EVERY_MS);
+  const now = opts.now ?? (() => performance.now());
   let start: Extract<RunEvent, { type: "start" }> | undefined;
   const perWorker: Record<string, number> = {};
   let last = 0;
   let drawn = false;
-  const line = (e: Extract<RunEvent, { type: "batch" }>) => {
+  /** The latest batch event when its line was not shown yet. */
+  let unshown: BatchEvent | undefined;
+  const line = (e: BatchEvent) => {
     const total = start?.todo ?? 0;
     const pct = total ? (100 * e.records) / total : 100;
     const eta = start ? (start.tokens - e.tokens) / e.tokensPerSecond : Number.NaN;
     const workers = Object.entries(perWorker).map(([w, n]) => `${w} ${n}`).join(", ");
     return `embedding ${pct.toFixed(1)}%  ${fmtInt(e.records)}/${fmtInt(total)} records  ${fmtInt(e.tokens)}/${fmtInt(start?.tokens ?? 0)} tokens  ${fmtInt(e.tokensPerSecond)} tok/s  ETA ${fmtTime(eta)}  [${workers}]`;
+  };
+  const show = (e: BatchEvent) => {
+    if (mode === "tty") {
+      process.stderr.write(`\r\x1b[2K${line(e)}`);
+      drawn = true;
+    } else {
+      log.info(line(e));
+    }
+    unshown = undefined;
   };
   const onEvent = (e: RunEvent) => {
     if (mode === "none") return;
@@ -42,28 +66,24 @@ export function progress(mode: ProgressMode): { onEvent: (e: RunEvent) => void; 
     }
     if (e.type === "start") {
       start = e;
-      last = performance.now();
+      last = now();
       return;
     }
     if (e.type === "worker") return log.warn(`${e.worker}: ${e.detail}`);
     if (e.type !== "batch") return;
     perWorker[e.worker] = (perWorker[e.worker] ?? 0) + 1;
-    const now = performance.now();
-    const final = e.batches === e.totalBatches;
-    if (mode === "tty") {
-      if (final || now - last >= DRAW_EVERY_MS) {
-        process.stderr.write(`\r\x1b[2K${line(e)}`);
-        drawn = true;
-        last = now;
-      }
-    } else if (final || now - last >= LOG_EVERY_MS) {
-      log.info(line(e));
-      last = now;
+    const t = now();
+    if (e.batches === e.totalBatches || t - last >= every) {
+      show(e);
+      last = t;
+    } else {
+      unshown = e;
     }
   };
   return {
     onEvent,
     close: () => {
+      if (unshown) show(unshown);
       if (drawn) process.stderr.write("\n");
     },
   };
