@@ -5,6 +5,7 @@
  * check embeds selected records alone with the production path and compares with their packed
  * result.
  */
+import { z } from "zod";
 import { resolveConfig, visibleDevicesEnv, type RunOptionsInput } from "./config.ts";
 import { listGpus, resolveDevices, type DeviceSlot } from "./devices.ts";
 import { OptionsError } from "./errors.ts";
@@ -14,16 +15,49 @@ import type { RecordTable } from "./records.ts";
 import { ingest } from "./ingest.ts";
 import { stratifiedSample } from "./sample.ts";
 import { embedPlan, planRecords, resolvePrecision, startWorkers, workerLimits, type Precision } from "./session.ts";
+import type { HealthOptions } from "./watchdog.ts";
 import type { WorkerHandle } from "./worker.ts";
 
+/** Numbers may come as CLI strings; they are checked and coerced by `ValidateChecks`. */
 export interface ValidateOptions extends Omit<RunOptionsInput, "output" | "include" | "dry" | "overwrite" | "outDtype"> {
-  /** Validate at most this many records, stratified by length (default: all). */
-  sample?: number;
+  /** Validate at most this many records (a positive integer), stratified by length (default: all). */
+  sample?: number | string;
   /** Also compare per-residue vectors. */
   perResidue?: boolean;
-  /** Records checked alone vs packed (default 8). */
-  contamination?: number;
-  thresholds?: Partial<Thresholds>;
+  /** Records checked alone vs packed (a positive integer, default 8). */
+  contamination?: number | string;
+  /** Cosines in [-1, 1]; maxRelL2 ≥ 0. */
+  thresholds?: { [K in keyof Thresholds]?: number | string };
+}
+
+/** A number from the API or a CLI string ("" is not 0), accepted when `ok`; `allowed` says what is. */
+const bounded = (allowed: string, ok: (n: number) => boolean) =>
+  z
+    .unknown()
+    .refine((v) => (typeof v === "number" || (typeof v === "string" && v.trim() !== "")) && ok(Number(v)), allowed)
+    .transform(Number);
+const count = bounded("a positive integer", (n) => Number.isInteger(n) && n >= 1);
+const cosine = bounded("a cosine between -1 and 1", (n) => n >= -1 && n <= 1);
+
+/** The options only validate has, validated at its edge (resolveConfig checks the shared ones). */
+const ValidateChecks = z.object({
+  sample: count.optional(),
+  contamination: count.default(8),
+  thresholds: z.object({
+    minCosine: cosine.default(DEFAULT_THRESHOLDS.minCosine),
+    medianCosine: cosine.default(DEFAULT_THRESHOLDS.medianCosine),
+    contaminationCosine: cosine.default(DEFAULT_THRESHOLDS.contaminationCosine),
+    maxRelL2: bounded("a number ≥ 0", (n) => Number.isFinite(n) && n >= 0).optional(),
+  }),
+});
+
+/** Parse validate's own options; throws OptionsError naming the flag, the value and what is allowed. */
+function resolveChecks(options: ValidateOptions): z.output<typeof ValidateChecks> {
+  const parsed = ValidateChecks.safeParse({ ...options, thresholds: options.thresholds ?? {} }, { reportInput: true });
+  if (parsed.success) return parsed.data;
+  const issue = parsed.error.issues[0]!;
+  const flag = String(issue.path.at(-1)).replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`);
+  throw new OptionsError(`--${flag} "${String(issue.input)}" is not ${issue.message}`, "see `embed validate --help`");
 }
 
 export interface ValidationReport {
@@ -50,7 +84,7 @@ interface Collected {
 }
 
 /** Embed `table` with `workers` under `plan`; copy the vectors out of the ring per record. */
-async function collect(workers: WorkerHandle[], table: RecordTable, maxSeqs: number | undefined, withResidues: boolean): Promise<Collected> {
+async function collect(workers: WorkerHandle[], table: RecordTable, maxSeqs: number | undefined, withResidues: boolean, health: HealthOptions): Promise<Collected> {
   const { budget, maxSeqs: cap } = workerLimits(workers);
   const plan = planRecords(table, budget, Math.min(maxSeqs ?? cap, cap));
   const out: Collected = { mean: new Array(table.size), residues: new Array(table.size), nonFinite: 0 };
@@ -75,7 +109,7 @@ async function collect(workers: WorkerHandle[], table: RecordTable, maxSeqs: num
     }
     },
     // NaN/Inf is a finding here, counted per record, not a reason to stop.
-    { allowNonFinite: true },
+    { allowNonFinite: true, health },
   );
   return out;
 }
@@ -91,17 +125,18 @@ async function withWorkers<T>(start: () => Promise<WorkerHandle[]>, f: (ws: Work
 
 export async function validate(options: ValidateOptions): Promise<ValidationReport> {
   const t0 = performance.now();
-  const thresholds: Thresholds = { ...DEFAULT_THRESHOLDS, ...options.thresholds };
+  const checks = resolveChecks(options);
+  const thresholds: Thresholds = checks.thresholds;
   const include = options.perResidue ? ["mean", "per-residue"] : ["mean"];
   const cfg = resolveConfig({ ...options, include, outDtype: "float32", dry: false });
   if (cfg.layers.length !== 1) throw new OptionsError("validate checks one layer at a time", "pass a single --layers value, e.g. -1");
   const devices: DeviceSlot[] = resolveDevices(cfg.devices, listGpus(), visibleDevicesEnv());
   const precision = resolvePrecision(cfg, devices);
   const all = await ingest(cfg);
-  const picked = options.sample ? stratifiedSample(all.lengths(), options.sample) : Uint32Array.from(all.lengths().keys());
+  const picked = checks.sample === undefined ? Uint32Array.from(all.lengths().keys()) : stratifiedSample(all.lengths(), checks.sample);
   const table = picked.length === all.size ? all : all.subset(picked); // no copy when every record is checked
   const lengths = table.lengths();
-  const checkAlone = stratifiedSample(lengths, options.contamination ?? 8); // spread over the length bins
+  const checkAlone = stratifiedSample(lengths, checks.contamination); // spread over the length bins
   const withRes = options.perResidue ?? false;
   log.info(`validating ${table.size} of ${all.size} records: ${precision} packed vs fp32 one-at-a-time reference, on ${devices.map((d) => d.name).join(", ")}`);
 
@@ -109,9 +144,9 @@ export async function validate(options: ValidateOptions): Promise<ValidationRepo
   const { prod, alone, device, layer, model } = await withWorkers(
     () => startWorkers(cfg, devices, { precision }),
     async (ws) => {
-      const prod = await collect(ws, table, undefined, withRes);
+      const prod = await collect(ws, table, undefined, withRes, cfg.health);
       const sub = table.subset(checkAlone);
-      const alone = await collect(ws, sub, 1, false);
+      const alone = await collect(ws, sub, 1, false, cfg.health);
       const r = ws[0]!.ready;
       return { prod, alone, device: `${r.device} (${r.backend}, ${r.kernels} kernels)`, layer: r.layers[0]!, model: r.model.name };
     },
@@ -119,7 +154,7 @@ export async function validate(options: ValidateOptions): Promise<ValidationRepo
   // fp32 reference: one sequence per batch; fp32 always takes the exact attention path.
   const ref = await withWorkers(
     () => startWorkers(cfg, devices, { precision: "fp32", fault: "", kernels: "eager" }),
-    (ws) => collect(ws, table, 1, withRes),
+    (ws) => collect(ws, table, 1, withRes, cfg.health),
   );
 
   const metrics: RecordMetrics[] = [];

@@ -9,7 +9,7 @@ import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSy
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { PACKAGE_ROOT } from "../src/config.ts";
-import { FAKE_DIR } from "./helpers.ts";
+import { fakeRunEnv, randomFasta, storeContent } from "./helpers.ts";
 
 setDefaultTimeout(120_000);
 const tmp = mkdtempSync(join(tmpdir(), "embed-resume-"));
@@ -17,16 +17,7 @@ afterAll(() => rmSync(tmp, { recursive: true, force: true }));
 const FASTA = join(tmp, "in.fa");
 const N = 300;
 
-function env(fake: Record<string, unknown> = {}): Record<string, string> {
-  return {
-    ...(process.env as Record<string, string>),
-    NO_COLOR: "1",
-    EMBED_PYTHON: "python3",
-    EMBED_WORKER_MODULE: "fake_worker",
-    EMBED_WORKER_PYTHONPATH: FAKE_DIR,
-    EMBED_FAKE: JSON.stringify({ slowMs: 50, ...fake }),
-  };
-}
+const env = (fake: Record<string, unknown> = {}) => fakeRunEnv(fake);
 
 const args = (out: string, extra: string[] = []) => ["run", FASTA, "-o", out, "--devices", "cpu", "--max-tokens", "400", "--shard-records", "25", ...extra];
 
@@ -40,11 +31,7 @@ async function run(argv: string[], e = env()) {
   return { code, stdout, stderr };
 }
 
-/** The store's content: ids and every array, as bytes. */
-function content(out: string): Record<string, string> {
-  const files = readdirSync(out).filter((f) => f.endsWith(".npy") || f === "ids.txt").sort();
-  return Object.fromEntries(files.map((f) => [f, Bun.hash(readFileSync(join(out, f))).toString()]));
-}
+const content = storeContent;
 
 /** Wait (bounded) until the run has committed at least one shard. */
 async function firstShard(out: string): Promise<void> {
@@ -67,15 +54,7 @@ async function fakeWorkersGone(): Promise<boolean> {
 let reference: Record<string, string>;
 
 beforeAll(async () => {
-  let seed = 7;
-  const rnd = () => ((seed = (Math.imul(seed, 1103515245) + 12345) >>> 0) >>> 8) / 2 ** 24;
-  const aa = "ACDEFGHIKLMNPQRSTVWY";
-  let text = "";
-  for (let i = 0; i < N; i++) {
-    const len = 5 + Math.floor(rnd() * 60);
-    text += `>rec${i} some description\n${Array.from({ length: len }, () => aa[Math.floor(rnd() * 20)]).join("")}\n`;
-  }
-  writeFileSync(FASTA, text);
+  writeFileSync(FASTA, randomFasta(N));
   const out = join(tmp, "reference");
   const r = await run(args(out, ["--include", "mean,per-residue"]));
   expect(r.code).toBe(0);

@@ -1,20 +1,13 @@
 /** `embed validate INPUT...`: prove the fast path against an fp32 reference on the same weights. */
 import { writeFileSync } from "node:fs";
 import { defineCommand } from "citty";
-import { EmbedError, ExitCode } from "../errors.ts";
+import { ExitCode } from "../errors.ts";
 import { log } from "../log.ts";
 import { DEFAULT_THRESHOLDS } from "../metrics.ts";
 import { validate } from "../validate.ts";
 import { renderReport } from "../validate-report.ts";
 import { sharedArgs, sharedOptions } from "./args.ts";
 import { emit, fail } from "./report.ts";
-
-const num = (v: string | undefined, name: string): number | undefined => {
-  if (v === undefined) return undefined;
-  const n = Number(v);
-  if (!Number.isFinite(n)) throw new EmbedError(`--${name} "${v}" is not a number`, { exitCode: ExitCode.badOptions });
-  return n;
-};
 
 export default defineCommand({
   meta: {
@@ -28,10 +21,10 @@ Examples:
   },
   args: {
     ...sharedArgs,
-    sample: { type: "string", description: "validate at most N records, stratified by length (default: all)" },
+    sample: { type: "string", description: "validate at most N records (N ≥ 1), stratified by length (default: all)" },
     layers: { type: "string", description: "the layer to check (fair-esm style)", default: "-1" },
     "per-residue": { type: "boolean", description: "also compare per-residue vectors", default: false },
-    contamination: { type: "string", description: "records checked alone vs packed", default: "8" },
+    contamination: { type: "string", description: "records checked alone vs packed (≥ 1)", default: "8" },
     "min-cosine": { type: "string", description: `every record's pooled cosine (default ${DEFAULT_THRESHOLDS.minCosine})` },
     "median-cosine": { type: "string", description: `median pooled cosine (default ${DEFAULT_THRESHOLDS.medianCosine})` },
     "contamination-cosine": { type: "string", description: `alone vs packed cosine (default ${DEFAULT_THRESHOLDS.contaminationCosine})` },
@@ -44,15 +37,16 @@ Examples:
     try {
       const report = await validate({
         ...sharedOptions(args),
-        sample: num(args.sample, "sample"),
+        // Numbers stay strings here: validate() checks their ranges and names the flag.
+        sample: args.sample,
         layers: args.layers,
         perResidue: args["per-residue"],
-        contamination: num(args.contamination, "contamination"),
+        contamination: args.contamination,
         thresholds: {
-          ...(args["min-cosine"] ? { minCosine: num(args["min-cosine"], "min-cosine") } : {}),
-          ...(args["median-cosine"] ? { medianCosine: num(args["median-cosine"], "median-cosine") } : {}),
-          ...(args["max-rel-l2"] ? { maxRelL2: num(args["max-rel-l2"], "max-rel-l2") } : {}),
-          ...(args["contamination-cosine"] ? { contaminationCosine: num(args["contamination-cosine"], "contamination-cosine") } : {}),
+          minCosine: args["min-cosine"],
+          medianCosine: args["median-cosine"],
+          contaminationCosine: args["contamination-cosine"],
+          maxRelL2: args["max-rel-l2"],
         },
       });
       const text = renderReport(report);
