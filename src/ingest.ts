@@ -4,7 +4,7 @@
  */
 import type { RunConfig } from "./config.ts";
 import { InputError } from "./errors.ts";
-import { readFastaInto } from "./fasta.ts";
+import { readFastaChecked } from "./fasta.ts";
 import { log } from "./log.ts";
 import { RecordTable } from "./records.ts";
 
@@ -14,7 +14,7 @@ export async function ingest(cfg: Pick<RunConfig, "inputs" | "truncate" | "dupli
   // repeated id within a file and across files in one probe.
   const table = new RecordTable(cfg.truncate, cfg.duplicateIds);
   const opts = table.parserOptions();
-  for (const input of cfg.inputs) await readFastaInto(input, opts);
+  for (const input of cfg.inputs) table.inputs.push(await readFastaChecked(input, opts));
   if (table.size === 0) {
     throw new InputError(`no FASTA records in ${cfg.inputs.join(", ")}`, undefined, "check that the input is a FASTA file with '>' header lines");
   }

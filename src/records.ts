@@ -10,6 +10,7 @@
  */
 import { InputError } from "./errors.ts";
 import type { FastaParserOptions, RecordSink } from "./fasta-parser.ts";
+import type { InputDigest } from "./fasta.ts";
 import { IdIndex } from "./id-index.ts";
 
 /**
@@ -57,6 +58,8 @@ export class RecordTable implements RecordSink {
   truncated = 0;
   longest = 0;
   renamed = 0;
+  /** Each input as read (size and CRC-32), filled by ingest for the manifest. */
+  readonly inputs: InputDigest[] = [];
 
   /**
    * @param crossFileIds whether {@link add} checks ids for repeats (the reader, through

@@ -204,6 +204,7 @@ export async function embedToStore(options: RunOptionsInput, hooks: RunHooks = {
       truncate: cfg.truncate,
       counts: table.summary(),
       inputs: cfg.inputs,
+      inputChecksums: table.inputs,
       recordsSha256: digest,
       run: { devices: summary.devices, batches: summary.batches, budget, density: plan.density, seconds, resumed: s.resumed },
       load: `import numpy as np; X = np.load("${out}/${first.include[0]}.layer${first.layers.at(-1)}.npy", mmap_mode="r"); ids = open("${out}/ids.txt").read().split()`,

@@ -61,6 +61,12 @@ describe("embed run (real worker, test model)", () => {
     expect(report.records).toBe(6);
     for (const err of Object.values(report.max_rel_err) as number[]) expect(err).toBeLessThanOrEqual(1e-5);
     expect(verify.exitCode).toBe(0);
+    // The manifest's input checksums: size and CRC-32 of the FASTA text as read.
+    const text = await Bun.file(EXAMPLE).bytes();
+    const manifest = JSON.parse(await Bun.file(join(out, "manifest.json")).text());
+    expect(manifest.inputChecksums).toEqual([
+      { input: EXAMPLE, gzip: false, records: 6, bytes: text.length, crc32: (Bun.hash.crc32(text) >>> 0).toString(16).padStart(8, "0") },
+    ]);
 
     // A second run into the same store is refused, and the store is left as it was.
     const again = await embed(["run", EXAMPLE, "-o", out, "--model", "test-tiny"]);
@@ -90,6 +96,12 @@ describe("embed run (real worker, test model)", () => {
     let maxDiff = 0;
     for (let i = 0; i < x.length; i++) maxDiff = Math.max(maxDiff, Math.abs(x[i]! - y[i]!));
     expect(maxDiff).toBeLessThan(1e-5);
+    // The same text through stdin and through gzip: the same checksum (of the text, not the file).
+    const sums = await Promise.all([a, b].map(async (d) => JSON.parse(await Bun.file(join(d, "manifest.json")).text()).inputChecksums[0]));
+    expect(sums[0]).toMatchObject({ input: "<stdin>", gzip: false });
+    expect(sums[1]).toMatchObject({ input: gz, gzip: true });
+    expect(sums[0].crc32).toBe(sums[1].crc32);
+    expect(sums[0].bytes).toBe(sums[1].bytes);
   });
 
   test("--kernels triton on a CPU worker warns and runs the eager reference arrangement", async () => {
