@@ -9,7 +9,14 @@
  * Input: a FASTA path ("-" for stdin, .gz ok), FASTA text, or an (async) iterable of
  * `{ id, sequence }`. Output: one `Embedding` per record, layer and output kind, in the order
  * batches finish (length-sorted packing does not follow input order; use `index` to restore it).
- * Iterables are embedded in chunks of `chunkRecords`, so memory stays bounded.
+ * Iterables are embedded in chunks of `chunkRecords`, so memory stays bounded. The workers run
+ * only as far ahead of the consumer as their ring slots (backpressure), and leaving the loop early
+ * (break, throw) stops the call before the next one starts.
+ *
+ * The free function `embed()` is the one-shot form: it starts workers, embeds one input and stops
+ * them. Reuse across calls is the `Embedder`'s job, because the workers' lifetime must be owned by
+ * something the caller disposes: a hidden cache would keep the model processes (and GPU memory)
+ * alive after the loop, and keep Bun's event loop from exiting at the end of a script.
  */
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -18,6 +25,7 @@ import { resolveConfig, visibleDevicesEnv, type RunConfig, type RunOptionsInput 
 import { listGpus, resolveDevices, type DeviceSlot } from "./devices.ts";
 import { InputError } from "./errors.ts";
 import { ingest } from "./ingest.ts";
+import { log } from "./log.ts";
 import type { OutputKind } from "./protocol.ts";
 import { RecordTable } from "./records.ts";
 import { embedPlan, planRecords, startWorkers, workerLimits } from "./session.ts";
@@ -76,7 +84,11 @@ export class Embedder implements AsyncDisposable {
     return { model: r.model, layers: r.layers, include: r.include, device: r.device, backend: r.backend, precision: r.dtype };
   }
 
-  /** Embed `input`; calls on one Embedder run one after another. */
+  /**
+   * Embed `input`; calls on one Embedder run one after another. Leaving the loop early waits for
+   * the batches in flight (at most one per ring slot) and discards them; `signal` stops the call
+   * after the batches in flight have come out, then throws its reason.
+   */
   async *embed(input: EmbedInput, opts: { signal?: AbortSignal } = {}): AsyncGenerator<Embedding> {
     const prev = this.busy;
     let release!: () => void;
@@ -142,53 +154,128 @@ export class Embedder implements AsyncDisposable {
     if (table.size) yield table.sealed();
   }
 
+  /**
+   * Embed one table. A lane of the pool takes its next batch only while fewer than `ahead` finished
+   * batches wait for the consumer (backpressure, the pool's `admit`). Leaving the loop early
+   * (break, throw, return) stops the pool: no new batch is sent, the batches in flight finish and
+   * are discarded, and only then does the generator return, so the workers' ring slots are free
+   * for the next call. `ahead` is the workers' ring slots in all, so a worker can keep its next
+   * batch queued while the consumer keeps up. A worker that replaces a dead one takes the dead
+   * one's place in `this.workers` (embedPlan updates the array in place).
+   */
   private async *embedTable(table: RecordTable, offset: number, signal?: AbortSignal): AsyncGenerator<Embedding> {
     const { budget, maxSeqs } = workerLimits(this.workers);
     const plan = planRecords(table, budget, maxSeqs);
     const lengths = table.lengths();
-    const ready: Embedding[] = [];
-    let wake: (() => void) | undefined;
-    let finished = false;
-    let failure: unknown;
+    const left = new AbortController();
+    const stop = signal ? AbortSignal.any([signal, left.signal]) : left.signal;
+    const backlog = new Backlog(this.workers.reduce((n, w) => n + w.slots, 0));
     const running = embedPlan(
       this.workers,
       table,
       plan,
       (b, result) => {
+        if (left.signal.aborted) return; // the consumer has gone: discard
+        const out: Embedding[] = [];
         for (const o of result.outputs) {
           let row = 0;
           b.records.forEach((r) => {
             const rows = o.kind === "residues" ? lengths[r]! : 1;
             const vector = o.data.slice(row * o.dim, (row + rows) * o.dim);
             row += rows;
-            ready.push({ id: table.id(r), index: offset + r, layer: o.layer, kind: o.kind, vector });
+            out.push({ id: table.id(r), index: offset + r, layer: o.layer, kind: o.kind, vector });
           });
         }
-        wake?.();
+        backlog.push(out);
       },
-      { signal, restart: { cfg: this.cfg, devices: this.devices } },
+      { signal: stop, admit: () => backlog.admit(stop), health: this.cfg.health, restart: { cfg: this.cfg, devices: this.devices } },
     ).then(
-      () => {
-        finished = true;
-        wake?.();
-      },
-      (e) => {
-        failure = e ?? new Error("embedding failed");
-        wake?.();
-      },
+      () => backlog.close(),
+      (e) => backlog.close(e ?? new Error("embedding failed")),
     );
-    while (true) {
-      while (ready.length) yield ready.shift()!;
-      if (failure) throw failure;
-      if (finished) break;
-      await new Promise<void>((r) => (wake = r));
-      wake = undefined;
+    try {
+      for (;;) {
+        const batch = await backlog.take();
+        if (!batch) break;
+        yield* batch;
+      }
+    } finally {
+      const early = !backlog.closed;
+      if (early) left.abort(EARLY_EXIT);
+      await running; // early: the pool throws EARLY_EXIT after its in-flight batches; the caller sees its own exit
+      if (early && backlog.error !== EARLY_EXIT) log.debug(`embed: while stopping after an early exit: ${String(backlog.error)}`);
     }
-    await running;
   }
 }
 
-/** One-shot convenience: start workers, embed `input`, stop them. */
+/** The abort reason when the consumer leaves the loop before the end. */
+const EARLY_EXIT = new Error("the consumer left the loop");
+
+/**
+ * Finished batches (their embeddings, copied out of the ring) waiting for the consumer, then the
+ * end of the run or its error. `admit` holds a lane back while `ahead` batches are waiting.
+ */
+class Backlog {
+  private readonly batches: Embedding[][] = [];
+  private lanes: (() => void)[] = [];
+  private consumer: (() => void) | undefined;
+  closed = false;
+  error: unknown;
+
+  constructor(private readonly ahead: number) {}
+
+  push(batch: Embedding[]): void {
+    this.batches.push(batch);
+    this.consumer?.();
+  }
+
+  close(error?: unknown): void {
+    this.closed = true;
+    this.error = error;
+    this.consumer?.();
+  }
+
+  /** The next finished batch; undefined at the end; the run's error once the backlog is empty. */
+  async take(): Promise<Embedding[] | undefined> {
+    for (;;) {
+      const batch = this.batches.shift();
+      if (batch) {
+        const lanes = this.lanes;
+        this.lanes = [];
+        for (const wake of lanes) wake();
+        return batch;
+      }
+      if (this.closed) {
+        if (this.error !== undefined) throw this.error;
+        return undefined;
+      }
+      await new Promise<void>((r) => (this.consumer = r));
+      this.consumer = undefined;
+    }
+  }
+
+  /** Resolves once fewer than `ahead` batches wait; rejects when `signal` aborts first. */
+  async admit(signal: AbortSignal): Promise<void> {
+    while (this.batches.length >= this.ahead) {
+      signal.throwIfAborted();
+      await new Promise<void>((resolve, reject) => {
+        const abort = () => reject(signal.reason);
+        signal.addEventListener("abort", abort, { once: true });
+        this.lanes.push(() => {
+          signal.removeEventListener("abort", abort);
+          resolve();
+        });
+      });
+    }
+    signal.throwIfAborted();
+  }
+}
+
+/**
+ * One-shot: start workers, embed `input`, stop them (also when the loop is left early). Each call
+ * pays the model load again; to embed more than once, create an `Embedder`, whose workers start
+ * once and serve every call until it is disposed.
+ */
 export async function* embed(input: EmbedInput, options: EmbedderOptions = {}): AsyncGenerator<Embedding> {
   await using e = await Embedder.create(options);
   yield* e.embed(input);

@@ -42,6 +42,9 @@ export interface PoolOptions {
   health?: HealthOptions;
   /** A worker's budget was lowered after it ran out of memory (tokens per batch from now on). */
   onBudget?: (w: WorkerHandle, tokens: number) => void;
+  /** Awaited by a lane before it takes its next batch: backpressure from a slow consumer (the
+   * API's iterator). It may reject once `signal` aborts; the lane then stops. */
+  admit?: () => Promise<void>;
 }
 
 export interface PoolStats {
@@ -96,6 +99,10 @@ export async function runPool(initial: readonly WorkerHandle[], job: PoolJob, op
   async function lane(w: WorkerHandle): Promise<void> {
     for (;;) {
       if (stopping()) return;
+      if (opts.admit) {
+        await opts.admit().catch(() => {}); // rejects only on abort, which stopping() sees
+        if (stopping()) return;
+      }
       if (!w.alive) return replace(w, new WorkerError(w.name, "the worker process exited"));
       const i = take();
       if (i === undefined) {

@@ -109,6 +109,8 @@ export interface EmbedPlanOptions {
   health?: HealthOptions;
   /** A worker's token budget was lowered after it ran out of memory. */
   onBudget?: (w: WorkerHandle, tokens: number) => void;
+  /** Backpressure: awaited before each batch is taken (pool.ts PoolOptions.admit). */
+  admit?: () => Promise<void>;
 }
 
 /**
@@ -151,7 +153,7 @@ export function embedPlan(
         return `record${rs.length > 1 ? "s" : ""} ${Array.from(rs.subarray(0, 3), (r) => `"${table.id(r)}" (${lengths[r]} aa)`).join(", ")}`;
       },
     },
-    { signal: opts.signal, health: opts.health, onBudget: opts.onBudget, ...(opts.restart ? restarter(workers, opts.restart) : {}) },
+    { signal: opts.signal, health: opts.health, onBudget: opts.onBudget, admit: opts.admit, ...(opts.restart ? restarter(workers, opts.restart) : {}) },
   );
 }
 

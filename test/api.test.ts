@@ -64,6 +64,89 @@ describe("TypeScript API", () => {
   });
 });
 
+/**
+ * Leaving a for-await loop early (break, throw) must stop the call's batches before the next call
+ * on the same Embedder, and a consumer that stops pulling must stop the workers. A 64-token budget
+ * packs the 24 records of 25 residues two to a batch: 12 batches, many more than the worker's 2
+ * ring slots.
+ */
+describe("early exit and backpressure", () => {
+  const records = Array.from({ length: 24 }, (_, i) => ({ id: `r${i}`, sequence: "ACDEFGHIKLMNPQRSTVWY".repeat(2).slice(i % 15, (i % 15) + 25) }));
+  const BATCHES = 12;
+  let small: Embedder;
+  let reference: Map<string, number[]>;
+  const byId = (xs: Embedding[]) => new Map(xs.map((x) => [x.id, Array.from(x.vector)]));
+  /** Batches the worker has finished since it started (its own count, over the control channel). */
+  const workerBatches = async () => (await small["workers"][0]!.ping()).batches;
+
+  beforeAll(async () => {
+    small = await Embedder.create({ model: "test-tiny", maxTokens: 64 });
+    reference = byId(await all(small.embed(records)));
+    expect(reference.size).toBe(24);
+  });
+  afterAll(() => small?.close());
+
+  async function expectReusable() {
+    const again = byId(await all(small.embed(records)));
+    expect(again).toEqual(reference);
+  }
+
+  test("break after the first embedding: the next call on the same Embedder returns the same vectors", async () => {
+    const before = await workerBatches();
+    for await (const x of small.embed(records)) {
+      expect(x.id).toMatch(/^r\d+$/);
+      break;
+    }
+    // The loop's exit stopped the plan: the worker did the window's batches, not all 12.
+    expect((await workerBatches()) - before).toBeLessThanOrEqual(2 * small["workers"][0]!.slots);
+    await expectReusable();
+  });
+
+  test("a throw inside the loop: the error reaches the caller and the Embedder stays usable", async () => {
+    const err = await (async () => {
+      for await (const _ of small.embed(records)) throw new Error("consumer failed");
+    })().catch((x) => x);
+    expect(err.message).toBe("consumer failed");
+    await expectReusable();
+  });
+
+  test("an AbortSignal: the batches in flight come out, then the reason is thrown; the Embedder stays usable", async () => {
+    const ac = new AbortController();
+    const err = await (async () => {
+      for await (const _ of small.embed(records, { signal: ac.signal })) ac.abort(new Error("stop"));
+    })().catch((x) => x);
+    expect(err.message).toBe("stop");
+    await expectReusable();
+  });
+
+  test("a consumer that stops pulling stops the workers within a window of batches", async () => {
+    const slots = small["workers"][0]!.slots;
+    const before = await workerBatches();
+    const t0 = performance.now();
+    const it = small.embed(records)[Symbol.asyncIterator]();
+    const got = [(await it.next()).value as Embedding];
+    // Stalled after pulling one batch: the workers fill the window (`slots` finished batches wait)...
+    while ((await workerBatches()) - before < 1 + slots);
+    // ...and then send nothing more. A negative needs an interval: 4x the time those batches took,
+    // enough for all 12 without backpressure; a longer wait could only catch more, never flake.
+    await Bun.sleep(4 * (performance.now() - t0));
+    // 1 pulled + up to `slots` - 1 waiting when the last lanes passed the gate + `slots` in flight.
+    expect((await workerBatches()) - before).toBeLessThanOrEqual(2 * slots);
+    for (let r = await it.next(); !r.done; r = await it.next()) got.push(r.value);
+    expect(byId(got)).toEqual(reference);
+    expect((await workerBatches()) - before).toBe(BATCHES);
+  });
+
+  test("break out of the one-shot embed(): its workers are stopped, none is started after", async () => {
+    /** This test process's worker children, as "pid args" lines. */
+    const children = () => new Set(Bun.spawnSync(["ps", "-o", "pid=,args=", "--ppid", String(process.pid)]).stdout.toString().split("\n").filter((l) => l.includes("embed_worker")));
+    const before = children();
+    for await (const _ of embed(records, { model: "test-tiny", maxTokens: 64 })) break;
+    // Before the fix the abandoned run saw its stopped worker as dead and had started another by now.
+    expect([...children()].filter((p) => !before.has(p))).toEqual([]);
+  });
+});
+
 describe("examples/neighbours.ts", () => {
   test("runs with the test model and prints a nearest neighbour for every protein", async () => {
     const p = Bun.spawn(["bun", join(PACKAGE_ROOT, "examples", "neighbours.ts")], { stdout: "pipe", stderr: "pipe" });
