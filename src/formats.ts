@@ -1,8 +1,10 @@
 /**
- * Output formats of a store: `convertStore` turns a complete store (the native npy layout, see
- * store.ts) into HDF5, Parquet or VirNucPro `.pt` files through the Python converter
- * (`py/embed_worker/convert.py`, which streams with h5py / pyarrow / torch), and `inspectStore`
- * describes a store, complete or not, without starting Python. Layouts: README "Output formats".
+ * Output formats of a store: `convertStore` turns embeddings in any of embed's formats (a complete
+ * store in the native npy layout, see store.ts, or an HDF5 file or Parquet directory embed wrote)
+ * into any other (HDF5, Parquet, npy, VirNucPro `.pt` files) through the Python converter
+ * (`py/embed_worker/convert.py`, which tells the sources apart and streams with h5py / pyarrow /
+ * torch), and `inspectStore` describes a store, complete or not, without starting Python.
+ * Layouts: README "Output formats".
  */
 import { closeSync, existsSync, openSync, readdirSync, readFileSync, readSync, statSync } from "node:fs";
 import { join, resolve } from "node:path";
@@ -14,8 +16,15 @@ import { pythonJson } from "./python.ts";
 import { MANIFEST, RUN_STATE, SHARDS } from "./store.ts";
 
 
+/** What `convertStore` reads, for messages. */
+export const CONVERT_SOURCES = "a store directory (-o of `embed run`), an HDF5 file or a Parquet directory written by `embed convert` / `embed run --format`";
+
 export interface ConvertOptions {
-  /** hdf5: a file (default STORE/embeddings.h5); parquet, npy, virnucpro: a directory (default STORE, STORE, STORE/virnucpro). */
+  /**
+   * hdf5: a file (default SOURCE/embeddings.h5); parquet, npy, virnucpro: a directory (default
+   * SOURCE, SOURCE, SOURCE/virnucpro). "SOURCE" is the store or Parquet directory, or the directory
+   * holding the HDF5 file; npy from an HDF5 file or Parquet directory needs `out`.
+   */
   out?: string;
   /** The Python to run the converter with (default: config.ts `pythonBin()`). */
   python?: string;
@@ -29,6 +38,9 @@ export interface ConvertSummary {
   format: Format;
   files: string[];
   records: number;
+  /** The format read: npy (a store), hdf5 or parquet. */
+  from?: Exclude<Format, "virnucpro">;
+  source?: string;
   out?: string;
   residues?: number;
   outputs?: { kind: string; layer: number }[];
@@ -39,12 +51,20 @@ export interface ConvertSummary {
 }
 
 
-/** Convert the complete store in `dir` to `format`; throws OptionsError / OutputError with hints. */
-export async function convertStore(dir: string, format: Format, opts: ConvertOptions = {}): Promise<ConvertSummary> {
+/**
+ * Convert `source` (a complete store, or an HDF5 file or Parquet directory embed wrote; the
+ * converter tells them apart) to `format`; throws OptionsError / OutputError with hints.
+ */
+export async function convertStore(source: string, format: Format, opts: ConvertOptions = {}): Promise<ConvertSummary> {
   if (!isFormat(format)) throw new OptionsError(`--to ${String(format)}: unknown format`, `choose from ${FORMATS.join(", ")}`);
-  const info = inspectStore(dir);
-  if (info.state !== "complete") throw notComplete(info);
-  const args = [resolve(dir), "--to", format, "--json"];
+  const abs = resolve(source);
+  if (!existsSync(abs)) throw new OutputError(`${abs} does not exist`, `give ${CONVERT_SOURCES}`);
+  if (statSync(abs).isDirectory()) {
+    // An unfinished store is told here, where its committed shards can be counted.
+    const info = inspectStore(abs);
+    if (info.state === "unfinished") throw notComplete(info);
+  }
+  const args = [abs, "--to", format, "--json"];
   if (opts.out !== undefined) args.push("--out", resolve(opts.out));
   if (opts.layer !== undefined) args.push(`--layer=${opts.layer}`);
   if (opts.kind !== undefined) args.push("--kind", opts.kind);
@@ -74,13 +94,10 @@ function convertError(error: string, format: Format): EmbedError {
 }
 
 function notComplete(info: StoreInfo): OutputError {
-  if (info.state === "unfinished") {
-    return new OutputError(
-      `${info.dir} is an unfinished store: ${info.committed} of ${info.records ?? "?"} records committed, no manifest.json yet`,
-      "rerun the same `embed run` command to resume and finish it, then convert",
-    );
-  }
-  return new OutputError(`${info.dir} is not an embed store (no ${MANIFEST})`, "give the -o directory of a finished `embed run`");
+  return new OutputError(
+    `${info.dir} is an unfinished store: ${info.committed} of ${info.records ?? "?"} records committed, no manifest.json yet`,
+    "rerun the same `embed run` command to resume and finish it, then convert",
+  );
 }
 
 // ---------------------------------------------------------------------------------------------

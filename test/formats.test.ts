@@ -129,6 +129,42 @@ print(json.dumps({"keys": sorted(d), "proteins": d["proteins"], "dtypes": sorted
     expect(s).toMatchObject({ format: "hdf5", records: 6, files: [join(tmp, "api.h5")] });
   });
 
+  test("from HDF5 and Parquet: store → .h5 → Parquet → npy gives the store back; refusals keep their hints and exit codes", async () => {
+    const h5 = join(tmp, "chain.h5");
+    const pq = join(tmp, "chain-pq");
+    const back = join(tmp, "chain-npy");
+    expect((await embed(["convert", STORE, "--to", "hdf5", "-o", h5])).code).toBe(0);
+    const toPq = await embed(["convert", h5, "--to", "parquet", "-o", pq]);
+    expect(toPq.code).toBe(0);
+    expect(JSON.parse(toPq.stdout)).toMatchObject({ format: "parquet", from: "hdf5", source: h5, records: 6, outputs: [{ kind: "mean", layer: 2 }, { kind: "residues", layer: 2 }] });
+    const toNpy = await embed(["convert", pq, "--to", "npy", "-o", back]);
+    expect(toNpy.code).toBe(0);
+    expect(JSON.parse(toNpy.stdout)).toMatchObject({ format: "npy", from: "parquet", records: 6 });
+    expect(py(REFERENCE, back)).toEqual(ref);
+    expect(inspectStore(back)).toMatchObject({ state: "complete", records: 6, layers: [2], outputs: ["mean", "residues"], model: { name: "test-tiny" } });
+
+    const layer = await embed(["convert", h5, "--to", "parquet", "-o", join(tmp, "never"), "--layer", "1"]);
+    expect(layer.code).toBe(2);
+    expect(layer.stderr).toContain("--layer 1: the HDF5 file holds layers 2");
+    expect(existsSync(join(tmp, "never"))).toBe(false);
+    const self = await embed(["convert", h5, "--to", "hdf5", "-o", h5]);
+    expect(self.code).toBe(2);
+    expect(self.stderr).toContain("is the source itself");
+    const noOut = await embed(["convert", h5, "--to", "npy"]);
+    expect(noOut.code).toBe(2);
+    expect(noOut.stderr).toContain("needs -o");
+    const vnp = join(tmp, "chain-vnp");
+    expect((await embed(["convert", back, "--to", "virnucpro", "-o", vnp])).code).toBe(0);
+    const fromVnp = await embed(["convert", vnp, "--to", "hdf5", "-o", join(tmp, "never.h5")]);
+    expect(fromVnp.code).toBe(6);
+    expect(fromVnp.stdout).toBe("");
+    expect(fromVnp.stderr).toContain("VirNucPro .pt files, which embed writes but does not read");
+    expect(fromVnp.stderr).toContain("hint: convert from the store, HDF5 file or Parquet directory they were written from");
+    const missing = await embed(["convert", join(tmp, "nowhere.h5"), "--to", "parquet"]);
+    expect(missing.code).toBe(6);
+    expect(missing.stderr).toContain("does not exist");
+  });
+
   test("refusals: unknown format, absent layer, a store that is not finished, a directory that is not a store", async () => {
     const bad = await embed(["convert", STORE, "--to", "csv"]);
     expect(bad.code).toBe(2);

@@ -1,10 +1,16 @@
-"""`python -m embed_worker.convert STORE --to hdf5|parquet|npy|virnucpro`: a complete store in
-the formats its users load (layouts: README "Output formats").
+"""`python -m embed_worker.convert SOURCE --to hdf5|parquet|npy|virnucpro`: embeddings embed wrote,
+in any of its formats, in the formats their users load (layouts: README "Output formats").
 
-Streams: arrays are read with ``np.load(mmap_mode="r")`` and written ``Store.chunk_rows`` rows at a
-time (HDF5 chunked datasets, Parquet row groups, one VirNucPro .pt per 10,000 records), and ids
-are read from ids.txt a chunk at a time, so memory stays bounded whatever the store's size.
-Every output file is written under a temporary name and renamed into place.
+SOURCE is a complete store (the native npy layout), or an HDF5 file or Parquet directory that embed
+wrote (open_source tells them apart; VirNucPro .pt files are a target only: one output each, no
+manifest). Each is a `Source`; the writers (to_hdf5, to_parquet, to_virnucpro, to_npy) read any.
+
+Streams: arrays are read a bounded number of rows at a time (``np.load(mmap_mode="r")``, h5py
+slices, Parquet row groups) and written ``Source.chunk_rows`` rows at a time (HDF5 chunked
+datasets, Parquet row groups, one VirNucPro .pt per 10,000 records), and ids are read a chunk at a
+time, so memory stays bounded whatever the size (residue offsets, 8 bytes a record, are held for
+HDF5 and Parquet sources). Every output file is written under a temporary name and renamed into
+place.
 
 With ``--json`` the summary goes to stdout as JSON; a failure exits 1 with its last stderr line
 being ``{"name", "message", "hint"}`` as JSON (read by src/formats.ts).
@@ -14,148 +20,23 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import shutil
 import sys
 import tempfile
 import time
-from itertools import islice
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 
 from .errors import EmbedWorkerError
+from . import sources
+from .sources import (HDF5_FORMAT, VIRNUCPRO_FILE, BadOptions, ConvertError, Source, require_package,
+                      open_source, record_chunks, row_chunks)
 from .protocol import OUTPUT_KINDS
-from .registry import absolute_layer
 
 FORMATS = ("npy", "hdf5", "parquet", "virnucpro")
-CHUNK_ROWS = 65_536
-CHUNK_BYTES = 64 << 20  # rows per write are also capped so that one chunk of vectors is at most this
 VIRNUCPRO_PER_FILE = 10_000
-HDF5_FORMAT = "embed-hdf5"
 LAYOUT_VERSION = 1
-
-
-class ConvertError(EmbedWorkerError):
-    """A store that cannot be converted, or options that do not fit it."""
-
-    default_name = "OutputError"
-
-
-class BadOptions(EmbedWorkerError):
-    default_name = "BadOptions"
-
-
-# ---------------------------------------------------------------------------------------------
-# Reading a store
-
-
-class Store:
-    """A complete store, read lazily: the manifest, ids streamed, arrays memory-mapped."""
-
-    def __init__(self, path: Path) -> None:
-        self.dir = path
-        if not path.is_dir():
-            raise ConvertError(f"{path} is not a directory", "give the -o directory of an `embed run`")
-        mpath = path / "manifest.json"
-        if not mpath.exists():
-            if (path / "run.json").exists():
-                raise ConvertError(f"{path} is an unfinished store (no manifest.json yet)",
-                                   "rerun the same `embed run` command to finish it (it resumes), then convert")
-            raise ConvertError(f"{path} is not an embed store (no manifest.json)",
-                               "give the -o directory of a finished `embed run`")
-        try:
-            self.manifest = json.loads(mpath.read_text())
-        except (OSError, ValueError) as e:
-            raise ConvertError(f"{mpath} is unreadable: {e}", "the store is damaged; rerun `embed run` with --overwrite")
-        m = self.manifest
-        if m.get("format") != "embed-store":
-            raise ConvertError(f"{mpath} is not an embed store manifest", "give the -o directory of an `embed run`")
-        self.records = int(m["counts"]["records"])
-        self.residues = int(m["counts"].get("residues", 0))
-        self.layers = [int(x) for x in m["layers"]]
-        self.kinds = [k for k in OUTPUT_KINDS if k in m["include"]]
-        self.dim = int(m["model"]["dim"])
-        self.num_layers = int(m["model"].get("numLayers", max(self.layers)))
-        self.dtype = np.dtype(m["dtype"])
-        for f in [m.get("files", {}).get("ids", "ids.txt"), *m.get("files", {}).get("arrays", [])]:
-            if not (path / f).exists():
-                raise ConvertError(f"{path / f} is missing (listed in the manifest)", "the store is damaged; rerun `embed run` with --overwrite")
-        n = count_lines(path / "ids.txt")  # checked before anything is written
-        if n != self.records:
-            raise ConvertError(f"ids.txt holds {n} ids, the manifest says {self.records}", "the store is damaged; rerun `embed run` with --overwrite")
-
-    @property
-    def chunk_rows(self) -> int:
-        """Rows per write: CHUNK_ROWS, fewer for wide vectors (13,107 for dim 1280 float32)."""
-        return max(1, min(CHUNK_ROWS, CHUNK_BYTES // (self.dim * self.dtype.itemsize)))
-
-    def array(self, kind: str, layer: int) -> np.ndarray:
-        a = np.load(self.dir / f"{kind}.layer{layer}.npy", mmap_mode="r")
-        rows = self.residues if kind == "residues" else self.records
-        if a.shape != (rows, self.dim):
-            raise ConvertError(f"{kind}.layer{layer}.npy has shape {a.shape}, the manifest says ({rows}, {self.dim})",
-                               "the store is damaged; rerun `embed run` with --overwrite")
-        return a
-
-    def offsets(self) -> np.ndarray:
-        return np.load(self.dir / "residues.offsets.npy", mmap_mode="r")
-
-    def id_chunks(self, size: int | None = None) -> Iterator[list[str]]:
-        """ids.txt in order, `size` at a time (never all at once)."""
-        size = size or CHUNK_ROWS
-        n = 0
-        with open(self.dir / "ids.txt", encoding="utf-8") as f:
-            lines = (line.rstrip("\n") for line in f)
-            while chunk := list(islice(lines, size)):
-                n += len(chunk)
-                yield chunk
-        if n != self.records:
-            raise ConvertError(f"ids.txt holds {n} ids, the manifest says {self.records}", "the store is damaged; rerun `embed run` with --overwrite")
-
-    def select(self, layer: int | None, kind: str | None) -> list[tuple[str, int]]:
-        """The (kind, layer) pairs to convert; `layer` may be negative (fair-esm style)."""
-        layers = self.layers
-        if layer is not None:
-            resolved = absolute_layer(layer, self.num_layers)
-            if resolved not in self.layers:
-                raise BadOptions(f"--layer {layer}: the store holds layers {', '.join(map(str, self.layers))}",
-                                 "pick one of those, or rerun `embed run` with --layers")
-            layers = [resolved]
-        kinds = self.kinds
-        if kind is not None:
-            if kind not in self.kinds:
-                raise BadOptions(f"--kind {kind}: the store holds {', '.join(self.kinds)}",
-                                 "pick one of those, or rerun `embed run` with --include")
-            kinds = [kind]
-        return [(k, l) for k in kinds for l in layers]
-
-
-def count_lines(path: Path) -> int:
-    n = 0
-    with open(path, "rb") as f:
-        while block := f.read(1 << 24):
-            n += block.count(b"\n")
-    return n
-
-
-def row_chunks(n: int, size: int | None = None) -> Iterator[tuple[int, int]]:
-    size = size or CHUNK_ROWS
-    for a in range(0, n, size):
-        yield a, min(n, a + size)
-
-
-def record_chunks(offsets: np.ndarray, size: int | None = None) -> Iterator[tuple[int, int]]:
-    """Record ranges [i, j) holding at most `size` residues (at least one record each)."""
-    size = size or CHUNK_ROWS
-    n = len(offsets) - 1
-    i = 0
-    while i < n:
-        j = int(np.searchsorted(offsets, offsets[i] + size, side="right")) - 1
-        j = min(n, max(j, i + 1))
-        yield i, j
-        i = j
 
 
 # ---------------------------------------------------------------------------------------------
@@ -197,22 +78,23 @@ class Atomic:
             self.tmp.unlink(missing_ok=True)
 
 
-def _require(module: str, fmt: str):
-    try:
-        return __import__(module)
-    except ImportError as e:
-        raise ConvertError(f"--to {fmt} needs the Python package {module}, which {sys.executable} lacks ({e})",
-                           f"run scripts/setup, or `{sys.executable} -m pip install {module}`")
+
+def _described(store: Source, pairs: list[tuple[str, int]]) -> dict:
+    """The source's manifest with its layers and outputs narrowed to what a conversion writes."""
+    m = dict(store.manifest)
+    m["layers"] = sorted({l for _, l in pairs})
+    m["include"] = [k for k in OUTPUT_KINDS if any(k == kk for kk, _ in pairs)]
+    return m
 
 
-def _manifest_attrs(store: Store) -> dict:
-    m = store.manifest
+def _manifest_attrs(store: Source, pairs: list[tuple[str, int]]) -> dict:
+    m = _described(store, pairs)
     return {
         "format": HDF5_FORMAT, "layout_version": LAYOUT_VERSION,
         "store_format": m["format"], "store_version": m.get("version", 0),
         "model": m["model"]["name"], "model_path": m["model"].get("path", ""),
         "num_layers": store.num_layers, "dim": store.dim,
-        "layers": np.asarray(store.layers, dtype=np.int64), "include": ",".join(store.kinds),
+        "layers": np.asarray(m["layers"], dtype=np.int64), "include": ",".join(m["include"]),
         "dtype": str(store.dtype), "precision": m.get("precision", ""), "truncate": m.get("truncate", 0),
         "records": store.records, "residues": store.residues,
         "records_sha256": m.get("recordsSha256", ""), "created_at": m.get("createdAt", ""),
@@ -224,15 +106,15 @@ def _manifest_attrs(store: Store) -> dict:
 # Formats
 
 
-def to_hdf5(store: Store, pairs: list[tuple[str, int]], out: Path) -> list[Path]:
-    h5py = _require("h5py", "hdf5")
-    chunk_rows = max(1, min(CHUNK_ROWS, (1 << 20) // (store.dim * store.dtype.itemsize)))  # ~1 MiB chunks
+def to_hdf5(store: Source, pairs: list[tuple[str, int]], out: Path) -> list[Path]:
+    h5py = require_package("h5py", "--to hdf5")
+    chunk_rows = max(1, min(sources.CHUNK_ROWS, (1 << 20) // (store.dim * store.dtype.itemsize)))  # ~1 MiB chunks
     with Atomic(out) as tmp:
         with h5py.File(tmp, "w") as f:
-            for k, v in _manifest_attrs(store).items():
+            for k, v in _manifest_attrs(store, pairs).items():
                 f.attrs[k] = v
             ids = f.create_dataset("ids", shape=(store.records,), dtype=h5py.string_dtype("utf-8"),
-                                   chunks=(min(max(store.records, 1), CHUNK_ROWS),) if store.records else None)
+                                   chunks=(min(max(store.records, 1), sources.CHUNK_ROWS),) if store.records else None)
             at = 0
             for chunk in store.id_chunks():
                 ids[at:at + len(chunk)] = chunk
@@ -248,19 +130,19 @@ def to_hdf5(store: Store, pairs: list[tuple[str, int]], out: Path) -> list[Path]
             if any(k == "residues" for k, _ in pairs):
                 off = store.offsets()
                 ds = f.create_dataset("residues/offsets", shape=off.shape, dtype=np.int64,
-                                      chunks=(min(off.shape[0], CHUNK_ROWS),))
+                                      chunks=(min(off.shape[0], sources.CHUNK_ROWS),))
                 for a, b in row_chunks(off.shape[0]):
                     ds[a:b] = off[a:b]
     return [out]
 
 
-def _parquet_meta(store: Store, kind: str, layer: int) -> dict[bytes, bytes]:
-    return {b"embed.manifest": json.dumps(store.manifest).encode(), b"embed.kind": kind.encode(),
+def _parquet_meta(manifest: dict, kind: str, layer: int) -> dict[bytes, bytes]:
+    return {b"embed.manifest": json.dumps(manifest).encode(), b"embed.kind": kind.encode(),
             b"embed.layer": str(layer).encode(), b"embed.layout_version": str(LAYOUT_VERSION).encode()}
 
 
-def to_parquet(store: Store, pairs: list[tuple[str, int]], out: Path) -> list[Path]:
-    _require("pyarrow", "parquet")
+def to_parquet(store: Source, pairs: list[tuple[str, int]], out: Path) -> list[Path]:
+    require_package("pyarrow", "--to parquet")
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -274,7 +156,7 @@ def to_parquet(store: Store, pairs: list[tuple[str, int]], out: Path) -> list[Pa
             fields = [pa.field("id", pa.string()), pa.field("position", pa.int32()), pa.field("embedding", vec)]
         else:
             fields = [pa.field("id", pa.string()), pa.field("embedding", vec)]
-        schema = pa.schema(fields, metadata=_parquet_meta(store, kind, layer))
+        schema = pa.schema(fields, metadata=_parquet_meta(_described(store, pairs), kind, layer))
         # Dictionary encoding and min/max statistics only where they help (ids, positions): on
         # the float vectors they cost 3x the write time for nothing.
         keys = ["id", "position"] if kind == "residues" else ["id"]
@@ -299,8 +181,7 @@ def to_parquet(store: Store, pairs: list[tuple[str, int]], out: Path) -> list[Pa
                         ]
                         _write_group(w, pa.Table.from_arrays(cols, schema=schema))
                     if pending or next(ids, None) is not None:
-                        raise ConvertError("ids.txt holds more ids than residues.offsets.npy has records",
-                                           "the store is damaged; rerun `embed run` with --overwrite")
+                        raise store._damaged("it holds more ids than per-residue records")
                 else:
                     at = 0
                     for chunk in store.id_chunks(store.chunk_rows):
@@ -327,11 +208,10 @@ def _write_group(writer, table) -> None:
     writer.write_table(table, row_group_size=max(1, table.num_rows))
 
 
-_VIRNUCPRO_FILE = re.compile(r"^output_(\d+)_ESM\.pt$")
 
 
-def to_virnucpro(store: Store, pairs: list[tuple[str, int]], out: Path, first: int) -> list[Path]:
-    _require("torch", "virnucpro")
+def to_virnucpro(store: Source, pairs: list[tuple[str, int]], out: Path, first: int) -> list[Path]:
+    require_package("torch", "--to virnucpro")
     import torch
 
     (kind, layer), = pairs
@@ -355,19 +235,19 @@ def to_virnucpro(store: Store, pairs: list[tuple[str, int]], out: Path, first: i
             _commit(staging / name, out / name)
         keep = set(names)
         for p in out.iterdir():  # files of an earlier conversion beyond this one's count
-            if _VIRNUCPRO_FILE.match(p.name) and p.name not in keep:
+            if VIRNUCPRO_FILE.match(p.name) and p.name not in keep:
                 p.unlink()
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return [out / n for n in names]
 
 
-def to_npy(store: Store, pairs: list[tuple[str, int]], out: Path) -> list[Path]:
+def to_npy(store: Source, pairs: list[tuple[str, int]], out: Path) -> list[Path]:
     """The native layout. Into the store itself: nothing to do. Elsewhere: a store holding only
     the selected arrays (a valid store: ids, arrays, offsets, manifest written last)."""
-    if out.resolve() == store.dir.resolve():
-        return [store.dir / f"{k}.layer{l}.npy" for k, l in pairs] + (
-            [store.dir / "residues.offsets.npy"] if any(k == "residues" for k, _ in pairs) else [])
+    if store.format == "npy" and _same(out, store.path):
+        return [store.path / f"{k}.layer{l}.npy" for k, l in pairs] + (
+            [store.path / "residues.offsets.npy"] if any(k == "residues" for k, _ in pairs) else [])
     out.mkdir(parents=True, exist_ok=True)
     if (out / "manifest.json").exists() or (out / "run.json").exists():
         (out / "manifest.json").unlink(missing_ok=True)  # replacing an earlier copy: stop looking complete first
@@ -389,24 +269,32 @@ def to_npy(store: Store, pairs: list[tuple[str, int]], out: Path) -> list[Path]:
     with Atomic(out / "ids.txt") as tmp, open(tmp, "w", encoding="utf-8") as f:
         for chunk in store.id_chunks():
             f.write("".join(i + "\n" for i in chunk))
-    m = dict(store.manifest)
-    m["layers"] = sorted({l for _, l in pairs})
-    m["include"] = [k for k in OUTPUT_KINDS if any(k == kk for kk, _ in pairs)]
+    m = _described(store, pairs)
     m["files"] = {"ids": "ids.txt", "arrays": sorted(p.name for p in files)}
-    m["convertedFrom"] = str(store.dir.resolve())
+    m["convertedFrom"] = str(store.path.resolve())
     m.pop("load", None)
     with Atomic(out / "manifest.json") as tmp:
         tmp.write_text(json.dumps(m, indent=2) + "\n")
     return files + [out / "ids.txt", out / "manifest.json"]
 
 
-def default_out(store: Store, fmt: str) -> Path:
-    return {"hdf5": store.dir / "embeddings.h5", "parquet": store.dir, "npy": store.dir,
-            "virnucpro": store.dir / "virnucpro"}[fmt]
+def default_out(src: Source, fmt: str) -> Path:
+    """Next to the source: inside a store or a Parquet directory, beside an HDF5 file. A new
+    store (npy) from an HDF5 file or Parquet directory has no default: it could land on a store."""
+    if fmt == "npy" and src.format != "npy":
+        raise BadOptions(f"--to npy from {src.label} writes a new store, and needs -o", "give -o the new store's directory, e.g. -o out-npy/")
+    base = src.path if src.path.is_dir() else src.path.parent
+    return {"hdf5": base / "embeddings.h5", "parquet": base, "npy": base, "virnucpro": base / "virnucpro"}[fmt]
 
 
-def convert(store_dir: str | Path, fmt: str, out: str | Path | None = None, layer: int | None = None,
+def _same(a: Path, b: Path) -> bool:
+    return a.resolve() == b.resolve() or (a.exists() and b.exists() and os.path.samefile(a, b))
+
+
+def convert(source: str | Path, fmt: str, out: str | Path | None = None, layer: int | None = None,
             kind: str | None = None, first: int = 1) -> dict:
+    """Convert the store, HDF5 file or Parquet directory at `source` (detected: open_source) to
+    `fmt`; returns the summary. Raises ConvertError / BadOptions with hints."""
     if fmt not in FORMATS:
         raise BadOptions(f"--to {fmt}: unknown format", f"choose from {', '.join(FORMATS)}")
     if kind == "per-residue":
@@ -414,15 +302,19 @@ def convert(store_dir: str | Path, fmt: str, out: str | Path | None = None, laye
     if kind is not None and kind not in OUTPUT_KINDS:
         raise BadOptions(f"--kind {kind}: unknown output", f"choose from {', '.join(OUTPUT_KINDS)}")
     t0 = time.perf_counter()
-    store = Store(Path(store_dir))
+    with open_source(source) as store:
+        return _convert(store, fmt, out, layer, kind, first) | {"seconds": round(time.perf_counter() - t0, 3)}
+
+
+def _convert(store: Source, fmt: str, out: str | Path | None, layer: int | None, kind: str | None, first: int) -> dict:
     if fmt == "virnucpro":
         if kind == "residues":
             raise BadOptions("--to virnucpro holds one vector per protein; per-residue outputs do not fit it",
                              "use --kind mean (the default) or bos")
         per_protein = [k for k in store.kinds if k != "residues"]
         if not per_protein:
-            raise BadOptions(f"{store.dir} holds no per-protein output (mean or bos)",
-                             "rerun `embed run` with --include mean")
+            raise BadOptions(f"{store.path} holds no per-protein output (mean or bos)",
+                             "rerun `embed run` with --include mean" if store.format == "npy" else store.remedy)
         k = kind or ("mean" if "mean" in per_protein else per_protein[0])
         pairs = store.select(layer, k)
         if layer is None:
@@ -434,6 +326,10 @@ def convert(store_dir: str | Path, fmt: str, out: str | Path | None = None, laye
         raise BadOptions(f"--out {dest}: --to {fmt} writes a directory, and {dest} is a file", "give a directory")
     if fmt == "hdf5" and dest.is_dir():
         dest = dest / "embeddings.h5"
+    if fmt == store.format and fmt != "npy" and _same(dest, store.path):
+        # (npy into the store itself is a no-op: to_npy.)
+        raise BadOptions(f"{dest} is the source itself: converting {store.label} onto itself would overwrite what it reads",
+                         "give -o another path")
     try:
         if fmt == "hdf5":
             files = to_hdf5(store, pairs, dest)
@@ -448,25 +344,25 @@ def convert(store_dir: str | Path, fmt: str, out: str | Path | None = None, laye
     except OSError as e:
         raise ConvertError(f"writing {dest} failed: {e}", "check free space and permissions of the output path") from e
     return {
-        "format": fmt, "store": str(store.dir), "out": str(dest), "files": [str(p) for p in files],
+        "format": fmt, "from": store.format, "source": str(store.path), "out": str(dest), "files": [str(p) for p in files],
         "records": store.records, "residues": store.residues if any(k == "residues" for k, _ in pairs) else 0,
         "outputs": [{"kind": k, "layer": l} for k, l in pairs], "dim": store.dim, "dtype": "float32" if fmt == "virnucpro" else str(store.dtype),
-        "bytes": sum(p.stat().st_size for p in files if p.exists()), "seconds": round(time.perf_counter() - t0, 3),
+        "bytes": sum(p.stat().st_size for p in files if p.exists()),
     }
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m embed_worker.convert", description=__doc__.split("\n\n")[0])
-    p.add_argument("store")
+    p.add_argument("source", help="a store directory, an HDF5 file or a Parquet directory embed wrote")
     p.add_argument("--to", required=True, choices=FORMATS)
-    p.add_argument("--out", "-o", default=None, help="file (hdf5) or directory (parquet, npy, virnucpro); default: inside STORE")
+    p.add_argument("--out", "-o", default=None, help="file (hdf5) or directory (parquet, npy, virnucpro); default: next to SOURCE")
     p.add_argument("--layer", type=int, default=None, help="only this layer (negative: from the last, as fair-esm)")
     p.add_argument("--kind", default=None, help="only this output: mean, bos, residues")
     p.add_argument("--first", type=int, default=1, help="virnucpro: number of the first file (output_{first}_ESM.pt)")
     p.add_argument("--json", action="store_true", help="print the summary as JSON on stdout")
     a = p.parse_args(argv)
     try:
-        summary = convert(a.store, a.to, a.out, a.layer, a.kind, a.first)
+        summary = convert(a.source, a.to, a.out, a.layer, a.kind, a.first)
     except EmbedWorkerError as e:
         print(f"error: {e.message}\nhint: {e.hint}", file=sys.stderr)
         print(json.dumps(e.to_wire()), file=sys.stderr)

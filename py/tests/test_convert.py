@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from embed_worker import convert as cv
+from embed_worker import sources
 
 PY_DIR = Path(__file__).resolve().parents[1]
 DIM = 8
@@ -20,8 +21,9 @@ LAYER = 2
 
 
 def make_store(root: Path, lengths: list[int], dtype: str = "float32", ids: list[str] | None = None,
-               kinds: tuple[str, ...] = ("mean", "residues"), seed: int = 0) -> dict:
-    """A complete store as `embed run` writes it (manifest last); returns the arrays written."""
+               kinds: tuple[str, ...] = ("mean", "residues"), seed: int = 0, layers: tuple[int, ...] = (LAYER,)) -> dict:
+    """A complete store as `embed run` writes it (manifest last); returns the arrays written:
+    `ref["mean"]` etc. for the first layer, `ref["mean.layer1"]` etc. for each."""
     root.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
     n = len(lengths)
@@ -29,16 +31,15 @@ def make_store(root: Path, lengths: list[int], dtype: str = "float32", ids: list
     offsets = np.zeros(n + 1, dtype=np.int64)
     offsets[1:] = np.cumsum(lengths)
     arrays = {}
-    if "mean" in kinds:
-        arrays["mean"] = rng.standard_normal((n, DIM)).astype(dtype)
-    if "bos" in kinds:
-        arrays["bos"] = rng.standard_normal((n, DIM)).astype(dtype)
-    if "residues" in kinds:
-        arrays["residues"] = rng.standard_normal((int(offsets[-1]), DIM)).astype(dtype)
+    for layer in layers:
+        for k in ("mean", "bos", "residues"):
+            if k in kinds:
+                rows = int(offsets[-1]) if k == "residues" else n
+                arrays[f"{k}.layer{layer}"] = rng.standard_normal((rows, DIM)).astype(dtype)
     files = []
-    for k, a in arrays.items():
-        np.save(root / f"{k}.layer{LAYER}.npy", a)
-        files.append(f"{k}.layer{LAYER}.npy")
+    for name, a in arrays.items():
+        np.save(root / f"{name}.npy", a)
+        files.append(f"{name}.npy")
     if "residues" in kinds:
         np.save(root / "residues.offsets.npy", offsets)
         files.append("residues.offsets.npy")
@@ -46,13 +47,14 @@ def make_store(root: Path, lengths: list[int], dtype: str = "float32", ids: list
     manifest = {
         "format": "embed-store", "version": 2, "complete": True, "createdAt": "2026-01-01T00:00:00.000Z",
         "model": {"name": "test-tiny", "path": "/x/test-tiny.pt", "format": "fair-esm", "numLayers": 2, "dim": DIM, "heads": 4},
-        "layers": [LAYER], "include": list(kinds), "dtype": dtype, "precision": "fp32", "truncate": 1022,
+        "layers": list(layers), "include": list(kinds), "dtype": dtype, "precision": "fp32", "truncate": 1022,
         "counts": {"records": n, "residues": int(offsets[-1]), "truncated": 0, "longest": max(lengths, default=0), "renamed": 0},
         "inputs": ["x.fasta"], "recordsSha256": "ab" * 32,
         "files": {"ids": "ids.txt", "arrays": sorted(files)},
     }
     (root / "manifest.json").write_text(json.dumps(manifest, indent=2))
-    return {"ids": ids, "offsets": offsets, "manifest": manifest, **arrays}
+    first = {k: arrays[f"{k}.layer{layers[0]}"] for k in kinds}
+    return {"ids": ids, "offsets": offsets, "manifest": manifest, **first, **arrays}
 
 
 @pytest.fixture
@@ -132,7 +134,7 @@ def test_parquet(store):
 def test_parquet_row_groups_are_bounded(tmp_path, monkeypatch):
     import pyarrow.parquet as pq
 
-    monkeypatch.setattr(cv, "CHUNK_ROWS", 10)
+    monkeypatch.setattr(sources, "CHUNK_ROWS", 10)
     ref = make_store(tmp_path / "s", [3, 4, 5, 1, 9, 2, 2, 11, 1], kinds=("mean", "residues"))
     cv.convert(tmp_path / "s", "parquet", out=tmp_path / "pq")
     mean = pq.ParquetFile(tmp_path / "pq" / "mean.layer2.parquet")
