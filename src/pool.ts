@@ -7,10 +7,10 @@
  * Faults: a worker that dies has its in-flight batches put back on the queue and is replaced
  * (at most `maxRestarts` times in a run); a batch that runs out of GPU memory is split in two and
  * requeued, and that worker's budget is lowered; an exception in a batch replaces the worker and
- * retries the batch once elsewhere (twice failed, it fails the run). On abort (SIGINT/SIGTERM) no new batch is taken,
- * in-flight batches finish and are consumed, then the abort reason is thrown. With `health`, a
- * worker that stops answering or holds a batch too long is killed (watchdog.ts) and so handled as
- * dead.
+ * retries the batch once elsewhere (twice failed, it fails the run). With `health`, a worker that
+ * stops answering or holds a batch too long is killed (watchdog.ts) and so handled as dead. On
+ * abort (SIGINT/SIGTERM) no new batch is taken, in-flight batches finish and are consumed, then
+ * the abort reason is thrown.
  */
 import { EmbedError, ExitCode, WorkerError } from "./errors.ts";
 import { log } from "./log.ts";

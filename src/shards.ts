@@ -264,10 +264,6 @@ export function readIndex(path: string): Uint32Array {
   return new Uint32Array(bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength));
 }
 
-/**
- * Write a file atomically: temp file, fsync, rename. `content` may be pieces, written as they
- * come (so a large file, such as ids.txt, is never joined in memory).
- */
 /** Make a directory's entries (files renamed into it) durable: a rename is only as safe as the
  * directory that holds it. Where directories cannot be fsynced, nothing more can be done. */
 export function fsyncDir(dir: string): void {
@@ -281,6 +277,10 @@ export function fsyncDir(dir: string): void {
   }
 }
 
+/**
+ * Write a file atomically: temp file, fsync, rename, fsync of the directory. `content` may be
+ * pieces, written as they come (so a large file, such as ids.txt, is never joined in memory).
+ */
 export function writeAtomicFile(path: string, content: string | Uint8Array | Iterable<Uint8Array>): void {
   const tmp = `${path}.partial`;
   const pieces = typeof content === "string" ? [new TextEncoder().encode(content)] : content instanceof Uint8Array ? [content] : content;

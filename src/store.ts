@@ -61,10 +61,9 @@ export class Store {
   private current: ShardWriter | undefined;
   private currentBytes = 0;
 
-  /** Fails early if `dir` holds a complete store and `overwrite` is not set. */
-  /** Refuses a directory that holds a complete store (unless overwriting). `formats`: what the run
-   * would write beside npy; a run that stopped while converting left a complete store, so the hint
-   * offers `embed convert` for those rather than --overwrite, which would discard the embeddings. */
+  /** Fails early if `dir` holds a complete store and `overwrite` is not set. `formats`: what the
+   * run would write beside npy; a run that stopped while converting left a complete store, so the
+   * hint offers `embed convert` for those rather than --overwrite, which would discard the embeddings. */
   static checkTarget(dir: string, overwrite: boolean, formats: readonly string[] = []): void {
     if (existsSync(join(dir, MANIFEST)) && !overwrite) {
       const other = formats.filter((f) => f !== "npy");
