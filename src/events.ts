@@ -33,5 +33,5 @@ export type RunEvent =
       density: number;
     }
   | { type: "shard"; shard: number; records: number; committed: number }
-  | { type: "worker"; worker: string; state: "replaced" | "budget-lowered"; detail: string }
+  | { type: "worker"; worker: string; state: "replaced" | "budget-lowered"; detail: string; /** budget-lowered: tokens per batch from now on */ budget?: number }
   | { type: "finish"; records: number; seconds: number; tokensPerSecond: number; output: string };

@@ -156,7 +156,7 @@ export async function embedToStore(options: RunOptionsInput, hooks: RunHooks = {
         {
           signal: hooks.signal,
           health: cfg.health,
-          onBudget: (w, tokens) => emit({ type: "worker", worker: w.name, state: "budget-lowered", detail: `out of memory: batches of at most ${tokens} tokens from now on` }),
+          onBudget: (w, tokens) => emit({ type: "worker", worker: w.name, state: "budget-lowered", detail: `out of memory: batches of at most ${tokens} tokens from now on`, budget: tokens }),
           restart: {
             cfg,
             devices,

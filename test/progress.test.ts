@@ -33,6 +33,19 @@ function feed(p: ReturnType<typeof progress>) {
   p.close();
 }
 
+test("the progress line shows each worker's status: replacements and a lowered budget", () => {
+  const p = progress("log", { logEveryMs: 0 });
+  const out = capture(() => {
+    p.onEvent({ type: "start", records: 10, todo: 10, resumed: 0, batches: 3, tokens: 600, budget: 256, density: 0.8, devices: ["cuda:0", "cuda:1"] });
+    p.onEvent({ type: "worker", worker: "cuda:1", state: "replaced", detail: "the worker died; a replacement is starting" });
+    p.onEvent({ type: "worker", worker: "cuda:0", state: "budget-lowered", detail: "out of memory", budget: 32768 });
+    p.onEvent({ type: "batch", batches: 1, totalBatches: 3, records: 4, tokens: 200, elapsed: 1, tokensPerSecond: 200, worker: "cuda:0", density: 0.78 });
+    p.onEvent({ type: "batch", batches: 2, totalBatches: 3, records: 8, tokens: 400, elapsed: 2, tokensPerSecond: 200, worker: "cuda:1", density: 0.78 });
+    p.close();
+  });
+  expect(out).toContain("[cuda:0 1 (budget 32,768), cuda:1 1 (replaced 1x)]");
+});
+
 describe("run events", () => {
   test("--json: NDJSON events on stdout, start first, finish last, nothing else", async () => {
     const proc = Bun.spawn(
@@ -121,7 +134,7 @@ describe("run events", () => {
     expect(err).not.toMatch(/[\r\x1b]/);
     const progressLines = err.split("\n").filter((l) => l.includes("embedding ") && l.includes("records"));
     expect(progressLines.length).toBe(1);
-    expect(progressLines[0]).toMatch(/embedding 100\.0%  6\/6 records  \S+ tokens  .* tok\/s  ETA 0s  \[cpu \d+\]$/);
+    expect(progressLines[0]).toMatch(/embedding 100\.0%  6\/6 records  \S+ tokens  .* tok\/s  ETA 0s  \[cpu \d+ \(budget \d+\)\]$/);
     // Then the run's closing summary line.
     expect(err.indexOf("6 records embedded in")).toBeGreaterThan(err.indexOf(progressLines[0]!));
   });

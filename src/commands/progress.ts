@@ -1,6 +1,6 @@
 /**
  * Rendering run events: a live line on a terminal (records and tokens done of total, tokens/s,
- * ETA, batches per worker), a plain log line every LOG_EVERY_MS otherwise, or NDJSON on stdout
+ * ETA, batches per worker and what happened to each: replacements, a lowered budget), a plain log line every LOG_EVERY_MS otherwise, or NDJSON on stdout
  * with `--json` (one event per line, for pipelines). The last batch's line is always shown, on
  * close at the latest: splits after an out-of-memory error grow `totalBatches` mid-run, so the
  * last batch event need not say `batches === totalBatches`.
@@ -33,11 +33,20 @@ export interface ProgressOptions {
 
 type BatchEvent = Extract<RunEvent, { type: "batch" }>;
 
+/** " (replaced 1x, budget 32,768)" for a worker something happened to; "" otherwise. */
+function workerStatus(st: { replaced: number; budget?: number } | undefined): string {
+  if (!st) return "";
+  const parts = [st.replaced ? `replaced ${st.replaced}x` : "", st.budget !== undefined ? `budget ${fmtInt(st.budget)}` : ""].filter(Boolean);
+  return parts.length ? ` (${parts.join(", ")})` : "";
+}
+
 export function progress(mode: ProgressMode, opts: ProgressOptions = {}): { onEvent: (e: RunEvent) => void; close: () => void } {
   const every = mode === "tty" ? DRAW_EVERY_MS : (opts.logEveryMs ?? LOG_EVERY_MS);
   const now = opts.now ?? (() => performance.now());
   let start: Extract<RunEvent, { type: "start" }> | undefined;
   const perWorker: Record<string, number> = {};
+  /** What happened to each worker: replacements, a lowered budget (shown after its batch count). */
+  const status: Record<string, { replaced: number; budget?: number }> = {};
   let last = 0;
   let drawn = false;
   /** The latest batch event when its line was not shown yet. */
@@ -46,7 +55,7 @@ export function progress(mode: ProgressMode, opts: ProgressOptions = {}): { onEv
     const total = start?.todo ?? 0;
     const pct = total ? (100 * e.records) / total : 100;
     const eta = start ? (start.tokens - e.tokens) / e.tokensPerSecond : Number.NaN;
-    const workers = Object.entries(perWorker).map(([w, n]) => `${w} ${n}`).join(", ");
+    const workers = Object.entries(perWorker).map(([w, n]) => `${w} ${n}${workerStatus(status[w])}`).join(", ");
     return `embedding ${pct.toFixed(1)}%  ${fmtInt(e.records)}/${fmtInt(total)} records  ${fmtInt(e.tokens)}/${fmtInt(start?.tokens ?? 0)} tokens  ${fmtInt(e.tokensPerSecond)} tok/s  ETA ${fmtTime(eta)}  [${workers}]`;
   };
   const show = (e: BatchEvent) => {
@@ -69,7 +78,12 @@ export function progress(mode: ProgressMode, opts: ProgressOptions = {}): { onEv
       last = now();
       return;
     }
-    if (e.type === "worker") return log.warn(`${e.worker}: ${e.detail}`);
+    if (e.type === "worker") {
+      const st = (status[e.worker] ??= { replaced: 0 });
+      if (e.state === "replaced") st.replaced++;
+      else if (e.budget !== undefined) st.budget = e.budget;
+      return log.warn(`${e.worker}: ${e.detail}`);
+    }
     if (e.type !== "batch") return;
     perWorker[e.worker] = (perWorker[e.worker] ?? 0) + 1;
     const t = now();
