@@ -102,6 +102,20 @@ export async function embedToStore(options: RunOptionsInput, hooks: RunHooks = {
     await workersP.then((ws) => Promise.all(ws.map((w) => w.stop())), () => {});
     throw e;
   }
+  // Interrupted while the models load: stop now (the workers ignore SIGINT and would finish
+  // loading first), with the usual exit 130 and resume hint; nothing was written yet.
+  const reason = () => (hooks.signal!.reason instanceof EmbedError ? hooks.signal!.reason : new InterruptedError("signal"));
+  const interrupted = new Promise<never>((_, reject) => {
+    if (hooks.signal?.aborted) reject(reason());
+    else hooks.signal?.addEventListener("abort", () => reject(reason()), { once: true });
+  });
+  interrupted.catch(() => {});
+  try {
+    await Promise.race([workersP, interrupted]);
+  } catch (e) {
+    void workersP.then((ws) => ws.forEach((w) => w.kill()), () => {});
+    throw hooks.signal?.aborted ? reason() : e; // a worker killed by the same Ctrl-C is the interrupt
+  }
   const workers = [...(await workersP)];
   let store: Store | undefined;
   try {

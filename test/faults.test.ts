@@ -30,11 +30,12 @@ async function run(argv: string[], env = fakeRunEnv(), prefix: string[] = []) {
   return { code, stdout, stderr };
 }
 
-/** Whether any process still runs whose environment holds `marker` (here: a fake worker's EMBED_FAKE). */
+/** Whether a fake worker still runs whose environment holds `marker` (in its EMBED_FAKE; the CLI
+ * that started it holds the same environment, so the command line must be the worker's too). */
 function running(marker: string): boolean {
   for (const pid of readdirSync("/proc").filter((d) => /^\d+$/.test(d))) {
     try {
-      if (readFileSync(`/proc/${pid}/environ`, "latin1").includes(marker)) return true;
+      if (readFileSync(`/proc/${pid}/cmdline`, "latin1").includes("fake_worker") && readFileSync(`/proc/${pid}/environ`, "latin1").includes(marker)) return true;
     } catch {} // gone meanwhile, or not ours to read
   }
   return false;
@@ -138,6 +139,25 @@ describe("shutdown and interrupts", () => {
     expect(r.stderr).toMatch(/still running 5 s after shutdown; sending SIGTERM/);
     expect(r.stderr).toMatch(/still running 3 s after SIGTERM; sending SIGKILL/);
     expect(storeContent(out)).toEqual(reference);
+    expect(running(marker)).toBe(false);
+  });
+
+  test("Ctrl-C while the models load: exit 130 at once with the resume hint, nothing written, no worker left", async () => {
+    const out = join(tmp, "ctrl-c-loading");
+    const marker = `loading-${process.pid}-${Date.now()}`;
+    const p = spawnChild("bun", [CLI, ...args(out)], { env: fakeRunEnv({ readyAfterMs: 4000, marker }), detached: true, stdio: ["ignore", "ignore", "pipe"] });
+    let stderr = "";
+    p.stderr!.on("data", (d) => (stderr += d));
+    const exited = new Promise<number>((r) => p.on("exit", (code) => r(code ?? -1)));
+    for (let i = 0; i < 300 && !running(marker); i++) await Bun.sleep(10);
+    await Bun.sleep(500); // past the worker's start-up: it is loading (and ignores SIGINT from here on)
+    const t0 = performance.now();
+    process.kill(-p.pid!, "SIGINT");
+    expect(await exited).toBe(130);
+    expect(performance.now() - t0).toBeLessThan(3000); // not after the 4 s load
+    expect(stderr).toContain("rerun the same command to resume");
+    expect(existsSync(join(out, "shards"))).toBe(false);
+    for (let i = 0; i < 100 && running(marker); i++) await Bun.sleep(100);
     expect(running(marker)).toBe(false);
   });
 

@@ -15,7 +15,8 @@ tested without torch. Behaviour is set by EMBED_FAKE (JSON):
   with hangOnce=PATH only the first worker that gets there), deafAfter (after N batches, stop
   reading the control channel: no pong, no batch taken; with deafOnce=PATH only the first worker
   that gets there), stubborn (ignore `shutdown` and SIGTERM),
-  wrongRows (batch N reports one row too many in its first output).
+  wrongRows (batch N reports one row too many in its first output), readyAfterMs (load this long
+  before READY).
 Like the real worker, it ignores SIGINT (the orchestrator owns interruption).
 
 The data plane follows `transport` in the worker config ("shm": the mapped ring file; "socket":
@@ -73,6 +74,8 @@ def main() -> int:
         return 1
     if fake.get("failStart") == "hang":  # never says READY
         time.sleep(3600)
+    if fake.get("readyAfterMs"):  # a slow model load
+        time.sleep(fake["readyAfterMs"] / 1000)
     if fake.get("failStart") == "exit":
         sys.stderr.write("fake worker: exiting before ready\n")
         return 3
