@@ -208,6 +208,20 @@ describe("bad options exit 2", () => {
   });
 });
 
+describe("README quick start", () => {
+  test("scripts/demo sets up (already done: fast), embeds the example and prints a load line that works", async () => {
+    const proc = Bun.spawn(["bash", join(PACKAGE_ROOT, "scripts", "demo")], { cwd: PACKAGE_ROOT, stdout: "pipe", stderr: "pipe", env: { ...process.env, NO_COLOR: "1" } });
+    const [stdout, stderr, code] = await Promise.all([new Response(proc.stdout).text(), new Response(proc.stderr).text(), proc.exited]);
+    expect(code).toBe(0);
+    expect(JSON.parse(stdout)).toMatchObject({ records: 6, output: "out/demo" });
+    const line = stderr.match(/load in Python: (.+)$/m)?.[1];
+    expect(line).toBeDefined();
+    const check = Bun.spawnSync([pythonBin(), "-c", `${line}\nassert X.shape == (6, 64), X.shape\nassert len(ids) == 6\nprint("ok")`], { cwd: PACKAGE_ROOT, stderr: "pipe" });
+    expect(check.stderr.toString()).toBe("");
+    expect(check.stdout.toString().trim()).toBe("ok");
+  });
+});
+
 describe("embed models / doctor", () => {
   test("models lists the ESM-2 family and finds the test model", async () => {
     const r = await embed(["models", "--json"]);
