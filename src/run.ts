@@ -233,7 +233,7 @@ export async function embedToStore(options: RunOptionsInput, hooks: RunHooks = {
   } catch (e) {
     for (const w of workers) w.kill();
     store?.abort();
-    if (hooks.signal?.aborted) throw hooks.signal.reason instanceof EmbedError ? hooks.signal.reason : new InterruptedError("signal");
+    if (hooks.signal?.aborted) throw reason();
     throw e;
   } finally {
     await Promise.all(workers.map((w) => w.stop()));

@@ -86,8 +86,9 @@ export class Watchdog {
         continue;
       }
       const waited = Date.now() - s.since;
-      if (s.inFlight > 0 && waited > this.limitMs(w)) {
-        kill(w, `no result for ${(waited / 1000).toFixed(1)} s with ${s.inFlight} batch(es) in flight (limit ${(this.limitMs(w) / 1000).toFixed(1)} s)`);
+      const limit = this.limitMs(w);
+      if (s.inFlight > 0 && waited > limit) {
+        kill(w, `no result for ${(waited / 1000).toFixed(1)} s with ${s.inFlight} batch(es) in flight (limit ${(limit / 1000).toFixed(1)} s)`);
         continue;
       }
       if (s.pinging) continue;

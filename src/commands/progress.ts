@@ -1,9 +1,9 @@
 /**
  * Rendering run events: a live line on a terminal (records and tokens done of total, tokens/s,
- * ETA, batches per worker and what happened to each: replacements, a lowered budget), a plain log line every LOG_EVERY_MS otherwise, or NDJSON on stdout
- * with `--json` (one event per line, for pipelines). The last batch's line is always shown, on
- * close at the latest: splits after an out-of-memory error grow `totalBatches` mid-run, so the
- * last batch event need not say `batches === totalBatches`.
+ * ETA, batches per worker and what happened to each: replacements, a lowered budget), a plain log
+ * line every LOG_EVERY_MS otherwise, or NDJSON on stdout with `--json` (one event per line, for
+ * pipelines). The last batch's line is always shown, on close at the latest, whatever the batch
+ * events' totals say.
  */
 import type { RunEvent } from "../events.ts";
 import { log } from "../log.ts";
