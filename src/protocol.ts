@@ -101,6 +101,8 @@ export const ReadyMsg = z.object({
   ring: RingInfo,
   versions: z.record(z.string(), z.string()),
   loadMs: z.number(),
+  /** Milliseconds of each start-up phase, in order (torch, device, load, kernels, ring, warm-up). */
+  startupMs: z.record(z.string(), z.number()).optional().default({}),
 });
 export type ReadyMsg = z.infer<typeof ReadyMsg>;
 

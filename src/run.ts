@@ -40,6 +40,9 @@ export interface RunSummary {
   seconds: number;
   /** From the call until every worker was READY and the plan was made (model load, input read). */
   startupSeconds: number;
+  /** Where each worker's start-up went, in seconds (WorkerHandle.startup): python, torch,
+   * device, load, kernels, ring, warm-up. */
+  workerStartup: Record<string, Record<string, number>>;
   /** From the first batch sent to the store committed. */
   embedSeconds: number;
   /** Real tokens (BOS/EOS included) per second of `embedSeconds`. */
@@ -199,6 +202,7 @@ export async function embedToStore(options: RunOptionsInput, hooks: RunHooks = {
       include: first.include,
       seconds,
       startupSeconds: (tEmbed - t0) / 1000,
+      workerStartup: Object.fromEntries(workers.map((w) => [w.name, w.startup()])),
       embedSeconds,
       tokensPerSecond: plan.tokens / embedSeconds,
       perWorker: stats.perWorker,

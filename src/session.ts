@@ -58,6 +58,7 @@ export function startWorker(cfg: RunConfig, d: DeviceSlot, opts: StartOptions = 
       threads: d.kind === "cpu" ? (cfg.threads ?? navigator.hardwareConcurrency) : undefined,
       download: cfg.download,
       kernels: opts.kernels ?? cfg.kernels, // "auto": the worker picks for its device (CPU: eager)
+      maxLen: cfg.truncate + 2,
       ...(fault ? { fault } : {}),
     },
   });

@@ -64,6 +64,9 @@ export interface WorkerWireConfig {
   download?: boolean;
   /** What runs the blocks on a GPU (see protocol KERNELS); "auto" lets the worker choose. */
   kernels?: KernelsRequest;
+  /** The longest sequence the run can send, BOS and EOS included (--truncate + 2): a worker
+   * leaves out kernels only longer sequences need. */
+  maxLen?: number;
   /** Test hook: make the worker wrong on purpose (see py worker.py FAULTS), to prove checks fail. */
   fault?: string;
 }
@@ -112,6 +115,8 @@ interface Pending {
 export class WorkerHandle implements AsyncDisposable {
   readonly name: string;
   readonly ready: ReadyMsg;
+  /** Seconds from spawning the process to its READY. */
+  readonly readySeconds: number;
   private readonly proc: Subprocess;
   private readonly ring: Uint8Array;
   private readonly header: RingHeader;
@@ -125,10 +130,11 @@ export class WorkerHandle implements AsyncDisposable {
   private broken: WorkerError | undefined;
   private pingSeq = 0;
 
-  private constructor(name: string, proc: Subprocess, ready: ReadyMsg, state: HandleState) {
+  private constructor(name: string, proc: Subprocess, ready: ReadyMsg, state: HandleState, readySeconds: number) {
     this.name = name;
     this.proc = proc;
     this.ready = ready;
+    this.readySeconds = readySeconds;
     this.state = state;
     if (ready.ring.transport === "shm") {
       this.ring = Bun.mmap(ready.ring.path, { shared: true });
@@ -150,11 +156,21 @@ export class WorkerHandle implements AsyncDisposable {
     state.onBadMessage = (text) => this.protocolError(text);
   }
 
+  /** Where a worker's start-up went, in seconds: "python" (from spawn to its first phase:
+   * the interpreter and the worker's own modules), then the worker's phases in order. */
+  startup(): Record<string, number> {
+    const phases = Object.entries(this.ready.startupMs).map(([k, ms]) => [k, ms / 1000] as const);
+    const inWorker = phases.reduce((sum, [, s]) => sum + s, 0);
+    const round = (s: number) => Math.round(s * 100) / 100;
+    return Object.fromEntries([["python", round(Math.max(0, this.readySeconds - inWorker))], ...phases.map(([k, s]) => [k, round(s)])]);
+  }
+
   /** Spawn a worker and wait for READY. Rejects with a typed error if it fails or dies first. */
   static async start(spec: WorkerSpec): Promise<WorkerHandle> {
     const name = spec.config.name;
     const logger = workerLog(name);
     const state = new HandleState(name);
+    const t0 = performance.now();
     const proc = Bun.spawn([spec.python, "-m", spec.module], {
       env: {
         ...spec.env,
@@ -185,7 +201,7 @@ export class WorkerHandle implements AsyncDisposable {
       state.onDeath = reject;
       state.afterSettle = () => clearTimeout(timer);
     }).finally(() => state.afterSettle?.());
-    const handle = new WorkerHandle(name, proc, ready, state);
+    const handle = new WorkerHandle(name, proc, ready, state, (performance.now() - t0) / 1000);
     if (ready.ring.transport === "socket") {
       try {
         await handle.connectData();

@@ -54,6 +54,15 @@ describe("embed run (real worker, test model)", () => {
     // One CPU worker did every batch; its busy fraction is a fraction of the embedding phase.
     expect(Object.keys(summary.busy)).toEqual(Object.keys(summary.perWorker));
     for (const f of Object.values(summary.busy) as number[]) expect(f > 0 && f <= 1.01).toBe(true);
+    // Where the worker's start-up went: the interpreter, then its phases in order, in seconds,
+    // summing to no more than the whole start-up.
+    const startup = summary.workerStartup.cpu as Record<string, number>;
+    expect(Object.keys(startup)).toEqual(["python", "torch", "device", "load", "kernels", "ring", "warm-up"]);
+    for (const s of Object.values(startup)) expect(s).toBeGreaterThanOrEqual(0);
+    expect(startup.torch!).toBeGreaterThan(0);
+    const sum = Object.values(startup).reduce((a, b) => a + b, 0);
+    expect(sum).toBeLessThanOrEqual(summary.startupSeconds + 0.05);
+    expect(r.stderr).toMatch(/ready .*startup.*torch \d+\.\d s, device/);
     expect(readdirSync(out).filter((f) => f.endsWith(".partial"))).toEqual([]);
     const verify = Bun.spawnSync([pythonBin(), join(PACKAGE_ROOT, "test", "verify_store.py"), out, EXAMPLE, join(MODEL_DIR, "test-tiny.pt")], { stderr: "pipe" });
     const report = JSON.parse(verify.stdout.toString());

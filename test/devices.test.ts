@@ -137,7 +137,7 @@ describe("through the CLI, with a fake nvidia-smi and fake workers", () => {
 sys.path.insert(0, ${JSON.stringify(FAKE_DIR)})
 cfg = json.loads(os.environ["EMBED_WORKER_CONFIG"])
 with open(os.path.join(${JSON.stringify(seen)}, cfg["name"].replace(":", "_")), "w") as f:
-    json.dump({"CUDA_VISIBLE_DEVICES": os.environ.get("CUDA_VISIBLE_DEVICES"), "device": cfg["device"], "precision": cfg["precision"]}, f)
+    json.dump({"CUDA_VISIBLE_DEVICES": os.environ.get("CUDA_VISIBLE_DEVICES"), "device": cfg["device"], "precision": cfg["precision"], "maxLen": cfg["maxLen"]}, f)
 import fake_worker
 sys.exit(fake_worker.main())
 `,
@@ -158,7 +158,8 @@ sys.exit(fake_worker.main())
 
   test("one worker per visible GPU, each with its own CUDA_VISIBLE_DEVICES and fp16", async () => {
     // 150 tokens: one record per batch, 6 batches for 4 lanes, so both workers get some.
-    const r = await embed(["run", EXAMPLE, "-o", join(tmp, "out"), "--max-tokens", "150"], {
+    // --truncate 140: each worker is told the longest sequence the run can send (+ BOS/EOS).
+    const r = await embed(["run", EXAMPLE, "-o", join(tmp, "out"), "--max-tokens", "150", "--truncate", "140"], {
       CUDA_VISIBLE_DEVICES: "1,3",
       EMBED_PYTHON: "python3",
       EMBED_WORKER_MODULE: "probe_worker",
@@ -172,8 +173,8 @@ sys.exit(fake_worker.main())
     expect(Object.keys(summary.perWorker).sort()).toEqual(["cuda:0", "cuda:1"]);
     const started = Object.fromEntries(readdirSync(seen).sort().map((f) => [f, JSON.parse(readFileSync(join(seen, f), "utf8"))]));
     expect(started).toEqual({
-      cuda_0: { CUDA_VISIBLE_DEVICES: "1", device: "cuda", precision: "fp16" },
-      cuda_1: { CUDA_VISIBLE_DEVICES: "3", device: "cuda", precision: "fp16" },
+      cuda_0: { CUDA_VISIBLE_DEVICES: "1", device: "cuda", precision: "fp16", maxLen: 142 },
+      cuda_1: { CUDA_VISIBLE_DEVICES: "3", device: "cuda", precision: "fp16", maxLen: 142 },
     });
   });
 

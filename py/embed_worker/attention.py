@@ -5,7 +5,8 @@ back to back, delimited by cu_seqlens [B+1] (int32, cu_seqlens[0] = 0,
 cu_seqlens[B] = T). Each sequence attends only to itself (no mask, no
 causality). The softmax scale is 1.0 because ESM scales q before rotary.
 
-Backends, picked once at import (nothing printed):
+Backends, picked once, at the first CUDA use (nothing printed; CPU workers never import the
+CUDA kernels: torch.nn.attention.varlen alone imports torch._dynamo, seconds of start-up):
   "flash-attn"    flash_attn.flash_attn_varlen_func        CUDA, fp16/bf16
   "torch-varlen"  torch.nn.attention.varlen.varlen_attn     CUDA, fp16/bf16 (torch >= 2.10)
   "exact"         per-sequence matmul + fp32 softmax        any device / dtype
@@ -22,34 +23,39 @@ LONG_MIN_LEN.
 """
 from __future__ import annotations
 
+import functools
+
 import torch
 
 from .errors import BackendUnavailable
 
-_flash_varlen = None
-_torch_varlen = None
-
-try:  # pragma: no cover - depends on the machine
-    from flash_attn import flash_attn_varlen_func as _flash_varlen  # type: ignore
-except Exception:  # ImportError, or a broken CUDA build
-    _flash_varlen = None
-
-if _flash_varlen is None:
-    try:
-        from torch.nn.attention.varlen import varlen_attn as _torch_varlen  # type: ignore
-    except Exception:
-        _torch_varlen = None
-
-if _flash_varlen is not None:
-    CUDA_BACKEND: str | None = "flash-attn"
-elif _torch_varlen is not None:
-    CUDA_BACKEND = "torch-varlen"
-else:
-    CUDA_BACKEND = None
-
 EXACT = "exact"
-# The backend used for CUDA half-precision work if there is one, else the exact path.
-BACKEND_NAME: str = CUDA_BACKEND or EXACT
+
+
+@functools.cache
+def _cuda_kernels() -> tuple[str | None, object]:
+    """(name, varlen function) of the CUDA backend, or (None, None) when neither imports."""
+    try:  # pragma: no cover - depends on the machine
+        from flash_attn import flash_attn_varlen_func  # type: ignore
+        return "flash-attn", flash_attn_varlen_func
+    except Exception:  # ImportError, or a broken CUDA build
+        pass
+    try:
+        from torch.nn.attention.varlen import varlen_attn  # type: ignore
+        return "torch-varlen", varlen_attn
+    except Exception:
+        return None, None
+
+
+def __getattr__(name: str):
+    """CUDA_BACKEND (the CUDA half-precision backend's name, or None) and BACKEND_NAME (it, or
+    the exact path), resolved on first access."""
+    if name == "CUDA_BACKEND":
+        return _cuda_kernels()[0]
+    if name == "BACKEND_NAME":
+        return _cuda_kernels()[0] or EXACT
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 _HALF = (torch.float16, torch.bfloat16)
 
@@ -67,7 +73,7 @@ def backend_for(device, dtype: torch.dtype | None = None) -> str:
         return EXACT
     if dtype is not None and dtype not in _HALF:
         return EXACT
-    return CUDA_BACKEND or "unavailable"
+    return _cuda_kernels()[0] or "unavailable"
 
 
 def _exact(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, cu_seqlens: torch.Tensor,
@@ -94,11 +100,11 @@ def varlen_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
     if backend_for(q.device, q.dtype) == EXACT:
         return _exact(q, k, v, cu_seqlens, scale)
     cu = cu_seqlens.to(device=q.device, dtype=torch.int32)
-    if _flash_varlen is not None:
-        return _flash_varlen(q, k, v, cu, cu, max_seqlen, max_seqlen,
-                             dropout_p=0.0, softmax_scale=scale, causal=False)
-    if _torch_varlen is not None:
-        return _torch_varlen(q, k, v, cu, cu, max_seqlen, max_seqlen, scale=scale)
+    name, kernel = _cuda_kernels()
+    if name == "flash-attn":
+        return kernel(q, k, v, cu, cu, max_seqlen, max_seqlen, dropout_p=0.0, softmax_scale=scale, causal=False)
+    if name == "torch-varlen":
+        return kernel(q, k, v, cu, cu, max_seqlen, max_seqlen, scale=scale)
     raise BackendUnavailable(
         f"no variable-length attention kernel for CUDA {q.dtype} (torch {torch.__version__})",
         "install flash-attn (pip install flash-attn) or upgrade to torch >= 2.10, or use --precision fp32")

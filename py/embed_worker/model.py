@@ -147,7 +147,13 @@ class ESM2(nn.Module):
         super().__init__()
         self.cfg = cfg
         self.num_layers = cfg.num_layers
-        self.embed_tokens = nn.Embedding(cfg.vocab_size, cfg.embed_dim, padding_idx=PAD_IDX)
+        # Random init (what benchmarks' random weights use) except on the meta device, where the
+        # loader builds the model only to assign the checkpoint: nn.init.normal_ on meta tensors
+        # imports torch._dynamo, 1-3 s of every worker's start-up.
+        self.embed_tokens = nn.Embedding(cfg.vocab_size, cfg.embed_dim, padding_idx=PAD_IDX,
+                                         _weight=torch.empty(cfg.vocab_size, cfg.embed_dim))
+        if not self.embed_tokens.weight.is_meta:
+            self.embed_tokens.reset_parameters()
         self.layers = nn.ModuleList([Block(cfg) for _ in range(cfg.num_layers)])
         self.emb_layer_norm_after = nn.LayerNorm(cfg.embed_dim, eps=cfg.layer_norm_eps)
         # Rotary inverse frequencies: a plain fp32 CPU tensor, not a buffer, so that casting the
@@ -161,25 +167,28 @@ class ESM2(nn.Module):
         self.long_attention = None
         self.long_attention_off: str | None = None  # why it is None under "quack"
 
-    def use_kernels(self, kind: str) -> None:
+    def use_kernels(self, kind: str, longest: int | None = None) -> None:
         """How blocks run: "eager" (PyTorch ops, the reference arrangement), "compile"
         (torch.compile of one block graph), "triton" (fused.py: cuBLAS GEMMs, varlen attention
         and the Triton kernels in kernels.py) or "quack" (fused.py with FC1+GELU and QKV+rotary
         as quack GEMMs with fused epilogues, epilogues.py, and FlashAttention-4 for batches of
         long sequences where it loads, attention.flash4). "quack" keeps each q and k head's
         projection rows in interleaved rotary order (epilogues.interleave_qk_rows) while it is
-        on; any other choice restores the checkpoint's order exactly."""
+        on; any other choice restores the checkpoint's order exactly. `longest` (tokens, BOS and
+        EOS included; None: unknown) leaves FlashAttention-4 out where no batch can need it (the
+        default truncation never does): importing and compiling it costs seconds of start-up."""
         if kind not in ("eager", "compile", "triton", "quack"):
             raise ValueError(f"unknown kernels {kind!r}")
         if kind in ("triton", "quack"):
             from . import fused  # noqa: F401  (needs triton: fail here, not mid-run)
         if kind == "quack" and self.kernels != "quack":
             from . import quack_epi  # noqa: F401  (needs quack: likewise)
-            from .attention import flash4
+            from .attention import LONG_MIN_LEN, flash4
             self._interleave_qk(False)
             self._refresh_quack_freq()
             self._fold_norms()
-            self.long_attention, self.long_attention_off = flash4()
+            self.long_attention, self.long_attention_off = (
+                flash4() if longest is None or longest > LONG_MIN_LEN else (None, None))
         elif kind != "quack" and self.kernels == "quack":
             self._interleave_qk(True)
             self.long_attention, self.long_attention_off = None, None

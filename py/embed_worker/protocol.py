@@ -184,11 +184,12 @@ def output_bytes(max_tokens: int, max_seqs: int, layers: list[int], include: lis
 def ready(*, pid: int, device: str, backend: str, dtype: str, model: dict, layers: list[int],
           include: list[str], out_dtype: str, max_tokens: int, max_seqs: int, ring_path: str,
           ring: RingLayout, versions: dict, load_ms: float, transport: str = "shm",
-          kernels: str = "eager") -> dict:
+          kernels: str = "eager", startup_ms: dict[str, float] | None = None) -> dict:
     return {"type": "ready", "protocol": PROTOCOL_VERSION, "pid": pid, "device": device,
             "backend": backend, "kernels": kernels, "dtype": dtype, "model": model, "layers": layers, "include": include,
             "outDtype": out_dtype, "maxTokens": max_tokens, "maxSeqs": max_seqs,
-            "ring": {"path": ring_path, "transport": transport, **ring.to_wire()}, "versions": versions, "loadMs": load_ms}
+            "ring": {"path": ring_path, "transport": transport, **ring.to_wire()}, "versions": versions, "loadMs": load_ms,
+            "startupMs": startup_ms or {}}
 
 
 def result(*, batch: int, slot: int, outputs: list[dict], ms: float, non_finite: int) -> dict:

@@ -19,6 +19,7 @@ from .channel import Channel
 from .datasock import DataChannelError, default_transport
 from .errors import EmbedWorkerError
 from .registry import absolute_layer
+from .startup import Phases
 from . import protocol as P
 
 CPU_DEFAULT_TOKENS = 4096
@@ -47,6 +48,7 @@ class WorkerConfig:
     fault: str | None = None  # test hook, see FAULTS
     kernels: str = "eager"  # auto | quack | triton | compile | eager: what runs the blocks (GPU; CPU is always eager)
     download: bool = False  # fetch a released checkpoint missing from every local cache
+    max_len: int | None = None  # the longest sequence the run can send, BOS/EOS included (None: unknown)
 
     @staticmethod
     def from_env() -> "WorkerConfig":
@@ -60,7 +62,7 @@ class WorkerConfig:
                             ring_dir=d.get("ringDir"), threads=d.get("threads"),
                             transport=d.get("transport") or default_transport(),
                             fault=d.get("fault"), kernels=d.get("kernels", "eager"),
-                            download=bool(d.get("download", False)))
+                            download=bool(d.get("download", False)), max_len=d.get("maxLen"))
 
 
 FAULTS = {
@@ -121,7 +123,7 @@ class Worker:
             torch.cuda.set_device(self.device)
         self.dtype = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[self.cfg.precision]
 
-    def load_model(self):
+    def load_model(self, phases: Phases | None = None):
         from .weights import load_model
         from . import model as M
         self.M = M
@@ -129,9 +131,13 @@ class Worker:
         self.model, self.mcfg, self.resolved = load_model(self.cfg.model, self.device, self.dtype,
                                                           allow_download=self.cfg.download)
         self.load_ms = (time.perf_counter() - t0) * 1000
+        if phases is not None:
+            phases.lap("load")
         self.layers = resolve_layers(self.cfg.layers, self.mcfg.num_layers)
         self.kernels = self.choose_kernels(self.cfg.kernels)
-        self.model.use_kernels(self.kernels)
+        self.model.use_kernels(self.kernels, longest=self.cfg.max_len)
+        if phases is not None:
+            phases.lap("kernels")
         self.apply_fault()
         self.max_tokens = self.cfg.max_tokens or auto_budget(self.torch, self.model, self.mcfg, self.device)
         self.max_seqs = max(1, self.max_tokens // 3)
@@ -245,7 +251,7 @@ class Worker:
                      "long sequences use the varlen flash kernel", hint="report it with `embed doctor` output")
             m.long_attention, m.long_attention_off = None, f"failed at warm-up: {type(e).__name__}"
 
-    def ready_message(self) -> dict:
+    def ready_message(self, startup_ms: dict[str, float] | None = None) -> dict:
         from . import attention
         t = self.torch
         return P.ready(
@@ -259,7 +265,7 @@ class Worker:
             layers=self.layers, include=self.cfg.include, out_dtype=self.cfg.out_dtype,
             max_tokens=self.max_tokens, max_seqs=self.max_seqs, ring_path=self.ring.path, ring=self.ring.layout,
             transport=self.ring.transport,
-            versions={"python": sys.version.split()[0], "torch": t.__version__}, load_ms=round(self.load_ms, 1))
+            versions={"python": sys.version.split()[0], "torch": t.__version__}, load_ms=round(self.load_ms, 1), startup_ms=startup_ms or {})
 
     # -- work ----------------------------------------------------------------------------------------
     def embed(self, msg: dict) -> dict:
@@ -353,16 +359,21 @@ def main() -> int:
         cfg = WorkerConfig.from_env()
         worker = Worker(cfg, ch)
         ch.start(lambda m: worker.stats(m) if worker is not None else P.pong(int(m.get("seq", 0)), {}))
+        phases = Phases()
         import torch
+        phases.lap("torch")
         with torch.inference_mode():
             worker.init_device()
-            worker.load_model()
+            phases.lap("device")
+            worker.load_model(phases)
             worker.make_ring()
+            phases.lap("ring")
             worker.warmup()
-            ready = worker.ready_message()
+            phases.lap("warm-up")
+            ready = worker.ready_message(phases.ms)
             ch.send(ready)
             log.info("ready", worker=cfg.name, backend=ready["backend"], kernels=worker.kernels,
-                     max_tokens=worker.max_tokens, transport=worker.ring.transport)
+                     max_tokens=worker.max_tokens, transport=worker.ring.transport, startup=phases.line())
             return worker.serve()
     except Exception as e:
         log.log("error", "worker failed", error=repr(e), traceback=traceback.format_exc(limit=12))

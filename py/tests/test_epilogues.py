@@ -257,6 +257,32 @@ def test_long_batches_take_the_long_attention_kernel_and_others_do_not(tiny, bat
         assert rel_err_rows(got[layer], want[layer]) <= 1e-5, layer
 
 
+@CPU_TRITON
+def test_quack_leaves_flashattention4_out_where_no_batch_can_need_it(tiny, monkeypatch):
+    """use_kernels("quack", longest=...) loads FlashAttention-4 only where a sequence can pass
+    attention.LONG_MIN_LEN (or the longest is unknown): the default truncation (1,022 residues +
+    BOS/EOS = 1,024 tokens) never sends one, and importing and compiling it costs start-up. Its
+    absence then is not a failure (nothing to report). quack's own module stands in here."""
+    pytest.importorskip("triton")
+    import sys
+    import types
+    from embed_worker import attention as A
+    monkeypatch.setitem(sys.modules, "embed_worker.quack_epi", types.ModuleType("embed_worker.quack_epi"))
+    monkeypatch.setattr(M.ESM2, "_refresh_quack_freq", lambda self: None)  # quack's own table maker
+    loads = []
+
+    def flash4():
+        loads.append(1)
+        return (lambda *a: None), None
+    monkeypatch.setattr(A, "flash4", flash4)
+    for longest, loaded in [(None, True), (A.LONG_MIN_LEN + 1, True), (A.LONG_MIN_LEN, False), (1022 + 2, False)]:
+        m, _, _ = load_model(tiny["hf"], "cpu", torch.float32)
+        m.use_kernels("quack", longest=longest)
+        assert (m.long_attention is not None) == loaded, longest
+        assert m.long_attention_off is None
+    assert len(loads) == 2
+
+
 def test_flash4_says_why_it_cannot_load():
     from embed_worker.attention import flash4
     try:

@@ -1,0 +1,51 @@
+"""Worker start-up: phase timing (startup.py), and nothing slow imported on the way."""
+from __future__ import annotations
+
+import re
+import sys
+import time
+
+from embed_worker import startup
+
+
+def test_phases_time_each_step_from_the_end_of_the_last():
+    p = startup.Phases()
+    time.sleep(0.02)
+    p.lap("torch")
+    p.lap("device")
+    assert list(p.ms) == ["torch", "device"]
+    assert p.ms["torch"] >= 15 and 0 <= p.ms["device"] < p.ms["torch"]
+    assert re.fullmatch(r"torch 0\.0 s, device 0\.0 s", p.line())
+
+
+def test_a_cpu_worker_stays_off_torch_dynamo():
+    """A CPU worker's path (load, forward, attention backend) never imports torch._dynamo,
+    seconds of every CPU worker's start-up: the loader builds ESM2 on the meta device, where
+    random init (nn.init.normal_) would import it, and torch.nn.attention.varlen imports it, so
+    attention.py imports that only for CUDA. Checked in a fresh interpreter."""
+    import subprocess
+    code = ("import sys, torch\n"
+            "from embed_worker import attention, worker\n"
+            "from embed_worker.weights import load_model\n"
+            "m = load_model('test-tiny', 'cpu', torch.float32)[0]\n"
+            "m(torch.tensor([0, 5, 6, 2, 0, 7, 2]), torch.tensor([0, 4, 7], dtype=torch.int32), 4, [1])\n"
+            "assert attention.backend_for('cpu') == 'exact'\n"
+            "print('torch._dynamo' in sys.modules)\n")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "False"
+
+
+def test_random_init_off_the_meta_device_is_unchanged():
+    """Benchmarks and tuning scripts build random-weight models: the embedding still draws
+    nn.Embedding's own init (normal, padding row zero) from the same random stream."""
+    import torch
+    from embed_worker import model as M
+    from embed_worker.registry import KNOWN
+    cfg = next(iter(KNOWN.values())).cfg
+    torch.manual_seed(3)
+    ours = M.ESM2(cfg).embed_tokens.weight
+    torch.manual_seed(3)
+    ref = torch.nn.Embedding(cfg.vocab_size, cfg.embed_dim, padding_idx=M.PAD_IDX).weight
+    assert torch.equal(ours, ref)
+    assert ours[M.PAD_IDX].abs().sum() == 0
