@@ -18,7 +18,7 @@ def test_phases_time_each_step_from_the_end_of_the_last():
     assert re.fullmatch(r"torch 0\.0 s, device 0\.0 s", p.line())
 
 
-def test_a_cpu_worker_stays_off_torch_dynamo():
+def test_a_cpu_worker_stays_off_torch_dynamo(tiny):
     """A CPU worker's path (load, forward, attention backend) never imports torch._dynamo,
     seconds of every CPU worker's start-up: the loader builds ESM2 on the meta device, where
     random init (nn.init.normal_) would import it, and torch.nn.attention.varlen imports it, so
@@ -27,7 +27,7 @@ def test_a_cpu_worker_stays_off_torch_dynamo():
     code = ("import sys, torch\n"
             "from embed_worker import attention, worker\n"
             "from embed_worker.weights import load_model\n"
-            "m = load_model('test-tiny', 'cpu', torch.float32)[0]\n"
+            f"m = load_model({str(tiny['fair-esm'])!r}, 'cpu', torch.float32)[0]\n"
             "m(torch.tensor([0, 5, 6, 2, 0, 7, 2]), torch.tensor([0, 4, 7], dtype=torch.int32), 4, [1])\n"
             "assert attention.backend_for('cpu') == 'exact'\n"
             "print('torch._dynamo' in sys.modules)\n")

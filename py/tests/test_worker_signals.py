@@ -8,8 +8,11 @@ from pathlib import Path
 
 PY = Path(__file__).resolve().parents[1]
 
+# Python's own Ctrl-C handler first: a child of a shell's background job inherits SIGINT ignored,
+# and Python then never installs it, which would make the control case below survive too.
 SCRIPT = """
 import os, signal, time
+signal.signal(signal.SIGINT, signal.default_int_handler)
 from embed_worker.worker import ignore_interrupts
 ignore_interrupts()
 os.kill(os.getpid(), signal.SIGINT)
