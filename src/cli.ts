@@ -59,7 +59,9 @@ async function showUsage(cmd: CommandDef<any>, parent?: CommandDef<any>): Promis
       ),
     }),
   };
-  console.log(`${(await renderUsage(shown, parent)).trimEnd()}${examples ? `\n\n${examples}` : ""}\n`);
+  const text = `${(await renderUsage(shown, parent)).trimEnd()}${examples ? `\n\n${examples}` : ""}\n`;
+  // citty colours by environment alone; into a pipe or a file (`embed --help | less`) help is plain text
+  console.log(process.stdout.isTTY ? text : text.replace(/\x1b\[[0-9;]*m/g, ""));
 }
 
 /** citty's `Resolvable`: a value, a promise, or a function returning either. */

@@ -13,12 +13,12 @@ setDefaultTimeout(30_000);
 /** The commands the issue names; the test also finds any other in the top-level help. */
 const COMMANDS = ["run", "validate", "convert", "inspect", "models", "doctor"];
 
-async function help(args: string[]) {
+async function help(args: string[], env: Record<string, string | undefined> = { ...process.env, NO_COLOR: "1" }) {
   const proc = Bun.spawn(["bun", join(PACKAGE_ROOT, "src", "cli.ts"), ...args, "--help"], {
     stdin: "ignore",
     stdout: "pipe",
     stderr: "pipe",
-    env: { ...process.env, NO_COLOR: "1" },
+    env,
   });
   const [stdout, stderr, code] = await Promise.all([new Response(proc.stdout).text(), new Response(proc.stderr).text(), proc.exited]);
   return { code, stdout, stderr };
@@ -91,6 +91,16 @@ describe("embed --help", () => {
     // At least the main path is shown.
     expect(ex.some((l) => /^ {2}embed run \S+ -o /.test(l))).toBe(true);
     expect(await expectValidExamples(ex)).toContain("run");
+  });
+
+  test("into a pipe, help is plain text even where colour is not switched off", async () => {
+    const { NO_COLOR: _n, CI: _c, TEST: _t, TERM: _term, ...env } = process.env;
+    for (const args of [[], ["run"]]) {
+      const r = await help(args, { ...env, TERM: "xterm-256color" });
+      expect(r.code).toBe(0);
+      expect(r.stdout).toContain("USAGE embed");
+      expect(r.stdout).not.toContain("\x1b[");
+    }
   });
 });
 
