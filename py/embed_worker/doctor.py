@@ -47,8 +47,9 @@ def report() -> dict:
         if kind == "quack":  # what batches of long sequences get under quack (model.use_kernels)
             from .attention import LONG_MIN_LEN, flash4
             fn, why = flash4()
-            out.setdefault("attention", {})["long"] = (f"flash-attn-4 for batches with sequences > {LONG_MIN_LEN} tokens"
-                                        if fn else f"varlen flash kernel ({why})")
+            out.setdefault("attention", {})["long"] = (f"flash-attn-4 for batches with sequences > {LONG_MIN_LEN} tokens "
+                                                       "(loaded only when --truncate allows them)"
+                                                       if fn else f"varlen flash kernel ({why})")
     for mod, hint in (("numpy", "pip install numpy"), ("safetensors", "pip install safetensors")):
         try:
             __import__(mod)
