@@ -12,7 +12,7 @@ import { PACKAGE_ROOT } from "../src/config.ts";
 import { type DeviceSlot, type GpuInfo, resolveDevices } from "../src/devices.ts";
 import { ExitCode, OptionsError } from "../src/errors.ts";
 import { resolvePrecision } from "../src/session.ts";
-import { FAKE_DIR } from "./helpers.ts";
+import { FAKE_DIR, runText } from "./helpers.ts";
 
 setDefaultTimeout(60_000);
 
@@ -144,15 +144,9 @@ sys.exit(fake_worker.main())
   );
 
   /** The CLI with the fake nvidia-smi first on PATH; CUDA_VISIBLE_DEVICES only when `env` sets it. */
-  async function embed(args: string[], env: Record<string, string> = {}) {
+  function embed(args: string[], env: Record<string, string> = {}) {
     const { CUDA_VISIBLE_DEVICES: _, ...base } = process.env;
-    const proc = Bun.spawn(["bun", join(PACKAGE_ROOT, "src", "cli.ts"), ...args], {
-      stdout: "pipe",
-      stderr: "pipe",
-      env: { ...base, NO_COLOR: "1", PATH: `${bin}:${process.env.PATH}`, ...env },
-    });
-    const [stdout, stderr, code] = await Promise.all([new Response(proc.stdout).text(), new Response(proc.stderr).text(), proc.exited]);
-    return { code, stdout, stderr };
+    return runText(["bun", join(PACKAGE_ROOT, "src", "cli.ts"), ...args], { ...base, NO_COLOR: "1", PATH: `${bin}:${process.env.PATH}`, ...env });
   }
   const EXAMPLE = join(PACKAGE_ROOT, "examples", "example.fasta");
 

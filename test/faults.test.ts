@@ -13,7 +13,7 @@ import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSy
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { PACKAGE_ROOT } from "../src/config.ts";
-import { fakeRunEnv, randomFasta, storeContent } from "./helpers.ts";
+import { fakeRunEnv, randomFasta, runText, storeContent } from "./helpers.ts";
 
 setDefaultTimeout(120_000);
 const tmp = mkdtempSync(join(tmpdir(), "embed-faults-"));
@@ -24,10 +24,8 @@ const args = (out: string, extra: string[] = []) => ["run", FASTA, "-o", out, "-
 /** Health checks at test speed: every 200 ms, pings answered within 1.5 s. */
 const FAST_HEALTH = { EMBED_HEALTH_INTERVAL_MS: "200", EMBED_PING_TIMEOUT_MS: "1500" };
 
-async function run(argv: string[], env = fakeRunEnv(), prefix: string[] = []) {
-  const p = Bun.spawn([...prefix, "bun", CLI, ...argv], { stdout: "pipe", stderr: "pipe", env });
-  const [stdout, stderr, code] = await Promise.all([new Response(p.stdout).text(), new Response(p.stderr).text(), p.exited]);
-  return { code, stdout, stderr };
+function run(argv: string[], env = fakeRunEnv(), prefix: string[] = []) {
+  return runText([...prefix, "bun", CLI, ...argv], env);
 }
 
 /** Whether a fake worker still runs whose environment holds `marker` (in its EMBED_FAKE; the CLI
@@ -51,6 +49,13 @@ beforeAll(async () => {
   reference = storeContent(out);
 });
 
+/** A run that lost its worker once and finished anyway: exit 0, one replacement, the reference store. */
+function expectReplacedOnce(r: Awaited<ReturnType<typeof run>>, out: string): void {
+  expect(r.code).toBe(0);
+  expect(JSON.parse(r.stdout).restarts).toBe(1);
+  expect(storeContent(out)).toEqual(reference);
+}
+
 describe("health checks", () => {
   test("a worker that hangs in a batch is killed after its batch limit and replaced", async () => {
     const out = join(tmp, "hang");
@@ -61,18 +66,14 @@ describe("health checks", () => {
     expect(limit).not.toBeNull();
     expect(Number(limit![1])).toBeGreaterThanOrEqual(1.0);
     expect(r.stderr).toContain("starting a replacement");
-    expect(r.code).toBe(0);
-    expect(JSON.parse(r.stdout).restarts).toBe(1);
-    expect(storeContent(out)).toEqual(reference);
+    expectReplacedOnce(r, out);
   });
 
   test("a worker that stops answering pings is killed and replaced", async () => {
     const out = join(tmp, "deaf");
     const r = await run(args(out), fakeRunEnv({ deafAfter: 3, deafOnce: join(tmp, "deaf-once") }, FAST_HEALTH));
     expect(r.stderr).toContain("no answer to a health-check ping within 1.5 s; killing it");
-    expect(r.code).toBe(0);
-    expect(JSON.parse(r.stdout).restarts).toBe(1);
-    expect(storeContent(out)).toEqual(reference);
+    expectReplacedOnce(r, out);
   });
 
   test("healthy workers are left alone by frequent checks", async () => {
@@ -97,9 +98,7 @@ describe("exceptions in a batch", () => {
     const r = await run(args(out), fakeRunEnv({ raiseOn: 4, raiseOnce: join(tmp, "raised-once") }));
     expect(r.stderr).toMatch(/ValueError: fake failure on batch 4 on batch 4 \(records "rec\d+" \(\d+ aa\)/);
     expect(r.stderr).toContain("replacing the worker and retrying the batch once");
-    expect(r.code).toBe(0);
-    expect(JSON.parse(r.stdout).restarts).toBe(1);
-    expect(storeContent(out)).toEqual(reference);
+    expectReplacedOnce(r, out);
   });
 
   test("twice on the same batch: the run fails naming its records; what finished is kept for a resume", async () => {

@@ -7,21 +7,15 @@ import { describe, expect, setDefaultTimeout, test } from "bun:test";
 import type { ArgsDef, CommandDef } from "citty";
 import { join } from "node:path";
 import { PACKAGE_ROOT } from "../src/config.ts";
+import { runText } from "./helpers.ts";
 
 setDefaultTimeout(30_000);
 
 /** The commands the issue names; the test also finds any other in the top-level help. */
 const COMMANDS = ["run", "validate", "convert", "inspect", "models", "doctor"];
 
-async function help(args: string[], env: Record<string, string | undefined> = { ...process.env, NO_COLOR: "1" }) {
-  const proc = Bun.spawn(["bun", join(PACKAGE_ROOT, "src", "cli.ts"), ...args, "--help"], {
-    stdin: "ignore",
-    stdout: "pipe",
-    stderr: "pipe",
-    env,
-  });
-  const [stdout, stderr, code] = await Promise.all([new Response(proc.stdout).text(), new Response(proc.stderr).text(), proc.exited]);
-  return { code, stdout, stderr };
+function help(args: string[], env: Record<string, string | undefined> = { ...process.env, NO_COLOR: "1" }) {
+  return runText(["bun", join(PACKAGE_ROOT, "src", "cli.ts"), ...args, "--help"], env);
 }
 
 /** The lines under the "Example:" / "Examples:" heading, up to the first blank line. */

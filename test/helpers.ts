@@ -46,6 +46,13 @@ export function idsOf(table: RecordTable): string[] {
   return Array.from({ length: table.size }, (_, i) => table.id(i));
 }
 
+/** Run `cmd` to its end: exit code, stdout and stderr as text. */
+export async function runText(cmd: string[], env: Record<string, string | undefined>): Promise<{ code: number; stdout: string; stderr: string }> {
+  const p = Bun.spawn(cmd, { stdin: "ignore", stdout: "pipe", stderr: "pipe", env });
+  const [stdout, stderr, code] = await Promise.all([new Response(p.stdout).text(), new Response(p.stderr).text(), p.exited]);
+  return { code, stdout, stderr };
+}
+
 /** A FASTA of `n` random protein records (`rec0`, `rec1`, ...; 5-64 residues), the same for a seed. */
 export function randomFasta(n: number, seed = 7): string {
   const rnd = () => ((seed = (Math.imul(seed, 1103515245) + 12345) >>> 0) >>> 8) / 2 ** 24;

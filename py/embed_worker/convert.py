@@ -78,7 +78,6 @@ class Atomic:
             self.tmp.unlink(missing_ok=True)
 
 
-
 def _described(store: Source, pairs: list[tuple[str, int]]) -> dict:
     """The source's manifest with its layers and outputs narrowed to what a conversion writes."""
     m = dict(store.manifest)
@@ -206,8 +205,6 @@ def _write_group(writer, table) -> None:
     """One row group per call: per-record files hold CHUNK_ROWS records per group, per-residue
     files whole records up to CHUNK_ROWS residues (more only for a single longer record)."""
     writer.write_table(table, row_group_size=max(1, table.num_rows))
-
-
 
 
 def to_virnucpro(store: Source, pairs: list[tuple[str, int]], out: Path, first: int) -> list[Path]:

@@ -106,6 +106,7 @@ class Worker:
         self.ch = channel
         self.batches = 0
         self.tokens = 0
+        self.phases = Phases()  # start-up, phase by phase (main and load_model lap it)
 
     # -- lifecycle ---------------------------------------------------------------------------------
     def init_device(self):
@@ -123,21 +124,17 @@ class Worker:
             torch.cuda.set_device(self.device)
         self.dtype = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[self.cfg.precision]
 
-    def load_model(self, phases: Phases | None = None):
+    def load_model(self):
         from .weights import load_model
         from . import model as M
         self.M = M
-        t0 = time.perf_counter()
         self.model, self.mcfg, self.resolved = load_model(self.cfg.model, self.device, self.dtype,
                                                           allow_download=self.cfg.download)
-        self.load_ms = (time.perf_counter() - t0) * 1000
-        if phases is not None:
-            phases.lap("load")
+        self.phases.lap("load")
         self.layers = resolve_layers(self.cfg.layers, self.mcfg.num_layers)
         self.kernels = self.choose_kernels(self.cfg.kernels)
         self.model.use_kernels(self.kernels, longest=self.cfg.max_len)
-        if phases is not None:
-            phases.lap("kernels")
+        self.phases.lap("kernels")
         self.apply_fault()
         self.max_tokens = self.cfg.max_tokens or auto_budget(self.torch, self.model, self.mcfg, self.device)
         self.max_seqs = max(1, self.max_tokens // 3)
@@ -251,7 +248,7 @@ class Worker:
                      "long sequences use the varlen flash kernel", hint="report it with `embed doctor` output")
             m.long_attention, m.long_attention_off = None, f"failed at warm-up: {type(e).__name__}"
 
-    def ready_message(self, startup_ms: dict[str, float] | None = None) -> dict:
+    def ready_message(self) -> dict:
         from . import attention
         t = self.torch
         return P.ready(
@@ -265,7 +262,7 @@ class Worker:
             layers=self.layers, include=self.cfg.include, out_dtype=self.cfg.out_dtype,
             max_tokens=self.max_tokens, max_seqs=self.max_seqs, ring_path=self.ring.path, ring=self.ring.layout,
             transport=self.ring.transport,
-            versions={"python": sys.version.split()[0], "torch": t.__version__}, load_ms=round(self.load_ms, 1), startup_ms=startup_ms or {})
+            versions={"python": sys.version.split()[0], "torch": t.__version__}, load_ms=self.phases.ms["load"], startup_ms=self.phases.ms)
 
     # -- work ----------------------------------------------------------------------------------------
     def embed(self, msg: dict) -> dict:
@@ -359,18 +356,18 @@ def main() -> int:
         cfg = WorkerConfig.from_env()
         worker = Worker(cfg, ch)
         ch.start(lambda m: worker.stats(m) if worker is not None else P.pong(int(m.get("seq", 0)), {}))
-        phases = Phases()
+        phases = worker.phases
         import torch
         phases.lap("torch")
         with torch.inference_mode():
             worker.init_device()
             phases.lap("device")
-            worker.load_model(phases)
+            worker.load_model()
             worker.make_ring()
             phases.lap("ring")
             worker.warmup()
             phases.lap("warm-up")
-            ready = worker.ready_message(phases.ms)
+            ready = worker.ready_message()
             ch.send(ready)
             log.info("ready", worker=cfg.name, backend=ready["backend"], kernels=worker.kernels,
                      max_tokens=worker.max_tokens, transport=worker.ring.transport, startup=phases.line())
