@@ -22,6 +22,7 @@ import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { resolveConfig, visibleDevicesEnv, type RunConfig, type RunOptionsInput } from "./config.ts";
+import { groupIdentical, withCopies } from "./dedup.ts";
 import { listGpus, resolveDevices, type DeviceSlot } from "./devices.ts";
 import { InputError } from "./errors.ts";
 import { ingest } from "./ingest.ts";
@@ -165,8 +166,9 @@ export class Embedder implements AsyncDisposable {
    */
   private async *embedTable(table: RecordTable, offset: number, signal?: AbortSignal): AsyncGenerator<Embedding> {
     const { budget, maxSeqs } = workerLimits(this.workers);
-    const plan = planRecords(table, budget, maxSeqs);
     const lengths = table.lengths();
+    const identical = this.cfg.dedup ? groupIdentical(table, Uint32Array.from(lengths.keys())) : undefined;
+    const plan = planRecords(table, budget, maxSeqs, identical?.firsts);
     const left = new AbortController();
     const stop = signal ? AbortSignal.any([signal, left.signal]) : left.signal;
     const backlog = new Backlog(this.workers.reduce((n, w) => n + w.slots, 0));
@@ -174,12 +176,13 @@ export class Embedder implements AsyncDisposable {
       this.workers,
       table,
       plan,
-      (b, result) => {
+      (b, batch) => {
         if (left.signal.aborted) return; // the consumer has gone: discard
+        const { records, result } = identical ? withCopies(b.records, batch, identical, lengths) : { records: b.records, result: batch };
         const out: Embedding[] = [];
         for (const o of result.outputs) {
           let row = 0;
-          b.records.forEach((r) => {
+          records.forEach((r) => {
             const rows = o.kind === "residues" ? lengths[r]! : 1;
             const vector = o.data.slice(row * o.dim, (row + rows) * o.dim);
             row += rows;

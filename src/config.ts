@@ -100,6 +100,8 @@ export const RunOptions = z.object({
   maxTokens: MaxTokens.default("auto"),
   truncate: z.coerce.number().int().min(1).default(DEFAULT_TRUNCATE),
   duplicateIds: z.enum(["error", "rename"]).default("error"),
+  /** Embed identical sequences (equal after truncation) once and write their rows for every id. */
+  dedup: z.boolean().default(false),
   outDtype: z.enum(OUT_DTYPES).default("float32"),
   overwrite: z.boolean().default(false),
   dry: z.boolean().default(false),
@@ -153,7 +155,7 @@ export function resolveConfig(input: RunOptionsInput, env: NodeJS.ProcessEnv = p
     ringDir: env.EMBED_RING_DIR,
     transport: resolveTransport(o.transport, env),
     fault: env.EMBED_FAULT || undefined,
-    readyTimeoutMs: env.EMBED_READY_TIMEOUT_MS ? Number(env.EMBED_READY_TIMEOUT_MS) : undefined,
+    readyTimeoutMs: msFromEnv(env, "EMBED_READY_TIMEOUT_MS"),
     health: {
       intervalMs: msFromEnv(env, "EMBED_HEALTH_INTERVAL_MS"),
       pingTimeoutMs: msFromEnv(env, "EMBED_PING_TIMEOUT_MS"),

@@ -5,6 +5,7 @@
 import { resolveConfig, visibleDevicesEnv, type RunConfig, type RunOptionsInput } from "./config.ts";
 import { listGpus, resolveDevices, type DeviceSlot } from "./devices.ts";
 import { EmbedError, InterruptedError, OptionsError } from "./errors.ts";
+import { groupIdentical, withCopies, type Identical } from "./dedup.ts";
 import { convertStore } from "./formats.ts";
 import { ingest } from "./ingest.ts";
 import type { RunEvent } from "./events.ts";
@@ -29,6 +30,8 @@ export interface RunSummary {
   residues: number;
   truncated: number;
   renamed: number;
+  /** Records written as copies of an identical earlier one (`--dedup`), not embedded themselves. */
+  identical: number;
   batches: number;
   budget: number;
   density: number;
@@ -67,6 +70,8 @@ export interface DryRunResult {
   budget: number;
   budgetSource: "option" | "cpu-default" | "gpu-estimate";
   records: ReturnType<RecordTable["summary"]>;
+  /** Records that `--dedup` would write as copies of an identical earlier one (0 without it). */
+  identical: number;
   plan: ReturnType<typeof planSummary>;
 }
 
@@ -82,8 +87,19 @@ export async function dryRun(options: RunOptionsInput): Promise<DryRunResult> {
   const devices = resolveDevices(cfg.devices, listGpus(), visibleDevicesEnv());
   const table = await ingest(cfg);
   const { budget, source } = budgetFor(cfg, devices);
-  const plan = planRecords(table, budget);
-  return { dry: true, devices: devices.map((d) => d.name), model: cfg.model, budget, budgetSource: source, records: table.summary(), plan: planSummary(plan) };
+  const all = Uint32Array.from(table.lengths().keys());
+  const identical = cfg.dedup ? groupIdentical(table, all) : undefined;
+  const plan = planRecords(table, budget, undefined, identical?.firsts ?? all);
+  return {
+    dry: true,
+    devices: devices.map((d) => d.name),
+    model: cfg.model,
+    budget,
+    budgetSource: source,
+    records: table.summary(),
+    identical: identical?.copies ?? 0,
+    plan: planSummary(plan),
+  };
 }
 
 /** Embed FASTA inputs into a store directory; resumes an interrupted run of the same command. */
@@ -144,8 +160,11 @@ export async function embedToStore(options: RunOptionsInput, hooks: RunHooks = {
     if (s.resumed) log.info(`resuming: ${s.resumed} of ${table.size} records already committed`);
     const { budget, maxSeqs } = workerLimits(workers);
     const todo = Uint32Array.from(table.lengths().keys()).filter((i) => !s.isDone(i));
-    const plan = planRecords(table, budget, maxSeqs, todo);
-    log.info(`${todo.length} records to embed, ${plan.batches.length} batches of ≤${budget} tokens, packing density ${(plan.density * 100).toFixed(1)}%`);
+    const identical: Identical | undefined = cfg.dedup ? groupIdentical(table, todo) : undefined;
+    const plan = planRecords(table, budget, maxSeqs, identical?.firsts ?? todo);
+    const copies = identical ? `, ${identical.copies} of them copies of an identical sequence (embedded once)` : "";
+    log.info(`${todo.length} records to write${copies}, ${plan.batches.length} batches of ≤${budget} tokens, packing density ${(plan.density * 100).toFixed(1)}%`);
+    const lengths = table.lengths();
     const emit = hooks.onEvent ?? (() => {});
     emit({ type: "start", records: table.size, todo: todo.length, resumed: s.resumed, batches: plan.batches.length, tokens: plan.tokens, budget, density: plan.density, devices: workers.map((w) => w.name) });
     const tEmbed = performance.now();
@@ -162,8 +181,10 @@ export async function embedToStore(options: RunOptionsInput, hooks: RunHooks = {
         table,
         plan,
         (b, result, w) => {
-          const shard = s.write(b.records, result);
-          records += b.records.length;
+          // Copies go into the same append as their first: all or nothing.
+          const out = identical ? withCopies(b.records, result, identical, lengths) : { records: b.records, result };
+          const shard = s.write(out.records, out.result);
+          records += out.records.length;
           tokens += b.tokens;
           done++;
           const elapsed = (performance.now() - tEmbed) / 1000;
@@ -192,6 +213,7 @@ export async function embedToStore(options: RunOptionsInput, hooks: RunHooks = {
     const summary: RunSummary = {
       output: out,
       ...table.summary(),
+      identical: identical?.copies ?? 0,
       resumed: s.resumed,
       batches: totalBatches(),
       budget,
@@ -224,7 +246,7 @@ export async function embedToStore(options: RunOptionsInput, hooks: RunHooks = {
       inputs: cfg.inputs,
       inputChecksums: table.inputs,
       recordsSha256: digest,
-      run: { devices: summary.devices, batches: summary.batches, budget, density: plan.density, seconds, resumed: s.resumed },
+      run: { devices: summary.devices, batches: summary.batches, budget, density: plan.density, seconds, resumed: s.resumed, identical: summary.identical },
       load: `import numpy as np; X = np.load("${out}/${first.include[0]}.layer${first.layers.at(-1)}.npy", mmap_mode="r"); ids = open("${out}/ids.txt").read().split()`,
     });
     for (const f of cfg.formats.filter((f) => f !== "npy")) {

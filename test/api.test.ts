@@ -50,6 +50,36 @@ describe("TypeScript API", () => {
     }
   });
 
+  test("dedup: repeated sequences come back under every id, equal to embedding each", async () => {
+    const seqs = ["MKTAYIAKQR", "KVLSTEQRLW", "MKTAYIAKQR", "GHQ", "KVLSTEQRLW", "MKTAYIAKQR"];
+    const records = seqs.map((sequence, i) => ({ id: `s${i}`, sequence }));
+    const d = await Embedder.create({ model: "test-tiny", include: "mean,per-residue", layers: "0,-1", dedup: true });
+    try {
+      const got = await all(d.embed(records));
+      const plain = await all(e.embed(records));
+      expect(got.length).toBe(plain.length);
+      const key = (x: Embedding) => `${x.id} ${x.layer} ${x.kind}`;
+      const ref = new Map(plain.map((x) => [key(x), x]));
+      for (const x of got) {
+        const r = ref.get(key(x))!;
+        expect(x.index).toBe(r.index);
+        expect(x.vector.length).toBe(r.vector.length);
+        let worst = 0;
+        for (let i = 0; i < x.vector.length; i++) worst = Math.max(worst, Math.abs(x.vector[i]! - r.vector[i]!));
+        expect(worst).toBeLessThan(1e-5);
+      }
+      // Copies carry their first's vectors exactly.
+      const of = (id: string, kind: string) => got.find((x) => x.id === id && x.kind === kind && x.layer === 2)!.vector;
+      for (const kind of ["mean", "residues"]) {
+        expect(Array.from(of("s2", kind))).toEqual(Array.from(of("s0", kind)));
+        expect(Array.from(of("s5", kind))).toEqual(Array.from(of("s0", kind)));
+        expect(Array.from(of("s4", kind))).toEqual(Array.from(of("s1", kind)));
+      }
+    } finally {
+      await d.close();
+    }
+  });
+
   test("bad records are InputErrors naming the record", async () => {
     const err = await all(e.embed([{ id: "ok", sequence: "MKV" }, { id: "bad", sequence: "MK1" }])).catch((x) => x);
     expect(err).toBeInstanceOf(InputError);

@@ -13,7 +13,7 @@ const text = (f: string) => readFileSync(join(SRC, f), "utf8");
 const imports = (f: string) => [...text(f).matchAll(/from\s+"([^"]+)"/g)].map((m) => m[1]!);
 
 /** Modules with no I/O: planning, tokenizing, parsing, layouts. */
-const PURE = ["alphabet.ts", "tokenize.ts", "plan.ts", "protocol.ts", "npy.ts", "id-index.ts", "fasta-parser.ts", "errors.ts"];
+const PURE = ["alphabet.ts", "tokenize.ts", "plan.ts", "protocol.ts", "npy.ts", "id-index.ts", "fasta-parser.ts", "errors.ts", "dedup.ts"];
 
 describe("architecture", () => {
   test("nothing below the CLI imports the CLI or a command", () => {
