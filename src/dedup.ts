@@ -19,16 +19,22 @@ export interface Identical {
   copiesOf(first: number): number[];
 }
 
-/** FNV-1a over the tokens, then the length; 32 bits (exported for tests: collisions are real). */
-export function hashTokens(t: Uint8Array): number {
+/**
+ * FNV-1a over `len` tokens of `t` from `at`, then the length, then MurmurHash3's finalizer (so
+ * the low bits that pick a slot depend on every bit); 32 bits (exported for tests: collisions
+ * are real).
+ */
+export function hashTokens(t: Uint8Array, at = 0, len = t.length - at): number {
   let h = 0x811c9dc5;
-  for (let k = 0; k < t.length; k++) h = Math.imul(h ^ t[k]!, 0x01000193);
-  return Math.imul(h ^ t.length, 0x01000193) >>> 0;
+  for (let k = at; k < at + len; k++) h = Math.imul(h ^ t[k]!, 0x01000193);
+  h = Math.imul(h ^ len, 0x01000193);
+  h = Math.imul(h ^ (h >>> 16), 0x85ebca6b);
+  h = Math.imul(h ^ (h >>> 13), 0xc2b2ae35);
+  return (h ^ (h >>> 16)) >>> 0;
 }
 
-function equalTokens(a: Uint8Array, b: Uint8Array): boolean {
-  if (a.length !== b.length) return false;
-  for (let k = 0; k < a.length; k++) if (a[k] !== b[k]) return false;
+function equalTokens(a: Uint8Array, ai: number, b: Uint8Array, bi: number, len: number): boolean {
+  for (let k = 0; k < len; k++) if (a[ai + k] !== b[bi + k]) return false;
   return true;
 }
 
@@ -39,33 +45,37 @@ function equalTokens(a: Uint8Array, b: Uint8Array): boolean {
 export function groupIdentical(table: RecordTable, subset: Uint32Array): Identical {
   const m = subset.length;
   let cap = 2;
-  while (cap < 2 * m) cap *= 2;
+  while (cap < 1.5 * m) cap *= 2; // load ≤ 2/3: 128 MiB of slots at 10M records
   const mask = cap - 1;
-  /** slot -> position in `subset` of a group's first, or -1. */
-  const slots = new Int32Array(cap).fill(-1);
-  const hashes = new Uint32Array(m);
-  /** Position of a first -> the last record of its group so far. */
-  const tail = new Int32Array(m);
-  /** Record -> the next record of its group, or -1. */
+  /** Slot s: [2s] = 1 + position in `subset` of a group's first (0: empty), [2s + 1] = its hash;
+   * side by side, so a probe touches one cache line. */
+  const slots = new Uint32Array(2 * cap);
+  /** A first -> its latest copy, that copy -> the one before, ..., the earliest -> -1. */
   const next = new Int32Array(table.size).fill(-1);
   const firsts = new Uint32Array(m);
+  const lengths = table.lengths();
   let nFirsts = 0;
   for (let k = 0; k < m; k++) {
+    // Straight from the table's chunks: a view per record would be millions of objects.
     const r = subset[k]!;
-    const t = table.tokens(r);
-    const h = hashTokens(t);
+    const len = lengths[r]!;
+    const t = table.tokenChunk(r);
+    const at = table.tokenOffset(r);
+    const h = hashTokens(t, at, len);
     for (let s = h & mask; ; s = (s + 1) & mask) {
-      const f = slots[s]!;
-      if (f < 0) {
-        slots[s] = k;
-        hashes[k] = h;
-        tail[k] = r;
+      const f1 = slots[2 * s]!;
+      if (f1 === 0) {
+        slots[2 * s] = k + 1;
+        slots[2 * s + 1] = h;
         firsts[nFirsts++] = r;
         break;
       }
-      if (hashes[f] === h && equalTokens(table.tokens(subset[f]!), t)) {
-        next[tail[f]!] = r;
-        tail[f] = r;
+      if (slots[2 * s + 1] !== h) continue;
+      const f = f1 - 1;
+      const g = subset[f]!;
+      if (lengths[g] === len && equalTokens(table.tokenChunk(g), table.tokenOffset(g), t, at, len)) {
+        next[r] = next[g]!;
+        next[g] = r;
         break;
       }
     }
@@ -76,7 +86,7 @@ export function groupIdentical(table: RecordTable, subset: Uint32Array): Identic
     copiesOf(first: number): number[] {
       const out: number[] = [];
       for (let c = next[first]!; c >= 0; c = next[c]!) out.push(c);
-      return out;
+      return out.reverse();
     },
   };
 }

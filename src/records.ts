@@ -175,6 +175,16 @@ export class RecordTable implements RecordSink {
 
   /** Residue tokens kept for record `i` (a view; no BOS/EOS). */
   tokens(i: number): Uint8Array {
+    const o = this.offsetOf[i]!;
+    return this.tokenChunk(i).subarray(o, o + this.lens[i]!);
+  }
+
+  /**
+   * The shared token chunk holding record `i`: its tokens are `lengths()[i]` bytes from
+   * {@link tokenOffset}. For passes over millions of records, where a view per record would
+   * be garbage.
+   */
+  tokenChunk(i: number): Uint8Array {
     const first = this.chunkFirst;
     let lo = 0;
     let hi = first.length - 1;
@@ -184,8 +194,11 @@ export class RecordTable implements RecordSink {
       if (first[mid]! <= i) lo = mid;
       else hi = mid - 1;
     }
-    const o = this.offsetOf[i]!;
-    return this.chunks[lo]!.subarray(o, o + this.lens[i]!);
+    return this.chunks[lo]!;
+  }
+
+  tokenOffset(i: number): number {
+    return this.offsetOf[i]!;
   }
 
   /** A new table with records `indices` of this one, in that order (ids and kept tokens). */
@@ -198,6 +211,17 @@ export class RecordTable implements RecordSink {
       t.record(t.idx.append(id, 0, id.length, 0), tokens, 0, tokens.length);
     }
     return t;
+  }
+
+  /**
+   * Input indices of the records, ascending, or of those `keep` accepts. (Built by a loop:
+   * `Uint32Array.from(keys())` goes through a boxed array, +440 MiB at 10M records.)
+   */
+  indices(keep?: (i: number) => boolean): Uint32Array {
+    const out = new Uint32Array(this.n);
+    let m = 0;
+    for (let i = 0; i < this.n; i++) if (!keep || keep(i)) out[m++] = i;
+    return m === this.n ? out : out.slice(0, m);
   }
 
   /** Residues kept per record, in input order. */

@@ -87,7 +87,7 @@ export async function dryRun(options: RunOptionsInput): Promise<DryRunResult> {
   const devices = resolveDevices(cfg.devices, listGpus(), visibleDevicesEnv());
   const table = await ingest(cfg);
   const { budget, source } = budgetFor(cfg, devices);
-  const all = Uint32Array.from(table.lengths().keys());
+  const all = table.indices();
   const identical = cfg.dedup ? groupIdentical(table, all) : undefined;
   const plan = planRecords(table, budget, undefined, identical?.firsts ?? all);
   return {
@@ -121,6 +121,9 @@ export async function embedToStore(options: RunOptionsInput, hooks: RunHooks = {
     await workersP.then((ws) => Promise.all(ws.map((w) => w.stop())), () => {});
     throw e;
   }
+  // Grouping identical sequences (--dedup: ~0.6 s per million records) runs while the workers
+  // load; a resumed run regroups only what is left once the store says what that is.
+  const grouped = cfg.dedup ? groupIdentical(table, table.indices()) : undefined;
   // Interrupted while the models load: stop now (the workers ignore SIGINT and would finish
   // loading first), with the usual exit 130 and resume hint; nothing was written yet.
   const reason = () => (hooks.signal!.reason instanceof EmbedError ? hooks.signal!.reason : new InterruptedError("signal"));
@@ -159,8 +162,8 @@ export async function embedToStore(options: RunOptionsInput, hooks: RunHooks = {
     const s = store;
     if (s.resumed) log.info(`resuming: ${s.resumed} of ${table.size} records already committed`);
     const { budget, maxSeqs } = workerLimits(workers);
-    const todo = Uint32Array.from(table.lengths().keys()).filter((i) => !s.isDone(i));
-    const identical: Identical | undefined = cfg.dedup ? groupIdentical(table, todo) : undefined;
+    const todo = s.resumed ? table.indices((i) => !s.isDone(i)) : table.indices();
+    const identical: Identical | undefined = grouped && s.resumed ? groupIdentical(table, todo) : grouped;
     const plan = planRecords(table, budget, maxSeqs, identical?.firsts ?? todo);
     const copies = identical ? `, ${identical.copies} of them copies of an identical sequence (embedded once)` : "";
     log.info(`${todo.length} records to write${copies}, ${plan.batches.length} batches of ≤${budget} tokens, packing density ${(plan.density * 100).toFixed(1)}%`);

@@ -92,8 +92,12 @@ export function workerLimits(workers: readonly WorkerHandle[]): { budget: number
 export function planRecords(table: RecordTable, budget: number, maxSeqs?: number, subset?: Uint32Array): Plan {
   if (!subset || subset.length === table.size) return planBatches(table.lengths(), { budget, maxSeqs, describe: (i) => `record "${table.id(i)}"` });
   const all = table.lengths();
-  const plan = planBatches(Uint32Array.from(subset, (i) => all[i]!), { budget, maxSeqs, describe: (k) => `record "${table.id(subset[k]!)}"` });
-  for (const b of plan.batches) b.records = Uint32Array.from(b.records, (k) => subset[k]!);
+  const lengths = new Uint32Array(subset.length);
+  for (let k = 0; k < subset.length; k++) lengths[k] = all[subset[k]!]!;
+  const plan = planBatches(lengths, { budget, maxSeqs, describe: (k) => `record "${table.id(subset[k]!)}"` });
+  // Plan positions -> input indices, in place (loops: `Uint32Array.from` with a map function
+  // is ~7x slower over millions of records).
+  for (const b of plan.batches) for (let j = 0; j < b.records.length; j++) b.records[j] = subset[b.records[j]!]!;
   return plan;
 }
 

@@ -133,7 +133,7 @@ export async function validate(options: ValidateOptions): Promise<ValidationRepo
   const devices: DeviceSlot[] = resolveDevices(cfg.devices, listGpus(), visibleDevicesEnv());
   const precision = resolvePrecision(cfg, devices);
   const all = await ingest(cfg);
-  const picked = checks.sample === undefined ? Uint32Array.from(all.lengths().keys()) : stratifiedSample(all.lengths(), checks.sample);
+  const picked = checks.sample === undefined ? all.indices() : stratifiedSample(all.lengths(), checks.sample);
   const table = picked.length === all.size ? all : all.subset(picked); // no copy when every record is checked
   const lengths = table.lengths();
   const checkAlone = stratifiedSample(lengths, checks.contamination); // spread over the length bins

@@ -58,6 +58,13 @@ describe("RecordTable", () => {
       const toks = t.tokens(i);
       expect(toks.length).toBe(500 + (i % 500));
       expect(toks[toks.length - 1]).toBe(4 + ((toks.length - 1) % 20));
+      // The chunk and offset behind the view: the same bytes, in place.
+      expect(t.tokenChunk(i).subarray(t.tokenOffset(i), t.tokenOffset(i) + toks.length)).toEqual(toks);
+      expect(t.tokenChunk(i).buffer).toBe(toks.buffer);
     }
+    expect(t.tokenChunk(0)).not.toBe(t.tokenChunk(39_999));
+    expect(Array.from(t.indices().subarray(0, 3))).toEqual([0, 1, 2]);
+    expect(t.indices().length).toBe(40_000);
+    expect(Array.from(t.indices((i) => i % 10_000 === 7))).toEqual([7, 10_007, 20_007, 30_007]);
   });
 });
