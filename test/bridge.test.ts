@@ -93,7 +93,7 @@ describe.each(TRANSPORTS.map((t) => [t]))("bridge (fake worker, %s)", (transport
     const err = await w.embed({ id: 1, seqs: [toks("MK")] }, () => {}).catch((e) => e);
     expect(err).toBeInstanceOf(WorkerError);
     expect((err as WorkerError).remoteName).toBe("ValueError");
-    expect((err as WorkerError).message).toContain("fake failure on batch 1");
+    expect((err as WorkerError).message).toContain("ValueError: fake failure");
     // The worker survives a failed batch.
     await w.embed({ id: 2, seqs: [toks("MK")] }, () => {});
   });

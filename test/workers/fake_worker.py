@@ -146,7 +146,7 @@ def serve(ch, fake, cfg, layout, layers, dim, fmt, fill, done, mm, view, sock) -
         if fake.get("slowMs"):
             time.sleep(fake["slowMs"] / 1000)
         if fake.get("raiseOn") == b and first(fake.get("raiseOnce")):
-            ch.send(P.error({"name": "ValueError", "message": f"fake failure on batch {b}", "hint": "none"}, batch=b))
+            ch.send(P.error({"name": "ValueError", "message": "fake failure", "hint": "none"}, batch=b))
             continue
         if fake.get("badFrame") == b:
             ch.send({"type": "result", "batch": "not-a-number"})
