@@ -17,6 +17,7 @@ Examples:
   embed run proteins.fasta --dry                print the batch plan as JSON; start nothing
   embed validate proteins.fasta --sample 200    compare with an fp32 reference
   embed inspect out/                            what a store holds
+  embed merge all/ part-*/                      join the stores of a sharded job array
   embed models                                  the ESM-2 family and where each is found
   embed doctor                                  check Python, torch, GPUs`,
   },
@@ -27,6 +28,7 @@ Examples:
     doctor: () => import("./commands/doctor.ts").then((m) => m.default),
     convert: () => import("./commands/convert.ts").then((m) => m.default),
     inspect: () => import("./commands/inspect.ts").then((m) => m.default),
+    merge: () => import("./commands/merge.ts").then((m) => m.default),
   },
 });
 

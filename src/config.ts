@@ -86,6 +86,18 @@ const Formats = z.union([z.string(), z.array(z.string())]).transform((v, ctx) =>
   return out;
 });
 
+/** `I/N`: this job embeds slice I (1-based) of N of the input (records k with k mod N = I - 1). */
+const Shard = z.union([z.string(), z.object({ index: z.number(), count: z.number() })]).transform((v, ctx) => {
+  const m = typeof v === "string" ? /^\s*(\d+)\s*\/\s*(\d+)\s*$/.exec(v) : null;
+  const [index, count] = typeof v === "string" ? (m ? [Number(m[1]), Number(m[2])] : [NaN, NaN]) : [v.index, v.count];
+  if (!Number.isSafeInteger(index) || !Number.isSafeInteger(count) || count < 1 || index < 1 || index > count) {
+    const given = typeof v === "string" ? v : `${v.index}/${v.count}`;
+    ctx.addIssue({ code: "custom", message: `"${given}" is not I/N with 1 ≤ I ≤ N (e.g. 1/4 ... 4/4; a SLURM array: --array=1-4 and --shard $SLURM_ARRAY_TASK_ID/4)` });
+    return z.NEVER;
+  }
+  return { index, count };
+});
+
 const MaxTokens = z.union([z.literal("auto"), z.coerce.number().int().min(3)]);
 
 /** Everything a run needs, as given by a user (CLI or API). */
@@ -102,6 +114,8 @@ export const RunOptions = z.object({
   duplicateIds: z.enum(["error", "rename"]).default("error"),
   /** Embed identical sequences (equal after truncation) once and write their rows for every id. */
   dedup: z.boolean().default(false),
+  /** Embed only slice I of N of the input (a job of an array; `embed merge` joins the stores). */
+  shard: Shard.optional(),
   outDtype: z.enum(OUT_DTYPES).default("float32"),
   overwrite: z.boolean().default(false),
   dry: z.boolean().default(false),

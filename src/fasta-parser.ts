@@ -31,8 +31,8 @@ export type DuplicateIdPolicy = "error" | "rename";
 export interface FastaParserOptions {
   /** `error` (default): throw, naming both lines. `rename`: append `_2`, `_3`, ... */
   duplicateIds?: DuplicateIdPolicy;
-  /** Called for each renamed record (for a log line or a count). */
-  onRename?: (from: string, to: string, line: number) => void;
+  /** Called for each renamed record (for a log line or a count); `entry` is its id-index entry. */
+  onRename?: (from: string, to: string, line: number, entry: number) => void;
   /**
    * Id index to check and store ids in (default: a new one). Shared with the parsers of earlier
    * inputs, it also catches an id repeated from one of them, named through `inputOf`.
@@ -326,7 +326,7 @@ export class FastaParser {
     let renamed = `${id}_${k}`;
     while (!this.ids.rename(entry, renamed)) renamed = `${id}_${++k}`;
     this.renameNext.set(id, k + 1);
-    this.onRename?.(id, renamed, lineNo);
+    this.onRename?.(id, renamed, lineNo, entry);
   }
 
   private finishRecord(): void {

@@ -141,6 +141,8 @@ export interface StoreInfo {
   createdAt?: string;
   inputs?: string[];
   recordsSha256?: string;
+  /** A `--shard I/N` job's store: its slice of an input of `of` records (join with `embed merge`). */
+  slice?: { index: number; count: number; of: number };
   ids: { file: string; present: boolean } | null;
   arrays: ArrayInfo[];
   /** Arrays the manifest lists that are missing (a damaged store). */
@@ -159,6 +161,7 @@ interface Manifest {
   createdAt?: string;
   inputs?: string[];
   recordsSha256?: string;
+  shard?: { index: number; count: number; records: number };
   files?: { ids?: string; arrays?: string[] };
 }
 
@@ -228,6 +231,12 @@ export function inspectStore(dir: string): StoreInfo {
       createdAt: m.createdAt,
       inputs: m.inputs,
       recordsSha256: m.recordsSha256,
+      ...(m.shard
+        ? {
+            slice: { index: m.shard.index, count: m.shard.count, of: m.shard.records },
+            hint: `slice ${m.shard.index}/${m.shard.count} of a job array; join the ${m.shard.count} stores with \`embed merge OUT STORE...\``,
+          }
+        : {}),
       ids: { file: idsFile, present: names.includes(idsFile) },
       arrays: arrays(present),
       missing: listed.filter((f) => !names.includes(f)),

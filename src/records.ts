@@ -58,6 +58,9 @@ export class RecordTable implements RecordSink {
   truncated = 0;
   longest = 0;
   renamed = 0;
+  /** Records truncated and records renamed, ascending (to count them in a subset). */
+  private readonly truncatedAt: number[] = [];
+  private readonly renamedAt: number[] = [];
   /** Each input as read (size and CRC-32), filled by ingest for the manifest. */
   readonly inputs: InputDigest[] = [];
 
@@ -97,7 +100,10 @@ export class RecordTable implements RecordSink {
       duplicateIds: this.duplicateIds,
       ids: this.idx,
       inputOf: (entry) => this.inputOf(entry),
-      onRename: () => void this.renamed++,
+      onRename: (_from, _to, _line, entry) => {
+        this.renamed++;
+        this.renamedAt.push(entry);
+      },
       sink: this,
     };
   }
@@ -125,6 +131,7 @@ export class RecordTable implements RecordSink {
     if (len > this.truncate) {
       len = this.truncate;
       this.truncated++;
+      this.truncatedAt.push(i);
     }
     if (i === this.lens.length) this.grow();
     let o = this.chunkUsed;
@@ -166,6 +173,7 @@ export class RecordTable implements RecordSink {
         }
         for (let k = 2; !this.idx.rename(e, `${r.id}_${k}`); k++);
         this.renamed++;
+        this.renamedAt.push(e);
       });
     } else {
       entry = this.idx.append(bytes, 0, bytes.length, r.line);
@@ -201,15 +209,39 @@ export class RecordTable implements RecordSink {
     return this.offsetOf[i]!;
   }
 
-  /** A new table with records `indices` of this one, in that order (ids and kept tokens). */
+  /**
+   * A new table with records `indices` of this one, in that order (ids and kept tokens); its
+   * truncated and renamed counts are those of the records taken.
+   */
   subset(indices: ArrayLike<number>): RecordTable {
     const t = new RecordTable(this.truncate, this.duplicateIds, false);
+    const truncated = new Set(this.truncatedAt);
+    const renamed = new Set(this.renamedAt);
     for (let k = 0; k < indices.length; k++) {
       const i = indices[k]!;
       const id = this.idx.idBytes(i);
       const tokens = this.tokens(i);
       t.record(t.idx.append(id, 0, id.length, 0), tokens, 0, tokens.length);
+      if (truncated.has(i)) {
+        t.truncated++;
+        t.truncatedAt.push(k);
+      }
+      if (renamed.has(i)) {
+        t.renamed++;
+        t.renamedAt.push(k);
+      }
     }
+    return t;
+  }
+
+  /**
+   * Slice `index` (1-based) of `count` of the records, for `--shard index/count`: every
+   * count-th record from the index-th (round robin, so each slice gets a fair share of long
+   * and short records even in a sorted input). The inputs' checksums go along.
+   */
+  slice(index: number, count: number): RecordTable {
+    const t = this.subset(this.indices((i) => i % count === index - 1));
+    t.inputs.push(...this.inputs);
     return t;
   }
 

@@ -12,11 +12,19 @@ import type { RunEvent } from "./events.ts";
 import { log } from "./log.ts";
 import { planSummary } from "./plan.ts";
 import type { RecordTable } from "./records.ts";
-import { Store } from "./store.ts";
+import { Store, type ShardInfo } from "./store.ts";
 import { CPU_AUTO_TOKENS, embedPlan, planRecords, startWorkers, workerLimits } from "./session.ts";
 
 /** Budget assumed by `--dry` for GPUs under `auto` (each worker sizes its own at start). */
 export const GPU_DRY_TOKENS = 16384;
+
+/** The slice `shard` of `table`, and what its store records of the whole. */
+function takeShard(table: RecordTable, shard: { index: number; count: number }): { table: RecordTable; shard: ShardInfo } {
+  const info = { ...shard, records: table.size, recordsSha256: table.digest(), counts: table.summary() };
+  const slice = table.slice(shard.index, shard.count);
+  log.info(`shard ${shard.index}/${shard.count}: ${slice.size} of ${table.size} records`);
+  return { table: slice, shard: info };
+}
 
 export interface RunHooks {
   signal?: AbortSignal;
@@ -32,6 +40,8 @@ export interface RunSummary {
   renamed: number;
   /** Records written as copies of an identical earlier one (`--dedup`), not embedded themselves. */
   identical: number;
+  /** `I/N` for a `--shard` job (its counts are the slice's). */
+  shard?: string;
   batches: number;
   budget: number;
   density: number;
@@ -85,7 +95,8 @@ function budgetFor(cfg: RunConfig, devices: DeviceSlot[]): { budget: number; sou
 export async function dryRun(options: RunOptionsInput): Promise<DryRunResult> {
   const cfg = resolveConfig({ ...options, dry: true });
   const devices = resolveDevices(cfg.devices, listGpus(), visibleDevicesEnv());
-  const table = await ingest(cfg);
+  let table = await ingest(cfg);
+  if (cfg.shard) table = takeShard(table, cfg.shard).table;
   const { budget, source } = budgetFor(cfg, devices);
   const all = table.indices();
   const identical = cfg.dedup ? groupIdentical(table, all) : undefined;
@@ -115,8 +126,10 @@ export async function embedToStore(options: RunOptionsInput, hooks: RunHooks = {
   const workersP = startWorkers(cfg, devices);
   workersP.catch(() => {});
   let table: RecordTable;
+  let shard: ShardInfo | undefined;
   try {
     table = await ingest(cfg);
+    if (cfg.shard) ({ table, shard } = takeShard(table, cfg.shard));
   } catch (e) {
     await workersP.then((ws) => Promise.all(ws.map((w) => w.stop())), () => {});
     throw e;
@@ -155,6 +168,7 @@ export async function embedToStore(options: RunOptionsInput, hooks: RunHooks = {
         precision: first.dtype,
         truncate: cfg.truncate,
         duplicateIds: cfg.duplicateIds,
+        ...(shard ? { shard: `${shard.index}/${shard.count}` } : {}),
       },
       { dim: first.model.dim, layers: first.layers, include: first.include, dtype: first.outDtype, lengths: table.lengths() },
       { overwrite: cfg.overwrite, shardRecords: cfg.shardRecords },
@@ -217,6 +231,7 @@ export async function embedToStore(options: RunOptionsInput, hooks: RunHooks = {
       output: out,
       ...table.summary(),
       identical: identical?.copies ?? 0,
+      ...(shard ? { shard: `${shard.index}/${shard.count}` } : {}),
       resumed: s.resumed,
       batches: totalBatches(),
       budget,
@@ -249,6 +264,7 @@ export async function embedToStore(options: RunOptionsInput, hooks: RunHooks = {
       inputs: cfg.inputs,
       inputChecksums: table.inputs,
       recordsSha256: digest,
+      ...(shard ? { shard } : {}),
       run: { devices: summary.devices, batches: summary.batches, budget, density: plan.density, seconds, resumed: s.resumed, identical: summary.identical },
       load: `import numpy as np; X = np.load("${out}/${first.include[0]}.layer${first.layers.at(-1)}.npy", mmap_mode="r"); ids = open("${out}/ids.txt").read().split()`,
     });

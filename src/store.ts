@@ -21,6 +21,7 @@ import { log } from "./log.ts";
 import { npyHeader, type NpyDescr } from "./npy.ts";
 import { DTYPE_BYTES } from "./protocol.ts";
 import { fsyncDir, INDEX_FILE, outputFile, readIndex, scanShards, shardName, ShardWriter, writeAtomicFile, type ShardMeta, type ShardSpec } from "./shards.ts";
+import type { RecordsSummary } from "./records.ts";
 import type { BatchResult } from "./worker.ts";
 
 export const STORE_FORMAT = "embed-store";
@@ -30,6 +31,19 @@ export const RUN_STATE = "run.json";
 export const SHARDS = "shards";
 /** Roll to a new shard after this many bytes of output (bounds memory when assembling). */
 const SHARD_BYTES = 256 << 20;
+
+/**
+ * What a `--shard I/N` job's store records of the whole input (manifest `shard`), so that
+ * `embed merge` can check that N stores are the N slices of one input, embedded alike.
+ */
+export interface ShardInfo {
+  index: number;
+  count: number;
+  /** The whole input: records, digest (as an unsharded run's manifest has it) and counts. */
+  records: number;
+  recordsSha256: string;
+  counts: RecordsSummary;
+}
 
 /** What must be equal for a resumed run to continue a store. */
 export interface RunIdentity {
@@ -42,6 +56,8 @@ export interface RunIdentity {
   precision: string;
   truncate: number;
   duplicateIds: string;
+  /** `I/N` for a `--shard` job; absent otherwise. */
+  shard?: string;
 }
 
 export interface OpenOptions {
@@ -81,16 +97,7 @@ export class Store {
     Store.checkTarget(dir, opts.overwrite);
     try {
       mkdirSync(dir, { recursive: true });
-      if (opts.overwrite) {
-        // Replacing: the old store stops looking complete before any of its files change, and
-        // the arrays it listed go too (a new run may write other layers or outputs).
-        const old = join(dir, MANIFEST);
-        const listed = existsSync(old) ? ((JSON.parse(readFileSync(old, "utf8")).files?.arrays ?? []) as string[]) : [];
-        rmSync(old, { force: true });
-        for (const f of listed) if (!f.includes("/")) rmSync(join(dir, f), { force: true });
-        rmSync(join(dir, RUN_STATE), { force: true });
-        rmSync(join(dir, SHARDS), { recursive: true, force: true });
-      }
+      if (opts.overwrite) discardStore(dir);
     } catch (e) {
       throw new OutputError(`cannot prepare output directory ${dir}: ${(e as Error).message}`, "check the path and its permissions", e);
     }
@@ -230,6 +237,19 @@ export class Store {
   }
 }
 
+/**
+ * Empty `dir` of a store (for --overwrite): the old store stops looking complete before any of
+ * its files change, and the arrays it listed go too (a new one may hold other layers or outputs).
+ */
+export function discardStore(dir: string): void {
+  const old = join(dir, MANIFEST);
+  const listed = existsSync(old) ? ((JSON.parse(readFileSync(old, "utf8")).files?.arrays ?? []) as string[]) : [];
+  rmSync(old, { force: true });
+  for (const f of listed) if (!f.includes("/")) rmSync(join(dir, f), { force: true });
+  rmSync(join(dir, RUN_STATE), { force: true });
+  rmSync(join(dir, SHARDS), { recursive: true, force: true });
+}
+
 function identityDiff(a: RunIdentity, b: RunIdentity): string[] {
   const names: Record<keyof RunIdentity, string> = {
     recordsSha256: "input records",
@@ -241,12 +261,13 @@ function identityDiff(a: RunIdentity, b: RunIdentity): string[] {
     precision: "precision",
     truncate: "--truncate",
     duplicateIds: "--duplicate-ids",
+    shard: "--shard",
   };
   return (Object.keys(names) as (keyof RunIdentity)[]).filter((k) => JSON.stringify(a[k]) !== JSON.stringify(b[k])).map((k) => names[k]);
 }
 
 /** A .npy written in place at row offsets, as `*.partial` until `commit`. */
-class NpyFile {
+export class NpyFile {
   private readonly fd: number;
   private readonly dataStart: number;
   private readonly path: string;

@@ -43,9 +43,9 @@ async function read(path: string, duplicateIds: DuplicateIdPolicy = "error", onR
   const opts = t.parserOptions();
   if (onRename) {
     const count = opts.onRename!;
-    opts.onRename = (from, to, line) => {
-      count(from, to, line);
-      onRename(from, to, line);
+    opts.onRename = (from, to, line, entry) => {
+      count(from, to, line, entry);
+      onRename(from, to, line, entry);
     };
   }
   expect(await readFastaInto(path, opts)).toBe(t.size);

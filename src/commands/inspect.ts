@@ -11,7 +11,7 @@ function render(s: StoreInfo): string {
   if (s.model) lines.push(`  model     ${s.model.name}${s.model.numLayers ? ` (${s.model.numLayers} layers, dim ${s.model.dim})` : ""}`);
   if (s.layers.length) lines.push(`  layers    ${s.layers.join(", ")}`);
   if (s.outputs.length) lines.push(`  outputs   ${s.outputs.join(", ")}  (${s.dtype ?? "?"}${s.precision ? `, computed in ${s.precision}` : ""})`);
-  if (s.state === "complete") lines.push(`  records   ${s.records}${s.residues != null ? `  (${s.residues} residues)` : ""}`);
+  if (s.state === "complete") lines.push(`  records   ${s.records}${s.residues != null ? `  (${s.residues} residues)` : ""}${s.slice ? `, slice ${s.slice.index}/${s.slice.count} of ${s.slice.of}` : ""}`);
   if (s.state === "unfinished") lines.push(`  records   ${s.committed} of ${s.records ?? "?"} committed in ${s.shards} shard(s)`);
   for (const a of s.arrays) lines.push(`  ${a.file.padEnd(28)} ${a.shape ? `[${a.shape.join(", ")}]` : "?"} ${a.dtype ?? ""}  ${mib(a.bytes)}`);
   if (s.ids) lines.push(`  ${s.ids.file.padEnd(28)} ${s.ids.present ? "present" : "MISSING"}`);

@@ -17,6 +17,7 @@ Examples:
   embed run reads.faa.gz -o out/ --model esm2_t36_3B_UR50D --layers 36
   zcat x.fa.gz | embed run - -o out/ --include mean,bos,per-residue --layers 0,-1
   embed run peptides.faa -o out/ --dedup                 repeated sequences embedded once
+  embed run big.fa.gz -o part-2/ --shard 2/8             one job of eight; then: embed merge all/ part-*/
   embed run proteins.fasta --dry                         print the batch plan as JSON`,
   },
   args: {
@@ -28,6 +29,7 @@ Examples:
     overwrite: { type: "boolean", description: "replace a complete store in the output directory", default: false },
     format: { type: "string", description: "formats to write: npy (the store itself), hdf5, parquet, virnucpro (comma list)", default: "npy" },
     "shard-records": { type: "string", description: "commit a resumable shard at least every N records", default: "10000" },
+    shard: { type: "string", description: "embed only slice I of N of the input (records I, I+N, I+2N, ...; 1-based), one job of an array; join the stores with `embed merge`", valueHint: "I/N" },
     dedup: { type: "boolean", description: "embed identical sequences once and write their rows under every id (reads and six-frame peptides repeat)", default: false },
     "max-restarts": { type: "string", description: "replacements of dead workers allowed before the run fails", default: "3" },
     dry: { type: "boolean", description: "print the plan as JSON and start no worker", default: false },
@@ -49,6 +51,7 @@ Examples:
       formats: args.format,
       maxRestarts: args["max-restarts"],
       dedup: args.dedup,
+      shard: args.shard,
     };
     try {
       if (args.dry) return emit(await dryRun(options));

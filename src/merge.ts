@@ -1,0 +1,310 @@
+/**
+ * `embed merge OUT STORE...`: the stores of a job array (`embed run --shard I/N`, one job per
+ * slice of one input) joined into one store, equal to what a single unsharded run writes: rows
+ * and ids in input order, the whole input's digest and counts in the manifest. Every store is
+ * checked before anything is written: complete, a slice of the same input (digest and record
+ * count), embedded alike (model, layers, outputs, dtype, precision, truncation), each slice
+ * present once with the rows its index implies. The arrays are written as `*.partial` and
+ * renamed, and the manifest comes last, so an interrupted merge never looks complete.
+ */
+import { closeSync, existsSync, mkdirSync, openSync, readFileSync, readSync } from "node:fs";
+import { join, resolve } from "node:path";
+import { OptionsError, OutputError } from "./errors.ts";
+import { parseNpyHeader, type NpyDescr } from "./npy.ts";
+import type { RecordsSummary } from "./records.ts";
+import { writeAtomicFile } from "./shards.ts";
+import { discardStore, MANIFEST, NpyFile, RUN_STATE, Store, type ShardInfo } from "./store.ts";
+
+/** Bytes of rows gathered from the slices per write, by default. */
+const BLOCK_BYTES = 64 << 20;
+const OFFSETS = "residues.offsets.npy";
+
+interface ShardManifest {
+  model: { name: string; numLayers: number; dim: number; path?: string };
+  layers: number[];
+  include: string[];
+  dtype: string;
+  precision: string;
+  truncate: number;
+  counts: RecordsSummary;
+  recordsSha256: string;
+  shard?: ShardInfo;
+  run?: Record<string, unknown>;
+  files: { ids: string; arrays: string[] };
+  [key: string]: unknown;
+}
+
+interface Slice {
+  dir: string;
+  manifest: ShardManifest;
+  /** Records in this slice. */
+  n: number;
+  /** Per-residue row offsets (residues.offsets.npy), when the store has per-residue output. */
+  offsets?: BigInt64Array;
+}
+
+export interface MergeSummary {
+  output: string;
+  slices: number;
+  records: number;
+  residues: number;
+  arrays: string[];
+  seconds: number;
+}
+
+function readManifest(dir: string): ShardManifest {
+  const path = join(dir, MANIFEST);
+  if (!existsSync(path)) {
+    if (existsSync(join(dir, RUN_STATE))) {
+      throw new OutputError(`${dir} is unfinished`, "rerun its job (the same `embed run ... --shard I/N` command) to finish it, then merge");
+    }
+    throw new OptionsError(`${dir} is not an embed store (no ${MANIFEST})`, "pass the -o directories of the `embed run --shard I/N` jobs");
+  }
+  try {
+    return JSON.parse(readFileSync(path, "utf8")) as ShardManifest;
+  } catch (e) {
+    throw new OutputError(`${path} is unreadable: ${(e as Error).message}`, "the store is damaged; rerun its job with --overwrite");
+  }
+}
+
+/** What must be equal between the slices of one job array. */
+function alike(m: ShardManifest): Record<string, unknown> {
+  return {
+    "input (records digest)": m.shard!.recordsSha256,
+    "input record count": m.shard!.records,
+    "slice count (N of --shard I/N)": m.shard!.count,
+    model: `${m.model.name} (${m.model.numLayers} layers, dim ${m.model.dim})`,
+    layers: m.layers,
+    "outputs (--include)": m.include,
+    "--out-dtype": m.dtype,
+    precision: m.precision,
+    "--truncate": m.truncate,
+    arrays: [...m.files.arrays].sort(),
+  };
+}
+
+/** Check the stores are the N slices of one input, embedded alike; in slice order. */
+function slicesOf(dirs: string[], output: string): Slice[] {
+  if (dirs.length === 0) throw new OptionsError("no stores to merge", "pass the -o directories of the `embed run --shard I/N` jobs");
+  const manifests = dirs.map((dir) => {
+    if (resolve(dir) === resolve(output)) throw new OptionsError(`the output ${output} is one of the stores to merge`, "write the merged store to a new directory");
+    const m = readManifest(dir);
+    if (!m.shard) throw new OptionsError(`${dir} is not a slice of a job array (it was not written with --shard I/N)`, "merge only the stores of `embed run --shard I/N` jobs");
+    return m;
+  });
+  const ref = alike(manifests[0]!);
+  manifests.forEach((m, k) => {
+    const mine = alike(m);
+    for (const [what, value] of Object.entries(ref)) {
+      if (JSON.stringify(mine[what]) !== JSON.stringify(value)) {
+        throw new OptionsError(
+          `${dirs[k]} differs from ${dirs[0]} in ${what}: ${JSON.stringify(mine[what])} vs ${JSON.stringify(value)}`,
+          "merge only the stores of one job array: the same input and options, --shard 1/N ... N/N",
+        );
+      }
+    }
+  });
+  const count = manifests[0]!.shard!.count;
+  const total = manifests[0]!.shard!.records;
+  const byIndex = new Map<number, Slice>();
+  manifests.forEach((m, k) => {
+    const i = m.shard!.index;
+    const other = byIndex.get(i);
+    if (other) throw new OptionsError(`${other.dir} and ${dirs[k]} are both slice ${i}/${count}`, "pass each job's store once");
+    const n = Math.ceil((total - (i - 1)) / count);
+    if (m.counts.records !== n) throw new OutputError(`${dirs[k]} holds ${m.counts.records} records; slice ${i}/${count} of ${total} has ${n}`, "the store is damaged; rerun its job with --overwrite");
+    byIndex.set(i, { dir: dirs[k]!, manifest: m, n });
+  });
+  const missing = Array.from({ length: count }, (_, k) => k + 1).filter((i) => !byIndex.has(i));
+  const residues = manifests.reduce((a, m) => a + m.counts.residues, 0);
+  if (missing.length) {
+    throw new OptionsError(
+      `slice${missing.length > 1 ? "s" : ""} ${missing.map((i) => `${i}/${count}`).join(", ")} missing`,
+      `run the missing job${missing.length > 1 ? "s" : ""} (embed run ... --shard ${missing[0]}/${count}), then merge all ${count} stores`,
+    );
+  }
+  const whole = manifests[0]!.shard!.counts.residues;
+  if (residues !== whole) throw new OutputError(`the slices hold ${residues} residues; the input has ${whole}`, "a store is damaged; rerun its job with --overwrite");
+  return Array.from({ length: count }, (_, k) => byIndex.get(k + 1)!);
+}
+
+/** An .npy of a slice, open for reading rows: its dtype, shape and where its data starts. */
+function openNpy(path: string): { fd: number; descr: string; shape: number[]; dataStart: number } {
+  let fd: number;
+  try {
+    fd = openSync(path, "r");
+  } catch (e) {
+    throw new OutputError(`cannot read ${path}: ${(e as Error).message}`, "the store is damaged; rerun its job with --overwrite", e);
+  }
+  const head = new Uint8Array(4096);
+  const h = parseNpyHeader(head.subarray(0, readSync(fd, head, 0, head.length, 0)));
+  if (!h) {
+    closeSync(fd);
+    throw new OutputError(`${path} is not a .npy file`, "the store is damaged; rerun its job with --overwrite");
+  }
+  return { fd, ...h };
+}
+
+function readAt(fd: number, bytes: number, at: number): Uint8Array {
+  const buf = new Uint8Array(bytes);
+  let done = 0;
+  while (done < bytes) {
+    const n = readSync(fd, buf, done, bytes - done, at + done);
+    if (n === 0) throw new OutputError("a slice's array is shorter than its header says", "the store is damaged; rerun its job with --overwrite");
+    done += n;
+  }
+  return buf;
+}
+
+/**
+ * Write `name` of the merged store: global record g is record floor(g / N) of slice g mod N.
+ * Blocks of records (the same local records of every slice) are read from each slice in one
+ * piece, put in input order and written in one piece.
+ */
+function mergeArray(slices: Slice[], name: string, outDir: string, blockBytes: number): void {
+  const N = slices.length;
+  const perResidue = name.startsWith("residues.");
+  const files = slices.map((s) => openNpy(join(s.dir, name)));
+  try {
+    const { descr, shape } = files[0]!;
+    const dim = shape[1]!;
+    const rowBytes = dim * (descr === "<f2" ? 2 : 4);
+    const rowStart = (s: number, j: number) => (perResidue ? Number(slices[s]!.offsets![j]!) : j);
+    files.forEach((f, s) => {
+      const rows = rowStart(s, slices[s]!.n);
+      if (f.descr !== descr || f.shape[1] !== dim || f.shape[0] !== rows) {
+        throw new OutputError(`${join(slices[s]!.dir, name)} is [${f.shape.join(", ")}] ${f.descr}; expected [${rows}, ${dim}] ${descr}`, "the store is damaged; rerun its job with --overwrite");
+      }
+    });
+    const totalRows = files.reduce((a, f) => a + f.shape[0]!, 0);
+    const out = new NpyFile(join(outDir, name), descr as NpyDescr, [totalRows, dim]);
+    try {
+      const longest = slices[0]!.n; // slice 1 is never shorter than another
+      let written = 0;
+      for (let j = 0; j < longest; ) {
+        // Local records [j, end) of every slice, as many as fit blockBytes (at least one).
+        let end = j + 1;
+        const bytesTo = (e: number) => slices.reduce((a, s, k) => a + (rowStart(k, Math.min(e, s.n)) - rowStart(k, Math.min(j, s.n))) * rowBytes, 0);
+        while (end < longest && bytesTo(end + 1) <= blockBytes) end++;
+        const pieces = slices.map((s, k) => {
+          const lo = rowStart(k, Math.min(j, s.n));
+          const hi = rowStart(k, Math.min(end, s.n));
+          return readAt(files[k]!.fd, (hi - lo) * rowBytes, files[k]!.dataStart + lo * rowBytes);
+        });
+        const block = new Uint8Array(bytesTo(end));
+        let at = 0;
+        for (let jj = j; jj < end; jj++) {
+          for (let k = 0; k < N; k++) {
+            const s = slices[k]!;
+            if (jj >= s.n) break; // the last round of a block: only the first slices have it
+            const from = (rowStart(k, jj) - rowStart(k, j)) * rowBytes;
+            const len = (rowStart(k, jj + 1) - rowStart(k, jj)) * rowBytes;
+            block.set(pieces[k]!.subarray(from, from + len), at);
+            at += len;
+          }
+        }
+        out.write(block, written);
+        written += block.length;
+        j = end;
+      }
+      out.commit();
+    } catch (e) {
+      out.abort();
+      throw e;
+    }
+  } finally {
+    for (const f of files) closeSync(f.fd);
+  }
+}
+
+/** The merged residues.offsets.npy: each record's per-residue row count, in input order. */
+function mergeOffsets(slices: Slice[], outDir: string, total: number): void {
+  const N = slices.length;
+  const offsets = new BigInt64Array(total + 1);
+  for (let g = 0; g < total; g++) {
+    const o = slices[g % N]!.offsets!;
+    const j = Math.floor(g / N);
+    offsets[g + 1] = offsets[g]! + (o[j + 1]! - o[j]!);
+  }
+  const out = new NpyFile(join(outDir, OFFSETS), "<i8", [total + 1]);
+  out.write(new Uint8Array(offsets.buffer), 0);
+  out.commit();
+}
+
+/** The merged ids.txt: each slice's lines, taken in turn. */
+function* mergedIds(slices: Slice[], total: number): Generator<Uint8Array> {
+  const N = slices.length;
+  const texts = slices.map((s) => readFileSync(join(s.dir, s.manifest.files.ids)));
+  const pos = new Array<number>(N).fill(0);
+  const piece = new Uint8Array(1 << 20);
+  let used = 0;
+  for (let g = 0; g < total; g++) {
+    const k = g % N;
+    const text = texts[k]!;
+    const nl = text.indexOf(10, pos[k]!);
+    if (nl < 0) throw new OutputError(`${join(slices[k]!.dir, slices[k]!.manifest.files.ids)} has fewer ids than records`, "the store is damaged; rerun its job with --overwrite");
+    const line = text.subarray(pos[k]!, nl + 1);
+    pos[k] = nl + 1;
+    if (used + line.length > piece.length) {
+      yield piece.subarray(0, used);
+      used = 0;
+    }
+    if (line.length > piece.length) yield line;
+    else {
+      piece.set(line, used);
+      used += line.length;
+    }
+  }
+  if (used) yield piece.subarray(0, used);
+}
+
+/**
+ * Merge the stores `dirs` of a job array into a new store `output`. `blockBytes`: rows gathered
+ * per write (default 64 MiB; tests make it small to cross many block boundaries).
+ */
+export function mergeStores(output: string, dirs: string[], opts: { overwrite?: boolean; blockBytes?: number } = {}): MergeSummary {
+  const t0 = performance.now();
+  const slices = slicesOf(dirs, output);
+  const first = slices[0]!.manifest;
+  const info = first.shard!;
+  const total = info.records;
+  Store.checkTarget(output, opts.overwrite ?? false);
+  try {
+    mkdirSync(output, { recursive: true });
+    if (opts.overwrite) discardStore(output);
+  } catch (e) {
+    throw new OutputError(`cannot prepare output directory ${output}: ${(e as Error).message}`, "check the path and its permissions", e);
+  }
+  const perResidue = first.files.arrays.includes(OFFSETS);
+  if (perResidue) {
+    for (const s of slices) {
+      const f = openNpy(join(s.dir, OFFSETS));
+      try {
+        s.offsets = new BigInt64Array(readAt(f.fd, (s.n + 1) * 8, f.dataStart).buffer);
+      } finally {
+        closeSync(f.fd);
+      }
+    }
+  }
+  const arrays = [...first.files.arrays].sort();
+  try {
+    for (const name of arrays) if (name !== OFFSETS) mergeArray(slices, name, output, opts.blockBytes ?? BLOCK_BYTES);
+    if (perResidue) mergeOffsets(slices, output, total);
+    writeAtomicFile(join(output, "ids.txt"), mergedIds(slices, total));
+  } catch (e) {
+    throw e instanceof OutputError || e instanceof OptionsError ? e : new OutputError(`merging into ${output} failed: ${(e as Error).message}`, "check free space; rerun the same merge", e);
+  }
+  const { shard: _, run: __, ...rest } = first;
+  const manifest = {
+    ...rest,
+    complete: true,
+    createdAt: new Date().toISOString(),
+    counts: info.counts,
+    recordsSha256: info.recordsSha256,
+    run: { merged: slices.map((s) => ({ store: resolve(s.dir), shard: `${s.manifest.shard!.index}/${info.count}`, ...s.manifest.run })) },
+    load: `import numpy as np; X = np.load("${output}/${first.include[0]}.layer${first.layers.at(-1)}.npy", mmap_mode="r"); ids = open("${output}/ids.txt").read().split()`,
+    files: { ids: "ids.txt", arrays },
+  };
+  writeAtomicFile(join(output, MANIFEST), JSON.stringify(manifest, null, 2) + "\n");
+  return { output, slices: slices.length, records: total, residues: info.counts.residues, arrays, seconds: (performance.now() - t0) / 1000 };
+}
