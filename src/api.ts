@@ -167,7 +167,7 @@ export class Embedder implements AsyncDisposable {
   private async *embedTable(table: RecordTable, offset: number, signal?: AbortSignal): AsyncGenerator<Embedding> {
     const { budget, maxSeqs } = workerLimits(this.workers);
     const lengths = table.lengths();
-    const identical = this.cfg.dedup ? groupIdentical(table, Uint32Array.from(lengths.keys())) : undefined;
+    const identical = this.cfg.dedup ? groupIdentical(table, table.indices()) : undefined;
     const plan = planRecords(table, budget, maxSeqs, identical?.firsts);
     const left = new AbortController();
     const stop = signal ? AbortSignal.any([signal, left.signal]) : left.signal;

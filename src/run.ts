@@ -126,10 +126,10 @@ export async function embedToStore(options: RunOptionsInput, hooks: RunHooks = {
   const workersP = startWorkers(cfg, devices);
   workersP.catch(() => {});
   let table: RecordTable;
-  let shard: ShardInfo | undefined;
+  let slice: ShardInfo | undefined; // --shard I/N: this job's slice of the input
   try {
     table = await ingest(cfg);
-    if (cfg.shard) ({ table, shard } = takeShard(table, cfg.shard));
+    if (cfg.shard) ({ table, shard: slice } = takeShard(table, cfg.shard));
   } catch (e) {
     await workersP.then((ws) => Promise.all(ws.map((w) => w.stop())), () => {});
     throw e;
@@ -168,7 +168,7 @@ export async function embedToStore(options: RunOptionsInput, hooks: RunHooks = {
         precision: first.dtype,
         truncate: cfg.truncate,
         duplicateIds: cfg.duplicateIds,
-        ...(shard ? { shard: `${shard.index}/${shard.count}` } : {}),
+        ...(slice ? { shard: `${slice.index}/${slice.count}` } : {}),
       },
       { dim: first.model.dim, layers: first.layers, include: first.include, dtype: first.outDtype, lengths: table.lengths() },
       { overwrite: cfg.overwrite, shardRecords: cfg.shardRecords },
@@ -231,7 +231,7 @@ export async function embedToStore(options: RunOptionsInput, hooks: RunHooks = {
       output: out,
       ...table.summary(),
       identical: identical?.copies ?? 0,
-      ...(shard ? { shard: `${shard.index}/${shard.count}` } : {}),
+      ...(slice ? { shard: `${slice.index}/${slice.count}` } : {}),
       resumed: s.resumed,
       batches: totalBatches(),
       budget,
@@ -264,7 +264,7 @@ export async function embedToStore(options: RunOptionsInput, hooks: RunHooks = {
       inputs: cfg.inputs,
       inputChecksums: table.inputs,
       recordsSha256: digest,
-      ...(shard ? { shard } : {}),
+      ...(slice ? { shard: slice } : {}),
       run: { devices: summary.devices, batches: summary.batches, budget, density: plan.density, seconds, resumed: s.resumed, identical: summary.identical },
       load: `import numpy as np; X = np.load("${out}/${first.include[0]}.layer${first.layers.at(-1)}.npy", mmap_mode="r"); ids = open("${out}/ids.txt").read().split()`,
     });
