@@ -135,6 +135,16 @@ describe("embed merge", () => {
     }
   });
 
+  test("float16 stores (--out-dtype float16), two slices", async () => {
+    const opts = [...OPTS, "--out-dtype", "float16"];
+    const ref = await cli(["run", FASTA, "-o", join(tmp, "whole16"), ...opts]);
+    expect(ref.code).toBe(0);
+    for (const i of [1, 2]) expect((await cli(["run", FASTA, "-o", join(tmp, `half16-${i}`), "--shard", `${i}/2`, ...opts])).code).toBe(0);
+    const r = await cli(["merge", join(tmp, "merged16"), join(tmp, "half16-2"), join(tmp, "half16-1")]);
+    expect(r.code).toBe(0);
+    expect(storeContent(join(tmp, "merged16"))).toEqual(storeContent(join(tmp, "whole16")));
+  });
+
   test("refuses a missing slice, a slice twice, the output among the inputs, and an unsharded store", async () => {
     const out = join(tmp, "refused");
     let r = await cli(["merge", out, part(1), part(3)]);
