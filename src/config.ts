@@ -121,8 +121,8 @@ export const RunOptions = z.object({
   dry: z.boolean().default(false),
   /** Commit a shard (the unit a resumed run keeps) at least every this many records. */
   shardRecords: z.coerce.number().int().min(1).default(10_000),
-  /** Download a released ESM-2 checkpoint missing from every local cache (opt-in). */
-  download: z.boolean().default(false),
+  /** Download a released ESM-2 checkpoint missing from every local cache (on by default, as fair-esm does). */
+  download: z.boolean().default(true),
   /** Formats written after the run (npy is the store itself; others are converted from it). */
   formats: Formats.default(["npy"]),
   /** Replacements of dead workers allowed in one run. */

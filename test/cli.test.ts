@@ -24,12 +24,12 @@ interface Ran {
   stderr: string;
 }
 
-async function embed(args: string[], stdin?: string): Promise<Ran> {
+async function embed(args: string[], stdin?: string, env: Record<string, string> = {}): Promise<Ran> {
   const proc = Bun.spawn(["bun", join(PACKAGE_ROOT, "src", "cli.ts"), ...args], {
     stdin: stdin === undefined ? "ignore" : new TextEncoder().encode(stdin),
     stdout: "pipe",
     stderr: "pipe",
-    env: { ...process.env, NO_COLOR: "1" },
+    env: { ...process.env, NO_COLOR: "1", ...env },
   });
   const [stdout, stderr, code] = await Promise.all([new Response(proc.stdout).text(), new Response(proc.stderr).text(), proc.exited]);
   return { code, stdout, stderr };
@@ -140,11 +140,24 @@ describe("embed run (real worker, test model)", () => {
     expect(existsSync(join(tmp, "bad-layer", "manifest.json"))).toBe(false);
   });
 
-  test("an unknown model exits 5 and lists where it looked", async () => {
-    const r = await embed(["run", EXAMPLE, "-o", join(tmp, "nomodel"), "--model", "esm2_t6_8M_UR50D"]);
+  test("a model in no cache and no network exits 5, listing where it looked and the URL tried", async () => {
+    // Port 9 on loopback: nothing listens, so the download fails at once, whatever the network.
+    const env = { EMBED_MODEL_URL: "http://127.0.0.1:9", TORCH_HOME: join(tmp, "th-none") };
+    const r = await embed(["run", EXAMPLE, "-o", join(tmp, "nomodel"), "--model", "esm2_t6_8M_UR50D"], undefined, env);
     expect(r.code).toBe(5);
     expect(r.stderr).toContain("hub/checkpoints");
-    expect(r.stderr).toContain("rerun with --download");
+    expect(r.stderr).toContain("downloading http://127.0.0.1:9/esm2_t6_8M_UR50D.pt failed");
+    expect(r.stderr).toContain("EMBED_MODEL_URL");
+    // --no-download: no attempt, the same paths, and how to allow it.
+    const off = await embed(["run", EXAMPLE, "-o", join(tmp, "nomodel"), "--model", "esm2_t6_8M_UR50D", "--no-download"], undefined, env);
+    expect(off.code).toBe(5);
+    expect(off.stderr).toContain("hub/checkpoints");
+    expect(off.stderr).not.toContain("downloading");
+    expect(off.stderr).toContain("rerun without --no-download");
+    // An unknown name is never downloaded: it lists the known ones.
+    const unknown = await embed(["run", EXAMPLE, "-o", join(tmp, "nomodel"), "--model", "esm3_open"], undefined, env);
+    expect(unknown.code).toBe(5);
+    expect(unknown.stderr).toContain("known ESM-2 models");
   });
 });
 
@@ -302,24 +315,36 @@ print("ok")`,
   });
 });
 
-describe("embed run --download", () => {
-  test("fetches a released model missing from every cache (loopback mirror), then embeds", async () => {
+describe("downloading a released model", () => {
+  test("fetched from the mirror into the torch hub cache (loopback), then embedded; --no-download fetches nothing", async () => {
     const served = join(tmp, "served");
     const gen = Bun.spawnSync([pythonBin(), "-m", "embed_worker.testmodel", "--out", served, "--name", "esm2_t6_8M_UR50D", "--layers", "6", "--dim", "320", "--heads", "20", "--format", "fair-esm"], {
       env: { ...process.env, PYTHONPATH: join(PACKAGE_ROOT, "py") },
     });
     expect(gen.exitCode).toBe(0);
-    using server = Bun.serve({ port: 0, hostname: "127.0.0.1", fetch: (req) => new Response(Bun.file(join(served, new URL(req.url).pathname))) });
+    let requests = 0;
+    using server = Bun.serve({
+      port: 0,
+      hostname: "127.0.0.1",
+      fetch: (req) => {
+        requests++;
+        return new Response(Bun.file(join(served, new URL(req.url).pathname)));
+      },
+    });
     const env = { ...process.env, NO_COLOR: "1", EMBED_MODEL_URL: `http://127.0.0.1:${server.port}`, TORCH_HOME: join(tmp, "torch-home") };
     const run = (extra: string[]) =>
       Bun.spawn(["bun", join(PACKAGE_ROOT, "src", "cli.ts"), "run", EXAMPLE, "-o", join(tmp, `dl-${extra.length}`), "--model", "esm2_t6_8M_UR50D", ...extra], { stdout: "pipe", stderr: "pipe", env });
-    const without = run([]);
+    const without = run(["--no-download"]);
     expect(await without.exited).toBe(5);
-    const p = run(["--download"]);
+    expect(requests).toBe(0);
+    const p = run([]);
     const [out, err, code] = await Promise.all([new Response(p.stdout).text(), new Response(p.stderr).text(), p.exited]);
     expect(err).toContain("downloaded");
     expect(code).toBe(0);
     expect(JSON.parse(out).layers).toEqual([6]);
-    expect(existsSync(join(tmp, "torch-home", "hub", "checkpoints", "esm2_t6_8M_UR50D.pt"))).toBe(true);
+    const hub = join(tmp, "torch-home", "hub", "checkpoints");
+    expect(existsSync(join(hub, "esm2_t6_8M_UR50D.pt"))).toBe(true);
+    expect(readdirSync(hub).filter((f) => f.includes("partial"))).toEqual([]);
+    expect(requests).toBe(1);
   });
 });

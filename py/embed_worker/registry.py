@@ -236,8 +236,7 @@ def resolve(name_or_path: str) -> Resolved:
     hub = torch_hub_checkpoints()
     local = f"pass a path to a .pt file or Hugging Face folder, or set EMBED_MODEL_DIR to a folder holding {name}.pt or {name}/"
     if name in KNOWN:
-        hint = (f"rerun with --download to fetch it into {hub}/ (needs network), or download "
-                f"https://dl.fbaipublicfiles.com/fair-esm/models/{name}.pt there yourself, or {local}")
+        hint = f"download https://dl.fbaipublicfiles.com/fair-esm/models/{name}.pt into {hub}/, or {local}"
     elif name == TEST_TINY.cfg.name:
         hint = f"create it with: python -m embed_worker.testmodel --out {REPO_MODELS}"
     else:
@@ -247,7 +246,7 @@ def resolve(name_or_path: str) -> Resolved:
 
 def describe_all() -> list[dict]:
     """Known models (+ test-tiny) with their shape and the path each would load from (or None),
-    and for one not found, where `--download` would put it (`download_to`; test-tiny: where
+    and for one not found, where a download would put it (`download_to`; test-tiny: where
     `python -m embed_worker.testmodel` writes it)."""
     rows = []
     hub = torch_hub_checkpoints()
@@ -273,7 +272,8 @@ def _main(argv: list[str]) -> int:
         sys.stdout.write("\n")
         return 0
     for r in rows:
-        where = r["path"] or f"not found (--download: {r['download_to']})"
+        where = r["path"] or (f"not found (downloaded on first use to {r['download_to']})" if r["name"] in KNOWN
+                              else f"not found (scripts/setup makes it at {r['download_to']})")
         print(f"{r['name']:<22} {r['layers']:>3} layers  dim {r['dim']:>5}  heads {r['heads']:>3}  "
               f"{r['params'] / 1e6:>9.1f}M  {where}")
     return 0

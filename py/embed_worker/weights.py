@@ -298,16 +298,22 @@ def load_checkpoint(resolved: Resolved, name: str | None = None) -> tuple[ESM2Co
 def load_model(name_or_path: str, device, dtype: torch.dtype, allow_download: bool = False):
     """Resolve, read and strictly load a model -> (model in eval mode on device/dtype, cfg, resolved).
 
-    With `allow_download`, a released ESM-2 name found in no local cache is fetched into the torch
-    hub cache first (download.py)."""
+    With `allow_download` (embed's default; `--no-download` turns it off), a released ESM-2 name
+    found in no local cache is fetched into the torch hub cache first (download.py); if that fails
+    too, the error lists the paths searched and the URL tried."""
     try:
         resolved = resolve(name_or_path)
-    except ModelNotFound:
-        name = bare_name(str(name_or_path))
-        if not allow_download or name not in KNOWN:
+    except ModelNotFound as missing:
+        name = bare_name(str(name_or_path).strip())
+        if name not in KNOWN:
             raise
+        if not allow_download:
+            raise ModelNotFound(missing.message, f"rerun without --no-download to fetch it (needs network), or {missing.hint}") from None
         from .download import download
-        download(name)
+        try:
+            download(name)
+        except ModelNotFound as failed:
+            raise ModelNotFound(f"{missing.message}\n{failed.message}", failed.hint) from None
         resolved = resolve(name_or_path)
     cfg, state, inv = load_checkpoint(resolved)
     with torch.device("meta"):

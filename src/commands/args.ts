@@ -14,7 +14,7 @@ export const sharedArgs = {
   "max-tokens": { type: "string", description: "token budget per batch (auto: from free GPU memory; 4096 on CPU)", default: "auto" },
   truncate: { type: "string", description: "keep at most this many residues per record", default: String(DEFAULT_TRUNCATE) },
   "duplicate-ids": { type: "enum", options: ["error", "rename"], description: "what to do with repeated ids", default: "error" },
-  download: { type: "boolean", description: "download a released ESM-2 checkpoint that no local cache holds (into the torch hub cache)", default: false },
+  download: { type: "boolean", description: "download a released ESM-2 checkpoint that no local cache holds, into the torch hub cache (--no-download: fail instead, listing the paths searched)", default: true },
   kernels: { type: "enum", options: ["auto", ...KERNELS], description: "what runs the blocks on GPUs: quack (FC1+GELU and QKV+rotary as quack GEMMs, Hopper) or triton (cuBLAS) with embed's Triton kernels, torch.compile, or eager PyTorch (auto: the fastest that runs there)", default: "auto" },
   threads: { type: "string", description: "CPU threads for a CPU worker (default: all cores)" },
 } satisfies ArgsDef;
