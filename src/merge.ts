@@ -269,6 +269,9 @@ export function mergeStores(output: string, dirs: string[], opts: { overwrite?: 
   const info = first.shard!;
   const total = info.records;
   Store.checkTarget(output, opts.overwrite ?? false);
+  if (!opts.overwrite && existsSync(join(output, RUN_STATE))) {
+    throw new OutputError(`${output} holds an unfinished embed run`, "merge into another directory, or pass --overwrite to discard that run");
+  }
   try {
     mkdirSync(output, { recursive: true });
     if (opts.overwrite) discardStore(output);

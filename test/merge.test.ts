@@ -99,6 +99,11 @@ describe("embed run --shard I/N", () => {
     expect(m.code).toBe(6);
     expect(m.stderr).toContain(`${out} is unfinished`);
     expect(m.stderr).toContain("rerun its job");
+    // Nor is a merge written over an unfinished run.
+    const into = await cli(["merge", out, part(1), part(2), part(3)]);
+    expect(into.code).toBe(6);
+    expect(into.stderr).toContain(`${out} holds an unfinished embed run`);
+    expect(existsSync(join(out, "manifest.json"))).toBe(false);
   });
 });
 
