@@ -9,8 +9,10 @@ export type RunEvent =
       type: "start";
       /** Records in the input. */
       records: number;
-      /** Records this run embeds (the rest were committed by an earlier, interrupted run). */
+      /** Records this run writes (the rest were committed by an earlier, interrupted run). */
       todo: number;
+      /** Of those, copies of an identical sequence that are not embedded themselves (`--dedup`). */
+      identical?: number;
       resumed: number;
       batches: number;
       /** Real tokens to embed (BOS/EOS included). */

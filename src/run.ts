@@ -183,7 +183,7 @@ export async function embedToStore(options: RunOptionsInput, hooks: RunHooks = {
     log.info(`${todo.length} records to write${copies}, ${plan.batches.length} batches of ≤${budget} tokens, packing density ${(plan.density * 100).toFixed(1)}%`);
     const lengths = table.lengths();
     const emit = hooks.onEvent ?? (() => {});
-    emit({ type: "start", records: table.size, todo: todo.length, resumed: s.resumed, batches: plan.batches.length, tokens: plan.tokens, budget, density: plan.density, devices: workers.map((w) => w.name) });
+    emit({ type: "start", records: table.size, todo: todo.length, ...(identical ? { identical: identical.copies } : {}), resumed: s.resumed, batches: plan.batches.length, tokens: plan.tokens, budget, density: plan.density, devices: workers.map((w) => w.name) });
     const tEmbed = performance.now();
     // A split batch stays in plan.batches beside its two halves: batches to embed = entries - splits.
     const planned = plan.batches.length;

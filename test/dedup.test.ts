@@ -172,6 +172,12 @@ describe("embed run --dedup (fake workers)", () => {
     expect(storeContent(out)).toEqual(reference);
     const manifest = JSON.parse(await Bun.file(join(out, "manifest.json")).text());
     expect(manifest.run.identical).toBe(N - distinct);
+    // NDJSON for pipelines: the start event says how many are copies; batch events count them in.
+    const json = await run(args(join(tmp, "dedup-json"), ["--dedup", "--json"]));
+    expect(json.code).toBe(0);
+    const events = json.stdout.trim().split("\n").map((l) => JSON.parse(l));
+    expect(events[0]).toMatchObject({ type: "start", records: N, todo: N, identical: N - distinct });
+    expect(events.filter((e) => e.type === "batch").at(-1).records).toBe(N);
   });
 
   test("--dry --dedup plans the distinct sequences only", async () => {
