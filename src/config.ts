@@ -88,10 +88,10 @@ const Formats = z.union([z.string(), z.array(z.string())]).transform((v, ctx) =>
 
 /** `I/N`: this job embeds slice I (1-based) of N of the input (records k with k mod N = I - 1). */
 const Shard = z.union([z.string(), z.object({ index: z.number(), count: z.number() })]).transform((v, ctx) => {
-  const m = typeof v === "string" ? /^\s*(\d+)\s*\/\s*(\d+)\s*$/.exec(v) : null;
-  const [index, count] = typeof v === "string" ? (m ? [Number(m[1]), Number(m[2])] : [NaN, NaN]) : [v.index, v.count];
+  const given = typeof v === "string" ? v : `${v.index}/${v.count}`; // one parse for both forms
+  const m = /^\s*(\d+)\s*\/\s*(\d+)\s*$/.exec(given);
+  const [index, count] = m ? [Number(m[1]), Number(m[2])] : [0, 0];
   if (!Number.isSafeInteger(index) || !Number.isSafeInteger(count) || count < 1 || index < 1 || index > count) {
-    const given = typeof v === "string" ? v : `${v.index}/${v.count}`;
     ctx.addIssue({ code: "custom", message: `"${given}" is not I/N with 1 ≤ I ≤ N (e.g. 1/4 ... 4/4; a SLURM array: --array=1-4 and --shard $SLURM_ARRAY_TASK_ID/4)` });
     return z.NEVER;
   }

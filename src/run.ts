@@ -136,7 +136,8 @@ export async function embedToStore(options: RunOptionsInput, hooks: RunHooks = {
   }
   // Grouping identical sequences (--dedup: ~0.6 s per million records) runs while the workers
   // load; a resumed run regroups only what is left once the store says what that is.
-  const grouped = cfg.dedup ? groupIdentical(table, table.indices()) : undefined;
+  const all = table.indices();
+  const grouped = cfg.dedup ? groupIdentical(table, all) : undefined;
   // Interrupted while the models load: stop now (the workers ignore SIGINT and would finish
   // loading first), with the usual exit 130 and resume hint; nothing was written yet.
   const reason = () => (hooks.signal!.reason instanceof EmbedError ? hooks.signal!.reason : new InterruptedError("signal"));
@@ -176,7 +177,7 @@ export async function embedToStore(options: RunOptionsInput, hooks: RunHooks = {
     const s = store;
     if (s.resumed) log.info(`resuming: ${s.resumed} of ${table.size} records already committed`);
     const { budget, maxSeqs } = workerLimits(workers);
-    const todo = s.resumed ? table.indices((i) => !s.isDone(i)) : table.indices();
+    const todo = s.resumed ? table.indices((i) => !s.isDone(i)) : all;
     const identical: Identical | undefined = grouped && s.resumed ? groupIdentical(table, todo) : grouped;
     const plan = planRecords(table, budget, maxSeqs, identical?.firsts ?? todo);
     const copies = identical ? `, ${identical.copies} of them copies of an identical sequence (embedded once)` : "";

@@ -260,6 +260,7 @@ def describe_all() -> list[dict]:
         rows.append({
             "name": c.name, "layers": c.num_layers, "dim": c.embed_dim, "heads": c.attention_heads,
             "params": c.num_params, "nominal": km.nominal, "path": path, "format": fmt,
+            "downloadable": c.name in KNOWN,  # released: fetched on first use; else (test-tiny) made by setup
             "download_to": None if path else (f"{hub}/{c.name}.pt" if c.name in KNOWN else f"{REPO_MODELS}/{c.name}.pt"),
         })
     return rows
@@ -272,7 +273,7 @@ def _main(argv: list[str]) -> int:
         sys.stdout.write("\n")
         return 0
     for r in rows:
-        where = r["path"] or (f"not found (downloaded on first use to {r['download_to']})" if r["name"] in KNOWN
+        where = r["path"] or (f"not found (downloaded on first use to {r['download_to']})" if r["downloadable"]
                               else f"not found (scripts/setup makes it at {r['download_to']})")
         print(f"{r['name']:<22} {r['layers']:>3} layers  dim {r['dim']:>5}  heads {r['heads']:>3}  "
               f"{r['params'] / 1e6:>9.1f}M  {where}")

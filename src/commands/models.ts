@@ -12,7 +12,9 @@ interface ModelRow {
   heads: number;
   params: number | string;
   path: string | null;
-  /** Where a model that is not found is downloaded to on first use. */
+  /** A released model (fetched on first use), or test-tiny (made by scripts/setup). */
+  downloadable: boolean;
+  /** Where a model that is not found is downloaded to on first use (test-tiny: made). */
   download_to: string | null;
   [k: string]: unknown;
 }
@@ -25,7 +27,7 @@ export default defineCommand({
       const r = await pythonJson<ModelRow[]>("embed_worker.registry", ["--json"]);
       if (!r.ok || !r.value) throw new EmbedError(`cannot list models: ${r.error}`, { hint: "run `embed doctor`", exitCode: ExitCode.internal });
       if (args.json || !process.stdout.isTTY) return emit(r.value);
-      const rows = r.value.map((m) => ({ name: m.name, layers: m.layers, dim: m.dim, heads: m.heads, params: m.params, found: m.path ?? (m.name === "test-tiny" ? `not found; scripts/setup makes it at ${m.download_to}` : `not found; downloaded on first use to ${m.download_to}`) }));
+      const rows = r.value.map((m) => ({ name: m.name, layers: m.layers, dim: m.dim, heads: m.heads, params: m.params, found: m.path ?? (m.downloadable ? `not found; downloaded on first use to ${m.download_to}` : `not found; scripts/setup makes it at ${m.download_to}`) }));
       console.table(rows);
       log.info("set EMBED_MODEL_DIR, or put fair-esm .pt files in the torch hub cache, or pass --model PATH");
     } catch (e) {
