@@ -14,6 +14,7 @@ export { FORMATS, isFormat, type Format };
 import { parseNpyHeader } from "./npy.ts";
 import { pythonJson } from "./python.ts";
 import { MANIFEST, RUN_STATE, SHARDS } from "./store.ts";
+import { checkStore, DAMAGED_HINT, damagedError, type CheckedManifest, type Damage } from "./verify.ts";
 
 
 /** What `convertStore` reads, for messages. */
@@ -63,6 +64,8 @@ export async function convertStore(source: string, format: Format, opts: Convert
     // An unfinished store is told here, where its committed shards can be counted.
     const info = inspectStore(abs);
     if (info.state === "unfinished") throw notComplete(info);
+    // Sizes, headers and the ids count up front; the converter checks checksums as it reads.
+    if (info.state === "damaged") throw damagedError(info.dir, info.damaged);
   }
   const args = [abs, "--to", format, "--json"];
   if (opts.out !== undefined) args.push("--out", resolve(opts.out));
@@ -122,8 +125,12 @@ export interface FormatFiles {
 
 export interface StoreInfo {
   dir: string;
-  /** complete: manifest.json present; unfinished: run state present, no manifest; missing / not-a-store. */
-  state: "complete" | "unfinished" | "missing" | "not-a-store";
+  /**
+   * complete: manifest.json present and every file it lists checks out; damaged: a manifest, but
+   * a file is missing or not what it records (`damaged`); unfinished: run state, no manifest;
+   * missing / not-a-store.
+   */
+  state: "complete" | "damaged" | "unfinished" | "missing" | "not-a-store";
   complete: boolean;
   model: { name: string; numLayers?: number; dim?: number; path?: string } | null;
   layers: number[];
@@ -145,13 +152,17 @@ export interface StoreInfo {
   slice?: { index: number; count: number; of: number };
   ids: { file: string; present: boolean } | null;
   arrays: ArrayInfo[];
-  /** Arrays the manifest lists that are missing (a damaged store). */
+  /** Arrays the manifest lists that are missing (a damaged store; also in `damaged`). */
   missing: string[];
+  /** Files of a store with a manifest that are missing or not what the manifest says. */
+  damaged: Damage[];
+  /** none: an older store, no checksums recorded; recorded: not read (pass verify); verified: every file read and matched. */
+  checksums?: "none" | "recorded" | "verified";
   formats: FormatFiles[];
   hint?: string;
 }
 
-interface Manifest {
+interface Manifest extends CheckedManifest {
   model?: { name: string; numLayers?: number; dim?: number; path?: string };
   layers?: number[];
   include?: string[];
@@ -162,7 +173,6 @@ interface Manifest {
   inputs?: string[];
   recordsSha256?: string;
   shard?: { index: number; count: number; records: number };
-  files?: { ids?: string; arrays?: string[] };
 }
 
 interface RunState {
@@ -197,10 +207,14 @@ function npyInfo(path: string): { shape: number[]; dtype: string } | null {
 
 const ARRAY_RE = /^(mean|bos|residues)\.layer(-?\d+)\.npy$/;
 
-/** Describe the store in `dir` (complete or not) from its files alone; never starts Python. */
-export function inspectStore(dir: string): StoreInfo {
+/**
+ * Describe the store in `dir` (complete or not) from its files alone; never starts Python. A
+ * complete store's files are checked against its manifest (sizes, .npy headers, ids count; with
+ * `verify`, SHA-256 checksums): any damage makes it `damaged`, each file named.
+ */
+export function inspectStore(dir: string, opts: { verify?: boolean } = {}): StoreInfo {
   const abs = resolve(dir);
-  const base: StoreInfo = { dir: abs, state: "missing", complete: false, model: null, layers: [], outputs: [], dim: null, dtype: null, precision: null, records: null, residues: null, ids: null, arrays: [], missing: [], formats: [] };
+  const base: StoreInfo = { dir: abs, state: "missing", complete: false, model: null, layers: [], outputs: [], dim: null, dtype: null, precision: null, records: null, residues: null, ids: null, arrays: [], missing: [], damaged: [], formats: [] };
   if (!existsSync(abs) || !statSync(abs).isDirectory()) return { ...base, hint: "no such directory; give the -o directory of an `embed run`" };
   const names = readdirSync(abs);
   const size = (f: string) => statSync(join(abs, f)).size;
@@ -216,10 +230,14 @@ export function inspectStore(dir: string): StoreInfo {
     const listed = m.files?.arrays ?? names.filter((f) => f.endsWith(".npy"));
     const present = listed.filter((f) => names.includes(f));
     const idsFile = m.files?.ids ?? "ids.txt";
+    const check = checkStore(abs, { ...m, files: { ...m.files, arrays: listed } }, opts);
+    const ok = check.damaged.length === 0;
     return {
       ...base,
-      state: "complete",
-      complete: true,
+      state: ok ? "complete" : "damaged",
+      complete: ok,
+      damaged: check.damaged,
+      checksums: check.checksums,
       model: m.model ?? null,
       layers: m.layers ?? [],
       outputs: m.include ?? [],
@@ -237,6 +255,7 @@ export function inspectStore(dir: string): StoreInfo {
             hint: `slice ${m.shard.index}/${m.shard.count} of a job array; join the ${m.shard.count} stores with \`embed merge OUT STORE...\``,
           }
         : {}),
+      ...(ok ? {} : { hint: DAMAGED_HINT }),
       ids: { file: idsFile, present: names.includes(idsFile) },
       arrays: arrays(present),
       missing: listed.filter((f) => !names.includes(f)),
