@@ -1,4 +1,4 @@
-"""scripts/bench.py on the CPU (its smoke-test mode: fp32, the test-tiny geometry): arms one after
+"""bench/bench.py on the CPU (its smoke-test mode: fp32, the test-tiny geometry): arms one after
 the other and interleaved batch by batch, each with its correctness gate against Hugging Face."""
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def _bench(out: Path, *args: str) -> list[dict]:
-    cmd = [sys.executable, str(ROOT / "scripts" / "bench.py"), "--out", str(out), "--models", "test-tiny",
+    cmd = [sys.executable, str(ROOT / "bench" / "bench.py"), "--out", str(out), "--models", "test-tiny",
            "--workloads", "reads,uniprot", "--tokens", "3000", *args]
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]
@@ -24,7 +24,7 @@ def _bench(out: Path, *args: str) -> list[dict]:
 def test_bench_times_every_arm_and_gates_it(tmp_path, interleave):
     """Every arm of every workload gets a speed record and embed's arms a passing gate. Interleaved,
     embed's arms share the same batches (equal counts, equal tokens), say so and carry no timed
-    window of their own (scripts/energy.py must not read one); arms run alone keep theirs."""
+    window of their own (bench/energy.py must not read one); arms run alone keep theirs."""
     rows = _bench(tmp_path, "--impls", "embed,embed@base,hf-sorted", "--base-kernels",
                   str(ROOT / "py" / "embed_worker" / "kernels.py"), *(["--interleave"] if interleave else []))
     speed = {(r["workload"], r["implementation"]): r for r in rows if "tokens_per_s" in r}
@@ -79,7 +79,7 @@ def test_interleaved_arms_run_each_batch_twice_in_a_palindrome(monkeypatch):
     import types
 
     import torch
-    sys.path.insert(0, str(ROOT / "scripts"))
+    sys.path.insert(0, str(ROOT / "bench"))
     import bench
     calls: list[str] = []
     monkeypatch.setattr(bench, "set_impl", lambda model, impl: calls.append(impl))

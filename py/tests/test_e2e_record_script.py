@@ -1,4 +1,4 @@
-"""scripts/e2e_record.py on a real CPU run: bench.py's loop on test-tiny, then `embed run` through
+"""bench/e2e_record.py on a real CPU run: bench.py's loop on test-tiny, then `embed run` through
 Bun on a FASTA of the same workload, then the e2e record joined to the loop's."""
 from __future__ import annotations
 
@@ -12,14 +12,14 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "scripts"))
+sys.path.insert(0, str(ROOT / "bench"))
 
 
 @pytest.mark.skipif(shutil.which("bun") is None, reason="needs Bun on PATH (scripts/test puts it there)")
 def test_e2e_run_becomes_a_record_beside_the_loop(tmp_path):
     import workloads
     py = sys.executable
-    r = subprocess.run([py, str(ROOT / "scripts" / "bench.py"), "--out", str(tmp_path), "--models", "test-tiny",
+    r = subprocess.run([py, str(ROOT / "bench" / "bench.py"), "--out", str(tmp_path), "--models", "test-tiny",
                         "--workloads", "reads", "--tokens", "3000", "--impls", "embed"],
                        capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]
@@ -31,7 +31,7 @@ def test_e2e_run_becomes_a_record_beside_the_loop(tmp_path):
     assert run.returncode == 0, run.stderr[-3000:]
     (tmp_path / "e2e.json").write_text(run.stdout)
     summary = json.loads(run.stdout)
-    rec = subprocess.run([py, str(ROOT / "scripts" / "e2e_record.py"), "--bench", str(tmp_path / "bench.jsonl"),
+    rec = subprocess.run([py, str(ROOT / "bench" / "e2e_record.py"), "--bench", str(tmp_path / "bench.jsonl"),
                           "--summary", str(tmp_path / "e2e.json"), "--fasta", str(fa), "--model", "test-tiny",
                           "--workload", "reads"], capture_output=True, text=True, timeout=120)
     assert rec.returncode == 0, rec.stderr[-3000:]

@@ -1,4 +1,4 @@
-"""scripts/energy.py: each bench arm's timed window joined with the GPU's power samples."""
+"""bench/energy.py: each bench arm's timed window joined with the GPU's power samples."""
 from __future__ import annotations
 
 import gzip
@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "scripts"))
+sys.path.insert(0, str(ROOT / "bench"))
 
 import energy  # noqa: E402
 
@@ -46,7 +46,7 @@ def test_mean_power_and_tokens_per_joule_over_each_arms_window(tmp_path):
     b = energy.arm_energy(arms[1], samples)
     assert (b["samples"], b["mean_w"], b["tokens_per_joule"]) == (2, 670.0, 1492.5)
     assert energy.arm_energy(arms[2], samples) is None  # no sample inside 0.1 s
-    out = subprocess.run([sys.executable, str(ROOT / "scripts" / "energy.py"), str(tmp_path / "bench.jsonl"),
+    out = subprocess.run([sys.executable, str(ROOT / "bench" / "energy.py"), str(tmp_path / "bench.jsonl"),
                           str(tmp_path / "smi.csv.gz")], capture_output=True, text=True, check=True).stdout
     lines = [json.loads(x) for x in out.splitlines()]
     assert [x.get("implementation") for x in lines] == ["a", "b", "c"] and "error" in lines[2]
@@ -57,7 +57,7 @@ def test_mean_power_and_tokens_per_joule_over_each_arms_window(tmp_path):
 def test_a_bench_without_windows_is_refused(tmp_path):
     (tmp_path / "bench.jsonl").write_text(json.dumps({"model": "m", "tokens": 5, "implementation": "a"}) + "\n")
     _smi(tmp_path / "smi.csv.gz", [])
-    r = subprocess.run([sys.executable, str(ROOT / "scripts" / "energy.py"), str(tmp_path / "bench.jsonl"),
+    r = subprocess.run([sys.executable, str(ROOT / "bench" / "energy.py"), str(tmp_path / "bench.jsonl"),
                         str(tmp_path / "smi.csv.gz")], capture_output=True, text=True)
     assert r.returncode == 2 and "no arm records a timed window" in r.stderr
 

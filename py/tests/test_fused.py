@@ -447,60 +447,6 @@ def test_attention_kernels_rescale_when_late_keys_score_far_higher(dtype):
         assert got.dtype == dtype and (got.cpu().double() - ref).abs().max() <= tol
 
 
-@pytest.mark.parametrize("ws", [False, True])
-@pytest.mark.parametrize("lens,H,Dh,bm,bn", [([300, 257, 5], 2, 64, 64, 64), ([129, 7, 128, 64], 1, 32, 64, 32),
-                                             ([1], 2, 16, 64, 64), ([230, 100, 5], 2, 64, 128, 64)])
-def test_tma_candidate_of_the_aligned_kernel_matches_exact(lens, H, Dh, bm, bn, ws):
-    """scripts/attention_candidates.aligned_tma (TMA tiles, optionally warp-specialised: measured
-    19-50% slower than the product's kernel in session 9, kept with the sweep that measured it) on
-    strided q/k/v views, tiles running past sequence ends and past T, against fp64 attention."""
-    import sys
-    from pathlib import Path
-    from embed_worker import attention
-    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts"))
-    import attention_candidates as C
-    cu = torch.zeros(len(lens) + 1, dtype=torch.int32)
-    cu[1:] = torch.cumsum(torch.tensor(lens), 0)
-    T = int(cu[-1])
-    qkv = torch.randn(T, 3, H, Dh, generator=torch.Generator().manual_seed(T)).to(torch.float16).to(DEV)
-    q, k, v = qkv.unbind(1)
-    ref = attention._exact(q.cpu().double(), k.cpu().double(), v.cpu().double(), cu, 0.3)
-    got = C.aligned_tma(bm, bn, 4, 2, ws)(q, k, v, None, cu.to(DEV), 0.3)
-    assert (got.cpu().double() - ref).abs().max() <= 4e-3
-
-
-@pytest.mark.parametrize("tail_bm,warps", [(32, 4), (16, 2)])
-@pytest.mark.parametrize("lens,mx", [([300, 257, 5, 90, 64, 96, 1], None), ([100, 33, 20, 160], 160), ([60, 1, 64], 64)])
-def test_qtail_candidate_of_the_aligned_kernel_matches_exact(lens, mx, tail_bm, warps):
-    """scripts/attention_candidates.aligned_qtail (short last tiles in a second launch; written in
-    session 11, not yet measured): its two tables tile every row exactly once, within its own
-    sequence, the tail table holding exactly the last tiles of at most tail_bm rows; and the two
-    launches together equal fp64 attention at each of the product's launch options."""
-    import sys
-    from pathlib import Path
-    from embed_worker import attention
-    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts"))
-    import attention_candidates as C
-    cu = torch.zeros(len(lens) + 1, dtype=torch.int32)
-    cu[1:] = torch.cumsum(torch.tensor(lens), 0)
-    T, H, Dh = int(cu[-1]), 2, 64
-    main, tail = C.qtail_tables(cu, T, K.ALIGNED_BM, tail_bm)
-    covered = torch.zeros(T, dtype=torch.long)
-    for tab, bm in ((main, K.ALIGNED_BM), (tail, tail_bm)):
-        for a, e, s0 in zip(*tab.long().tolist()):
-            if e > a:
-                assert s0 in cu.tolist() and e == cu[cu.tolist().index(s0) + 1] and (a - s0) % K.ALIGNED_BM == 0
-                covered[a:min(a + bm, e)] += 1
-    assert (covered == 1).all()
-    tails = sorted(s0 for a, e, s0 in zip(*tail.long().tolist()) if e > a)
-    assert tails == [int(cu[i]) for i, n in enumerate(lens) if 0 < n - (-(-n // K.ALIGNED_BM) - 1) * K.ALIGNED_BM <= tail_bm]
-    qkv = torch.randn(T, 3, H, Dh, generator=torch.Generator().manual_seed(T)).to(torch.float16).to(DEV)
-    q, k, v = qkv.unbind(1)
-    ref = attention._exact(q.cpu().double(), k.cpu().double(), v.cpu().double(), cu, 0.3)
-    got = C.aligned_qtail(tail_bm, warps)(q, k, v, cu.to(DEV), 0.3, None, mx)
-    assert (got.cpu().double() - ref).abs().max() <= 4e-3
-
-
 @pytest.mark.parametrize("lens", [[1], [64], [65], [3, 70, 1, 130, 64, 65, 2], [1000, 24]])
 @pytest.mark.parametrize("bm", [16, 64])
 def test_block_table_tiles_every_row_once_within_its_sequence(lens, bm):
@@ -589,7 +535,7 @@ def test_attention_register_limits_apply_where_measured():
 
 
 def test_attention_register_limits_buy_resident_programs_without_spills():
-    """scripts/kernel_occupancy.py compiles every attention launch the product makes for sm_90 here
+    """bench/kernel_occupancy.py compiles every attention launch the product makes for sm_90 here
     (Triton's ptxas, no GPU needed; a subprocess, as the interpreter's kernels cannot compile):
     at its register limit each fits more programs per SM than without it and spills at most a few
     words (a change that made them spill would cost 3-6x: docs/BENCHMARKS.md, session 9)."""
@@ -599,7 +545,7 @@ def test_attention_register_limits_buy_resident_programs_without_spills():
     from pathlib import Path
     root = Path(__file__).resolve().parents[2]
     env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
-    out = subprocess.run([sys.executable, str(root / "scripts" / "kernel_occupancy.py")], env=env,
+    out = subprocess.run([sys.executable, str(root / "bench" / "kernel_occupancy.py")], env=env,
                          capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr[-2000:]
     rows = [json.loads(line) for line in out.stdout.splitlines() if line.startswith("{")]

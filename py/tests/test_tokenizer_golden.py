@@ -1,6 +1,6 @@
 """Drift check: fair-esm and Hugging Face EsmTokenizer must still produce the token ids committed
 in test/fixtures/tokenizer-golden.json (which the TypeScript tokenizer is tested against).
-Regenerates the ids with scripts/make-tokenizer-golden.py's logic; imports nothing from embed."""
+Regenerates the ids with dev/make-tokenizer-golden.py's logic; imports nothing from embed."""
 from __future__ import annotations
 
 import importlib.util
@@ -11,7 +11,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 FIXTURE = REPO / "test" / "fixtures" / "tokenizer-golden.json"
-SCRIPT = REPO / "scripts" / "make-tokenizer-golden.py"
+SCRIPT = REPO / "dev" / "make-tokenizer-golden.py"
 
 pytest.importorskip("esm")
 pytest.importorskip("transformers")
