@@ -7,13 +7,14 @@
  * present once with the rows its index implies. The arrays are written as `*.partial` and
  * renamed, and the manifest comes last, so an interrupted merge never looks complete.
  */
-import { closeSync, existsSync, mkdirSync, openSync, readFileSync, readSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, rmSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { OptionsError, OutputError } from "./errors.ts";
 import { parseNpyHeader, type NpyDescr } from "./npy.ts";
 import type { RecordsSummary } from "./records.ts";
 import { writeAtomicFile } from "./shards.ts";
-import { discardStore, MANIFEST, NpyFile, RUN_STATE, Store, type ShardInfo } from "./store.ts";
+import { discardStore, MANIFEST, NpyFile, RUN_STATE, sortedKeys, Store, type ShardInfo } from "./store.ts";
+import { checkStore, damagedError, hashing, VerifiedReader, type FileChecksum } from "./verify.ts";
 
 /** Bytes of rows gathered from the slices per write, by default. */
 const BLOCK_BYTES = 64 << 20;
@@ -30,7 +31,7 @@ interface ShardManifest {
   recordsSha256: string;
   shard?: ShardInfo;
   run?: Record<string, unknown>;
-  files: { ids: string; arrays: string[] };
+  files: { ids: string; arrays: string[]; checksums?: Record<string, FileChecksum> };
   [key: string]: unknown;
 }
 
@@ -41,6 +42,8 @@ interface Slice {
   n: number;
   /** Per-residue row offsets (residues.offsets.npy), when the store has per-residue output. */
   offsets?: BigInt64Array;
+  /** ids.txt, read (and its checksum checked) before anything is written. */
+  ids?: Uint8Array;
 }
 
 export interface MergeSummary {
@@ -90,6 +93,9 @@ function slicesOf(dirs: string[], output: string): Slice[] {
     if (resolve(dir) === resolve(output)) throw new OptionsError(`the output ${output} is one of the stores to merge`, "write the merged store to a new directory");
     const m = readManifest(dir);
     if (!m.shard) throw new OptionsError(`${dir} is not a slice of a job array (it was not written with --shard I/N)`, "merge only the stores of `embed run --shard I/N` jobs");
+    // Sizes, .npy headers and the ids count up front; checksums as the bytes are read.
+    const { damaged } = checkStore(dir, m);
+    if (damaged.length) throw damagedError(dir, damaged, "the store is damaged; rerun its job with --overwrite, then merge");
     return m;
   });
   const ref = alike(manifests[0]!);
@@ -128,32 +134,21 @@ function slicesOf(dirs: string[], output: string): Slice[] {
   return Array.from({ length: count }, (_, k) => byIndex.get(k + 1)!);
 }
 
-/** An .npy of a slice, open for reading rows: its dtype, shape and where its data starts. */
-function openNpy(path: string): { fd: number; descr: string; shape: number[]; dataStart: number } {
-  let fd: number;
-  try {
-    fd = openSync(path, "r");
-  } catch (e) {
-    throw new OutputError(`cannot read ${path}: ${(e as Error).message}`, "the store is damaged; rerun its job with --overwrite", e);
-  }
-  const head = new Uint8Array(4096);
-  const h = parseNpyHeader(head.subarray(0, readSync(fd, head, 0, head.length, 0)));
-  if (!h) {
-    closeSync(fd);
-    throw new OutputError(`${path} is not a .npy file`, "the store is damaged; rerun its job with --overwrite");
-  }
-  return { fd, ...h };
-}
+const SLICE_HINT = "the store is damaged; rerun its job with --overwrite, then merge";
 
-function readAt(fd: number, bytes: number, at: number): Uint8Array {
-  const buf = new Uint8Array(bytes);
-  let done = 0;
-  while (done < bytes) {
-    const n = readSync(fd, buf, done, bytes - done, at + done);
-    if (n === 0) throw new OutputError("a slice's array is shorter than its header says", "the store is damaged; rerun its job with --overwrite");
-    done += n;
+/**
+ * An .npy of a slice, open for reading rows front to back: its dtype, shape and where its data
+ * starts; the reader hashes what it reads, and `finish` checks it against the slice's manifest.
+ */
+function openNpy(s: Slice, name: string): { reader: VerifiedReader; descr: string; shape: number[]; dataStart: number } {
+  const path = join(s.dir, name);
+  const reader = new VerifiedReader(path, s.manifest.files.checksums?.[name], SLICE_HINT);
+  const h = parseNpyHeader(reader.readAt(Math.min(4096, Bun.file(path).size), 0));
+  if (!h) {
+    reader.close();
+    throw new OutputError(`${path} is not a .npy file`, SLICE_HINT);
   }
-  return buf;
+  return { reader, ...h };
 }
 
 /**
@@ -161,10 +156,10 @@ function readAt(fd: number, bytes: number, at: number): Uint8Array {
  * Blocks of records (the same local records of every slice) are read from each slice in one
  * piece, put in input order and written in one piece.
  */
-function mergeArray(slices: Slice[], name: string, outDir: string, blockBytes: number): void {
+function mergeArray(slices: Slice[], name: string, outDir: string, blockBytes: number): FileChecksum {
   const N = slices.length;
   const perResidue = name.startsWith("residues.");
-  const files = slices.map((s) => openNpy(join(s.dir, name)));
+  const files = slices.map((s) => openNpy(s, name));
   try {
     const { descr, shape } = files[0]!;
     const dim = shape[1]!;
@@ -189,7 +184,7 @@ function mergeArray(slices: Slice[], name: string, outDir: string, blockBytes: n
         const pieces = slices.map((s, k) => {
           const lo = rowStart(k, Math.min(j, s.n));
           const hi = rowStart(k, Math.min(end, s.n));
-          return readAt(files[k]!.fd, (hi - lo) * rowBytes, files[k]!.dataStart + lo * rowBytes);
+          return files[k]!.reader.readAt((hi - lo) * rowBytes, files[k]!.dataStart + lo * rowBytes);
         });
         const block = new Uint8Array(bytesTo(end));
         let at = 0;
@@ -207,18 +202,19 @@ function mergeArray(slices: Slice[], name: string, outDir: string, blockBytes: n
         written += block.length;
         j = end;
       }
-      out.commit();
+      for (const f of files) f.reader.finish(); // a slice whose bytes changed is never committed
+      return out.commit();
     } catch (e) {
       out.abort();
       throw e;
     }
   } finally {
-    for (const f of files) closeSync(f.fd);
+    for (const f of files) f.reader.close();
   }
 }
 
 /** The merged residues.offsets.npy: each record's per-residue row count, in input order. */
-function mergeOffsets(slices: Slice[], outDir: string, total: number): void {
+function mergeOffsets(slices: Slice[], outDir: string, total: number): FileChecksum {
   const N = slices.length;
   const offsets = new BigInt64Array(total + 1);
   for (let g = 0; g < total; g++) {
@@ -228,13 +224,13 @@ function mergeOffsets(slices: Slice[], outDir: string, total: number): void {
   }
   const out = new NpyFile(join(outDir, OFFSETS), "<i8", [total + 1]);
   out.write(new Uint8Array(offsets.buffer), 0);
-  out.commit();
+  return out.commit();
 }
 
 /** The merged ids.txt: each slice's lines, taken in turn. */
 function* mergedIds(slices: Slice[], total: number): Generator<Uint8Array> {
   const N = slices.length;
-  const texts = slices.map((s) => readFileSync(join(s.dir, s.manifest.files.ids)));
+  const texts = slices.map((s) => s.ids!);
   const pos = new Array<number>(N).fill(0);
   const piece = new Uint8Array(1 << 20);
   let used = 0;
@@ -279,22 +275,35 @@ export function mergeStores(output: string, dirs: string[], opts: { overwrite?: 
     throw new OutputError(`cannot prepare output directory ${output}: ${(e as Error).message}`, "check the path and its permissions", e);
   }
   const perResidue = first.files.arrays.includes(OFFSETS);
-  if (perResidue) {
+  const arrays = [...first.files.arrays].sort();
+  const checksums: Record<string, FileChecksum> = {};
+  try {
     for (const s of slices) {
-      const f = openNpy(join(s.dir, OFFSETS));
+      // ids and offsets are read whole (merge holds them), so they are checked before any write.
+      const ids = new VerifiedReader(join(s.dir, s.manifest.files.ids), s.manifest.files.checksums?.[s.manifest.files.ids], SLICE_HINT);
       try {
-        s.offsets = new BigInt64Array(readAt(f.fd, (s.n + 1) * 8, f.dataStart).buffer);
+        s.ids = ids.readAt(Bun.file(ids.path).size, 0);
+        ids.finish();
       } finally {
-        closeSync(f.fd);
+        ids.close();
+      }
+      if (!perResidue) continue;
+      const f = openNpy(s, OFFSETS);
+      try {
+        s.offsets = new BigInt64Array(f.reader.readAt((s.n + 1) * 8, f.dataStart).buffer);
+        f.reader.finish();
+      } finally {
+        f.reader.close();
       }
     }
-  }
-  const arrays = [...first.files.arrays].sort();
-  try {
-    for (const name of arrays) if (name !== OFFSETS) mergeArray(slices, name, output, opts.blockBytes ?? BLOCK_BYTES);
-    if (perResidue) mergeOffsets(slices, output, total);
-    writeAtomicFile(join(output, "ids.txt"), mergedIds(slices, total));
+    for (const name of arrays) if (name !== OFFSETS) checksums[name] = mergeArray(slices, name, output, opts.blockBytes ?? BLOCK_BYTES);
+    if (perResidue) checksums[OFFSETS] = mergeOffsets(slices, output, total);
+    const idSum: { sum?: FileChecksum } = {};
+    writeAtomicFile(join(output, "ids.txt"), hashing(mergedIds(slices, total), idSum));
+    checksums["ids.txt"] = idSum.sum!;
   } catch (e) {
+    // What this merge wrote goes: a merged store is whole or absent.
+    for (const name of Object.keys(checksums)) rmSync(join(output, name), { force: true });
     throw e instanceof OutputError || e instanceof OptionsError ? e : new OutputError(`merging into ${output} failed: ${(e as Error).message}`, "check free space; rerun the same merge", e);
   }
   const { shard: _, run: __, ...rest } = first;
@@ -306,7 +315,7 @@ export function mergeStores(output: string, dirs: string[], opts: { overwrite?: 
     recordsSha256: info.recordsSha256,
     run: { merged: slices.map((s) => ({ store: resolve(s.dir), shard: `${s.manifest.shard!.index}/${info.count}`, ...s.manifest.run })) },
     load: `import numpy as np; X = np.load("${output}/${first.include[0]}.layer${first.layers.at(-1)}.npy", mmap_mode="r"); ids = open("${output}/ids.txt").read().split()`,
-    files: { ids: "ids.txt", arrays },
+    files: { ids: "ids.txt", arrays, checksums: sortedKeys(checksums) },
   };
   writeAtomicFile(join(output, MANIFEST), JSON.stringify(manifest, null, 2) + "\n");
   return { output, slices: slices.length, records: total, residues: info.counts.residues, arrays, seconds: (performance.now() - t0) / 1000 };
