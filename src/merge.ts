@@ -7,13 +7,14 @@
  * present once with the rows its index implies. The arrays are written as `*.partial` and
  * renamed, and the manifest comes last, so an interrupted merge never looks complete.
  */
-import { existsSync, mkdirSync, readFileSync, rmSync } from "node:fs";
+import { existsSync, readFileSync, rmSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { OptionsError, OutputError } from "./errors.ts";
 import { parseNpyHeader, type NpyDescr } from "./npy.ts";
 import type { RecordsSummary } from "./records.ts";
 import { writeAtomicFile } from "./shards.ts";
-import { discardStore, MANIFEST, NpyFile, RUN_STATE, sortedKeys, Store, type ShardInfo } from "./store.ts";
+import { checkInputsOutside, claimOutput, commandLine } from "./ownership.ts";
+import { discardStore, MANIFEST, NpyFile, RUN_STATE, SHARDS, sortedKeys, Store, type ShardInfo } from "./store.ts";
 import { checkStore, damagedError, hashing, VerifiedReader, type FileChecksum } from "./verify.ts";
 
 /** Bytes of rows gathered from the slices per write, by default. */
@@ -261,6 +262,18 @@ function* mergedIds(slices: Slice[], total: number): Generator<Uint8Array> {
 export function mergeStores(output: string, dirs: string[], opts: { overwrite?: boolean; blockBytes?: number } = {}): MergeSummary {
   const t0 = performance.now();
   const slices = slicesOf(dirs, output);
+  // A store under OUT/shards would go with it; one elsewhere inside OUT is never touched.
+  checkInputsOutside(join(output, SHARDS), dirs, "store");
+  const lock = claimOutput(output, { command: commandLine() });
+  try {
+    return mergeLocked(output, slices, opts, t0);
+  } finally {
+    lock.release();
+  }
+}
+
+/** The merge, with the output claimed and locked (mergeStores). */
+function mergeLocked(output: string, slices: Slice[], opts: { overwrite?: boolean; blockBytes?: number }, t0: number): MergeSummary {
   const first = slices[0]!.manifest;
   const info = first.shard!;
   const total = info.records;
@@ -269,7 +282,6 @@ export function mergeStores(output: string, dirs: string[], opts: { overwrite?: 
     throw new OutputError(`${output} holds an unfinished embed run`, "merge into another directory, or pass --overwrite to discard that run");
   }
   try {
-    mkdirSync(output, { recursive: true });
     if (opts.overwrite) discardStore(output);
   } catch (e) {
     throw new OutputError(`cannot prepare output directory ${output}: ${(e as Error).message}`, "check the path and its permissions", e);

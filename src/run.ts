@@ -11,7 +11,8 @@ import { ingest } from "./ingest.ts";
 import type { RunEvent } from "./events.ts";
 import { log } from "./log.ts";
 import { planSummary } from "./plan.ts";
-import type { RecordTable } from "./records.ts";
+import type { RecordTable, RecordsSummary } from "./records.ts";
+import { commandLine, claimOutput } from "./ownership.ts";
 import { Store, type ShardInfo } from "./store.ts";
 import { CPU_AUTO_TOKENS, embedPlan, planRecords, startWorkers, workerLimits } from "./session.ts";
 
@@ -38,6 +39,8 @@ export interface RunSummary {
   residues: number;
   truncated: number;
   renamed: number;
+  /** The first renamed ids (`--duplicate-ids rename`): from, to, file:line; absent when none. */
+  renames?: RecordsSummary["renames"];
   /** Records written as copies of an identical earlier one (`--dedup`), not embedded themselves. */
   identical: number;
   /** `I/N` for a `--shard` job (its counts are the slice's). */
@@ -118,9 +121,19 @@ export async function embedToStore(options: RunOptionsInput, hooks: RunHooks = {
   const t0 = performance.now();
   const cfg = resolveConfig({ ...options, dry: false });
   if (!cfg.output) throw new OptionsError("--output is required", "pass -o OUT_DIR (or --dry to print the plan only)");
-  const out = cfg.output;
   const devices = resolveDevices(cfg.devices, listGpus(), visibleDevicesEnv());
-  Store.checkTarget(out, cfg.overwrite, cfg.formats);
+  // Before anything is written: inputs outside the output, not someone else's directory, one writer.
+  const lock = claimOutput(cfg.output, { formats: cfg.formats, inputs: cfg.inputs, command: commandLine() });
+  try {
+    Store.checkTarget(cfg.output, cfg.overwrite, cfg.formats);
+    return await embedLocked(cfg, cfg.output, devices, hooks, t0);
+  } finally {
+    lock.release();
+  }
+}
+
+/** The run, with the store locked (embedToStore). */
+async function embedLocked(cfg: RunConfig, out: string, devices: DeviceSlot[], hooks: RunHooks, t0: number): Promise<RunSummary> {
   log.info(`embedding with ${cfg.model} on ${devices.map((d) => `${d.name} (${d.label})`).join(", ")}`);
   // Workers load the model while the inputs are read.
   const workersP = startWorkers(cfg, devices);

@@ -11,7 +11,7 @@
  * thread (docs/BENCHMARKS.md). Shards committed with sha256 (stores from earlier versions) are
  * still verified with sha256.
  */
-import { closeSync, existsSync, fsyncSync, ftruncateSync, mkdirSync, openSync, readdirSync, readFileSync, readSync, renameSync, rmSync, writeSync } from "node:fs";
+import { closeSync, existsSync, fsyncSync, ftruncateSync, mkdirSync, openSync, readdirSync, readFileSync, readSync, renameSync, rmdirSync, rmSync, writeSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { OutputError } from "./errors.ts";
 import { DTYPE_BYTES, type OutDtype, type OutputKind } from "./protocol.ts";
@@ -44,6 +44,20 @@ export interface ShardMeta {
 export const INDEX_FILE = "index.u32";
 export const outputFile = (kind: OutputKind, layer: number, dtype: OutDtype) => `${kind}.layer${layer}.${dtype === "float32" ? "f32" : "f16"}`;
 export const shardName = (k: number) => String(k).padStart(6, "0");
+/** A file a ShardWriter writes (committed or `.partial`): the only names in shards/ embed removes. */
+const SHARD_FILE = /^\d{6}\./;
+
+/**
+ * Remove the shard files of `dir`, then `dir` itself if that left it empty. Returns what is left
+ * (files embed did not write, which it never deletes).
+ */
+export function removeShards(dir: string): string[] {
+  if (!existsSync(dir)) return [];
+  for (const n of readdirSync(dir)) if (SHARD_FILE.test(n)) rmSync(join(dir, n), { force: true });
+  const left = readdirSync(dir);
+  if (left.length === 0) rmdirSync(dir);
+  return left;
+}
 
 /** Write all of `bytes` at `position` (explicit positions: a batch rolled back by truncation leaves
  * no gap before the next one). */
@@ -203,7 +217,8 @@ export function scanShards(dir: string, spec: ShardSpec, records: number): { met
     for (const f of Object.keys(meta.files)) committed.add(`${prefix}.${f}`);
   }
   for (const n of names) {
-    if (!committed.has(n)) {
+    // Only shard files (NNNNNN.*) are embed's to remove; anything else in shards/ is left alone.
+    if (!committed.has(n) && SHARD_FILE.test(n)) {
       rmSync(join(dir, n), { force: true });
       removed.push(n);
     }

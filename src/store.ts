@@ -20,7 +20,8 @@ import { OutputError } from "./errors.ts";
 import { log } from "./log.ts";
 import { npyHeader, type NpyDescr } from "./npy.ts";
 import { DTYPE_BYTES } from "./protocol.ts";
-import { fsyncDir, INDEX_FILE, outputFile, readIndex, scanShards, shardName, ShardWriter, writeAtomicFile, type ShardMeta, type ShardSpec } from "./shards.ts";
+import { ARRAY } from "./ownership.ts";
+import { fsyncDir, INDEX_FILE, outputFile, readIndex, removeShards, scanShards, shardName, ShardWriter, writeAtomicFile, type ShardMeta, type ShardSpec } from "./shards.ts";
 import type { RecordsSummary } from "./records.ts";
 import { hashFile, hashing, type FileChecksum } from "./verify.ts";
 import type { BatchResult } from "./worker.ts";
@@ -237,7 +238,8 @@ export class Store {
     checksums["ids.txt"] = idSum.sum!;
     const files = { ids: "ids.txt", arrays: arrays.sort(), checksums: sortedKeys(checksums) };
     writeAtomicFile(join(this.dir, MANIFEST), JSON.stringify({ format: STORE_FORMAT, version: STORE_VERSION, ...manifest, files }, null, 2) + "\n");
-    rmSync(shardDir, { recursive: true, force: true });
+    const left = removeShards(shardDir);
+    if (left.length) log.warn(`${shardDir} kept: it holds files embed did not write (${left.slice(0, 3).join(", ")}${left.length > 3 ? ", ..." : ""})`);
     rmSync(join(this.dir, RUN_STATE), { force: true });
   }
 }
@@ -245,14 +247,19 @@ export class Store {
 /**
  * Empty `dir` of a store (for --overwrite): the old store stops looking complete before any of
  * its files change, and the arrays it listed go too (a new one may hold other layers or outputs).
+ * Only embed's own files go: arrays by their names (a manifest listing another name is not
+ * trusted), run state, shard files; anything else in `dir` or `shards/` stays.
  */
 export function discardStore(dir: string): void {
   const old = join(dir, MANIFEST);
-  const listed = existsSync(old) ? ((JSON.parse(readFileSync(old, "utf8")).files?.arrays ?? []) as string[]) : [];
+  let listed: string[] = [];
+  try {
+    if (existsSync(old)) listed = (JSON.parse(readFileSync(old, "utf8")).files?.arrays ?? []) as string[];
+  } catch {} // an unreadable manifest lists nothing: its arrays are overwritten by name
   rmSync(old, { force: true });
-  for (const f of listed) if (!f.includes("/")) rmSync(join(dir, f), { force: true });
+  for (const f of listed) if (typeof f === "string" && ARRAY.test(f)) rmSync(join(dir, f), { force: true });
   rmSync(join(dir, RUN_STATE), { force: true });
-  rmSync(join(dir, SHARDS), { recursive: true, force: true });
+  removeShards(join(dir, SHARDS));
 }
 
 function identityDiff(a: RunIdentity, b: RunIdentity): string[] {
