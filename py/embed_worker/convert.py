@@ -18,6 +18,8 @@ being ``{"name", "message", "hint"}`` as JSON (read by src/formats.ts).
 from __future__ import annotations
 
 import argparse
+import hashlib
+import io
 import json
 import os
 import shutil
@@ -54,10 +56,40 @@ def _tmp_path(final: Path) -> Path:
     return Path(name)
 
 
+# Every file a conversion renames into place, so that a failed conversion (a damaged source
+# noticed partway) removes them: what it leaves is whole or absent.
+_COMMITTED: list[Path] = []
+
+
 def _commit(tmp: Path, final: Path) -> None:
     with open(tmp, "rb+") as f:
         os.fsync(f.fileno())
     os.replace(tmp, final)
+    _COMMITTED.append(final)
+
+
+class _Hashed:
+    """A binary file being written, with the size and SHA-256 of what went in (for a manifest)."""
+
+    def __init__(self, f) -> None:
+        self.f, self.h, self.bytes = f, hashlib.sha256(), 0
+
+    def write(self, data: bytes) -> None:
+        self.f.write(data)
+        self.h.update(data)
+        self.bytes += len(data)
+
+    def checksum(self) -> dict:
+        return {"bytes": self.bytes, "sha256": self.h.hexdigest()}
+
+
+def _write_npy(f: _Hashed, dtype: np.dtype, shape: tuple[int, ...], chunks) -> None:
+    """A .npy (v1.0 header) from row blocks, front to back, through `f`."""
+    head = io.BytesIO()
+    np.lib.format.write_array_header_1_0(head, {"descr": np.lib.format.dtype_to_descr(dtype), "fortran_order": False, "shape": shape})
+    f.write(head.getvalue())
+    for block in chunks:
+        f.write(np.ascontiguousarray(block, dtype=dtype).tobytes())
 
 
 class Atomic:
@@ -249,25 +281,29 @@ def to_npy(store: Source, pairs: list[tuple[str, int]], out: Path) -> list[Path]
     if (out / "manifest.json").exists() or (out / "run.json").exists():
         (out / "manifest.json").unlink(missing_ok=True)  # replacing an earlier copy: stop looking complete first
     files = []
+    checksums = {}  # each file's size and SHA-256, as it is written (a store's manifest records them)
     for kind, layer in pairs:
         src = store.array(kind, layer)
         final = out / f"{kind}.layer{layer}.npy"
-        with Atomic(final) as tmp:
-            dst = np.lib.format.open_memmap(tmp, mode="w+", dtype=store.dtype, shape=src.shape)
-            for a, b in row_chunks(src.shape[0], store.chunk_rows):
-                dst[a:b] = src[a:b]
-            dst.flush()
-            del dst
+        with Atomic(final) as tmp, open(tmp, "wb") as raw:
+            f = _Hashed(raw)
+            _write_npy(f, store.dtype, tuple(src.shape), (src[a:b] for a, b in row_chunks(src.shape[0], store.chunk_rows)))
+        checksums[final.name] = f.checksum()
         files.append(final)
     if any(k == "residues" for k, _ in pairs):
-        with Atomic(out / "residues.offsets.npy") as tmp, open(tmp, "wb") as f:
-            np.save(f, np.asarray(store.offsets(), dtype=np.int64), allow_pickle=False)
+        off = np.asarray(store.offsets(), dtype=np.int64)
+        with Atomic(out / "residues.offsets.npy") as tmp, open(tmp, "wb") as raw:
+            f = _Hashed(raw)
+            _write_npy(f, np.dtype("<i8"), off.shape, [off])
+        checksums["residues.offsets.npy"] = f.checksum()
         files.append(out / "residues.offsets.npy")
-    with Atomic(out / "ids.txt") as tmp, open(tmp, "w", encoding="utf-8") as f:
+    with Atomic(out / "ids.txt") as tmp, open(tmp, "wb") as raw:
+        f = _Hashed(raw)
         for chunk in store.id_chunks():
-            f.write("".join(i + "\n" for i in chunk))
+            f.write("".join(i + "\n" for i in chunk).encode("utf-8"))
+    checksums["ids.txt"] = f.checksum()
     m = _described(store, pairs)
-    m["files"] = {"ids": "ids.txt", "arrays": sorted(p.name for p in files)}
+    m["files"] = {"ids": "ids.txt", "arrays": sorted(p.name for p in files), "checksums": dict(sorted(checksums.items()))}
     m["convertedFrom"] = str(store.path.resolve())
     m.pop("load", None)
     with Atomic(out / "manifest.json") as tmp:
@@ -299,8 +335,16 @@ def convert(source: str | Path, fmt: str, out: str | Path | None = None, layer: 
     if kind is not None and kind not in OUTPUT_KINDS:
         raise BadOptions(f"--kind {kind}: unknown output", f"choose from {', '.join(OUTPUT_KINDS)}")
     t0 = time.perf_counter()
-    with open_source(source) as store:
-        return _convert(store, fmt, out, layer, kind, first) | {"seconds": round(time.perf_counter() - t0, 3)}
+    _COMMITTED.clear()
+    try:
+        with open_source(source) as store:
+            return _convert(store, fmt, out, layer, kind, first) | {"seconds": round(time.perf_counter() - t0, 3)}
+    except BaseException:
+        for p in _COMMITTED:  # a damaged source noticed after some outputs were written
+            p.unlink(missing_ok=True)
+        raise
+    finally:
+        _COMMITTED.clear()
 
 
 def _convert(store: Source, fmt: str, out: str | Path | None, layer: int | None, kind: str | None, first: int) -> dict:
