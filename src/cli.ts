@@ -87,6 +87,9 @@ if (builtin) {
       console.error(`error: ${e.message.replace(/\x1b\[[0-9;]*m/g, "")}\n  hint: see \`embed ${sub && main.subCommands && sub in main.subCommands ? `${sub} ` : ""}--help\``);
       process.exit(2);
     }
+    // A named error that a command did not catch still gets its message, hint and exit code.
+    const { EmbedError } = await import("./errors.ts");
+    if (e instanceof EmbedError) (await import("./commands/report.ts")).fail(e);
     console.error(e);
     process.exit(1);
   }

@@ -102,7 +102,11 @@ const MaxTokens = z.union([z.literal("auto"), z.coerce.number().int().min(3)]);
 
 /** Everything a run needs, as given by a user (CLI or API). */
 export const RunOptions = z.object({
-  inputs: z.array(z.string()).min(1, "give at least one FASTA input (a path, a .gz, or - for stdin)"),
+  inputs: z
+    .array(z.string())
+    .min(1, "give at least one FASTA input (a path, a .gz, or - for stdin)")
+    // Standard input can be read once: a second '-' would find it consumed.
+    .refine((l) => l.filter((i) => i === "-").length <= 1, "'-' (standard input) given more than once; it can be read only once"),
   output: z.string().min(1).optional(),
   model: z.string().default(DEFAULT_MODEL),
   layers: Layers.default([-1]),

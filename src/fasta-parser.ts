@@ -9,6 +9,10 @@
  * - Sequence lines follow, any number, any width; tokenized byte by byte as they arrive
  *   (rules in `tokenize.ts`).
  * - LF or CRLF line ends; blank lines anywhere; a last line without newline; a UTF-8 BOM.
+ *   CR-only line ends (classic Mac) are refused with a conversion hint: they make one line of
+ *   the whole file.
+ * - Ids must be valid UTF-8 (they are written to ids.txt as text): a header whose id holds any
+ *   other byte (Latin-1 `é` is the usual one) is refused, naming the byte and its offset.
  * - Lines starting with `;` are comments (old Pearson convention) and are skipped wherever
  *   they appear. `;` can never be a residue, so skipping loses nothing.
  *
@@ -23,16 +27,29 @@
  */
 import { InputError } from "./errors.ts";
 import { IdIndex } from "./id-index.ts";
+import { type OnRename, PendingRenames } from "./renames.ts";
 import { LineState, explainRejected, tokenizeLine } from "./tokenize.ts";
 
 /** What to do when an id repeats. */
 export type DuplicateIdPolicy = "error" | "rename";
 
 export interface FastaParserOptions {
-  /** `error` (default): throw, naming both lines. `rename`: append `_2`, `_3`, ... */
+  /**
+   * `error` (default): throw, naming both lines. `rename`: give a repeat `ID_2`, `ID_3`, ...,
+   * the first that no record of the input has (see `renames.ts`).
+   */
   duplicateIds?: DuplicateIdPolicy;
-  /** Called for each renamed record (for a log line or a count); `entry` is its id-index entry. */
-  onRename?: (from: string, to: string, line: number, entry: number) => void;
+  /**
+   * Called for each renamed record (for a log line or a count); `entry` is its id-index entry.
+   * Only for the parser's own {@link renames}: the owner of shared ones passes it to `apply`.
+   */
+  onRename?: OnRename;
+  /**
+   * Repeats waiting for a new id under `rename`. Shared with the parsers of the other inputs
+   * (like {@link ids}), they are renamed by their owner once every input is read, so a new id
+   * is checked against the whole input. Default: the parser's own, renamed at {@link FastaParser.end}.
+   */
+  renames?: PendingRenames;
   /**
    * Id index to check and store ids in (default: a new one). Shared with the parsers of earlier
    * inputs, it also catches an id repeated from one of them, named through `inputOf`.
@@ -68,6 +85,8 @@ const CR = 0x0d;
 const GT = 0x3e;
 const SEMI = 0x3b;
 const SLAB = 1 << 18;
+/** Bytes of a first line without a newline after which it is checked for CR-only line ends. */
+const CR_CHECK = 1 << 16;
 
 function isSpace(b: number): boolean {
   return b === 0x20 || b === 0x09 || b === CR || b === 0x0b || b === 0x0c;
@@ -82,11 +101,18 @@ export class FastaParser {
   private readonly base: number;
   private readonly inputOf: FastaParserOptions["inputOf"];
   private readonly sink: RecordSink;
-  private readonly renameNext = new Map<string, number>();
+  private readonly renames: PendingRenames;
+  /** Whether {@link renames} is this parser's own (renamed at end) rather than shared. */
+  private readonly ownRenames: boolean;
   private readonly state = new LineState();
 
   /** Line number of the next line to be processed (1-based). */
   private lineNo = 1;
+  /** Byte offset in the input of the next line to be processed, and of the current one. */
+  private nextLineAt = 0;
+  private lineAt = 0;
+  /** Bytes pushed so far. */
+  private bytes = 0;
   /** Partial line carried over from the previous chunk. */
   private carry = new Uint8Array(1 << 12);
   private carryLen = 0;
@@ -114,6 +140,8 @@ export class FastaParser {
     this.duplicateIds = opts.duplicateIds ?? "error";
     this.onRename = opts.onRename;
     this.ids = opts.ids ?? new IdIndex();
+    this.ownRenames = opts.renames === undefined;
+    this.renames = opts.renames ?? new PendingRenames();
     this.base = this.ids.entries;
     this.inputOf = opts.inputOf;
     this.sink = opts.sink;
@@ -139,14 +167,18 @@ export class FastaParser {
 
   private pushLines(chunk: Uint8Array): void {
     let pos = 0;
+    this.bytes += chunk.length;
     if (this.atStart && chunk.length > 0) {
       this.atStart = false;
-      if (chunk.length >= 3 && chunk[0] === 0xef && chunk[1] === 0xbb && chunk[2] === 0xbf) pos = 3;
+      if (chunk.length >= 3 && chunk[0] === 0xef && chunk[1] === 0xbb && chunk[2] === 0xbf) pos = this.nextLineAt = 3;
     }
     if (this.carryLen > 0) {
       const nl = chunk.indexOf(NL, pos);
       if (nl < 0) {
         this.appendCarry(chunk, pos, chunk.length);
+        // A first line this long with no newline yet: CR-only line ends would make it the
+        // whole file; say so now rather than hold the file in memory.
+        if (this.lineNo === 1 && this.carryLen >= CR_CHECK) this.checkCrOnly(this.carry, 0, this.carryLen);
         return;
       }
       this.appendCarry(chunk, pos, nl);
@@ -176,9 +208,17 @@ export class FastaParser {
       throw e;
     }
     this.commitIds();
+    if (this.ownRenames) this.renames.apply(this.ids, this.onRename);
+    if (this.records === 0 && this.bytes === 0) {
+      throw new InputError(
+        `${this.file} is empty (0 bytes): no records`,
+        undefined,
+        "Pass a FASTA file: '>id description' lines, each followed by sequence lines. An empty file often means the command that wrote it failed.",
+      );
+    }
     if (this.records === 0) {
       throw new InputError(
-        `${this.file}: no FASTA records found (empty input)`,
+        `${this.file}: no FASTA records found (only blank lines or ';' comments)`,
         undefined,
         "A FASTA file has one or more records, each a '>id description' line followed by sequence lines.",
       );
@@ -199,7 +239,10 @@ export class FastaParser {
   /** Process one line, `buf[start, end)` without its `\n`. */
   private line(buf: Uint8Array, start: number, end: number): void {
     const lineNo = this.lineNo++;
+    this.lineAt = this.nextLineAt;
+    this.nextLineAt += end - start + 1;
     if (start === end) return;
+    if (lineNo === 1) this.checkCrOnly(buf, start, end);
     const first = buf[start]!;
     if (first === GT) return this.header(buf, start, end, lineNo);
     if (first === SEMI) return;
@@ -214,6 +257,20 @@ export class FastaParser {
       );
     }
     this.sequence(buf, start, end, lineNo);
+  }
+
+  /**
+   * Line 1 `buf[start, end)` holds a CR with more after it: the file's lines end in CR alone
+   * (classic Mac OS), so it reads as one line. (A CRLF line's CR is its last byte.)
+   */
+  private checkCrOnly(buf: Uint8Array, start: number, end: number): void {
+    const cr = buf.subarray(start, end).indexOf(CR);
+    if (cr < 0 || start + cr >= end - 1) return;
+    throw new InputError(
+      "CR-only line endings (classic Mac): the whole file reads as one line",
+      { file: this.file, line: 1 },
+      `Convert the line endings first: \`tr '\\r' '\\n' < ${this.file === "<stdin>" ? "FILE" : this.file} > converted.fasta\` (or \`mac2unix FILE\`).`,
+    );
   }
 
   private sequence(buf: Uint8Array, start: number, end: number, lineNo: number): void {
@@ -270,6 +327,7 @@ export class FastaParser {
       );
     }
     this.curEntry = this.ids.stageWord(buf, idStart, end, lineNo, this.viewOf(buf));
+    if (this.ids.invalid.entry === this.curEntry) this.invalidId(buf, start, idStart, end, lineNo);
     this.curLine = lineNo;
     this.inRecord = true;
     const space = this.sink.space;
@@ -282,6 +340,24 @@ export class FastaParser {
     }
     this.stopLine = 0;
     this.state.reset();
+  }
+
+  /** The id at `buf[idStart...]` (header line `buf[start, end)`) is not valid UTF-8: refuse it. */
+  private invalidId(buf: Uint8Array, start: number, idStart: number, end: number, lineNo: number): never {
+    const { offset, byte } = this.ids.invalid;
+    let id = "";
+    for (let i = idStart; i < end && !isSpace(buf[i]!); i++) {
+      const b = buf[i]!;
+      id += b >= 0x20 && b < 0x7f ? String.fromCharCode(b) : `\\x${b.toString(16).toUpperCase().padStart(2, "0")}`;
+    }
+    const hex = `0x${byte.toString(16).toUpperCase().padStart(2, "0")}`;
+    const column = idStart - start + offset + 1;
+    throw new InputError(
+      `id is not valid UTF-8: byte ${hex} at column ${column} (byte offset ${this.lineAt + column - 1} of the input)`,
+      { file: this.file, line: lineNo, recordId: id },
+      "Ids are read as UTF-8 text (ids.txt is UTF-8). If the file is Latin-1 or Windows-1252, convert it: " +
+        `\`iconv -f LATIN1 -t UTF-8 ${this.file === "<stdin>" ? "FILE" : this.file} > converted.fasta\`.`,
+    );
   }
 
   /** A DataView of `buf` (cached for the current chunk). */
@@ -322,11 +398,7 @@ export class FastaParser {
         "Ids must be unique: they key the output. Fix the input, or pass --duplicate-ids rename to append _2, _3, ...",
       );
     }
-    let k = this.renameNext.get(id) ?? 2;
-    let renamed = `${id}_${k}`;
-    while (!this.ids.rename(entry, renamed)) renamed = `${id}_${++k}`;
-    this.renameNext.set(id, k + 1);
-    this.onRename?.(id, renamed, lineNo, entry);
+    this.renames.add(entry);
   }
 
   private finishRecord(): void {

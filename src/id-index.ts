@@ -20,7 +20,8 @@
  *
  * Ids are stored as the UTF-8 of their string form: valid UTF-8 as is; invalid bytes are
  * replaced by U+FFFD at staging, exactly as decoding to a string would, so bytes and strings
- * agree (equality, ids.txt, digests).
+ * agree (equality, ids.txt, digests). The last such id is named in {@link IdIndex.invalid}, so
+ * the FASTA reader can refuse it instead (two Latin-1 ids would otherwise collide as U+FFFD).
  *
  * Memory: id bytes + 12 bytes per id, + 8 bytes per slot (2-4 slots per distinct id) until
  * {@link IdIndex.dropLookup}.
@@ -82,6 +83,11 @@ export class IdIndex {
   private readonly encoder = new TextEncoder();
   /** Sink for the prefetch loads, so the JIT cannot drop them. */
   private touched = 0;
+  /**
+   * The last entry staged whose bytes were not valid UTF-8 (-1: none yet), and the offset of its
+   * first invalid byte within the id and that byte's value: see {@link normalize}.
+   */
+  readonly invalid = { entry: -1, offset: 0, byte: 0 };
 
   /** Number of distinct ids stored. */
   get size(): number {
@@ -401,10 +407,12 @@ export class IdIndex {
    */
   private normalize(entry: number, at: number, len: number): void {
     const raw = this.arena.subarray(at, at + len);
+    const bad = firstInvalidUtf8(raw);
+    if (bad < 0) return;
+    this.invalid.entry = entry;
+    this.invalid.offset = bad;
+    this.invalid.byte = raw[bad]!;
     const bytes = this.encoder.encode(Buffer.from(raw.buffer, raw.byteOffset, len).toString("utf8"));
-    let same = bytes.length === len;
-    for (let k = 0; same && k < len; k++) same = bytes[k] === raw[k];
-    if (same) return;
     this.arenaLen -= len;
     if (this.arenaLen + bytes.length > this.arenaCap) this.room(bytes.length);
     this.arena.set(bytes, this.arenaLen);
@@ -477,6 +485,44 @@ function hashId(bytes: Uint8Array, view: DataView | undefined, start: number, le
   h = Math.imul(h, 0xc2b2ae35);
   h ^= h >>> 16;
   return h >>> 0;
+}
+
+/**
+ * Offset of the first byte of `b` that is not part of valid UTF-8 (RFC 3629: no overlong forms,
+ * no surrogates, nothing past U+10FFFF), or -1 when all of `b` is valid.
+ */
+export function firstInvalidUtf8(b: Uint8Array): number {
+  const n = b.length;
+  let i = 0;
+  while (i < n) {
+    const c = b[i]!;
+    if (c < 0x80) {
+      i++;
+      continue;
+    }
+    let need: number;
+    let lo = 0x80;
+    let hi = 0xbf;
+    if (c >= 0xc2 && c <= 0xdf) need = 1;
+    else if (c >= 0xe0 && c <= 0xef) {
+      need = 2;
+      if (c === 0xe0) lo = 0xa0;
+      else if (c === 0xed) hi = 0x9f;
+    } else if (c >= 0xf0 && c <= 0xf4) {
+      need = 3;
+      if (c === 0xf0) lo = 0x90;
+      else if (c === 0xf4) hi = 0x8f;
+    } else return i;
+    if (i + need >= n) return i; // cut short by the end of the id
+    const second = b[i + 1]!;
+    if (second < lo || second > hi) return i;
+    for (let k = 2; k <= need; k++) {
+      const cont = b[i + k]!;
+      if (cont < 0x80 || cont > 0xbf) return i;
+    }
+    i += need + 1;
+  }
+  return -1;
 }
 
 function isSpace(b: number): boolean {

@@ -19,6 +19,12 @@ export async function ingest(cfg: Pick<RunConfig, "inputs" | "truncate" | "dupli
     throw new InputError(`no FASTA records in ${cfg.inputs.join(", ")}`, undefined, "check that the input is a FASTA file with '>' header lines");
   }
   if (table.truncated) log.warn(`${table.truncated} record(s) longer than ${cfg.truncate} residues were truncated (--truncate)`);
-  if (table.renamed) log.warn(`${table.renamed} duplicate id(s) were renamed with _2, _3, ... (--duplicate-ids rename)`);
+  table.renameDuplicates();
+  if (table.renamed) {
+    const listed = table.summary().renames ?? [];
+    const shown = listed.slice(0, 5).map((r) => `${r.from} → ${r.to} (${r.at})`).join(", ");
+    const more = table.renamed > 5 ? `, and ${table.renamed - 5} more (the first ${listed.length} are listed in the summary and the manifest)` : "";
+    log.warn(`${table.renamed} duplicate id(s) renamed (--duplicate-ids rename; a new id is never one the input has): ${shown}${more}`);
+  }
   return table.sealed();
 }

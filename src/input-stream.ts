@@ -5,7 +5,9 @@
  * `x.fa`, and gzip on stdin, both work; multi-member gzip (bgzip) works too. Decompression is
  * streaming (`DecompressionStream`), so memory stays at a few chunks whatever the file size.
  * Every failure a user can cause becomes an {@link InputError} naming the file: missing file,
- * directory, unreadable, truncated/corrupt gzip, other compression formats, binary data.
+ * directory, unreadable, truncated/corrupt gzip, other compression formats, UTF-16/UTF-32 text,
+ * binary data. Character devices and pipes (`/dev/null`, `<(zcat x.gz)`) are read with plain
+ * reads too: Bun's file stream cannot poll them (EPERM from epoll_ctl on /dev/null).
  */
 import { type FileHandle, open, stat } from "node:fs/promises";
 import { InputError } from "./errors.ts";
@@ -28,6 +30,8 @@ export const STDIN_NAME = "<stdin>";
 
 /** Bytes per read of a plain file (one buffer, reused: it stays in the CPU caches). */
 const FILE_CHUNK = 1 << 20;
+/** Bytes per read of a device or pipe (a fresh buffer per chunk: the stream keeps it). */
+const STREAM_CHUNK = 1 << 16;
 
 /** Magic numbers of formats we refuse with a specific hint. */
 const OTHER_FORMATS: { magic: number[]; name: string; tool: string }[] = [
@@ -55,7 +59,7 @@ export async function openInput(source: string): Promise<InputBytes> {
     // fresh buffer per chunk); should it turn out to be gzip, it goes through a stream anyway.
     const plain = regular ? await openPlainFile(source, name) : undefined;
     if (plain) return plain;
-    raw = Bun.file(source).stream();
+    raw = regular ? Bun.file(source).stream() : readStream(source, name);
   }
   const reader = raw.getReader();
   const first = await readOrThrow(reader, name, false);
@@ -80,7 +84,65 @@ export async function openInput(source: string): Promise<InputBytes> {
   return { name, gzip, chunks: checkedChunks(stream, name, gzip, source) };
 }
 
+/**
+ * A file that is not a regular one (a character device, a FIFO) as a stream of plain reads:
+ * no seeking and no peeking (a pipe's bytes can be read once), one buffer per chunk.
+ */
+function readStream(source: string, name: string): ReadableStream<Uint8Array> {
+  let fh: FileHandle | undefined;
+  return new ReadableStream<Uint8Array>({
+    async pull(controller) {
+      try {
+        fh ??= await open(source, "r");
+        const buf = new Uint8Array(STREAM_CHUNK);
+        const { bytesRead } = await fh.read(buf, 0, buf.length, null);
+        if (bytesRead > 0) return controller.enqueue(buf.subarray(0, bytesRead));
+        await fh.close();
+        controller.close();
+      } catch (e) {
+        await fh?.close().catch(() => {});
+        controller.error(wrapReadError(e, name, false));
+      }
+    },
+    async cancel() {
+      await fh?.close().catch(() => {});
+    },
+  });
+}
+
+/**
+ * The UTF-16 or UTF-32 encoding `head` (the first bytes of an input) is in, by its byte order
+ * mark or, without one, by the NUL bytes beside ASCII ones that such text of ASCII letters
+ * (`>id`, residues) has; undefined for anything else.
+ */
+export function wideEncoding(head: Uint8Array): string | undefined {
+  const [a, b, c, d] = [head[0], head[1], head[2], head[3]];
+  if (a === 0xff && b === 0xfe && c === 0 && d === 0) return "UTF-32 (little-endian byte order mark)";
+  if (a === 0 && b === 0 && c === 0xfe && d === 0xff) return "UTF-32 (big-endian byte order mark)";
+  if (a === 0xff && b === 0xfe) return "UTF-16 (little-endian byte order mark)";
+  if (a === 0xfe && b === 0xff) return "UTF-16 (big-endian byte order mark)";
+  if (head.length < 4 || a === undefined || c === undefined) return undefined;
+  const ascii = (x: number | undefined) => x !== undefined && x > 0 && x < 0x80;
+  if (ascii(a) && b === 0 && c === 0 && d === 0) return "UTF-32 (little-endian, no byte order mark)";
+  if (a === 0 && b === 0 && c === 0 && ascii(d)) return "UTF-32 (big-endian, no byte order mark)";
+  if (ascii(a) && b === 0 && ascii(c) && d === 0) return "UTF-16 (little-endian, no byte order mark)";
+  if (a === 0 && ascii(b) && c === 0 && ascii(d)) return "UTF-16 (big-endian, no byte order mark)";
+  return undefined;
+}
+
+function wideError(name: string, source: string, encoding: string, gzip: boolean): InputError {
+  const file = source === "-" ? "FILE" : source;
+  const bits = encoding.startsWith("UTF-32") ? "UTF-32" : "UTF-16";
+  return new InputError(
+    `${name}: the text is ${encoding}${gzip ? " (inside the gzip)" : ""}; FASTA is read as UTF-8 or ASCII`,
+    undefined,
+    `Convert it first: \`${gzip ? `gzip -dc ${file} | iconv -f ${bits} -t UTF-8` : `iconv -f ${bits} -t UTF-8 ${file}`} > converted.fasta\` (Windows tools such as PowerShell's \`>\` write UTF-16).`,
+  );
+}
+
 function checkFormat(head: Uint8Array, name: string, source: string): void {
+  const wide = wideEncoding(head);
+  if (wide) throw wideError(name, source, wide, false);
   for (const f of OTHER_FORMATS) {
     if (startsWith(head, f.magic)) {
       throw new InputError(
@@ -222,6 +284,8 @@ async function* checkedReads(
       if (chunk === undefined) return;
       const nul = chunk.indexOf(0);
       if (nul >= 0) {
+        const wide = offset === 0 ? wideEncoding(chunk) : undefined;
+        if (wide) throw wideError(name, source, wide, gzip);
         throw new InputError(
           `${name}: binary data (NUL byte at ${gzip ? "decompressed " : ""}byte offset ${offset + nul}); this is not a FASTA text file`,
           undefined,

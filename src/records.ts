@@ -12,6 +12,7 @@ import { InputError } from "./errors.ts";
 import type { FastaParserOptions, RecordSink } from "./fasta-parser.ts";
 import type { InputDigest } from "./fasta.ts";
 import { IdIndex } from "./id-index.ts";
+import { type OnRename, PendingRenames, type Rename } from "./renames.ts";
 
 /**
  * Bytes per token chunk; a record never spans chunks. Large typed arrays are mapped lazily, so
@@ -21,6 +22,8 @@ const CHUNK_BYTES = 16 << 20;
 /** Initial record capacity (untouched capacity costs address space only, not memory). */
 const INITIAL_RECORDS = 1 << 20;
 const NO_TOKENS = new Uint8Array(0);
+/** Renames listed by name in the summary and manifest (the rest are counted). */
+export const RENAMES_LISTED = 10;
 
 export interface IngestRecord {
   id: string;
@@ -36,6 +39,8 @@ export interface RecordsSummary {
   truncated: number;
   longest: number;
   renamed: number;
+  /** The first {@link RENAMES_LISTED} renames (`--duplicate-ids rename`); absent when none. */
+  renames?: Rename[];
 }
 
 export class RecordTable implements RecordSink {
@@ -61,6 +66,10 @@ export class RecordTable implements RecordSink {
   /** Records truncated and records renamed, ascending (to count them in a subset). */
   private readonly truncatedAt: number[] = [];
   private readonly renamedAt: number[] = [];
+  /** Repeats waiting for their new id until every input is read (`renames.ts` says why). */
+  private readonly pending = new PendingRenames();
+  /** The first renames, by record. */
+  private readonly renameList = new Map<number, Rename>();
   /** Each input as read (size and CRC-32), filled by ingest for the manifest. */
   readonly inputs: InputDigest[] = [];
 
@@ -100,10 +109,7 @@ export class RecordTable implements RecordSink {
       duplicateIds: this.duplicateIds,
       ids: this.idx,
       inputOf: (entry) => this.inputOf(entry),
-      onRename: (_from, _to, _line, entry) => {
-        this.renamed++;
-        this.renamedAt.push(entry);
-      },
+      renames: this.pending,
       sink: this,
     };
   }
@@ -171,14 +177,27 @@ export class RecordTable implements RecordSink {
             "make ids unique, or pass --duplicate-ids rename to keep both as ID, ID_2, ...",
           );
         }
-        for (let k = 2; !this.idx.rename(e, `${r.id}_${k}`); k++);
-        this.renamed++;
-        this.renamedAt.push(e);
+        this.pending.add(e);
       });
     } else {
       entry = this.idx.append(bytes, 0, bytes.length, r.line);
     }
     this.record(entry, r.tokens, 0, r.tokens.length);
+  }
+
+  /**
+   * Give repeated ids their new ids (`--duplicate-ids rename`), now that every input is read:
+   * `ID_k`, the smallest k ≥ 2 free of every id of the input. {@link sealed} calls it; call it
+   * first to see the renames' header lines (`onRename`), which sealing forgets.
+   */
+  renameDuplicates(onRename?: OnRename): void {
+    if (this.pending.size === 0) return;
+    this.pending.apply(this.idx, (from, to, line, entry) => {
+      this.renamed++;
+      this.renamedAt.push(entry);
+      if (this.renameList.size < RENAMES_LISTED) this.renameList.set(entry, { from, to, at: `${this.inputOf(entry)}:${line}` });
+      onRename?.(from, to, line, entry);
+    });
   }
 
   /** Residue tokens kept for record `i` (a view; no BOS/EOS). */
@@ -229,6 +248,8 @@ export class RecordTable implements RecordSink {
       if (renamed.has(i)) {
         t.renamed++;
         t.renamedAt.push(k);
+        const r = this.renameList.get(i);
+        if (r) t.renameList.set(k, r);
       }
     }
     return t;
@@ -277,12 +298,15 @@ export class RecordTable implements RecordSink {
 
   /** The id lookup is only needed while reading; free it before the long GPU phase. */
   sealed(): this {
+    this.renameDuplicates();
     this.idx.dropLookup();
     return this;
   }
 
   summary(): RecordsSummary {
-    return { records: this.size, residues: this.residues, truncated: this.truncated, longest: this.longest, renamed: this.renamed };
+    const s: RecordsSummary = { records: this.size, residues: this.residues, truncated: this.truncated, longest: this.longest, renamed: this.renamed };
+    if (this.renameList.size > 0) s.renames = [...this.renameList.values()];
+    return s;
   }
 
   /** Name of the input record `entry` was read from. */

@@ -36,19 +36,13 @@ function records(t: RecordTable, opts: FastaParserOptions): Read[] {
 
 /**
  * `path` read as the CLI reads it: the reader hands each record to a RecordTable (through its
- * parser options). `onRename` is called besides the table's own rename count.
+ * parser options), and repeats renamed once it is read (`onRename` hears of each).
  */
 async function read(path: string, duplicateIds: DuplicateIdPolicy = "error", onRename?: FastaParserOptions["onRename"]): Promise<Read[]> {
   const t = new RecordTable(NO_TRUNCATION, duplicateIds);
   const opts = t.parserOptions();
-  if (onRename) {
-    const count = opts.onRename!;
-    opts.onRename = (from, to, line, entry) => {
-      count(from, to, line, entry);
-      onRename(from, to, line, entry);
-    };
-  }
   expect(await readFastaInto(path, opts)).toBe(t.size);
+  t.renameDuplicates(onRename);
   return records(t, opts);
 }
 
@@ -134,12 +128,25 @@ describe("readFastaInto: accepted input", () => {
       expect(proc.stdout.toString()).toBe(expected);
     }
   });
-  test("duplicate ids renamed with _2, _3 ... avoiding existing ids", async () => {
+  test("duplicate ids renamed with _2, _3 ...: never to an id that any record of the input has", async () => {
     const renames: string[] = [];
-    const p = file(">a\nM\n>a\nK\n>a_2\nV\n>a\nL\n");
+    // `a_2` comes after the repeat of `a`: renaming on the spot would have taken it.
+    const p = file(">a\nM\n>a\nK\n>a_2\nV\n>a\nL\n>a_3\nW\n>a_2\nG\n");
     const rs = await read(p, "rename", (f, t, l) => renames.push(`${f}->${t}@${l}`));
-    expect(rs.map((r) => r.id)).toEqual(["a", "a_2", "a_2_2", "a_3"]);
-    expect(renames).toEqual(["a->a_2@3", "a_2->a_2_2@5", "a->a_3@7"]);
+    expect(rs.map((r) => r.id)).toEqual(["a", "a_4", "a_2", "a_5", "a_3", "a_2_2"]);
+    expect(renames).toEqual(["a->a_4@3", "a->a_5@7", "a_2->a_2_2@11"]);
+    // The record labelled a_2 is the input's a_2 (V), not the repeat of a (K).
+    expect(rs.find((r) => r.id === "a_2")!.seq).toEqual(ids("V"));
+  });
+  test("a parser without a shared rename list renames its repeats at end()", () => {
+    const t = new RecordTable(NO_TRUNCATION, "rename");
+    const { renames: _shared, ...opts } = t.parserOptions();
+    const seen: string[] = [];
+    const parser = new FastaParser("t", { ...opts, onRename: (f, to) => seen.push(`${f}->${to}`) });
+    parser.push(new TextEncoder().encode(">a\nM\n>a\nK\n>a_2\nV\n"));
+    parser.end();
+    expect(seen).toEqual(["a->a_3"]);
+    expect(t.id(1)).toBe("a_3");
   });
 });
 
@@ -187,8 +194,9 @@ describe("readFastaInto: errors name file:line, record and a fix", () => {
     expect((await readError(dir)).message).toContain("directory");
   });
   test("empty file and whitespace-only file", async () => {
-    expect((await readError(file(""))).message).toContain("no FASTA records");
-    expect((await readError(file("\n \n\n"))).message).toContain("no FASTA records");
+    expect((await readError(file(""))).message).toContain("is empty (0 bytes): no records");
+    expect((await readError(file("\n \n\n"))).message).toContain("no FASTA records found (only blank lines or ';' comments)");
+    expect((await readError("/dev/null")).message).toBe("/dev/null is empty (0 bytes): no records");
   });
   test("binary input (NUL bytes), plain or inside gzip", async () => {
     const bin = new Uint8Array([0x3e, 0x61, 0x0a, 0x4d, 0x00, 0x01, 0x02]);

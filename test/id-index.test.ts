@@ -1,5 +1,5 @@
 import { describe, expect, test } from "bun:test";
-import { IdIndex } from "../src/id-index.ts";
+import { IdIndex, firstInvalidUtf8 } from "../src/id-index.ts";
 
 const enc = new TextEncoder();
 
@@ -74,5 +74,34 @@ describe("IdIndex", () => {
     idx.dropLookup();
     expect(idx.idString(2)).toBe("a_3");
     expect(() => idx.insertString("b", 1)).toThrow();
+  });
+  test("firstInvalidUtf8 agrees with a fatal UTF-8 decoder, and names the first bad byte", () => {
+    const cases: [number[], number][] = [
+      [[0x61, 0x62], -1],
+      [[...enc.encode("é€😀")], -1],
+      [[0x63, 0x61, 0x66, 0xe9], 3], // Latin-1 é
+      [[0xc0, 0x80], 0], // overlong NUL
+      [[0xe0, 0x80, 0x80], 0], // overlong
+      [[0xed, 0xa0, 0x80], 0], // surrogate
+      [[0xf4, 0x90, 0x80, 0x80], 0], // past U+10FFFF
+      [[0x61, 0xe2, 0x82], 1], // cut short
+      [[0x61, 0x80], 1], // lone continuation byte
+    ];
+    const fatal = new TextDecoder("utf-8", { fatal: true });
+    for (const [bytes, at] of cases) {
+      const b = Uint8Array.from(bytes);
+      expect({ bytes, at: firstInvalidUtf8(b) }).toEqual({ bytes, at });
+      let valid = true;
+      try {
+        fatal.decode(b);
+      } catch {
+        valid = false;
+      }
+      expect(valid).toBe(at < 0);
+    }
+    // The index names the last invalid id it stored (the reader refuses it).
+    const idx = new IdIndex();
+    idx.stage(Uint8Array.from([0x61, 0xff]), 0, 2, 4);
+    expect(idx.invalid).toEqual({ entry: 0, offset: 1, byte: 0xff });
   });
 });

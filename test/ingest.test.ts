@@ -82,18 +82,21 @@ describe("ingest", () => {
     const one = file(">x\nM\n>x\nK\n");
     const two = file(">x\nM\n>x_2\nK\n>y\nL\n");
     const t = await read([one, two], "rename");
-    expect(idsOf(t)).toEqual(["x", "x_2", "x_3", "x_2_2", "y"]);
-    expect(t.renamed).toBe(3);
-    expect(t.summary().renamed).toBe(3);
+    // x_2 is an input id, so the repeats of x skip it.
+    expect(idsOf(t)).toEqual(["x", "x_3", "x_4", "x_2", "y"]);
+    expect(t.renamed).toBe(2);
+    expect(t.summary().renamed).toBe(2);
+    expect(t.summary().renames!.map((r) => `${r.from}->${r.to}`)).toEqual(["x->x_3", "x->x_4"]);
   });
 
-  test("non-ASCII and invalid UTF-8 ids become their string form (equal strings are duplicates)", async () => {
+  test("non-ASCII ids are kept as UTF-8; an id that is not valid UTF-8 is refused where it is", async () => {
     const bytes = (s: string) => new Uint8Array([...s].map((c) => c.charCodeAt(0)));
-    const t = await read([file(Buffer.concat([Buffer.from(">é\nM\n"), bytes(">a\xff\nK\n")]))]);
-    expect(idsOf(t)).toEqual(["é", "a\uFFFD"]);
-    expect(idsTxt(t)).toBe("é\na\uFFFD\n");
-    const e = await error([file(Buffer.concat([bytes(">a\xff\nM\n"), bytes(">a\xfe\nK\n")]))]);
-    expect(e.message).toContain("duplicate id");
+    const t = await read([file(Buffer.from(">é\nM\n>b\nK\n"))]);
+    expect(idsOf(t)).toEqual(["é", "b"]);
+    expect(idsTxt(t)).toBe("é\nb\n");
+    const e = await error([file(Buffer.concat([bytes(">ok\nM\n"), bytes(">a\xff desc\nK\n")]))]);
+    expect(e.message).toContain(':3 (record "a\\xFF"): id is not valid UTF-8: byte 0xFF at column 3 (byte offset 8 of the input)');
+    expect(e.hint).toContain("iconv -f LATIN1 -t UTF-8");
   });
 
   test("long ids and header lines, ids beyond one arena chunk", async () => {

@@ -35,8 +35,14 @@ describe("RecordTable", () => {
   test("rename keeps duplicates distinct", () => {
     const t = new RecordTable(1022, "rename");
     for (const f of ["1.fa", "2.fa", "3.fa"]) t.add(rec("x", 2, f));
-    expect(idsOf(t)).toEqual(["x", "x_2", "x_3"]);
+    t.add(rec("x_2", 2, "4.fa"));
+    t.sealed();
+    expect(idsOf(t)).toEqual(["x", "x_3", "x_4", "x_2"]);
     expect(t.renamed).toBe(2);
+    expect(t.summary().renames).toEqual([
+      { from: "x", to: "x_3", at: "2.fa:1" },
+      { from: "x", to: "x_4", at: "3.fa:1" },
+    ]);
   });
 
   test("the digest depends on ids and kept tokens only, in order", () => {

@@ -5,7 +5,11 @@ import { log } from "../log.ts";
 export function fail(e: unknown, verbose = false): never {
   if (e instanceof EmbedError) {
     log.error(e.message);
-    if (e.hint) log.info(`hint: ${e.hint}`);
+    // The hint is part of the error: `--quiet` (log level 0) silences progress and info, not this.
+    if (e.hint) {
+      if (log.level >= 3) log.info(`hint: ${e.hint}`);
+      else process.stderr.write(`hint: ${e.hint}\n`);
+    }
     if (verbose && e.stack) log.debug(e.stack);
     process.exit(e.exitCode);
   }

@@ -33,7 +33,7 @@ Examples:
     dedup: { type: "boolean", description: "embed identical sequences once and write their rows under every id (reads and six-frame peptides repeat)", default: false },
     "max-restarts": { type: "string", description: "replacements of dead workers allowed before the run fails", default: "3" },
     dry: { type: "boolean", description: "print the plan as JSON and start no worker", default: false },
-    quiet: { type: "boolean", description: "no logs or progress on stderr, only errors (stdout unchanged)", default: false },
+    quiet: { type: "boolean", description: "no logs or progress on stderr, only errors and their hints (stdout unchanged)", default: false },
     json: { type: "boolean", description: "NDJSON events on stdout (start, batch, shard, worker, finish) instead of one summary", default: false },
     verbose: { type: "boolean", description: "debug logs and stack traces", default: false },
   },
@@ -64,6 +64,9 @@ Examples:
       };
       process.on("SIGINT", onSignal);
       process.on("SIGTERM", onSignal);
+      // A closed terminal or ssh session (SIGHUP) is an interrupt like any other: drain and commit,
+      // rather than die at once with the batches in flight lost (the default action, exit 129).
+      process.on("SIGHUP", onSignal);
       const view = progress(args.json ? "json" : args.quiet ? "none" : process.stderr.isTTY ? "tty" : "log");
       let summary;
       try {
