@@ -8,7 +8,7 @@
  *
  * Checksums guard against torn and damaged files, not against tampering: CRC-32 (chained over the
  * appends) costs 0.9 ms per 6.3 MiB batch where sha256 cost 4.9 ms of the orchestrator's one
- * thread (docs/BENCHMARKS.md). Shards committed with sha256 (stores from earlier versions) are
+ * thread (measured on a 2-core VM, docs/PERFORMANCE.md). Shards committed with sha256 (stores from earlier versions) are
  * still verified with sha256.
  */
 import { closeSync, existsSync, fsyncSync, ftruncateSync, mkdirSync, openSync, readdirSync, readFileSync, readSync, renameSync, rmdirSync, rmSync, writeSync } from "node:fs";

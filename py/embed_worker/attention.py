@@ -15,8 +15,7 @@ only take half precision).
 
 For batches of long sequences the "quack" arrangement adds FlashAttention-4's CuTe-DSL varlen
 kernel (package flash-attn-4, imported as flash_attn.cute; it needs the CuTe DSL that quack
-needs): `flash4()` loads it. Measured per batch on an H200 (docs/BENCHMARKS.md,
-scripts/attention_sweep.py): 20-30% faster than torch's varlen kernel once the longest sequence
+needs): `flash4()` loads it. Measured per batch on an H200 (docs/decisions/flashattention4-long.md): 20-30% faster than torch's varlen kernel once the longest sequence
 passes ~512 tokens, slower below that (its 192-row tiles waste more on shorter sequences); the
 sequence-aligned Triton kernel (kernels.aligned_attention) now beats it up to 1,024, hence
 LONG_MIN_LEN.
@@ -60,7 +59,7 @@ def __getattr__(name: str):
 _HALF = (torch.float16, torch.bfloat16)
 
 # Batches whose longest sequence (with <cls>/<eos>) exceeds this go to flash4() where loaded; up to
-# it the aligned Triton kernel is faster (docs/BENCHMARKS.md, session 9: 5-7% at 823-998 tokens,
+# it the aligned Triton kernel is faster (docs/decisions/flashattention4-long.md: 5-7% at 823-998 tokens,
 # even at 1,024 for D = 1280 and 7% faster for D = 2560), so with ESM-2's default truncation
 # (1,022 residues) FA4 takes only sequences longer than the aligned kernel's range.
 LONG_MIN_LEN = 1024

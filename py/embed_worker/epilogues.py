@@ -13,12 +13,12 @@ pairs once at load (use_kernels("quack")); attention scores q·k are unchanged b
 same permutation to q and k, and v is not touched. q's Dh^-0.5 moves into the attention kernels'
 softmax scale (scaling the fp32 scores instead of the fp16 q).
 
-Measured on an H200 (docs/BENCHMARKS.md, scripts/epilogue_sweep.py), per 65k-token layer: 3B
+Measured on an H200 (docs/decisions/quack-epilogues.md), per 65k-token layer: 3B
 FC1+GELU 5.24 ms vs cuBLAS + in-place GELU 6.08, QKV+rotary 3.80 vs cuBLAS + rotary pass 3.89;
 650M 1.31 vs 1.89 and 0.87 vs 1.08. quack's residual-add GEMMs were not faster than cuBLAS + the
 add for the out-projection and FC2. Those stay on cuBLAS unless CONFIGS pins a quack tile config
 for their shape that won inside the whole forward at the GPU's power cap (650M: both,
-scripts/quack_tune.py).
+docs/decisions/quack-epilogues.md).
 """
 from __future__ import annotations
 
@@ -30,12 +30,12 @@ import torch
 # model.ACTIVATIONS name -> quack's epilogue activation of the same function
 QUACK_ACTIVATIONS = {"erf": "gelu_erf", "tanh": "gelu_tanh_approx"}
 
-# Tile configs per (GEMM, K, N) as config specs (parse_config), measured by scripts/quack_tune.py
-# inside the whole forward. "fc1" and "qkv" run on quack always (no entry: quack's SM90 default,
+# Tile configs per (GEMM, K, N) as config specs (parse_config), measured at the power cap
+# inside the whole forward (docs/decisions/quack-epilogues.md). "fc1" and "qkv" run on quack always (no entry: quack's SM90 default,
 # 128x192 pingpong, cluster 2x1); an "out" or "fc2" entry moves that GEMM from cuBLAS to quack.
 CONFIGS: dict[tuple[str, int, int], str] = {
     # 650M (D = 1280): at the power cap both beat cuBLAS by 1-2% alone and the forward by 0.65%
-    # (158.1 -> 157.1 ms per 65k-token batch, A/B inside one run; docs/BENCHMARKS.md, session 6)
+    # (158.1 -> 157.1 ms per 65k-token batch, A/B inside one run; commit b3fc3c4)
     ("out", 1280, 1280): "192x128p@1x2",
     ("fc2", 5120, 1280): "192x128p@1x2",
 }

@@ -60,12 +60,12 @@ def _add_ln_kernel(X, D, W, B, S, H, RS, RT, n_rows, n_cols, eps,
         tl.store(H + off, (xc * rstd[:, None] * w + b).to(H.dtype.element_ty), mask=mask)
 
 
-# Launch shapes; scripts/kernel_sweep.py measures the alternatives on a GPU (single calls) and
-# scripts/ln_launch_ab.py at the power cap and inside the forward. LayerNorm: one row per program
+# Launch shapes, measured on a GPU as single calls, at the power cap and inside the forward
+# (docs/decisions/triton-layernorm.md). LayerNorm: one row per program
 # at 650M's and 3B's widths, one warp per 1,024 padded elements (32 per thread): the plain pass
 # (650M's boundaries) at 3.75-3.8 TB/s (2 warps at D = 1280; 4 at 2560) against 3.1 with 8 warps
-# (650M forward -1.0% for 8 -> 4 warps, session 10; 4 -> 2 at D = 1280 another -0.1 to -0.7%,
-# session 11); add+LN runs at 4.1 TB/s with any of these (docs/BENCHMARKS.md).
+# (650M forward -1.0% for 8 -> 4 warps, commit 8f15bc7; 4 -> 2 at D = 1280 another -0.1 to -0.7%,
+# a11e010); add+LN runs at 4.1 TB/s with any of these (docs/decisions/triton-layernorm.md).
 LN_ELEMS = 2048  # elements per program (rows x padded width; one row when a row is wider)
 LN_WARPS: int | None = None  # None: one warp per LN_WARP_ELEMS of the program's elements
 LN_WARP_ELEMS = 1024
@@ -261,18 +261,18 @@ def _packed_attn_kernel(Q, K, V, O, SEQ, CU, n_tok, stride_t, stride_h, o_stride
     _store_rows(O, acc, l_i, rows, rmask, h, d, o_stride_t, o_stride_h)
 
 
-# Best of 36 launch shapes on an H200 for reads and short (docs/bench/2026-11-29-attention-sweep.txt.gz):
+# Best of 36 launch shapes on an H200 for reads and short (docs/decisions/packed-attention.md):
 # 0.58 ms vs the flash kernel's 0.89 ms per 3B layer on reads, 0.85 vs 1.12 on short; at
 # uniprot lengths (max 1024) flash is ahead (2.36 vs 2.43 ms), hence the length limit. Two
-# stages once the registers are held to ATTN_MAXNREG (session 9, below).
+# stages once the registers are held to ATTN_MAXNREG (below).
 ATTN_BM, ATTN_BN, ATTN_WARPS, ATTN_STAGES = 64, 32, 4, 2
 PACKED_ATTN_MAX_LEN = 256  # longer batches go to the varlen flash kernel
 
 # Registers per thread on Hopper. Both attention kernels are latency-bound (a few short key
 # loops per program), so programs resident per SM is what sets their speed; with Triton's own
 # allocation (110 registers for the aligned kernel at 64x64, 88-92 for the packed one on sm_90)
-# only 4 and 5 fit. Held to 96 and 80 (no spill at these launches; scripts/kernel_occupancy.py),
-# 5 and 6 fit: measured per batch on an H200 (docs/BENCHMARKS.md, session 9), aligned 5-8%
+# only 4 and 5 fit. Held to 96 and 80 (no spill at these launches; bench/kernel_occupancy.py),
+# 5 and 6 fit: measured per batch on an H200 (docs/decisions/packed-attention.md), aligned 5-8%
 # faster on every batch, packed 1-3%. Other GPUs keep ptxas's choice (measured on Hopper only).
 ATTN_MAXNREG = 80
 
@@ -385,16 +385,15 @@ def _aligned_attn_kernel(Q, K, V, O, TAB, n_blocks, stride_t, stride_h, o_stride
     _store_rows(O, acc, l_i, rows, rmask, h, d, o_stride_t, o_stride_h)
 
 
-# Sequence-aligned tiles, measured on an H200 over uniprot's batches (docs/BENCHMARKS.md, session 6;
-# docs/bench/2026-11-29-s6-attention-uniprot-aligned.jsonl.gz): 17-26% faster than the varlen flash
+# Sequence-aligned tiles, measured on an H200 over uniprot's batches (docs/decisions/packed-attention.md): 17-26% faster than the varlen flash
 # kernel for longest sequences of 300-460 tokens, even elsewhere up to 1,024 (D = 1280); faster
-# than FA4 up to 1,024 since session 9, and than the packed kernel on short batches past 88 tokens
+# than FA4 up to 1,024 since the register limits, and than the packed kernel on short batches past 88 tokens
 # or filling their tiles well (below).
 ALIGNED_BM, ALIGNED_WARPS = 64, 4
 ALIGNED_ATTN_MAX_LEN = 1024  # the measured range; longer batches go to the varlen flash kernel
 # Launch options by the batch's longest sequence: (up to this many tokens, BN, stages, registers
 # per thread on Hopper at Dh <= 64); BM stays 64, so one block table serves every row. Measured per
-# batch on an H200 (docs/BENCHMARKS.md, session 9): one key block of 64 with one stage is best up
+# batch on an H200 (docs/decisions/packed-attention.md): one key block of 64 with one stage is best up
 # to 64 tokens (9-11% over two stages); 32-key blocks, three stages and 80 registers (6 programs
 # per SM, no spill) from 65 to ~320 (3-13% over 64x64); 64x64, two stages, 96 registers beyond.
 ALIGNED_LAUNCH = ((64, 64, 1, 96), (320, 32, 3, 80), (None, 64, 2, 96))
@@ -412,7 +411,7 @@ def aligned_launch(max_seqlen: int | None) -> tuple[int, int, int]:
 def split_tail(bn: int, max_seqlen: int | None) -> bool:
     """Whether the aligned kernel runs a sequence's last keys in a block of BN/2 or BN/4 when they
     fit one: where sequences can be longer than one key block (~4% fewer scores at uniprot's
-    lengths; whole workloads +0.2-0.3%, within noise: docs/BENCHMARKS.md, session 11). Where a
+    lengths; whole workloads +0.2-0.3%, within noise: docs/decisions/packed-attention.md). Where a
     whole sequence fits one block (the <= 64-token launch) the branches would only cost registers
     (ptxas spilled 40 bytes there with them)."""
     return max_seqlen is None or max_seqlen > bn
@@ -428,7 +427,7 @@ def aligned_launch_lengths() -> list[int]:
 # Below PACKED_ATTN_MAX_LEN the aligned kernel wins where the batch's sequences fill their 64-row
 # tiles well (the planner sorts by length, so a batch's sequences are about as long as its longest),
 # and whatever the fill past 88 tokens (its 32-key launch): measured per batch on an H200
-# (docs/BENCHMARKS.md, session 9): faster at 49-64 tokens (fill >= 0.77: up to 9%) and from 92
+# (docs/decisions/packed-attention.md): faster at 49-64 tokens (fill >= 0.77: up to 9%) and from 92
 # tokens on (5-25%); slower at 33-47 and 71-82 (fills 0.52-0.73: up to 20%).
 ALIGNED_OVER_PACKED_MIN_FILL = 0.78
 ALIGNED_OVER_PACKED_ANY_FILL = 88  # longer: aligned whatever the fill

@@ -223,7 +223,7 @@ class ESM2(nn.Module):
         """torch.compile the block (dynamic shapes: token count and max length vary per batch).
         Inductor fuses LayerNorm, rotary, bias+erf-GELU and residual adds around the cuBLAS
         GEMMs and the varlen attention kernel; measured +29% (3B) and +48% (650M) tokens/s on an
-        H200 (docs/BENCHMARKS.md)."""
+        H200 (docs/decisions/triton-layernorm.md)."""
         self.step = torch.compile(block_step, dynamic=True)
 
     def set_activation(self, name: str) -> None:

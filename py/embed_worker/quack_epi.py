@@ -4,7 +4,7 @@ which is ambiguous — and refused — whenever a batch's token count equals the
 
 Imports quack at module level: quack's compile workers re-import this module to find the
 epilogue, so it must be a module global here. The angle math is quack's (in turns, float-float;
-quack-kernels 0.6.5, pinned by scripts/setup and scripts/quack-carry).
+quack-kernels 0.6.5, pinned by scripts/setup and dev/quack-carry).
 """
 from __future__ import annotations
 

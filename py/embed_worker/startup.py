@@ -1,6 +1,6 @@
 """A worker's start-up, timed phase by phase (reported in READY and the run summary).
 
-Measured on an H200 (docs/BENCHMARKS.md, session 14): importing quack-kernels and the CuTe DSL
+Measured on an H200 (docs/decisions/startup-import-thread.md): importing quack-kernels and the CuTe DSL
 takes ~10 s of a GPU worker's ~20 s, all of it Python holding the GIL, so it does not overlap
 with loading the weights on a side thread (the load slows by what the import gains)."""
 from __future__ import annotations

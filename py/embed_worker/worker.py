@@ -239,7 +239,7 @@ class Worker:
             return
         first = m.layers[0]
         # two 1,024-token sequences: a tiny batch compiles a different variant (measured: the
-        # first long batch then took 2.1 s instead of 0.17, scripts/first_batches.py)
+        # first long batch then took 2.1 s instead of 0.17, commit a6293fe)
         q, k, v, cu = self._attention_probe(1024)
         try:
             m.long_attention(q, k, v, cu, 1024, first.head_dim ** -0.5)

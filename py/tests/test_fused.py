@@ -425,7 +425,7 @@ def test_aligned_attention_matches_exact(lens, H, Dh, dtype):
 def test_attention_kernels_rescale_when_late_keys_score_far_higher(dtype):
     """Online softmax when late keys score far above (and others slightly above) the first
     blocks' maximum: without the rescale the probabilities overflow fp16 (2^30 here); the weights
-    must stay exact. (A lazy rescale, only past a growth of 2^8, was measured slower: session 8.)"""
+    must stay exact. (A lazy rescale, only past a growth of 2^8, was measured slower: docs/decisions/attention-variants.md.)"""
     from embed_worker import attention
     lens = [230, 100, 5]
     cu = torch.zeros(len(lens) + 1, dtype=torch.int32)
@@ -504,8 +504,7 @@ def test_fused_routes_mid_length_batches_to_aligned_attention(tiny, monkeypatch,
 
 def test_aligned_tiles_take_short_batches_that_fill_them():
     """Below the packed kernel's limit, aligned tiles win when the longest sequence fills >= 78%
-    of its 64-row tiles, and at any fill past 88 tokens (measured per batch: docs/BENCHMARKS.md,
-    session 9)."""
+    of its 64-row tiles, and at any fill past 88 tokens (measured per batch: docs/decisions/packed-attention.md)."""
     assert K.ALIGNED_BM == 64
     wins = [n for n in range(1, K.PACKED_ATTN_MAX_LEN + 1) if K.aligned_beats_packed(n)]
     assert {50, 51, 62, 64, 89, 92, 100, 104, 124, 128, 129, 131, 138, 144, 151, 172, 189, 193, 231, 256} <= set(wins)
@@ -538,7 +537,7 @@ def test_attention_register_limits_buy_resident_programs_without_spills():
     """bench/kernel_occupancy.py compiles every attention launch the product makes for sm_90 here
     (Triton's ptxas, no GPU needed; a subprocess, as the interpreter's kernels cannot compile):
     at its register limit each fits more programs per SM than without it and spills at most a few
-    words (a change that made them spill would cost 3-6x: docs/BENCHMARKS.md, session 9)."""
+    words (a change that made them spill would cost 3-6x: docs/decisions/packed-attention.md)."""
     import json
     import subprocess
     import sys
