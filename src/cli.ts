@@ -71,12 +71,75 @@ async function resolve<T>(v: T | Promise<T> | (() => T | Promise<T>)): Promise<T
   return typeof v === "function" ? await (v as () => T | Promise<T>)() : await v;
 }
 
+/**
+ * The first option of `rawArgs` that command `sub` does not define, with the nearest it does, or
+ * undefined. citty ignores unknown options, so a typo (`--max-token 512`) would silently run
+ * with the default instead.
+ */
+async function unknownOption(sub: string, rawArgs: string[]): Promise<{ option: string; nearest?: string } | undefined> {
+  const subs = main.subCommands ? await resolve(main.subCommands) : undefined;
+  const loader = subs?.[sub];
+  if (!loader) return undefined;
+  const cmd = await resolve(loader);
+  const args = ((cmd.args ? await resolve(cmd.args) : undefined) ?? {}) as Record<string, { type?: string; alias?: string | string[] }>;
+  const takesValue = new Set<string>();
+  const known = new Set(["--help", "-h"]);
+  for (const [name, def] of Object.entries(args)) {
+    if (def.type === "positional") continue;
+    // citty also takes the camelCase spelling (--maxTokens).
+    const camel = name.replace(/-([a-z])/g, (_, c: string) => c.toUpperCase());
+    const names = [...new Set([`--${name}`, `--${camel}`])];
+    names.push(...[def.alias ?? []].flat().map((a) => (a.length === 1 ? `-${a}` : `--${a}`)));
+    for (const n of names) {
+      known.add(n);
+      if (def.type === "boolean") known.add(n.replace(/^--/, "--no-"));
+      else takesValue.add(n);
+    }
+  }
+  for (let i = rawArgs.indexOf(sub) + 1; i < rawArgs.length; i++) {
+    const a = rawArgs[i]!;
+    if (a === "--") break;
+    if (a === "-" || !a.startsWith("-") || /^-\d/.test(a)) continue;
+    const name = a.split("=")[0]!;
+    if (!known.has(name)) return { option: name, nearest: nearest(name, [...known].filter((k) => k.startsWith("--"))) };
+    if (takesValue.has(name) && !a.includes("=")) i++; // its value, which may start with '-'
+  }
+  return undefined;
+}
+
+/** The candidate closest to `word` by edit distance, if close enough to be a likely typo. */
+function nearest(word: string, candidates: string[]): string | undefined {
+  let best: string | undefined;
+  let bestD = Math.max(2, Math.floor(word.length / 5)) + 1;
+  for (const c of candidates) {
+    const d = editDistance(word, c);
+    if (d < bestD) [best, bestD] = [c, d];
+  }
+  return best;
+}
+
+function editDistance(a: string, b: string): number {
+  let prev = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    const cur = [i];
+    for (let j = 1; j <= b.length; j++) cur[j] = Math.min(prev[j]! + 1, cur[j - 1]! + 1, prev[j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1));
+    prev = cur;
+  }
+  return prev[b.length]!;
+}
+
 const rawArgs = process.argv.slice(2);
 const builtin = rawArgs.length === 0 || rawArgs.some((a) => a === "--help" || a === "-h") ||
   (rawArgs.length === 1 && (rawArgs[0] === "--version" || rawArgs[0] === "-v"));
 if (builtin) {
   await runMain(main, { showUsage });
 } else {
+  const sub = rawArgs.find((a) => !a.startsWith("-"));
+  const unknown = sub ? await unknownOption(sub, rawArgs) : undefined;
+  if (unknown) {
+    console.error(`error: unknown option ${unknown.option} for \`embed ${sub}\`${unknown.nearest ? ` (did you mean ${unknown.nearest}?)` : ""}\n  hint: see \`embed ${sub} --help\``);
+    process.exit(2);
+  }
   try {
     await runCommand(main, { rawArgs });
   } catch (e) {

@@ -1,6 +1,6 @@
 /** `embed run INPUT... -o OUT`: embed FASTA into a store, print the run summary as JSON. */
 import { defineCommand } from "citty";
-import { InterruptedError } from "../errors.ts";
+import { InterruptedError, OptionsError } from "../errors.ts";
 import { log } from "../log.ts";
 import { dryRun, embedToStore } from "../run.ts";
 import { sharedArgs, sharedOptions } from "./args.ts";
@@ -38,6 +38,7 @@ Examples:
     verbose: { type: "boolean", description: "debug logs and stack traces", default: false },
   },
   async run({ args }) {
+    if (args.quiet && args.verbose) fail(new OptionsError("--quiet and --verbose contradict each other", "pass one of them: --quiet shows only errors, --verbose adds debug logs and stack traces"));
     if (args.verbose) log.level = 4;
     if (args.quiet) log.level = 0;
     const options = {
