@@ -156,3 +156,37 @@ describe("--overwrite replaces only embed's own files", () => {
     expect(existsSync(join(out, ".embed-store"))).toBe(true);
   });
 });
+
+describe("embed merge claims its output like a run", () => {
+  test("a foreign ids.txt or another host's lock in OUT is refused; a merge leaves the mark and no lock", async () => {
+    const parts = [1, 2].map((i) => join(tmp, `part-${i}`));
+    for (const [i, part] of parts.entries()) expect((await run([FASTA, "-o", part, "--shard", `${i + 1}/2`])).code).toBe(0);
+    const merge = async (out: string) => {
+      const p = Bun.spawn(["bun", CLI, "merge", out, ...parts], { stdin: "ignore", stdout: "pipe", stderr: "pipe", env: fakeRunEnv() });
+      const [stderr, code] = await Promise.all([new Response(p.stderr).text(), p.exited]);
+      return { code, stderr };
+    };
+    const foreign = join(tmp, "merge-foreign");
+    mkdirSync(foreign);
+    writeFileSync(join(foreign, "ids.txt"), "mine\n");
+    let r = await merge(foreign);
+    expect(r.code).toBe(6);
+    expect(r.stderr).toContain(`${join(foreign, "ids.txt")} exists and was not written by embed`);
+    expect(snapshot(foreign)).toEqual({ "ids.txt": "mine\n" });
+
+    const held = join(tmp, "merge-held");
+    mkdirSync(held);
+    writeFileSync(join(held, ".embed-store"), "{}\n");
+    writeFileSync(join(held, ".embed-lock"), JSON.stringify({ pid: 7, host: "elsewhere", since: "2020-01-01T00:00:00.000Z", command: "embed merge", token: "x" }) + "\n");
+    r = await merge(held);
+    expect(r.code).toBe(6);
+    expect(r.stderr).toContain("in use by another embed process: pid 7 on elsewhere");
+
+    const fresh = join(tmp, "merge-fresh");
+    r = await merge(fresh);
+    expect(r.code).toBe(0);
+    expect(storeContent(fresh)).toEqual(reference);
+    expect(existsSync(join(fresh, ".embed-store"))).toBe(true);
+    expect(existsSync(join(fresh, ".embed-lock"))).toBe(false);
+  });
+});
