@@ -55,7 +55,7 @@ export function startWorker(cfg: RunConfig, d: DeviceSlot, opts: StartOptions = 
       slots: 2,
       ringDir: cfg.ringDir,
       transport: cfg.transport,
-      threads: d.kind === "cpu" ? (cfg.threads ?? navigator.hardwareConcurrency) : undefined,
+      threads: d.kind === "cpu" ? cfg.threads : undefined, // unset: the worker sizes it from the CPUs granted (py threads.py)
       download: cfg.download,
       kernels: opts.kernels ?? cfg.kernels, // "auto": the worker picks for its device (CPU: eager)
       maxLen: cfg.truncate + 2,

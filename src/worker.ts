@@ -177,6 +177,8 @@ export class WorkerHandle implements AsyncDisposable {
         PYTHONPATH: [spec.pythonPath, spec.env?.PYTHONPATH].filter(Boolean).join(":"),
         PYTHONUNBUFFERED: "1",
         EMBED_WORKER_CONFIG: JSON.stringify(spec.config),
+        // the worker exits if its parent is no longer this process (py lifeline.py)
+        EMBED_PARENT_PID: String(process.pid),
       },
       stdin: "ignore",
       stdout: "ignore",

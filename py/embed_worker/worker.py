@@ -18,6 +18,8 @@ from . import log
 from .channel import Channel
 from .datasock import DataChannelError, default_transport
 from .errors import EmbedWorkerError
+from .lifeline import bind_to_parent
+from .threads import choose_threads, omp_env, read_grant
 from .registry import absolute_layer
 from .startup import Phases
 from . import protocol as P
@@ -113,8 +115,7 @@ class Worker:
         import torch
         self.torch = torch
         if self.cfg.device == "cpu":
-            if self.cfg.threads:
-                torch.set_num_threads(self.cfg.threads)
+            self.set_threads(torch)
             self.device = torch.device("cpu")
         else:
             if not torch.cuda.is_available():
@@ -123,6 +124,20 @@ class Worker:
             self.device = torch.device("cuda", 0)
             torch.cuda.set_device(self.device)
         self.dtype = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[self.cfg.precision]
+
+    def set_threads(self, torch) -> None:
+        """Threads from the CPUs granted (threads.py), not every core visible; --threads overrides.
+        One inter-op thread: the worker runs one forward at a time."""
+        granted, why = read_grant()
+        n = choose_threads(self.cfg.threads, granted, os.cpu_count() or 1)
+        torch.set_num_threads(n)
+        try:
+            torch.set_num_interop_threads(1)
+        except RuntimeError:  # already set, or parallel work already ran (an embedding host)
+            pass
+        self.threads = n
+        log.debug(f"{n} CPU thread(s)", source="--threads" if self.cfg.threads else why, granted=granted,
+                 visible=os.cpu_count(), omp_wait_policy=os.environ.get("OMP_WAIT_POLICY"))
 
     def load_model(self):
         from .weights import load_model
@@ -348,12 +363,15 @@ def ignore_interrupts() -> None:
 
 
 def main() -> int:
+    bind_to_parent()  # first: a worker must not outlive its orchestrator, even mid-start-up
     ignore_interrupts()
     log.redirect_stdout()
     ch = Channel()
     worker = None
     try:
         cfg = WorkerConfig.from_env()
+        if cfg.device == "cpu":  # before torch loads OpenMP: see threads.py
+            os.environ.update(omp_env(os.environ))
         worker = Worker(cfg, ch)
         ch.start(lambda m: worker.stats(m) if worker is not None else P.pong(int(m.get("seq", 0)), {}))
         phases = worker.phases

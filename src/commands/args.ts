@@ -16,7 +16,7 @@ export const sharedArgs = {
   "duplicate-ids": { type: "enum", options: ["error", "rename"], description: "what to do with repeated ids", default: "error" },
   download: { type: "boolean", description: "download a released ESM-2 checkpoint that no local cache holds, into the torch hub cache (--no-download: fail instead, listing the paths searched)", default: true },
   kernels: { type: "enum", options: ["auto", ...KERNELS], description: "what runs the blocks on GPUs: quack (FC1+GELU and QKV+rotary as quack GEMMs, Hopper) or triton (cuBLAS) with embed's Triton kernels, torch.compile, or eager PyTorch (auto: the fastest that runs there)", default: "auto" },
-  threads: { type: "string", description: "CPU threads for a CPU worker (default: all cores)" },
+  threads: { type: "string", description: "CPU threads for a CPU worker (default: the CPUs granted: affinity mask, cgroup quota, SLURM_CPUS_PER_TASK)" },
 } satisfies ArgsDef;
 
 interface SharedValues {
