@@ -17,9 +17,12 @@ from embed_worker.errors import BadCheckpoint
 
 # The real config.json and tokenizer.json of zhihan1996/DNABERT-S (no weights).
 REAL = Path(os.environ.get("DNABERT_S_DATA", "/work/shared/data/dnabert-s"))
-needs_real = pytest.mark.skipif(not (REAL / "tokenizer.json").is_file(),
+needs_real = pytest.mark.skipif(not (REAL / "config.json").is_file(),
                                 reason=f"real DNABERT-S config/tokenizer not found in {REAL} (set DNABERT_S_DATA)")
-TOKENIZER = REAL / "tokenizer.json" if (REAL / "tokenizer.json").is_file() else None
+# The same tokenizer.json as a repository fixture, where present.
+TOKENIZER = next((p for p in (Path(__file__).resolve().parents[2] / "test/fixtures/dnabert-s/tokenizer.json",
+                              REAL / "tokenizer.json") if p.is_file()), None)
+needs_tokenizer = pytest.mark.skipif(TOKENIZER is None, reason="no DNABERT-S tokenizer.json (set DNABERT_S_DATA)")
 
 CFG = DNABERTConfig(hidden_size=48, num_layers=2, num_heads=12, intermediate_size=64, vocab_size=4096)
 
@@ -65,7 +68,7 @@ def test_builder_config_has_the_real_fields(tmp_path):
     ours = testmodel.config_json(DNABERTConfig())
     assert ours == real
     out = testmodel.write_folder(tmp_path / "m", CFG, tokenizer=TOKENIZER)
-    assert (out / "tokenizer.json").read_bytes() == (REAL / "tokenizer.json").read_bytes()
+    assert (out / "tokenizer.json").read_bytes() == TOKENIZER.read_bytes()
     assert len(json.loads((out / "tokenizer.json").read_text())["model"]["vocab"]) == CFG.vocab_size
 
 
@@ -94,6 +97,25 @@ def test_missing_and_broken_config(tmp_path):
     (tmp_path / "config.json").write_text("{ not json")
     with pytest.raises(BadCheckpoint, match="unreadable config.json"):
         read_config(tmp_path)
+
+
+@needs_tokenizer
+def test_real_tokenizer_frames_with_the_ids_the_model_assumes(tmp_path, weights):
+    """[CLS]=1 ... [SEP]=2 from the released tokenizer, ids inside the 4,096-entry vocabulary, and
+    a packed batch of its output through a test folder gives one vector per sequence."""
+    from tokenizers import Tokenizer
+
+    from embed_worker.dnabert_s.config import CLS_ID, SEP_ID
+    tok = Tokenizer.from_file(str(TOKENIZER))
+    tok.no_padding()  # the file stores padding/truncation to 2,000 left over from training
+    tok.no_truncation()
+    seqs = [tok.encode(s).ids for s in ("ACGTAGCATCGGATCTATCTATCGACACTTGG", "A", "GGGGCCCCAAAATTTT" * 20)]
+    assert all(s[0] == CLS_ID and s[-1] == SEP_ID and max(s) < CFG.vocab_size for s in seqs)
+    model, _ = load_model(testmodel.write_folder(tmp_path / "m", CFG, tokenizer=TOKENIZER, seed=1))
+    tokens = torch.tensor([t for s in seqs for t in s])
+    cu = torch.tensor([0, len(seqs[0]), len(seqs[0]) + len(seqs[1]), len(tokens)], dtype=torch.int32)
+    out = mean_all_tokens(model(tokens, cu, max(map(len, seqs)))[-1], cu)
+    assert out.shape == (3, CFG.hidden_size) and torch.isfinite(out).all()
 
 
 # --------------------------------------------------------------------------------------------
