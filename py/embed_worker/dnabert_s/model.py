@@ -20,7 +20,11 @@ included (mean_all_tokens).
 
 The attention here is the exact path: per sequence, in fp32 (or fp64 for fp64 models), the
 ALiBi bias built for that sequence's length. It is the reference that faster arrangements are
-checked against, and what runs on CPU.
+checked against, and what runs on CPU. Two things to know when comparing with bert_layers.py
+itself: it pads the batch and masks padded keys with an additive -10000 (exp underflows to 0, so
+this equals leaving them out; tests/test_dnabert_s_model.py re-derives that formulation), and on
+CUDA with its Triton kernel importable it runs attention in fp16 even for an fp32 model, so
+compare against its PyTorch path (Triton absent) for fp32 parity.
 
 Shapes: T tokens, B sequences, D = hidden_size, H heads, Dh = D / H, F = intermediate_size.
 """
