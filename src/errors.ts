@@ -71,6 +71,15 @@ export class ModelNotFoundError extends EmbedError {
   }
 }
 
+/** The checkpoint was found but cannot be used: malformed config, truncated or misshaped tensors
+ * (the worker's BadCheckpoint). Exit 5, like a model not found: the fix is a different model file. */
+export class BadModelError extends EmbedError {
+  override readonly name = "BadModelError";
+  constructor(message: string, hint?: string) {
+    super(message, { hint, exitCode: ExitCode.modelNotFound });
+  }
+}
+
 /** A worker died, failed to start, or reported an error. */
 export class WorkerError extends EmbedError {
   override readonly name = "WorkerError";

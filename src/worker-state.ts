@@ -3,7 +3,7 @@
  * its death (exit code or signal, with the tail of its log), and its stderr relayed line by line
  * through consola with the worker's tag. Used by worker.ts only.
  */
-import { EmbedError, ModelNotFoundError, OptionsError, WorkerError } from "./errors.ts";
+import { BadModelError, EmbedError, ModelNotFoundError, OptionsError, WorkerError } from "./errors.ts";
 import type { workerLog } from "./log.ts";
 import { FromWorker, type WireError } from "./protocol.ts";
 
@@ -87,6 +87,7 @@ export class HandleState {
 /** Rebuild a typed error from a worker's `{name, message, hint}`. */
 export function remoteError(worker: string, e: WireError): EmbedError {
   if (e.name === "ModelNotFound") return new ModelNotFoundError(e.message, e.hint);
+  if (e.name === "BadCheckpoint") return new BadModelError(e.message, e.hint);
   if (e.name === "BadOptions") return new OptionsError(e.message, e.hint);
   return new WorkerError(worker, `${e.name}: ${e.message}`, { hint: e.hint || undefined, remoteName: e.name });
 }

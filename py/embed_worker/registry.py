@@ -64,6 +64,34 @@ class ESM2Config:
         return self.vocab_size * d + self.num_layers * block + 2 * d
 
 
+# Sane bounds on a checkpoint's declared geometry, checked before anything is allocated: the
+# largest released ESM-2 (15B) is 48 layers x 5120 wide with 40 heads (FFN 4x). These leave room
+# for bigger fine-tunes while refusing a corrupt or hostile config (100,000 layers took 89 s to
+# fail, building the model) at once.
+MAX_LAYERS = 256
+MAX_EMBED_DIM = 16384
+MAX_HEADS = 256
+MAX_FFN_DIM = 8 * MAX_EMBED_DIM
+VOCAB_SIZE = 33  # the ESM-1b/ESM-2 alphabet, which the orchestrator's tokenizer writes
+
+
+def geometry_problems(num_layers: int, embed_dim: int, heads: int, ffn_dim: int, vocab_size: int = VOCAB_SIZE) -> list[str]:
+    """What is wrong with a declared model shape, as phrases ([] if nothing): out of bounds, heads
+    not dividing the width, an odd head size (rotary pairs dimensions) or a foreign vocabulary."""
+    out = []
+    for what, v, hi in [("layers", num_layers, MAX_LAYERS), ("width", embed_dim, MAX_EMBED_DIM),
+                        ("attention heads", heads, MAX_HEADS), ("FFN width", ffn_dim, MAX_FFN_DIM)]:
+        if not 1 <= v <= hi:
+            out.append(f"{what} {v} is outside 1..{hi}")
+    if not out and embed_dim % heads:
+        out.append(f"{heads} attention heads do not divide width {embed_dim}")
+    elif not out and (embed_dim // heads) % 2:
+        out.append(f"head size {embed_dim // heads} (width {embed_dim} / {heads} heads) is odd; rotary needs it even")
+    if vocab_size != VOCAB_SIZE:
+        out.append(f"vocabulary of {vocab_size} tokens, not ESM-2's {VOCAB_SIZE}")
+    return out
+
+
 @dataclass(frozen=True)
 class KnownModel:
     cfg: ESM2Config

@@ -17,15 +17,17 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import re
 from pathlib import Path
+from typing import NamedTuple
 
 import torch
 
 from .errors import BadCheckpoint, ModelNotFound
 from .model import ESM2
-from .registry import FAIR_ESM, KNOWN, ESM2Config, Resolved, bare_name, resolve
+from .registry import FAIR_ESM, KNOWN, ESM2Config, Resolved, bare_name, geometry_problems, resolve
 
 SAFE_GLOBALS = [argparse.Namespace]
 
@@ -54,59 +56,192 @@ def torch_load(path: str | os.PathLike, mmap: bool = True):
                 + (f" ({first})" if first else ""),
                 "embed only loads checkpoints with torch.load(weights_only=True); re-save the weights "
                 "as a plain state dict or as safetensors") from None
-        raise BadCheckpoint(f"{path}: cannot read checkpoint: {type(e).__name__}: {msg.splitlines()[0] if msg else ''}",
+        first = msg.splitlines()[0] if msg else ""
+        if len(first) > 200 and ". " in first:  # torch appends paragraphs of advice to one line
+            first = first[:first.index(". ") + 1]
+        raise BadCheckpoint(f"{path}: cannot read checkpoint: {type(e).__name__}: {first}",
                             "the file may be truncated or not a PyTorch checkpoint; download it again") from None
 
 
-def _read_hf_tensors(folder: Path) -> dict[str, torch.Tensor]:
-    from safetensors.torch import load_file
+# safetensors dtype -> bytes per element (https://github.com/huggingface/safetensors, format spec)
+_ST_DTYPES = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "F8_E4M3": 1, "F8_E5M2": 1,
+              "I64": 8, "I32": 4, "I16": 2, "I8": 1, "U64": 8, "U32": 4, "U16": 2, "U8": 1, "BOOL": 1}
+_ST_FLOATS = {"F64", "F32", "F16", "BF16"}
+_ST_MAX_HEADER = 100 << 20  # bytes; safetensors itself refuses headers over 100 MB
 
+
+class TensorInfo(NamedTuple):
+    """What a checkpoint says of one tensor before any of it is read."""
+    shape: tuple[int, ...]
+    floating: bool
+    file: str
+    key: str  # its name in the file
+
+
+def safetensors_header(path: Path) -> dict[str, TensorInfo]:
+    """Tensor shapes from a .safetensors header, checked against the file's size: a truncated
+    file is named with how many bytes it lacks, before anything is allocated."""
+    size = path.stat().st_size
+    with open(path, "rb") as f:
+        head = f.read(8)
+        n = int.from_bytes(head, "little") if len(head) == 8 else -1
+        if n < 2 or n > min(size - 8, _ST_MAX_HEADER):
+            raise _bad(str(path), f"truncated or not a safetensors file ({size} bytes; "
+                       + (f"its header claims {n} bytes)" if n >= 0 else "no header)"))
+        try:
+            header = json.loads(f.read(n))
+        except ValueError as e:
+            raise _bad(str(path), f"safetensors header is not valid JSON ({e})") from None
+    if not isinstance(header, dict):
+        raise _bad(str(path), "safetensors header is not a JSON object")
+    data = size - 8 - n
+    out: dict[str, TensorInfo] = {}
+    for key, t in header.items():
+        if key == "__metadata__":
+            continue
+        try:
+            dtype, shape, (lo, hi) = t["dtype"], t["shape"], t["data_offsets"]
+            ok = (dtype in _ST_DTYPES and all(isinstance(x, int) and x >= 0 for x in [*shape, lo, hi])
+                  and lo <= hi and hi - lo == math.prod(shape) * _ST_DTYPES[dtype])
+        except (TypeError, KeyError, ValueError):
+            ok = False
+        if not ok:
+            raise _bad(str(path), f"tensor {key}: malformed safetensors entry {json.dumps(t)[:200]}")
+        if hi > data:
+            raise _bad(str(path), f"truncated: tensor {key} ends at byte {hi} of the data but the file holds "
+                       f"{data} ({hi - data} bytes missing)")
+        out[key] = TensorInfo(tuple(shape), dtype in _ST_FLOATS, str(path), key)
+    return out
+
+
+def _hf_headers(folder: Path) -> dict[str, TensorInfo]:
+    """Every tensor of an HF folder, from headers only (model.safetensors, a sharded index, or
+    pytorch_model.bin memory-mapped)."""
     single = folder / "model.safetensors"
     index = folder / "model.safetensors.index.json"
     if single.is_file():
-        return load_file(str(single), device="cpu")
+        return safetensors_header(single)
     if index.is_file():
-        weight_map = json.loads(index.read_text())["weight_map"]
-        out: dict[str, torch.Tensor] = {}
+        try:
+            weight_map = json.loads(index.read_text())["weight_map"]
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            raise _bad(str(index), f"unreadable index ({type(e).__name__}: {e}); expected {{\"weight_map\": {{tensor: file}}}}") from None
+        if not isinstance(weight_map, dict) or not all(isinstance(v, str) for v in weight_map.values()):
+            raise _bad(str(index), "weight_map must map tensor names to shard file names")
+        out: dict[str, TensorInfo] = {}
         for shard in sorted(set(weight_map.values())):
-            out.update(load_file(str(folder / shard), device="cpu"))
+            f = folder / shard
+            if Path(shard).name != shard or not f.is_file():
+                raise _bad(str(index), f"shard {shard!r} is not a file in {folder}", "download the missing shard")
+            out.update(safetensors_header(f))
         return out
     binf = folder / "pytorch_model.bin"
     if binf.is_file():
-        sd = torch_load(binf)
-        if not isinstance(sd, dict):
-            raise BadCheckpoint(f"{binf}: expected a state dict, found {type(sd).__name__}")
-        return sd
+        return {k: TensorInfo(tuple(v.shape), v.is_floating_point(), str(binf), k)
+                for k, v in _state_dict(torch_load(binf), binf).items()}
     raise BadCheckpoint(f"{folder}: no model.safetensors, model.safetensors.index.json or pytorch_model.bin",
                         "download the full model folder (config.json + weights)")
+
+
+def _hf_tensors(infos: dict[str, TensorInfo], keys: set[str]) -> dict[str, torch.Tensor]:
+    """Read the tensors `keys` (names as `infos` has them; their headers already checked)."""
+    from safetensors import safe_open
+
+    out: dict[str, torch.Tensor] = {}
+    by_file: dict[str, list[str]] = {}
+    for k in keys:
+        by_file.setdefault(infos[k].file, []).append(k)
+    for file, ks in by_file.items():
+        try:
+            if file.endswith(".bin"):
+                sd = _state_dict(torch_load(file), file)
+                out.update({k: sd[infos[k].key] for k in ks})
+                continue
+            with safe_open(file, framework="pt", device="cpu") as f:
+                for k in ks:
+                    out[k] = f.get_tensor(infos[k].key)
+        except BadCheckpoint:
+            raise
+        except Exception as e:  # noqa: BLE001 (safetensors' own errors name no file)
+            raise _bad(file, f"cannot read tensors ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})") from None
+    return out
+
+
+def _state_dict(sd, path) -> dict[str, torch.Tensor]:
+    """A dict of str -> tensor, or BadCheckpoint naming the first entry that is not."""
+    if not isinstance(sd, dict):
+        raise _bad(str(path), f"expected a state dict, found a {type(sd).__name__}")
+    for k, v in sd.items():
+        if not isinstance(k, str) or not isinstance(v, torch.Tensor):
+            raise _bad(str(path), f"state dict entry {k!r} is a {type(v).__name__}, not a tensor")
+    return sd
 
 
 # ---------------------------------------------------------------------------------------------
 # configs
 
 
-def _fair_esm_config(name: str, data: dict, sd: dict[str, torch.Tensor], path: str) -> ESM2Config:
-    layer_ids = {int(m.group(1)) for k in sd if (m := re.match(r"layers\.(\d+)\.", k))}
+_REFETCH = "the file is damaged or is not an ESM-2 checkpoint; download it again"
+_CONFIG_HINT = "fix that field, or download the model again (released ESM-2 models come with a valid config)"
+
+
+def _bad(where: str, what: str, hint: str = _REFETCH) -> BadCheckpoint:
+    return BadCheckpoint(f"{where}: {what}", hint)
+
+
+def _typed(get, key: str, where: str, kind: type, default=None):
+    """A config field of type `kind` (int: not bool; float: int or float), else BadCheckpoint
+    naming the field, its value and the type it has. `default` where absent (None: required)."""
+    v = get(key, None)
+    if v is None:
+        if default is None:
+            raise _bad(where, f"{key} is missing", _CONFIG_HINT)
+        return default
+    ok = (isinstance(v, kind) and not isinstance(v, bool)) if kind in (int, float) else isinstance(v, kind)
+    if kind is float and isinstance(v, int) and not isinstance(v, bool):
+        ok, v = True, float(v)
+    if not ok:
+        raise _bad(where, f"{key} is {v!r} (a {type(v).__name__}); expected a{'n' if kind is int else ''} "
+                          f"{ {int: 'integer', float: 'number', bool: 'true/false', str: 'string'}[kind] }", _CONFIG_HINT)
+    return v
+
+
+def _check_geometry(where: str, layers: int, dim: int, heads: int, ffn: int, vocab: int = 33) -> None:
+    problems = geometry_problems(layers, dim, heads, ffn, vocab)
+    if problems:
+        raise _bad(where, "not a usable ESM-2 shape: " + "; ".join(problems), _CONFIG_HINT)
+
+
+def _fair_esm_config(name: str, data: dict, shapes: dict[str, tuple], path: str) -> ESM2Config:
+    layer_ids = {int(m.group(1)) for k in shapes if (m := re.match(r"layers\.(\d+)\.", k))}
     n_layers = max(layer_ids) + 1 if layer_ids else 0
-    emb = sd.get("embed_tokens.weight")
-    if emb is None or emb.ndim != 2:
+    emb = shapes.get("embed_tokens.weight")
+    if emb is None or len(emb) != 2:
         raise BadCheckpoint(f"{path}: no embed_tokens.weight; this is not an ESM-2 checkpoint",
                             "pass an esm2_*.pt file from fair-esm")
-    dim = int(emb.shape[1])
-    mcfg = (data.get("cfg") or {}).get("model") if isinstance(data.get("cfg"), dict) else None
+    dim = int(emb[1])
+    cfg = data.get("cfg")
+    if cfg is not None and not isinstance(cfg, dict):
+        raise _bad(path, f"'cfg' is a {type(cfg).__name__}, expected a dict holding 'model'")
+    mcfg = cfg.get("model") if cfg else None
     if mcfg is not None:
-        get = (lambda k, d=None: getattr(mcfg, k, d)) if not isinstance(mcfg, dict) else mcfg.get
-        heads = get("encoder_attention_heads")
-        c_layers, c_dim = get("encoder_layers"), get("encoder_embed_dim")
-        if heads is None or c_layers is None or c_dim is None:
-            raise BadCheckpoint(f"{path}: cfg.model lacks encoder_layers / encoder_embed_dim / "
-                                "encoder_attention_heads", "pass an esm2_*.pt file from fair-esm")
-        if (int(c_layers), int(c_dim)) != (n_layers, dim):
+        if isinstance(mcfg, dict):
+            get = mcfg.get
+        elif isinstance(mcfg, argparse.Namespace):
+            get = lambda k, d=None: getattr(mcfg, k, d)  # noqa: E731
+        else:
+            raise _bad(path, f"cfg.model is a {type(mcfg).__name__}, expected a Namespace or dict")
+        where = f"{path}: cfg.model"
+        c_layers = _typed(get, "encoder_layers", where, int)
+        c_dim = _typed(get, "encoder_embed_dim", where, int)
+        heads = _typed(get, "encoder_attention_heads", where, int)
+        ffn = _typed(get, "encoder_ffn_embed_dim", where, int, 4 * c_dim)
+        token_dropout = _typed(get, "token_dropout", where, bool, True)
+        _check_geometry(where, c_layers, c_dim, heads, ffn)
+        if (c_layers, c_dim) != (n_layers, dim):
             raise BadCheckpoint(f"{path}: cfg says {c_layers} layers x {c_dim} wide but the tensors are "
                                 f"{n_layers} layers x {dim} wide", "the checkpoint is inconsistent; download it again")
-        ffn = get("encoder_ffn_embed_dim", 4 * dim) or 4 * dim
-        token_dropout = bool(get("token_dropout", True))
-        return ESM2Config(name, n_layers, dim, int(heads), ffn_dim=int(ffn), token_dropout=token_dropout)
+        return ESM2Config(name, n_layers, dim, heads, ffn_dim=ffn, token_dropout=token_dropout)
     # No cfg: only accept shapes that match a known model (heads cannot be read off tensors).
     for km in KNOWN.values():
         if (km.cfg.num_layers, km.cfg.embed_dim) == (n_layers, dim):
@@ -115,36 +250,51 @@ def _fair_esm_config(name: str, data: dict, sd: dict[str, torch.Tensor], path: s
                         "ESM-2 model, so the number of heads is unknown", "pass the original esm2_*.pt file")
 
 
+# config.json fields that must hold ESM-2's token ids (the orchestrator tokenizes with that alphabet)
+_HF_TOKEN_IDS = {"pad_token_id": 1, "mask_token_id": 32, "cls_token_id": 0, "bos_token_id": 0, "eos_token_id": 2}
+
+
 def _hf_config(name: str, folder: Path) -> ESM2Config:
     p = folder / "config.json"
+    hint = "download the model folder again"
     try:
         c = json.loads(p.read_text())
-    except Exception as e:
-        raise BadCheckpoint(f"{p}: unreadable config.json ({e})", "download the model folder again") from None
-    if c.get("model_type", "esm") != "esm":
+    except (OSError, UnicodeDecodeError, ValueError) as e:
+        raise BadCheckpoint(f"{p}: unreadable config.json ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})",
+                            hint) from None
+    if not isinstance(c, dict):
+        raise BadCheckpoint(f"{p}: config.json holds a JSON {type(c).__name__}, not an object of settings", hint)
+    where = str(p)
+    if _typed(c.get, "model_type", where, str, "esm") != "esm":
         raise BadCheckpoint(f"{p}: model_type is {c.get('model_type')!r}, not 'esm'", "pass an ESM-2 model folder")
-    if c.get("is_folding_model"):
+    if _typed(c.get, "is_folding_model", where, bool, False):
         raise BadCheckpoint(f"{p}: this is an ESMFold model, not an ESM-2 encoder", "pass an ESM-2 model folder")
     pe = c.get("position_embedding_type", "absolute")
     if pe != "rotary":
         raise BadCheckpoint(f"{p}: position_embedding_type is {pe!r}; only 'rotary' (ESM-2) is supported",
                             "ESM-1/ESM-1b models are not supported; use an ESM-2 model")
-    if c.get("emb_layer_norm_before"):
+    if _typed(c.get, "emb_layer_norm_before", where, bool, False):
         raise BadCheckpoint(f"{p}: emb_layer_norm_before is true; ESM-2 has no embedding LayerNorm",
                             "ESM-1b style models are not supported; use an ESM-2 model")
-    if c.get("mask_token_id", 32) != 32 or c.get("pad_token_id", 1) != 1 or c.get("vocab_size", 33) != 33:
-        raise BadCheckpoint(f"{p}: vocabulary differs from the ESM-2 alphabet (33 tokens, <pad>=1, <mask>=32)",
-                            "use an ESM-2 model")
+    for key, want in _HF_TOKEN_IDS.items():
+        got = _typed(c.get, key, where, int, want)
+        if got != want:
+            raise BadCheckpoint(f"{p}: {key} is {got}, but ESM-2's alphabet has it at {want}",
+                                "embed tokenizes with the ESM-2 alphabet; use an ESM-2 model")
     act = c.get("hidden_act", "gelu")
     if act != "gelu":
         raise BadCheckpoint(f"{p}: hidden_act {act!r}; ESM-2 uses exact gelu", "use an ESM-2 model")
-    try:
-        return ESM2Config(name, int(c["num_hidden_layers"]), int(c["hidden_size"]), int(c["num_attention_heads"]),
-                          ffn_dim=int(c.get("intermediate_size", 4 * int(c["hidden_size"]))),
-                          token_dropout=bool(c.get("token_dropout", True)),
-                          layer_norm_eps=float(c.get("layer_norm_eps", 1e-5)))
-    except KeyError as e:
-        raise BadCheckpoint(f"{p}: missing {e.args[0]}", "download the model folder again") from None
+    layers = _typed(c.get, "num_hidden_layers", where, int)
+    dim = _typed(c.get, "hidden_size", where, int)
+    heads = _typed(c.get, "num_attention_heads", where, int)
+    ffn = _typed(c.get, "intermediate_size", where, int, 4 * dim)
+    vocab = _typed(c.get, "vocab_size", where, int, 33)
+    eps = _typed(c.get, "layer_norm_eps", where, float, 1e-5)
+    if not 0 < eps < 1:
+        raise BadCheckpoint(f"{p}: layer_norm_eps {eps} is outside (0, 1)", hint)
+    _check_geometry(where, layers, dim, heads, ffn, vocab)
+    return ESM2Config(name, layers, dim, heads, ffn_dim=ffn,
+                      token_dropout=_typed(c.get, "token_dropout", where, bool, True), layer_norm_eps=eps)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -195,16 +345,27 @@ def _strip_hf(sd: dict) -> dict:
     return {(k[4:] if k.startswith("esm.") else k): v for k, v in sd.items()}
 
 
-def _build_state(cfg: ESM2Config, src: dict[str, torch.Tensor], fmt: str, path: str):
-    """Map source tensors to our names, checking presence, shapes and leftovers. Returns (state, inv_freq)."""
+def expected_shapes(cfg: ESM2Config) -> dict[str, tuple[int, ...]]:
+    """model.ESM2's state dict shapes (names ours), from the config alone: nothing is built."""
+    d, f, v = cfg.embed_dim, cfg.ffn_dim, cfg.vocab_size
+    layer = {"qkv.weight": (3 * d, d), "qkv.bias": (3 * d,), "out_proj.weight": (d, d), "out_proj.bias": (d,),
+             "attn_norm.weight": (d,), "attn_norm.bias": (d,), "fc1.weight": (f, d), "fc1.bias": (f,),
+             "fc2.weight": (d, f), "fc2.bias": (d,), "ffn_norm.weight": (d,), "ffn_norm.bias": (d,)}
+    out = {"embed_tokens.weight": (v, d), "emb_layer_norm_after.weight": (d,), "emb_layer_norm_after.bias": (d,)}
+    for i in range(cfg.num_layers):
+        out.update({f"layers.{i}.{k}": s for k, s in layer.items()})
+    return out
+
+
+def _check_tensors(cfg: ESM2Config, infos: dict[str, TensorInfo], fmt: str, path: str):
+    """Map source tensors to our names, checking presence, shapes, dtypes and leftovers from the
+    headers alone. Returns (plan: ours -> source names, rotary source names)."""
     if fmt == FAIR_ESM:
         layer_map, top_map, layer_prefix, rot_re, ignore_re = _FAIR_LAYER, _FAIR_TOP, "layers.{i}.", _FAIR_ROTARY, _FAIR_IGNORE
     else:
         layer_map, top_map, layer_prefix, rot_re, ignore_re = _HF_LAYER, _HF_TOP, "encoder.layer.{i}.", _HF_ROTARY, _HF_IGNORE
 
-    with torch.device("meta"):
-        expected = {k: tuple(v.shape) for k, v in ESM2(cfg).state_dict().items()}
-
+    expected = expected_shapes(cfg)
     plan: dict[str, list[str]] = dict(top_map)
     for i in range(cfg.num_layers):
         pre = layer_prefix.format(i=i)
@@ -212,61 +373,60 @@ def _build_state(cfg: ESM2Config, src: dict[str, torch.Tensor], fmt: str, path: 
             plan[f"layers.{i}.{ours}"] = [pre + t for t in theirs]
     assert set(plan) == set(expected), sorted(set(plan) ^ set(expected))
 
-    missing, misshaped, state = [], [], {}
+    missing, misshaped = [], []
     used: set[str] = set()
     for ours, theirs in plan.items():
-        parts = []
-        for t in theirs:
-            used.add(t)
-            if t not in src:
-                missing.append(t)
-                continue
-            parts.append(src[t])
-        if len(parts) != len(theirs):
+        used.update(theirs)
+        if any(t not in infos for t in theirs):
+            missing += [t for t in theirs if t not in infos]
             continue
         want = expected[ours]
-        part_want = (want[0] // len(parts),) + want[1:]
-        bad = [(t, tuple(p.shape)) for t, p in zip(theirs, parts) if tuple(p.shape) != part_want]
-        if bad:
-            misshaped += [f"{t} has shape {list(s)}, expected {list(part_want)}" for t, s in bad]
-            continue
-        state[ours] = parts[0] if len(parts) == 1 else torch.cat(parts, dim=0)
+        part_want = (want[0] // len(theirs),) + want[1:]
+        for t in theirs:
+            if infos[t].shape != part_want:
+                misshaped.append(f"{infos[t].key} has shape {list(infos[t].shape)}, expected {list(part_want)}")
+            elif not infos[t].floating:
+                misshaped.append(f"{infos[t].key} is not a floating-point tensor")
 
-    inv_freqs = []
-    unexpected = []
-    for k, v in src.items():
+    rotary, unexpected = [], []
+    half = cfg.head_dim // 2
+    for k, info in infos.items():
         if k in used:
             continue
         if rot_re.match(k):
-            inv_freqs.append((k, v))
+            rotary.append(k)
+            if info.shape != (half,):
+                misshaped.append(f"{info.key} has shape {list(info.shape)}, expected [{half}]")
         elif not ignore_re.match(k):
-            unexpected.append(k)
+            unexpected.append(info.key)
 
     problems = []
     if missing:
         problems.append(f"missing keys: {', '.join(missing[:20])}" + (" ..." if len(missing) > 20 else ""))
     if misshaped:
-        problems.append("wrong shapes: " + "; ".join(misshaped[:20]))
+        problems.append("wrong shapes: " + "; ".join(misshaped[:20]) + (" ..." if len(misshaped) > 20 else ""))
     if unexpected:
         problems.append(f"unexpected keys: {', '.join(sorted(unexpected)[:20])}"
                         + (" ..." if len(unexpected) > 20 else ""))
     if problems:
         raise BadCheckpoint(f"{path}: checkpoint does not match ESM-2 "
                             f"({cfg.num_layers} layers, dim {cfg.embed_dim}, {cfg.attention_heads} heads): "
-                            + " | ".join(problems),
-                            "the file is damaged or is not an ESM-2 checkpoint; download it again")
+                            + " | ".join(problems), _REFETCH)
+    return plan, rotary
 
+
+def _assemble(plan: dict[str, list[str]], rotary: list[str], src: dict[str, torch.Tensor], path: str):
+    """The checked tensors in our names -> (state, stored rotary inv_freq or None)."""
+    state = {ours: src[theirs[0]] if len(theirs) == 1 else torch.cat([src[t] for t in theirs], dim=0)
+             for ours, theirs in plan.items()}
     # Rotary: use the stored inverse frequencies (released checkpoints keep the values they were
     # trained with, which may differ from a fresh computation); all layers must agree.
     inv = None
-    half = cfg.head_dim // 2
-    for k, v in inv_freqs:
-        if tuple(v.shape) != (half,):
-            raise BadCheckpoint(f"{path}: {k} has shape {list(v.shape)}, expected [{half}]",
-                                "the checkpoint is inconsistent; download it again")
+    for k in rotary:
+        v = src[k].float()
         if inv is None:
-            inv = v.float()
-        elif not torch.equal(inv, v.float()):
+            inv = v
+        elif not torch.equal(inv, v):
             raise BadCheckpoint(f"{path}: rotary inv_freq differs between layers ({k})",
                                 "this checkpoint is not a standard ESM-2 model")
     return state, inv
@@ -277,21 +437,34 @@ def _build_state(cfg: ESM2Config, src: dict[str, torch.Tensor], fmt: str, path: 
 
 def load_checkpoint(resolved: Resolved, name: str | None = None) -> tuple[ESM2Config, dict, torch.Tensor | None]:
     """Read a resolved checkpoint -> (cfg, state dict in our names, stored rotary inv_freq or None).
-    The model is named `name`, else `resolved.name`."""
+    The model is named `name`, else `resolved.name`. The config is checked against sane bounds and
+    the tensors' shapes against it from headers (safetensors) or a memory-mapped load (.pt) before
+    any tensor is read or any model built; every problem is a BadCheckpoint naming the file."""
     path = resolved.path
     name = name or resolved.name
-    if resolved.format == FAIR_ESM:
-        data = torch_load(path)
-        if not isinstance(data, dict) or not isinstance(data.get("model"), dict):
-            raise BadCheckpoint(f"{path}: not a fair-esm checkpoint (expected a dict with a 'model' state dict)",
-                                "pass an esm2_*.pt file from fair-esm, or a Hugging Face model folder")
-        src = _strip_fair(data["model"])
-        cfg = _fair_esm_config(name, data, src, path)
-    else:
-        folder = Path(path)
-        cfg = _hf_config(name, folder)
-        src = _strip_hf(_read_hf_tensors(folder))
-    state, inv = _build_state(cfg, src, resolved.format, path)
+    try:
+        if resolved.format == FAIR_ESM:
+            data = torch_load(path)
+            if not isinstance(data, dict) or not isinstance(data.get("model"), dict):
+                raise BadCheckpoint(f"{path}: not a fair-esm checkpoint (expected a dict with a 'model' state dict)",
+                                    "pass an esm2_*.pt file from fair-esm, or a Hugging Face model folder")
+            src = _strip_fair(_state_dict(data["model"], f"{path}: model"))
+            infos = {k: TensorInfo(tuple(v.shape), v.is_floating_point(), path, k) for k, v in src.items()}
+            cfg = _fair_esm_config(name, data, {k: i.shape for k, i in infos.items()}, path)
+            plan, rotary = _check_tensors(cfg, infos, resolved.format, path)
+        else:
+            folder = Path(path)
+            cfg = _hf_config(name, folder)
+            infos = _strip_hf(_hf_headers(folder))
+            plan, rotary = _check_tensors(cfg, infos, resolved.format, path)
+            src = _hf_tensors(infos, {t for ts in plan.values() for t in ts} | set(rotary))
+        state, inv = _assemble(plan, rotary, src, path)
+    except (BadCheckpoint, ModelNotFound):
+        raise
+    except (ValueError, TypeError, KeyError, AttributeError, IndexError, OSError) as e:
+        # A shape of file no check above foresaw: still one line naming the file, not a traceback.
+        raise BadCheckpoint(f"{path}: cannot load checkpoint ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})",
+                            _REFETCH) from None
     return cfg, state, inv
 
 
