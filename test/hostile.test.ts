@@ -172,8 +172,30 @@ const OUTPUT: HostileCase[] = [
   { name: "-o pointing at a file", files: { "a.fa": OK, "out.txt": "not a directory\n" }, args: ["run", "$D/a.fa", "-o", "$D/out.txt", "--devices", "cpu"], env: fakeRunEnv(), code: 6, stderr: ["out.txt is a file, not a directory"] },
 ];
 
+/** A copy of the bundled test model's Hugging Face folder in `dir`/m, its config.json changed by
+ * `config` and its weights file cut to `keep` bytes (the real worker reads it). */
+function badTiny(dir: string, config: (c: Record<string, unknown>) => unknown, keep?: number): void {
+  const src = join(PACKAGE_ROOT, ".models", "test-tiny");
+  mkdirSync(join(dir, "m"));
+  const c = JSON.parse(readFileSync(join(src, "config.json"), "utf8"));
+  writeFileSync(join(dir, "m", "config.json"), JSON.stringify(config(c)));
+  const w = readFileSync(join(src, "model.safetensors"));
+  writeFileSync(join(dir, "m", "model.safetensors"), keep === undefined ? w : w.subarray(0, keep));
+}
+const noTiny = existsSync(join(PACKAGE_ROOT, ".models", "test-tiny", "config.json")) ? undefined : "no .models/test-tiny (scripts/setup)";
+const badModel = (name: string, config: (c: Record<string, unknown>) => unknown, stderr: string[], keep?: number): HostileCase => ({
+  name, files: { "a.fa": OK }, setup: (d) => badTiny(d, config, keep), args: ["run", "$D/a.fa", "-o", "$D/out", "--model", "$D/m", "--devices", "cpu"],
+  code: 5, stderr: ["$D/m/", ...stderr], ...(noTiny ? { skip: noTiny } : {}),
+});
+
 /** Bad checkpoints and models: add rows here. */
-const MODEL: HostileCase[] = [];
+const MODEL: HostileCase[] = [
+  badModel("config.json that is a list", (c) => [c], ["config.json holds a JSON list"]),
+  badModel("config.json with a layer count in words", (c) => ({ ...c, num_hidden_layers: "two" }), ["num_hidden_layers is 'two' (a str); expected an integer"]),
+  badModel("config.json with 100,000 layers (refused before building)", (c) => ({ ...c, num_hidden_layers: 100_000 }), ["layers 100000 is outside 1..256"]),
+  badModel("config.json with a foreign <mask> id", (c) => ({ ...c, mask_token_id: 101 }), ["mask_token_id is 101"]),
+  badModel("truncated model.safetensors", (c) => c, ["model.safetensors: truncated", "bytes missing"], 20_000),
+];
 
 export const CASES: HostileCase[] = [...INPUT, ...OPTIONS, ...OUTPUT, ...MODEL];
 
