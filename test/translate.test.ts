@@ -196,5 +196,5 @@ describe("parity with a Python restatement of the reference rules", () => {
     // The comparison covered kept frames, chunked records and dropped codons.
     expect(got.flat().length).toBeGreaterThan(5000);
     expect(got.flat().some((f) => f.id.includes("_chunk_3"))).toBe(true);
-  });
+  }, 30_000);
 });
