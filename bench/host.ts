@@ -19,10 +19,10 @@ import { mkdtempSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { gzipSync } from "node:zlib";
-import { groupIdentical } from "../src/dedup.ts";
+import { groupIdentical } from "../src/input/dedup.ts";
 import { planBatches } from "../src/plan.ts";
-import { planRecords } from "../src/session.ts";
-import { ingest } from "../src/ingest.ts";
+import { planRecords } from "../src/workers/session.ts";
+import { ingest } from "../src/input/ingest.ts";
 
 const STANDARD = "ACDEFGHIKLMNPQRSTVWY";
 

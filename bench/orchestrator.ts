@@ -19,9 +19,9 @@ import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { planBatches } from "../src/plan.ts";
 import type { OutputKind } from "../src/protocol.ts";
-import { RecordTable } from "../src/records.ts";
-import { embedPlan } from "../src/session.ts";
-import { Store } from "../src/store.ts";
+import { RecordTable } from "../src/input/records.ts";
+import { embedPlan } from "../src/workers/session.ts";
+import { Store } from "../src/store/store.ts";
 import { startFake } from "../test/helpers.ts";
 
 const { values } = parseArgs({

@@ -10,8 +10,8 @@
  * (the bytes are consumed in place, as the store writer does). Prints one JSON line per case.
  */
 import { parseArgs } from "node:util";
-import { runPool } from "../src/pool.ts";
-import { TRANSPORTS, type Transport } from "../src/transport.ts";
+import { runPool } from "../src/workers/pool.ts";
+import { TRANSPORTS, type Transport } from "../src/workers/transport.ts";
 import { startFake, toks } from "../test/helpers.ts";
 
 const { values } = parseArgs({

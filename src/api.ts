@@ -22,16 +22,16 @@ import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { resolveConfig, visibleDevicesEnv, type RunConfig, type RunOptionsInput } from "./config.ts";
-import { groupIdentical, withCopies } from "./dedup.ts";
-import { listGpus, resolveDevices, type DeviceSlot } from "./devices.ts";
+import { groupIdentical, withCopies } from "./input/dedup.ts";
+import { listGpus, resolveDevices, type DeviceSlot } from "./workers/devices.ts";
 import { InputError } from "./errors.ts";
-import { ingest } from "./ingest.ts";
+import { ingest } from "./input/ingest.ts";
 import { log } from "./log.ts";
 import type { OutputKind } from "./protocol.ts";
-import { RecordTable } from "./records.ts";
-import { embedPlan, planRecords, startWorkers, workerLimits } from "./session.ts";
-import { tokenize, TokenizeError } from "./tokenize.ts";
-import type { WorkerHandle } from "./worker.ts";
+import { RecordTable } from "./input/records.ts";
+import { embedPlan, planRecords, startWorkers, workerLimits } from "./workers/session.ts";
+import { tokenize, TokenizeError } from "./input/tokenize.ts";
+import type { WorkerHandle } from "./workers/handle.ts";
 
 export type EmbedderOptions = Omit<RunOptionsInput, "inputs" | "output" | "dry" | "overwrite" | "shardRecords"> & {
   /** Records per chunk when the input is an iterable (default 50,000). */

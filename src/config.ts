@@ -3,12 +3,11 @@
  * frozen `RunConfig`; code further in never re-checks options. This is the only module that
  * reads `process.env`.
  */
-import { existsSync } from "node:fs";
+import { accessSync, constants, existsSync, statSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import { z } from "zod";
 import { OptionsError } from "./errors.ts";
-import { KERNELS, OUTPUT_KINDS, OUT_DTYPES } from "./protocol.ts";
-import { chooseTransport, TRANSPORTS, type Transport } from "./transport.ts";
+import { KERNELS, OUTPUT_KINDS, OUT_DTYPES, TRANSPORTS, type Transport } from "./protocol.ts";
 
 /** The package root (holds py/, scripts/, .venv/ and .models/ when set up). */
 export const PACKAGE_ROOT = resolve(dirname(new URL(import.meta.url).pathname), "..");
@@ -218,4 +217,22 @@ export function childEnv(env: NodeJS.ProcessEnv = process.env): Record<string, s
   const out: Record<string, string> = {};
   for (const [k, v] of Object.entries(env)) if (v !== undefined) out[k] = v;
   return out;
+}
+
+/** "shm" when `shmDir` is a writable directory, else "socket". */
+export function defaultTransport(shmDir = "/dev/shm"): Transport {
+  try {
+    if (!statSync(shmDir).isDirectory()) return "socket";
+    accessSync(shmDir, constants.W_OK);
+    return "shm";
+  } catch {
+    return "socket";
+  }
+}
+
+/** The transport for a run: the one asked for (flag or EMBED_TRANSPORT), else the default. */
+export function chooseTransport(requested: string | undefined, shmDir = "/dev/shm"): Transport {
+  if (requested === undefined || requested === "" || requested === "auto") return defaultTransport(shmDir);
+  if ((TRANSPORTS as readonly string[]).includes(requested)) return requested as Transport;
+  throw new Error(`unknown transport "${requested}" (choose from auto, ${TRANSPORTS.join(", ")})`);
 }

@@ -1,7 +1,7 @@
 /** The public TypeScript API of embed. */
 export { embed, Embedder, type Embedding, type EmbedInput, type EmbedderOptions, type SequenceRecord } from "./api.ts";
 export { dryRun, embedToStore, type RunHooks, type RunSummary } from "./run.ts";
-export { validate, type ValidateOptions, type ValidationReport } from "./validate.ts";
+export { validate, type ValidateOptions, type ValidationReport } from "./validate/validate.ts";
 export type { RunEvent } from "./events.ts";
 export type { RunOptionsInput } from "./config.ts";
 export { EmbedError, ExitCode, InputError, ModelNotFoundError, OptionsError, OutputError, WorkerError } from "./errors.ts";

@@ -234,3 +234,49 @@ export function unpackFrame(bytes: Uint8Array): FrameHeader {
     length: Number(dv.getBigUint64(32, true)),
   };
 }
+
+// ---- What crosses between the orchestrator's parts: worker handle, pool, store ----
+
+/** What the worker process is told in EMBED_WORKER_CONFIG. */
+export interface WorkerWireConfig {
+  name: string;
+  model: string;
+  device: "cpu" | "cuda";
+  precision: "fp32" | "fp16" | "bf16";
+  layers: number[];
+  include: string[];
+  outDtype: "float32" | "float16";
+  maxTokens: number | null;
+  slots: number;
+  ringDir?: string;
+  threads?: number;
+  /** Data plane: the mapped ring ("shm") or frames over a unix socket ("socket"); see transport.ts. */
+  transport: Transport;
+  /** Fetch a released checkpoint that no local cache holds (opt-in). */
+  download?: boolean;
+  /** What runs the blocks on a GPU (see protocol KERNELS); "auto" lets the worker choose. */
+  kernels?: KernelsRequest;
+  /** The longest sequence the run can send, BOS and EOS included (--truncate + 2): a worker
+   * leaves out kernels only longer sequences need. */
+  maxLen?: number;
+  /** Test hook: make the worker wrong on purpose (see py worker.py FAULTS), to prove checks fail. */
+  fault?: string;
+}
+
+/** One batch as the orchestrator hands it over: residue tokens per sequence, without BOS/EOS. */
+export interface BatchInput {
+  id: number;
+  seqs: readonly Uint8Array[];
+}
+
+/** One output block as a typed-array view into the ring; valid only inside the consumer. */
+export interface OutputView extends OutputBlock {
+  data: Float32Array | Float16Array;
+}
+
+export interface BatchResult {
+  batch: number;
+  ms: number;
+  nonFinite: number;
+  outputs: OutputView[];
+}

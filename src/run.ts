@@ -3,18 +3,18 @@
  * The CLI's `run` command and the TypeScript API both call `embedToStore`.
  */
 import { resolveConfig, visibleDevicesEnv, type RunConfig, type RunOptionsInput } from "./config.ts";
-import { listGpus, resolveDevices, type DeviceSlot } from "./devices.ts";
+import { listGpus, resolveDevices, type DeviceSlot } from "./workers/devices.ts";
 import { EmbedError, InterruptedError, OptionsError } from "./errors.ts";
-import { groupIdentical, withCopies, type Identical } from "./dedup.ts";
-import { convertStore } from "./formats.ts";
-import { ingest } from "./ingest.ts";
+import { groupIdentical, withCopies, type Identical } from "./input/dedup.ts";
+import { convertStore } from "./store/formats.ts";
+import { ingest } from "./input/ingest.ts";
 import type { RunEvent } from "./events.ts";
 import { log } from "./log.ts";
 import { planSummary } from "./plan.ts";
-import type { RecordTable, RecordsSummary } from "./records.ts";
-import { commandLine, claimOutput } from "./ownership.ts";
-import { Store, type ShardInfo } from "./store.ts";
-import { CPU_AUTO_TOKENS, embedPlan, planRecords, startWorkers, workerLimits } from "./session.ts";
+import type { RecordTable, RecordsSummary } from "./input/records.ts";
+import { commandLine, claimOutput } from "./store/ownership.ts";
+import { Store, type ShardInfo } from "./store/store.ts";
+import { CPU_AUTO_TOKENS, embedPlan, planRecords, startWorkers, workerLimits } from "./workers/session.ts";
 
 /** Budget assumed by `--dry` for GPUs under `auto` (each worker sizes its own at start). */
 export const GPU_DRY_TOKENS = 16384;

@@ -6,10 +6,10 @@
  */
 import { describe, expect, setDefaultTimeout, test } from "bun:test";
 import { ModelNotFoundError, WorkerError } from "../src/errors.ts";
-import { runPool } from "../src/pool.ts";
-import type { BatchResult } from "../src/worker.ts";
-import { TRANSPORTS, type Transport } from "../src/transport.ts";
-import type { WorkerWireConfig } from "../src/worker.ts";
+import { runPool } from "../src/workers/pool.ts";
+import type { BatchResult } from "../src/protocol.ts";
+import { TRANSPORTS, type Transport } from "../src/workers/transport.ts";
+import type { WorkerWireConfig } from "../src/protocol.ts";
 import { isAlive, startFake, toks } from "./helpers.ts";
 
 // These tests spawn Python workers; torch alone takes seconds to import on 2 cores.

@@ -11,7 +11,7 @@ import { cpSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, sta
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { PACKAGE_ROOT, pythonBin } from "../src/config.ts";
-import { parseNpyHeader } from "../src/npy.ts";
+import { parseNpyHeader } from "../src/store/npy.ts";
 import { fakeRunEnv, randomFasta } from "./helpers.ts";
 
 setDefaultTimeout(120_000);

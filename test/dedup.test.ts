@@ -9,9 +9,9 @@ import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { PACKAGE_ROOT } from "../src/config.ts";
-import { groupIdentical, hashTokens, withCopies } from "../src/dedup.ts";
-import { RecordTable } from "../src/records.ts";
-import type { BatchResult } from "../src/worker.ts";
+import { groupIdentical, hashTokens, withCopies } from "../src/input/dedup.ts";
+import { RecordTable } from "../src/input/records.ts";
+import type { BatchResult } from "../src/protocol.ts";
 import { fakeRunEnv, storeContent, toks } from "./helpers.ts";
 
 setDefaultTimeout(120_000);

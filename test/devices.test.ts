@@ -9,9 +9,9 @@ import { chmodSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, w
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { PACKAGE_ROOT } from "../src/config.ts";
-import { type DeviceSlot, type GpuInfo, resolveDevices } from "../src/devices.ts";
+import { type DeviceSlot, type GpuInfo, resolveDevices } from "../src/workers/devices.ts";
 import { ExitCode, OptionsError } from "../src/errors.ts";
-import { resolvePrecision } from "../src/session.ts";
+import { resolvePrecision } from "../src/workers/session.ts";
 import { FAKE_DIR, runText } from "./helpers.ts";
 
 setDefaultTimeout(60_000);

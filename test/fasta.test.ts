@@ -4,10 +4,10 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { gzipSync } from "node:zlib";
 import { InputError } from "../src/errors.ts";
-import { readFastaInto } from "../src/fasta.ts";
-import { type DuplicateIdPolicy, FastaParser, type FastaParserOptions } from "../src/fasta-parser.ts";
-import { RecordTable } from "../src/records.ts";
-import { tokenize } from "../src/tokenize.ts";
+import { readFastaInto } from "../src/input/fasta.ts";
+import { type DuplicateIdPolicy, FastaParser, type FastaParserOptions } from "../src/input/fasta-parser.ts";
+import { RecordTable } from "../src/input/records.ts";
+import { tokenize } from "../src/input/tokenize.ts";
 
 const dir = mkdtempSync(join(tmpdir(), "embed-fasta-"));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));

@@ -9,7 +9,7 @@ import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync 
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { PACKAGE_ROOT, pythonBin } from "../src/config.ts";
-import { convertStore, FORMATS, inspectStore } from "../src/formats.ts";
+import { convertStore, FORMATS, inspectStore } from "../src/store/formats.ts";
 import { FAKE_DIR } from "./helpers.ts";
 
 // These tests spawn Python (torch for the run and for VirNucPro files).

@@ -2,9 +2,10 @@
 import { readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { PACKAGE_ROOT, pythonBin } from "../src/config.ts";
-import type { RecordTable } from "../src/records.ts";
-import { defaultTransport } from "../src/transport.ts";
-import { WorkerHandle, type WorkerWireConfig } from "../src/worker.ts";
+import type { RecordTable } from "../src/input/records.ts";
+import { defaultTransport } from "../src/config.ts";
+import type { WorkerWireConfig } from "../src/protocol.ts";
+import { WorkerHandle } from "../src/workers/handle.ts";
 
 export const FAKE_DIR = join(PACKAGE_ROOT, "test", "workers");
 

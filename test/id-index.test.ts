@@ -1,5 +1,5 @@
 import { describe, expect, test } from "bun:test";
-import { IdIndex, firstInvalidUtf8 } from "../src/id-index.ts";
+import { IdIndex, firstInvalidUtf8 } from "../src/input/id-index.ts";
 
 const enc = new TextEncoder();
 

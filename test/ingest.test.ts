@@ -6,9 +6,9 @@ import { join } from "node:path";
 import { gzipSync } from "node:zlib";
 import { resolveConfig } from "../src/config.ts";
 import { InputError, OptionsError } from "../src/errors.ts";
-import { ingest } from "../src/ingest.ts";
-import { writeAtomicFile } from "../src/shards.ts";
-import { tokenize } from "../src/tokenize.ts";
+import { ingest } from "../src/input/ingest.ts";
+import { writeAtomicFile } from "../src/store/shards.ts";
+import { tokenize } from "../src/input/tokenize.ts";
 import { idsOf } from "./helpers.ts";
 
 const dir = mkdtempSync(join(tmpdir(), "embed-ingest-"));

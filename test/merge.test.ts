@@ -132,7 +132,7 @@ describe("embed merge", () => {
   });
 
   test("in small blocks (a record larger than a block, blocks ending mid-round) the result is the same", async () => {
-    const { mergeStores } = await import("../src/merge.ts");
+    const { mergeStores } = await import("../src/store/merge.ts");
     for (const blockBytes of [1, 700, 5000]) {
       const out = join(tmp, `blocks-${blockBytes}`);
       expect(mergeStores(out, [part(1), part(2), part(3)], { blockBytes }).records).toBe(N);

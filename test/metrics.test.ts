@@ -1,7 +1,7 @@
 /** Precision metrics and stratified sampling (pure). */
 import { describe, expect, test } from "bun:test";
-import { binOf, compareVectors, DEFAULT_THRESHOLDS, judge, quantile, summarize, type RecordMetrics } from "../src/metrics.ts";
-import { stratifiedSample } from "../src/sample.ts";
+import { binOf, compareVectors, DEFAULT_THRESHOLDS, judge, quantile, summarize, type RecordMetrics } from "../src/validate/metrics.ts";
+import { stratifiedSample } from "../src/validate/sample.ts";
 
 describe("metrics", () => {
   test("compareVectors", () => {

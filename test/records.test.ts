@@ -1,7 +1,7 @@
 /** The record table: truncation, ids across files, compact token storage, content digest. */
 import { describe, expect, test } from "bun:test";
 import { InputError } from "../src/errors.ts";
-import { RecordTable } from "../src/records.ts";
+import { RecordTable } from "../src/input/records.ts";
 import { idsOf } from "./helpers.ts";
 
 const rec = (id: string, n: number, file = "a.fa", line = 1) => ({ id, tokens: Uint8Array.from({ length: n }, (_, i) => 4 + (i % 20)), file, line });

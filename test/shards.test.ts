@@ -6,8 +6,8 @@ import { afterAll, describe, expect, test } from "bun:test";
 import { mkdtempSync, readFileSync, rmSync, truncateSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { crc32File, outputFile, scanShards, sha256File, ShardWriter, type ShardMeta, type ShardSpec } from "../src/shards.ts";
-import type { BatchResult } from "../src/worker.ts";
+import { crc32File, outputFile, scanShards, sha256File, ShardWriter, type ShardMeta, type ShardSpec } from "../src/store/shards.ts";
+import type { BatchResult } from "../src/protocol.ts";
 
 const root = mkdtempSync(join(tmpdir(), "embed-shards-"));
 afterAll(() => rmSync(root, { recursive: true, force: true }));

@@ -1,7 +1,7 @@
 /** The TS tokenizer (+BOS/EOS) must give fair-esm's / HF's ids on every golden string. */
 import { describe, expect, test } from "bun:test";
-import { ALL_TOKENS, BOS, EOS } from "../src/alphabet.ts";
-import { tokenize } from "../src/tokenize.ts";
+import { ALL_TOKENS, BOS, EOS } from "../src/input/alphabet.ts";
+import { tokenize } from "../src/input/tokenize.ts";
 import golden from "./fixtures/tokenizer-golden.json";
 
 describe("tokenizer parity with fair-esm and HF EsmTokenizer", () => {

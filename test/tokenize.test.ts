@@ -1,6 +1,6 @@
 import { describe, expect, test } from "bun:test";
-import { ALL_TOKENS, BOS, CLS, EOS, MASK, PAD, RESIDUES, UNK, VOCAB_SIZE } from "../src/alphabet.ts";
-import { BYTE_TO_ID, LineState, TokenizeError, tokenize, tokenizeLine } from "../src/tokenize.ts";
+import { ALL_TOKENS, BOS, CLS, EOS, MASK, PAD, RESIDUES, UNK, VOCAB_SIZE } from "../src/input/alphabet.ts";
+import { BYTE_TO_ID, LineState, TokenizeError, tokenize, tokenizeLine } from "../src/input/tokenize.ts";
 
 const ids = (s: string) => [...tokenize(s).tokens];
 

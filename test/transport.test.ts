@@ -8,7 +8,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { PACKAGE_ROOT, resolveConfig } from "../src/config.ts";
 import { OptionsError } from "../src/errors.ts";
-import { chooseTransport, defaultTransport } from "../src/transport.ts";
+import { chooseTransport, defaultTransport } from "../src/config.ts";
 
 setDefaultTimeout(120_000);
 
@@ -102,7 +102,7 @@ describe("stale ring files", () => {
     const { mkdtempSync, writeFileSync, readdirSync } = await import("node:fs");
     const { tmpdir } = await import("node:os");
     const { join } = await import("node:path");
-    const { sweepStaleRings } = await import("../src/rings.ts");
+    const { sweepStaleRings } = await import("../src/workers/rings.ts");
     const dir = mkdtempSync(join(tmpdir(), "embed-rings-"));
     const dead = Bun.spawnSync(["true"]).pid; // exited, reaped
     for (const n of [`embed-ring-${dead}-cuda_0`, `embed-ring-fake-${dead}`, `embed-ring-${process.pid}-cpu`, "other-file"]) writeFileSync(join(dir, n), "x");

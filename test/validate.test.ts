@@ -9,7 +9,7 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "no
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { PACKAGE_ROOT } from "../src/config.ts";
-import { stratifiedSample } from "../src/sample.ts";
+import { stratifiedSample } from "../src/validate/sample.ts";
 
 // Each validate run starts two CPU workers; torch alone takes seconds to import on 2 cores.
 setDefaultTimeout(180_000);

@@ -1,7 +1,7 @@
 /** `embed convert SOURCE --to FORMAT`: a finished store, or an HDF5 file or Parquet directory embed wrote, as HDF5, Parquet, npy or VirNucPro .pt files. */
 import { defineCommand } from "citty";
 import { OptionsError } from "../errors.ts";
-import { convertStore, FORMATS, isFormat } from "../formats.ts";
+import { convertStore, FORMATS, isFormat } from "../store/formats.ts";
 import { log } from "../log.ts";
 import { emit, fail } from "./report.ts";
 

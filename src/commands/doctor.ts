@@ -1,11 +1,11 @@
 /** `embed doctor`: Bun, Python, torch, devices and the attention backend, each with a fix hint. */
 import { defineCommand } from "citty";
 import { pythonBin } from "../config.ts";
-import { listGpus } from "../devices.ts";
+import { listGpus } from "../workers/devices.ts";
 import { ExitCode } from "../errors.ts";
 import { log } from "../log.ts";
-import { pythonJson } from "../python.ts";
-import { defaultTransport } from "../transport.ts";
+import { pythonJson } from "../workers/python.ts";
+import { defaultTransport } from "../config.ts";
 import { emit } from "./report.ts";
 
 interface Problem {

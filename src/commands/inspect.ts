@@ -1,7 +1,7 @@
 /** `embed inspect STORE`: what a store holds, whether it is complete, and what else sits next to it. */
 import { defineCommand } from "citty";
 import { ExitCode, OutputError } from "../errors.ts";
-import { inspectStore, type StoreInfo } from "../formats.ts";
+import { inspectStore, type StoreInfo } from "../store/formats.ts";
 import { log } from "../log.ts";
 import { emit, fail } from "./report.ts";
 

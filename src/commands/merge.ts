@@ -1,7 +1,7 @@
 /** `embed merge OUT STORE...`: the stores of `embed run --shard I/N` jobs joined into one. */
 import { defineCommand } from "citty";
 import { log } from "../log.ts";
-import { mergeStores } from "../merge.ts";
+import { mergeStores } from "../store/merge.ts";
 import { emit, fail } from "./report.ts";
 
 export default defineCommand({

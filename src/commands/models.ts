@@ -2,7 +2,7 @@
 import { defineCommand } from "citty";
 import { EmbedError, ExitCode } from "../errors.ts";
 import { log } from "../log.ts";
-import { pythonJson } from "../python.ts";
+import { pythonJson } from "../workers/python.ts";
 import { emit, fail } from "./report.ts";
 
 interface ModelRow {

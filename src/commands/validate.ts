@@ -3,9 +3,9 @@ import { writeFileSync } from "node:fs";
 import { defineCommand } from "citty";
 import { ExitCode } from "../errors.ts";
 import { log } from "../log.ts";
-import { DEFAULT_THRESHOLDS } from "../metrics.ts";
-import { validate } from "../validate.ts";
-import { renderReport } from "../validate-report.ts";
+import { DEFAULT_THRESHOLDS } from "../validate/metrics.ts";
+import { validate } from "../validate/validate.ts";
+import { renderReport } from "../validate/report.ts";
 import { sharedArgs, sharedOptions } from "./args.ts";
 import { emit, fail } from "./report.ts";
 

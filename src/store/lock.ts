@@ -12,8 +12,8 @@
 import { closeSync, fsyncSync, openSync, readFileSync, rmSync, statSync, writeSync } from "node:fs";
 import { hostname } from "node:os";
 import { join } from "node:path";
-import { OutputError } from "./errors.ts";
-import { log } from "./log.ts";
+import { OutputError } from "../errors.ts";
+import { log } from "../log.ts";
 
 export const LOCK = ".embed-lock";
 

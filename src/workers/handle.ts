@@ -10,8 +10,8 @@
  */
 import type { Subprocess } from "bun";
 import { unlinkSync } from "node:fs";
-import { EmbedError, WorkerError } from "./errors.ts";
-import { log, workerLog } from "./log.ts";
+import { EmbedError, WorkerError } from "../errors.ts";
+import { log, workerLog } from "../log.ts";
 import {
   FromWorker,
   inputUsed,
@@ -27,12 +27,15 @@ import {
   type ResultMsg,
   type RingHeader,
   type KernelsRequest,
+  type BatchInput,
+  type BatchResult,
+  type WorkerWireConfig,
   type ToWorker,
   type Transport,
-} from "./protocol.ts";
+} from "../protocol.ts";
 import { DataSocket } from "./transport.ts";
-import { HandleState, remoteError } from "./worker-state.ts";
-import { BOS, EOS } from "./alphabet.ts";
+import { HandleState, remoteError } from "./state.ts";
+import { BOS, EOS } from "../input/alphabet.ts";
 
 /** How long a worker may take to load its model and say READY. */
 export const READY_TIMEOUT_MS = 10 * 60_000;
@@ -45,32 +48,6 @@ export const PING_TIMEOUT_MS = 5_000;
 /** After the data socket breaks, how long to wait for the process exit that usually explains it. */
 const SOCKET_DEATH_GRACE_MS = 300;
 
-/** What the worker process is told in EMBED_WORKER_CONFIG. */
-export interface WorkerWireConfig {
-  name: string;
-  model: string;
-  device: "cpu" | "cuda";
-  precision: "fp32" | "fp16" | "bf16";
-  layers: number[];
-  include: string[];
-  outDtype: "float32" | "float16";
-  maxTokens: number | null;
-  slots: number;
-  ringDir?: string;
-  threads?: number;
-  /** Data plane: the mapped ring ("shm") or frames over a unix socket ("socket"); see transport.ts. */
-  transport: Transport;
-  /** Fetch a released checkpoint that no local cache holds (opt-in). */
-  download?: boolean;
-  /** What runs the blocks on a GPU (see protocol KERNELS); "auto" lets the worker choose. */
-  kernels?: KernelsRequest;
-  /** The longest sequence the run can send, BOS and EOS included (--truncate + 2): a worker
-   * leaves out kernels only longer sequences need. */
-  maxLen?: number;
-  /** Test hook: make the worker wrong on purpose (see py worker.py FAULTS), to prove checks fail. */
-  fault?: string;
-}
-
 export interface WorkerSpec {
   python: string;
   /** Directory holding the `embed_worker` package (and, in tests, fake workers). */
@@ -81,24 +58,6 @@ export interface WorkerSpec {
   /** The whole environment of the worker (from config's `childEnv`, plus CUDA_VISIBLE_DEVICES). */
   env?: Record<string, string>;
   readyTimeoutMs?: number;
-}
-
-/** One batch as the orchestrator hands it over: residue tokens per sequence, without BOS/EOS. */
-export interface BatchInput {
-  id: number;
-  seqs: readonly Uint8Array[];
-}
-
-/** One output block as a typed-array view into the ring; valid only inside the consumer. */
-export interface OutputView extends OutputBlock {
-  data: Float32Array | Float16Array;
-}
-
-export interface BatchResult {
-  batch: number;
-  ms: number;
-  nonFinite: number;
-  outputs: OutputView[];
 }
 
 interface Pending {

@@ -2,8 +2,8 @@
  * One-shot Python helpers (not workers): run `python -m MODULE ARGS` with the worker package on
  * PYTHONPATH and parse the JSON it prints. Used by `embed models` and `embed doctor`.
  */
-import { childEnv, PYTHON_PACKAGE_DIR, pythonBin } from "./config.ts";
-import { EmbedError, ExitCode } from "./errors.ts";
+import { childEnv, PYTHON_PACKAGE_DIR, pythonBin } from "../config.ts";
+import { EmbedError, ExitCode } from "../errors.ts";
 
 export interface PythonJsonResult<T> {
   ok: boolean;

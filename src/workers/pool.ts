@@ -12,10 +12,11 @@
  * abort (SIGINT/SIGTERM) no new batch is taken, in-flight batches finish and are consumed, then
  * the abort reason is thrown.
  */
-import { EmbedError, ExitCode, WorkerError } from "./errors.ts";
-import { log } from "./log.ts";
+import { EmbedError, ExitCode, WorkerError } from "../errors.ts";
+import { log } from "../log.ts";
 import { Watchdog, type HealthOptions } from "./watchdog.ts";
-import type { BatchInput, BatchResult, WorkerHandle } from "./worker.ts";
+import type { BatchInput, BatchResult } from "../protocol.ts";
+import type { WorkerHandle } from "./handle.ts";
 
 export interface PoolJob {
   /** Number of batches (may grow when batches are split). */

@@ -2,16 +2,17 @@
  * A set of started workers and the one operation on it: embed a plan of records. `run.ts`
  * (store output) and `validate.ts` (precision report) are both built on this.
  */
-import { childEnv, type RunConfig } from "./config.ts";
+import { childEnv, type RunConfig } from "../config.ts";
 import type { DeviceSlot } from "./devices.ts";
-import { planBatches, splitBatch, type Plan, type PlannedBatch } from "./plan.ts";
-import { EmbedError, ExitCode } from "./errors.ts";
+import { planBatches, splitBatch, type Plan, type PlannedBatch } from "../plan.ts";
+import { EmbedError, ExitCode } from "../errors.ts";
 import { runPool, type PoolStats } from "./pool.ts";
 import { sweepStaleRings } from "./rings.ts";
-import type { Kernels } from "./protocol.ts";
-import type { RecordTable } from "./records.ts";
+import type { Kernels } from "../protocol.ts";
+import type { RecordTable } from "../input/records.ts";
 import type { HealthOptions } from "./watchdog.ts";
-import { WorkerHandle, type BatchResult, type WorkerWireConfig } from "./worker.ts";
+import type { BatchResult, WorkerWireConfig } from "../protocol.ts";
+import { WorkerHandle } from "./handle.ts";
 
 /** Token budget of a CPU worker under `--max-tokens auto`. */
 export const CPU_AUTO_TOKENS = 4096;

@@ -13,9 +13,9 @@
  */
 import { closeSync, existsSync, fsyncSync, ftruncateSync, mkdirSync, openSync, readdirSync, readFileSync, readSync, renameSync, rmdirSync, rmSync, writeSync } from "node:fs";
 import { dirname, join } from "node:path";
-import { OutputError } from "./errors.ts";
-import { DTYPE_BYTES, type OutDtype, type OutputKind } from "./protocol.ts";
-import type { BatchResult } from "./worker.ts";
+import { OutputError } from "../errors.ts";
+import { DTYPE_BYTES, type OutDtype, type OutputKind } from "../protocol.ts";
+import type { BatchResult } from "../protocol.ts";
 
 export interface ShardSpec {
   dim: number;

@@ -10,7 +10,7 @@
  * reads too: Bun's file stream cannot poll them (EPERM from epoll_ctl on /dev/null).
  */
 import { type FileHandle, open, stat } from "node:fs/promises";
-import { InputError } from "./errors.ts";
+import { InputError } from "../errors.ts";
 
 /** An opened input. */
 export interface InputBytes {

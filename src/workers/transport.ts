@@ -5,31 +5,12 @@
  *   and the bytes travel as frames (protocol.ts `packFrame`) over one unix socket the worker
  *   listens on. `DataSocket` is the orchestrator's end of it.
  *
- * `chooseTransport` is the one place the choice is made (config.ts feeds it EMBED_TRANSPORT).
+ * config.ts `chooseTransport` is the one place the choice is made (fed by the option or EMBED_TRANSPORT).
  */
 import type { Socket } from "bun";
-import { accessSync, constants, statSync } from "node:fs";
-import { FRAME_BYTES, TRANSPORTS, packFrame, unpackFrame, type FrameHeader, type Transport } from "./protocol.ts";
+import { FRAME_BYTES, TRANSPORTS, packFrame, unpackFrame, type FrameHeader, type Transport } from "../protocol.ts";
 
 export { TRANSPORTS, type Transport };
-
-/** "shm" when `shmDir` is a writable directory, else "socket". */
-export function defaultTransport(shmDir = "/dev/shm"): Transport {
-  try {
-    if (!statSync(shmDir).isDirectory()) return "socket";
-    accessSync(shmDir, constants.W_OK);
-    return "shm";
-  } catch {
-    return "socket";
-  }
-}
-
-/** The transport for a run: the one asked for (flag or EMBED_TRANSPORT), else the default. */
-export function chooseTransport(requested: string | undefined, shmDir = "/dev/shm"): Transport {
-  if (requested === undefined || requested === "" || requested === "auto") return defaultTransport(shmDir);
-  if ((TRANSPORTS as readonly string[]).includes(requested)) return requested as Transport;
-  throw new Error(`unknown transport "${requested}" (choose from auto, ${TRANSPORTS.join(", ")})`);
-}
 
 /** Where incoming frames go; implemented by the worker handle. */
 export interface FrameSink {

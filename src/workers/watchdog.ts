@@ -9,8 +9,8 @@
  * The batch limit is the larger of a floor (10 min on a GPU, 1 h on a CPU, where a large model's
  * batch can take minutes) and 20 times the slowest batch the worker has finished.
  */
-import { log } from "./log.ts";
-import type { WorkerHandle } from "./worker.ts";
+import { log } from "../log.ts";
+import type { WorkerHandle } from "./handle.ts";
 
 export interface HealthOptions {
   /** How often workers are pinged and checked (default 30 s). */

@@ -14,7 +14,7 @@
  */
 import { closeSync, existsSync, openSync, readSync, statSync } from "node:fs";
 import { join } from "node:path";
-import { OutputError } from "./errors.ts";
+import { OutputError } from "../errors.ts";
 import { parseNpyHeader } from "./npy.ts";
 
 /** One file of a complete store, as its manifest records it. */

@@ -9,9 +9,9 @@
  */
 import { existsSync, readFileSync, rmSync } from "node:fs";
 import { join, resolve } from "node:path";
-import { OptionsError, OutputError } from "./errors.ts";
+import { OptionsError, OutputError } from "../errors.ts";
 import { parseNpyHeader, type NpyDescr } from "./npy.ts";
-import type { RecordsSummary } from "./records.ts";
+import type { RecordsSummary } from "../input/records.ts";
 import { writeAtomicFile } from "./shards.ts";
 import { checkInputsOutside, claimOutput, commandLine } from "./ownership.ts";
 import { discardStore, MANIFEST, NpyFile, RUN_STATE, SHARDS, sortedKeys, Store, type ShardInfo } from "./store.ts";

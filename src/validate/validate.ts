@@ -6,17 +6,17 @@
  * result.
  */
 import { z } from "zod";
-import { resolveConfig, visibleDevicesEnv, type RunOptionsInput } from "./config.ts";
-import { listGpus, resolveDevices, type DeviceSlot } from "./devices.ts";
-import { OptionsError } from "./errors.ts";
-import { log } from "./log.ts";
+import { resolveConfig, visibleDevicesEnv, type RunOptionsInput } from "../config.ts";
+import { listGpus, resolveDevices, type DeviceSlot } from "../workers/devices.ts";
+import { OptionsError } from "../errors.ts";
+import { log } from "../log.ts";
 import { binOf, compareVectors, DEFAULT_THRESHOLDS, judge, LENGTH_BINS, rowCosines, summarize, quantile, type RecordMetrics, type Summary, type Thresholds } from "./metrics.ts";
-import type { RecordTable } from "./records.ts";
-import { ingest } from "./ingest.ts";
+import type { RecordTable } from "../input/records.ts";
+import { ingest } from "../input/ingest.ts";
 import { stratifiedSample } from "./sample.ts";
-import { embedPlan, planRecords, resolvePrecision, startWorkers, workerLimits, type Precision } from "./session.ts";
-import type { HealthOptions } from "./watchdog.ts";
-import type { WorkerHandle } from "./worker.ts";
+import { embedPlan, planRecords, resolvePrecision, startWorkers, workerLimits, type Precision } from "../workers/session.ts";
+import type { HealthOptions } from "../workers/watchdog.ts";
+import type { WorkerHandle } from "../workers/handle.ts";
 
 /** Numbers may come as CLI strings; they are checked and coerced by `ValidateChecks`. */
 export interface ValidateOptions extends Omit<RunOptionsInput, "output" | "include" | "dry" | "overwrite" | "outDtype"> {

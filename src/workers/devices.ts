@@ -2,7 +2,7 @@
  * Which devices a run uses: `auto` takes every visible NVIDIA GPU (per `nvidia-smi`, narrowed by
  * CUDA_VISIBLE_DEVICES), or the CPU when there is none. Each GPU worker sees exactly one GPU.
  */
-import { OptionsError } from "./errors.ts";
+import { OptionsError } from "../errors.ts";
 
 export interface DeviceSlot {
   /** Worker tag, e.g. `cuda:0` or `cpu`. */

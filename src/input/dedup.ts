@@ -8,7 +8,7 @@
  * once, and the store is the same as without `--dedup`.
  */
 import type { RecordTable } from "./records.ts";
-import type { BatchResult, OutputView } from "./worker.ts";
+import type { BatchResult, OutputView } from "../protocol.ts";
 
 export interface Identical {
   /** The first record of each group (input order), i.e. what is planned. */

@@ -12,8 +12,8 @@
  */
 import { closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, realpathSync, statSync, writeSync } from "node:fs";
 import { basename, dirname, join, relative, resolve, sep } from "node:path";
-import { OptionsError, OutputError } from "./errors.ts";
-import { lockStore, type StoreLock } from "./store-lock.ts";
+import { OptionsError, OutputError } from "../errors.ts";
+import { lockStore, type StoreLock } from "./lock.ts";
 
 export const MARKER = ".embed-store";
 

@@ -3,9 +3,9 @@
  * its death (exit code or signal, with the tail of its log), and its stderr relayed line by line
  * through consola with the worker's tag. Used by worker.ts only.
  */
-import { BadModelError, EmbedError, ModelNotFoundError, OptionsError, WorkerError } from "./errors.ts";
-import type { workerLog } from "./log.ts";
-import { FromWorker, type WireError } from "./protocol.ts";
+import { BadModelError, EmbedError, ModelNotFoundError, OptionsError, WorkerError } from "../errors.ts";
+import type { workerLog } from "../log.ts";
+import { FromWorker, type WireError } from "../protocol.ts";
 
 /** Lines of worker stderr kept to explain a death. */
 const LOG_TAIL = 40;

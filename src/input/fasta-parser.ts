@@ -25,7 +25,7 @@
  * string at all. Ids are checked for repeats in an {@link IdIndex}, which can be shared by the
  * parsers of several inputs so one index catches repeats within and across inputs.
  */
-import { InputError } from "./errors.ts";
+import { InputError } from "../errors.ts";
 import { IdIndex } from "./id-index.ts";
 import { type OnRename, PendingRenames } from "./renames.ts";
 import { LineState, explainRejected, tokenizeLine } from "./tokenize.ts";

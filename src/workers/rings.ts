@@ -5,7 +5,7 @@
  */
 import { readdirSync, rmSync } from "node:fs";
 import { join } from "node:path";
-import { log } from "./log.ts";
+import { log } from "../log.ts";
 
 /** Worker ring files are named `embed-ring-<pid>-<worker>` (test fakes: `embed-ring-fake-<pid>`). */
 const RING = /^embed-ring-(?:fake-)?(\d+)(?:-|$)/;

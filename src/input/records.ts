@@ -8,7 +8,7 @@
  * The reader fills the table through {@link RecordTable.parserOptions} (the parser hands over
  * token ranges, no record objects); {@link RecordTable.add} takes one record object at a time.
  */
-import { InputError } from "./errors.ts";
+import { InputError } from "../errors.ts";
 import type { FastaParserOptions, RecordSink } from "./fasta-parser.ts";
 import type { InputDigest } from "./fasta.ts";
 import { IdIndex } from "./id-index.ts";

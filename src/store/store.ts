@@ -16,15 +16,15 @@
  */
 import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, writeSync } from "node:fs";
 import { dirname, join } from "node:path";
-import { OutputError } from "./errors.ts";
-import { log } from "./log.ts";
+import { OutputError } from "../errors.ts";
+import { log } from "../log.ts";
 import { npyHeader, type NpyDescr } from "./npy.ts";
-import { DTYPE_BYTES } from "./protocol.ts";
+import { DTYPE_BYTES } from "../protocol.ts";
 import { ARRAY } from "./ownership.ts";
 import { fsyncDir, INDEX_FILE, outputFile, readIndex, removeShards, scanShards, shardName, ShardWriter, writeAtomicFile, type ShardMeta, type ShardSpec } from "./shards.ts";
-import type { RecordsSummary } from "./records.ts";
+import type { RecordsSummary } from "../input/records.ts";
 import { hashFile, hashing, type FileChecksum } from "./verify.ts";
-import type { BatchResult } from "./worker.ts";
+import type { BatchResult } from "../protocol.ts";
 
 export const STORE_FORMAT = "embed-store";
 export const STORE_VERSION = 2;

@@ -8,11 +8,11 @@
  */
 import { closeSync, existsSync, openSync, readdirSync, readFileSync, readSync, statSync } from "node:fs";
 import { join, resolve } from "node:path";
-import { FORMATS, isFormat, type Format } from "./config.ts";
-import { EmbedError, ExitCode, OptionsError, OutputError } from "./errors.ts";
+import { FORMATS, isFormat, type Format } from "../config.ts";
+import { EmbedError, ExitCode, OptionsError, OutputError } from "../errors.ts";
 export { FORMATS, isFormat, type Format };
 import { parseNpyHeader } from "./npy.ts";
-import { pythonJson } from "./python.ts";
+import { pythonJson } from "../workers/python.ts";
 import { MANIFEST, RUN_STATE, SHARDS } from "./store.ts";
 import { checkStore, DAMAGED_HINT, damagedError, type CheckedManifest, type Damage } from "./verify.ts";
 

@@ -2,10 +2,10 @@
  * Reading the inputs: every FASTA (path, .gz or stdin) streamed through the parser and tokenizer
  * into one RecordTable, with duplicate ids checked within and across files and truncation counted.
  */
-import type { RunConfig } from "./config.ts";
-import { InputError } from "./errors.ts";
+import type { RunConfig } from "../config.ts";
+import { InputError } from "../errors.ts";
 import { readFastaChecked } from "./fasta.ts";
-import { log } from "./log.ts";
+import { log } from "../log.ts";
 import { RecordTable } from "./records.ts";
 
 /** Read every input into a record table (streaming; tokens and ids kept compactly). */
