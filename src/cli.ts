@@ -18,6 +18,7 @@ Examples:
   embed validate proteins.fasta --sample 200    compare with an fp32 reference
   embed inspect out/                            what a store holds
   embed merge all/ part-*/                      join the stores of a sharded job array
+  embed translate reads.fa -p r.faa -n r.fna    six-frame peptides + nucleotides (VirNucPro)
   embed models                                  the ESM-2 family and where each is found
   embed doctor                                  check Python, torch, GPUs`,
   },
@@ -29,6 +30,7 @@ Examples:
     convert: () => import("./commands/convert.ts").then((m) => m.default),
     inspect: () => import("./commands/inspect.ts").then((m) => m.default),
     merge: () => import("./commands/merge.ts").then((m) => m.default),
+    translate: () => import("./commands/translate.ts").then((m) => m.default),
   },
 });
 

@@ -120,12 +120,18 @@ function translateFrame(strand: string, offset: number): string | undefined {
   return decoder.decode(scratch.subarray(0, n));
 }
 
+/** Frames dropped, by reason: a stop codon, or no complete A/C/G/T codon at all (empty peptide). */
+export interface DroppedFrames {
+  stop: number;
+  empty: number;
+}
+
 /**
  * The kept frames of one (already chunked) sequence, in the order F1 F2 F3 R1 R2 R3. Upper-cases
  * the sequence first, as VirNucPro does. `sequence` is the record's joined sequence (no line
- * breaks).
+ * breaks). Dropped frames are counted into `dropped` when given.
  */
-export function sixFrames(id: string, sequence: string): Frame[] {
+export function sixFrames(id: string, sequence: string, dropped?: DroppedFrames): Frame[] {
   const upper = sequence.toUpperCase();
   const out: Frame[] = [];
   for (const [strand, tag] of [
@@ -134,7 +140,11 @@ export function sixFrames(id: string, sequence: string): Frame[] {
   ] as const) {
     for (let f = 0; f < 3; f++) {
       const peptide = translateFrame(strand, f);
-      if (peptide === undefined || peptide.length === 0) continue;
+      if (peptide === undefined || peptide.length === 0) {
+        if (dropped && peptide === undefined) dropped.stop++;
+        else if (dropped) dropped.empty++;
+        continue;
+      }
       out.push({ id: `${id}${tag}${f + 1}`, peptide, nucleotide: strand.slice(f, f + 3 * peptide.length + 1) });
     }
   }
@@ -145,7 +155,7 @@ export function sixFrames(id: string, sequence: string): Frame[] {
  * VirNucPro's whole preparation of one record: chunks of `chunk` bases when given (ids
  * `{id}_chunk_{i}`), then the kept frames of each chunk (ids `{id}_chunk_{i}F1` …).
  */
-export function translateRecord(id: string, sequence: string, chunk?: number): Frame[] {
-  if (chunk === undefined) return sixFrames(id, sequence);
-  return chunkRecord(id, sequence, chunk).flatMap((c) => sixFrames(c.id, c.sequence));
+export function translateRecord(id: string, sequence: string, chunk?: number, dropped?: DroppedFrames): Frame[] {
+  if (chunk === undefined) return sixFrames(id, sequence, dropped);
+  return chunkRecord(id, sequence, chunk).flatMap((c) => sixFrames(c.id, c.sequence, dropped));
 }
