@@ -2,40 +2,20 @@
  * One worker process: spawn, READY handshake, embed(batch), ping, stop. This module owns the
  * lifecycle; nothing else spawns or kills workers.
  *
- * Control goes over Bun's `ipc` (JSON lines); batches and embeddings go through the ring file
- * the worker creates and both sides map once (transport "shm"), or through a private copy of the
- * same slot layout filled by frames on a unix socket (transport "socket", see transport.ts).
+ * Control goes over Bun's `ipc` (JSON lines); batches and embeddings go through the worker's
+ * `DataPlane` (data-plane.ts), chosen once from its READY: the ring file both sides map
+ * (shm-ring.ts) or frames on a unix socket into a private copy of it (socket-ring.ts).
  * A dead worker is noticed through `proc.exited` at once: every pending call is rejected with a
  * WorkerError carrying the tail of its log; so is a broken data socket.
  */
 import type { Subprocess } from "bun";
-import { unlinkSync } from "node:fs";
 import { EmbedError, WorkerError } from "../errors.ts";
 import { log, workerLog } from "../log.ts";
-import {
-  FromWorker,
-  inputUsed,
-  lensOffset,
-  outputUsed,
-  packRingHeader,
-  slotIn,
-  slotOut,
-  unpackRingHeader,
-  type OutputBlock,
-  type ReadyMsg,
-  type FrameHeader,
-  type ResultMsg,
-  type RingHeader,
-  type KernelsRequest,
-  type BatchInput,
-  type BatchResult,
-  type WorkerWireConfig,
-  type ToWorker,
-  type Transport,
-} from "../protocol.ts";
-import { DataSocket } from "./transport.ts";
+import { FromWorker, type ReadyMsg, type ResultMsg, type BatchInput, type BatchResult, type WorkerWireConfig, type ToWorker, type Transport } from "../protocol.ts";
+import type { DataPlane } from "./data-plane.ts";
+import { ShmRing } from "./shm-ring.ts";
+import { SocketRing } from "./socket-ring.ts";
 import { HandleState, remoteError } from "./state.ts";
-import { BOS, EOS } from "../input/alphabet.ts";
 
 /** How long a worker may take to load its model and say READY. */
 export const READY_TIMEOUT_MS = 10 * 60_000;
@@ -65,10 +45,6 @@ interface Pending {
   reject: (e: Error) => void;
   consume: (r: BatchResult) => void;
   slot: number;
-  /** Socket transport: the result message, held until the batch's out frame is complete. */
-  result?: ResultMsg;
-  /** Socket transport: bytes of the batch's complete out frame (undefined until it is in). */
-  frameBytes?: number;
 }
 
 export class WorkerHandle implements AsyncDisposable {
@@ -77,14 +53,12 @@ export class WorkerHandle implements AsyncDisposable {
   /** Seconds from spawning the process to its READY. */
   readonly readySeconds: number;
   private readonly proc: Subprocess;
-  private readonly ring: Uint8Array;
-  private readonly header: RingHeader;
+  /** Where batches and results travel: the mapped ring or the socket frames, chosen at READY. */
+  private readonly plane: DataPlane;
   private readonly freeSlots: number[];
   private readonly pending = new Map<number, Pending>();
   private readonly pongs = new Map<number, (m: FromWorker) => void>();
   private readonly state: HandleState;
-  /** Socket transport only: the data socket (frames in and out of the private ring copy). */
-  private data: DataSocket | undefined;
   /** Set once the data socket broke: every later call fails with it. */
   private broken: WorkerError | undefined;
   private pingSeq = 0;
@@ -95,21 +69,8 @@ export class WorkerHandle implements AsyncDisposable {
     this.ready = ready;
     this.readySeconds = readySeconds;
     this.state = state;
-    if (ready.ring.transport === "shm") {
-      this.ring = Bun.mmap(ready.ring.path, { shared: true });
-      this.header = unpackRingHeader(this.ring);
-      // Both sides have it mapped now: unlink so that no file is left behind, whatever happens.
-      try {
-        unlinkSync(ready.ring.path);
-      } catch {}
-    } else {
-      // The same layout, private to this process; frames keep it in step with the worker's copy.
-      const { slots, inBytes, outBytes, dataOffset } = ready.ring;
-      this.header = { version: ready.ring.version, slots, inBytes, outBytes, dataOffset };
-      this.ring = new Uint8Array(dataOffset + slots * (inBytes + outBytes));
-      this.ring.set(packRingHeader(this.header), 0);
-    }
-    this.freeSlots = Array.from({ length: this.header.slots }, (_, i) => i);
+    this.plane = ready.ring.transport === "shm" ? new ShmRing(ready.ring) : new SocketRing(ready.ring, (err) => this.dataBroken(err));
+    this.freeSlots = Array.from({ length: this.plane.header.slots }, (_, i) => i);
     state.onMessage = (m) => this.onMessage(m);
     state.onDeath = (err) => this.failAll(err);
     state.onBadMessage = (text) => this.protocolError(text);
@@ -163,40 +124,25 @@ export class WorkerHandle implements AsyncDisposable {
       state.afterSettle = () => clearTimeout(timer);
     }).finally(() => state.afterSettle?.());
     const handle = new WorkerHandle(name, proc, ready, state, (performance.now() - t0) / 1000);
-    if (ready.ring.transport === "socket") {
-      try {
-        await handle.connectData();
-      } catch (e) {
-        await handle.stop();
-        throw new WorkerError(name, `cannot connect to the data socket ${ready.ring.path}: ${(e as Error).message}`, {
-          hint: "the worker's temp dir must allow unix sockets; set EMBED_RING_DIR to another directory",
-        });
-      }
+    try {
+      await handle.plane.open(); // (only a socket can fail to open: the ring is mapped already)
+    } catch (e) {
+      await handle.stop();
+      throw new WorkerError(name, `cannot connect to the data socket ${ready.ring.path}: ${(e as Error).message}`, {
+        hint: "the worker's temp dir must allow unix sockets; set EMBED_RING_DIR to another directory",
+      });
     }
     return handle;
   }
 
-  private async connectData(): Promise<void> {
-    this.data = await DataSocket.connect(this.ready.ring.path, {
-      begin: (h) => this.frameBegin(h),
-      end: (h) => this.frameEnd(h),
-      broken: (err) => this.dataBroken(err),
-    });
-    // Connected: the path is needed no more. The worker unlinks it once it accepts; unlinking
-    // here too leaves nothing behind even if the worker is killed before its accept thread runs.
-    try {
-      unlinkSync(this.ready.ring.path);
-    } catch {}
-  }
-
   /** The transport this worker's data goes through. */
   get transport(): Transport {
-    return this.ready.ring.transport;
+    return this.plane.transport;
   }
 
   /** Number of batches this worker can hold at once (one computing, the rest waiting). */
   get slots(): number {
-    return this.header.slots;
+    return this.plane.header.slots;
   }
 
   get pid(): number {
@@ -214,7 +160,7 @@ export class WorkerHandle implements AsyncDisposable {
   embed(batch: BatchInput, consume: (r: BatchResult) => void): Promise<BatchResult> {
     if (!this.alive) return Promise.reject(this.state.deathError());
     if (this.broken) return Promise.reject(this.broken);
-    if (this.data?.closed) return Promise.reject(new WorkerError(this.name, "data socket closed"));
+    if (this.plane.closed) return Promise.reject(new WorkerError(this.name, "data socket closed"));
     const slot = this.freeSlots.pop();
     if (slot === undefined) throw new EmbedError(`worker ${this.name}: no free slot (caller sent too many batches)`);
     const seqs = batch.seqs;
@@ -228,23 +174,11 @@ export class WorkerHandle implements AsyncDisposable {
       this.freeSlots.push(slot);
       throw new EmbedError(`batch ${batch.id} (${nTokens} tokens) exceeds worker ${this.name} budget ${this.ready.maxTokens}`);
     }
-    const base = slotIn(this.header, slot);
-    const tokens = this.ring.subarray(base, base + nTokens);
-    const lens = new Int32Array(this.ring.buffer, this.ring.byteOffset + base + lensOffset(nTokens), seqs.length);
-    let o = 0;
-    for (let i = 0; i < seqs.length; i++) {
-      const s = seqs[i]!;
-      tokens[o] = BOS;
-      tokens.set(s, o + 1);
-      tokens[o + s.length + 1] = EOS;
-      o += s.length + 2;
-      lens[i] = s.length + 2;
-    }
     return new Promise<BatchResult>((resolve, reject) => {
       this.pending.set(batch.id, { resolve, reject, consume, slot });
-      // Socket transport: the input bytes go first, as one `in` frame; the worker reads it when
-      // it takes this `embed` message (frames and messages are both in embed order).
-      this.data?.sendFrame({ kind: "in", batch: batch.id, slot, offset: 0, length: inputUsed(nTokens, seqs.length) }, this.ring.subarray(base, base + inputUsed(nTokens, seqs.length)));
+      // The input bytes first (socket: one `in` frame); the worker reads them when it takes this
+      // `embed` message (frames and messages are both in embed order).
+      this.plane.sendBatch(batch.id, slot, seqs, nTokens);
       this.send({ type: "embed", batch: batch.id, slot, seqs: seqs.length, tokens: nTokens, maxLen });
     });
   }
@@ -267,7 +201,7 @@ export class WorkerHandle implements AsyncDisposable {
 
   /** Graceful stop: `shutdown`, then SIGTERM after SHUTDOWN_GRACE_MS, SIGKILL after KILL_AFTER_MS. */
   async stop(): Promise<void> {
-    this.data?.close();
+    this.plane.close();
     if (this.alive) {
       try {
         this.send({ type: "shutdown" });
@@ -323,11 +257,7 @@ export class WorkerHandle implements AsyncDisposable {
     if (m.type === "result") {
       const p = this.pending.get(m.batch);
       if (!p) return this.protocolError(`result for unknown batch ${m.batch}`);
-      if (this.data && p.frameBytes === undefined) {
-        p.result = m; // its out frame is still arriving; frameEnd finishes the batch
-        return;
-      }
-      this.finish(m, p);
+      this.plane.onResult(m, p.slot, (problem) => (problem ? this.protocolError(problem) : this.finish(m, p)));
       return;
     }
     if (m.type === "error") {
@@ -335,6 +265,7 @@ export class WorkerHandle implements AsyncDisposable {
       if (m.batch !== undefined && this.pending.has(m.batch)) {
         const p = this.pending.get(m.batch)!;
         this.pending.delete(m.batch);
+        this.plane.forget(m.batch);
         this.freeSlots.push(p.slot);
         p.reject(err);
       } else this.failAll(err);
@@ -343,14 +274,10 @@ export class WorkerHandle implements AsyncDisposable {
     this.protocolError(`unexpected ${m.type} message`);
   }
 
-  /** Both the result and (socket transport) its frame are in: hand views to the consumer. */
+  /** The result and its output bytes are in: hand views to the consumer. */
   private finish(m: ResultMsg, p: Pending): void {
-    if (p.frameBytes !== undefined && outputUsed(m.outputs) > p.frameBytes) {
-      return this.protocolError(`batch ${m.batch}: result blocks end at ${outputUsed(m.outputs)}, out frame has ${p.frameBytes} bytes`);
-    }
     this.pending.delete(m.batch);
-    const base = slotOut(this.header, p.slot);
-    const outputs = m.outputs.map((b) => ({ ...b, data: this.view(base + b.offset, b.rows * b.dim, b.dtype) }));
+    const outputs = m.outputs.map((b) => ({ ...b, data: this.plane.outputView(p.slot, b) }));
     const result: BatchResult = { batch: m.batch, ms: m.ms, nonFinite: m.nonFinite, outputs };
     try {
       p.consume(result);
@@ -360,26 +287,6 @@ export class WorkerHandle implements AsyncDisposable {
     } finally {
       this.freeSlots.push(p.slot);
     }
-  }
-
-  /** Socket transport: where an out frame's bytes go (the batch's output region). */
-  private frameBegin(h: FrameHeader): Uint8Array {
-    const p = this.pending.get(h.batch);
-    if (h.kind !== "out" || !p || p.slot !== h.slot || p.frameBytes !== undefined) {
-      throw new Error(`unexpected ${h.kind} frame for batch ${h.batch} slot ${h.slot}`);
-    }
-    if (h.offset !== 0 || h.length > this.header.outBytes) {
-      throw new Error(`out frame of ${h.length} bytes at ${h.offset} does not fit the slot (${this.header.outBytes})`);
-    }
-    const base = slotOut(this.header, h.slot);
-    return this.ring.subarray(base, base + h.length);
-  }
-
-  private frameEnd(h: FrameHeader): void {
-    const p = this.pending.get(h.batch);
-    if (!p) return;
-    p.frameBytes = h.length;
-    if (p.result) this.finish(p.result, p);
   }
 
   /**
@@ -397,11 +304,6 @@ export class WorkerHandle implements AsyncDisposable {
     });
   }
 
-  private view(offset: number, count: number, dtype: "float32" | "float16"): Float32Array | Float16Array {
-    const at = this.ring.byteOffset + offset;
-    return dtype === "float32" ? new Float32Array(this.ring.buffer, at, count) : new Float16Array(this.ring.buffer, at, count);
-  }
-
   private protocolError(msg: string): void {
     this.failAll(new WorkerError(this.name, msg.startsWith("bad message") ? msg : `protocol error: ${msg}`, { hint: "orchestrator and worker versions differ?" }));
     this.kill();
@@ -410,6 +312,7 @@ export class WorkerHandle implements AsyncDisposable {
   private failAll(err: Error): void {
     for (const [id, p] of this.pending) {
       this.pending.delete(id);
+      this.plane.forget(id);
       p.reject(err);
     }
   }

@@ -12,7 +12,7 @@ import { FRAME_BYTES, TRANSPORTS, packFrame, unpackFrame, type FrameHeader, type
 
 export { TRANSPORTS, type Transport };
 
-/** Where incoming frames go; implemented by the worker handle. */
+/** Where incoming frames go; implemented by socket-ring.ts. */
 export interface FrameSink {
   /** The destination of frame `h`'s body: a view exactly `h.length` long. Throw to refuse it. */
   begin(h: FrameHeader): Uint8Array;
