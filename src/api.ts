@@ -18,14 +18,13 @@
  * something the caller disposes: a hidden cache would keep the model processes (and GPU memory)
  * alive after the loop, and keep Bun's event loop from exiting at the end of a script.
  */
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
-import { resolveConfig, visibleDevicesEnv, type RunConfig, type RunOptionsInput } from "./config.ts";
+import { existsSync } from "node:fs";
+import type { RunConfig, RunOptionsInput } from "./config.ts";
 import { groupIdentical, withCopies } from "./input/dedup.ts";
-import { listGpus, resolveDevices, type DeviceSlot } from "./workers/devices.ts";
+import type { DeviceSlot } from "./workers/devices.ts";
 import { InputError } from "./errors.ts";
-import { ingest } from "./input/ingest.ts";
+import { ingest, ingestText } from "./input/ingest.ts";
+import { resolveRun } from "./resolve.ts";
 import { log } from "./log.ts";
 import type { OutputKind } from "./protocol.ts";
 import { RecordTable } from "./input/records.ts";
@@ -33,7 +32,7 @@ import { embedPlan, planRecords, startWorkers, workerLimits } from "./workers/se
 import { tokenize, TokenizeError } from "./input/tokenize.ts";
 import type { WorkerHandle } from "./workers/handle.ts";
 
-export type EmbedderOptions = Omit<RunOptionsInput, "inputs" | "output" | "dry" | "overwrite" | "shardRecords"> & {
+export type EmbedderOptions = Omit<RunOptionsInput, "inputs" | "output" | "dry" | "overwrite" | "shardRecords" | "slice" | "shard"> & {
   /** Records per chunk when the input is an iterable (default 50,000). */
   chunkRecords?: number;
 };
@@ -71,18 +70,18 @@ export class Embedder implements AsyncDisposable {
     this.chunkRecords = chunkRecords;
   }
 
-  /** Validate options (the same zod schema as the CLI) and start one worker per device. */
+  /** Validate options (resolveRun, as the CLI does: --layers against a known model included)
+   * and start one worker per device. */
   static async create(options: EmbedderOptions = {}): Promise<Embedder> {
     const { chunkRecords, ...rest } = options;
-    const cfg = resolveConfig({ ...rest, inputs: ["<api>"] });
-    const devices = resolveDevices(cfg.devices, listGpus(), visibleDevicesEnv());
+    const { cfg, devices } = resolveRun({ ...rest, inputs: ["<api>"] });
     return new Embedder(cfg, devices, await startWorkers(cfg, devices), chunkRecords ?? DEFAULT_CHUNK);
   }
 
   /** What the workers loaded: model, resolved layers, dims, device and attention backend. */
   get info() {
     const r = this.workers[0]!.ready;
-    return { model: r.model, layers: r.layers, include: r.include, device: r.device, backend: r.backend, precision: r.dtype };
+    return { model: r.model, layers: r.layers, include: r.include, device: r.device, backend: r.backend, precision: r.precision };
   }
 
   /**
@@ -120,15 +119,8 @@ export class Embedder implements AsyncDisposable {
       if (input === "-" || existsSync(input)) {
         yield await ingest({ ...base, inputs: [input] });
       } else if (/^\s*>/.test(input)) {
-        // FASTA text: parsed by the same reader as files, from a private temp file.
-        const dir = mkdtempSync(join(tmpdir(), "embed-api-"));
-        try {
-          const path = join(dir, "input.fasta");
-          writeFileSync(path, input);
-          yield await ingest({ ...base, inputs: [path] });
-        } finally {
-          rmSync(dir, { recursive: true, force: true });
-        }
+        // FASTA text: parsed in memory by the same parser as files (errors name "<text>":line).
+        yield ingestText(input, base);
       } else {
         throw new InputError(`"${input.slice(0, 60)}" is neither a file nor FASTA text`, undefined, "pass a FASTA path, FASTA text starting with '>', or an iterable of {id, sequence}");
       }

@@ -7,6 +7,7 @@ import { accessSync, constants, existsSync, statSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import { z } from "zod";
 import { OptionsError } from "./errors.ts";
+import { log } from "./log.ts";
 import { KERNELS, OUTPUT_KINDS, OUT_DTYPES, TRANSPORTS, type Transport } from "./protocol.ts";
 
 /** The package root (holds py/, scripts/, .venv/ and .models/ when set up). */
@@ -86,12 +87,12 @@ const Formats = z.union([z.string(), z.array(z.string())]).transform((v, ctx) =>
 });
 
 /** `I/N`: this job embeds slice I (1-based) of N of the input (records k with k mod N = I - 1). */
-const Shard = z.union([z.string(), z.object({ index: z.number(), count: z.number() })]).transform((v, ctx) => {
+const Slice = z.union([z.string(), z.object({ index: z.number(), count: z.number() })]).transform((v, ctx) => {
   const given = typeof v === "string" ? v : `${v.index}/${v.count}`; // one parse for both forms
   const m = /^\s*(\d+)\s*\/\s*(\d+)\s*$/.exec(given);
   const [index, count] = m ? [Number(m[1]), Number(m[2])] : [0, 0];
   if (!Number.isSafeInteger(index) || !Number.isSafeInteger(count) || count < 1 || index < 1 || index > count) {
-    ctx.addIssue({ code: "custom", message: `"${given}" is not I/N with 1 ≤ I ≤ N (e.g. 1/4 ... 4/4; a SLURM array: --array=1-4 and --shard $SLURM_ARRAY_TASK_ID/4)` });
+    ctx.addIssue({ code: "custom", message: `"${given}" is not I/N with 1 ≤ I ≤ N (e.g. 1/4 ... 4/4; a SLURM array: --array=1-4 and --slice $SLURM_ARRAY_TASK_ID/4)` });
     return z.NEVER;
   }
   return { index, count };
@@ -118,11 +119,13 @@ export const RunOptions = z.object({
   /** Embed identical sequences (equal after truncation) once and write their rows for every id. */
   dedup: z.boolean().default(false),
   /** Embed only slice I of N of the input (a job of an array; `embed merge` joins the stores). */
-  shard: Shard.optional(),
+  slice: Slice.optional(),
+  /** Deprecated name of `slice` (a shard is the commit unit inside a store); still accepted. */
+  shard: Slice.optional(),
   outDtype: z.enum(OUT_DTYPES).default("float32"),
   overwrite: z.boolean().default(false),
   dry: z.boolean().default(false),
-  /** Commit a shard (the unit a resumed run keeps) at least every this many records. */
+  /** Commit a shard (the unit a resumed run keeps, inside one store) at least every this many records. */
   shardRecords: z.coerce.number().int().min(1).default(10_000),
   /** Download a released ESM-2 checkpoint missing from every local cache (on by default, as fair-esm does). */
   download: z.boolean().default(true),
@@ -164,8 +167,16 @@ export function resolveConfig(input: RunOptionsInput, env: NodeJS.ProcessEnv = p
     throw new OptionsError(`${where}${issue.message}`, "see `embed run --help`");
   }
   const o = parsed.data;
+  if (o.shard) {
+    if (o.slice && (o.slice.index !== o.shard.index || o.slice.count !== o.shard.count)) {
+      throw new OptionsError(`--slice ${o.slice.index}/${o.slice.count} and --shard ${o.shard.index}/${o.shard.count} disagree`, "pass only --slice I/N (--shard is its old name)");
+    }
+    warnOnce("shard", "--shard I/N is deprecated and will be removed: use --slice I/N (same meaning)");
+  }
   return Object.freeze({
     ...o,
+    slice: o.slice ?? o.shard,
+    shard: undefined,
     python: pythonBin(env),
     pythonPath: env.EMBED_WORKER_PYTHONPATH ?? PYTHON_PACKAGE_DIR,
     workerModule: env.EMBED_WORKER_MODULE ?? "embed_worker",
@@ -179,6 +190,14 @@ export function resolveConfig(input: RunOptionsInput, env: NodeJS.ProcessEnv = p
       batchTimeoutMs: msFromEnv(env, "EMBED_BATCH_TIMEOUT_MS"),
     },
   });
+}
+
+const warned = new Set<string>();
+/** A deprecation said once per process, however many runs resolve options. */
+function warnOnce(key: string, message: string): void {
+  if (warned.has(key)) return;
+  warned.add(key);
+  log.warn(message);
 }
 
 /** A positive duration in milliseconds from the environment, or undefined when unset. */

@@ -1,6 +1,6 @@
 /**
- * The wire protocol between the orchestrator and a worker, version 1 (mirror of
- * py/embed_worker/protocol.py; both are pinned by test/fixtures/ring-v1.json).
+ * The wire protocol between the orchestrator and a worker, version 2 (mirror of
+ * py/embed_worker/wire/protocol.py; both are pinned by test/fixtures/ring-v1.json).
  *
  * Control: JSON lines over Bun's `ipc` channel. Messages are a discriminated union on `type`;
  * outgoing ones are checked with `satisfies`, incoming ones parsed with zod.
@@ -10,7 +10,8 @@
  */
 import { z } from "zod";
 
-export const PROTOCOL_VERSION = 1;
+/** 2: READY names the compute precision `precision` (it was `dtype`, beside `outDtype`). */
+export const PROTOCOL_VERSION = 2;
 export const RING_MAGIC = "EMBRING\0";
 export const RING_VERSION = 1;
 export const HEADER_BYTES = 4096;
@@ -91,7 +92,8 @@ export const ReadyMsg = z.object({
   backend: z.string(),
   /** What runs the blocks: quack | triton | compile | eager (older or fake workers: eager). */
   kernels: z.enum(KERNELS).optional().default("eager"),
-  dtype: z.string(),
+  /** Compute precision the model runs in: fp32 | fp16 | bf16 (the stored dtype is `outDtype`). */
+  precision: z.string(),
   model: ModelInfo,
   layers: z.array(z.number().int().nonnegative()),
   include: z.array(z.enum(OUTPUT_KINDS)),

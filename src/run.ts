@@ -1,9 +1,10 @@
 /**
  * The library entry: FASTA -> records -> plan -> workers -> store, and a summary back.
- * The CLI's `run` command and the TypeScript API both call `embedToStore`.
+ * The CLI's `run` command and the TypeScript API both call `embedToStore`; options are resolved
+ * by `resolveRun` (resolve.ts), as for the API and `embed validate`.
  */
-import { resolveConfig, visibleDevicesEnv, type RunConfig, type RunOptionsInput } from "./config.ts";
-import { listGpus, resolveDevices, type DeviceSlot } from "./workers/devices.ts";
+import type { RunConfig, RunOptionsInput } from "./config.ts";
+import type { DeviceSlot } from "./workers/devices.ts";
 import { EmbedError, InterruptedError, OptionsError } from "./errors.ts";
 import { groupIdentical, withCopies, type Identical } from "./input/dedup.ts";
 import { convertStore } from "./store/formats.ts";
@@ -13,18 +14,18 @@ import { log } from "./log.ts";
 import { planSummary } from "./plan.ts";
 import type { RecordTable, RecordsSummary } from "./input/records.ts";
 import { commandLine, claimOutput } from "./store/ownership.ts";
-import { Store, type ShardInfo } from "./store/store.ts";
-import { CPU_AUTO_TOKENS, embedPlan, planRecords, startWorkers, workerLimits } from "./workers/session.ts";
+import { resolveRun } from "./resolve.ts";
+import { runIdentity, runManifest, type RunFacts, type SliceInfo } from "./store/identity.ts";
+import { Store } from "./store/store.ts";
+import { embedPlan, GPU_AUTO_MAX_TOKENS, planRecords, startWorkers, workerLimits, type Budget } from "./workers/session.ts";
+import type { WorkerHandle } from "./workers/handle.ts";
 
-/** Budget assumed by `--dry` for GPUs under `auto` (each worker sizes its own at start). */
-export const GPU_DRY_TOKENS = 16384;
-
-/** The slice `shard` of `table`, and what its store records of the whole. */
-function takeShard(table: RecordTable, shard: { index: number; count: number }): { table: RecordTable; shard: ShardInfo } {
-  const info = { ...shard, records: table.size, recordsSha256: table.digest(), counts: table.summary() };
-  const slice = table.slice(shard.index, shard.count);
-  log.info(`shard ${shard.index}/${shard.count}: ${slice.size} of ${table.size} records`);
-  return { table: slice, shard: info };
+/** Slice `slice` (`--slice I/N`) of `table`, and what its store records of the whole. */
+function takeSlice(table: RecordTable, slice: { index: number; count: number }): { table: RecordTable; slice: SliceInfo } {
+  const info = { ...slice, records: table.size, recordsSha256: table.digest(), counts: table.summary() };
+  const part = table.slice(slice.index, slice.count);
+  log.info(`slice ${slice.index}/${slice.count}: ${part.size} of ${table.size} records`);
+  return { table: part, slice: info };
 }
 
 export interface RunHooks {
@@ -43,8 +44,8 @@ export interface RunSummary {
   renames?: RecordsSummary["renames"];
   /** Records written as copies of an identical earlier one (`--dedup`), not embedded themselves. */
   identical: number;
-  /** `I/N` for a `--shard` job (its counts are the slice's). */
-  shard?: string;
+  /** `I/N` for a `--slice` job (its counts are the slice's). */
+  slice?: string;
   batches: number;
   budget: number;
   density: number;
@@ -80,36 +81,44 @@ export interface DryRunResult {
   dry: true;
   devices: string[];
   model: string;
-  budget: number;
-  budgetSource: "option" | "cpu-default" | "gpu-estimate";
+  /** Depth, width and heads when known before loading (the model table or config.json); null:
+   * a .pt file or an unlisted name, which the workers describe when they start. */
+  modelShape: { numLayers: number; dim: number; heads: number; source: string } | null;
+  /** `--layers` as absolute layer numbers (null when the model's depth is known only at start-up). */
+  layers: number[] | null;
+  /** Tokens per batch the run will use; null when each GPU worker decides it at start-up. */
+  budget: number | null;
+  budgetSource: Budget["source"];
+  /** How the budget is decided, in words. */
+  budgetRule: string;
+  /** The budget `plan` was packed with: `budget`, or for a GPU worker's choice the most it may
+   * choose (the run's batches are then at most as large). */
+  planBudget: number;
   records: ReturnType<RecordTable["summary"]>;
   /** Records that `--dedup` would write as copies of an identical earlier one (0 without it). */
   identical: number;
   plan: ReturnType<typeof planSummary>;
 }
 
-function budgetFor(cfg: RunConfig, devices: DeviceSlot[]): { budget: number; source: DryRunResult["budgetSource"] } {
-  if (cfg.maxTokens !== "auto") return { budget: cfg.maxTokens, source: "option" };
-  return devices[0]!.kind === "cpu" ? { budget: CPU_AUTO_TOKENS, source: "cpu-default" } : { budget: GPU_DRY_TOKENS, source: "gpu-estimate" };
-}
-
-
 /** Plan only: read inputs, pack, and describe the batches. Starts no worker. */
 export async function dryRun(options: RunOptionsInput): Promise<DryRunResult> {
-  const cfg = resolveConfig({ ...options, dry: true });
-  const devices = resolveDevices(cfg.devices, listGpus(), visibleDevicesEnv());
+  const { cfg, devices, budget, model, layers } = resolveRun({ ...options, dry: true });
   let table = await ingest(cfg);
-  if (cfg.shard) table = takeShard(table, cfg.shard).table;
-  const { budget, source } = budgetFor(cfg, devices);
+  if (cfg.slice) table = takeSlice(table, cfg.slice).table;
+  const planBudget = budget.tokens ?? GPU_AUTO_MAX_TOKENS;
   const all = table.indices();
   const identical = cfg.dedup ? groupIdentical(table, all) : undefined;
-  const plan = planRecords(table, budget, undefined, identical?.firsts ?? all);
+  const plan = planRecords(table, planBudget, undefined, identical?.firsts ?? all);
   return {
     dry: true,
     devices: devices.map((d) => d.name),
     model: cfg.model,
-    budget,
-    budgetSource: source,
+    modelShape: model ? { numLayers: model.numLayers, dim: model.dim, heads: model.heads, source: model.source } : null,
+    layers: layers ?? null,
+    budget: budget.tokens,
+    budgetSource: budget.source,
+    budgetRule: budget.rule,
+    planBudget,
     records: table.summary(),
     identical: identical?.copies ?? 0,
     plan: planSummary(plan),
@@ -119,9 +128,10 @@ export async function dryRun(options: RunOptionsInput): Promise<DryRunResult> {
 /** Embed FASTA inputs into a store directory; resumes an interrupted run of the same command. */
 export async function embedToStore(options: RunOptionsInput, hooks: RunHooks = {}): Promise<RunSummary> {
   const t0 = performance.now();
-  const cfg = resolveConfig({ ...options, dry: false });
+  // Every option is checked here, --layers against a known model's depth included, before the
+  // output is claimed or a worker starts.
+  const { cfg, devices } = resolveRun({ ...options, dry: false });
   if (!cfg.output) throw new OptionsError("--output is required", "pass -o OUT_DIR (or --dry to print the plan only)");
-  const devices = resolveDevices(cfg.devices, listGpus(), visibleDevicesEnv());
   // Before anything is written: inputs outside the output, not someone else's directory, one writer.
   const lock = claimOutput(cfg.output, { formats: cfg.formats, inputs: cfg.inputs, command: commandLine() });
   try {
@@ -135,16 +145,18 @@ export async function embedToStore(options: RunOptionsInput, hooks: RunHooks = {
 /** The run, with the store locked (embedToStore). */
 async function embedLocked(cfg: RunConfig, out: string, devices: DeviceSlot[], hooks: RunHooks, t0: number): Promise<RunSummary> {
   log.info(`embedding with ${cfg.model} on ${devices.map((d) => `${d.name} (${d.label})`).join(", ")}`);
-  // Workers load the model while the inputs are read.
+  // Workers load the model while the inputs are read. Bad input is reported at once, not after
+  // the model has loaded: the workers are killed as soon as they can be (a start-up cannot be
+  // cancelled half-way), and a CLI run exits, which ends them with it (py lifeline.py).
   const workersP = startWorkers(cfg, devices);
   workersP.catch(() => {});
   let table: RecordTable;
-  let slice: ShardInfo | undefined; // --shard I/N: this job's slice of the input
+  let slice: SliceInfo | undefined; // --slice I/N: this job's slice of the input
   try {
     table = await ingest(cfg);
-    if (cfg.shard) ({ table, shard: slice } = takeShard(table, cfg.shard));
+    if (cfg.slice) ({ table, slice } = takeSlice(table, cfg.slice));
   } catch (e) {
-    await workersP.then((ws) => Promise.all(ws.map((w) => w.stop())), () => {});
+    void workersP.then((ws) => ws.forEach((w) => w.kill()), () => {});
     throw e;
   }
   // Grouping identical sequences (--dedup: ~0.6 s per million records) runs while the workers
@@ -169,21 +181,10 @@ async function embedLocked(cfg: RunConfig, out: string, devices: DeviceSlot[], h
   let store: Store | undefined;
   try {
     const first = workers[0]!.ready;
-    const digest = table.digest();
+    const facts = runFacts(cfg, workers[0]!, table, slice);
     store = Store.open(
       out,
-      {
-        recordsSha256: digest,
-        records: table.size,
-        model: { name: first.model.name, path: first.model.path, numLayers: first.model.numLayers, dim: first.model.dim },
-        layers: first.layers,
-        include: first.include,
-        dtype: first.outDtype,
-        precision: first.dtype,
-        truncate: cfg.truncate,
-        duplicateIds: cfg.duplicateIds,
-        ...(slice ? { shard: `${slice.index}/${slice.count}` } : {}),
-      },
+      runIdentity(facts),
       { dim: first.model.dim, layers: first.layers, include: first.include, dtype: first.outDtype, lengths: table.lengths() },
       { overwrite: cfg.overwrite, shardRecords: cfg.shardRecords },
     );
@@ -245,12 +246,12 @@ async function embedLocked(cfg: RunConfig, out: string, devices: DeviceSlot[], h
       output: out,
       ...table.summary(),
       identical: identical?.copies ?? 0,
-      ...(slice ? { shard: `${slice.index}/${slice.count}` } : {}),
+      ...(slice ? { slice: `${slice.index}/${slice.count}` } : {}),
       resumed: s.resumed,
       batches: totalBatches(),
       budget,
       density: plan.density,
-      devices: workers.filter((w) => w.alive).map((w) => `${w.name} (${w.ready.device}, ${w.ready.backend}, ${w.ready.kernels}, ${w.ready.dtype})`),
+      devices: workers.filter((w) => w.alive).map((w) => `${w.name} (${w.ready.device}, ${w.ready.backend}, ${w.ready.kernels}, ${w.ready.precision})`),
       model: first.model.name,
       layers: first.layers,
       include: first.include,
@@ -265,23 +266,15 @@ async function embedLocked(cfg: RunConfig, out: string, devices: DeviceSlot[], h
       splits: stats.splits,
       formats: [{ format: "npy", files: [] }],
     };
-    s.finalize(table, {
-      complete: true,
-      createdAt: new Date().toISOString(),
-      model: first.model,
-      layers: first.layers,
-      include: first.include,
-      dtype: first.outDtype,
-      precision: first.dtype,
-      truncate: cfg.truncate,
-      counts: table.summary(),
-      inputs: cfg.inputs,
-      inputChecksums: table.inputs,
-      recordsSha256: digest,
-      ...(slice ? { shard: slice } : {}),
-      run: { devices: summary.devices, batches: summary.batches, budget, density: plan.density, seconds, resumed: s.resumed, identical: summary.identical },
-      load: `import numpy as np; X = np.load("${out}/${first.include[0]}.layer${first.layers.at(-1)}.npy", mmap_mode="r"); ids = open("${out}/ids.txt").read().split()`,
-    });
+    s.finalize(
+      table,
+      runManifest(out, facts, {
+        counts: table.summary(),
+        inputs: cfg.inputs,
+        inputChecksums: table.inputs,
+        run: { devices: summary.devices, batches: summary.batches, budget, density: plan.density, seconds, resumed: s.resumed, identical: summary.identical },
+      }),
+    );
     for (const f of cfg.formats.filter((f) => f !== "npy")) {
       const c = await convertStore(out, f, { python: cfg.python });
       log.info(`${f}: ${c.files.join(", ")}`);
@@ -297,4 +290,22 @@ async function embedLocked(cfg: RunConfig, out: string, devices: DeviceSlot[], h
   } finally {
     await Promise.all(workers.map((w) => w.stop()));
   }
+}
+
+/** What the store records of this run: the model and outputs as the first worker's READY says
+ * (the resolved layers, the model's path), the rest as the options and the input say. */
+function runFacts(cfg: RunConfig, w: WorkerHandle, table: RecordTable, slice: SliceInfo | undefined): RunFacts {
+  const r = w.ready;
+  return {
+    model: r.model,
+    layers: r.layers,
+    include: r.include,
+    dtype: r.outDtype,
+    precision: r.precision,
+    truncate: cfg.truncate,
+    duplicateIds: cfg.duplicateIds,
+    recordsSha256: table.digest(),
+    records: table.size,
+    ...(slice ? { slice } : {}),
+  };
 }

@@ -1,11 +1,11 @@
 /**
- * Job arrays: `embed run --shard I/N` embeds slice I of N of an input, and `embed merge` joins the
+ * Job arrays: `embed run --slice I/N` embeds slice I of N of an input, and `embed merge` joins the
  * N stores into one equal, byte for byte, to a single run's (fake workers: vectors depend only on
  * a record's tokens). Then every way a merge must refuse: a slice missing or given twice, a store
  * of other options or another input, an unfinished or unsharded store, an existing output.
  */
 import { afterAll, beforeAll, describe, expect, setDefaultTimeout, test } from "bun:test";
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { PACKAGE_ROOT } from "../src/config.ts";
@@ -27,7 +27,8 @@ const part = (i: number) => join(tmp, `part-${i}`);
 const manifest = (dir: string) => JSON.parse(readFileSync(join(dir, "manifest.json"), "utf8"));
 
 let reference: Record<string, string>;
-const jobs: { records: number; shard: string; truncated: number; renamed: number }[] = [];
+const jobs: { records: number; slice: string; truncated: number; renamed: number }[] = [];
+let jobStderr: string[] = [];
 
 beforeAll(async () => {
   // Random records (5-64 residues, so some pass --truncate 40), three of them with a repeated id.
@@ -37,7 +38,9 @@ beforeAll(async () => {
   expect(ref.code).toBe(0);
   reference = storeContent(join(tmp, "whole"));
   expect(Object.keys(reference)).toEqual(["bos.layer4.npy", "ids.txt", "mean.layer4.npy", "residues.layer4.npy", "residues.offsets.npy"]);
-  const runs = await Promise.all([1, 2, 3].map((i) => cli(["run", FASTA, "-o", part(i), "--shard", `${i}/3`, ...OPTS])));
+  // Job 3 uses --shard, the deprecated name of --slice: it still works, and says so.
+  const runs = await Promise.all([1, 2, 3].map((i) => cli(["run", FASTA, "-o", part(i), i === 3 ? "--shard" : "--slice", `${i}/3`, ...OPTS])));
+  jobStderr = runs.map((r) => r.stderr);
   for (const r of runs) {
     expect(r.stderr).not.toContain("error");
     expect(r.code).toBe(0);
@@ -45,10 +48,10 @@ beforeAll(async () => {
   }
 });
 
-describe("embed run --shard I/N", () => {
+describe("embed run --slice I/N", () => {
   test("each job embeds every N-th record from its index, and counts its own slice", () => {
     expect(jobs.map((j) => j.records)).toEqual([101, 100, 100]);
-    expect(jobs.map((j) => j.shard)).toEqual(["1/3", "2/3", "3/3"]);
+    expect(jobs.map((j) => j.slice)).toEqual(["1/3", "2/3", "3/3"]);
     const whole = manifest(join(tmp, "whole")).counts;
     expect(whole.truncated).toBeGreaterThan(0);
     expect(whole.renamed).toBe(3);
@@ -58,8 +61,21 @@ describe("embed run --shard I/N", () => {
     expect(ids.slice(0, 3)).toEqual(["rec1", "rec4", "rec7"]);
     // The store records the whole input, for the merge to check.
     const m = manifest(part(2));
-    expect(m.shard).toMatchObject({ index: 2, count: 3, records: N, recordsSha256: manifest(join(tmp, "whole")).recordsSha256 });
-    expect(m.shard.counts).toEqual(whole);
+    expect(m.slice).toMatchObject({ index: 2, count: 3, records: N, recordsSha256: manifest(join(tmp, "whole")).recordsSha256 });
+    expect(m.slice.counts).toEqual(whole);
+    expect(m.shard).toBeUndefined();
+  });
+
+  test("--shard I/N still works as a deprecated alias, said once on stderr", () => {
+    expect(manifest(part(3)).slice).toMatchObject({ index: 3, count: 3 });
+    expect(jobStderr[2]!.match(/--shard I\/N is deprecated/g)?.length).toBe(1);
+    expect(jobStderr[0]).not.toContain("deprecated");
+  });
+
+  test("--slice and --shard that disagree are a bad option", async () => {
+    const r = await cli(["run", FASTA, "--dry", "--slice", "1/3", "--shard", "2/3"]);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain("--slice 1/3 and --shard 2/3 disagree");
   });
 
   test("embed inspect names a job's slice and how to join it", async () => {
@@ -71,30 +87,30 @@ describe("embed run --shard I/N", () => {
   });
 
   test("--dry plans the slice only", async () => {
-    const r = await cli(["run", FASTA, "--dry", "--shard", "3/3", ...OPTS]);
+    const r = await cli(["run", FASTA, "--dry", "--slice", "3/3", ...OPTS]);
     expect(r.code).toBe(0);
     expect(JSON.parse(r.stdout).plan.records).toBe(100);
   });
 
-  test("a bad --shard is a bad option", async () => {
+  test("a bad --slice is a bad option", async () => {
     for (const bad of ["0/3", "4/3", "2", "a/b", "1/0"]) {
-      const r = await cli(["run", FASTA, "--dry", "--shard", bad]);
+      const r = await cli(["run", FASTA, "--dry", "--slice", bad]);
       expect(r.code).toBe(2);
-      expect(r.stderr).toContain(`--shard: "${bad}" is not I/N with 1 ≤ I ≤ N`);
+      expect(r.stderr).toContain(`--slice: "${bad}" is not I/N with 1 ≤ I ≤ N`);
     }
   });
 
   test("an unfinished job's store refuses another slice", async () => {
     const out = join(tmp, "unfinished");
-    const p = Bun.spawn(["bun", join(PACKAGE_ROOT, "src", "cli.ts"), "run", FASTA, "-o", out, "--shard", "1/3", "--shard-records", "10", ...OPTS], {
+    const p = Bun.spawn(["bun", join(PACKAGE_ROOT, "src", "cli.ts"), "run", FASTA, "-o", out, "--slice", "1/3", "--shard-records", "10", ...OPTS], {
       stdout: "pipe", stderr: "pipe", env: fakeRunEnv({ slowMs: 200 }),
     });
     for (let i = 0; i < 300 && !(existsSync(join(out, "shards")) && readdirSync(join(out, "shards")).some((f) => f.endsWith(".meta.json"))); i++) await Bun.sleep(20);
     p.kill("SIGKILL");
     await p.exited;
-    const r = await cli(["run", FASTA, "-o", out, "--shard", "2/3", ...OPTS]);
+    const r = await cli(["run", FASTA, "-o", out, "--slice", "2/3", ...OPTS]);
     expect(r.code).toBe(6);
-    expect(r.stderr).toContain("--shard");
+    expect(r.stderr).toContain("--slice");
     const m = await cli(["merge", join(tmp, "never"), out, part(2), part(3)]);
     expect(m.code).toBe(6);
     expect(m.stderr).toContain(`${out} is unfinished`);
@@ -118,8 +134,9 @@ describe("embed merge", () => {
     const whole = manifest(join(tmp, "whole"));
     expect(m.recordsSha256).toBe(whole.recordsSha256);
     expect(m.counts).toEqual(whole.counts);
+    expect(m.slice).toBeUndefined();
     expect(m.shard).toBeUndefined();
-    expect(m.run.merged.map((x: { shard: string }) => x.shard)).toEqual(["1/3", "2/3", "3/3"]);
+    expect(m.run.merged.map((x: { slice: string }) => x.slice)).toEqual(["1/3", "2/3", "3/3"]);
     const inspect = await cli(["inspect", out, "--json"]);
     expect(JSON.parse(inspect.stdout)).toMatchObject({ state: "complete", records: N });
     // A complete output is left alone unless --overwrite.
@@ -144,10 +161,27 @@ describe("embed merge", () => {
     const opts = [...OPTS, "--out-dtype", "float16"];
     const ref = await cli(["run", FASTA, "-o", join(tmp, "whole16"), ...opts]);
     expect(ref.code).toBe(0);
-    for (const i of [1, 2]) expect((await cli(["run", FASTA, "-o", join(tmp, `half16-${i}`), "--shard", `${i}/2`, ...opts])).code).toBe(0);
+    for (const i of [1, 2]) expect((await cli(["run", FASTA, "-o", join(tmp, `half16-${i}`), "--slice", `${i}/2`, ...opts])).code).toBe(0);
     const r = await cli(["merge", join(tmp, "merged16"), join(tmp, "half16-2"), join(tmp, "half16-1")]);
     expect(r.code).toBe(0);
     expect(storeContent(join(tmp, "merged16"))).toEqual(storeContent(join(tmp, "whole16")));
+  });
+
+  test("slices written before the rename (manifest field `shard`) still merge and inspect", async () => {
+    const old = [1, 2, 3].map((i) => {
+      const dir = join(tmp, `old-${i}`);
+      cpSync(part(i), dir, { recursive: true });
+      const m = manifest(dir);
+      const { slice, ...rest } = m;
+      writeFileSync(join(dir, "manifest.json"), JSON.stringify({ ...rest, shard: slice }, null, 2) + "\n");
+      return dir;
+    });
+    const info = JSON.parse((await cli(["inspect", old[1]!, "--json"])).stdout);
+    expect(info.slice).toEqual({ index: 2, count: 3, of: N });
+    const out = join(tmp, "merged-old");
+    const r = await cli(["merge", out, ...old]);
+    expect(r.code).toBe(0);
+    expect(storeContent(out)).toEqual(reference);
   });
 
   test("refuses a missing slice, a slice twice, the output among the inputs, and an unsharded store", async () => {
@@ -155,7 +189,7 @@ describe("embed merge", () => {
     let r = await cli(["merge", out, part(1), part(3)]);
     expect(r.code).toBe(2);
     expect(r.stderr).toContain("slice 2/3 missing");
-    expect(r.stderr).toContain("--shard 2/3");
+    expect(r.stderr).toContain("--slice 2/3");
     r = await cli(["merge", out, part(1), part(2), part(2), part(3)]);
     expect(r.code).toBe(2);
     expect(r.stderr).toContain("are both slice 2/3");
@@ -164,7 +198,7 @@ describe("embed merge", () => {
     expect(r.stderr).toContain("is one of the stores to merge");
     r = await cli(["merge", out, join(tmp, "whole"), part(1)]);
     expect(r.code).toBe(2);
-    expect(r.stderr).toContain("was not written with --shard I/N");
+    expect(r.stderr).toContain("was not written with --slice I/N");
     r = await cli(["merge", out, join(tmp, "nothing-here")]);
     expect(r.code).toBe(2);
     expect(r.stderr).toContain("is not an embed store");
@@ -173,7 +207,7 @@ describe("embed merge", () => {
 
   test("refuses slices of other options or of another input", async () => {
     const other = join(tmp, "other-include");
-    let r = await cli(["run", FASTA, "-o", other, "--shard", "2/3", ...OPTS.slice(0, -1), "mean"]);
+    let r = await cli(["run", FASTA, "-o", other, "--slice", "2/3", ...OPTS.slice(0, -1), "mean"]);
     expect(r.code).toBe(0);
     r = await cli(["merge", join(tmp, "x"), part(1), other, part(3)]);
     expect(r.code).toBe(2);
@@ -181,7 +215,7 @@ describe("embed merge", () => {
     const fasta2 = join(tmp, "in2.fa");
     writeFileSync(fasta2, readFileSync(FASTA, "utf8").replace(">rec0 ", ">recX "));
     const moved = join(tmp, "other-input");
-    r = await cli(["run", fasta2, "-o", moved, "--shard", "3/3", ...OPTS]);
+    r = await cli(["run", fasta2, "-o", moved, "--slice", "3/3", ...OPTS]);
     expect(r.code).toBe(0);
     r = await cli(["merge", join(tmp, "x"), part(1), part(2), moved]);
     expect(r.code).toBe(2);

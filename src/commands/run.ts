@@ -3,6 +3,7 @@ import { defineCommand } from "citty";
 import { InterruptedError, OptionsError } from "../errors.ts";
 import { log } from "../log.ts";
 import { dryRun, embedToStore } from "../run.ts";
+import { loadHint } from "../store/identity.ts";
 import { sharedArgs, sharedOptions } from "./args.ts";
 import { progress } from "./progress.ts";
 import { emit, fail } from "./report.ts";
@@ -17,7 +18,7 @@ Examples:
   embed run reads.faa.gz -o out/ --model esm2_t36_3B_UR50D --layers 36
   zcat x.fa.gz | embed run - -o out/ --include mean,bos,per-residue --layers 0,-1
   embed run peptides.faa -o out/ --dedup                 repeated sequences embedded once
-  embed run big.fa.gz -o part-2/ --shard 2/8             one job of eight; then: embed merge all/ part-*/
+  embed run big.fa.gz -o part-2/ --slice 2/8             one job of eight; then: embed merge all/ part-*/
   embed run proteins.fasta --dry                         print the batch plan as JSON`,
   },
   args: {
@@ -29,7 +30,8 @@ Examples:
     overwrite: { type: "boolean", description: "replace a complete store in the output directory", default: false },
     format: { type: "string", description: "formats to write: npy (the store itself), hdf5, parquet, virnucpro (comma list)", default: "npy" },
     "shard-records": { type: "string", description: "commit a resumable shard at least every N records", default: "10000" },
-    shard: { type: "string", description: "embed only slice I of N of the input (records I, I+N, I+2N, ...; 1-based), one job of an array; join the stores with `embed merge`", valueHint: "I/N" },
+    slice: { type: "string", description: "embed only slice I of N of the input (records I, I+N, I+2N, ...; 1-based), one job of an array; join the stores with `embed merge`", valueHint: "I/N" },
+    shard: { type: "string", description: "deprecated name of --slice (a shard is the commit unit inside a store)", valueHint: "I/N" },
     dedup: { type: "boolean", description: "embed identical sequences once and write their rows under every id (reads and six-frame peptides repeat)", default: false },
     "max-restarts": { type: "string", description: "replacements of dead workers allowed before the run fails", default: "3" },
     dry: { type: "boolean", description: "print the plan as JSON and start no worker", default: false },
@@ -52,6 +54,7 @@ Examples:
       formats: args.format,
       maxRestarts: args["max-restarts"],
       dedup: args.dedup,
+      slice: args.slice,
       shard: args.shard,
     };
     try {
@@ -78,7 +81,7 @@ Examples:
       log.success(`${summary.records} records embedded in ${summary.seconds.toFixed(1)} s → ${summary.output}`);
       const busy = Object.entries(summary.busy).map(([w, f]) => `${w} ${Math.round(f * 100)}%`);
       if (busy.length) log.info(`${Math.round(summary.tokensPerSecond).toLocaleString("en-US")} tokens/s while embedding; time each worker spent computing: ${busy.join(", ")}`);
-      log.info(`load in Python: import numpy as np; X = np.load("${summary.output}/${summary.include[0]}.layer${summary.layers.at(-1)}.npy"); ids = open("${summary.output}/ids.txt").read().split()`);
+      log.info(`load in Python: ${loadHint(summary.output, summary.include, summary.layers)}`);
       if (args.json) process.stdout.write(JSON.stringify({ type: "summary", ...summary }) + "\n");
       else emit(summary);
       process.exit(0);

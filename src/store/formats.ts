@@ -2,7 +2,7 @@
  * Output formats of a store: `convertStore` turns embeddings in any of embed's formats (a complete
  * store in the native npy layout, see store.ts, or an HDF5 file or Parquet directory embed wrote)
  * into any other (HDF5, Parquet, npy, VirNucPro `.pt` files) through the Python converter
- * (`py/embed_worker/convert.py`, which tells the sources apart and streams with h5py / pyarrow /
+ * (`py/embed_worker/tools/convert.py`, which tells the sources apart and streams with h5py / pyarrow /
  * torch), and `inspectStore` describes a store, complete or not, without starting Python.
  * Layouts: README "Output formats".
  */
@@ -71,7 +71,7 @@ export async function convertStore(source: string, format: Format, opts: Convert
   if (opts.out !== undefined) args.push("--out", resolve(opts.out));
   if (opts.layer !== undefined) args.push(`--layer=${opts.layer}`);
   if (opts.kind !== undefined) args.push("--kind", opts.kind);
-  const r = await pythonJson<ConvertSummary>("embed_worker.convert", args, opts.python);
+  const r = await pythonJson<ConvertSummary>("embed_worker.tools.convert", args, opts.python);
   if (r.ok && r.value) return r.value;
   throw convertError(r.error ?? "no output", format);
 }
@@ -148,7 +148,7 @@ export interface StoreInfo {
   createdAt?: string;
   inputs?: string[];
   recordsSha256?: string;
-  /** A `--shard I/N` job's store: its slice of an input of `of` records (join with `embed merge`). */
+  /** A `--slice I/N` job's store: its slice of an input of `of` records (join with `embed merge`). */
   slice?: { index: number; count: number; of: number };
   ids: { file: string; present: boolean } | null;
   arrays: ArrayInfo[];
@@ -172,6 +172,8 @@ interface Manifest extends CheckedManifest {
   createdAt?: string;
   inputs?: string[];
   recordsSha256?: string;
+  slice?: { index: number; count: number; records: number };
+  /** The slice, in stores written before it was renamed. */
   shard?: { index: number; count: number; records: number };
 }
 
@@ -232,6 +234,7 @@ export function inspectStore(dir: string, opts: { verify?: boolean } = {}): Stor
     const idsFile = m.files?.ids ?? "ids.txt";
     const check = checkStore(abs, { ...m, files: { ...m.files, arrays: listed } }, opts);
     const ok = check.damaged.length === 0;
+    const slice = m.slice ?? m.shard;
     return {
       ...base,
       state: ok ? "complete" : "damaged",
@@ -249,10 +252,10 @@ export function inspectStore(dir: string, opts: { verify?: boolean } = {}): Stor
       createdAt: m.createdAt,
       inputs: m.inputs,
       recordsSha256: m.recordsSha256,
-      ...(m.shard
+      ...(slice
         ? {
-            slice: { index: m.shard.index, count: m.shard.count, of: m.shard.records },
-            hint: `slice ${m.shard.index}/${m.shard.count} of a job array; join the ${m.shard.count} stores with \`embed merge OUT STORE...\``,
+            slice: { index: slice.index, count: slice.count, of: slice.records },
+            hint: `slice ${slice.index}/${slice.count} of a job array; join the ${slice.count} stores with \`embed merge OUT STORE...\``,
           }
         : {}),
       ...(ok ? {} : { hint: DAMAGED_HINT }),

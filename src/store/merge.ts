@@ -1,5 +1,5 @@
 /**
- * `embed merge OUT STORE...`: the stores of a job array (`embed run --shard I/N`, one job per
+ * `embed merge OUT STORE...`: the stores of a job array (`embed run --slice I/N`, one job per
  * slice of one input) joined into one store, equal to what a single unsharded run writes: rows
  * and ids in input order, the whole input's digest and counts in the manifest. Every store is
  * checked before anything is written: complete, a slice of the same input (digest and record
@@ -14,7 +14,8 @@ import { parseNpyHeader, type NpyDescr } from "./npy.ts";
 import type { RecordsSummary } from "../input/records.ts";
 import { writeAtomicFile } from "./shards.ts";
 import { checkInputsOutside, claimOutput, commandLine } from "./ownership.ts";
-import { discardStore, MANIFEST, NpyFile, RUN_STATE, SHARDS, sortedKeys, Store, type ShardInfo } from "./store.ts";
+import { discardStore, MANIFEST, NpyFile, RUN_STATE, SHARDS, sortedKeys, Store } from "./store.ts";
+import { loadHint, sliceOf, type SliceInfo } from "./identity.ts";
 import { checkStore, damagedError, hashing, VerifiedReader, type FileChecksum } from "./verify.ts";
 
 /** Bytes of rows gathered from the slices per write, by default. */
@@ -30,7 +31,9 @@ interface ShardManifest {
   truncate: number;
   counts: RecordsSummary;
   recordsSha256: string;
-  shard?: ShardInfo;
+  slice?: SliceInfo;
+  /** The slice, in stores written before it was renamed. */
+  shard?: SliceInfo;
   run?: Record<string, unknown>;
   files: { ids: string; arrays: string[]; checksums?: Record<string, FileChecksum> };
   [key: string]: unknown;
@@ -60,9 +63,9 @@ function readManifest(dir: string): ShardManifest {
   const path = join(dir, MANIFEST);
   if (!existsSync(path)) {
     if (existsSync(join(dir, RUN_STATE))) {
-      throw new OutputError(`${dir} is unfinished`, "rerun its job (the same `embed run ... --shard I/N` command) to finish it, then merge");
+      throw new OutputError(`${dir} is unfinished`, "rerun its job (the same `embed run ... --slice I/N` command) to finish it, then merge");
     }
-    throw new OptionsError(`${dir} is not an embed store (no ${MANIFEST})`, "pass the -o directories of the `embed run --shard I/N` jobs");
+    throw new OptionsError(`${dir} is not an embed store (no ${MANIFEST})`, "pass the -o directories of the `embed run --slice I/N` jobs");
   }
   try {
     return JSON.parse(readFileSync(path, "utf8")) as ShardManifest;
@@ -74,9 +77,9 @@ function readManifest(dir: string): ShardManifest {
 /** What must be equal between the slices of one job array. */
 function alike(m: ShardManifest): Record<string, unknown> {
   return {
-    "input (records digest)": m.shard!.recordsSha256,
-    "input record count": m.shard!.records,
-    "slice count (N of --shard I/N)": m.shard!.count,
+    "input (records digest)": sliceOf(m)!.recordsSha256,
+    "input record count": sliceOf(m)!.records,
+    "slice count (N of --slice I/N)": sliceOf(m)!.count,
     model: `${m.model.name} (${m.model.numLayers} layers, dim ${m.model.dim})`,
     layers: m.layers,
     "outputs (--include)": m.include,
@@ -89,11 +92,11 @@ function alike(m: ShardManifest): Record<string, unknown> {
 
 /** Check the stores are the N slices of one input, embedded alike; in slice order. */
 function slicesOf(dirs: string[], output: string): Slice[] {
-  if (dirs.length === 0) throw new OptionsError("no stores to merge", "pass the -o directories of the `embed run --shard I/N` jobs");
+  if (dirs.length === 0) throw new OptionsError("no stores to merge", "pass the -o directories of the `embed run --slice I/N` jobs");
   const manifests = dirs.map((dir) => {
     if (resolve(dir) === resolve(output)) throw new OptionsError(`the output ${output} is one of the stores to merge`, "write the merged store to a new directory");
     const m = readManifest(dir);
-    if (!m.shard) throw new OptionsError(`${dir} is not a slice of a job array (it was not written with --shard I/N)`, "merge only the stores of `embed run --shard I/N` jobs");
+    if (!sliceOf(m)) throw new OptionsError(`${dir} is not a slice of a job array (it was not written with --slice I/N)`, "merge only the stores of `embed run --slice I/N` jobs");
     // Sizes, .npy headers and the ids count up front; checksums as the bytes are read.
     const { damaged } = checkStore(dir, m);
     if (damaged.length) throw damagedError(dir, damaged, "the store is damaged; rerun its job with --overwrite, then merge");
@@ -106,16 +109,16 @@ function slicesOf(dirs: string[], output: string): Slice[] {
       if (JSON.stringify(mine[what]) !== JSON.stringify(value)) {
         throw new OptionsError(
           `${dirs[k]} differs from ${dirs[0]} in ${what}: ${JSON.stringify(mine[what])} vs ${JSON.stringify(value)}`,
-          "merge only the stores of one job array: the same input and options, --shard 1/N ... N/N",
+          "merge only the stores of one job array: the same input and options, --slice 1/N ... N/N",
         );
       }
     }
   });
-  const count = manifests[0]!.shard!.count;
-  const total = manifests[0]!.shard!.records;
+  const count = sliceOf(manifests[0]!)!.count;
+  const total = sliceOf(manifests[0]!)!.records;
   const byIndex = new Map<number, Slice>();
   manifests.forEach((m, k) => {
-    const i = m.shard!.index;
+    const i = sliceOf(m)!.index;
     const other = byIndex.get(i);
     if (other) throw new OptionsError(`${other.dir} and ${dirs[k]} are both slice ${i}/${count}`, "pass each job's store once");
     const n = Math.ceil((total - (i - 1)) / count);
@@ -127,10 +130,10 @@ function slicesOf(dirs: string[], output: string): Slice[] {
   if (missing.length) {
     throw new OptionsError(
       `slice${missing.length > 1 ? "s" : ""} ${missing.map((i) => `${i}/${count}`).join(", ")} missing`,
-      `run the missing job${missing.length > 1 ? "s" : ""} (embed run ... --shard ${missing[0]}/${count}), then merge all ${count} stores`,
+      `run the missing job${missing.length > 1 ? "s" : ""} (embed run ... --slice ${missing[0]}/${count}), then merge all ${count} stores`,
     );
   }
-  const whole = manifests[0]!.shard!.counts.residues;
+  const whole = sliceOf(manifests[0]!)!.counts.residues;
   if (residues !== whole) throw new OutputError(`the slices hold ${residues} residues; the input has ${whole}`, "a store is damaged; rerun its job with --overwrite");
   return Array.from({ length: count }, (_, k) => byIndex.get(k + 1)!);
 }
@@ -275,7 +278,7 @@ export function mergeStores(output: string, dirs: string[], opts: { overwrite?: 
 /** The merge, with the output claimed and locked (mergeStores). */
 function mergeLocked(output: string, slices: Slice[], opts: { overwrite?: boolean; blockBytes?: number }, t0: number): MergeSummary {
   const first = slices[0]!.manifest;
-  const info = first.shard!;
+  const info = sliceOf(first)!;
   const total = info.records;
   Store.checkTarget(output, opts.overwrite ?? false);
   if (!opts.overwrite && existsSync(join(output, RUN_STATE))) {
@@ -318,15 +321,15 @@ function mergeLocked(output: string, slices: Slice[], opts: { overwrite?: boolea
     for (const name of Object.keys(checksums)) rmSync(join(output, name), { force: true });
     throw e instanceof OutputError || e instanceof OptionsError ? e : new OutputError(`merging into ${output} failed: ${(e as Error).message}`, "check free space; rerun the same merge", e);
   }
-  const { shard: _, run: __, ...rest } = first;
+  const { shard: _, slice: ___, run: __, ...rest } = first;
   const manifest = {
     ...rest,
     complete: true,
     createdAt: new Date().toISOString(),
     counts: info.counts,
     recordsSha256: info.recordsSha256,
-    run: { merged: slices.map((s) => ({ store: resolve(s.dir), shard: `${s.manifest.shard!.index}/${info.count}`, ...s.manifest.run })) },
-    load: `import numpy as np; X = np.load("${output}/${first.include[0]}.layer${first.layers.at(-1)}.npy", mmap_mode="r"); ids = open("${output}/ids.txt").read().split()`,
+    run: { merged: slices.map((s) => ({ store: resolve(s.dir), slice: `${sliceOf(s.manifest)!.index}/${info.count}`, ...s.manifest.run })) },
+    load: loadHint(output, first.include, first.layers),
     files: { ids: "ids.txt", arrays, checksums: sortedKeys(checksums) },
   };
   writeAtomicFile(join(output, MANIFEST), JSON.stringify(manifest, null, 2) + "\n");

@@ -3,7 +3,7 @@
  * or interrupted run resumable.
  *
  * While a run is in progress:
- *   OUT/run.json      identity of the run (input digest, model, layers, outputs, dtype, precision)
+ *   OUT/run.json      identity of the run (identity.ts: input digest, model, layers, outputs, dtype, precision)
  *   OUT/shards/       committed shards (see shards.ts); a shard is committed by its meta file
  * When every record is in a committed shard, the shards are assembled in input order into
  *   OUT/ids.txt, OUT/mean.layer{L}.npy, OUT/bos.layer{L}.npy  [records, dim]
@@ -22,9 +22,9 @@ import { npyHeader, type NpyDescr } from "./npy.ts";
 import { DTYPE_BYTES } from "../protocol.ts";
 import { ARRAY } from "./ownership.ts";
 import { fsyncDir, INDEX_FILE, outputFile, readIndex, removeShards, scanShards, shardName, ShardWriter, writeAtomicFile, type ShardMeta, type ShardSpec } from "./shards.ts";
-import type { RecordsSummary } from "../input/records.ts";
 import { hashFile, hashing, type FileChecksum } from "./verify.ts";
 import type { BatchResult } from "../protocol.ts";
+import { identityDiff, type RunIdentity } from "./identity.ts";
 
 export const STORE_FORMAT = "embed-store";
 export const STORE_VERSION = 2;
@@ -33,34 +33,6 @@ export const RUN_STATE = "run.json";
 export const SHARDS = "shards";
 /** Roll to a new shard after this many bytes of output (bounds memory when assembling). */
 const SHARD_BYTES = 256 << 20;
-
-/**
- * What a `--shard I/N` job's store records of the whole input (manifest `shard`), so that
- * `embed merge` can check that N stores are the N slices of one input, embedded alike.
- */
-export interface ShardInfo {
-  index: number;
-  count: number;
-  /** The whole input: records, digest (as an unsharded run's manifest has it) and counts. */
-  records: number;
-  recordsSha256: string;
-  counts: RecordsSummary;
-}
-
-/** What must be equal for a resumed run to continue a store. */
-export interface RunIdentity {
-  recordsSha256: string;
-  records: number;
-  model: { name: string; path: string; numLayers: number; dim: number };
-  layers: number[];
-  include: string[];
-  dtype: string;
-  precision: string;
-  truncate: number;
-  duplicateIds: string;
-  /** `I/N` for a `--shard` job; absent otherwise. */
-  shard?: string;
-}
 
 export interface OpenOptions {
   overwrite: boolean;
@@ -260,22 +232,6 @@ export function discardStore(dir: string): void {
   for (const f of listed) if (typeof f === "string" && ARRAY.test(f)) rmSync(join(dir, f), { force: true });
   rmSync(join(dir, RUN_STATE), { force: true });
   removeShards(join(dir, SHARDS));
-}
-
-function identityDiff(a: RunIdentity, b: RunIdentity): string[] {
-  const names: Record<keyof RunIdentity, string> = {
-    recordsSha256: "input records",
-    records: "record count",
-    model: "model",
-    layers: "layers",
-    include: "outputs (--include)",
-    dtype: "--out-dtype",
-    precision: "precision",
-    truncate: "--truncate",
-    duplicateIds: "--duplicate-ids",
-    shard: "--shard",
-  };
-  return (Object.keys(names) as (keyof RunIdentity)[]).filter((k) => JSON.stringify(a[k]) !== JSON.stringify(b[k])).map((k) => names[k]);
 }
 
 /** `record` with its keys in order (the manifest lists files alphabetically). */

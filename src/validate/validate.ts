@@ -6,20 +6,20 @@
  * result.
  */
 import { z } from "zod";
-import { resolveConfig, visibleDevicesEnv, type RunOptionsInput } from "../config.ts";
-import { listGpus, resolveDevices, type DeviceSlot } from "../workers/devices.ts";
+import type { RunOptionsInput } from "../config.ts";
 import { OptionsError } from "../errors.ts";
 import { log } from "../log.ts";
 import { binOf, compareVectors, DEFAULT_THRESHOLDS, judge, LENGTH_BINS, rowCosines, summarize, quantile, type RecordMetrics, type Summary, type Thresholds } from "./metrics.ts";
 import type { RecordTable } from "../input/records.ts";
 import { ingest } from "../input/ingest.ts";
 import { stratifiedSample } from "./sample.ts";
-import { embedPlan, planRecords, resolvePrecision, startWorkers, workerLimits, type Precision } from "../workers/session.ts";
+import { resolveRun } from "../resolve.ts";
+import { embedPlan, planRecords, startWorkers, workerLimits, type Precision } from "../workers/session.ts";
 import type { HealthOptions } from "../workers/watchdog.ts";
 import type { WorkerHandle } from "../workers/handle.ts";
 
 /** Numbers may come as CLI strings; they are checked and coerced by `ValidateChecks`. */
-export interface ValidateOptions extends Omit<RunOptionsInput, "output" | "include" | "dry" | "overwrite" | "outDtype"> {
+export interface ValidateOptions extends Omit<RunOptionsInput, "output" | "include" | "dry" | "overwrite" | "outDtype" | "slice" | "shard"> {
   /** Validate at most this many records (a positive integer), stratified by length (default: all). */
   sample?: number | string;
   /** Also compare per-residue vectors. */
@@ -128,10 +128,8 @@ export async function validate(options: ValidateOptions): Promise<ValidationRepo
   const checks = resolveChecks(options);
   const thresholds: Thresholds = checks.thresholds;
   const include = options.perResidue ? ["mean", "per-residue"] : ["mean"];
-  const cfg = resolveConfig({ ...options, include, outDtype: "float32", dry: false });
+  const { cfg, devices, precision } = resolveRun({ ...options, include, outDtype: "float32", dry: false });
   if (cfg.layers.length !== 1) throw new OptionsError("validate checks one layer at a time", "pass a single --layers value, e.g. -1");
-  const devices: DeviceSlot[] = resolveDevices(cfg.devices, listGpus(), visibleDevicesEnv());
-  const precision = resolvePrecision(cfg, devices);
   const all = await ingest(cfg);
   const picked = checks.sample === undefined ? all.indices() : stratifiedSample(all.lengths(), checks.sample);
   const table = picked.length === all.size ? all : all.subset(picked); // no copy when every record is checked

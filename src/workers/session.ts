@@ -14,8 +14,31 @@ import type { HealthOptions } from "./watchdog.ts";
 import type { BatchResult, WorkerWireConfig } from "../protocol.ts";
 import { WorkerHandle } from "./handle.ts";
 
-/** Token budget of a CPU worker under `--max-tokens auto`. */
+/** Token budget of a CPU worker under `--max-tokens auto`: one 1022-residue sequence fits, and a
+ * batch of the 650M model takes about a second on a laptop. */
 export const CPU_AUTO_TOKENS = 4096;
+
+/** The most a GPU worker chooses under `--max-tokens auto` (py worker.py GPU_MAX_TOKENS). */
+export const GPU_AUTO_MAX_TOKENS = 65536;
+
+/** How a GPU worker sizes its budget under `--max-tokens auto` (py worker.py auto_budget), said
+ * where a number cannot be: it needs the free memory of the device with the weights loaded. */
+export const GPU_AUTO_RULE =
+  "each GPU worker decides at start-up: half the GPU memory free after loading the weights, divided by the activation bytes per token (width, FFN width, precision), rounded down to a multiple of 64, between 1026 and 65536 tokens (READY reports it)";
+
+/** The token budget per batch, decided here and nowhere else in the orchestrator: the number sent
+ * to a worker (null: the worker sizes it, GPU `auto` only), where it came from, and in words. */
+export interface Budget {
+  tokens: number | null;
+  source: "option" | "cpu-default" | "gpu-worker";
+  rule: string;
+}
+
+export function budgetFor(maxTokens: RunConfig["maxTokens"], device: DeviceSlot["kind"]): Budget {
+  if (maxTokens !== "auto") return { tokens: maxTokens, source: "option", rule: `--max-tokens ${maxTokens}` };
+  if (device === "cpu") return { tokens: CPU_AUTO_TOKENS, source: "cpu-default", rule: `--max-tokens auto on CPU: ${CPU_AUTO_TOKENS} tokens` };
+  return { tokens: null, source: "gpu-worker", rule: GPU_AUTO_RULE };
+}
 
 export type Precision = WorkerWireConfig["precision"];
 
@@ -52,7 +75,7 @@ export function startWorker(cfg: RunConfig, d: DeviceSlot, opts: StartOptions = 
       layers: [...cfg.layers],
       include: [...cfg.include],
       outDtype: cfg.outDtype,
-      maxTokens: cfg.maxTokens === "auto" ? (d.kind === "cpu" ? CPU_AUTO_TOKENS : null) : cfg.maxTokens,
+      maxTokens: budgetFor(cfg.maxTokens, d.kind).tokens,
       slots: 2,
       ringDir: cfg.ringDir,
       transport: cfg.transport,

@@ -20,7 +20,7 @@ tested without torch. Behaviour is set by EMBED_FAKE (JSON):
 Like the real worker, it ignores SIGINT (the orchestrator owns interruption).
 
 The data plane follows `transport` in the worker config ("shm": the mapped ring file; "socket":
-a private copy of the ring plus frames on a unix socket, see embed_worker/datasock.py).
+a private copy of the ring plus frames on a unix socket, see embed_worker/wire/datasock.py).
 
 Values: mean[j] = mean residue token id + j/1000; bos[j] = j/1000; residues[r][j] = id + j/1000.
 """
@@ -36,9 +36,9 @@ import threading
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "py"))
-from embed_worker import protocol as P  # noqa: E402
-from embed_worker.channel import Channel  # noqa: E402
-from embed_worker.datasock import DataSocket, default_transport, socket_path  # noqa: E402
+from embed_worker.wire import protocol as P  # noqa: E402
+from embed_worker.wire.channel import Channel  # noqa: E402
+from embed_worker.wire.datasock import DataSocket, default_transport, socket_path  # noqa: E402
 
 
 def first(once: str | None) -> bool:
@@ -98,7 +98,7 @@ def main() -> int:
         os.close(fd)
     mm[: len(layout.pack_header())] = layout.pack_header()
     view = memoryview(mm)
-    ch.send(P.ready(pid=os.getpid(), device="fake", backend="fake", dtype=cfg["precision"],
+    ch.send(P.ready(pid=os.getpid(), device="fake", backend="fake", precision=cfg["precision"],
                     model={"name": "fake", "path": "/fake", "format": "fake", "numLayers": n_layers, "dim": dim,
                            "heads": 1},
                     layers=layers, include=cfg["include"], out_dtype=cfg["outDtype"], max_tokens=max_tokens,
