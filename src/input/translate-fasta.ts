@@ -7,6 +7,10 @@
  * Streaming: each input chunk (up to 1 MiB of text) is parsed, its records translated, and the
  * frames buffered and written before the next chunk is read, so memory stays at a few MiB (plus
  * the longest record) whatever the input size.
+ *
+ * Measured on one core of a shared 2-core machine, 1M random 150-bp reads (163 MB of FASTA; 5.6M
+ * frames, 0.56M kept): 3.6 s plain (about 275,000 reads/s), 5.3 s from gzip -1 (about 190,000
+ * reads/s; gunzip alone takes 1.4 s), peak RSS 100-120 MB against 95 MB for 200k reads.
  */
 import { openInput } from "./input-stream.ts";
 import { NucleotideFastaParser } from "./nucleotide-fasta.ts";
