@@ -108,7 +108,7 @@ describe("readFastaInto: accepted input", () => {
   });
   test("stdin via '-' (plain and gzip), named <stdin> in errors, in a child process", async () => {
     const script = file(
-      `import { ingest } from ${JSON.stringify(join(import.meta.dir, "../src/ingest.ts"))};\n` +
+      `import { ingest } from ${JSON.stringify(join(import.meta.dir, "../src/input/ingest.ts"))};\n` +
         `try {\n` +
         `  const t = await ingest({ inputs: ["-"], truncate: 1022, duplicateIds: "error" });\n` +
         `  for (let i = 0; i < t.size; i++) console.log(t.id(i), t.tokens(i).length);\n` +
