@@ -16,7 +16,8 @@
  * - Lines starting with `;` are comments (old Pearson convention) and are skipped wherever
  *   they appear. `;` can never be a residue, so skipping loses nothing.
  *
- * Errors are {@link InputError}s with file:line and, when known, the record id.
+ * Errors are {@link InputError}s with file:line and, when known, the record id (worded in
+ * fasta-errors.ts).
  *
  * Memory: one partial line is carried between chunks; tokens are written into the sink's own
  * buffer (or a reused 256 KiB slab), with no per-record buffer allocation.
@@ -26,6 +27,7 @@
  * parsers of several inputs so one index catches repeats within and across inputs.
  */
 import { InputError } from "../errors.ts";
+import { crOnlyLineEnds, duplicateId, emptyHeader, emptySequence, invalidUtf8Id, missingHeader, noRecords } from "./fasta-errors.ts";
 import { IdIndex } from "./id-index.ts";
 import { type OnRename, PendingRenames } from "./renames.ts";
 import { LineState, explainRejected, tokenizeLine } from "./tokenize.ts";
@@ -209,20 +211,7 @@ export class FastaParser {
     }
     this.commitIds();
     if (this.ownRenames) this.renames.apply(this.ids, this.onRename);
-    if (this.records === 0 && this.bytes === 0) {
-      throw new InputError(
-        `${this.file} is empty (0 bytes): no records`,
-        undefined,
-        "Pass a FASTA file: '>id description' lines, each followed by sequence lines. An empty file often means the command that wrote it failed.",
-      );
-    }
-    if (this.records === 0) {
-      throw new InputError(
-        `${this.file}: no FASTA records found (only blank lines or ';' comments)`,
-        undefined,
-        "A FASTA file has one or more records, each a '>id description' line followed by sequence lines.",
-      );
-    }
+    if (this.records === 0) throw noRecords(this.file, this.bytes);
   }
 
   private appendCarry(src: Uint8Array, start: number, end: number): void {
@@ -250,11 +239,7 @@ export class FastaParser {
       let i = start;
       while (i < end && isSpace(buf[i]!)) i++;
       if (i === end) return; // blank line before the first header
-      throw new InputError(
-        "sequence data before the first '>' header (missing header)",
-        { file: this.file, line: lineNo },
-        "Every record must start with a '>id' line. Is this a FASTA file? Add a header line above this one.",
-      );
+      throw missingHeader(this.file, lineNo);
     }
     this.sequence(buf, start, end, lineNo);
   }
@@ -266,11 +251,7 @@ export class FastaParser {
   private checkCrOnly(buf: Uint8Array, start: number, end: number): void {
     const cr = buf.subarray(start, end).indexOf(CR);
     if (cr < 0 || start + cr >= end - 1) return;
-    throw new InputError(
-      "CR-only line endings (classic Mac): the whole file reads as one line",
-      { file: this.file, line: 1 },
-      `Convert the line endings first: \`tr '\\r' '\\n' < ${this.file === "<stdin>" ? "FILE" : this.file} > converted.fasta\` (or \`mac2unix FILE\`).`,
-    );
+    throw crOnlyLineEnds(this.file);
   }
 
   private sequence(buf: Uint8Array, start: number, end: number, lineNo: number): void {
@@ -319,13 +300,7 @@ export class FastaParser {
     this.finishRecord();
     let idStart = start + 1;
     while (idStart < end && isSpace(buf[idStart]!)) idStart++;
-    if (idStart === end) {
-      throw new InputError(
-        "empty header: '>' with no id",
-        { file: this.file, line: lineNo },
-        "Give the record an id right after '>', e.g. '>seq1 optional description'.",
-      );
-    }
+    if (idStart === end) throw emptyHeader(this.file, lineNo);
     this.curEntry = this.ids.stageWord(buf, idStart, end, lineNo, this.viewOf(buf));
     if (this.ids.invalid.entry === this.curEntry) this.invalidId(buf, start, idStart, end, lineNo);
     this.curLine = lineNo;
@@ -350,14 +325,8 @@ export class FastaParser {
       const b = buf[i]!;
       id += b >= 0x20 && b < 0x7f ? String.fromCharCode(b) : `\\x${b.toString(16).toUpperCase().padStart(2, "0")}`;
     }
-    const hex = `0x${byte.toString(16).toUpperCase().padStart(2, "0")}`;
     const column = idStart - start + offset + 1;
-    throw new InputError(
-      `id is not valid UTF-8: byte ${hex} at column ${column} (byte offset ${this.lineAt + column - 1} of the input)`,
-      { file: this.file, line: lineNo, recordId: id },
-      "Ids are read as UTF-8 text (ids.txt is UTF-8). If the file is Latin-1 or Windows-1252, convert it: " +
-        `\`iconv -f LATIN1 -t UTF-8 ${this.file === "<stdin>" ? "FILE" : this.file} > converted.fasta\`.`,
-    );
+    throw invalidUtf8Id(this.file, lineNo, id, byte, column, this.lineAt + column - 1);
   }
 
   /** A DataView of `buf` (cached for the current chunk). */
@@ -385,18 +354,8 @@ export class FastaParser {
   /** Entry `entry` (id `id`, line `lineNo`) repeats `firstEntry`: throw, or rename it. */
   private duplicate(id: string, firstLine: number, lineNo: number, entry: number, firstEntry: number): void {
     if (this.duplicateIds === "error") {
-      if (firstEntry < this.base) {
-        throw new InputError(
-          `duplicate id "${id}" (first seen at ${this.inputOf?.(firstEntry) ?? "an earlier input"}:${firstLine})`,
-          { file: this.file, line: lineNo, recordId: id },
-          "make ids unique, or pass --duplicate-ids rename to keep both as ID, ID_2, ...",
-        );
-      }
-      throw new InputError(
-        `duplicate id "${id}" (first seen at line ${firstLine})`,
-        { file: this.file, line: lineNo, recordId: id },
-        "Ids must be unique: they key the output. Fix the input, or pass --duplicate-ids rename to append _2, _3, ...",
-      );
+      const earlier = firstEntry < this.base ? (this.inputOf?.(firstEntry) ?? "an earlier input") : undefined;
+      throw duplicateId(this.file, lineNo, id, firstLine, earlier);
     }
     this.renames.add(entry);
   }
@@ -404,13 +363,7 @@ export class FastaParser {
   private finishRecord(): void {
     if (!this.inRecord) return;
     this.inRecord = false;
-    if (this.slabPos === this.recStart) {
-      throw new InputError(
-        "empty sequence",
-        { file: this.file, line: this.curLine, recordId: this.curId() },
-        "Every record needs at least one residue. Remove the record or add its sequence.",
-      );
-    }
+    if (this.slabPos === this.recStart) throw emptySequence(this.file, this.curLine, this.curId());
     this.records++;
     this.sink.record(this.curEntry, this.slab, this.recStart, this.slabPos);
   }
