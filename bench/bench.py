@@ -41,8 +41,10 @@ sys.path.insert(0, os.path.join(ROOT, "bench"))
 
 import torch  # noqa: E402
 
-from embed_worker import model as M, testmodel  # noqa: E402
-from embed_worker.weights import load_model  # noqa: E402
+from embed_worker.esm2 import model as M  # noqa: E402
+from embed_worker.gpu.arrange import arrange, compile_blocks  # noqa: E402
+from embed_worker.tools import testmodel  # noqa: E402
+from embed_worker.esm2.weights import load_model  # noqa: E402
 import workloads  # noqa: E402
 
 AA = "LAGVSERTIDPKQNFYMHWCXBUZO.-"
@@ -96,8 +98,6 @@ KERNELS = {"embed": "eager", "embed-compiled": "compile", "embed-triton": "trito
            "embed-quack-nofa4": "quack",  # quack GEMMs, FlashAttention-4 off (long batches)
            "embed-quack-noaligned": "quack",  # quack, the aligned attention kernel off (mid-length batches)
            "embed-quack-addln": "quack",  # quack, out-proj/FC2 outputs written and added in the LN pass
-           "embed-quack-deferred": "quack",  # quack, LayerNorm deferred into QKV/FC1 for this model
-           "embed-quack-nodeferred": "quack",  # quack, LayerNorm as a pass for this model
            # quack, each batch's means left on the device until the last batch has run: no sync
            # between batches, so no GPU idle between them; against embed-quack, what the worker's
            # batch-by-batch loop (sync, copy out, receive, launch the next) costs
@@ -112,7 +112,9 @@ _base_long_min_len = None  # --base-long-min-len: attention.LONG_MIN_LEN for imp
 
 
 def load_base_kernels(path: str):
-    """kernels.py of another revision (e.g. `git show HEAD~1:py/embed_worker/kernels.py > /tmp/k.py`)."""
+    """attention_kernels.py of another revision (e.g. `git show
+    HEAD~1:py/embed_worker/gpu/attention_kernels.py > /tmp/k.py`; before the package had folders,
+    py/embed_worker/kernels.py)."""
     import importlib.util
     spec = importlib.util.spec_from_file_location("embed_kernels_base", path)
     mod = importlib.util.module_from_spec(spec)
@@ -120,17 +122,18 @@ def load_base_kernels(path: str):
     return mod
 
 
-def set_kernels(model, kind: str) -> None:
+def set_kernels(model, kind: str, impl: str = "") -> None:
     """Switch one loaded model between arrangements; the compiled step is built once and reused."""
     global _compiled_step
-    model.use_kernels("eager")  # also restores the q/k row order "quack" interleaves
+    arrange(model, "eager")  # also restores the q/k row order "quack" interleaves
     if kind == "compile":
         if _compiled_step is None:
-            model.compile_blocks()
+            compile_blocks(model)
             _compiled_step = model.step
         model.step, model.kernels = _compiled_step, "compile"
     elif kind in ("triton", "quack"):
-        model.use_kernels(kind)
+        # the addln arm: out-proj/FC2 results written, then added in the LN pass
+        arrange(model, kind, residual_in_place=impl != "embed-quack-addln")
 
 
 def _base_function(name: str):
@@ -150,27 +153,21 @@ def set_impl(model, impl: str) -> None:
     impl = impl.removesuffix("@base")
     if base and _base is None:
         raise SystemExit(f"{impl}@base needs --base-kernels FILE")
-    set_kernels(model, KERNELS[impl])
+    set_kernels(model, KERNELS[impl], impl)
     if impl == "embed-quack-nofa4":
         model.long_attention = None
     if KERNELS[impl] in ("triton", "quack"):
-        from embed_worker import epilogues as E
-        from embed_worker import attention as A
-        from embed_worker import kernels as K
+        # Lab arms swap the attention launchers and thresholds by module attribute (the product
+        # never changes them): restored to the product's own on every switch.
+        from embed_worker.gpu import attention_kernels as AK
+        from embed_worker.gpu import long_attention as LA
         if not _product:
-            _product.update(aligned_max=K.ALIGNED_ATTN_MAX_LEN, in_place=E.RESIDUAL_IN_PLACE,
-                            deferred=frozenset(E.DEFERRED_LN), attn={n: getattr(K, n) for n in ATTN_FUNCTIONS},
-                            long_min=A.LONG_MIN_LEN)
+            _product.update(aligned_max=AK.ALIGNED_ATTN_MAX_LEN, attn={n: getattr(AK, n) for n in ATTN_FUNCTIONS},
+                            long_min=LA.LONG_MIN_LEN)
         for n in ATTN_FUNCTIONS:
-            setattr(K, n, _base_function(n) if base else _product["attn"][n])
-        A.LONG_MIN_LEN = (_base_long_min_len or _product["long_min"]) if base else _product["long_min"]
-        K.ALIGNED_ATTN_MAX_LEN = 0 if impl == "embed-quack-noaligned" else _product["aligned_max"]
-        E.RESIDUAL_IN_PLACE = _product["in_place"] and impl != "embed-quack-addln"
-        E.DEFERRED_LN = set(_product["deferred"])
-        if impl == "embed-quack-deferred":
-            E.DEFERRED_LN.add(model.cfg.embed_dim)
-        elif impl == "embed-quack-nodeferred":
-            E.DEFERRED_LN.discard(model.cfg.embed_dim)
+            setattr(AK, n, _base_function(n) if base else _product["attn"][n])
+        LA.LONG_MIN_LEN = (_base_long_min_len or _product["long_min"]) if base else _product["long_min"]
+        AK.ALIGNED_ATTN_MAX_LEN = 0 if impl == "embed-quack-noaligned" else _product["aligned_max"]
 
 
 # ---- implementations: each returns (means fp32 [N, D] in input order, seconds, batches, real tokens, padded tokens)

@@ -23,7 +23,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "py"))
 sys.path.insert(0, os.path.join(ROOT, "bench"))
 
-from embed_worker.registry import KNOWN, TEST_TINY  # noqa: E402
+from embed_worker.esm2.registry import KNOWN, TEST_TINY  # noqa: E402
 
 
 def fasta_lengths(path: str) -> list[int]:

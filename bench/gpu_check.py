@@ -20,8 +20,8 @@ sys.path.insert(0, os.path.join(ROOT, "bench"))
 
 import torch  # noqa: E402
 
-from embed_worker import testmodel  # noqa: E402
-from embed_worker.weights import load_model  # noqa: E402
+from embed_worker.tools import testmodel  # noqa: E402
+from embed_worker.esm2.weights import load_model  # noqa: E402
 import workloads  # noqa: E402
 from bench import embed_packed, hf_padded, load_hf  # noqa: E402
 

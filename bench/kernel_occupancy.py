@@ -26,7 +26,7 @@ import triton  # noqa: E402
 from triton.backends.compiler import GPUTarget  # noqa: E402
 from triton.compiler import ASTSource  # noqa: E402
 
-from embed_worker import kernels as K  # noqa: E402
+from embed_worker.gpu import attention_kernels as AK  # noqa: E402
 
 SMEM_PER_SM = 228 * 1024  # H100/H200: 228 KB per SM, 1 KB of it reserved per resident block
 REGS_PER_SM = 65536
@@ -48,7 +48,7 @@ def signature(kind: str) -> dict:
 def resources(kind: str, bm: int, bn: int, warps: int, stages: int, maxnreg: int | None, arch: int,
               split_tail: bool = True) -> dict:
     """split_tail: the aligned kernel's SPLIT_TAIL (kernels.split_tail of the launch's longest length)."""
-    fn = K._aligned_attn_kernel if kind == "aligned" else K._packed_attn_kernel
+    fn = AK._aligned_attn_kernel if kind == "aligned" else AK._packed_attn_kernel
     consts = {"HEAD_DIM": 64, "BM": bm, "BN": bn} | ({"SPLIT_TAIL": split_tail} if kind == "aligned" else {})
     src = ASTSource(fn=fn, signature=signature(kind), constexprs=consts,
                     attrs={(i,): [["tt.divisibility", 16]] for i in _PTR_AND_STRIDES[kind]})
@@ -73,9 +73,9 @@ def main() -> int:
     ap.add_argument("--arch", type=int, default=90)
     ap.add_argument("--extra", default="", help="KIND:BMxBNxSTAGES[rMAXNREG],... (4 warps)")
     a = ap.parse_args()
-    launches = [("packed", K.ATTN_BM, K.ATTN_BN, K.ATTN_WARPS, K.ATTN_STAGES, r, True) for r in (None, K.ATTN_MAXNREG)]
-    launches += [("aligned", K.ALIGNED_BM, bn, K.ALIGNED_WARPS, stages, r, K.split_tail(bn, upto))
-                 for upto, bn, stages, regs in K.ALIGNED_LAUNCH for r in (None, regs)]
+    launches = [("packed", AK.ATTN_BM, AK.ATTN_BN, AK.ATTN_WARPS, AK.ATTN_STAGES, r, True) for r in (None, AK.ATTN_MAXNREG)]
+    launches += [("aligned", AK.ALIGNED_BM, bn, AK.ALIGNED_WARPS, stages, r, AK.split_tail(bn, upto))
+                 for upto, bn, stages, regs in AK.ALIGNED_LAUNCH for r in (None, regs)]
     for spec in a.extra.split(",") if a.extra else ():
         kind, shape = spec.split(":")
         dims, _, regs = shape.partition("r")

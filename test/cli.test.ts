@@ -318,7 +318,7 @@ print("ok")`,
 describe("downloading a released model", () => {
   test("fetched from the mirror into the torch hub cache (loopback), then embedded; --no-download fetches nothing", async () => {
     const served = join(tmp, "served");
-    const gen = Bun.spawnSync([pythonBin(), "-m", "embed_worker.testmodel", "--out", served, "--name", "esm2_t6_8M_UR50D", "--layers", "6", "--dim", "320", "--heads", "20", "--format", "fair-esm"], {
+    const gen = Bun.spawnSync([pythonBin(), "-m", "embed_worker.tools.testmodel", "--out", served, "--name", "esm2_t6_8M_UR50D", "--layers", "6", "--dim", "320", "--heads", "20", "--format", "fair-esm"], {
       env: { ...process.env, PYTHONPATH: join(PACKAGE_ROOT, "py") },
     });
     expect(gen.exitCode).toBe(0);

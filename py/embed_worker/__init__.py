@@ -1,0 +1,27 @@
+"""The PyTorch worker of embed: one process per device, started by the orchestrator
+(`python -m embed_worker`), computing embeddings of packed batches into a shared ring.
+
+    __main__, worker     the lifecycle: init_device -> load_model -> arrange (gpu) -> warm-up ->
+                         READY -> embed* -> shutdown
+    startup, threads,    start-up timing, CPU threads from the CPUs granted, dying with the parent
+      lifeline
+    errors, log          named errors ({name, message, hint} on the wire), JSON log lines on stderr
+    checkpoint           reading checkpoint files for every family: weights-only torch.load,
+                         safetensors headers checked before reading, Hugging Face folders
+    wire/                protocol (the contract, mirrored by src/protocol.ts), control channel,
+                         data socket, ring, transport: standard library, plus torch in ring.py
+                         for the slot views
+    esm2/                one model family: flat reference model, attention (exact CPU path,
+                         varlen kernels), weights, registry, download
+    dnabert_s/           a second family, laid out the same way
+    gpu/                 fast arrangements of ESM-2's blocks: arrange (which one, and what it does
+                         to a loaded model), fused block loop, Triton kernels, quack epilogues,
+                         FlashAttention-4
+    tools/               command-line helpers: convert (and its sources), doctor, testmodel
+
+Imports go one way, down this list: the worker imports anything; tools/ and gpu/ import families;
+a family imports checkpoint, errors and log but never gpu/, wire/ or another family; wire/
+imports only errors. checkpoint.py sits at the top because more than one family reads files with
+it (dnabert_s takes torch_load from it), so it names no family. tests/test_architecture.py checks
+this.
+"""

@@ -15,14 +15,14 @@ import traceback
 from dataclasses import dataclass
 
 from . import log
-from .channel import Channel
-from .datasock import DataChannelError, default_transport
+from .wire.channel import Channel
+from .wire.datasock import DataChannelError, default_transport
 from .errors import EmbedWorkerError
 from .lifeline import bind_to_parent
 from .threads import choose_threads, omp_env, read_grant
-from .registry import absolute_layer
+from .esm2.registry import absolute_layer
 from .startup import Phases
-from . import protocol as P
+from .wire import protocol as P
 
 CPU_DEFAULT_TOKENS = 4096
 """Auto token budget on CPU: big enough for one 1022-residue sequence, small enough to keep
@@ -140,15 +140,15 @@ class Worker:
                  visible=os.cpu_count(), omp_wait_policy=os.environ.get("OMP_WAIT_POLICY"))
 
     def load_model(self):
-        from .weights import load_model
-        from . import model as M
+        from .esm2.weights import load_model
+        from .esm2 import model as M
         self.M = M
         self.model, self.mcfg, self.resolved = load_model(self.cfg.model, self.device, self.dtype,
                                                           allow_download=self.cfg.download)
         self.phases.lap("load")
         self.layers = resolve_layers(self.cfg.layers, self.mcfg.num_layers)
         self.kernels = self.choose_kernels(self.cfg.kernels)
-        self.model.use_kernels(self.kernels, longest=self.cfg.max_len)
+        self.arrange(self.kernels, longest=self.cfg.max_len)
         self.phases.lap("kernels")
         self.apply_fault()
         self.max_tokens = self.cfg.max_tokens or auto_budget(self.torch, self.model, self.mcfg, self.device)
@@ -157,7 +157,7 @@ class Worker:
     def choose_kernels(self, want: str) -> str:
         """The arrangement this worker can run. CPU workers always run eager (the exact CPU
         attention loops over sequences, so compiling would recompile per length, and Triton
-        needs a GPU). On a GPU, model.gpu_kernels decides: "auto" takes the fastest that works
+        needs a GPU). On a GPU, gpu.arrange.gpu_kernels decides: "auto" takes the fastest that works
         there; an explicit choice that cannot run falls back the same way, with a warning."""
         if want not in ("auto", "quack", "triton", "compile", "eager"):
             raise EmbedWorkerError(f"unknown kernels {want!r}", "use auto, quack, triton, compile or eager")
@@ -165,10 +165,17 @@ class Worker:
             if want not in ("auto", "eager"):
                 log.warn(f"--kernels {want} applies to GPU workers only; running eager on the CPU")
             return "eager"
-        got, notes = self.M.gpu_kernels(want, self.device, self.dtype)
+        from .gpu.arrange import gpu_kernels
+        got, notes = gpu_kernels(want, self.device, self.dtype)
         for level, msg, hint in notes:
             getattr(log, level)(msg, hint=hint)
         return got
+
+    def arrange(self, kind: str, longest: int | None = None) -> None:
+        """Apply the GPU arrangement `kind` to the loaded model (gpu/arrange.py; "eager" is the
+        reference model as loaded)."""
+        from .gpu.arrange import arrange
+        arrange(self.model, kind, longest=longest)
 
     def apply_fault(self):
         fault = self.cfg.fault
@@ -191,7 +198,7 @@ class Worker:
         return (pool.mean(h) * n + eos) / (n + 1)
 
     def make_ring(self):
-        from .transport import make_ring
+        from .wire.transport import make_ring
         layout = P.RingLayout(
             slots=self.cfg.slots,
             in_bytes=P.input_bytes(self.max_tokens, self.max_seqs),
@@ -214,7 +221,7 @@ class Worker:
             log.warn(f"quack's GEMMs failed at warm-up ({type(e).__name__}: {str(e)[:300]}); "
                      "running --kernels triton (cuBLAS)", hint="report it with `embed doctor` output")
             self.kernels = "triton"
-            self.model.use_kernels("triton")
+            self.arrange("triton")
             self.model(tokens, cu, 5, self.layers)
         self.warm_aligned_attention()
         self.warm_long_attention()
@@ -222,26 +229,9 @@ class Worker:
             t.cuda.synchronize()
 
     def warm_aligned_attention(self):
-        """Compile the sequence-aligned attention kernel (mid-length batches: fused.run_blocks) before
-        READY, so the first such batch does not pay Triton's compile inside the run."""
-        m = self.model
-        if m.kernels not in ("triton", "quack"):
-            return
-        from . import kernels as K  # needs Triton, as these arrangements do
-        first = m.layers[0]
-        if not K.aligned_attention_fits(self.dtype, first.head_dim, 300):
-            return
-        for length in K.aligned_launch_lengths():  # every launch of kernels.ALIGNED_LAUNCH
-            q, k, v, cu = self._attention_probe(length)
-            K.aligned_attention(q, k, v, cu, first.head_dim ** -0.5, None, length)
-
-    def _attention_probe(self, length: int):
-        """Random q, k, v (views of one [T, 3, H, Dh], as fused.py passes them) for two sequences
-        of `length` tokens, and their int32 cu_seqlens: a batch shape to compile attention on."""
-        t, first = self.torch, self.model.layers[0]
-        qkv = t.randn(2 * length, 3, first.n_heads, first.head_dim, device=self.device, dtype=self.dtype)
-        cu = t.tensor([0, length, 2 * length], dtype=t.int32, device=self.device)
-        return qkv[:, 0], qkv[:, 1], qkv[:, 2], cu
+        """Compile the sequence-aligned attention kernel before READY (gpu.arrange)."""
+        from .gpu.arrange import warm_aligned_attention
+        warm_aligned_attention(self.model, self.device, self.dtype)
 
     def warm_long_attention(self):
         """Compile FlashAttention-4 (batches of long sequences only) before READY too; if it
@@ -252,25 +242,20 @@ class Worker:
                 log.info(f"FlashAttention-4 off: {m.long_attention_off}; long sequences use the varlen flash kernel",
                          hint="pip install flash-attn-4==4.0.0b36 (Hopper; 20-30% faster attention past 512 tokens)")
             return
-        first = m.layers[0]
-        # two 1,024-token sequences: a tiny batch compiles a different variant (measured: the
-        # first long batch then took 2.1 s instead of 0.17, commit a6293fe)
-        q, k, v, cu = self._attention_probe(1024)
-        try:
-            m.long_attention(q, k, v, cu, 1024, first.head_dim ** -0.5)
-        except Exception as e:
-            log.warn(f"FlashAttention-4 failed at warm-up ({type(e).__name__}: {str(e)[:300]}); "
-                     "long sequences use the varlen flash kernel", hint="report it with `embed doctor` output")
-            m.long_attention, m.long_attention_off = None, f"failed at warm-up: {type(e).__name__}"
+        from .gpu.arrange import warm_long_attention
+        failed = warm_long_attention(m, self.device, self.dtype)
+        if failed:
+            log.warn(f"FlashAttention-4 failed at warm-up ({failed}); long sequences use the varlen flash kernel",
+                     hint="report it with `embed doctor` output")
 
     def ready_message(self) -> dict:
-        from . import attention
+        from .esm2 import attention
         t = self.torch
         return P.ready(
             pid=os.getpid(), device=str(self.device) if self.device.type == "cpu" else
             f"cuda ({t.cuda.get_device_name(self.device)})",
             backend=attention.backend_for(self.device, self.dtype) + ("+fa4" if self.model.long_attention else ""),
-            kernels=self.kernels, dtype=self.cfg.precision,
+            kernels=self.kernels, precision=self.cfg.precision,
             model={"name": self.mcfg.name, "path": self.resolved.path, "format": self.resolved.format,
                    "numLayers": self.mcfg.num_layers, "dim": self.mcfg.embed_dim,
                    "heads": self.mcfg.attention_heads},
@@ -355,11 +340,13 @@ def wire_error(e: BaseException) -> dict:
 
 
 def ignore_interrupts() -> None:
-    """The orchestrator owns interruption: a terminal's Ctrl-C reaches the whole process group, and
-    a worker that died of it would drop the batches in flight that the orchestrator is finishing
-    and committing. The worker stops when told (`shutdown`), when its channel closes, or by
+    """The orchestrator owns interruption: a terminal's Ctrl-C (SIGINT) reaches the whole process
+    group, and a hung-up terminal sends SIGHUP to it (the orchestrator drains on SIGHUP); a worker
+    that died of either would drop the batches in flight that the orchestrator is finishing and
+    committing. The worker stops when told (`shutdown`), when its channel closes, or by
     SIGTERM/SIGKILL from the orchestrator."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
 
 
 def main() -> int:

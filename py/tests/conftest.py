@@ -10,7 +10,7 @@ import os
 import pytest
 import torch
 
-# Without a GPU, Triton kernels (embed_worker/kernels.py) run under Triton's CPU interpreter. The
+# Without a GPU, Triton kernels (embed_worker/gpu/kernels.py and attention_kernels.py) run under Triton's CPU interpreter. The
 # switch must be set before anything imports triton (transformers and torch._dynamo do, at import).
 if not torch.cuda.is_available():
     os.environ.setdefault("TRITON_INTERPRET", "1")
@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # py/ (also set by
 CPU_TRITON = pytest.mark.skipif(os.environ.get("TRITON_INTERPRET") != "1",
                                 reason="Triton on CPU tensors needs TRITON_INTERPRET=1 (set on hosts without a GPU)")
 
-from embed_worker import testmodel  # noqa: E402
+from embed_worker.tools import testmodel  # noqa: E402
 
 NAME = "esm2_t3_test"  # fair-esm's local loader only takes the ESM-2 code path for names starting "esm2"
 LAYERS, DIM, HEADS = 3, 64, 4

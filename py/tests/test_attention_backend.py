@@ -10,7 +10,7 @@ import types
 import pytest
 import torch
 
-from embed_worker import attention
+from embed_worker.esm2 import attention
 
 
 def _fa2_signature(q, k, v, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k, dropout_p=0.0,

@@ -11,10 +11,10 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from conftest import DIM, LAYERS
-from embed_worker import model as M
+from embed_worker.esm2 import model as M
 from embed_worker.errors import BadCheckpoint
-from embed_worker.registry import ESM2Config
-from embed_worker.weights import expected_shapes, load_model
+from embed_worker.esm2.registry import ESM2Config
+from embed_worker.esm2.weights import expected_shapes, load_model
 
 
 def _refused(path, *needles) -> str:
@@ -73,7 +73,7 @@ def test_config_not_json(tiny, tmp_path):
 def test_absurd_config_refused_without_building_anything(tiny, tmp_path, monkeypatch):
     def no_model(*a, **k):
         raise AssertionError("a model was built for an absurd config")
-    monkeypatch.setattr("embed_worker.weights.ESM2", no_model)
+    monkeypatch.setattr("embed_worker.esm2.weights.ESM2", no_model)
     monkeypatch.setattr(M, "ESM2", no_model)
     # consistent with itself, absurd in size: 200 layers x 16384 wide is ~640 G parameters
     d = _hf(tiny, tmp_path, cfg=lambda c: {**c, "num_hidden_layers": 200, "hidden_size": 16384, "intermediate_size": 65536})

@@ -26,7 +26,7 @@ def test_bench_times_every_arm_and_gates_it(tmp_path, interleave):
     embed's arms share the same batches (equal counts, equal tokens), say so and carry no timed
     window of their own (bench/energy.py must not read one); arms run alone keep theirs."""
     rows = _bench(tmp_path, "--impls", "embed,embed@base,hf-sorted", "--base-kernels",
-                  str(ROOT / "py" / "embed_worker" / "kernels.py"), *(["--interleave"] if interleave else []))
+                  str(ROOT / "py" / "embed_worker" / "gpu" / "attention_kernels.py"), *(["--interleave"] if interleave else []))
     speed = {(r["workload"], r["implementation"]): r for r in rows if "tokens_per_s" in r}
     gates = {(r["workload"], r["implementation"]): r for r in rows if r.get("measurement") == "correctness_gate"}
     assert set(speed) == {(w, i) for w in ("reads", "uniprot") for i in ("embed", "embed@base", "hf-sorted")}

@@ -1,4 +1,4 @@
-"""embed_worker.convert: a store built by hand (the layout of src/store.ts) converted to every
+"""embed_worker.tools.convert: a store built by hand (the layout of src/store.ts) converted to every
 format and read back with the library its users use (h5py, pyarrow + pandas, numpy, torch.load),
 ids and values compared exactly."""
 from __future__ import annotations
@@ -12,8 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from embed_worker import convert as cv
-from embed_worker import sources
+from embed_worker.tools import convert as cv
+from embed_worker.tools import sources
 
 PY_DIR = Path(__file__).resolve().parents[1]
 DIM = 8
@@ -255,12 +255,12 @@ def test_damaged_store_writes_nothing(store):
 def test_cli_json_and_error_line(store):
     path, _ = store
     env = {**os.environ, "PYTHONPATH": str(PY_DIR)}
-    ok = subprocess.run([sys.executable, "-m", "embed_worker.convert", str(path), "--to", "hdf5", "--json"],
+    ok = subprocess.run([sys.executable, "-m", "embed_worker.tools.convert", str(path), "--to", "hdf5", "--json"],
                         capture_output=True, text=True, env=env)
     assert ok.returncode == 0, ok.stderr
     assert json.loads(ok.stdout)["format"] == "hdf5"
     (path / "manifest.json").unlink()
-    bad = subprocess.run([sys.executable, "-m", "embed_worker.convert", str(path), "--to", "hdf5", "--json"],
+    bad = subprocess.run([sys.executable, "-m", "embed_worker.tools.convert", str(path), "--to", "hdf5", "--json"],
                          capture_output=True, text=True, env=env)
     assert bad.returncode == 1 and bad.stdout == ""
     err = json.loads(bad.stderr.strip().splitlines()[-1])

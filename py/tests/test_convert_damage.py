@@ -1,4 +1,4 @@
-"""embed_worker.convert on a damaged store, called directly (the CLI checks sizes and headers in
+"""embed_worker.tools.convert on a damaged store, called directly (the CLI checks sizes and headers in
 TypeScript first, so these are the converter's own checks): each damage is refused with a
 ConvertError naming the file, never a crash, and the conversion leaves nothing behind; checksums
 are checked over the bytes read; a store without checksums (older) still converts."""
@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from embed_worker import convert as cv
-from embed_worker.sources import ConvertError
+from embed_worker.tools import convert as cv
+from embed_worker.tools.sources import ConvertError
 
 from test_convert import make_store
 

@@ -1,4 +1,4 @@
-"""embed_worker.convert from every source embed writes: a store built by hand converted through
+"""embed_worker.tools.convert from every source embed writes: a store built by hand converted through
 HDF5 and Parquet and back to npy, ids, offsets and values compared exactly with the store; subsets,
 detection of what a path holds, and the refusals (VirNucPro files, a source onto itself)."""
 from __future__ import annotations
@@ -12,8 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from embed_worker import convert as cv
-from embed_worker import sources
+from embed_worker.tools import convert as cv
+from embed_worker.tools import sources
 from test_convert import DIM, PY_DIR, make_store, no_partials
 
 IDS = ["sp|P12345|ABC_HUMAN", "β-lactamase", "r3", "r3", "x" * 200, "r6", "r7"]  # a repeated id too
@@ -227,7 +227,7 @@ def test_cli_error_line_for_a_virnucpro_source(store):
     path, _ = store
     cv.convert(path, "virnucpro")
     env = {**os.environ, "PYTHONPATH": str(PY_DIR)}
-    bad = subprocess.run([sys.executable, "-m", "embed_worker.convert", str(path / "virnucpro"), "--to", "parquet", "--json"],
+    bad = subprocess.run([sys.executable, "-m", "embed_worker.tools.convert", str(path / "virnucpro"), "--to", "parquet", "--json"],
                          capture_output=True, text=True, env=env)
     assert bad.returncode == 1 and bad.stdout == ""
     err = json.loads(bad.stderr.strip().splitlines()[-1])

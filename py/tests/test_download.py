@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from embed_worker import testmodel
+from embed_worker.tools import testmodel
 from embed_worker.errors import ModelNotFound
-from embed_worker.weights import load_model
+from embed_worker.esm2.weights import load_model
 
 NAME = "esm2_t6_8M_UR50D"  # served with random weights of the real 8M shape
 
@@ -88,7 +88,7 @@ def test_workers_of_one_run_share_one_download(tmp_path, monkeypatch):
     threading.Thread(target=httpd.serve_forever, daemon=True).start()
     env = {**os.environ, "EMBED_MODEL_URL": f"http://127.0.0.1:{httpd.server_address[1]}",
            "TORCH_HOME": str(tmp_path / "torch"), "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
-    code = f"from embed_worker.download import download; print(download({NAME!r}))"
+    code = f"from embed_worker.esm2.download import download; print(download({NAME!r}))"
     try:
         procs = [subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.PIPE, text=True) for _ in range(3)]
         outs = [p.communicate(timeout=120)[0].strip() for p in procs]

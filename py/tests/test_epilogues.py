@@ -4,16 +4,17 @@ permuted projection) and the softmax scale that replaces q's pre-scaling in ever
 The quack kernels themselves run on GPUs only (test_fused.py, skipped here)."""
 from __future__ import annotations
 
-import copy
 
 import pytest
 import torch
 
 from conftest import CPU_TRITON
-from embed_worker import model as M
-from embed_worker.attention import _exact
-from embed_worker.epilogues import interleave_order, interleave_qk_rows
-from embed_worker.weights import load_model
+from embed_worker.esm2 import model as M
+from embed_worker.esm2.attention import _exact
+from embed_worker.gpu.epilogues import interleave_order, interleave_qk_rows
+from embed_worker.esm2.weights import load_model
+from embed_worker.gpu import arrange as arrange_module
+from embed_worker.gpu.arrange import QuackGemms, _interleave_qk, arrange
 
 H, DH, D = 4, 16, 64
 
@@ -84,9 +85,9 @@ def test_adjacent_pair_rotary_of_the_interleaved_projection_gives_the_same_atten
 def test_model_interleave_round_trip_restores_every_layer(tiny):
     model, _, _ = load_model(tiny["hf"], "cpu", torch.float32)
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    model._interleave_qk(False)
+    _interleave_qk(model, inverse=False)
     assert any(not torch.equal(v, before[k]) for k, v in model.state_dict().items())
-    model._interleave_qk(True)
+    _interleave_qk(model, inverse=True)
     assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())
 
 
@@ -101,31 +102,28 @@ def test_softmax_scale_equals_prescaled_q(scale):
 
 def test_packed_attention_kernel_takes_a_softmax_scale():
     pytest.importorskip("triton")
-    from embed_worker import kernels as K
+    from embed_worker.gpu import attention_kernels as AK
     dev = "cuda" if torch.cuda.is_available() else "cpu"
     T = 21
     g = torch.Generator().manual_seed(7)
     q, k, v = (torch.randn(T, H, DH, generator=g).half().to(dev) for _ in range(3))
     cu = torch.tensor([0, 6, 13, 21], dtype=torch.int32)
     seq = torch.repeat_interleave(torch.arange(3, dtype=torch.int32), (cu[1:] - cu[:-1]).long())
-    got = K.packed_attention(q, k, v, seq.to(dev), cu.to(dev), 0.25).float().cpu()
+    got = AK.packed_attention(q, k, v, seq.to(dev), cu.to(dev), 0.25).float().cpu()
     want = _exact(q.double().cpu(), k.double().cpu(), v.double().cpu(), cu, scale=0.25)
     assert (got - want).abs().max() < 2e-3
 
 
 @CPU_TRITON
-@pytest.mark.parametrize("deferred", [False, True])
 @pytest.mark.parametrize("in_place", [False, True])
-def test_fused_quack_branch_with_reference_epilogues_equals_eager(tiny, batch, monkeypatch, deferred, in_place):
+def test_fused_quack_branch_with_reference_epilogues_equals_eager(tiny, batch, monkeypatch, in_place):
     """fused.py's "quack" wiring on CPU: quack's GEMMs replaced by PyTorch functions with the same
     contracts (GELU on the GEMM output; adjacent-pair rotary of the first 2D columns by
-    pos × inv_freq; the residual added into x in place; LayerNorm deferred into the QKV and FC1
-    epilogues from kernels.ln_stats and fold_norm's folded weights: acc * rstd - wg * rstd * mean
-    + wb), the model's q/k rows interleaved as use_kernels("quack") leaves them, the softmax
-    scale in attention. Every layer, all requested at once, equals the eager reference to 1e-5."""
+    pos × inv_freq; the residual added into x in place), the model's q/k rows interleaved as
+    arrange("quack") leaves them, the softmax scale in attention. Every layer, all requested at once, equals the eager reference to 1e-5."""
     pytest.importorskip("triton")
     from conftest import LAYERS, rel_err_rows
-    from embed_worker import epilogues as E
+    from embed_worker.gpu import epilogues as E
     ref, _, _ = load_model(tiny["hf"], "cpu", torch.float32)
     fast, _, _ = load_model(tiny["hf"], "cpu", torch.float32)
     inv_freq = fast.inv_freq.clone()
@@ -146,84 +144,23 @@ def test_fused_quack_branch_with_reference_epilogues_equals_eager(tiny, batch, m
         assert activation == "erf"
         return M.gelu(torch.nn.functional.linear(h, weight, bias))
 
-    def ln_epilogue(x, ls, lt, norm, lin):
-        wp, wg, wb = E.fold_norm(norm, lin)
-        return (x @ wp.t()) * ls[:, None] - wg[None, :] * lt[:, None] + wb[None, :]
-
-    def linear(op, a, weight, bias, add_to=None):
+    def linear(op, a, weight, bias, add_to=None, *, configs, in_place):
+        assert configs is E.CONFIGS
         y = torch.nn.functional.linear(a, weight, bias)
         return add_to.add_(y) if in_place and add_to is not None else y
 
     monkeypatch.setattr(E, "qkv_rope", qkv_rope)
     monkeypatch.setattr(E, "fc1_act", fc1_act)
-    monkeypatch.setattr(E, "qkv_rope_ln", lambda x, ls, lt, norm, lin, pos, freq: rope(ln_epilogue(x, ls, lt, norm, lin), pos))
-    monkeypatch.setattr(E, "fc1_ln_act", lambda x, ls, lt, norm, lin, act: M.gelu(ln_epilogue(x, ls, lt, norm, lin)))
     monkeypatch.setattr(E, "linear", linear)
-    monkeypatch.setattr(E, "DEFERRED_LN", {d} if deferred else set())
-    fast.use_kernels("triton")
-    fast._interleave_qk(False)  # what use_kernels("quack") does, without quack's import
-    fast.kernels, fast.quack_freq = "quack", None
+    arrange(fast, "triton")
+    _interleave_qk(fast, inverse=False)  # what arrange("quack") does, without quack's import
+    fast.kernels, fast.arrangement = "quack", QuackGemms(E.CONFIGS, residual_in_place=in_place)
+    fast.derived["quack_freq"] = torch.empty(0)  # quack's own table (qkv_rope above ignores it)
     toks, cu, mx = batch["tokens"], batch["cu"], batch["max"]
     everything = list(range(LAYERS + 1))
     a, b = ref(toks, cu, mx, everything), fast(toks, cu, mx, everything)
     for layer in everything:
         assert rel_err_rows(b[layer], a[layer]) <= 1e-5, layer
-
-
-@CPU_TRITON
-def test_fold_norm_keeps_deferred_layernorm_as_precise_as_normalising_first():
-    """The deferred LayerNorm's arithmetic in fp16 storage / fp32 accumulation (x and W' in fp16 as
-    the GPU holds them, wg summed from the rounded W', acc * rstd - wg * rstd * mean + wb in fp32)
-    against fp64 LN(x) Wᵀ + b, next to the arrangement it replaces (LN(x) rounded to fp16, then
-    the GEMM). As precise on Gaussian residual streams, on streams with massive single-feature
-    outliers, and on streams whose mean is 10x and 100x their spread: x·W' and mean·wg cancel
-    exactly because wg sums the same rounded W' the GEMM multiplies, so what is left is fp32
-    rounding of the accumulator. (An earlier version of this test summed wg from the unrounded W'
-    and saw a 10x error at mean/std = 10; the GPU test in test_fused.py checks the tensor cores.)"""
-    from embed_worker import epilogues as E
-    from embed_worker import kernels as K
-    pytest.importorskip("triton")
-    g = torch.Generator().manual_seed(3)
-    Dm, N, T = 256, 384, 64
-    norm = torch.nn.LayerNorm(Dm)
-    lin = torch.nn.Linear(Dm, N)
-    with torch.no_grad():
-        norm.weight.copy_(1 + 0.3 * torch.randn(Dm, generator=g))
-        norm.bias.copy_(0.2 * torch.randn(Dm, generator=g))
-        lin.weight.copy_(torch.randn(N, Dm, generator=g) / Dm ** 0.5)
-        lin.bias.copy_(0.1 * torch.randn(N, generator=g))
-    norm16, lin16 = copy.deepcopy(norm).half(), copy.deepcopy(lin).half()  # as the GPU holds them
-    norm, lin = norm.half().float(), lin.half().float()  # the same values in fp32, for CPU arithmetic
-    E.drop_folds([lin16])
-    wp, wg, wb = E.fold_norm(norm16, lin16)
-    assert wp.dtype == torch.float16
-
-    def errors(x):
-        x = x.half().float()  # the residual stream as stored
-        want = torch.nn.functional.linear(torch.nn.functional.layer_norm(  # fp64
-            x.double(), (Dm,), norm.weight.double(), norm.bias.double(), norm.eps), lin.weight.double(), lin.bias.double())
-        h = torch.nn.functional.layer_norm(x, (Dm,), norm.weight, norm.bias, norm.eps).half().float()
-        first = h @ lin.weight.t() + lin.bias
-        _, ls, lt = K.ln_stats(x, norm.eps)
-        deferred = (x @ wp.float().t()) * ls[:, None] - wg[None, :] * lt[:, None] + wb[None, :]
-        rel = lambda y: float((y.detach().double() - want).norm() / want.norm())  # noqa: E731
-        return rel(first), rel(deferred)
-
-    plain = torch.randn(T, Dm, generator=g) * 2
-    outliers = plain.clone()
-    outliers[:, 7] = 400.0 * torch.sign(torch.randn(T, generator=g))  # massive activations
-    outliers[:, 100] = -150.0
-    for x in (plain, outliers, plain + 20.0, plain + 200.0):  # the last two: mean 10x, 100x the spread
-        first, deferred = errors(x)
-        assert deferred <= 1.2 * first, (first, deferred)
-    # Summing wg from the unrounded W' breaks the cancellation: the test can tell.
-    wg_bad = (lin.weight.double() * norm.weight.double()[None, :]).sum(1).float()
-    x = (plain + 20.0).half().float()
-    _, ls, lt = K.ln_stats(x, norm.eps)
-    bad = (x @ wp.float().t()) * ls[:, None] - wg_bad[None, :] * lt[:, None] + wb[None, :]
-    first, good = errors(plain + 20.0)
-    want = bad - ((x @ wp.float().t()) * ls[:, None] - wg[None, :] * lt[:, None] + wb[None, :])
-    assert float(want.norm()) > 3 * first * float(bad.norm())
 
 
 @CPU_TRITON
@@ -233,10 +170,10 @@ def test_long_batches_take_the_long_attention_kernel_and_others_do_not(tiny, bat
     scale; the result equals the eager reference on every layer."""
     pytest.importorskip("triton")
     from conftest import LAYERS, rel_err_rows
-    from embed_worker import attention as A
+    from embed_worker.gpu import long_attention as A
     ref, _, _ = load_model(tiny["hf"], "cpu", torch.float32)
     fast, _, _ = load_model(tiny["hf"], "cpu", torch.float32)
-    fast.use_kernels("triton")
+    arrange(fast, "triton")
     calls = []
 
     def stand_in(q, k, v, cu, max_seqlen, scale):
@@ -259,16 +196,16 @@ def test_long_batches_take_the_long_attention_kernel_and_others_do_not(tiny, bat
 
 @CPU_TRITON
 def test_quack_leaves_flashattention4_out_where_no_batch_can_need_it(tiny, monkeypatch):
-    """use_kernels("quack", longest=...) loads FlashAttention-4 only where a sequence can pass
+    """arrange(model, "quack", longest=...) loads FlashAttention-4 only where a sequence can pass
     attention.LONG_MIN_LEN (or the longest is unknown): the default truncation (1,022 residues +
     BOS/EOS = 1,024 tokens) never sends one, and importing and compiling it costs start-up. Its
     absence then is not a failure (nothing to report). quack's own module stands in here."""
     pytest.importorskip("triton")
     import sys
     import types
-    from embed_worker import attention as A
-    monkeypatch.setitem(sys.modules, "embed_worker.quack_epi", types.ModuleType("embed_worker.quack_epi"))
-    monkeypatch.setattr(M.ESM2, "_refresh_quack_freq", lambda self: None)  # quack's own table maker
+    from embed_worker.gpu import long_attention as A
+    monkeypatch.setitem(sys.modules, "embed_worker.gpu.quack_epi", types.ModuleType("embed_worker.gpu.quack_epi"))
+    monkeypatch.setattr(arrange_module, "quack_freq", lambda model: None)  # quack's own table maker
     loads = []
 
     def flash4():
@@ -277,14 +214,14 @@ def test_quack_leaves_flashattention4_out_where_no_batch_can_need_it(tiny, monke
     monkeypatch.setattr(A, "flash4", flash4)
     for longest, loaded in [(None, True), (A.LONG_MIN_LEN + 1, True), (A.LONG_MIN_LEN, False), (1022 + 2, False)]:
         m, _, _ = load_model(tiny["hf"], "cpu", torch.float32)
-        m.use_kernels("quack", longest=longest)
+        arrange(m, "quack", longest=longest)
         assert (m.long_attention is not None) == loaded, longest
         assert m.long_attention_off is None
     assert len(loads) == 2
 
 
 def test_flash4_says_why_it_cannot_load():
-    from embed_worker.attention import flash4
+    from embed_worker.gpu.long_attention import flash4
     try:
         import flash_attn.cute  # noqa: F401
         pytest.skip("flash-attn-4 is installed here")
@@ -295,7 +232,7 @@ def test_flash4_says_why_it_cannot_load():
 
 
 def test_config_specs_parse_to_quack_fields_and_bad_ones_say_how():
-    from embed_worker.epilogues import parse_config
+    from embed_worker.gpu.epilogues import parse_config
     assert parse_config("192x128p@1x2") == {"tile_m": 192, "tile_n": 128, "pingpong": True, "cluster_m": 1,
                                             "cluster_n": 2, "is_dynamic_persistent": False, "device_capacity": 9}
     got = parse_config("256x128c+d")
@@ -308,8 +245,8 @@ def test_config_specs_parse_to_quack_fields_and_bad_ones_say_how():
 def test_pinned_configs_name_real_esm2_gemm_shapes():
     """Every pinned config parses and belongs to a GEMM of some ESM-2 model (a typo in a shape
     would silently never match); unpinned shapes get None (quack's default / cuBLAS)."""
-    from embed_worker.epilogues import CONFIGS, config_for, parse_config
-    from embed_worker.registry import KNOWN
+    from embed_worker.gpu.epilogues import CONFIGS, config_for, parse_config
+    from embed_worker.esm2.registry import KNOWN
     shapes = set()
     for m in KNOWN.values():
         d, f = m.cfg.embed_dim, m.cfg.ffn_dim

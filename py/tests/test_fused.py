@@ -14,9 +14,11 @@ import torch
 pytest.importorskip("triton")
 
 from conftest import LAYERS, SEQS, rel_err_rows  # noqa: E402
-from embed_worker import kernels as K  # noqa: E402
-from embed_worker import model as M  # noqa: E402
-from embed_worker.weights import load_model  # noqa: E402
+from embed_worker.gpu import attention_kernels as AK  # noqa: E402
+from embed_worker.gpu import kernels as K  # noqa: E402
+from embed_worker.esm2 import model as M  # noqa: E402
+from embed_worker.gpu.arrange import arrange  # noqa: E402
+from embed_worker.esm2.weights import load_model  # noqa: E402
 
 ALL = list(range(LAYERS + 1))
 DEV = "cuda" if torch.cuda.is_available() else "cpu"
@@ -52,31 +54,6 @@ def test_add_layer_norm_matches_torch(T, D, dtype, tol):
     h2 = K.layer_norm(x0, ln)
     want_h2 = torch.nn.functional.layer_norm(x0.float(), (D,), ln.weight.float(), ln.bias.float(), ln.eps)
     assert rel_err_rows(h2.float(), want_h2) <= tol
-
-
-@pytest.mark.parametrize("T,D", [(1, 64), (37, 96), (130, 1280)])
-@pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
-def test_ln_stats_give_the_layer_norm_kernels_normalisation(T, D, dtype):
-    """x * rstd - rstd * mean (kernels.ln_stats) is LN(x) before the affine: fp32 statistics,
-    equal to the LN kernel's normalisation of the same stored x."""
-    g = torch.Generator().manual_seed(T + D)
-    x = (3 * torch.randn(T, D, generator=g) + 1).to(DEV, dtype)
-    y, s, t = K.ln_stats(x, 1e-5)
-    assert y is x and s.dtype == t.dtype == torch.float32 and s.shape == t.shape == (T,)
-    xf = x.double()
-    mean, var = xf.mean(1), xf.var(1, unbiased=False)
-    assert torch.allclose(s.double(), (var + 1e-5).rsqrt(), rtol=1e-5)
-    assert torch.allclose(t.double(), (var + 1e-5).rsqrt() * mean, rtol=1e-5, atol=1e-6)
-    want = torch.nn.functional.layer_norm(xf, (D,), eps=1e-5)
-    got = xf * s.double()[:, None] - t.double()[:, None]
-    assert (got - want).abs().max() < 1e-4
-    d = torch.randn(T, D, generator=g).to(DEV, dtype)
-    x0, d0 = x.clone(), d.clone()
-    y, s2, t2 = K.ln_stats(x, 1e-5, d)
-    assert y.data_ptr() == d.data_ptr() and torch.equal(x, x0)
-    assert torch.equal(y, K.add_layer_norm(x0, d0.clone(), plain_norm(D, dtype))[0])  # the same stored sum
-    y64 = y.double()
-    assert torch.allclose(s2.double(), (y64.var(1, unbiased=False) + 1e-5).rsqrt(), rtol=1e-5)
 
 
 def plain_norm(d: int, dtype) -> torch.nn.LayerNorm:
@@ -128,7 +105,7 @@ def test_fused_forward_equals_eager_fp32(tiny, packed, fmt):
     toks, cu, mx = packed
     ref, _, _ = load_model(tiny[fmt], DEV, torch.float32)
     fast, _, _ = load_model(tiny[fmt], DEV, torch.float32)
-    fast.use_kernels("triton")
+    arrange(fast, "triton")
     a = ref(toks, cu, mx, ALL)
     b = fast(toks, cu, mx, ALL)
     for layer in ALL:
@@ -141,7 +118,7 @@ def test_fused_partial_and_negative_layers(tiny, packed):
     toks, cu, mx = packed
     ref, _, _ = load_model(tiny["hf"], DEV, torch.float32)
     fast, _, _ = load_model(tiny["hf"], DEV, torch.float32)
-    fast.use_kernels("triton")
+    arrange(fast, "triton")
     for layers in ([1], [2, 0], [-1, 1]):
         a, b = ref(toks, cu, mx, layers), fast(toks, cu, mx, layers)
         assert sorted(a) == sorted(b)
@@ -156,7 +133,7 @@ def test_activation_setting_reaches_both_arrangements(tiny, packed):
     erf, _, _ = load_model(tiny["hf"], DEV, torch.float32)
     ref, _, _ = load_model(tiny["hf"], DEV, torch.float32)
     fast, _, _ = load_model(tiny["hf"], DEV, torch.float32)
-    fast.use_kernels("triton")
+    arrange(fast, "triton")
     for m in (ref, fast):
         m.set_activation("tanh")
     a, b, c = ref(toks, cu, mx, [LAYERS]), fast(toks, cu, mx, [LAYERS]), erf(toks, cu, mx, [LAYERS])
@@ -169,7 +146,7 @@ def test_fused_half_close_to_fp32_reference(tiny, packed, dtype):
     toks, cu, mx = packed
     ref, _, _ = load_model(tiny["hf"], "cpu", torch.float32)
     fast, _, _ = load_model(tiny["hf"], DEV, dtype)
-    fast.use_kernels("triton")
+    arrange(fast, "triton")
     a = ref(toks.cpu(), cu.cpu(), mx, [LAYERS])[LAYERS]
     b = fast(toks, cu, mx, [LAYERS])[LAYERS]
     assert b.dtype == dtype and torch.isfinite(b).all()
@@ -179,7 +156,7 @@ def test_fused_half_close_to_fp32_reference(tiny, packed, dtype):
 
 
 def _quack_or_skip(dtype=torch.float16):
-    from embed_worker.epilogues import unavailable
+    from embed_worker.gpu.epilogues import unavailable
     why = unavailable(torch.device(DEV), dtype)
     if why:
         pytest.skip(f"fused FC1+GELU GEMM: {why}")
@@ -194,8 +171,8 @@ def test_quack_fc1_close_to_fp32_reference_and_to_cublas(tiny, packed, dtype):
     ref, _, _ = load_model(tiny["hf"], "cpu", torch.float32)
     tri, _, _ = load_model(tiny["hf"], DEV, dtype)
     fast, _, _ = load_model(tiny["hf"], DEV, dtype)
-    tri.use_kernels("triton")
-    fast.use_kernels("quack")
+    arrange(tri, "triton")
+    arrange(fast, "quack")
     assert fast.kernels == "quack"
     a = ref(toks.cpu(), cu.cpu(), mx, [LAYERS])[LAYERS]
     b = fast(toks, cu, mx, ALL)
@@ -214,25 +191,23 @@ def test_quack_pinned_out_and_fc2_close_to_triton(tiny, packed, monkeypatch, in_
     """Out-projection and FC2 on quack's GEMM where epilogues.CONFIGS pins a tile config for
     their shape (as it does for 650M): every layer as close to "triton" (cuBLAS) as quack's FC1
     path is held, quack's GEMM really ran (one config lookup per pinned GEMM and layer), and with
-    RESIDUAL_IN_PLACE it added into the residual stream in place (2 per layer) without touching
+    residual_in_place it added into the residual stream in place (2 per layer) without touching
     any layer already handed out (all layers are requested, so each is kept while later ones run)."""
     _quack_or_skip()
-    from embed_worker import epilogues as E
+    from embed_worker.gpu import epilogues as E
     toks, cu, mx = packed
     tri, _, _ = load_model(tiny["hf"], DEV, torch.float16)
     fast, _, _ = load_model(tiny["hf"], DEV, torch.float16)
-    tri.use_kernels("triton")
-    fast.use_kernels("quack")
+    arrange(tri, "triton")
     d, f = fast.cfg.embed_dim, fast.cfg.ffn_dim
-    monkeypatch.setitem(E.CONFIGS, ("out", d, d), "192x128p@1x2")
-    monkeypatch.setitem(E.CONFIGS, ("fc2", f, d), "128x160p@2x1")
-    monkeypatch.setattr(E, "RESIDUAL_IN_PLACE", in_place)
+    pinned = {**E.CONFIGS, ("out", d, d): "192x128p@1x2", ("fc2", f, d): "128x160p@2x1"}
+    arrange(fast, "quack", configs=pinned, residual_in_place=in_place)
     built, adds = [], []
     real, real_linear = E.gemm_config, E.linear
     monkeypatch.setattr(E, "gemm_config", lambda spec: built.append(spec) or real(spec))
 
-    def spy(op, a, weight, bias, add_to=None):
-        out = real_linear(op, a, weight, bias, add_to)
+    def spy(op, a, weight, bias, add_to=None, **options):
+        out = real_linear(op, a, weight, bias, add_to, **options)
         adds.append(out is add_to)
         return out
     monkeypatch.setattr(E, "linear", spy)
@@ -248,89 +223,21 @@ def test_quack_pinned_out_and_fc2_close_to_triton(tiny, packed, monkeypatch, in_
         assert torch.equal(b[layer], alone[layer]), layer
 
 
-def test_quack_residual_in_place_equals_the_add_ln_pass(tiny, packed, monkeypatch):
+def test_quack_residual_in_place_equals_the_add_ln_pass(tiny, packed):
     """The reduce-add store computes the add+LN kernel's x + o: every layer equal to the
     arrangement that writes o and adds it in the LN pass, up to a rare double-rounding tie."""
     _quack_or_skip()
-    from embed_worker import epilogues as E
+    from embed_worker.gpu import epilogues as E
     toks, cu, mx = packed
     fast, _, _ = load_model(tiny["hf"], DEV, torch.float16)
-    fast.use_kernels("quack")
     d, f = fast.cfg.embed_dim, fast.cfg.ffn_dim
-    monkeypatch.setitem(E.CONFIGS, ("out", d, d), "192x128p@1x2")
-    monkeypatch.setitem(E.CONFIGS, ("fc2", f, d), "192x128p@1x2")
+    pinned = {**E.CONFIGS, ("out", d, d): "192x128p@1x2", ("fc2", f, d): "192x128p@1x2"}
     got = {}
     for in_place in (True, False):
-        monkeypatch.setattr(E, "RESIDUAL_IN_PLACE", in_place)
+        arrange(fast, "quack", configs=pinned, residual_in_place=in_place)
         got[in_place] = fast(toks, cu, mx, ALL)
     for layer in ALL:
         assert rel_err_rows(got[True][layer].float(), got[False][layer].float()) <= 1e-3, layer
-
-
-@pytest.mark.parametrize("offset", [0.0, 20.0, 200.0])
-def test_quack_deferred_layer_norm_on_streams_whose_mean_dwarfs_their_spread(offset, capsys):
-    """FC1 + GELU with LayerNorm deferred into the epilogue (x·W' - mean·wg on the tensor
-    cores' fp32 accumulator) against normalising first, both vs fp64, on residual streams with
-    spread 2 and mean 0, 20 and 200 (mean/std 0, 10, 100) at 650M's width: the cancellation must
-    cost nothing that the fp16 rounding of LN(x) does not already cost."""
-    _quack_or_skip()
-    import torch.nn.functional as F
-    from embed_worker import epilogues as E
-    g = torch.Generator().manual_seed(7)
-    D, Fd, T = 1280, 5120, 2048
-    norm, lin = torch.nn.LayerNorm(D), torch.nn.Linear(D, Fd)
-    with torch.no_grad():
-        norm.weight.copy_(1 + 0.3 * torch.randn(D, generator=g))
-        norm.bias.copy_(0.2 * torch.randn(D, generator=g))
-        lin.weight.copy_(torch.randn(Fd, D, generator=g) / D ** 0.5)
-        lin.bias.copy_(0.1 * torch.randn(Fd, generator=g))
-    norm, lin = norm.to(DEV, torch.float16).requires_grad_(False), lin.to(DEV, torch.float16).requires_grad_(False)
-    x = (torch.randn(T, D, generator=g) * 2 + offset).to(DEV, torch.float16)
-    want = F.gelu(F.linear(F.layer_norm(x.double(), (D,), norm.weight.double(), norm.bias.double(), norm.eps),
-                           lin.weight.double(), lin.bias.double()))
-    first = E.fc1_act(K.layer_norm(x, norm), lin.weight, lin.bias, "erf")
-    _, ls, lt = K.ln_stats(x, norm.eps)
-    deferred = E.fc1_ln_act(x, ls, lt, norm, lin, "erf")
-    E.drop_folds([lin])
-    rel = lambda y: float((y.double() - want).norm() / want.norm())  # noqa: E731
-    with capsys.disabled():
-        print(f"\ndeferred LN, mean/std {offset / 2:.0f}: normalise first {rel(first):.3e}, deferred {rel(deferred):.3e}")
-    assert rel(deferred) <= 1.2 * rel(first)
-
-
-@pytest.mark.parametrize("pinned", [True, False])
-def test_quack_deferred_layer_norm_close_to_triton_and_the_reference(tiny, packed, monkeypatch, pinned):
-    """LayerNorm deferred into the QKV and FC1 epilogues (epilogues.DEFERRED_LN), with the
-    residual added in place (out/FC2 pinned on quack) or by the statistics pass (cuBLAS): every
-    layer, all requested at once, as close to "triton" as the quack arrangement is held, the last
-    against the fp32 reference, and the tanh fault still reaching FC1's epilogue."""
-    _quack_or_skip()
-    from embed_worker import epilogues as E
-    toks, cu, mx = packed
-    ref, _, _ = load_model(tiny["hf"], "cpu", torch.float32)
-    tri, _, _ = load_model(tiny["hf"], DEV, torch.float16)
-    fast, _, _ = load_model(tiny["hf"], DEV, torch.float16)
-    tri.use_kernels("triton")
-    d, f = fast.cfg.embed_dim, fast.cfg.ffn_dim
-    monkeypatch.setattr(E, "DEFERRED_LN", {d})
-    if pinned:
-        monkeypatch.setitem(E.CONFIGS, ("out", d, d), "192x128p@1x2")
-        monkeypatch.setitem(E.CONFIGS, ("fc2", f, d), "192x128p@1x2")
-    fast.use_kernels("quack")
-    b = fast(toks, cu, mx, ALL)
-    c = tri(toks, cu, mx, ALL)
-    for layer in ALL:
-        assert torch.isfinite(b[layer]).all()
-        assert rel_err_rows(b[layer].float(), c[layer].float()) <= 5e-3, layer
-    a = ref(toks.cpu(), cu.cpu(), mx, [LAYERS])[LAYERS]
-    cos = torch.nn.functional.cosine_similarity(M.mean_residues(a, cu.cpu()),
-                                                M.mean_residues(b[LAYERS], cu).cpu().float(), dim=-1)
-    assert cos.min() > 0.999, float(cos.min())
-    fast.set_activation("tanh")
-    tri.set_activation("tanh")
-    bt, ct = fast(toks, cu, mx, [LAYERS])[LAYERS].float(), tri(toks, cu, mx, [LAYERS])[LAYERS].float()
-    assert rel_err_rows(bt, ct) <= 5e-3
-    assert_fault_moves_as_in_triton(bt, b[LAYERS].float(), ct, c[LAYERS].float())
 
 
 def test_quack_fc1_follows_the_activation_setting(tiny, packed):
@@ -341,7 +248,7 @@ def test_quack_fc1_follows_the_activation_setting(tiny, packed):
     models = {}
     for kernels, act in (("quack", "erf"), ("quack", "tanh"), ("triton", "erf"), ("triton", "tanh")):
         m, _, _ = load_model(tiny["hf"], DEV, torch.float16)
-        m.use_kernels(kernels)
+        arrange(m, kernels)
         m.set_activation(act)
         models[kernels, act] = m(toks, cu, mx, [LAYERS])[LAYERS].float()
     assert rel_err_rows(models["quack", "tanh"], models["triton", "tanh"]) <= 5e-3
@@ -362,7 +269,7 @@ def assert_fault_moves_as_in_triton(fault: torch.Tensor, clean: torch.Tensor, tr
 
 
 def test_quack_unavailable_says_why():
-    from embed_worker.epilogues import unavailable
+    from embed_worker.gpu.epilogues import unavailable
     assert unavailable(torch.device("cpu"), torch.float16) == "needs a CUDA GPU"
     if torch.cuda.is_available():
         assert "fp16/bf16" in unavailable(torch.device("cuda", 0), torch.float32)
@@ -371,9 +278,9 @@ def test_quack_unavailable_says_why():
 def test_unknown_kernels_rejected(tiny):
     model, _, _ = load_model(tiny["hf"], "cpu", torch.float32)
     with pytest.raises(ValueError, match="unknown kernels"):
-        model.use_kernels("fast")
+        arrange(model, "fast")
     model.step = object()  # as if compiled earlier
-    model.use_kernels("eager")
+    arrange(model, "eager")
     assert model.kernels == "eager" and model.step is M.block_step
 
 
@@ -383,7 +290,7 @@ def test_unknown_kernels_rejected(tiny):
 def test_packed_attention_matches_exact(lens, H, Dh, dtype):
     """Tiles that start and end mid-sequence, sequences longer than a tile, one-token sequences;
     q/k/v as strided views of a fused projection, as fused.py passes them."""
-    from embed_worker import attention
+    from embed_worker.esm2 import attention
 
     cu = torch.zeros(len(lens) + 1, dtype=torch.int32)
     cu[1:] = torch.cumsum(torch.tensor(lens), 0)
@@ -391,7 +298,7 @@ def test_packed_attention_matches_exact(lens, H, Dh, dtype):
     qkv = torch.randn(T, 3, H, Dh, generator=torch.Generator().manual_seed(T + Dh)).to(dtype)
     q, k, v = qkv.unbind(1)
     seq_id, _ = M.positions_from_cu(cu, T)
-    got = K.packed_attention(q.to(DEV), k.to(DEV), v.to(DEV), seq_id.int().to(DEV), cu.to(DEV))
+    got = AK.packed_attention(q.to(DEV), k.to(DEV), v.to(DEV), seq_id.int().to(DEV), cu.to(DEV))
     ref = attention._exact(q.double(), k.double(), v.double(), cu)
     tol = 4e-3 if dtype == torch.float16 else 3e-2
     assert got.dtype == dtype and (got.cpu().double() - ref).abs().max() <= tol
@@ -406,7 +313,7 @@ def test_aligned_attention_matches_exact(lens, H, Dh, dtype):
     key tails that fit a quarter, a half and a whole key block,
     strided q/k/v views; with the block table built inside and passed in, and with the longest
     length given (each of kernels.ALIGNED_LAUNCH's launches)."""
-    from embed_worker import attention
+    from embed_worker.esm2 import attention
 
     cu = torch.zeros(len(lens) + 1, dtype=torch.int32)
     cu[1:] = torch.cumsum(torch.tensor(lens), 0)
@@ -415,9 +322,9 @@ def test_aligned_attention_matches_exact(lens, H, Dh, dtype):
     q, k, v = qkv.unbind(1)
     ref = attention._exact(q.cpu().double(), k.cpu().double(), v.cpu().double(), cu, 0.3)
     tol = 4e-3 if dtype == torch.float16 else 3e-2
-    table = K.block_table(cu.to(DEV), T)
+    table = AK.block_table(cu.to(DEV), T)
     for tab, mx in ((None, None), (table, None), (table, max(lens))):
-        got = K.aligned_attention(q, k, v, cu.to(DEV), 0.3, tab, mx)
+        got = AK.aligned_attention(q, k, v, cu.to(DEV), 0.3, tab, mx)
         assert got.dtype == dtype and (got.cpu().double() - ref).abs().max() <= tol
 
 
@@ -426,7 +333,7 @@ def test_attention_kernels_rescale_when_late_keys_score_far_higher(dtype):
     """Online softmax when late keys score far above (and others slightly above) the first
     blocks' maximum: without the rescale the probabilities overflow fp16 (2^30 here); the weights
     must stay exact. (A lazy rescale, only past a growth of 2^8, was measured slower: docs/decisions/attention-variants.md.)"""
-    from embed_worker import attention
+    from embed_worker.esm2 import attention
     lens = [230, 100, 5]
     cu = torch.zeros(len(lens) + 1, dtype=torch.int32)
     cu[1:] = torch.cumsum(torch.tensor(lens), 0)
@@ -442,8 +349,8 @@ def test_attention_kernels_rescale_when_late_keys_score_far_higher(dtype):
     seq_id, _ = M.positions_from_cu(cu, T)
     tol = 4e-3 if dtype == torch.float16 else 3e-2
     dq, dk, dv, dcu = q.to(DEV), k.to(DEV), v.to(DEV), cu.to(DEV)
-    for got in (K.packed_attention(dq, dk, dv, seq_id.int().to(DEV), dcu, 0.125),
-                K.aligned_attention(dq, dk, dv, dcu, 0.125)):
+    for got in (AK.packed_attention(dq, dk, dv, seq_id.int().to(DEV), dcu, 0.125),
+                AK.aligned_attention(dq, dk, dv, dcu, 0.125)):
         assert got.dtype == dtype and (got.cpu().double() - ref).abs().max() <= tol
 
 
@@ -453,7 +360,7 @@ def test_block_table_tiles_every_row_once_within_its_sequence(lens, bm):
     cu = torch.zeros(len(lens) + 1, dtype=torch.int32)
     cu[1:] = torch.cumsum(torch.tensor(lens), 0)
     T = int(cu[-1])
-    r0, end, start = K.block_table(cu, T, bm).long()
+    r0, end, start = AK.block_table(cu, T, bm).long()
     assert r0.numel() == -(-T // bm) + len(lens)  # the host-side bound the grid uses
     real = end > r0
     assert int(real.sum()) == sum(-(-n // bm) for n in lens)
@@ -465,7 +372,7 @@ def test_block_table_tiles_every_row_once_within_its_sequence(lens, bm):
     assert (covered == 1).all()
 
 
-@pytest.mark.parametrize("lens,aligned", [([K.PACKED_ATTN_MAX_LEN + 40, 3, 90], True), ([124, 3, 90], True),
+@pytest.mark.parametrize("lens,aligned", [([AK.PACKED_ATTN_MAX_LEN + 40, 3, 90], True), ([124, 3, 90], True),
                                           ([138, 3, 90], True), ([62, 3, 30], True), ([92, 3, 40], True),
                                           ([82, 3, 40], False), ([45, 3, 20], False)])
 def test_fused_routes_mid_length_batches_to_aligned_attention(tiny, monkeypatch, lens, aligned):
@@ -473,7 +380,7 @@ def test_fused_routes_mid_length_batches_to_aligned_attention(tiny, monkeypatch,
     below FA4's, or with FA4 absent), or shorter but filling aligned tiles well, runs every
     layer's attention through the aligned kernel, with one block table for all layers; a short
     batch that fills them badly does not; the result matches the fp32 reference either way."""
-    assert K.aligned_beats_packed(max(lens)) == aligned or max(lens) > K.PACKED_ATTN_MAX_LEN
+    assert AK.aligned_beats_packed(max(lens)) == aligned or max(lens) > AK.PACKED_ATTN_MAX_LEN
     g = torch.Generator().manual_seed(5)
     toks = torch.cat([torch.cat([torch.tensor([0]), torch.randint(4, 24, (n - 2,), generator=g), torch.tensor([2])])
                       for n in lens])
@@ -482,15 +389,15 @@ def test_fused_routes_mid_length_batches_to_aligned_attention(tiny, monkeypatch,
     mx = max(lens)
     ref, _, _ = load_model(tiny["hf"], "cpu", torch.float32)
     fast, _, _ = load_model(tiny["hf"], DEV, torch.float16)
-    fast.use_kernels("triton")
+    arrange(fast, "triton")
     calls, tables = [], set()
-    real = K.aligned_attention
+    real = AK.aligned_attention
 
     def counted(q, k, v, cu_seqlens, scale=1.0, table=None, max_seqlen=None):
         calls.append((scale, max_seqlen))
         tables.add(None if table is None else id(table))
         return real(q, k, v, cu_seqlens, scale, table, max_seqlen)
-    monkeypatch.setattr(K, "aligned_attention", counted)
+    monkeypatch.setattr(AK, "aligned_attention", counted)
     got = fast(toks.to(DEV), cu.to(DEV), mx, [LAYERS])[LAYERS]
     if aligned:
         assert calls == [(1.0, mx)] * LAYERS and len(tables) == 1 and None not in tables
@@ -505,8 +412,8 @@ def test_fused_routes_mid_length_batches_to_aligned_attention(tiny, monkeypatch,
 def test_aligned_tiles_take_short_batches_that_fill_them():
     """Below the packed kernel's limit, aligned tiles win when the longest sequence fills >= 78%
     of its 64-row tiles, and at any fill past 88 tokens (measured per batch: docs/decisions/packed-attention.md)."""
-    assert K.ALIGNED_BM == 64
-    wins = [n for n in range(1, K.PACKED_ATTN_MAX_LEN + 1) if K.aligned_beats_packed(n)]
+    assert AK.ALIGNED_BM == 64
+    wins = [n for n in range(1, AK.PACKED_ATTN_MAX_LEN + 1) if AK.aligned_beats_packed(n)]
     assert {50, 51, 62, 64, 89, 92, 100, 104, 124, 128, 129, 131, 138, 144, 151, 172, 189, 193, 231, 256} <= set(wins)
     assert not {1, 33, 45, 47, 49, 65, 66, 72, 82, 88} & set(wins)
 
@@ -515,22 +422,22 @@ def test_aligned_launch_by_length():
     """One 64-key block and one stage up to 64 tokens, 32-key blocks and three stages to 320, 64-key
     blocks and two stages beyond or when the length is not known; 64 rows per tile throughout
     (one block table)."""
-    assert [K.aligned_launch(n)[:2] for n in (1, 64, 65, 320, 321, 1024, None)] == \
+    assert [AK.aligned_launch(n)[:2] for n in (1, 64, 65, 320, 321, 1024, None)] == \
         [(64, 1), (64, 1), (32, 3), (32, 3), (64, 2), (64, 2), (64, 2)]
-    warm = K.aligned_launch_lengths()  # the worker compiles each launch on these before READY
-    assert warm == [64, 320, 321] and {K.aligned_launch(n) for n in warm} == {row[1:] for row in K.ALIGNED_LAUNCH}
+    warm = AK.aligned_launch_lengths()  # the worker compiles each launch on these before READY
+    assert warm == [64, 320, 321] and {AK.aligned_launch(n) for n in warm} == {row[1:] for row in AK.ALIGNED_LAUNCH}
 
 
 def test_attention_register_limits_apply_where_measured():
     """maxnreg only on Hopper at Dh <= 64 (measured there; at Dh = 128 the 80-register limit spills the
     accumulator); never under the interpreter or on other GPUs."""
-    assert K._maxnreg(torch.device("cpu"), 64, K.ATTN_MAXNREG) == {}
+    assert AK._maxnreg(torch.device("cpu"), 64, AK.ATTN_MAXNREG) == {}
     if DEV == "cuda":
         dev = torch.device("cuda", torch.cuda.current_device())
         hopper = torch.cuda.get_device_capability(dev)[0] == 9
-        assert K._maxnreg(dev, 64, 96) == ({"maxnreg": 96} if hopper else {})
-        assert K._maxnreg(torch.device("cuda"), 64, 96) == K._maxnreg(dev, 64, 96)  # no index: the current one
-        assert K._maxnreg(dev, 128, 96) == {}
+        assert AK._maxnreg(dev, 64, 96) == ({"maxnreg": 96} if hopper else {})
+        assert AK._maxnreg(torch.device("cuda"), 64, 96) == AK._maxnreg(dev, 64, 96)  # no index: the current one
+        assert AK._maxnreg(dev, 128, 96) == {}
 
 
 def test_attention_register_limits_buy_resident_programs_without_spills():
@@ -549,8 +456,8 @@ def test_attention_register_limits_buy_resident_programs_without_spills():
     assert out.returncode == 0, out.stderr[-2000:]
     rows = [json.loads(line) for line in out.stdout.splitlines() if line.startswith("{")]
     launches = {(r["kernel"], r["shape"]) for r in rows}
-    assert ("packed", f"{K.ATTN_BM}x{K.ATTN_BN}x{K.ATTN_WARPS}x{K.ATTN_STAGES}") in launches
-    assert len([k for k in launches if k[0] == "aligned"]) == len(K.ALIGNED_LAUNCH)
+    assert ("packed", f"{AK.ATTN_BM}x{AK.ATTN_BN}x{AK.ATTN_WARPS}x{AK.ATTN_STAGES}") in launches
+    assert len([k for k in launches if k[0] == "aligned"]) == len(AK.ALIGNED_LAUNCH)
     for kernel, shape in launches:
         free, held = sorted((r for r in rows if (r["kernel"], r["shape"]) == (kernel, shape)),
                             key=lambda r: r["maxnreg"] is not None)
@@ -560,38 +467,38 @@ def test_attention_register_limits_buy_resident_programs_without_spills():
 
 
 def test_aligned_attention_selection():
-    assert K.aligned_attention_fits(torch.float16, 64, K.ALIGNED_ATTN_MAX_LEN)
-    assert not K.aligned_attention_fits(torch.float16, 64, K.ALIGNED_ATTN_MAX_LEN + 1)
-    assert not K.aligned_attention_fits(torch.float32, 64, 300)
-    assert not K.aligned_attention_fits(torch.float16, 24, 300)
+    assert AK.aligned_attention_fits(torch.float16, 64, AK.ALIGNED_ATTN_MAX_LEN)
+    assert not AK.aligned_attention_fits(torch.float16, 64, AK.ALIGNED_ATTN_MAX_LEN + 1)
+    assert not AK.aligned_attention_fits(torch.float32, 64, 300)
+    assert not AK.aligned_attention_fits(torch.float16, 24, 300)
 
 
 def test_packed_attention_selection():
-    assert K.packed_attention_fits(torch.float16, 64, 72)
-    assert not K.packed_attention_fits(torch.float32, 64, 72)  # fp32 takes the exact path
-    assert not K.packed_attention_fits(torch.float16, 24, 72)  # esm2_t12_35M: Dh = 24
-    assert not K.packed_attention_fits(torch.float16, 64, K.PACKED_ATTN_MAX_LEN + 1)
+    assert AK.packed_attention_fits(torch.float16, 64, 72)
+    assert not AK.packed_attention_fits(torch.float32, 64, 72)  # fp32 takes the exact path
+    assert not AK.packed_attention_fits(torch.float16, 24, 72)  # esm2_t12_35M: Dh = 24
+    assert not AK.packed_attention_fits(torch.float16, 64, AK.PACKED_ATTN_MAX_LEN + 1)
 
 
 def test_fused_forward_with_a_head_size_that_is_not_a_power_of_two(tmp_path, packed):
     """esm2_t12_35M has Dh = 480 / 20 = 24: rotary and LayerNorm kernels take it, attention goes to
     the reference path (packed_attention_fits is false); fp32 and fp16 both match eager."""
-    from embed_worker import testmodel
+    from embed_worker.tools import testmodel
 
     paths = testmodel.write(tmp_path, "esm2_t2_odd", 2, 48, 2, seed=3, fmt="hf")
     toks, cu, mx = packed
     for dtype, tol in ((torch.float32, 1e-5), (torch.float16, 2e-2)):
         ref, _, _ = load_model(paths["hf"], DEV, dtype)
         fast, _, _ = load_model(paths["hf"], DEV, dtype)
-        fast.use_kernels("triton")
-        assert fast.layers[0].head_dim == 24 and not K.packed_attention_fits(dtype, 24, mx)
+        arrange(fast, "triton")
+        assert fast.layers[0].head_dim == 24 and not AK.packed_attention_fits(dtype, 24, mx)
         a, b = ref(toks, cu, mx, [0, 1, 2]), fast(toks, cu, mx, [0, 1, 2])
         for layer in (0, 1, 2):
             assert rel_err_rows(b[layer].float(), a[layer].float()) <= tol, (dtype, layer)
 
 
 def _flash4_or_skip():
-    from embed_worker.attention import flash4
+    from embed_worker.gpu.long_attention import flash4
     if DEV != "cuda" or torch.cuda.get_device_capability()[0] != 9:
         pytest.skip("FlashAttention-4's sm90 path needs a Hopper GPU")
     fn, why = flash4()
@@ -606,7 +513,7 @@ def test_flash4_matches_exact_on_long_sequences(lens, H, Dh, dtype):
     """FlashAttention-4 (long batches under "quack") on strided q/k/v views of a fused projection,
     with a softmax scale, against fp64 per-sequence attention."""
     fa4 = _flash4_or_skip()
-    from embed_worker import attention
+    from embed_worker.esm2 import attention
     cu = torch.zeros(len(lens) + 1, dtype=torch.int32)
     cu[1:] = torch.cumsum(torch.tensor(lens), 0)
     T = int(cu[-1])
@@ -623,14 +530,14 @@ def test_quack_with_flash4_on_long_batches_close_to_fp32_reference(tiny, monkeyp
     the forward stays as close to the fp32 reference as with the varlen kernel."""
     _quack_or_skip()
     _flash4_or_skip()
-    from embed_worker import attention
+    from embed_worker.gpu import long_attention as attention
     lens = [300, 3, 57, 180]
     toks = torch.cat([torch.tensor([0] + [4 + (i * 7 + j) % 20 for j in range(L - 2)] + [2]) for i, L in enumerate(lens)])
     cu = torch.zeros(len(lens) + 1, dtype=torch.int32)
     cu[1:] = torch.cumsum(torch.tensor(lens), 0)
     ref, _, _ = load_model(tiny["hf"], "cpu", torch.float32)
     fast, _, _ = load_model(tiny["hf"], DEV, torch.float16)
-    fast.use_kernels("quack")
+    arrange(fast, "quack")
     assert fast.long_attention is not None
     monkeypatch.setattr(attention, "LONG_MIN_LEN", 0)
     calls = []

@@ -5,8 +5,8 @@ import pytest
 import torch
 
 from conftest import LAYERS, SEQS, rel_err_rows
-from embed_worker import model as M
-from embed_worker.weights import load_model
+from embed_worker.esm2 import model as M
+from embed_worker.esm2.weights import load_model
 
 ALL = list(range(LAYERS + 1))
 TOL = 1e-5
@@ -140,7 +140,7 @@ def test_half_precision_on_cpu(tiny, batch, dtype):
 
 
 def test_backend_names():
-    from embed_worker import attention
+    from embed_worker.esm2 import attention
 
     assert attention.backend_for("cpu") == "exact"
     assert attention.backend_for("cuda", torch.float32) == "exact"
@@ -171,7 +171,7 @@ def _pack(seqs: list[str]):
 @needs_cuda
 @pytest.mark.parametrize("dtype,tol", [(torch.float32, 1e-5), (torch.float16, 2e-2), (torch.bfloat16, 6e-2)])
 def test_cuda_matches_cpu(tiny, dtype, tol):
-    from embed_worker import attention
+    from embed_worker.esm2 import attention
 
     toks, cu, mx = _pack([s for _, s in SEQS] * 3)
     ref, _, _ = load_model(tiny["hf"], "cpu", torch.float32)

@@ -6,8 +6,8 @@ import copy
 import torch
 
 from conftest import rel_err_rows
-from embed_worker import model as M
-from embed_worker.weights import load_model
+from embed_worker.esm2 import model as M
+from embed_worker.esm2.weights import load_model
 
 FP32_VS_FP64 = 1e-6      # per-residue relative error, fp32 packed vs fp64 reference
 BF16_COSINE = 0.999      # min per-residue cosine, bf16 packed vs fp32 reference

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from embed_worker import protocol as P
+from embed_worker.wire import protocol as P
 
 FIXTURE = json.loads((Path(__file__).parents[2] / "test" / "fixtures" / "ring-v1.json").read_text())
 

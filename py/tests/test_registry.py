@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from embed_worker import registry
+from embed_worker.esm2 import registry
 from embed_worker.errors import ModelNotFound
 
 NAME = "esm2_t6_8M_UR50D"
@@ -132,7 +132,7 @@ def test_cli_json(tmp_path):
     env = {**os.environ, "HOME": str(tmp_path), "TORCH_HOME": str(tmp_path / "t"), "HF_HOME": str(tmp_path / "h")}
     env.pop("EMBED_MODEL_DIR", None)
     py = Path(__file__).resolve().parents[1]
-    out = subprocess.run([sys.executable, "-m", "embed_worker.registry", "--json"], cwd=py, env=env,
+    out = subprocess.run([sys.executable, "-m", "embed_worker.esm2.registry", "--json"], cwd=py, env=env,
                          capture_output=True, text=True, check=True)
     rows = json.loads(out.stdout)
     assert {r["name"] for r in rows} >= set(registry.KNOWN) | {"test-tiny"}
@@ -140,7 +140,7 @@ def test_cli_json(tmp_path):
 
 
 def test_registry_is_torch_free():
-    code = "import sys; import embed_worker.registry, embed_worker.errors; print('torch' in sys.modules)"
+    code = "import sys; import embed_worker.esm2.registry, embed_worker.errors; print('torch' in sys.modules)"
     py = Path(__file__).resolve().parents[1]
     out = subprocess.run([sys.executable, "-c", code], cwd=py, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"

@@ -25,8 +25,8 @@ def test_a_cpu_worker_stays_off_torch_dynamo(tiny):
     attention.py imports that only for CUDA. Checked in a fresh interpreter."""
     import subprocess
     code = ("import sys, torch\n"
-            "from embed_worker import attention, worker\n"
-            "from embed_worker.weights import load_model\n"
+            "from embed_worker.esm2 import attention\nfrom embed_worker import worker\n"
+            "from embed_worker.esm2.weights import load_model\n"
             f"m = load_model({str(tiny['fair-esm'])!r}, 'cpu', torch.float32)[0]\n"
             "m(torch.tensor([0, 5, 6, 2, 0, 7, 2]), torch.tensor([0, 4, 7], dtype=torch.int32), 4, [1])\n"
             "assert attention.backend_for('cpu') == 'exact'\n"
@@ -40,8 +40,8 @@ def test_random_init_off_the_meta_device_is_unchanged():
     """Benchmarks and tuning scripts build random-weight models: the embedding still draws
     nn.Embedding's own init (normal, padding row zero) from the same random stream."""
     import torch
-    from embed_worker import model as M
-    from embed_worker.registry import KNOWN
+    from embed_worker.esm2 import model as M
+    from embed_worker.esm2.registry import KNOWN
     cfg = next(iter(KNOWN.values())).cfg
     torch.manual_seed(3)
     ours = M.ESM2(cfg).embed_tokens.weight

@@ -8,9 +8,9 @@ import time
 import pytest
 import torch
 
-from embed_worker import protocol as P
-from embed_worker.datasock import DataChannelError, default_transport
-from embed_worker.transport import ShmRing, SocketRing, make_ring
+from embed_worker.wire import protocol as P
+from embed_worker.wire.datasock import DataChannelError, default_transport
+from embed_worker.wire.transport import ShmRing, SocketRing, make_ring
 
 LAYOUT = P.RingLayout(slots=2, in_bytes=P.input_bytes(64, 21), out_bytes=P.output_bytes(64, 21, [1], ["mean"], 8, "float32"))
 

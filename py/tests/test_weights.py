@@ -10,9 +10,9 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from conftest import DIM, HEADS, LAYERS, NAME
-from embed_worker import testmodel
+from embed_worker.tools import testmodel
 from embed_worker.errors import BadCheckpoint
-from embed_worker.weights import load_model, torch_load
+from embed_worker.esm2.weights import load_model, torch_load
 
 
 class Evil:  # any class not on the allowlist; unpickling it must be refused

@@ -86,7 +86,7 @@ def test_gpu_kernels_choice(worker, monkeypatch, capsys, why, want, got):
     """What a GPU worker runs for each request, with quack loadable or not (decision logic only:
     the device is a CUDA name, nothing runs on it)."""
     pytest.importorskip("triton")
-    from embed_worker import epilogues
+    from embed_worker.gpu import epilogues
     monkeypatch.setattr(epilogues, "unavailable", lambda device, dtype: why)
     monkeypatch.setattr(worker, "device", torch.device("cuda", 0))
     assert worker.choose_kernels(want) == got
@@ -116,7 +116,7 @@ def test_long_attention_failing_at_warmup_is_turned_off_with_a_warning(worker, c
 
 
 def test_long_attention_that_works_is_named_in_ready(worker):
-    from embed_worker.attention import _exact
+    from embed_worker.esm2.attention import _exact
     worker.model.long_attention = lambda q, k, v, cu, mx, scale: _exact(q, k, v, cu, scale)
     worker.warmup()
     assert worker.ready_message()["backend"].endswith("+fa4")
@@ -127,16 +127,16 @@ def test_warmup_compiles_every_aligned_attention_launch(worker, monkeypatch):
     (each row compiles its own kernel), on two sequences of a length that picks that row, so no
     batch of the run pays a compile (wiring only: the kernel is recorded, not run)."""
     pytest.importorskip("triton")
-    from embed_worker import kernels as K
+    from embed_worker.gpu import attention_kernels as AK
     seen = []
 
     def aligned(q, k, v, cu, scale=1.0, table=None, max_seqlen=None):
-        seen.append((tuple(q.shape), cu.tolist(), max_seqlen, K.aligned_launch(max_seqlen)))
+        seen.append((tuple(q.shape), cu.tolist(), max_seqlen, AK.aligned_launch(max_seqlen)))
         return q
-    monkeypatch.setattr(K, "aligned_attention", aligned)
+    monkeypatch.setattr(AK, "aligned_attention", aligned)
     monkeypatch.setattr(worker, "dtype", torch.float16)  # as on a GPU
     worker.model.kernels = "triton"
     worker.warm_aligned_attention()
     h, dh = worker.model.layers[0].n_heads, worker.model.layers[0].head_dim
-    assert [(s, c, m) for s, c, m, _ in seen] == [((2 * n, h, dh), [0, n, 2 * n], n) for n in K.aligned_launch_lengths()]
-    assert {launch for *_, launch in seen} == {row[1:] for row in K.ALIGNED_LAUNCH}
+    assert [(s, c, m) for s, c, m, _ in seen] == [((2 * n, h, dh), [0, n, 2 * n], n) for n in AK.aligned_launch_lengths()]
+    assert {launch for *_, launch in seen} == {row[1:] for row in AK.ALIGNED_LAUNCH}

@@ -19,7 +19,7 @@ export default defineCommand({
   args: { json: { type: "boolean", description: "print the report as JSON on stdout", default: false } },
   async run({ args }) {
     const python = pythonBin();
-    const py = await pythonJson<{ problems: Problem[]; [k: string]: unknown }>("embed_worker.doctor", [], python);
+    const py = await pythonJson<{ problems: Problem[]; [k: string]: unknown }>("embed_worker.tools.doctor", [], python);
     const problems: Problem[] = [];
     if (!py.ok) problems.push({ what: `${python} failed: ${py.error}`, hint: "run scripts/setup, or set EMBED_PYTHON to a python with torch", severity: "error" });
     else problems.push(...py.value!.problems);

@@ -24,7 +24,7 @@ export default defineCommand({
   args: { json: { type: "boolean", description: "print JSON (default when stdout is not a terminal)", default: false } },
   async run({ args }) {
     try {
-      const r = await pythonJson<ModelRow[]>("embed_worker.registry", ["--json"]);
+      const r = await pythonJson<ModelRow[]>("embed_worker.esm2.registry", ["--json"]);
       if (!r.ok || !r.value) throw new EmbedError(`cannot list models: ${r.error}`, { hint: "run `embed doctor`", exitCode: ExitCode.internal });
       if (args.json || !process.stdout.isTTY) return emit(r.value);
       const rows = r.value.map((m) => ({ name: m.name, layers: m.layers, dim: m.dim, heads: m.heads, params: m.params, found: m.path ?? (m.downloadable ? `not found; downloaded on first use to ${m.download_to}` : `not found; scripts/setup makes it at ${m.download_to}`) }));

@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 
 from ..errors import BadCheckpoint
-from ..weights import torch_load
+from ..checkpoint import torch_load
 from .config import DNABERTConfig, read_config
 from .model import DNABERT
 

@@ -10,7 +10,7 @@ Search order for a bare name (first hit wins; ``.pt`` before a folder at each pl
   3. ``$TORCH_HOME/hub/checkpoints/<name>.pt``                       (where fair-esm downloads)
   4. ``$HF_HUB_CACHE/models--facebook--<name>/snapshots/<rev>/``      (where transformers downloads)
 
-Run ``python -m embed_worker.registry --json`` to print ``describe_all()``.
+Run ``python -m embed_worker.esm2.registry --json`` to print ``describe_all()``.
 """
 from __future__ import annotations
 
@@ -20,13 +20,13 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .errors import ModelNotFound
+from ..errors import ModelNotFound
 
 FAIR_ESM = "fair-esm"
 HF = "hf"
 HF_ORG = "facebook"  # the Hugging Face organisation of the released ESM-2 models
 
-REPO_ROOT = Path(__file__).resolve().parents[2]  # py/embed_worker/registry.py -> repo
+REPO_ROOT = Path(__file__).resolve().parents[3]  # py/embed_worker/esm2/registry.py -> repo
 REPO_MODELS = REPO_ROOT / ".models"
 
 
@@ -111,7 +111,7 @@ KNOWN: dict[str, KnownModel] = {k.cfg.name: k for k in [
     _km("esm2_t48_15B_UR50D", 48, 5120, 40, "15B"),
 ]}
 
-# The random-weight model written by `python -m embed_worker.testmodel` (defaults there come from here).
+# The random-weight model written by `python -m embed_worker.tools.testmodel` (defaults there come from here).
 TEST_TINY = KnownModel(ESM2Config("test-tiny", 2, 64, 4), "test")
 
 
@@ -266,7 +266,7 @@ def resolve(name_or_path: str) -> Resolved:
     if name in KNOWN:
         hint = f"download https://dl.fbaipublicfiles.com/fair-esm/models/{name}.pt into {hub}/, or {local}"
     elif name == TEST_TINY.cfg.name:
-        hint = f"create it with: python -m embed_worker.testmodel --out {REPO_MODELS}"
+        hint = f"create it with: python -m embed_worker.tools.testmodel --out {REPO_MODELS}"
     else:
         hint = f"{local} (known ESM-2 models: {', '.join(KNOWN)})"
     raise ModelNotFound(f"model {s!r} not found. Searched:\n  " + "\n  ".join(searched), hint)
@@ -275,7 +275,7 @@ def resolve(name_or_path: str) -> Resolved:
 def describe_all() -> list[dict]:
     """Known models (+ test-tiny) with their shape and the path each would load from (or None),
     and for one not found, where a download would put it (`download_to`; test-tiny: where
-    `python -m embed_worker.testmodel` writes it)."""
+    `python -m embed_worker.tools.testmodel` writes it)."""
     rows = []
     hub = torch_hub_checkpoints()
     for km in list(KNOWN.values()) + [TEST_TINY]:

@@ -1,6 +1,6 @@
 """Write small random-weight ESM-2 checkpoints in the real on-disk formats.
 
-    python -m embed_worker.testmodel --out DIR [--name test-tiny] [--layers 2 --dim 64 --heads 4 --seed 0]
+    python -m embed_worker.tools.testmodel --out DIR [--name test-tiny] [--layers 2 --dim 64 --heads 4 --seed 0]
                                      [--format fair-esm|hf|both]
 
 writes DIR/NAME.pt (fair-esm layout, like the released esm2_*.pt files) and
@@ -19,7 +19,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from .registry import KNOWN, TEST_TINY
+from ..esm2.registry import KNOWN, TEST_TINY
 
 VOCAB = 33
 
@@ -182,7 +182,7 @@ def write_like(out: str | os.PathLike, model: str, seed: int = 0, fmt: str = "bo
 
 def main(argv: list[str] | None = None) -> int:
     c = TEST_TINY.cfg
-    ap = argparse.ArgumentParser(prog="python -m embed_worker.testmodel", description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(prog="python -m embed_worker.tools.testmodel", description=__doc__.splitlines()[0])
     ap.add_argument("--out", required=True, help="output folder")
     ap.add_argument("--like", metavar="MODEL", help="random weights with the geometry of a released model "
                     "(e.g. esm2_t36_3B_UR50D); the name defaults to MODEL-random")

@@ -1,4 +1,5 @@
-"""Strict checkpoint loading for model.ESM2 from fair-esm .pt files or Hugging Face folders.
+"""Strict checkpoint loading for model.ESM2 from fair-esm .pt files or Hugging Face folders (the
+files themselves are read by embed_worker.checkpoint).
 
 Every tensor our model needs must be present with the right shape; every other
 tensor in the file must be on an explicit allowlist of known-unused keys
@@ -17,165 +18,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
-import os
 import re
 from pathlib import Path
-from typing import NamedTuple
 
 import torch
 
-from .errors import BadCheckpoint, ModelNotFound
+from ..checkpoint import TensorInfo, hf_headers, hf_tensors, state_dict, torch_load
+from ..errors import BadCheckpoint, ModelNotFound
 from .model import ESM2
 from .registry import FAIR_ESM, KNOWN, ESM2Config, Resolved, bare_name, geometry_problems, resolve
-
-SAFE_GLOBALS = [argparse.Namespace]
-
-# ---------------------------------------------------------------------------------------------
-# reading files
-
-
-def torch_load(path: str | os.PathLike, mmap: bool = True):
-    """torch.load with weights_only=True (+ argparse.Namespace allowed), mmap when the format allows."""
-    def _load(use_mmap: bool):
-        with torch.serialization.safe_globals(SAFE_GLOBALS):
-            return torch.load(str(path), map_location="cpu", mmap=use_mmap, weights_only=True)
-    try:
-        try:
-            return _load(mmap)
-        except RuntimeError as e:  # legacy (non-zip) files cannot be memory-mapped
-            if mmap and "mmap" in str(e):
-                return _load(False)
-            raise
-    except Exception as e:
-        msg = str(e)
-        if "weights_only" in msg or "Unsupported global" in msg or "Weights only load failed" in msg:
-            first = next((ln.strip() for ln in msg.splitlines() if "Unsupported" in ln or "GLOBAL" in ln), "")
-            raise BadCheckpoint(
-                f"{path}: refusing to unpickle objects that are not tensors or plain containers"
-                + (f" ({first})" if first else ""),
-                "embed only loads checkpoints with torch.load(weights_only=True); re-save the weights "
-                "as a plain state dict or as safetensors") from None
-        first = msg.splitlines()[0] if msg else ""
-        if len(first) > 200 and ". " in first:  # torch appends paragraphs of advice to one line
-            first = first[:first.index(". ") + 1]
-        raise BadCheckpoint(f"{path}: cannot read checkpoint: {type(e).__name__}: {first}",
-                            "the file may be truncated or not a PyTorch checkpoint; download it again") from None
-
-
-# safetensors dtype -> bytes per element (https://github.com/huggingface/safetensors, format spec)
-_ST_DTYPES = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "F8_E4M3": 1, "F8_E5M2": 1,
-              "I64": 8, "I32": 4, "I16": 2, "I8": 1, "U64": 8, "U32": 4, "U16": 2, "U8": 1, "BOOL": 1}
-_ST_FLOATS = {"F64", "F32", "F16", "BF16"}
-_ST_MAX_HEADER = 100 << 20  # bytes; safetensors itself refuses headers over 100 MB
-
-
-class TensorInfo(NamedTuple):
-    """What a checkpoint says of one tensor before any of it is read."""
-    shape: tuple[int, ...]
-    floating: bool
-    file: str
-    key: str  # its name in the file
-
-
-def safetensors_header(path: Path) -> dict[str, TensorInfo]:
-    """Tensor shapes from a .safetensors header, checked against the file's size: a truncated
-    file is named with how many bytes it lacks, before anything is allocated."""
-    size = path.stat().st_size
-    with open(path, "rb") as f:
-        head = f.read(8)
-        n = int.from_bytes(head, "little") if len(head) == 8 else -1
-        if n < 2 or n > min(size - 8, _ST_MAX_HEADER):
-            raise _bad(str(path), f"truncated or not a safetensors file ({size} bytes; "
-                       + (f"its header claims {n} bytes)" if n >= 0 else "no header)"))
-        try:
-            header = json.loads(f.read(n))
-        except ValueError as e:
-            raise _bad(str(path), f"safetensors header is not valid JSON ({e})") from None
-    if not isinstance(header, dict):
-        raise _bad(str(path), "safetensors header is not a JSON object")
-    data = size - 8 - n
-    out: dict[str, TensorInfo] = {}
-    for key, t in header.items():
-        if key == "__metadata__":
-            continue
-        try:
-            dtype, shape, (lo, hi) = t["dtype"], t["shape"], t["data_offsets"]
-            ok = (dtype in _ST_DTYPES and all(isinstance(x, int) and x >= 0 for x in [*shape, lo, hi])
-                  and lo <= hi and hi - lo == math.prod(shape) * _ST_DTYPES[dtype])
-        except (TypeError, KeyError, ValueError):
-            ok = False
-        if not ok:
-            raise _bad(str(path), f"tensor {key}: malformed safetensors entry {json.dumps(t)[:200]}")
-        if hi > data:
-            raise _bad(str(path), f"truncated: tensor {key} ends at byte {hi} of the data but the file holds "
-                       f"{data} ({hi - data} bytes missing)")
-        out[key] = TensorInfo(tuple(shape), dtype in _ST_FLOATS, str(path), key)
-    return out
-
-
-def _hf_headers(folder: Path) -> dict[str, TensorInfo]:
-    """Every tensor of an HF folder, from headers only (model.safetensors, a sharded index, or
-    pytorch_model.bin memory-mapped)."""
-    single = folder / "model.safetensors"
-    index = folder / "model.safetensors.index.json"
-    if single.is_file():
-        return safetensors_header(single)
-    if index.is_file():
-        try:
-            weight_map = json.loads(index.read_text())["weight_map"]
-        except (OSError, ValueError, KeyError, TypeError) as e:
-            raise _bad(str(index), f"unreadable index ({type(e).__name__}: {e}); expected {{\"weight_map\": {{tensor: file}}}}") from None
-        if not isinstance(weight_map, dict) or not all(isinstance(v, str) for v in weight_map.values()):
-            raise _bad(str(index), "weight_map must map tensor names to shard file names")
-        out: dict[str, TensorInfo] = {}
-        for shard in sorted(set(weight_map.values())):
-            f = folder / shard
-            if Path(shard).name != shard or not f.is_file():
-                raise _bad(str(index), f"shard {shard!r} is not a file in {folder}", "download the missing shard")
-            out.update(safetensors_header(f))
-        return out
-    binf = folder / "pytorch_model.bin"
-    if binf.is_file():
-        return {k: TensorInfo(tuple(v.shape), v.is_floating_point(), str(binf), k)
-                for k, v in _state_dict(torch_load(binf), binf).items()}
-    raise BadCheckpoint(f"{folder}: no model.safetensors, model.safetensors.index.json or pytorch_model.bin",
-                        "download the full model folder (config.json + weights)")
-
-
-def _hf_tensors(infos: dict[str, TensorInfo], keys: set[str]) -> dict[str, torch.Tensor]:
-    """Read the tensors `keys` (names as `infos` has them; their headers already checked)."""
-    from safetensors import safe_open
-
-    out: dict[str, torch.Tensor] = {}
-    by_file: dict[str, list[str]] = {}
-    for k in keys:
-        by_file.setdefault(infos[k].file, []).append(k)
-    for file, ks in by_file.items():
-        try:
-            if file.endswith(".bin"):
-                sd = _state_dict(torch_load(file), file)
-                out.update({k: sd[infos[k].key] for k in ks})
-                continue
-            with safe_open(file, framework="pt", device="cpu") as f:
-                for k in ks:
-                    out[k] = f.get_tensor(infos[k].key)
-        except BadCheckpoint:
-            raise
-        except Exception as e:  # noqa: BLE001 (safetensors' own errors name no file)
-            raise _bad(file, f"cannot read tensors ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})") from None
-    return out
-
-
-def _state_dict(sd, path) -> dict[str, torch.Tensor]:
-    """A dict of str -> tensor, or BadCheckpoint naming the first entry that is not."""
-    if not isinstance(sd, dict):
-        raise _bad(str(path), f"expected a state dict, found a {type(sd).__name__}")
-    for k, v in sd.items():
-        if not isinstance(k, str) or not isinstance(v, torch.Tensor):
-            raise _bad(str(path), f"state dict entry {k!r} is a {type(v).__name__}, not a tensor")
-    return sd
-
 
 # ---------------------------------------------------------------------------------------------
 # configs
@@ -448,16 +299,16 @@ def load_checkpoint(resolved: Resolved, name: str | None = None) -> tuple[ESM2Co
             if not isinstance(data, dict) or not isinstance(data.get("model"), dict):
                 raise BadCheckpoint(f"{path}: not a fair-esm checkpoint (expected a dict with a 'model' state dict)",
                                     "pass an esm2_*.pt file from fair-esm, or a Hugging Face model folder")
-            src = _strip_fair(_state_dict(data["model"], f"{path}: model"))
+            src = _strip_fair(state_dict(data["model"], f"{path}: model", _REFETCH))
             infos = {k: TensorInfo(tuple(v.shape), v.is_floating_point(), path, k) for k, v in src.items()}
             cfg = _fair_esm_config(name, data, {k: i.shape for k, i in infos.items()}, path)
             plan, rotary = _check_tensors(cfg, infos, resolved.format, path)
         else:
             folder = Path(path)
             cfg = _hf_config(name, folder)
-            infos = _strip_hf(_hf_headers(folder))
+            infos = _strip_hf(hf_headers(folder, _REFETCH))
             plan, rotary = _check_tensors(cfg, infos, resolved.format, path)
-            src = _hf_tensors(infos, {t for ts in plan.values() for t in ts} | set(rotary))
+            src = hf_tensors(infos, {t for ts in plan.values() for t in ts} | set(rotary), _REFETCH)
         state, inv = _assemble(plan, rotary, src, path)
     except (BadCheckpoint, ModelNotFound):
         raise

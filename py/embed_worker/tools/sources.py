@@ -16,9 +16,9 @@ from typing import Iterable, Iterator
 
 import numpy as np
 
-from .errors import EmbedWorkerError
-from .protocol import OUTPUT_KINDS
-from .registry import absolute_layer
+from ..errors import EmbedWorkerError
+from ..wire.protocol import OUTPUT_KINDS
+from ..esm2.registry import absolute_layer
 
 CHUNK_ROWS = 65_536
 CHUNK_BYTES = 64 << 20  # rows per write are also capped so that one chunk of vectors is at most this

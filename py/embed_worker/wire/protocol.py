@@ -42,7 +42,7 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2  # 2: READY names the compute precision `precision` (was `dtype`)
 RING_MAGIC = b"EMBRING\x00"
 RING_VERSION = 1
 HEADER_BYTES = 4096
@@ -181,12 +181,12 @@ def output_bytes(max_tokens: int, max_seqs: int, layers: list[int], include: lis
 
 # --- control messages (worker -> orchestrator) -------------------------------------------------
 
-def ready(*, pid: int, device: str, backend: str, dtype: str, model: dict, layers: list[int],
+def ready(*, pid: int, device: str, backend: str, precision: str, model: dict, layers: list[int],
           include: list[str], out_dtype: str, max_tokens: int, max_seqs: int, ring_path: str,
           ring: RingLayout, versions: dict, load_ms: float, transport: str = "shm",
           kernels: str = "eager", startup_ms: dict[str, float] | None = None) -> dict:
     return {"type": "ready", "protocol": PROTOCOL_VERSION, "pid": pid, "device": device,
-            "backend": backend, "kernels": kernels, "dtype": dtype, "model": model, "layers": layers, "include": include,
+            "backend": backend, "kernels": kernels, "precision": precision, "model": model, "layers": layers, "include": include,
             "outDtype": out_dtype, "maxTokens": max_tokens, "maxSeqs": max_seqs,
             "ring": {"path": ring_path, "transport": transport, **ring.to_wire()}, "versions": versions, "loadMs": load_ms,
             "startupMs": startup_ms or {}}

@@ -14,7 +14,7 @@ import tempfile
 import threading
 
 from . import protocol as P
-from .errors import EmbedWorkerError
+from ..errors import EmbedWorkerError
 
 ACCEPT_TIMEOUT_S = 60.0
 """How long the first batch waits for the orchestrator's connection (it connects right after READY)."""

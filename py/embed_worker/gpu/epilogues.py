@@ -23,7 +23,8 @@ docs/decisions/quack-epilogues.md).
 from __future__ import annotations
 
 import functools
-import weakref
+from types import MappingProxyType
+from typing import Mapping
 
 import torch
 
@@ -33,12 +34,13 @@ QUACK_ACTIVATIONS = {"erf": "gelu_erf", "tanh": "gelu_tanh_approx"}
 # Tile configs per (GEMM, K, N) as config specs (parse_config), measured at the power cap
 # inside the whole forward (docs/decisions/quack-epilogues.md). "fc1" and "qkv" run on quack always (no entry: quack's SM90 default,
 # 128x192 pingpong, cluster 2x1); an "out" or "fc2" entry moves that GEMM from cuBLAS to quack.
-CONFIGS: dict[tuple[str, int, int], str] = {
+# Frozen: an experiment passes its own table to gpu.arrange.arrange(..., configs=...).
+CONFIGS: Mapping[tuple[str, int, int], str] = MappingProxyType({
     # 650M (D = 1280): at the power cap both beat cuBLAS by 1-2% alone and the forward by 0.65%
     # (158.1 -> 157.1 ms per 65k-token batch, A/B inside one run; commit b3fc3c4)
     ("out", 1280, 1280): "192x128p@1x2",
     ("fc2", 5120, 1280): "192x128p@1x2",
-}
+})
 
 
 def parse_config(spec: str) -> dict:
@@ -61,10 +63,10 @@ def gemm_config(spec: str):
     return GemmConfig(**parse_config(spec))
 
 
-def config_for(op: str, weight: torch.Tensor):
-    """The pinned GemmConfig for this GEMM's shape (weight [N, K]), or None (quack's default for
-    FC1/QKV; cuBLAS for out/FC2)."""
-    spec = CONFIGS.get((op, weight.shape[1], weight.shape[0]))
+def config_for(op: str, weight: torch.Tensor, configs: Mapping[tuple[str, int, int], str] = CONFIGS):
+    """The pinned GemmConfig for this GEMM's shape (weight [N, K]) in `configs`, or None (quack's
+    default for FC1/QKV; cuBLAS for out/FC2)."""
+    spec = configs.get((op, weight.shape[1], weight.shape[0]))
     return None if spec is None else gemm_config(spec)
 
 
@@ -88,27 +90,24 @@ def unavailable(device: torch.device, dtype: torch.dtype) -> str | None:
     return None
 
 
-# Where a GEMM runs on quack (a CONFIGS entry) and its caller passes the residual stream, add the
-# GEMM's result into the stream in place through the epilogue's TMA reduce-add store instead of
-# writing it out for the add+LN pass to read back (linear's add_to).
-RESIDUAL_IN_PLACE = True
-
-
 def linear(op: str, a: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
-           add_to: torch.Tensor | None = None) -> torch.Tensor:
-    """a Wᵀ + b for the out-projection or FC2: quack's GEMM where CONFIGS pins one for this
+           add_to: torch.Tensor | None = None, *, configs: Mapping[tuple[str, int, int], str] = CONFIGS,
+           in_place: bool = True) -> torch.Tensor:
+    """a Wᵀ + b for the out-projection or FC2: quack's GEMM where `configs` pins one for this
     shape, else cuBLAS (F.linear); a new [T, N] tensor.
 
     add_to: the residual stream x [T, N], contiguous, same dtype. Where quack runs this GEMM and
-    RESIDUAL_IN_PLACE holds, x += a Wᵀ + b happens in place and x itself is returned: the
+    `in_place` holds (what runs; False writes the result out for the add+LN pass to read back,
+    an A/B arm of bench.py), x += a Wᵀ + b happens in place through the epilogue's TMA reduce-add
+    store and x itself is returned: the
     epilogue rounds a Wᵀ + b to x's dtype and the store adds it to x (one 16-bit add, rounded to
     nearest: the arithmetic of the add+LN kernel's x + o, without writing o and reading x and o
     back). Callers tell the cases apart by `result is add_to`."""
-    cfg = config_for(op, weight)
+    cfg = config_for(op, weight, configs)
     if cfg is None:
         return torch.nn.functional.linear(a, weight, bias)
     from quack.gemm_interface import gemm_tuned
-    if add_to is not None and RESIDUAL_IN_PLACE:
+    if add_to is not None and in_place:
         gemm_tuned.fn(a, weight.t(), add_to, None, bias=bias, add_to_output=True, config=cfg)
         return add_to
     out = torch.empty(a.shape[0], weight.shape[0], dtype=a.dtype, device=a.device)
@@ -167,57 +166,3 @@ def qkv_rope(h: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, pos: tor
     from .quack_epi import qkv_rope_bias
     return qkv_rope_bias(h, weight.t(), tuned=False, config=config_for("qkv", weight), pos=pos, freq=freq,
                          bias=bias)["D"]
-
-
-# Model widths whose LayerNorms before QKV and FC1 are applied in those GEMMs' epilogues instead of
-# by a pass that writes LN(x) [T, D] for them to read: a statistics pass (kernels.ln_stats) reads x
-# and writes two floats per row; the GEMM reads x with gamma folded into its weight (fold_norm).
-DEFERRED_LN: set[int] = set()
-
-_folds: "weakref.WeakKeyDictionary[torch.nn.Linear, tuple]" = weakref.WeakKeyDictionary()
-
-
-def fold_norm(norm: torch.nn.LayerNorm, lin: torch.nn.Linear) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(W', wg, wb) for a GEMM that reads x instead of LN(x): W' = W diag(gamma) in the weight's
-    dtype [N, K], wg = the row sums of W' as stored, wb = W beta + b (fp32 [N] each; sums in fp64),
-    so that LN(x) Wᵀ + b = rstd (x W'ᵀ) - rstd mean wg + wb. Kept per Linear (and the norm's
-    storage) until drop_folds: whoever changes the weights in place (the q/k row interleave of
-    use_kernels) drops them. (Version counters would say so by themselves, but parameters made
-    under inference mode have none.)"""
-    key = (lin.weight.data_ptr(), norm.weight.data_ptr(), norm.bias.data_ptr())
-    hit = _folds.get(lin)
-    if hit is not None and hit[0] == key:
-        return hit[1]
-    w = lin.weight.detach().double()
-    wp = (w * norm.weight.detach().double()[None, :]).to(lin.weight.dtype)
-    wg = wp.double().sum(1).float()
-    wb = w @ norm.bias.detach().double()
-    if lin.bias is not None:
-        wb = wb + lin.bias.detach().double()
-    folded = (wp, wg, wb.float())
-    _folds[lin] = (key, folded)
-    return folded
-
-
-def drop_folds(linears) -> None:
-    """Free fold_norm's copies of these layers' weights."""
-    for lin in linears:
-        _folds.pop(lin, None)
-
-
-def qkv_rope_ln(x: torch.Tensor, ls: torch.Tensor, lt: torch.Tensor, norm: torch.nn.LayerNorm,
-                lin: torch.nn.Linear, pos: torch.Tensor, freq: torch.Tensor) -> torch.Tensor:
-    """qkv_rope(LN(x), ...) from the residual stream x [T, D] and its statistics (kernels.ln_stats)."""
-    from .quack_epi import qkv_rope_ln as epi
-    wp, wg, wb = fold_norm(norm, lin)
-    return epi(x, wp.t(), tuned=False, config=config_for("qkv", lin.weight), pos=pos, freq=freq,
-               ls=ls, lt=lt, wg=wg, wb=wb)["D"]
-
-
-def fc1_ln_act(x: torch.Tensor, ls: torch.Tensor, lt: torch.Tensor, norm: torch.nn.LayerNorm,
-               lin: torch.nn.Linear, activation: str) -> torch.Tensor:
-    """fc1_act(LN(x), ...) from the residual stream x [T, D] and its statistics (kernels.ln_stats)."""
-    from . import quack_epi
-    epi = getattr(quack_epi, f"fc1_ln_gelu_{activation}")  # one per model.ACTIVATIONS name
-    wp, wg, wb = fold_norm(norm, lin)
-    return epi(x, wp.t(), tuned=False, config=config_for("fc1", lin.weight), ls=ls, lt=lt, wg=wg, wb=wb)["D"]

@@ -1,4 +1,4 @@
-"""`python -m embed_worker.doctor`: what this Python can do for embed, as JSON on stdout.
+"""`python -m embed_worker.tools.doctor`: what this Python can do for embed, as JSON on stdout.
 Each problem comes with a fix hint. Never raises: a missing torch is itself a finding."""
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ def report() -> dict:
                        "memoryGiB": round(torch.cuda.get_device_properties(i).total_memory / 2**30, 1)}
                       for i in range(torch.cuda.device_count())] if out["cuda"] else []
     try:
-        from . import attention
+        from ..esm2 import attention
         out["attention"] = {"cpu": attention.backend_for(torch.device("cpu"))}
         if out["cuda"]:
             out["attention"]["cuda"] = attention.backend_for(torch.device("cuda", 0))
@@ -34,8 +34,8 @@ def report() -> dict:
         out["kernels"] = {"triton": triton.__version__, "gpu": "triton", "cpu": "eager"}
     except Exception:
         out["kernels"] = {"triton": None, "gpu": "compile", "cpu": "eager"}
-    if out["cuda"]:  # what `--kernels auto` gives a GPU worker (model.gpu_kernels, as the worker)
-        from .model import gpu_kernels
+    if out["cuda"]:  # what `--kernels auto` gives a GPU worker (gpu.arrange.gpu_kernels, as the worker)
+        from ..gpu.arrange import gpu_kernels
         kind, notes = gpu_kernels("auto", torch.device("cuda", 0), torch.float16)
         out["kernels"]["gpu"] = kind
         out["kernels"]["quack"] = "fp16/bf16: FC1+GELU and QKV+rotary as quack GEMMs" if kind == "quack" else None
@@ -44,8 +44,8 @@ def report() -> dict:
                 out["kernels"]["quack"] = what
             else:
                 out["problems"].append({"what": what, "hint": hint, "severity": "warn"})
-        if kind == "quack":  # what batches of long sequences get under quack (model.use_kernels)
-            from .attention import LONG_MIN_LEN, flash4
+        if kind == "quack":  # what batches of long sequences get under quack (gpu.arrange.arrange)
+            from ..gpu.long_attention import LONG_MIN_LEN, flash4
             fn, why = flash4()
             out.setdefault("attention", {})["long"] = (f"flash-attn-4 for batches with sequences > {LONG_MIN_LEN} tokens "
                                                        "(loaded only when --truncate allows them)"

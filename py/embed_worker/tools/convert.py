@@ -1,4 +1,4 @@
-"""`python -m embed_worker.convert SOURCE --to hdf5|parquet|npy|virnucpro`: embeddings embed wrote,
+"""`python -m embed_worker.tools.convert SOURCE --to hdf5|parquet|npy|virnucpro`: embeddings embed wrote,
 in any of its formats, in the formats their users load (layouts: README "Output formats").
 
 SOURCE is a complete store (the native npy layout), or an HDF5 file or Parquet directory that embed
@@ -30,11 +30,11 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import EmbedWorkerError
+from ..errors import EmbedWorkerError
 from . import sources
 from .sources import (HDF5_FORMAT, VIRNUCPRO_FILE, BadOptions, ConvertError, Source, require_package,
                       open_source, record_chunks, row_chunks)
-from .protocol import OUTPUT_KINDS
+from ..wire.protocol import OUTPUT_KINDS
 
 FORMATS = ("npy", "hdf5", "parquet", "virnucpro")
 VIRNUCPRO_PER_FILE = 10_000
@@ -393,7 +393,7 @@ def _convert(store: Source, fmt: str, out: str | Path | None, layer: int | None,
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m embed_worker.convert", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="python -m embed_worker.tools.convert", description=__doc__.split("\n\n")[0])
     p.add_argument("source", help="a store directory, an HDF5 file or a Parquet directory embed wrote")
     p.add_argument("--to", required=True, choices=FORMATS)
     p.add_argument("--out", "-o", default=None, help="file (hdf5) or directory (parquet, npy, virnucpro); default: next to SOURCE")

@@ -11,14 +11,8 @@ CUDA kernels: torch.nn.attention.varlen alone imports torch._dynamo, seconds of 
   "torch-varlen"  torch.nn.attention.varlen.varlen_attn     CUDA, fp16/bf16 (torch >= 2.10)
   "exact"         per-sequence matmul + fp32 softmax        any device / dtype
 The exact path is used on CPU always, and on CUDA for fp32 (the fused kernels
-only take half precision).
-
-For batches of long sequences the "quack" arrangement adds FlashAttention-4's CuTe-DSL varlen
-kernel (package flash-attn-4, imported as flash_attn.cute; it needs the CuTe DSL that quack
-needs): `flash4()` loads it. Measured per batch on an H200 (docs/decisions/flashattention4-long.md): 20-30% faster than torch's varlen kernel once the longest sequence
-passes ~512 tokens, slower below that (its 192-row tiles waste more on shorter sequences); the
-sequence-aligned Triton kernel (kernels.aligned_attention) now beats it up to 1,024, hence
-LONG_MIN_LEN.
+only take half precision). The GPU arrangements (embed_worker.gpu) add their own Triton kernels
+and FlashAttention-4 for batches of long sequences; the reference model needs only these.
 """
 from __future__ import annotations
 
@@ -26,7 +20,7 @@ import functools
 
 import torch
 
-from .errors import BackendUnavailable
+from ..errors import BackendUnavailable
 
 EXACT = "exact"
 
@@ -57,12 +51,6 @@ def __getattr__(name: str):
 
 
 _HALF = (torch.float16, torch.bfloat16)
-
-# Batches whose longest sequence (with <cls>/<eos>) exceeds this go to flash4() where loaded; up to
-# it the aligned Triton kernel is faster (docs/decisions/flashattention4-long.md: 5-7% at 823-998 tokens,
-# even at 1,024 for D = 1280 and 7% faster for D = 2560), so with ESM-2's default truncation
-# (1,022 residues) FA4 takes only sequences longer than the aligned kernel's range.
-LONG_MIN_LEN = 1024
 
 
 def backend_for(device, dtype: torch.dtype | None = None) -> str:
@@ -107,20 +95,3 @@ def varlen_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
     raise BackendUnavailable(
         f"no variable-length attention kernel for CUDA {q.dtype} (torch {torch.__version__})",
         "install flash-attn (pip install flash-attn) or upgrade to torch >= 2.10, or use --precision fp32")
-
-
-def flash4():
-    """(f, None) with f(q, k, v, cu_seqlens int32, max_seqlen, scale) FlashAttention-4's varlen
-    forward, or (None, why) when it cannot load. Importing it takes seconds (the CuTe DSL), so
-    only the "quack" arrangement calls this."""
-    try:
-        from flash_attn.cute import flash_attn_varlen_func
-    except Exception as e:  # ImportError, or the CuTe DSL failing to load its libraries
-        return None, f"flash-attn-4 does not import ({type(e).__name__}: {str(e)[:200]})"
-
-    def run(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, cu_seqlens: torch.Tensor,
-            max_seqlen: int, scale: float = 1.0) -> torch.Tensor:
-        return flash_attn_varlen_func(q, k, v, cu_seqlens_q=cu_seqlens, cu_seqlens_k=cu_seqlens,
-                                      max_seqlen_q=max_seqlen, max_seqlen_k=max_seqlen,
-                                      softmax_scale=scale)[0]
-    return run, None

@@ -47,7 +47,7 @@ def _tanh_gelu(x: torch.Tensor) -> torch.Tensor:
     return torch.nn.functional.gelu(x, approximate="tanh")
 
 
-# name -> (out of place, for the eager/compiled block; in place, for fused.py). Only "erf" is
+# name -> (out of place, for the eager/compiled block; in place, for gpu/fused.py). Only "erf" is
 # ESM-2; "tanh" exists so that tests can inject the bug VirNucPro shipped (worker FAULTS).
 ACTIVATIONS = {
     "erf": (gelu, torch._C._nn.gelu_),
@@ -58,30 +58,6 @@ ACTIVATIONS = {
 def default_inv_freq(head_dim: int) -> torch.Tensor:
     """Rotary inverse frequencies 1 / 10000^(2i/Dh), fp32, [Dh/2]."""
     return 1.0 / (10000 ** (torch.arange(0, head_dim, 2, device="cpu").float() / head_dim))
-
-
-def gpu_kernels(want: str, device: torch.device, dtype: torch.dtype) -> tuple[str, list[tuple[str, str, str]]]:
-    """What a GPU worker asked for `want` (auto | quack | triton | compile | eager) runs: "auto"
-    and "quack" take "quack" where epilogues.unavailable allows it, else "triton"; "triton" and
-    "quack" need Triton, else torch.compile. Also returns what to tell the user, as (level,
-    message, hint): a warning where an explicit choice cannot be honoured."""
-    notes: list[tuple[str, str, str]] = []
-    if want in ("auto", "quack"):
-        from . import epilogues
-        why = epilogues.unavailable(device, dtype)
-        if why is not None:
-            notes.append(("warn" if want == "quack" else "info",
-                          f"quack's fused-epilogue GEMMs off: {why}; running --kernels triton (cuBLAS)",
-                          "pip install quack-kernels==0.6.5 'nvidia-cutlass-dsl[cu13]' (Hopper GPUs; 5-14% faster)"))
-        want = "quack" if why is None else "triton"
-    if want in ("triton", "quack"):
-        try:
-            import triton  # noqa: F401
-        except ImportError:
-            notes.append(("warn", "triton is not installed; running the blocks with torch.compile instead",
-                          "pip install triton (it ships with CUDA builds of torch)"))
-            return "compile", notes
-    return want, notes
 
 
 def rotate_half(x: torch.Tensor) -> torch.Tensor:
@@ -160,71 +136,18 @@ class ESM2(nn.Module):
         # model to fp16/bf16 never touches it. weights.py replaces it with the checkpoint's values.
         self.inv_freq = default_inv_freq(cfg.embed_dim // cfg.attention_heads)  # [Dh/2]
         self._rot_tables: dict[torch.device, tuple[torch.Tensor, torch.Tensor]] = {}
-        self.step = block_step
-        self.kernels = "eager"  # eager | compile | triton | quack (see use_kernels)
         self.activation = "erf"  # the FFN activation's ACTIVATIONS name (see set_activation)
-        # attention for batches of long sequences in fused.py (attention.flash4), or None
-        self.long_attention = None
-        self.long_attention_off: str | None = None  # why it is None under "quack"
-
-    def use_kernels(self, kind: str, longest: int | None = None) -> None:
-        """How blocks run: "eager" (PyTorch ops, the reference arrangement), "compile"
-        (torch.compile of one block graph), "triton" (fused.py: cuBLAS GEMMs, varlen attention
-        and the Triton kernels in kernels.py) or "quack" (fused.py with FC1+GELU and QKV+rotary
-        as quack GEMMs with fused epilogues, epilogues.py, and FlashAttention-4 for batches of
-        long sequences where it loads, attention.flash4). "quack" keeps each q and k head's
-        projection rows in interleaved rotary order (epilogues.interleave_qk_rows) while it is
-        on; any other choice restores the checkpoint's order exactly. `longest` (tokens, BOS and
-        EOS included; None: unknown) leaves FlashAttention-4 out where no batch can need it (the
-        default truncation never does): importing and compiling it costs seconds of start-up."""
-        if kind not in ("eager", "compile", "triton", "quack"):
-            raise ValueError(f"unknown kernels {kind!r}")
-        if kind in ("triton", "quack"):
-            from . import fused  # noqa: F401  (needs triton: fail here, not mid-run)
-        if kind == "quack" and self.kernels != "quack":
-            from . import quack_epi  # noqa: F401  (needs quack: likewise)
-            from .attention import LONG_MIN_LEN, flash4
-            self._interleave_qk(False)
-            self._refresh_quack_freq()
-            self._fold_norms()
-            self.long_attention, self.long_attention_off = (
-                flash4() if longest is None or longest > LONG_MIN_LEN else (None, None))
-        elif kind != "quack" and self.kernels == "quack":
-            self._interleave_qk(True)
-            self.long_attention, self.long_attention_off = None, None
-        self.step = block_step
-        if kind == "compile":
-            self.compile_blocks()
-        self.kernels = kind
-
-    def _refresh_quack_freq(self) -> None:
-        """The fused projection's per-column rotary frequencies for the quack QKV epilogue."""
-        from .epilogues import rope_freq_table
-        first = self.layers[0]
-        self.quack_freq = rope_freq_table(self.inv_freq, first.n_heads, first.head_dim, first.qkv.weight.device)
-
-    def _fold_norms(self) -> None:
-        """The weight copies with LayerNorm's gamma folded in, where "quack" defers LayerNorm into
-        the QKV and FC1 epilogues (epilogues.DEFERRED_LN): made now, so that the token budget
-        sized after use_kernels sees their memory."""
-        from .epilogues import DEFERRED_LN, fold_norm
-        if self.cfg.embed_dim in DEFERRED_LN:
-            for layer in self.layers:
-                fold_norm(layer.attn_norm, layer.qkv)
-                fold_norm(layer.ffn_norm, layer.fc1)
-
-    def _interleave_qk(self, inverse: bool) -> None:
-        from .epilogues import drop_folds, interleave_qk_rows
-        drop_folds(lin for layer in self.layers for lin in (layer.qkv, layer.fc1))  # stale, or unused
-        for layer in self.layers:
-            interleave_qk_rows(layer.qkv, layer.n_heads, layer.head_dim, inverse=inverse)
-
-    def compile_blocks(self) -> None:
-        """torch.compile the block (dynamic shapes: token count and max length vary per batch).
-        Inductor fuses LayerNorm, rotary, bias+erf-GELU and residual adds around the cuBLAS
-        GEMMs and the varlen attention kernel; measured +29% (3B) and +48% (650M) tokens/s on an
-        H200 (docs/decisions/triton-layernorm.md)."""
-        self.step = torch.compile(block_step, dynamic=True)
+        # How the blocks run: this file's loop, self.step on each block, unless a GPU arrangement
+        # (embed_worker.gpu.arrange, which the worker applies; this package never imports it)
+        # installs its own. The fields below are the arrangement's, kept on the model so that one
+        # object carries them; the reference model only reads `step` and `run_blocks`.
+        self.kernels = "eager"  # eager | compile | triton | quack: the arrangement's name
+        self.step = block_step  # one block (the "compile" arrangement compiles it)
+        self.run_blocks = None  # a replacement for the whole loop (forward's call below), or None
+        self.long_attention = None  # attention for batches of long sequences, or None
+        self.long_attention_off: str | None = None  # why it is None where it was wanted
+        self.arrangement = None  # the arrangement's own settings (opaque here)
+        self.derived: dict[str, torch.Tensor] = {}  # tables derived from inv_freq (set_inv_freq empties it)
 
     def set_activation(self, name: str) -> None:
         """The FFN activation of every block, in every arrangement: "erf" (ESM-2's, the default)
@@ -235,9 +158,8 @@ class ESM2(nn.Module):
 
     def set_inv_freq(self, inv_freq: torch.Tensor) -> None:
         self.inv_freq = inv_freq.detach().to(device="cpu", dtype=torch.float32).clone()
-        if self.kernels == "quack":
-            self._refresh_quack_freq()
         self._rot_tables = {}
+        self.derived = {}
 
     def rotary_tables(self, n_pos: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
         """cos, sin [P, Dh/2] fp32 of position x inverse frequency for positions 0..P-1
@@ -292,9 +214,8 @@ class ESM2(nn.Module):
         kept0 = keep(0, x)
 
         last = max(want) if want else 0
-        if last > 0 and self.kernels in ("triton", "quack"):
-            from .fused import run_blocks
-            run_blocks(self, x.clone() if kept0 else x, pos, seq_id, cu_seqlens, max_seqlen, last, keep)
+        if last > 0 and self.run_blocks is not None:
+            self.run_blocks(self, x.clone() if kept0 else x, pos, seq_id, cu_seqlens, max_seqlen, last, keep)
         elif last > 0:
             cos, sin = self.rotary(pos, max_seqlen, x.dtype)  # [T, 1, Dh] each
             for i, layer in enumerate(self.layers[:last]):

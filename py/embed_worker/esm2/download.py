@@ -15,8 +15,8 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from . import log
-from .errors import ModelNotFound
+from .. import log
+from ..errors import ModelNotFound
 from .registry import KNOWN, torch_hub_checkpoints
 
 DEFAULT_BASE = "https://dl.fbaipublicfiles.com/fair-esm/models"

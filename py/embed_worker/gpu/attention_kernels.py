@@ -1,163 +1,23 @@
-"""Triton kernels for the GPU fast path: the memory-bound steps between the GEMMs.
+"""Triton attention kernels for the GPU fast path: softmax(scale q kᵀ) v within each packed
+sequence, for batches where the varlen flash kernel's one tile per sequence leaves most of each
+tile empty.
 
-The GEMMs (cuBLAS) run near the H200's ceiling; what is left of an ESM-2 layer is moving [T, D]
-activations through HBM, and attention over short sequences, where the varlen flash kernel's one
-tile per sequence leaves most of each tile empty. These kernels make each such step one pass:
-
-  add_layer_norm(x, d, ln) -> (s, h)   s = x + d (written over d), h = LN(s)      [T, D]
-  layer_norm(x, ln)        -> h        h = LN(x)                                   [T, D]
-  ln_stats(x, eps[, d])    -> (y, s, t)  y = x (or x + d, written over d); per row rstd and
-                                       rstd * mean of y, fp32 [T] each: LN(y) without writing it,
-                                       for a GEMM that normalises in its epilogue (DEFERRED_LN)
-  packed_attention(q, k, v, seq_id, cu)  softmax(q k^T) v within each sequence, for batches of
-                                       short sequences (tiles of consecutive packed tokens)
+  packed_attention(q, k, v, seq_id, cu)  for batches of short sequences (tiles of consecutive
+                                       packed tokens, keys masked to the row's sequence)
   aligned_attention(q, k, v, cu, scale, table, max_seqlen)  the same on tiles of one sequence's
                                        rows (block_table), keys of that sequence only
-  rotary_(qkv, pos, table, heads, q_scale)   in place on the fused projection [T, 3D]:
-                                       q = rotary(q * q_scale), k = rotary(k); v untouched
 
-Arithmetic is fp32 inside every kernel; results are stored in the activations' dtype. LayerNorm is
-taken of the sum as stored (rounded to the dtype), so h is exactly LN of the residual stream the
-next layer adds to. The rotary cos/sin come from a table computed by PyTorch in fp32 (the same
-values the reference computes), not from an approximate in-kernel cos.
+Arithmetic is fp32 inside (online softmax in base 2); results are stored in q's dtype. This file
+imports only torch and triton (no package modules): bench/bench.py loads another revision's copy
+of it by path (--base-kernels) to A/B the kernels and their launch options.
 
-Importing this module needs `triton`; on a machine without a GPU the kernels run under
-TRITON_INTERPRET=1 (the tests do this), so they are checked in CI against the plain PyTorch path.
+Importing this module needs `triton`; without a GPU the kernels run under TRITON_INTERPRET=1.
 """
 from __future__ import annotations
 
 import torch
 import triton
 import triton.language as tl
-
-
-# Token counts vary per batch: do_not_specialize keeps one compiled kernel for all of them
-# (Triton would otherwise compile a variant for counts divisible by 16 on first sight, mid-run).
-@triton.jit(do_not_specialize=["n_rows"])
-def _add_ln_kernel(X, D, W, B, S, H, RS, RT, n_rows, n_cols, eps,
-                   HAS_DELTA: tl.constexpr, STATS: tl.constexpr, ROWS: tl.constexpr, BLOCK: tl.constexpr):
-    rows = tl.program_id(0) * ROWS + tl.arange(0, ROWS)[:, None]  # [ROWS, 1]
-    cols = tl.arange(0, BLOCK)[None, :]  # [1, BLOCK]
-    cmask = cols < n_cols
-    mask = (rows < n_rows) & cmask
-    off = rows.to(tl.int64) * n_cols + cols
-    x = tl.load(X + off, mask=mask, other=0.0)
-    if HAS_DELTA:
-        x = (x.to(tl.float32) + tl.load(D + off, mask=mask, other=0.0).to(tl.float32)).to(S.dtype.element_ty)
-        tl.store(S + off, x, mask=mask)
-    x = x.to(tl.float32)
-    mean = tl.sum(x, axis=1) / n_cols  # [ROWS]
-    xc = tl.where(cmask, x - mean[:, None], 0.0)
-    var = tl.sum(xc * xc, axis=1) / n_cols
-    rstd = 1.0 / tl.sqrt(var + eps)
-    if STATS:  # LN(x) = x * rstd - rstd * mean, applied by whoever reads x next
-        r = tl.program_id(0) * ROWS + tl.arange(0, ROWS)
-        tl.store(RS + r, rstd, mask=r < n_rows)
-        tl.store(RT + r, rstd * mean, mask=r < n_rows)
-    else:
-        w = tl.load(W + cols, mask=cmask, other=0.0).to(tl.float32)
-        b = tl.load(B + cols, mask=cmask, other=0.0).to(tl.float32)
-        tl.store(H + off, (xc * rstd[:, None] * w + b).to(H.dtype.element_ty), mask=mask)
-
-
-# Launch shapes, measured on a GPU as single calls, at the power cap and inside the forward
-# (docs/decisions/triton-layernorm.md). LayerNorm: one row per program
-# at 650M's and 3B's widths, one warp per 1,024 padded elements (32 per thread): the plain pass
-# (650M's boundaries) at 3.75-3.8 TB/s (2 warps at D = 1280; 4 at 2560) against 3.1 with 8 warps
-# (650M forward -1.0% for 8 -> 4 warps, commit 8f15bc7; 4 -> 2 at D = 1280 another -0.1 to -0.7%,
-# a11e010); add+LN runs at 4.1 TB/s with any of these (docs/decisions/triton-layernorm.md).
-LN_ELEMS = 2048  # elements per program (rows x padded width; one row when a row is wider)
-LN_WARPS: int | None = None  # None: one warp per LN_WARP_ELEMS of the program's elements
-LN_WARP_ELEMS = 1024
-ROT_TOKENS, ROT_PAIRS, ROT_WARPS = 8, 256, 4
-
-
-def _ln_launch(n_cols: int) -> tuple[int, int, int]:
-    """(rows per program, block width, warps)."""
-    block = triton.next_power_of_2(n_cols)
-    rows = max(1, LN_ELEMS // block)
-    warps = LN_WARPS or max(1, min(8, rows * block // LN_WARP_ELEMS))
-    return rows, block, warps
-
-
-def _add_ln(x: torch.Tensor, d: torch.Tensor | None, norm: torch.nn.LayerNorm | None, eps: float,
-            stats: bool) -> tuple[torch.Tensor, ...]:
-    """(s, LN(s)) or with stats (s, rstd, rstd * mean) for s = x, or x + d stored over d."""
-    if not x.is_contiguous() or (d is not None and not d.is_contiguous()) or x.dim() != 2:
-        raise ValueError("layer norm kernel takes contiguous [T, D] tensors")
-    n_rows, n_cols = x.shape
-    s = d if d is not None else x
-    if stats:
-        h, w, b = x, x, x  # not read or written
-        rs, rt = (torch.empty(n_rows, dtype=torch.float32, device=x.device) for _ in range(2))
-    else:
-        h, w, b = torch.empty_like(x), norm.weight, norm.bias
-        rs = rt = x  # not read or written (no allocation on the per-layer path)
-    rows, block, warps = _ln_launch(n_cols)
-    if n_rows:
-        _add_ln_kernel[(triton.cdiv(n_rows, rows),)](
-            x, s, w, b, s, h, rs, rt, n_rows, n_cols, eps,
-            HAS_DELTA=d is not None, STATS=stats, ROWS=rows, BLOCK=block, num_warps=warps)
-    return (s, rs, rt) if stats else (s, h)
-
-
-def add_layer_norm(x: torch.Tensor, d: torch.Tensor, norm: torch.nn.LayerNorm) -> tuple[torch.Tensor, torch.Tensor]:
-    """(s, LN(s)) with s = x + d stored over d's memory (x is left untouched). [T, D] each."""
-    return _add_ln(x, d, norm, norm.eps, False)
-
-
-def layer_norm(x: torch.Tensor, norm: torch.nn.LayerNorm) -> torch.Tensor:
-    """LN(x) [T, D] in one pass."""
-    return _add_ln(x, None, norm, norm.eps, False)[1]
-
-
-def ln_stats(x: torch.Tensor, eps: float, d: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(y, rstd, rstd * mean) for the rows of y = x [T, D], or with d, of y = x + d stored over d
-    (x untouched), in one pass: LN(y)[r] = y[r] * s[r] - t[r], then the affine. Statistics fp32
-    [T] each, computed as layer_norm computes them."""
-    return _add_ln(x, d, None, eps, True)
-
-
-@triton.jit(do_not_specialize=["n_tok"])
-def _rotary_kernel(QKV, POS, COS, SIN, n_tok, dim, q_scale,
-                   HALF: tl.constexpr, BT: tl.constexpr, BJ: tl.constexpr):
-    t = tl.program_id(0) * BT + tl.arange(0, BT)[:, None]  # [BT, 1] token
-    j = tl.program_id(1) * BJ + tl.arange(0, BJ)[None, :]  # [1, BJ] index into the D/2 rotated pairs
-    part = tl.program_id(2)  # 0 = q, 1 = k
-    tmask = t < n_tok
-    jmask = j < dim // 2
-    mask = tmask & jmask
-    i = j % HALF  # frequency index inside the head
-    col = part * dim + (j // HALF) * (2 * HALF) + i
-    off = t.to(tl.int64) * (3 * dim) + col
-    x1 = tl.load(QKV + off, mask=mask, other=0.0).to(tl.float32)
-    x2 = tl.load(QKV + off + HALF, mask=mask, other=0.0).to(tl.float32)
-    if part == 0:
-        x1 = x1 * q_scale
-        x2 = x2 * q_scale
-    pos = tl.load(POS + t, mask=tmask, other=0)
-    toff = pos * HALF + i
-    c = tl.load(COS + toff, mask=mask, other=0.0)
-    s = tl.load(SIN + toff, mask=mask, other=0.0)
-    tl.store(QKV + off, (x1 * c - x2 * s).to(QKV.dtype.element_ty), mask=mask)
-    tl.store(QKV + off + HALF, (x2 * c + x1 * s).to(QKV.dtype.element_ty), mask=mask)
-
-
-def rotary_(qkv: torch.Tensor, pos: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
-            heads: int, q_scale: float) -> torch.Tensor:
-    """In place on qkv [T, 3D] (rows [q | k | v], heads of Dh = D/heads): q = rot(q * q_scale),
-    k = rot(k). pos [T] int32 (position inside its sequence); cos, sin [P, Dh/2] fp32 tables with
-    P > max(pos)."""
-    n_tok, three_d = qkv.shape
-    dim = three_d // 3
-    half = dim // heads // 2
-    if not qkv.is_contiguous() or three_d != 3 * dim or cos.shape[1] != half:
-        raise ValueError("rotary kernel takes a contiguous [T, 3D] projection and [P, Dh/2] tables")
-    bt, bj = ROT_TOKENS, ROT_PAIRS
-    if n_tok:
-        _rotary_kernel[(triton.cdiv(n_tok, bt), triton.cdiv(dim // 2, bj), 2)](
-            qkv, pos, cos, sin, n_tok, dim, q_scale, HALF=half, BT=bt, BJ=bj, num_warps=ROT_WARPS)
-    return qkv
 
 
 @triton.jit
