@@ -1,7 +1,10 @@
 /** The TypeScript API with the real worker and the test model: one Embedder reused across calls. */
 import { afterAll, beforeAll, describe, expect, setDefaultTimeout, test } from "bun:test";
+import { readdirSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Embedder, embed, InputError, type Embedding } from "../src/index.ts";
+import { OptionsError } from "../src/errors.ts";
 import { PACKAGE_ROOT } from "../src/config.ts";
 
 setDefaultTimeout(120_000);
@@ -84,6 +87,24 @@ describe("TypeScript API", () => {
     const err = await all(e.embed([{ id: "ok", sequence: "MKV" }, { id: "bad", sequence: "MK1" }])).catch((x) => x);
     expect(err).toBeInstanceOf(InputError);
     expect(err.message).toContain('"bad"');
+  });
+
+  test("bad FASTA text is an InputError naming <text> and the line; no temp file is written", async () => {
+    const before = readdirSync(tmpdir()).filter((f) => f.startsWith("embed-api-"));
+    const err = await all(e.embed(">ok\nMKV\n>bad\nMK1\n")).catch((x) => x);
+    expect(err).toBeInstanceOf(InputError);
+    expect(err.message).toContain("<text>:4");
+    expect(readdirSync(tmpdir()).filter((f) => f.startsWith("embed-api-"))).toEqual(before);
+  });
+
+  test("options are checked before a worker starts: --layers against the model's depth", async () => {
+    const err = await Embedder.create({ model: "test-tiny", layers: "5" }).catch((x) => x);
+    expect(err).toBeInstanceOf(OptionsError);
+    expect(err.message).toContain("layer 5 is out of range for a 2-layer model");
+  });
+
+  test("info names the compute precision", () => {
+    expect(e.info.precision).toBe("fp32");
   });
 
   test("the one-shot embed() starts and stops its own workers", async () => {

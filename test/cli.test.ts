@@ -9,6 +9,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { gzipSync } from "node:zlib";
 import { PACKAGE_ROOT, pythonBin } from "../src/config.ts";
+import { fakeRunEnv } from "./helpers.ts";
 
 // These tests spawn Python workers; torch alone takes seconds to import on 2 cores.
 setDefaultTimeout(120_000);
@@ -133,11 +134,37 @@ describe("embed run (real worker, test model)", () => {
     expect(r.stderr).not.toContain("ready");
   });
 
-  test("a layer out of range is a bad option (exit 2), reported by the worker", async () => {
+  test("--dry prints the budget the run will use, or says that each GPU worker decides it", async () => {
+    const cpu = JSON.parse((await embed(["run", EXAMPLE, "--dry", "--devices", "cpu", "--model", "test-tiny", "--layers", "0,-1"])).stdout);
+    expect(cpu).toMatchObject({ budget: 4096, budgetSource: "cpu-default", planBudget: 4096, layers: [0, 2] });
+    expect(cpu.modelShape).toEqual({ numLayers: 2, dim: 64, heads: 4, source: "table" });
+    // No GPU is needed to plan for one: CUDA_VISIBLE_DEVICES names it.
+    const gpu = JSON.parse((await embed(["run", EXAMPLE, "--dry", "--devices", "0"], undefined, { CUDA_VISIBLE_DEVICES: "GPU-0" })).stdout);
+    expect(gpu.devices).toEqual(["cuda:0"]);
+    expect(gpu.budget).toBeNull();
+    expect(gpu.budgetSource).toBe("gpu-worker");
+    expect(gpu.budgetRule).toContain("each GPU worker decides at start-up");
+    expect(gpu.planBudget).toBe(65536);
+    // A .pt file is described by the workers when they start.
+    const pt = JSON.parse((await embed(["run", EXAMPLE, "--dry", "--devices", "cpu", "--model", join(MODEL_DIR, "test-tiny.pt")])).stdout);
+    expect(pt.modelShape).toBeNull();
+    expect(pt.layers).toBeNull();
+  });
+
+  test("a layer out of range is a bad option (exit 2), refused before any worker starts", async () => {
     const r = await embed(["run", EXAMPLE, "-o", join(tmp, "bad-layer"), "--model", "test-tiny", "--layers", "7"]);
     expect(r.code).toBe(2);
-    expect(r.stderr).toContain("layer 7 is out of range");
-    expect(existsSync(join(tmp, "bad-layer", "manifest.json"))).toBe(false);
+    expect(r.stderr).toContain("--layers: layer 7 is out of range for a 2-layer model (test-tiny)");
+    expect(r.stderr).not.toContain("embedding with"); // no worker was started
+    expect(existsSync(join(tmp, "bad-layer"))).toBe(false); // nor the output claimed
+    const dry = await embed(["run", EXAMPLE, "--dry", "--model", "test-tiny", "--layers", "-4"]);
+    expect(dry.code).toBe(2);
+    expect(dry.stderr).toContain("layer -4 is out of range");
+    // A .pt file's depth is known once the worker has opened it: the worker reports it, exit 2 too.
+    const pt = await embed(["run", EXAMPLE, "-o", join(tmp, "bad-layer-pt"), "--model", join(MODEL_DIR, "test-tiny.pt"), "--layers", "7"]);
+    expect(pt.code).toBe(2);
+    expect(pt.stderr).toContain("layer 7 is out of range for a 2-layer model");
+    expect(existsSync(join(tmp, "bad-layer-pt", "manifest.json"))).toBe(false);
   });
 
   test("a model in no cache and no network exits 5, listing where it looked and the URL tried", async () => {
@@ -199,6 +226,15 @@ describe("bad input exits 3 with file:line, record id and a hint", () => {
     expect(r.code).toBe(3);
     expect(existsSync(join(out, "manifest.json"))).toBe(false);
   });
+
+  test("bad input is reported without waiting for the model to load", async () => {
+    // A worker that would take 10 minutes to say READY: the input error must come first.
+    const env = fakeRunEnv({ readyAfterMs: 600_000 });
+    const r = await embed(["run", fasta("bad3.fa", ">a\nMK\n>b\nMK1\n"), "-o", join(tmp, "badslow"), "--devices", "cpu"], undefined, env);
+    expect(r.code).toBe(3);
+    expect(r.stderr).toContain("bad3.fa:4");
+    expect(existsSync(join(tmp, "badslow", "manifest.json"))).toBe(false);
+  }, 60_000);
 
   test("duplicates kept distinct with --duplicate-ids rename", async () => {
     const r = await embed(["run", fasta("dup2.fa", ">x\nMK\n>x\nMV\n"), "--dry", "--duplicate-ids", "rename"]);

@@ -74,8 +74,13 @@ def main() -> int:
         return 1
     if fake.get("failStart") == "hang":  # never says READY
         time.sleep(3600)
-    if fake.get("readyAfterMs"):  # a slow model load
-        time.sleep(fake["readyAfterMs"] / 1000)
+    if fake.get("readyAfterMs"):  # a slow model load; ends with its orchestrator, as a real worker does
+        until = time.monotonic() + fake["readyAfterMs"] / 1000
+        parent = int(os.environ.get("EMBED_PARENT_PID", "0"))
+        while time.monotonic() < until:
+            if parent and os.getppid() != parent:
+                sys.exit(0)
+            time.sleep(0.05)
     if fake.get("failStart") == "exit":
         sys.stderr.write("fake worker: exiting before ready\n")
         return 3

@@ -1,0 +1,76 @@
+/**
+ * resolveRun: every option checked and every `auto` decided in one place, before any worker
+ * starts (no Python is started by these tests).
+ */
+import { describe, expect, test } from "bun:test";
+import { join } from "node:path";
+import { PACKAGE_ROOT } from "../src/config.ts";
+import { ExitCode, OptionsError } from "../src/errors.ts";
+import { resolveRun } from "../src/resolve.ts";
+import { CPU_AUTO_TOKENS } from "../src/workers/session.ts";
+
+const GPU = [{ index: "0", name: "H100", memoryMiB: 81559 }];
+const base = { inputs: ["x.fa"], devices: "cpu" };
+
+function optionsError(f: () => unknown): OptionsError {
+  try {
+    f();
+  } catch (e) {
+    expect(e).toBeInstanceOf(OptionsError);
+    return e as OptionsError;
+  }
+  throw new Error("no error thrown");
+}
+
+describe("resolveRun", () => {
+  test("--layers is checked against a named model's depth", () => {
+    const e = optionsError(() => resolveRun({ ...base, model: "test-tiny", layers: "0,7" }));
+    expect(e.exitCode).toBe(ExitCode.badOptions);
+    expect(e.message).toBe("--layers: layer 7 is out of range for a 2-layer model (test-tiny)");
+    expect(e.hint).toBe("use 0..2, or -1 for the last layer");
+    expect(optionsError(() => resolveRun({ ...base, layers: "-40" })).message).toContain("for a 33-layer model (esm2_t33_650M_UR50D)");
+  });
+
+  test("a known model gives absolute layers and its shape", () => {
+    const r = resolveRun({ ...base, model: "test-tiny", layers: "0,-1" });
+    expect(r.layers).toEqual([0, 2]);
+    expect(r.model).toMatchObject({ numLayers: 2, dim: 64, heads: 4, source: "table" });
+  });
+
+  test("a Hugging Face folder is described by its config.json", () => {
+    const r = resolveRun({ ...base, model: join(PACKAGE_ROOT, ".models", "test-tiny"), layers: "-1" });
+    expect(r.model).toMatchObject({ numLayers: 2, dim: 64, source: "config.json" });
+    expect(r.layers).toEqual([2]);
+  });
+
+  test("a model known only at start-up (a .pt file) leaves --layers to the worker", () => {
+    const r = resolveRun({ ...base, model: join(PACKAGE_ROOT, ".models", "test-tiny.pt"), layers: "9" });
+    expect(r.model).toBeUndefined();
+    expect(r.layers).toBeUndefined();
+  });
+
+  test("the token budget: an option, the CPU default, or each GPU worker's rule", () => {
+    expect(resolveRun({ ...base, maxTokens: "500" }).budget).toMatchObject({ tokens: 500, source: "option" });
+    expect(resolveRun(base).budget).toMatchObject({ tokens: CPU_AUTO_TOKENS, source: "cpu-default" });
+    const gpu = resolveRun({ ...base, devices: "0" }, GPU);
+    expect(gpu.devices.map((d) => d.kind)).toEqual(["cuda"]);
+    expect(gpu.budget.tokens).toBeNull();
+    expect(gpu.budget.source).toBe("gpu-worker");
+    expect(gpu.budget.rule).toContain("free");
+    expect(resolveRun({ ...base, devices: "0", maxTokens: "8192" }, GPU).budget.tokens).toBe(8192);
+  });
+
+  test("precision auto: fp32 on CPU, fp16 on GPU; an explicit one is kept", () => {
+    expect(resolveRun(base).precision).toBe("fp32");
+    expect(resolveRun({ ...base, devices: "0" }, GPU).precision).toBe("fp16");
+    expect(resolveRun({ ...base, precision: "bf16" }).precision).toBe("bf16");
+  });
+
+  test("--shard is read as --slice; the two must agree", () => {
+    const r = resolveRun({ ...base, shard: "2/4" });
+    expect(r.cfg.slice).toEqual({ index: 2, count: 4 });
+    expect(r.cfg.shard).toBeUndefined();
+    expect(resolveRun({ ...base, slice: "3/4" }).cfg.slice).toEqual({ index: 3, count: 4 });
+    expect(optionsError(() => resolveRun({ ...base, slice: "1/4", shard: "2/4" })).message).toContain("disagree");
+  });
+});
