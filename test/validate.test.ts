@@ -140,6 +140,13 @@ describe("embed validate", () => {
     });
   }
 
+  test("a layer the model does not have is a bad option, refused before the input is read or a worker starts", async () => {
+    const r = await validate(["--layers", "3"]);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain("--layers: layer 3 is out of range for a 2-layer model (test-tiny)");
+    expect(r.stderr).not.toContain("validating");
+  });
+
   test("two layers at once is a bad option", async () => {
     const r = await validate(["--layers", "0,-1"]);
     expect(r.code).toBe(2);
