@@ -6,12 +6,14 @@
  * torch), and `inspectStore` describes a store, complete or not, without starting Python.
  * Layouts: README "Output formats".
  */
-import { closeSync, existsSync, openSync, readdirSync, readFileSync, readSync, statSync } from "node:fs";
-import { join, resolve } from "node:path";
+import { closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, readSync, rmdirSync, statSync } from "node:fs";
+import { dirname, join, resolve, sep } from "node:path";
 import { FORMATS, isFormat, type Format } from "../config.ts";
 import { EmbedError, ExitCode, OptionsError, OutputError } from "../errors.ts";
 export { FORMATS, isFormat, type Format };
+import { lockStore, type StoreLock } from "./lock.ts";
 import { parseNpyHeader } from "./npy.ts";
+import { commandLine } from "./ownership.ts";
 import { pythonJson } from "../workers/python.ts";
 import { MANIFEST, RUN_STATE, SHARDS } from "./store.ts";
 import { checkStore, DAMAGED_HINT, damagedError, type CheckedManifest, type Damage } from "./verify.ts";
@@ -60,7 +62,8 @@ export async function convertStore(source: string, format: Format, opts: Convert
   if (!isFormat(format)) throw new OptionsError(`--to ${String(format)}: unknown format`, `choose from ${FORMATS.join(", ")}`);
   const abs = resolve(source);
   if (!existsSync(abs)) throw new OutputError(`${abs} does not exist`, `give ${CONVERT_SOURCES}`);
-  if (statSync(abs).isDirectory()) {
+  const isDir = statSync(abs).isDirectory();
+  if (isDir) {
     // An unfinished store is told here, where its committed shards can be counted.
     const info = inspectStore(abs);
     if (info.state === "unfinished") throw notComplete(info);
@@ -71,9 +74,52 @@ export async function convertStore(source: string, format: Format, opts: Convert
   if (opts.out !== undefined) args.push("--out", resolve(opts.out));
   if (opts.layer !== undefined) args.push(`--layer=${opts.layer}`);
   if (opts.kind !== undefined) args.push("--kind", opts.kind);
-  const r = await pythonJson<ConvertSummary>("embed_worker.tools.convert", args, opts.python);
-  if (r.ok && r.value) return r.value;
-  throw convertError(r.error ?? "no output", format);
+  // One writer per directory, as `embed run` and `embed merge` (lock.ts): a second writer exits 6.
+  const target = convertTarget(abs, isDir, format, opts.out);
+  const created = existsSync(target) ? undefined : mkdirSync(target, { recursive: true });
+  let lock: StoreLock;
+  try {
+    lock = lockStore(target, commandLine());
+  } catch (e) {
+    if (created) removeEmpty(target, created);
+    throw e;
+  }
+  let ok = false;
+  try {
+    const r = await pythonJson<ConvertSummary>("embed_worker.tools.convert", args, opts.python);
+    ok = r.ok && r.value !== undefined;
+    if (r.ok && r.value) return r.value;
+    throw convertError(r.error ?? "no output", format);
+  } finally {
+    lock.release();
+    if (!ok && created) removeEmpty(target, created);
+  }
+}
+
+/**
+ * The directory a conversion of `abs` writes into, which it locks: the output directory (an
+ * HDF5 file's directory), or the source store itself when the output goes inside it (the
+ * defaults: SOURCE/embeddings.h5, SOURCE/*.parquet, SOURCE/virnucpro/).
+ */
+export function convertTarget(abs: string, isDir: boolean, format: Format, out?: string): string {
+  let dest = isDir ? abs : dirname(abs);
+  if (out !== undefined) {
+    const o = resolve(out);
+    dest = format === "hdf5" && !(existsSync(o) && statSync(o).isDirectory()) ? dirname(o) : o;
+  }
+  return isDir && (dest === abs || dest.startsWith(abs + sep)) ? abs : dest;
+}
+
+/** Remove `dir` and its parents up to `top` (the first one made for it) while they are empty. */
+function removeEmpty(dir: string, top: string): void {
+  for (let d = dir; ; d = dirname(d)) {
+    try {
+      rmdirSync(d);
+    } catch {
+      return; // not empty: the converter wrote something there (it removes what it left unfinished)
+    }
+    if (d === top || dirname(d) === d) return;
+  }
 }
 
 /** A failure of the Python converter, rebuilt from its last stderr line `{name, message, hint}`. */
@@ -219,88 +265,98 @@ export function inspectStore(dir: string, opts: { verify?: boolean } = {}): Stor
   const base: StoreInfo = { dir: abs, state: "missing", complete: false, model: null, layers: [], outputs: [], dim: null, dtype: null, precision: null, records: null, residues: null, ids: null, arrays: [], missing: [], damaged: [], formats: [] };
   if (!existsSync(abs) || !statSync(abs).isDirectory()) return { ...base, hint: "no such directory; give the -o directory of an `embed run`" };
   const names = readdirSync(abs);
-  const size = (f: string) => statSync(join(abs, f)).size;
-  const arrays = (files: string[]): ArrayInfo[] =>
-    files.map((file) => {
-      const m = ARRAY_RE.exec(file);
-      const npy = npyInfo(join(abs, file));
-      return { file, kind: m ? m[1]! : file === "residues.offsets.npy" ? "offsets" : "other", layer: m ? Number(m[2]) : null, shape: npy?.shape ?? null, dtype: npy?.dtype ?? null, bytes: size(file) };
-    });
-
-  if (names.includes(MANIFEST)) {
-    const m = readJson<Manifest>(join(abs, MANIFEST));
-    const listed = m.files?.arrays ?? names.filter((f) => f.endsWith(".npy"));
-    const present = listed.filter((f) => names.includes(f));
-    const idsFile = m.files?.ids ?? "ids.txt";
-    const check = checkStore(abs, { ...m, files: { ...m.files, arrays: listed } }, opts);
-    const ok = check.damaged.length === 0;
-    const slice = m.slice ?? m.shard;
-    return {
-      ...base,
-      state: ok ? "complete" : "damaged",
-      complete: ok,
-      damaged: check.damaged,
-      checksums: check.checksums,
-      model: m.model ?? null,
-      layers: m.layers ?? [],
-      outputs: m.include ?? [],
-      dim: m.model?.dim ?? null,
-      dtype: m.dtype ?? null,
-      precision: m.precision ?? null,
-      records: m.counts?.records ?? null,
-      residues: m.counts?.residues ?? null,
-      createdAt: m.createdAt,
-      inputs: m.inputs,
-      recordsSha256: m.recordsSha256,
-      ...(slice
-        ? {
-            slice: { index: slice.index, count: slice.count, of: slice.records },
-            hint: `slice ${slice.index}/${slice.count} of a job array; join the ${slice.count} stores with \`embed merge OUT STORE...\``,
-          }
-        : {}),
-      ...(ok ? {} : { hint: DAMAGED_HINT }),
-      ids: { file: idsFile, present: names.includes(idsFile) },
-      arrays: arrays(present),
-      missing: listed.filter((f) => !names.includes(f)),
-      formats: otherFormats(abs, names, statSync(join(abs, MANIFEST)).mtimeMs),
-    };
-  }
-  if (names.includes(RUN_STATE) || names.includes(SHARDS)) {
-    const run = names.includes(RUN_STATE) ? readJson<RunState>(join(abs, RUN_STATE)) : {};
-    const id = run.identity ?? {};
-    let committed = 0;
-    let committedResidues = 0;
-    let shards = 0;
-    const shardDir = join(abs, SHARDS);
-    if (existsSync(shardDir)) {
-      for (const f of readdirSync(shardDir).filter((f) => f.endsWith(".meta.json"))) {
-        const meta = readJson<{ records?: number; residues?: number }>(join(shardDir, f));
-        committed += meta.records ?? 0;
-        committedResidues += meta.residues ?? 0;
-        shards++;
-      }
-    }
-    return {
-      ...base,
-      state: "unfinished",
-      model: id.model ?? null,
-      layers: id.layers ?? [],
-      outputs: id.include ?? [],
-      dim: id.model?.dim ?? null,
-      dtype: id.dtype ?? null,
-      precision: id.precision ?? null,
-      records: id.records ?? null,
-      residues: null,
-      committed,
-      committedResidues,
-      shards,
-      createdAt: run.createdAt,
-      recordsSha256: id.recordsSha256,
-      formats: otherFormats(abs, names, Infinity),
-      hint: "rerun the same `embed run` command (same inputs and options) to resume: committed shards are kept and only the rest is embedded",
-    };
-  }
+  if (names.includes(MANIFEST)) return completeInfo(base, names, opts);
+  if (names.includes(RUN_STATE) || names.includes(SHARDS)) return unfinishedInfo(base, names);
   return { ...base, state: "not-a-store", formats: otherFormats(abs, names, Infinity), hint: "no manifest.json or run.json here; give the -o directory of an `embed run`" };
+}
+
+/** The array files `files` of store directory `abs`: kind, layer, .npy shape and dtype, bytes. */
+function arrayInfos(abs: string, files: string[]): ArrayInfo[] {
+  return files.map((file) => {
+    const m = ARRAY_RE.exec(file);
+    const npy = npyInfo(join(abs, file));
+    const kind = m ? m[1]! : file === "residues.offsets.npy" ? "offsets" : "other";
+    return { file, kind, layer: m ? Number(m[2]) : null, shape: npy?.shape ?? null, dtype: npy?.dtype ?? null, bytes: statSync(join(abs, file)).size };
+  });
+}
+
+/** A store with a manifest (`names`: its entries): complete, or damaged when a file does not check out. */
+function completeInfo(base: StoreInfo, names: string[], opts: { verify?: boolean }): StoreInfo {
+  const abs = base.dir;
+  const m = readJson<Manifest>(join(abs, MANIFEST));
+  const listed = m.files?.arrays ?? names.filter((f) => f.endsWith(".npy"));
+  const present = listed.filter((f) => names.includes(f));
+  const idsFile = m.files?.ids ?? "ids.txt";
+  const check = checkStore(abs, { ...m, files: { ...m.files, arrays: listed } }, opts);
+  const ok = check.damaged.length === 0;
+  const slice = m.slice ?? m.shard;
+  return {
+    ...base,
+    state: ok ? "complete" : "damaged",
+    complete: ok,
+    damaged: check.damaged,
+    checksums: check.checksums,
+    model: m.model ?? null,
+    layers: m.layers ?? [],
+    outputs: m.include ?? [],
+    dim: m.model?.dim ?? null,
+    dtype: m.dtype ?? null,
+    precision: m.precision ?? null,
+    records: m.counts?.records ?? null,
+    residues: m.counts?.residues ?? null,
+    createdAt: m.createdAt,
+    inputs: m.inputs,
+    recordsSha256: m.recordsSha256,
+    ...(slice
+      ? {
+          slice: { index: slice.index, count: slice.count, of: slice.records },
+          hint: `slice ${slice.index}/${slice.count} of a job array; join the ${slice.count} stores with \`embed merge OUT STORE...\``,
+        }
+      : {}),
+    ...(ok ? {} : { hint: DAMAGED_HINT }),
+    ids: { file: idsFile, present: names.includes(idsFile) },
+    arrays: arrayInfos(abs, present),
+    missing: listed.filter((f) => !names.includes(f)),
+    formats: otherFormats(abs, names, statSync(join(abs, MANIFEST)).mtimeMs),
+  };
+}
+
+/** A store being written (run state or shards, no manifest yet): what its committed shards hold. */
+function unfinishedInfo(base: StoreInfo, names: string[]): StoreInfo {
+  const abs = base.dir;
+  const run = names.includes(RUN_STATE) ? readJson<RunState>(join(abs, RUN_STATE)) : {};
+  const id = run.identity ?? {};
+  let committed = 0;
+  let committedResidues = 0;
+  let shards = 0;
+  const shardDir = join(abs, SHARDS);
+  if (existsSync(shardDir)) {
+    for (const f of readdirSync(shardDir).filter((f) => f.endsWith(".meta.json"))) {
+      const meta = readJson<{ records?: number; residues?: number }>(join(shardDir, f));
+      committed += meta.records ?? 0;
+      committedResidues += meta.residues ?? 0;
+      shards++;
+    }
+  }
+  return {
+    ...base,
+    state: "unfinished",
+    model: id.model ?? null,
+    layers: id.layers ?? [],
+    outputs: id.include ?? [],
+    dim: id.model?.dim ?? null,
+    dtype: id.dtype ?? null,
+    precision: id.precision ?? null,
+    records: id.records ?? null,
+    residues: null,
+    committed,
+    committedResidues,
+    shards,
+    createdAt: run.createdAt,
+    recordsSha256: id.recordsSha256,
+    formats: otherFormats(abs, names, Infinity),
+    hint: "rerun the same `embed run` command (same inputs and options) to resume: committed shards are kept and only the rest is embedded",
+  };
 }
 
 /** Converted outputs found in the store directory (and its virnucpro/ folder). */
