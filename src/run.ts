@@ -142,9 +142,20 @@ export async function embedToStore(options: RunOptionsInput, hooks: RunHooks = {
   }
 }
 
-/** The run, with the store locked (embedToStore). */
-async function embedLocked(cfg: RunConfig, out: string, devices: DeviceSlot[], hooks: RunHooks, t0: number): Promise<RunSummary> {
-  log.info(`embedding with ${cfg.model} on ${devices.map((d) => `${d.name} (${d.label})`).join(", ")}`);
+/** What a Ctrl-C (or another abort) means: its reason when that is an EmbedError, else exit 130. */
+function interruptReason(signal: AbortSignal): EmbedError {
+  return signal.reason instanceof EmbedError ? signal.reason : new InterruptedError("signal");
+}
+
+/**
+ * Start the workers and read the inputs at once (the model loads while the input is read and
+ * grouped); bad input or an interrupt ends the wait at once.
+ */
+async function startWhileReading(
+  cfg: RunConfig,
+  devices: DeviceSlot[],
+  signal: AbortSignal | undefined,
+): Promise<{ workers: WorkerHandle[]; table: RecordTable; slice: SliceInfo | undefined; grouped: Identical | undefined }> {
   // Workers load the model while the inputs are read. Bad input is reported at once, not after
   // the model has loaded: the workers are killed as soon as they can be (a start-up cannot be
   // cancelled half-way), and a CLI run exits, which ends them with it (py lifeline.py).
@@ -165,19 +176,27 @@ async function embedLocked(cfg: RunConfig, out: string, devices: DeviceSlot[], h
   const grouped = cfg.dedup ? groupIdentical(table, all) : undefined;
   // Interrupted while the models load: stop now (the workers ignore SIGINT and would finish
   // loading first), with the usual exit 130 and resume hint; nothing was written yet.
-  const reason = () => (hooks.signal!.reason instanceof EmbedError ? hooks.signal!.reason : new InterruptedError("signal"));
+  const reason = () => interruptReason(signal!);
   const interrupted = new Promise<never>((_, reject) => {
-    if (hooks.signal?.aborted) reject(reason());
-    else hooks.signal?.addEventListener("abort", () => reject(reason()), { once: true });
+    if (signal?.aborted) reject(reason());
+    else signal?.addEventListener("abort", () => reject(reason()), { once: true });
   });
   interrupted.catch(() => {});
   try {
     await Promise.race([workersP, interrupted]);
   } catch (e) {
     void workersP.then((ws) => ws.forEach((w) => w.kill()), () => {});
-    throw hooks.signal?.aborted ? reason() : e; // a worker killed by the same Ctrl-C is the interrupt
+    throw signal?.aborted ? reason() : e; // a worker killed by the same Ctrl-C is the interrupt
   }
-  const workers = [...(await workersP)];
+  return { workers: [...(await workersP)], table, slice, grouped };
+}
+
+/** The run, with the store locked (embedToStore). */
+async function embedLocked(cfg: RunConfig, out: string, devices: DeviceSlot[], hooks: RunHooks, t0: number): Promise<RunSummary> {
+  log.info(`embedding with ${cfg.model} on ${devices.map((d) => `${d.name} (${d.label})`).join(", ")}`);
+  const { workers, table, slice, grouped } = await startWhileReading(cfg, devices, hooks.signal);
+  const all = table.indices();
+  const reason = () => interruptReason(hooks.signal!);
   let store: Store | undefined;
   try {
     const first = workers[0]!.ready;
