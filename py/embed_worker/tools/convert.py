@@ -18,8 +18,6 @@ being ``{"name", "message", "hint"}`` as JSON (read by src/formats.ts).
 from __future__ import annotations
 
 import argparse
-import hashlib
-import io
 import json
 import os
 import shutil
@@ -31,6 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import EmbedWorkerError
+from .atomic import COMMITTED, Atomic, Hashed, commit, write_npy
 from . import sources
 from .sources import (HDF5_FORMAT, VIRNUCPRO_FILE, BadOptions, ConvertError, Source, require_package,
                       open_source, record_chunks, row_chunks)
@@ -39,75 +38,6 @@ from ..wire.protocol import OUTPUT_KINDS
 FORMATS = ("npy", "hdf5", "parquet", "virnucpro")
 VIRNUCPRO_PER_FILE = 10_000
 LAYOUT_VERSION = 1
-
-
-# ---------------------------------------------------------------------------------------------
-# Atomic output
-
-
-_UMASK = os.umask(0)
-os.umask(_UMASK)
-
-
-def _tmp_path(final: Path) -> Path:
-    fd, name = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".partial", dir=final.parent)
-    os.close(fd)
-    os.chmod(name, 0o666 & ~_UMASK)  # mkstemp makes 0600; outputs get the usual permissions
-    return Path(name)
-
-
-# Every file a conversion renames into place, so that a failed conversion (a damaged source
-# noticed partway) removes them: what it leaves is whole or absent.
-_COMMITTED: list[Path] = []
-
-
-def _commit(tmp: Path, final: Path) -> None:
-    with open(tmp, "rb+") as f:
-        os.fsync(f.fileno())
-    os.replace(tmp, final)
-    _COMMITTED.append(final)
-
-
-class _Hashed:
-    """A binary file being written, with the size and SHA-256 of what went in (for a manifest)."""
-
-    def __init__(self, f) -> None:
-        self.f, self.h, self.bytes = f, hashlib.sha256(), 0
-
-    def write(self, data: bytes) -> None:
-        self.f.write(data)
-        self.h.update(data)
-        self.bytes += len(data)
-
-    def checksum(self) -> dict:
-        return {"bytes": self.bytes, "sha256": self.h.hexdigest()}
-
-
-def _write_npy(f: _Hashed, dtype: np.dtype, shape: tuple[int, ...], chunks) -> None:
-    """A .npy (v1.0 header) from row blocks, front to back, through `f`."""
-    head = io.BytesIO()
-    np.lib.format.write_array_header_1_0(head, {"descr": np.lib.format.dtype_to_descr(dtype), "fortran_order": False, "shape": shape})
-    f.write(head.getvalue())
-    for block in chunks:
-        f.write(np.ascontiguousarray(block, dtype=dtype).tobytes())
-
-
-class Atomic:
-    """`with Atomic(final) as tmp:` write tmp; renamed to final on success, removed on failure."""
-
-    def __init__(self, final: Path) -> None:
-        self.final = final
-
-    def __enter__(self) -> Path:
-        self.final.parent.mkdir(parents=True, exist_ok=True)
-        self.tmp = _tmp_path(self.final)
-        return self.tmp
-
-    def __exit__(self, exc_type, exc, tb) -> None:
-        if exc_type is None:
-            _commit(self.tmp, self.final)
-        else:
-            self.tmp.unlink(missing_ok=True)
 
 
 def _described(store: Source, pairs: list[tuple[str, int]]) -> dict:
@@ -261,7 +191,7 @@ def to_virnucpro(store: Source, pairs: list[tuple[str, int]], out: Path, first: 
             names.append(name)
             at = b
         for name in names:
-            _commit(staging / name, out / name)
+            commit(staging / name, out / name)
         keep = set(names)
         for p in out.iterdir():  # files of an earlier conversion beyond this one's count
             if VIRNUCPRO_FILE.match(p.name) and p.name not in keep:
@@ -286,19 +216,19 @@ def to_npy(store: Source, pairs: list[tuple[str, int]], out: Path) -> list[Path]
         src = store.array(kind, layer)
         final = out / f"{kind}.layer{layer}.npy"
         with Atomic(final) as tmp, open(tmp, "wb") as raw:
-            f = _Hashed(raw)
-            _write_npy(f, store.dtype, tuple(src.shape), (src[a:b] for a, b in row_chunks(src.shape[0], store.chunk_rows)))
+            f = Hashed(raw)
+            write_npy(f, store.dtype, tuple(src.shape), (src[a:b] for a, b in row_chunks(src.shape[0], store.chunk_rows)))
         checksums[final.name] = f.checksum()
         files.append(final)
     if any(k == "residues" for k, _ in pairs):
         off = np.asarray(store.offsets(), dtype=np.int64)
         with Atomic(out / "residues.offsets.npy") as tmp, open(tmp, "wb") as raw:
-            f = _Hashed(raw)
-            _write_npy(f, np.dtype("<i8"), off.shape, [off])
+            f = Hashed(raw)
+            write_npy(f, np.dtype("<i8"), off.shape, [off])
         checksums["residues.offsets.npy"] = f.checksum()
         files.append(out / "residues.offsets.npy")
     with Atomic(out / "ids.txt") as tmp, open(tmp, "wb") as raw:
-        f = _Hashed(raw)
+        f = Hashed(raw)
         for chunk in store.id_chunks():
             f.write("".join(i + "\n" for i in chunk).encode("utf-8"))
     checksums["ids.txt"] = f.checksum()
@@ -335,16 +265,16 @@ def convert(source: str | Path, fmt: str, out: str | Path | None = None, layer: 
     if kind is not None and kind not in OUTPUT_KINDS:
         raise BadOptions(f"--kind {kind}: unknown output", f"choose from {', '.join(OUTPUT_KINDS)}")
     t0 = time.perf_counter()
-    _COMMITTED.clear()
+    COMMITTED.clear()
     try:
         with open_source(source) as store:
             return _convert(store, fmt, out, layer, kind, first) | {"seconds": round(time.perf_counter() - t0, 3)}
     except BaseException:
-        for p in _COMMITTED:  # a damaged source noticed after some outputs were written
+        for p in COMMITTED:  # a damaged source noticed after some outputs were written
             p.unlink(missing_ok=True)
         raise
     finally:
-        _COMMITTED.clear()
+        COMMITTED.clear()
 
 
 def _convert(store: Source, fmt: str, out: str | Path | None, layer: int | None, kind: str | None, first: int) -> dict:
