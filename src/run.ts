@@ -295,7 +295,7 @@ async function embedLocked(cfg: RunConfig, out: string, devices: DeviceSlot[], h
       }),
     );
     for (const f of cfg.formats.filter((f) => f !== "npy")) {
-      const c = await convertStore(out, f, { python: cfg.python });
+      const c = await convertStore(out, f, { python: cfg.python, locked: out }); // under this run's lock
       log.info(`${f}: ${c.files.join(", ")}`);
       summary.formats.push({ format: f, files: c.files });
     }

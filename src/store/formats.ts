@@ -35,6 +35,9 @@ export interface ConvertOptions {
   layer?: number;
   /** Only this output (mean, bos, residues); virnucpro defaults to mean. */
   kind?: string;
+  /** A directory whose writer lock the caller already holds (a run converting its own store):
+   * writing there takes no second lock. */
+  locked?: string;
 }
 
 export interface ConvertSummary {
@@ -77,9 +80,9 @@ export async function convertStore(source: string, format: Format, opts: Convert
   // One writer per directory, as `embed run` and `embed merge` (lock.ts): a second writer exits 6.
   const target = convertTarget(abs, isDir, format, opts.out);
   const created = existsSync(target) ? undefined : mkdirSync(target, { recursive: true });
-  let lock: StoreLock;
+  let lock: Pick<StoreLock, "release">;
   try {
-    lock = lockStore(target, commandLine());
+    lock = opts.locked !== undefined && resolve(opts.locked) === target ? { release: () => {} } : lockStore(target, commandLine());
   } catch (e) {
     if (created) removeEmpty(target, created);
     throw e;
