@@ -133,7 +133,8 @@ class FastDNABERT:
 
 def arrange(model: DNABERT, tiles: tuple[str, int, int, int, int] | None = None) -> FastDNABERT:
     """The GPU arrangement of a loaded DNABERT-S model (fp16/bf16 on CUDA for speed; any dtype
-    under TRITON_INTERPRET=1 for tests)."""
+    under TRITON_INTERPRET=1 for tests). Arrange after the model has its device and dtype: the
+    embedding table and slopes are derived here, once."""
     if not isinstance(model, DNABERT):
         raise TypeError(f"arrange takes a dnabert_s.model.DNABERT, got {type(model).__name__}")
     return FastDNABERT(model, tiles)
