@@ -30,6 +30,28 @@ export type Kernels = (typeof KERNELS)[number];
  * that runs on its device; READY says which). */
 export type KernelsRequest = Kernels | "auto";
 
+/**
+ * Model families: what the orchestrator and a worker must agree on for each. A family's token ids
+ * travel `bytes` wide (ESM-2's 33-letter vocabulary in one byte, DNABERT-S's 4,096 BPE entries in
+ * two), each sequence framed by `bos`/`eos` on the wire ([CLS]/[SEP] for DNABERT-S); `pooling`
+ * says what each output kind means for the family (the manifest records it).
+ */
+export const FAMILIES = ["esm2", "dnabert-s"] as const;
+export type Family = (typeof FAMILIES)[number];
+export interface TokenFraming {
+  bytes: 1 | 2;
+  bos: number;
+  eos: number;
+}
+export const FRAMING: Readonly<Record<Family, Readonly<TokenFraming>>> = Object.freeze({
+  esm2: Object.freeze({ bytes: 1, bos: 0, eos: 2 }),
+  "dnabert-s": Object.freeze({ bytes: 2, bos: 1, eos: 2 }),
+});
+export const POOLING: Readonly<Record<Family, Readonly<Record<OutputKind, string>>>> = Object.freeze({
+  esm2: Object.freeze({ mean: "mean over residues 1..L (BOS and EOS excluded; fair-esm)", bos: "the BOS token's row", residues: "one row per residue (BOS and EOS excluded)" }),
+  "dnabert-s": Object.freeze({ mean: "mean over all tokens, [CLS] and [SEP] included (VirNucPro)", bos: "the [CLS] token's row", residues: "one row per BPE token ([CLS] and [SEP] excluded)" }),
+});
+
 export const align = (n: number, to: number): number => Math.ceil(n / to) * to;
 
 /** Byte offset of the i32 sequence lengths inside a slot's input region. */
