@@ -4,11 +4,12 @@
  * reads `process.env`.
  */
 import { accessSync, constants, existsSync, statSync } from "node:fs";
+import { homedir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { z } from "zod";
 import { OptionsError } from "./errors.ts";
 import { log } from "./log.ts";
-import { KERNELS, OUTPUT_KINDS, OUT_DTYPES, TRANSPORTS, type Transport } from "./protocol.ts";
+import { KERNELS, OUTPUT_KINDS, OUT_DTYPES, TRANSPORTS, type Family, type Transport } from "./protocol.ts";
 
 /** The package root (holds py/, scripts/, .venv/ and .models/ when set up). */
 export const PACKAGE_ROOT = resolve(dirname(new URL(import.meta.url).pathname), "..");
@@ -16,6 +17,13 @@ export const PYTHON_PACKAGE_DIR = join(PACKAGE_ROOT, "py");
 export const DEFAULT_MODEL = "esm2_t33_650M_UR50D";
 /** fair-esm's extract.py default: 1022 residues + BOS + EOS = 1024 positions. */
 export const DEFAULT_TRUNCATE = 1022;
+/**
+ * DNABERT-S's default `--truncate`, in BPE tokens: its config's max_position_embeddings (512)
+ * less [CLS] and [SEP]. The model has no position table (ALiBi), and VirNucPro truncates nothing;
+ * its 300/500-bp chunks are ~60-120 tokens, so they are never cut. Longer inputs (contigs) are,
+ * with a warning; pass --truncate N to keep more.
+ */
+export const DNABERT_S_TRUNCATE = 510;
 
 const csv = (s: string): string[] =>
   s
@@ -114,7 +122,12 @@ export const RunOptions = z.object({
   precision: z.enum(["auto", "fp16", "bf16", "fp32"]).default("auto"),
   devices: Devices.default("auto"),
   maxTokens: MaxTokens.default("auto"),
-  truncate: z.coerce.number().int().min(1).default(DEFAULT_TRUNCATE),
+  /** Tokens kept per record; unset: the family's default (DEFAULT_TRUNCATE, DNABERT_S_TRUNCATE). */
+  truncate: z.coerce.number().int().min(1).optional(),
+  /** `on`: refuse protein letters for a nucleotide model, and nucleotide-looking input for ESM-2. */
+  alphabetCheck: z.enum(["on", "off"]).default("on"),
+  /** What an input character the tokenizer maps to its unknown token ([UNK]) does: counted, or an error. */
+  unknown: z.enum(["count", "error"]).default("count"),
   duplicateIds: z.enum(["error", "rename"]).default("error"),
   /** Embed identical sequences (equal after truncation) once and write their rows for every id. */
   dedup: z.boolean().default(false),
@@ -141,7 +154,11 @@ export const RunOptions = z.object({
 });
 export type RunOptionsInput = z.input<typeof RunOptions>;
 
-export interface RunConfig extends Readonly<z.output<typeof RunOptions>> {
+export interface RunConfig extends Readonly<Omit<z.output<typeof RunOptions>, "truncate">> {
+  /** Tokens kept per record: as given, else ESM-2's default until resolveRun knows the family. */
+  readonly truncate: number;
+  /** Whether `truncate` was given (else resolveRun applies the model family's default). */
+  readonly truncateGiven: boolean;
   readonly python: string;
   readonly pythonPath: string;
   readonly workerModule: string;
@@ -156,6 +173,9 @@ export interface RunConfig extends Readonly<z.output<typeof RunOptions>> {
   readonly health: { intervalMs?: number; pingTimeoutMs?: number; batchTimeoutMs?: number };
   /** Test hook (EMBED_FAULT): a deliberate error in the worker, to prove that checks can fail. */
   readonly fault: string | undefined;
+  /** The model's family, set where the model is resolved (resolveRun); unset means "esm2". Every
+   * worker is told it (and refuses a checkpoint of another family); it picks the wire framing. */
+  readonly family?: Family;
 }
 
 /** Parse and freeze options; throws OptionsError naming the bad option. */
@@ -177,6 +197,8 @@ export function resolveConfig(input: RunOptionsInput, env: NodeJS.ProcessEnv = p
     ...o,
     slice: o.slice ?? o.shard,
     shard: undefined,
+    truncate: o.truncate ?? DEFAULT_TRUNCATE,
+    truncateGiven: o.truncate !== undefined,
     python: pythonBin(env),
     pythonPath: env.EMBED_WORKER_PYTHONPATH ?? PYTHON_PACKAGE_DIR,
     workerModule: env.EMBED_WORKER_MODULE ?? "embed_worker",
@@ -224,6 +246,31 @@ export function pythonBin(env: NodeJS.ProcessEnv = process.env): string {
   if (env.EMBED_PYTHON) return env.EMBED_PYTHON;
   const venv = join(PACKAGE_ROOT, ".venv", "bin", "python");
   return existsSync(venv) ? venv : "python3";
+}
+
+/** Where a model name is searched (model-dirs.ts): the worker registry's places, by its rules. */
+export interface ModelSearch {
+  /** EMBED_MODEL_DIR, when set. */
+  modelDir?: string;
+  /** `<repo>/.models` (the test models). */
+  repoModels: string;
+  /** `$TORCH_HOME/hub/checkpoints` (fair-esm downloads). */
+  torchHub: string;
+  /** The Hugging Face hub cache (HF_HUB_CACHE, HF_HOME/hub, ~/.cache/huggingface/hub). */
+  hfHub: string;
+}
+
+/** {@link ModelSearch} from the environment. */
+export function modelSearch(env: NodeJS.ProcessEnv = process.env): ModelSearch {
+  const home = (p: string) => (p.startsWith("~") ? join(homedir(), p.slice(1)) : p);
+  const cache = env.XDG_CACHE_HOME ? home(env.XDG_CACHE_HOME) : join(homedir(), ".cache");
+  const hf = env.HF_HUB_CACHE || env.HUGGINGFACE_HUB_CACHE;
+  return {
+    ...(env.EMBED_MODEL_DIR ? { modelDir: home(env.EMBED_MODEL_DIR) } : {}),
+    repoModels: join(PACKAGE_ROOT, ".models"),
+    torchHub: join(env.TORCH_HOME ? home(env.TORCH_HOME) : join(cache, "torch"), "hub", "checkpoints"),
+    hfHub: hf ? home(hf) : env.HF_HOME ? join(home(env.HF_HOME), "hub") : join(cache, "huggingface", "hub"),
+  };
 }
 
 /** GPU indices visible to this process per CUDA_VISIBLE_DEVICES, or undefined if unset. */

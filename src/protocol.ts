@@ -1,6 +1,6 @@
 /**
- * The wire protocol between the orchestrator and a worker, version 2 (mirror of
- * py/embed_worker/wire/protocol.py; both are pinned by test/fixtures/ring-v1.json).
+ * The wire protocol between the orchestrator and a worker, version 3 (mirror of
+ * py/embed_worker/wire/protocol.py; both are pinned by test/fixtures/ring-v2.json).
  *
  * Control: JSON lines over Bun's `ipc` channel. Messages are a discriminated union on `type`;
  * outgoing ones are checked with `satisfies`, incoming ones parsed with zod.
@@ -10,10 +10,12 @@
  */
 import { z } from "zod";
 
-/** 2: READY names the compute precision `precision` (it was `dtype`, beside `outDtype`). */
-export const PROTOCOL_VERSION = 2;
+/** 2: READY names the compute precision `precision` (it was `dtype`, beside `outDtype`).
+ * 3: model families: the worker config and READY name the `family`; token ids travel 1 or 2 bytes
+ * wide (ring v2: the header and READY's ring say `tokenBytes`). */
+export const PROTOCOL_VERSION = 3;
 export const RING_MAGIC = "EMBRING\0";
-export const RING_VERSION = 1;
+export const RING_VERSION = 2;
 export const HEADER_BYTES = 4096;
 export const OUTPUT_KINDS = ["mean", "bos", "residues"] as const;
 export type OutputKind = (typeof OUTPUT_KINDS)[number];
@@ -54,8 +56,9 @@ export const POOLING: Readonly<Record<Family, Readonly<Record<OutputKind, string
 
 export const align = (n: number, to: number): number => Math.ceil(n / to) * to;
 
-/** Byte offset of the i32 sequence lengths inside a slot's input region. */
-export const lensOffset = (nTokens: number): number => align(nTokens, 8);
+/** Byte offset of the i32 sequence lengths inside a slot's input region: after the ids
+ * (`tokenBytes` each), 8-byte aligned. */
+export const lensOffset = (nTokens: number, tokenBytes: 1 | 2 = 1): number => align(nTokens * tokenBytes, 8);
 
 // ---- orchestrator -> worker ------------------------------------------------------------------
 
@@ -83,6 +86,8 @@ export const RingInfo = z.object({
   inBytes: z.number().int().positive(),
   outBytes: z.number().int().positive(),
   dataOffset: z.number().int().nonnegative(),
+  /** Width of one token id in a slot's input region: 1 (u8) or 2 (u16, little-endian). */
+  tokenBytes: z.union([z.literal(1), z.literal(2)]),
 });
 export type RingInfo = z.infer<typeof RingInfo>;
 
@@ -109,6 +114,8 @@ export type ModelInfo = z.infer<typeof ModelInfo>;
 export const ReadyMsg = z.object({
   type: z.literal("ready"),
   protocol: z.literal(PROTOCOL_VERSION),
+  /** The family of the model the worker loaded (it refuses to start on another than it was told). */
+  family: z.enum(FAMILIES),
   pid: z.number().int(),
   device: z.string(),
   backend: z.string(),
@@ -157,17 +164,18 @@ export type FromWorker = z.infer<typeof FromWorker>;
 
 // ---- ring layout -----------------------------------------------------------------------------
 
-/** The fixed header at the start of a ring file (64 bytes used of HEADER_BYTES). */
+/** The fixed header at the start of a ring file (44 bytes used of HEADER_BYTES). */
 export interface RingHeader {
   version: number;
   slots: number;
   inBytes: number;
   outBytes: number;
   dataOffset: number;
+  tokenBytes: 1 | 2;
 }
 
 export function packRingHeader(h: RingHeader): Uint8Array {
-  const buf = new Uint8Array(40);
+  const buf = new Uint8Array(44);
   const dv = new DataView(buf.buffer);
   buf.set(new TextEncoder().encode(RING_MAGIC), 0);
   dv.setUint32(8, h.version, true);
@@ -175,13 +183,15 @@ export function packRingHeader(h: RingHeader): Uint8Array {
   dv.setBigUint64(16, BigInt(h.inBytes), true);
   dv.setBigUint64(24, BigInt(h.outBytes), true);
   dv.setBigUint64(32, BigInt(h.dataOffset), true);
+  dv.setUint32(40, h.tokenBytes, true);
   return buf;
 }
 
 export function unpackRingHeader(bytes: Uint8Array): RingHeader {
   const magic = new TextDecoder().decode(bytes.subarray(0, 8));
   if (magic !== RING_MAGIC) throw new Error(`not an embed ring (magic ${JSON.stringify(magic)})`);
-  const dv = new DataView(bytes.buffer, bytes.byteOffset, 40);
+  const dv = new DataView(bytes.buffer, bytes.byteOffset, 44);
+  const tokenBytes = dv.getUint32(40, true);
   const h = {
     version: dv.getUint32(8, true),
     slots: dv.getUint32(12, true),
@@ -190,14 +200,15 @@ export function unpackRingHeader(bytes: Uint8Array): RingHeader {
     dataOffset: Number(dv.getBigUint64(32, true)),
   };
   if (h.version !== RING_VERSION) throw new Error(`ring version ${h.version}, expected ${RING_VERSION}`);
-  return h;
+  if (tokenBytes !== 1 && tokenBytes !== 2) throw new Error(`ring token width ${tokenBytes} bytes, expected 1 or 2`);
+  return { ...h, tokenBytes };
 }
 
 export const slotIn = (h: RingHeader, slot: number): number => h.dataOffset + slot * (h.inBytes + h.outBytes);
 export const slotOut = (h: RingHeader, slot: number): number => slotIn(h, slot) + h.inBytes;
 
 /** Bytes of a slot's input region a batch uses (tokens, padding, lengths): an `in` frame's length. */
-export const inputUsed = (nTokens: number, nSeqs: number): number => lensOffset(nTokens) + 4 * nSeqs;
+export const inputUsed = (nTokens: number, nSeqs: number, tokenBytes: 1 | 2 = 1): number => lensOffset(nTokens, tokenBytes) + 4 * nSeqs;
 
 /** Bytes from a slot's output region start to the end of the last block: an `out` frame's length. */
 export const outputUsed = (blocks: readonly OutputBlock[]): number =>
@@ -265,6 +276,8 @@ export function unpackFrame(bytes: Uint8Array): FrameHeader {
 export interface WorkerWireConfig {
   name: string;
   model: string;
+  /** The model family the run expects (the worker refuses a checkpoint of another family). */
+  family: Family;
   device: "cpu" | "cuda";
   precision: "fp32" | "fp16" | "bf16";
   layers: number[];
@@ -287,11 +300,15 @@ export interface WorkerWireConfig {
   fault?: string;
 }
 
-/** One batch as the orchestrator hands it over: residue tokens per sequence, without BOS/EOS. */
+/** One batch as the orchestrator hands it over: token ids per sequence, without the family's
+ * framing tokens (BOS/EOS, [CLS]/[SEP]): u8 ids for ESM-2, u16 BPE ids for DNABERT-S. */
 export interface BatchInput {
   id: number;
-  seqs: readonly Uint8Array[];
+  seqs: readonly TokenIds[];
 }
+
+/** One sequence's token ids as the tokenizer wrote them (FRAMING says the width per family). */
+export type TokenIds = Uint8Array | Uint16Array;
 
 /** One output block as a typed-array view into the ring; valid only inside the consumer. */
 export interface OutputView extends OutputBlock {

@@ -10,7 +10,7 @@ import { WorkerHandle } from "../src/workers/handle.ts";
 export const FAKE_DIR = join(PACKAGE_ROOT, "test", "workers");
 
 export function fakeConfig(name: string, over: Partial<WorkerWireConfig> = {}): WorkerWireConfig {
-  return { name, model: "fake", device: "cpu", precision: "fp32", layers: [-1], include: ["mean"], outDtype: "float32", maxTokens: 4096, slots: 2, transport: defaultTransport(), ...over };
+  return { name, model: "fake", family: "esm2", device: "cpu", precision: "fp32", layers: [-1], include: ["mean"], outDtype: "float32", maxTokens: 4096, slots: 2, transport: defaultTransport(), ...over };
 }
 
 /** A fake worker (stdlib Python, real protocol); `fake` sets its behaviour (see fake_worker.py). */

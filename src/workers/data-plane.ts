@@ -7,8 +7,7 @@
  * - socket-ring.ts: a private copy of the same slot layout kept in step by frames on a unix socket.
  * Both share the slot layout of protocol.ts, so a batch is packed the same way into either.
  */
-import { BOS, EOS } from "../input/alphabet.ts";
-import { lensOffset, slotIn, slotOut, type OutputBlock, type ResultMsg, type RingHeader, type Transport } from "../protocol.ts";
+import { FRAMING, lensOffset, type Family, slotIn, slotOut, type OutputBlock, type ResultMsg, type RingHeader, type TokenFraming, type TokenIds, type Transport } from "../protocol.ts";
 
 export interface DataPlane {
   readonly transport: Transport;
@@ -19,11 +18,11 @@ export interface DataPlane {
   /** Ready for use (socket: connect); rejects when the worker's end cannot be reached. */
   open(): Promise<void>;
   /**
-   * Pack `seqs` (`nTokens` tokens with BOS/EOS, checked against the budget by the caller) into
+   * Pack `seqs` (`nTokens` tokens with the family's BOS/EOS, checked against the budget by the caller) into
    * slot `slot`'s input region and make them visible to the worker as batch `batch`, before
    * its `embed` message is sent.
    */
-  sendBatch(batch: number, slot: number, seqs: readonly Uint8Array[], nTokens: number): void;
+  sendBatch(batch: number, slot: number, seqs: readonly TokenIds[], nTokens: number): void;
   /**
    * The worker's result message for a batch in `slot` arrived: `ready` runs once its output
    * bytes are readable here (at once for shm; socket: when the out frame is in), with a problem
@@ -38,17 +37,24 @@ export interface DataPlane {
   close(): void;
 }
 
-/** Write batch `seqs` into slot `slot` of `ring`: tokens framed by BOS/EOS, then int32 lengths. */
-export function packBatch(ring: Uint8Array, header: RingHeader, slot: number, seqs: readonly Uint8Array[], nTokens: number): void {
+/**
+ * Write batch `seqs` into slot `slot` of `ring`: token ids `framing.bytes` wide (u16 little-endian,
+ * as the worker reads them), each sequence framed by `framing.bos`/`eos`, then int32 lengths.
+ * The ring's width must be the family's (checked once, where the plane is made: planeFraming).
+ */
+export function packBatch(ring: Uint8Array, header: RingHeader, slot: number, seqs: readonly TokenIds[], nTokens: number, framing: TokenFraming): void {
   const base = slotIn(header, slot);
-  const tokens = ring.subarray(base, base + nTokens);
-  const lens = new Int32Array(ring.buffer, ring.byteOffset + base + lensOffset(nTokens), seqs.length);
+  const at = ring.byteOffset + base;
+  // Slot input regions start 4096-aligned (dataOffset, inBytes and outBytes are), so a u16 view is aligned.
+  const tokens = framing.bytes === 1 ? ring.subarray(base, base + nTokens) : new Uint16Array(ring.buffer, at, nTokens);
+  const lens = new Int32Array(ring.buffer, at + lensOffset(nTokens, framing.bytes), seqs.length);
+  const { bos, eos } = framing;
   let o = 0;
   for (let i = 0; i < seqs.length; i++) {
     const s = seqs[i]!;
-    tokens[o] = BOS;
+    tokens[o] = bos;
     tokens.set(s, o + 1);
-    tokens[o + s.length + 1] = EOS;
+    tokens[o + s.length + 1] = eos;
     o += s.length + 2;
     lens[i] = s.length + 2;
   }
@@ -59,4 +65,13 @@ export function blockView(ring: Uint8Array, header: RingHeader, slot: number, b:
   const at = ring.byteOffset + slotOut(header, slot) + b.offset;
   const count = b.rows * b.dim;
   return b.dtype === "float32" ? new Float32Array(ring.buffer, at, count) : new Float16Array(ring.buffer, at, count);
+}
+
+/** The framing a plane packs with: the READY family's, which must match the ring's token width. */
+export function planeFraming(family: Family, header: RingHeader): TokenFraming {
+  const framing = FRAMING[family];
+  if (framing.bytes !== header.tokenBytes) {
+    throw new Error(`${family} token ids are ${framing.bytes} byte(s) wide but the worker's ring holds ${header.tokenBytes}-byte ids`);
+  }
+  return framing;
 }

@@ -69,7 +69,7 @@ export class WorkerHandle implements AsyncDisposable {
     this.ready = ready;
     this.readySeconds = readySeconds;
     this.state = state;
-    this.plane = ready.ring.transport === "shm" ? new ShmRing(ready.ring) : new SocketRing(ready.ring, (err) => this.dataBroken(err));
+    this.plane = ready.ring.transport === "shm" ? new ShmRing(ready.ring, ready.family) : new SocketRing(ready.ring, ready.family, (err) => this.dataBroken(err));
     this.freeSlots = Array.from({ length: this.plane.header.slots }, (_, i) => i);
     state.onMessage = (m) => this.onMessage(m);
     state.onDeath = (err) => this.failAll(err);

@@ -70,6 +70,7 @@ export function startWorker(cfg: RunConfig, d: DeviceSlot, opts: StartOptions = 
     config: {
       name: d.name,
       model: cfg.model,
+      family: cfg.family ?? "esm2",
       device: d.kind,
       precision,
       layers: [...cfg.layers],

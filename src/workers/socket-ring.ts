@@ -6,8 +6,8 @@
  * handed over only once both its message and its `out` frame are in, whichever comes first.
  */
 import { unlinkSync } from "node:fs";
-import { inputUsed, outputUsed, packRingHeader, slotIn, slotOut, type FrameHeader, type OutputBlock, type ResultMsg, type RingHeader, type RingInfo } from "../protocol.ts";
-import { blockView, packBatch, type DataPlane } from "./data-plane.ts";
+import { inputUsed, outputUsed, packRingHeader, slotIn, slotOut, type Family, type FrameHeader, type OutputBlock, type ResultMsg, type RingHeader, type RingInfo, type TokenFraming, type TokenIds } from "../protocol.ts";
+import { blockView, packBatch, planeFraming, type DataPlane } from "./data-plane.ts";
 import { DataSocket } from "./transport.ts";
 
 /** A batch in flight: its slot, and how far its result got. */
@@ -27,12 +27,14 @@ export class SocketRing implements DataPlane {
   private readonly path: string;
   private readonly inFlight = new Map<number, InFlight>();
   private data: DataSocket | undefined;
+  private readonly framing: TokenFraming;
 
   /** `broken` runs once if the socket fails or a frame is refused while not closed by us. */
-  constructor(info: RingInfo, private readonly broken: (err: Error) => void) {
-    const { slots, inBytes, outBytes, dataOffset } = info;
+  constructor(info: RingInfo, family: Family, private readonly broken: (err: Error) => void) {
+    const { slots, inBytes, outBytes, dataOffset, tokenBytes } = info;
     this.path = info.path;
-    this.header = { version: info.version, slots, inBytes, outBytes, dataOffset };
+    this.header = { version: info.version, slots, inBytes, outBytes, dataOffset, tokenBytes };
+    this.framing = planeFraming(family, this.header);
     this.ring = new Uint8Array(dataOffset + slots * (inBytes + outBytes));
     this.ring.set(packRingHeader(this.header), 0);
   }
@@ -54,11 +56,11 @@ export class SocketRing implements DataPlane {
     } catch {}
   }
 
-  sendBatch(batch: number, slot: number, seqs: readonly Uint8Array[], nTokens: number): void {
-    packBatch(this.ring, this.header, slot, seqs, nTokens);
+  sendBatch(batch: number, slot: number, seqs: readonly TokenIds[], nTokens: number): void {
+    packBatch(this.ring, this.header, slot, seqs, nTokens, this.framing);
     this.inFlight.set(batch, { slot });
     const base = slotIn(this.header, slot);
-    const length = inputUsed(nTokens, seqs.length);
+    const length = inputUsed(nTokens, seqs.length, this.header.tokenBytes);
     this.data?.sendFrame({ kind: "in", batch, slot, offset: 0, length }, this.ring.subarray(base, base + length));
   }
 

@@ -23,6 +23,8 @@ The data plane follows `transport` in the worker config ("shm": the mapped ring 
 a private copy of the ring plus frames on a unix socket, see embed_worker/wire/datasock.py).
 
 Values: mean[j] = mean residue token id + j/1000; bos[j] = j/1000; residues[r][j] = id + j/1000.
+Token ids are read as the worker config's `family` sends them (protocol FRAMING: u8 for esm2, u16
+for dnabert-s); a sequence whose first or last id is not the family's BOS/EOS is refused (BadFrame).
 """
 from __future__ import annotations
 
@@ -87,8 +89,11 @@ def main() -> int:
     layers = [l + n_layers + 1 if l < 0 else l for l in cfg["layers"]]
     max_tokens = cfg["maxTokens"] or 4096
     max_seqs = max_tokens // 3
-    layout = P.RingLayout(cfg["slots"], P.input_bytes(max_tokens, max_seqs),
-                          P.output_bytes(max_tokens, max_seqs, layers, cfg["include"], dim, cfg["outDtype"]))
+    family = cfg.get("family", "esm2")
+    width = P.FRAMING[family]["bytes"]
+    layout = P.RingLayout(cfg["slots"], P.input_bytes(max_tokens, max_seqs, width),
+                          P.output_bytes(max_tokens, max_seqs, layers, cfg["include"], dim, cfg["outDtype"]),
+                          token_bytes=width)
     transport = cfg.get("transport") or default_transport()
     sock = None
     if transport == "socket":
@@ -108,7 +113,7 @@ def main() -> int:
                            "heads": 1},
                     layers=layers, include=cfg["include"], out_dtype=cfg["outDtype"], max_tokens=max_tokens,
                     max_seqs=max_seqs, ring_path=path, ring=layout, versions={"python": sys.version.split()[0]},
-                    load_ms=0.0, transport=transport))
+                    load_ms=0.0, transport=transport, family=family))
     fmt = "f" if cfg["outDtype"] == "float32" else "e"
     fill = fake.get("fill", "exact")
     try:
@@ -158,9 +163,16 @@ def serve(ch, fake, cfg, layout, layers, dim, fmt, fill, done, mm, view, sock) -
             continue
         base = layout.slot_in(msg["slot"])
         n_tok, n_seq = msg["tokens"], msg["seqs"]
-        toks = mm[base: base + n_tok]
-        lo = base + P.lens_offset(n_tok)
+        width = layout.token_bytes
+        toks = struct.unpack_from(f"<{n_tok}{'B' if width == 1 else 'H'}", mm, base)
+        lo = base + P.lens_offset(n_tok, width)
         lens = struct.unpack_from(f"<{n_seq}i", mm, lo)
+        framing = P.FRAMING[cfg.get("family", "esm2")]
+        starts = [sum(lens[:i]) for i in range(n_seq)]
+        if any(toks[s] != framing["bos"] or toks[s + n - 1] != framing["eos"] for s, n in zip(starts, lens)):
+            ch.send(P.error({"name": "BadFrame", "message": f"batch {b}: a sequence is not framed by BOS/EOS",
+                             "hint": "packBatch framing"}, batch=b))
+            continue
         blocks = P.output_blocks(n_seq, n_tok, layers, cfg["include"], dim, cfg["outDtype"])
         out = layout.slot_out(msg["slot"])
         for blk in blocks if fill == "exact" else ():

@@ -1,4 +1,4 @@
-"""The wire protocol between the orchestrator and a worker, version 1. Standard library only.
+"""The wire protocol between the orchestrator and a worker, version 3. Standard library only.
 
 Two channels:
 - control: JSON objects, one per line, on the Bun `ipc` socket (fd in NODE_CHANNEL_FD);
@@ -7,16 +7,18 @@ Two channels:
   output region (the embeddings), so a worker can compute one batch while the orchestrator fills
   the next.
 
-Ring layout (little-endian), mirrored in src/protocol.ts and pinned by test/fixtures/ring-v1.json:
+Ring layout v2 (little-endian), mirrored in src/protocol.ts and pinned by test/fixtures/ring-v2.json:
 
     offset 0   8s   magic b"EMBRING\\0"
-    offset 8   u32  version (1)
+    offset 8   u32  version (2)
     offset 12  u32  slots
     offset 16  u64  in_bytes   (per slot)
     offset 24  u64  out_bytes  (per slot)
     offset 32  u64  data_offset (HEADER_BYTES)
+    offset 40  u32  token_bytes: width of one token id, 1 (u8, ESM-2) or 2 (u16, DNABERT-S BPE)
     slot k starts at data_offset + k * (in_bytes + out_bytes)
-    input:  u8 token ids [n_tokens] (BOS/EOS included), zero-padded to 8 bytes,
+    input:  token ids [n_tokens], `token_bytes` wide, each sequence framed by its family's
+            BOS/EOS (FRAMING), zero-padded to 8 bytes,
             then i32 sequence lengths [n_seqs] (BOS/EOS included)
     output: blocks at 64-byte aligned offsets, listed in the `result` message
 
@@ -42,12 +44,17 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 
-PROTOCOL_VERSION = 2  # 2: READY names the compute precision `precision` (was `dtype`)
+PROTOCOL_VERSION = 3
+"""2: READY names the compute precision `precision` (was `dtype`). 3: model families: the worker's
+config and READY name the `family`; token ids travel `token_bytes` wide (ring v2)."""
 RING_MAGIC = b"EMBRING\x00"
-RING_VERSION = 1
+RING_VERSION = 2
 HEADER_BYTES = 4096
-_HEADER = struct.Struct("<8sIIQQQ")
+_HEADER = struct.Struct("<8sIIQQQI")
 OUTPUT_KINDS = ("mean", "bos", "residues")
+FAMILIES = ("esm2", "dnabert-s")
+FRAMING = {"esm2": {"bytes": 1, "bos": 0, "eos": 2}, "dnabert-s": {"bytes": 2, "bos": 1, "eos": 2}}
+"""Per family: token id width on the wire and the ids framing each sequence (src/protocol.ts FRAMING)."""
 TRANSPORTS = ("shm", "socket")
 FRAME_MAGIC = b"EMBFRAME"
 FRAME_VERSION = 1
@@ -68,6 +75,11 @@ class RingLayout:
     in_bytes: int
     out_bytes: int
     data_offset: int = HEADER_BYTES
+    token_bytes: int = 1  # 1 (u8 ids) or 2 (u16 ids)
+
+    def __post_init__(self) -> None:
+        if self.token_bytes not in (1, 2):
+            raise ValueError(f"token_bytes {self.token_bytes}, expected 1 or 2")
 
     @property
     def total_bytes(self) -> int:
@@ -87,20 +99,21 @@ class RingLayout:
             raise ValueError(f"slot {slot} out of range 0..{self.slots - 1}")
 
     def pack_header(self) -> bytes:
-        return _HEADER.pack(RING_MAGIC, RING_VERSION, self.slots, self.in_bytes, self.out_bytes, self.data_offset)
+        return _HEADER.pack(RING_MAGIC, RING_VERSION, self.slots, self.in_bytes, self.out_bytes, self.data_offset,
+                            self.token_bytes)
 
     @staticmethod
     def unpack_header(buf: bytes) -> "RingLayout":
-        magic, version, slots, in_bytes, out_bytes, data_offset = _HEADER.unpack_from(buf, 0)
+        magic, version, slots, in_bytes, out_bytes, data_offset, token_bytes = _HEADER.unpack_from(buf, 0)
         if magic != RING_MAGIC:
             raise ValueError(f"not an embed ring (magic {magic!r})")
         if version != RING_VERSION:
             raise ValueError(f"ring version {version}, expected {RING_VERSION}")
-        return RingLayout(slots, in_bytes, out_bytes, data_offset)
+        return RingLayout(slots, in_bytes, out_bytes, data_offset, token_bytes)
 
     def to_wire(self) -> dict:
         return {"version": RING_VERSION, "slots": self.slots, "inBytes": self.in_bytes,
-                "outBytes": self.out_bytes, "dataOffset": self.data_offset}
+                "outBytes": self.out_bytes, "dataOffset": self.data_offset, "tokenBytes": self.token_bytes}
 
 
 @dataclass(frozen=True)
@@ -131,19 +144,19 @@ class Frame:
         return Frame(kind, batch, slot, offset, length)
 
 
-def input_bytes(max_tokens: int, max_seqs: int) -> int:
+def input_bytes(max_tokens: int, max_seqs: int, token_bytes: int = 1) -> int:
     """Bytes a slot's input region needs for a batch of at most these sizes."""
-    return align(align(max_tokens, 8) + 4 * max_seqs, 4096)
+    return align(lens_offset(max_tokens, token_bytes) + 4 * max_seqs, 4096)
 
 
-def lens_offset(n_tokens: int) -> int:
-    """Offset of the i32 sequence lengths inside an input region."""
-    return align(n_tokens, 8)
+def lens_offset(n_tokens: int, token_bytes: int = 1) -> int:
+    """Offset of the i32 sequence lengths inside an input region: after the ids, 8-byte aligned."""
+    return align(n_tokens * token_bytes, 8)
 
 
-def input_used(n_tokens: int, n_seqs: int) -> int:
+def input_used(n_tokens: int, n_seqs: int, token_bytes: int = 1) -> int:
     """Bytes of a slot's input region a batch uses (tokens, padding, lengths): an `in` frame's length."""
-    return lens_offset(n_tokens) + 4 * n_seqs
+    return lens_offset(n_tokens, token_bytes) + 4 * n_seqs
 
 
 def output_used(blocks: list[dict]) -> int:
@@ -184,8 +197,10 @@ def output_bytes(max_tokens: int, max_seqs: int, layers: list[int], include: lis
 def ready(*, pid: int, device: str, backend: str, precision: str, model: dict, layers: list[int],
           include: list[str], out_dtype: str, max_tokens: int, max_seqs: int, ring_path: str,
           ring: RingLayout, versions: dict, load_ms: float, transport: str = "shm",
-          kernels: str = "eager", startup_ms: dict[str, float] | None = None) -> dict:
-    return {"type": "ready", "protocol": PROTOCOL_VERSION, "pid": pid, "device": device,
+          kernels: str = "eager", startup_ms: dict[str, float] | None = None, family: str = "esm2") -> dict:
+    if FRAMING[family]["bytes"] != ring.token_bytes:
+        raise ValueError(f"{family} ids are {FRAMING[family]['bytes']} byte(s) wide, the ring holds {ring.token_bytes}")
+    return {"type": "ready", "protocol": PROTOCOL_VERSION, "family": family, "pid": pid, "device": device,
             "backend": backend, "kernels": kernels, "precision": precision, "model": model, "layers": layers, "include": include,
             "outDtype": out_dtype, "maxTokens": max_tokens, "maxSeqs": max_seqs,
             "ring": {"path": ring_path, "transport": transport, **ring.to_wire()}, "versions": versions, "loadMs": load_ms,

@@ -37,14 +37,26 @@ class RingBuffer:
         self._bytes[layout.data_offset:].zero_()
 
     def batch_input(self, slot: int, n_tokens: int, n_seqs: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """(token ids u8 [n_tokens], sequence lengths i32 [n_seqs]) as views of the slot."""
+        """(token ids [n_tokens], sequence lengths i32 [n_seqs]) as views of the slot. Ids are u8
+        for 1-byte rings; for 2-byte rings an int16 view of the u16 ids (ids >= 32768 read
+        negative: token_ids() widens them)."""
         base = self.layout.slot_in(slot)
-        if lens_offset(n_tokens) + 4 * n_seqs > self.layout.in_bytes:
+        width = self.layout.token_bytes
+        if lens_offset(n_tokens, width) + 4 * n_seqs > self.layout.in_bytes:
             raise ValueError(f"batch of {n_tokens} tokens / {n_seqs} sequences exceeds the slot")
-        tokens = self._bytes[base: base + n_tokens]
-        start = base + lens_offset(n_tokens)
+        tokens = self._bytes[base: base + n_tokens * width]
+        if width == 2:
+            tokens = tokens.view(torch.int16)
+        start = base + lens_offset(n_tokens, width)
         lens = self._bytes[start: start + 4 * n_seqs].view(torch.int32)
         return tokens, lens
+
+    @staticmethod
+    def token_ids(tokens: torch.Tensor) -> torch.Tensor:
+        """batch_input's ids view -> int64 ids (u16 ids restored from their int16 view); works on
+        any device, so the copy to a GPU stays 1 or 2 bytes per token."""
+        ids = tokens.long()
+        return ids & 0xFFFF if tokens.dtype == torch.int16 else ids
 
     def output_view(self, slot: int, offset: int, rows: int, dim: int, dtype: str) -> torch.Tensor:
         """A [rows, dim] tensor view of a slot's output region at `offset`."""

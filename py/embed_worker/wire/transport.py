@@ -42,9 +42,9 @@ class SocketRing(RingBuffer):
         """Read this batch's `in` frame (the next one on the socket) into the private slot copy."""
         base = self.layout.slot_in(slot)
         f = self._sock.recv_frame(P.FRAME_IN, batch, slot, self._mv[base: base + self.layout.in_bytes])
-        if f.offset != 0 or f.length != P.input_used(n_tokens, n_seqs):
+        if f.offset != 0 or f.length != P.input_used(n_tokens, n_seqs, self.layout.token_bytes):
             raise DataChannelError(f"batch {batch}: in frame of {f.length} bytes at {f.offset}, expected "
-                                   f"{P.input_used(n_tokens, n_seqs)} at 0")
+                                   f"{P.input_used(n_tokens, n_seqs, self.layout.token_bytes)} at 0")
 
     def send_output(self, batch: int, slot: int, nbytes: int) -> None:
         """Send the first `nbytes` of the slot's output region as one `out` frame."""
