@@ -1,22 +1,38 @@
 /**
- * Rendering run events: a live line on a terminal (records and tokens done of total, tokens/s,
- * ETA, batches per worker and what happened to each: replacements, a lowered budget), a plain log
- * line every LOG_EVERY_MS otherwise, or NDJSON on stdout with `--json` (one event per line, for
- * pipelines). The last batch's line is always shown, on close at the latest, whatever the batch
- * events' totals say.
+ * Rendering run events: a drawn bar on a terminal, redrawn in place (records and tokens done of
+ * total, tokens/s, elapsed, ETA, batches per worker and what happened to each: replacements, a
+ * lowered budget), a plain log line every LOG_EVERY_MS otherwise, or NDJSON on stdout with
+ * `--json` (one event per line, for pipelines). The last batch's line is always shown, on close
+ * at the latest, whatever the batch events' totals say. `terminalModes` picks the rendering and
+ * the form of the final result from the flags and whether stdout / stderr are terminals.
  */
 import type { RunEvent } from "../events.ts";
 import { log } from "../log.ts";
 
 /** Interval of the plain progress line when stderr is not a terminal. */
 export const LOG_EVERY_MS = 15_000;
-/** Minimum interval between redraws of the live line. */
-const DRAW_EVERY_MS = 150;
+/** Minimum interval between redraws of the bar, ms (at most 10 redraws a second). */
+export const DRAW_EVERY_MS = 100;
+/** Cells of the drawn bar. */
+const BAR_CELLS = 12;
 
 export type ProgressMode = "json" | "tty" | "log" | "none";
+/** The final result on stdout: a few lines for a person, pretty JSON, or one NDJSON line after the events. */
+export type ResultMode = "human" | "json" | "ndjson";
+
+/**
+ * How a command talks: progress on stderr as a bar (stderr a terminal) or log lines, none with
+ * `--quiet`, NDJSON events on stdout with `--json`; the result as a short human summary when
+ * stdout is a terminal, JSON when it is not (a pipe, a file) or with `--json`. `tty` is injected
+ * by tests; the CLI passes `process.stdout.isTTY` / `process.stderr.isTTY`.
+ */
+export function terminalModes(flags: { json: boolean; quiet: boolean }, tty: { stdout?: boolean; stderr?: boolean }): { progress: ProgressMode; result: ResultMode } {
+  if (flags.json) return { progress: "json", result: "ndjson" };
+  return { progress: flags.quiet ? "none" : tty.stderr ? "tty" : "log", result: tty.stdout ? "human" : "json" };
+}
 
 const fmtInt = (n: number) => Math.round(n).toLocaleString("en-US");
-function fmtTime(s: number): string {
+export function fmtTime(s: number): string {
   if (!Number.isFinite(s)) return "?";
   const h = Math.floor(s / 3600);
   const m = Math.floor((s % 3600) / 60);
@@ -29,6 +45,14 @@ export interface ProgressOptions {
   logEveryMs?: number;
   /** Clock, ms (default `performance.now`); tests drive it by hand. */
   now?: () => number;
+  /** Terminal width in characters for the bar (default: stderr's columns, else 100 where unknown or 0); the line is cut to fit so that `\r` redraws one line. */
+  columns?: number;
+}
+
+/** `[██████░░░░]`: `fraction` (0..1) of BAR_CELLS cells filled. */
+export function bar(fraction: number, cells = BAR_CELLS): string {
+  const full = Math.max(0, Math.min(cells, Math.round(fraction * cells)));
+  return `[${"█".repeat(full)}${"░".repeat(cells - full)}]`;
 }
 
 type BatchEvent = Extract<RunEvent, { type: "batch" }>;
@@ -48,6 +72,8 @@ export function progress(mode: ProgressMode, opts: ProgressOptions = {}): { onEv
   /** What happened to each worker: replacements, a lowered budget (shown after its batch count). */
   const status: Record<string, { replaced: number; budget?: number }> = {};
   let last = 0;
+  /** When the start event came (ms on `now`), for the elapsed time. */
+  let startedAt = 0;
   let drawn = false;
   /** The latest batch event when its line was not shown yet. */
   let unshown: BatchEvent | undefined;
@@ -56,6 +82,12 @@ export function progress(mode: ProgressMode, opts: ProgressOptions = {}): { onEv
     const pct = total ? (100 * e.records) / total : 100;
     const eta = start ? (start.tokens - e.tokens) / e.tokensPerSecond : Number.NaN;
     const workers = Object.entries(perWorker).map(([w, n]) => `${w} ${n}${workerStatus(status[w])}`).join(", ");
+    if (mode === "tty") {
+      const elapsed = (now() - startedAt) / 1000;
+      const text = `${bar(total ? e.records / total : 1)} ${pct.toFixed(1)}%  ${fmtInt(e.records)}/${fmtInt(total)} records  ${fmtInt(e.tokens)}/${fmtInt(start?.tokens ?? 0)} tokens  ${fmtInt(e.tokensPerSecond)} tok/s  elapsed ${fmtTime(elapsed)}  ETA ${fmtTime(eta)}  [${workers}]`;
+      const width = (opts.columns ?? (process.stderr.columns || 100)) - 1; // the last column would wrap on some terminals
+      return text.length > width ? `${text.slice(0, Math.max(0, width - 1))}…` : text;
+    }
     return `embedding ${pct.toFixed(1)}%  ${fmtInt(e.records)}/${fmtInt(total)} records  ${fmtInt(e.tokens)}/${fmtInt(start?.tokens ?? 0)} tokens  ${fmtInt(e.tokensPerSecond)} tok/s  ETA ${fmtTime(eta)}  [${workers}]`;
   };
   const show = (e: BatchEvent) => {
@@ -75,7 +107,7 @@ export function progress(mode: ProgressMode, opts: ProgressOptions = {}): { onEv
     }
     if (e.type === "start") {
       start = e;
-      last = now();
+      last = startedAt = now();
       return;
     }
     if (e.type === "worker") {

@@ -1,6 +1,7 @@
 /** How a command ends: print a typed error with its hint on stderr, and exit with its code. */
 import { EmbedError, ExitCode } from "../errors.ts";
 import { log } from "../log.ts";
+import type { ResultMode } from "./progress.ts";
 
 export function fail(e: unknown, verbose = false): never {
   if (e instanceof EmbedError) {
@@ -20,4 +21,15 @@ export function fail(e: unknown, verbose = false): never {
 /** Write a machine-readable result on stdout (the only thing stdout ever carries). */
 export function emit(value: unknown): void {
   process.stdout.write(JSON.stringify(value, null, 2) + "\n");
+}
+
+/**
+ * A command's result on stdout in the form `mode` asks (progress.ts `terminalModes`): `text(value)`
+ * for a person at a terminal, pretty JSON, or one NDJSON line `{"type": "summary", ...}` after the
+ * `--json` events.
+ */
+export function result<T extends object>(value: T, mode: ResultMode, text: (v: T) => string): void {
+  if (mode === "human") process.stdout.write(text(value) + "\n");
+  else if (mode === "ndjson") process.stdout.write(JSON.stringify({ type: "summary", ...value }) + "\n");
+  else emit(value);
 }

@@ -1,17 +1,31 @@
-/** `embed run INPUT... -o OUT`: embed FASTA into a store, print the run summary as JSON. */
+/** `embed run INPUT... -o OUT`: embed FASTA into a store; print the run summary (a few lines on a terminal, JSON otherwise). */
 import { defineCommand } from "citty";
 import { InterruptedError, OptionsError } from "../errors.ts";
 import { log } from "../log.ts";
 import { dryRun, embedToStore } from "../run.ts";
 import { loadHint } from "../store/identity.ts";
+import type { RunSummary } from "../run.ts";
 import { sharedArgs, sharedOptions } from "./args.ts";
-import { progress } from "./progress.ts";
-import { emit, fail } from "./report.ts";
+import { progress, terminalModes } from "./progress.ts";
+import { emit, fail, result } from "./report.ts";
+
+/** The run summary for a person at a terminal: what was written, how fast, and how to load it. */
+export function runText(s: RunSummary): string {
+  const busy = Object.entries(s.busy).map(([w, f]) => `${w} ${Math.round(f * 100)}%`);
+  return [
+    `${s.records.toLocaleString("en-US")} records embedded in ${s.seconds.toFixed(1)} s → ${s.output}`,
+    `  ${Math.round(s.tokensPerSecond).toLocaleString("en-US")} tokens/s while embedding${busy.length ? ` (time computing: ${busy.join(", ")})` : ""}`,
+    `  ${s.model}, layers ${s.layers.join(",")}: ${s.include.join(", ")}${s.resumed ? `; ${s.resumed.toLocaleString("en-US")} records kept from an interrupted run` : ""}`,
+    ...s.formats.filter((f) => f.format !== "npy").map((f) => `  ${f.format}: ${f.files.join(", ")}`),
+    `  load in Python:  ${loadHint(s.output, s.include, s.layers)}`,
+    `  (JSON summary: pipe the output, or pass --json)`,
+  ].join("\n");
+}
 
 export default defineCommand({
   meta: {
     name: "run",
-    description: `Embed FASTA records with ESM-2.
+    description: `Embed FASTA records with ESM-2 (protein) or DNABERT-S (DNA, --model DNABERT-S).
 
 Examples:
   embed run proteins.fasta -o out/                       mean of the last layer
@@ -19,7 +33,9 @@ Examples:
   zcat x.fa.gz | embed run - -o out/ --include mean,bos,per-residue --layers 0,-1
   embed run peptides.faa -o out/ --dedup                 repeated sequences embedded once
   embed run big.fa.gz -o part-2/ --slice 2/8             one job of eight; then: embed merge all/ part-*/
-  embed run proteins.fasta --dry                         print the batch plan as JSON`,
+  embed run proteins.fasta --dry                         print the batch plan as JSON
+  embed run reads.fna -o dna/ --model DNABERT-S          nucleotide FASTA, BPE tokens ([UNK] for N counted)
+  embed run reads.fna -o dna/ --model DNABERT-S --unknown error   refuse reads with N or other IUPAC codes`,
   },
   args: {
     ...sharedArgs,
@@ -36,7 +52,7 @@ Examples:
     "max-restarts": { type: "string", description: "replacements of dead workers allowed before the run fails", default: "3" },
     dry: { type: "boolean", description: "print the plan as JSON and start no worker", default: false },
     quiet: { type: "boolean", description: "no logs or progress on stderr, only errors and their hints (stdout unchanged)", default: false },
-    json: { type: "boolean", description: "NDJSON events on stdout (start, batch, shard, worker, finish) instead of one summary", default: false },
+    json: { type: "boolean", description: "NDJSON events on stdout (start, batch, shard, worker, finish), then the summary; without it the summary is JSON off a terminal, a few lines on one", default: false },
     verbose: { type: "boolean", description: "debug logs and stack traces", default: false },
   },
   async run({ args }) {
@@ -71,19 +87,22 @@ Examples:
       // A closed terminal or ssh session (SIGHUP) is an interrupt like any other: drain and commit,
       // rather than die at once with the batches in flight lost (the default action, exit 129).
       process.on("SIGHUP", onSignal);
-      const view = progress(args.json ? "json" : args.quiet ? "none" : process.stderr.isTTY ? "tty" : "log");
+      const modes = terminalModes(args, { stdout: process.stdout.isTTY, stderr: process.stderr.isTTY });
+      const view = progress(modes.progress);
       let summary;
       try {
         summary = await embedToStore(options, { signal: controller.signal, onEvent: view.onEvent });
       } finally {
         view.close();
       }
-      log.success(`${summary.records} records embedded in ${summary.seconds.toFixed(1)} s → ${summary.output}`);
-      const busy = Object.entries(summary.busy).map(([w, f]) => `${w} ${Math.round(f * 100)}%`);
-      if (busy.length) log.info(`${Math.round(summary.tokensPerSecond).toLocaleString("en-US")} tokens/s while embedding; time each worker spent computing: ${busy.join(", ")}`);
-      log.info(`load in Python: ${loadHint(summary.output, summary.include, summary.layers)}`);
-      if (args.json) process.stdout.write(JSON.stringify({ type: "summary", ...summary }) + "\n");
-      else emit(summary);
+      if (modes.result !== "human") {
+        // At a terminal these are the summary's own lines on stdout; said once.
+        log.success(`${summary.records} records embedded in ${summary.seconds.toFixed(1)} s → ${summary.output}`);
+        const busy = Object.entries(summary.busy).map(([w, f]) => `${w} ${Math.round(f * 100)}%`);
+        if (busy.length) log.info(`${Math.round(summary.tokensPerSecond).toLocaleString("en-US")} tokens/s while embedding; time each worker spent computing: ${busy.join(", ")}`);
+        log.info(`load in Python: ${loadHint(summary.output, summary.include, summary.layers)}`);
+      }
+      result(summary, modes.result, runText);
       process.exit(0);
     } catch (e) {
       fail(e, args.verbose);
