@@ -5,6 +5,11 @@
                          READY -> embed* -> shutdown
     startup, threads,    start-up timing, CPU threads from the CPUs granted, dying with the parent
       lifeline
+    dnabert_run          the worker's DNABERT-S steps: load (reference, or gpu/ in fp16/bf16),
+                         warm-up, activation bytes per token, pooling ([CLS]/[SEP] in the mean)
+    budget               the auto token budget (CPU default, or GPU free memory / bytes per token)
+    registry             every family's checkpoints: which family a model is, DNABERT-S folders
+                         and names, `embed models` rows (esm2/registry.py keeps ESM-2's search)
     errors, log          named errors ({name, message, hint} on the wire), JSON log lines on stderr
     checkpoint           reading checkpoint files for every family: weights-only torch.load,
                          safetensors headers checked before reading, Hugging Face folders

@@ -22,16 +22,8 @@ from .lifeline import bind_to_parent
 from .threads import choose_threads, omp_env, read_grant
 from .esm2.registry import absolute_layer
 from .startup import Phases
+from .budget import auto_budget
 from .wire import protocol as P
-
-CPU_DEFAULT_TOKENS = 4096
-"""Auto token budget on CPU: big enough for one 1022-residue sequence, small enough to keep
-latency per batch near a second on a laptop-sized model."""
-GPU_MAX_TOKENS = 65536
-"""Upper bound of the auto budget on GPU; larger batches gain little once GEMMs are saturated."""
-GPU_MEMORY_FRACTION = 0.5
-"""Share of free GPU memory (after the weights) the auto budget may plan to use for activations."""
-
 
 @dataclass(frozen=True)
 class WorkerConfig:
@@ -51,6 +43,7 @@ class WorkerConfig:
     kernels: str = "eager"  # auto | quack | triton | compile | eager: what runs the blocks (GPU; CPU is always eager)
     download: bool = False  # fetch a released checkpoint missing from every local cache
     max_len: int | None = None  # the longest sequence the run can send, BOS/EOS included (None: unknown)
+    family: str = "esm2"  # esm2 | dnabert-s: what the orchestrator expects the model to be (wire FRAMING)
 
     @staticmethod
     def from_env() -> "WorkerConfig":
@@ -64,7 +57,8 @@ class WorkerConfig:
                             ring_dir=d.get("ringDir"), threads=d.get("threads"),
                             transport=d.get("transport") or default_transport(),
                             fault=d.get("fault"), kernels=d.get("kernels", "eager"),
-                            download=bool(d.get("download", False)), max_len=d.get("maxLen"))
+                            download=bool(d.get("download", False)), max_len=d.get("maxLen"),
+                            family=d.get("family", "esm2"))
 
 
 FAULTS = {
@@ -87,19 +81,6 @@ def resolve_layers(layers: list[int], num_layers: int) -> list[int]:
         if j not in out:
             out.append(j)
     return out
-
-
-def auto_budget(torch, model, cfg, device) -> int:
-    if device.type != "cuda":
-        return CPU_DEFAULT_TOKENS
-    free, _total = torch.cuda.mem_get_info(device)
-    d, f = cfg.embed_dim, cfg.ffn_dim
-    esize = next(model.parameters()).element_size()
-    # Live activations per token inside one block (x, residual, qkv, attention out, ffn hidden),
-    # plus one kept hidden state per requested layer, with a 2x margin for allocator slack.
-    per_token = 2 * esize * (2 * d + 3 * d + d + f) + esize * d * 4
-    budget = int(free * GPU_MEMORY_FRACTION // per_token)
-    return max(1026, min(GPU_MAX_TOKENS, budget // 64 * 64))
 
 
 class Worker:
@@ -140,6 +121,10 @@ class Worker:
                  visible=os.cpu_count(), omp_wait_policy=os.environ.get("OMP_WAIT_POLICY"))
 
     def load_model(self):
+        from . import dnabert_run
+        dnabert_run.check_family(self.cfg.family, self.cfg.model)
+        if self.cfg.family == dnabert_run.FAMILY:
+            return dnabert_run.load_into(self, resolve_layers)
         from .esm2.weights import load_model
         from .esm2 import model as M
         self.M = M
@@ -201,16 +186,23 @@ class Worker:
         from .wire.transport import make_ring
         layout = P.RingLayout(
             slots=self.cfg.slots,
-            in_bytes=P.input_bytes(self.max_tokens, self.max_seqs),
+            in_bytes=P.input_bytes(self.max_tokens, self.max_seqs, self.token_bytes()),
+            token_bytes=self.token_bytes(),
             out_bytes=P.output_bytes(self.max_tokens, self.max_seqs, self.layers, self.cfg.include,
                                      self.mcfg.embed_dim, self.cfg.out_dtype))
         self.ring = make_ring(self.cfg.transport, self.cfg.ring_dir, self.cfg.name, layout)
+
+    def token_bytes(self) -> int:
+        return P.FRAMING[self.cfg.family]["bytes"]
 
     def warmup(self):
         """One tiny forward before READY (it also compiles the quack kernels). If the quack
         GEMMs fail to compile or run for this model, the worker falls back to "triton" and
         says so, rather than failing the run."""
         t = self.torch
+        if self.cfg.family != "esm2":
+            self.M.warmup(self.model, self.device, self.layers)
+            return t.cuda.synchronize() if self.device.type == "cuda" else None
         tokens = t.tensor([0, 5, 6, 7, 2, 0, 8, 2], device=self.device)
         cu = t.tensor([0, 5, 8], dtype=t.int32, device=self.device)
         try:
@@ -251,11 +243,14 @@ class Worker:
     def ready_message(self) -> dict:
         from .esm2 import attention
         t = self.torch
-        return P.ready(
+        if self.cfg.family == "esm2":
+            backend = attention.backend_for(self.device, self.dtype) + ("+fa4" if self.model.long_attention else "")
+        else:
+            backend = self.M.backend(self.device, self.kernels)
+        return P.ready(family=self.cfg.family,
             pid=os.getpid(), device=str(self.device) if self.device.type == "cpu" else
             f"cuda ({t.cuda.get_device_name(self.device)})",
-            backend=attention.backend_for(self.device, self.dtype) + ("+fa4" if self.model.long_attention else ""),
-            kernels=self.kernels, precision=self.cfg.precision,
+            backend=backend, kernels=self.kernels, precision=self.cfg.precision,
             model={"name": self.mcfg.name, "path": self.resolved.path, "format": self.resolved.format,
                    "numLayers": self.mcfg.num_layers, "dim": self.mcfg.embed_dim,
                    "heads": self.mcfg.attention_heads},
@@ -270,7 +265,7 @@ class Worker:
         t0 = time.perf_counter()
         batch, slot, n_seqs, n_tokens, max_len = (int(msg[k]) for k in ("batch", "slot", "seqs", "tokens", "maxLen"))
         self.ring.receive_input(batch, slot, n_tokens, n_seqs)
-        tok_u8, lens = self.ring.batch_input(slot, n_tokens, n_seqs)
+        tok_view, lens = self.ring.batch_input(slot, n_tokens, n_seqs)
         # max_len bounds every position (attention kernels, rotary table): it must not understate.
         if (int(lens.sum()) != n_tokens or n_seqs > self.max_seqs or n_tokens > self.max_tokens
                 or (n_seqs and int(lens.max()) > max_len)):
@@ -279,7 +274,7 @@ class Worker:
                                    "this is a bug in the orchestrator; please report it", name="BadFrame")
         cu = t.zeros(n_seqs + 1, dtype=t.int32)
         t.cumsum(lens, 0, out=cu[1:])
-        tokens = tok_u8.to(self.device, non_blocking=True).long()
+        tokens = self.ring.token_ids(tok_view.to(self.device, non_blocking=True))
         cu = cu.to(self.device, non_blocking=True)
         hidden = self.model(tokens, cu, max_len, self.layers)
         blocks = P.output_blocks(n_seqs, n_tokens, self.layers, self.cfg.include, self.mcfg.embed_dim,

@@ -144,3 +144,56 @@ def test_registry_is_torch_free():
     py = Path(__file__).resolve().parents[1]
     out = subprocess.run([sys.executable, "-c", code], cwd=py, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+# --- the family-neutral registry (embed_worker/registry.py): DNABERT-S beside ESM-2 -------------
+
+from embed_worker import registry as R  # noqa: E402
+from embed_worker.dnabert_s.config import DNABERTConfig  # noqa: E402
+from embed_worker.dnabert_s.testmodel import write_folder  # noqa: E402
+
+
+def _dnabert(folder):
+    return write_folder(folder, DNABERTConfig(hidden_size=16, num_layers=1, num_heads=2, intermediate_size=8,
+                                              vocab_size=64))
+
+
+def test_dnabert_names_and_folders_are_recognised_and_esm2_is_not(tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    for name in ("DNABERT-S", "zhihan1996/DNABERT-S", "DNABERT-2-117M", "zhihan1996/DNABERT-2-117M"):
+        assert R.family_of(name) == "dnabert-s"
+    assert R.family_of("esm2_t6_8M_UR50D") == "esm2"
+    assert R.family_of("facebook/esm2_t6_8M_UR50D") == "esm2"
+    folder = _dnabert(tmp_path / "my-dnabert")
+    assert R.family_of(str(folder)) == "dnabert-s"
+    r = R.resolve_dnabert(str(folder))
+    assert (r.path, r.format) == (str(folder.resolve()), R.DNABERT_FORMAT)
+    # a plain BERT (no MosaicBERT auto_map) is not taken for DNABERT
+    cfg = json.loads((folder / "config.json").read_text())
+    del cfg["auto_map"]
+    (folder / "config.json").write_text(json.dumps(cfg))
+    assert R.family_of(str(folder)) == "esm2"
+
+
+def test_dnabert_is_found_in_the_hugging_face_cache_under_hf_home(tmp_path, monkeypatch):
+    monkeypatch.delenv("HF_HUB_CACHE", raising=False)
+    monkeypatch.delenv("HUGGINGFACE_HUB_CACHE", raising=False)
+    monkeypatch.delenv("EMBED_MODEL_DIR", raising=False)
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    repo = tmp_path / "hf" / "hub" / "models--zhihan1996--DNABERT-S"
+    with pytest.raises(ModelNotFound, match="not found") as e:
+        R.resolve_dnabert("zhihan1996/DNABERT-S")
+    assert "hf download zhihan1996/DNABERT-S" in e.value.hint
+    assert str(repo / "snapshots") in e.value.message
+    snap = _dnabert(repo / "snapshots" / "abc123")
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text("abc123")
+    r = R.resolve_dnabert("zhihan1996/DNABERT-S")
+    assert (r.path, r.name) == (str(snap), "DNABERT-S")
+    assert R.family_of(str(repo)) == "dnabert-s"
+    rows = {row["name"]: row for row in R.describe_all()}
+    assert rows["DNABERT-S"]["path"] == str(snap) and rows["DNABERT-S"]["family"] == "dnabert-s"
+    assert rows["DNABERT-2-117M"]["path"] is None and "hf download" in rows["DNABERT-2-117M"]["how"]
+    assert (rows["DNABERT-S"]["layers"], rows["DNABERT-S"]["dim"], rows["DNABERT-S"]["heads"]) == (12, 768, 12)
+    assert 116e6 < rows["DNABERT-S"]["params"] < 118e6  # the released 117M
+    assert rows["esm2_t6_8M_UR50D"]["family"] == "esm2"
