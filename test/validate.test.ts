@@ -47,6 +47,37 @@ describe("embed validate", () => {
     expect(existsSync(`${file}.txt`)).toBe(true);
   });
 
+  test("--html writes one self-contained page; the JSON keeps every record's values", async () => {
+    const html = join(tmp, "bf16.html");
+    const json = join(tmp, "bf16.json");
+    const r = await validate([...BF16, "--html", html, "--report", json]);
+    expect(r.code).toBe(0);
+    const page = readFileSync(html, "utf8");
+    expect(page).toContain(`<span class="verdict pass"`);
+    expect([...page.matchAll(/<circle class="pt/g)].length).toBe(4); // one point per validated record
+    expect(page).not.toMatch(/<script|https?:\/\//);
+    const perRecord: { id: string; residues: number; bin: string; cosine: number; relL2: number; maxAbs: number; residueCosMin: number }[] = JSON.parse(readFileSync(json, "utf8")).perRecord;
+    expect(perRecord).toEqual(r.report.perRecord);
+    expect(perRecord).toHaveLength(4);
+    for (const x of perRecord) {
+      expect(x.cosine).toBeGreaterThan(0.999);
+      expect(x.relL2).toBeGreaterThan(0);
+      expect(x.maxAbs).toBeGreaterThan(0);
+      expect(x.residueCosMin).toBeGreaterThan(0.99);
+      expect(page).toContain(`${x.id}: ${x.residues} residues`);
+    }
+  });
+
+  test("--html at a directory or at the input is refused before the input is read", async () => {
+    const dir = await validate(["--html", tmp]);
+    expect(dir.code).toBe(6);
+    expect(dir.stderr).toContain(`--html ${tmp} is a directory`);
+    expect(dir.stderr).not.toContain("validating");
+    const input = await validate(["--html", EXAMPLE]);
+    expect(input.code).toBe(2);
+    expect(input.stderr).toContain(`--html ${EXAMPLE} is the input ${EXAMPLE}`);
+  });
+
   test("bf16 with per-residue vectors passes its thresholds; the table has every bin", async () => {
     const r = await validate(BF16);
     expect(r.code).toBe(0);
@@ -124,6 +155,7 @@ describe("embed validate", () => {
     ["--sample", "-5", "is not a positive integer"],
     ["--sample", "0", "is not a positive integer"],
     ["--sample", "2.5", "is not a positive integer"],
+    ["--sample", "50001", "is not a positive integer ≤ 50000"],
     ["--contamination", "0", "is not a positive integer"],
     ["--min-cosine", "1.5", "is not a cosine between -1 and 1"],
     ["--median-cosine", "-2", "is not a cosine between -1 and 1"],

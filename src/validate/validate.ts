@@ -37,11 +37,20 @@ const bounded = (allowed: string, ok: (n: number) => boolean) =>
     .refine((v) => (typeof v === "number" || (typeof v === "string" && v.trim() !== "")) && ok(Number(v)), allowed)
     .transform(Number);
 const count = bounded("a positive integer", (n) => Number.isInteger(n) && n >= 1);
+
+/**
+ * Most records one run validates (and keeps per-record values of). Memory: both the production and
+ * the reference pooled vectors of every sampled record are held until the comparison, 2 × dim × 4
+ * bytes (20 kB at 3B's 2,560, 40 kB at 15B's 5,120: 1–2 GB at the bound), plus ≈ 150 bytes of
+ * per-record values in the report; with --per-residue also 2 × residues × dim × 4 bytes per record
+ * (sample fewer for long proteins). Time: the fp32 reference embeds one sequence per batch.
+ */
+export const MAX_SAMPLE = 50_000;
 const cosine = bounded("a cosine between -1 and 1", (n) => n >= -1 && n <= 1);
 
 /** The options only validate has, validated at its edge (resolveConfig checks the shared ones). */
 const ValidateChecks = z.object({
-  sample: count.optional(),
+  sample: bounded(`a positive integer ≤ ${MAX_SAMPLE}`, (n) => Number.isInteger(n) && n >= 1 && n <= MAX_SAMPLE).optional(),
   contamination: count.default(8),
   thresholds: z.object({
     minCosine: cosine.default(DEFAULT_THRESHOLDS.minCosine),
@@ -60,8 +69,13 @@ function resolveChecks(options: ValidateOptions): z.output<typeof ValidateChecks
   throw new OptionsError(`--${flag} "${String(issue.input)}" is not ${issue.message}`, "see `embed validate --help`");
 }
 
+/** One validated record's comparison, as the JSON report keeps it (a NaN cosine is null in JSON). */
+export type RecordResult = Pick<RecordMetrics, "id" | "residues" | "bin" | "cosine" | "relL2" | "maxAbs" | "nonFinite" | "residueCosMin" | "residueCosMedian">;
+
 export interface ValidationReport {
   model: string;
+  /** When the run finished, ISO 8601 UTC. */
+  date: string;
   layer: number;
   device: string;
   precision: Precision;
@@ -70,11 +84,16 @@ export interface ValidationReport {
   thresholds: Thresholds;
   overall: Summary;
   bins: Record<string, Summary | null>;
+  /** The thresholds judged on each bin's records alone (empty: passes; null: no records). The run's
+   * verdict is the overall one: a bin can miss the median threshold while the whole sample meets it. */
+  binFailures: Record<string, string[] | null>;
   worst: Pick<RecordMetrics, "id" | "residues" | "cosine" | "relL2" | "maxAbs" | "nonFinite">[];
   contamination: { n: number; minCosine: number | null; maxAbs: number | null; worst: { id: string; residues: number; cosine: number }[] };
   ok: boolean;
   failures: string[];
   seconds: number;
+  /** Every validated record, in input order (at most MAX_SAMPLE). */
+  perRecord: RecordResult[];
 }
 
 interface Collected {
@@ -114,6 +133,22 @@ async function collect(workers: WorkerHandle[], table: RecordTable, maxSeqs: num
   return out;
 }
 
+/** Each record's production vectors against its reference vectors. */
+function compareAll(table: RecordTable, prod: Collected, ref: Collected, withRes: boolean): RecordMetrics[] {
+  const lengths = table.lengths();
+  const metrics: RecordMetrics[] = [];
+  for (let i = 0; i < table.size; i++) {
+    const m: RecordMetrics = { id: table.id(i), residues: lengths[i]!, bin: binOf(lengths[i]!), ...compareVectors(prod.mean[i]!, ref.mean[i]!) };
+    if (withRes && ref.residues[i]!.length) {
+      const cos = rowCosines(prod.residues[i]!, ref.residues[i]!, ref.mean[i]!.length).sort();
+      m.residueCosMin = cos[0]!;
+      m.residueCosMedian = quantile(cos, 0.5);
+    }
+    metrics.push(m);
+  }
+  return metrics;
+}
+
 async function withWorkers<T>(start: () => Promise<WorkerHandle[]>, f: (ws: WorkerHandle[]) => Promise<T>): Promise<T> {
   const workers = await start();
   try {
@@ -131,7 +166,9 @@ export async function validate(options: ValidateOptions): Promise<ValidationRepo
   const { cfg, devices, precision } = resolveRun({ ...options, include, outDtype: "float32", dry: false });
   if (cfg.layers.length !== 1) throw new OptionsError("validate checks one layer at a time", "pass a single --layers value, e.g. -1");
   const all = await ingest(cfg);
-  const picked = checks.sample === undefined ? all.indices() : stratifiedSample(all.lengths(), checks.sample);
+  const limit = checks.sample ?? MAX_SAMPLE;
+  if (checks.sample === undefined && all.size > MAX_SAMPLE) log.info(`${all.size} records: validating a length-stratified sample of ${MAX_SAMPLE} (the most one run checks)`);
+  const picked = all.size <= limit ? all.indices() : stratifiedSample(all.lengths(), limit);
   const table = picked.length === all.size ? all : all.subset(picked); // no copy when every record is checked
   const lengths = table.lengths();
   const checkAlone = stratifiedSample(lengths, checks.contamination); // spread over the length bins
@@ -155,24 +192,17 @@ export async function validate(options: ValidateOptions): Promise<ValidationRepo
     (ws) => collect(ws, table, 1, withRes, cfg.health),
   );
 
-  const metrics: RecordMetrics[] = [];
-  for (let i = 0; i < table.size; i++) {
-    const m: RecordMetrics = { id: table.id(i), residues: lengths[i]!, bin: binOf(lengths[i]!), ...compareVectors(prod.mean[i]!, ref.mean[i]!) };
-    if (withRes && ref.residues[i]!.length) {
-      const cos = rowCosines(prod.residues[i]!, ref.residues[i]!, ref.mean[i]!.length).sort();
-      m.residueCosMin = cos[0]!;
-      m.residueCosMedian = quantile(cos, 0.5);
-    }
-    metrics.push(m);
-  }
+  const metrics = compareAll(table, prod, ref, withRes);
   const overall = summarize(metrics)!;
   const bins = Object.fromEntries(LENGTH_BINS.map((b) => [b.name, summarize(metrics.filter((m) => m.bin === b.name))]));
+  const binFailures = Object.fromEntries(Object.entries(bins).map(([name, s]) => [name, s && judge(s, null, thresholds)]));
   const aloneCmp = Array.from(checkAlone, (rec, k) => ({ id: table.id(rec), residues: lengths[rec]!, ...compareVectors(alone.mean[k]!, prod.mean[rec]!) }));
   const contaminationMin = aloneCmp.length ? Math.min(...aloneCmp.map((c) => c.cosine)) : null;
   const failures = judge(overall, contaminationMin, thresholds);
   const byCos = (a: { cosine: number }, b: { cosine: number }) => (Number.isNaN(a.cosine) ? -1 : Number.isNaN(b.cosine) ? 1 : a.cosine - b.cosine);
   return {
     model,
+    date: new Date().toISOString(),
     layer,
     device,
     precision,
@@ -181,6 +211,7 @@ export async function validate(options: ValidateOptions): Promise<ValidationRepo
     thresholds,
     overall,
     bins,
+    binFailures,
     worst: [...metrics].sort(byCos).slice(0, 10).map(({ id, residues, cosine, relL2, maxAbs, nonFinite }) => ({ id, residues, cosine, relL2, maxAbs, nonFinite })),
     contamination: {
       n: aloneCmp.length,
@@ -191,5 +222,6 @@ export async function validate(options: ValidateOptions): Promise<ValidationRepo
     ok: failures.length === 0,
     failures,
     seconds: (performance.now() - t0) / 1000,
+    perRecord: metrics.map(({ id, residues, bin, cosine, relL2, maxAbs, nonFinite, residueCosMin, residueCosMedian }) => ({ id, residues, bin, cosine, relL2, maxAbs, nonFinite, residueCosMin, residueCosMedian })),
   };
 }
