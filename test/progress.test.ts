@@ -3,7 +3,9 @@ import { afterAll, describe, expect, setDefaultTimeout, test } from "bun:test";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { progress } from "../src/commands/progress.ts";
+import { progress, terminalModes } from "../src/commands/progress.ts";
+import { runText } from "../src/commands/run.ts";
+import type { RunSummary } from "../src/run.ts";
 import { PACKAGE_ROOT } from "../src/config.ts";
 import type { RunEvent } from "../src/events.ts";
 import { FAKE_DIR } from "./helpers.ts";
@@ -75,11 +77,40 @@ describe("run events", () => {
     expect(shards.at(-1)!.committed).toBe(6);
   });
 
-  test("terminal: one live line redrawn in place, ended by a newline on close", () => {
-    const tty = capture(() => feed(progress("tty")));
-    expect(tty).toContain("\r\x1b[2Kembedding 100.0%  8/8 records  400/400 tokens  200 tok/s  ETA 0s  [cuda:0 2]");
+  test("terminal: one drawn bar redrawn in place, ended by a newline on close", () => {
+    const tty = capture(() => feed(progress("tty", { now: () => 0, columns: 200 })));
+    expect(tty).toContain("\r\x1b[2K[████████████] 100.0%  8/8 records  400/400 tokens  200 tok/s  elapsed 0s  ETA 0s  [cuda:0 2]");
     expect(tty.endsWith("\n")).toBe(true);
     expect(tty.split("\n").length).toBe(2); // one line, however often redrawn
+  });
+
+  test("terminal: the bar fills with records done, shows elapsed time and ETA, redraws at most every 100 ms", () => {
+    let t = 0;
+    const p = progress("tty", { now: () => t, columns: 200 });
+    const batch = (k: number) =>
+      p.onEvent({ type: "batch", batches: k, totalBatches: 4, records: 2 * k, tokens: 100 * k, elapsed: k, tokensPerSecond: 10, worker: "cpu", density: 0.8 });
+    const draws: string[] = [];
+    const step = (fn: () => void) => draws.push(...capture(fn).split("\r\x1b[2K").filter(Boolean));
+    step(() => p.onEvent({ type: "start", records: 8, todo: 8, resumed: 0, batches: 4, tokens: 400, budget: 256, density: 0.8, devices: ["cpu"] }));
+    t = 61_000;
+    step(() => batch(1)); // a quarter done, 61 s in, 300 tokens to go at 10 tok/s
+    t = 61_050;
+    step(() => batch(2)); // 50 ms later: not drawn
+    t = 61_200;
+    step(() => batch(3));
+    expect(draws).toEqual([
+      "[███░░░░░░░░░] 25.0%  2/8 records  100/400 tokens  10 tok/s  elapsed 1m01s  ETA 30s  [cpu 1]",
+      "[█████████░░░] 75.0%  6/8 records  300/400 tokens  10 tok/s  elapsed 1m01s  ETA 10s  [cpu 3]",
+    ]);
+    capture(() => p.close());
+  });
+
+  test("terminal: the line is cut to the terminal's width, so that a redraw stays on one line", () => {
+    const tty = capture(() => feed(progress("tty", { now: () => 0, columns: 40 })));
+    const drawn = tty.split("\r\x1b[2K").at(-1)!.replace(/\n$/, "");
+    expect(drawn.length).toBe(39);
+    expect(drawn).toEndWith("…");
+    expect(drawn).toStartWith("[████████████] 100.0%  8/8 records");
   });
 
   test("off a terminal: plain log lines, no carriage returns or escape codes", () => {
@@ -137,6 +168,76 @@ describe("run events", () => {
     expect(progressLines[0]).toMatch(/embedding 100\.0%  6\/6 records  \S+ tokens  .* tok\/s  ETA 0s  \[cpu \d+ \(budget \d+\)\]$/);
     // Then the run's closing summary line.
     expect(err.indexOf("6 records embedded in")).toBeGreaterThan(err.indexOf(progressLines[0]!));
+  });
+});
+
+describe("terminal manners: the result's form and the progress rendering", () => {
+  test("terminalModes: human summary and bar on a terminal, JSON off one, --json NDJSON everywhere, --quiet no progress", () => {
+    const both = { stdout: true, stderr: true };
+    expect(terminalModes({ json: false, quiet: false }, both)).toEqual({ progress: "tty", result: "human" });
+    expect(terminalModes({ json: false, quiet: false }, {})).toEqual({ progress: "log", result: "json" });
+    expect(terminalModes({ json: false, quiet: false }, { stdout: false, stderr: true })).toEqual({ progress: "tty", result: "json" }); // embed run ... > summary.json
+    expect(terminalModes({ json: false, quiet: false }, { stdout: true, stderr: false })).toEqual({ progress: "log", result: "human" }); // 2> run.log
+    expect(terminalModes({ json: true, quiet: false }, both)).toEqual({ progress: "json", result: "ndjson" });
+    expect(terminalModes({ json: false, quiet: true }, both)).toEqual({ progress: "none", result: "human" });
+    expect(terminalModes({ json: false, quiet: true }, {})).toEqual({ progress: "none", result: "json" });
+  });
+
+  test("the human summary: records, time, tokens/s, output, how to load in Python", () => {
+    const text = runText({ records: 1234, seconds: 2.5, output: "/o", tokensPerSecond: 5000.4, busy: { cpu: 0.9 }, model: "esm2_t6_8M_UR50D", layers: [6], include: ["mean"], resumed: 0, formats: [{ format: "npy", files: [] }] } as unknown as RunSummary);
+    const lines = text.split("\n");
+    expect(lines[0]).toBe("1,234 records embedded in 2.5 s → /o");
+    expect(lines[1]).toBe("  5,000 tokens/s while embedding (time computing: cpu 90%)");
+    expect(text).toContain(`load in Python:  import numpy as np; X = np.load("/o/mean.layer6.npy", mmap_mode="r")`);
+    expect(text).not.toContain("{");
+  });
+
+  test("off a terminal (pipes): stdout is one JSON summary, the summary lines go to stderr", async () => {
+    const { NO_COLOR: _n, FORCE_COLOR: _f, ...env } = process.env;
+    const proc = Bun.spawn(["bun", join(PACKAGE_ROOT, "src", "cli.ts"), "run", join(PACKAGE_ROOT, "examples", "example.fasta"), "-o", join(tmp, "pipe"), "--devices", "cpu"], {
+      stdout: "pipe",
+      stderr: "pipe",
+      env: { ...env, EMBED_PYTHON: "python3", EMBED_WORKER_MODULE: "fake_worker", EMBED_WORKER_PYTHONPATH: FAKE_DIR, EMBED_FAKE: "{}" },
+    });
+    const [out, err, code] = await Promise.all([new Response(proc.stdout).text(), new Response(proc.stderr).text(), proc.exited]);
+    expect(code).toBe(0);
+    expect(JSON.parse(out).records).toBe(6);
+    expect(out).not.toContain("load in Python");
+    expect(err).toContain("6 records embedded in");
+  });
+
+  // A real pseudo-terminal through util-linux `script`, where present: what a person sees.
+  const script = Bun.which("script");
+  describe.skipIf(!script)("on a pseudo-terminal (util-linux script)", () => {
+    const onTty = async (extra: string[]) => {
+      const cmd = ["bun", join(PACKAGE_ROOT, "src", "cli.ts"), "run", join(PACKAGE_ROOT, "examples", "example.fasta"), "-o", join(tmp, `tty${extra.length}`), "--devices", "cpu", ...extra];
+      const proc = Bun.spawn([script!, "-qec", cmd.map((a) => `'${a}'`).join(" "), "/dev/null"], {
+        stdin: "ignore",
+        stdout: "pipe",
+        stderr: "pipe",
+        env: { ...process.env, EMBED_PYTHON: "python3", EMBED_WORKER_MODULE: "fake_worker", EMBED_WORKER_PYTHONPATH: FAKE_DIR, EMBED_FAKE: "{}" },
+      });
+      const [out, , code] = await Promise.all([new Response(proc.stdout).text(), new Response(proc.stderr).text(), proc.exited]);
+      return { out: out.replace(/\r\n/g, "\n"), code };
+    };
+
+    test("the bar and the human summary, no JSON", async () => {
+      const { out, code } = await onTty([]);
+      expect(code).toBe(0);
+      expect(out).toMatch(/\r\x1b\[2K\[█+\] 100\.0%  6\/6 records .* elapsed \S+  ETA 0s/);
+      expect(out).toContain("6 records embedded in");
+      expect(out).toContain("load in Python:");
+      expect(out).not.toMatch(/^\{/m);
+    });
+
+    test("--json: NDJSON even on a terminal, no human summary", async () => {
+      const { out, code } = await onTty(["--json"]);
+      expect(code).toBe(0);
+      const json = out.split("\n").filter((l) => l.startsWith("{")).map((l) => JSON.parse(l) as { type: string });
+      expect(json[0]!.type).toBe("start");
+      expect(json.at(-1)!.type).toBe("summary");
+      expect(out).not.toContain("(JSON summary: pipe the output");
+    });
   });
 });
 
