@@ -291,9 +291,16 @@ describe("embed models / doctor", () => {
     expect(Object.keys(byName)).toEqual(expect.arrayContaining(["esm2_t6_8M_UR50D", "esm2_t12_35M_UR50D", "esm2_t30_150M_UR50D", "esm2_t48_15B_UR50D", "test-tiny"]));
     expect(byName["test-tiny"]!.path).toContain("test-tiny");
     // A model found nowhere says where --download would put it (the torch hub cache).
-    const missing = rows.filter((m) => m.path === null) as unknown as { name: string; download_to: string }[];
+    const missing = rows.filter((m) => m.path === null && (m as { family?: string }).family === "esm2") as unknown as { name: string; download_to: string }[];
     for (const m of missing) expect(m.download_to).toMatch(new RegExp(`/checkpoints/${m.name}\\.pt$`));
-    expect(byName["test-tiny"]!).toMatchObject({ download_to: null });
+    expect(byName["test-tiny"]!).toMatchObject({ download_to: null, family: "esm2" });
+    // DNABERT-S rows: the released shape, and (not found) the command that fetches it
+    expect(byName["DNABERT-S"]).toMatchObject({ family: "dnabert-s", layers: 12, dim: 768, heads: 12 });
+    expect(byName["DNABERT-2-117M"]).toMatchObject({ family: "dnabert-s", layers: 12, dim: 768 });
+    for (const name of ["DNABERT-S", "DNABERT-2-117M"]) {
+      const m = byName[name] as unknown as { path: string | null; how: string | null };
+      if (m.path === null) expect(m.how).toContain(`hf download zhihan1996/${name}`);
+    }
   });
 
   test("doctor reports torch and the attention backend", async () => {

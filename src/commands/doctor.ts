@@ -30,7 +30,7 @@ export default defineCommand({
     if (args.json || !process.stdout.isTTY) emit(report);
     else {
       log.info(`bun ${Bun.version}; python ${python}: ${py.ok ? `torch ${String(py.value?.torch)}` : "FAILED"}`);
-      log.info(`GPUs: ${report.gpus.map((g) => `${g.index}: ${g.name}`).join(", ") || "none"}; attention: ${JSON.stringify(py.value?.attention ?? null)}; kernels: ${JSON.stringify(py.value?.kernels ?? null)}`);
+      log.info(`GPUs: ${report.gpus.map((g) => `${g.index}: ${g.name}`).join(", ") || "none"}; attention: ${JSON.stringify(py.value?.attention ?? null)}; kernels: ${JSON.stringify(py.value?.kernels ?? null)}; families: ${JSON.stringify(py.value?.families ?? null)}`);
     }
     for (const p of problems) (p.severity === "warn" ? log.warn : log.error)(`${p.what}\n  hint: ${p.hint}`);
     if (!problems.length) log.success("everything embed needs is here");

@@ -50,6 +50,7 @@ def report() -> dict:
             out.setdefault("attention", {})["long"] = (f"flash-attn-4 for batches with sequences > {LONG_MIN_LEN} tokens "
                                                        "(loaded only when --truncate allows them)"
                                                        if fn else f"varlen flash kernel ({why})")
+    out["families"] = families(out)
     for mod, hint in (("numpy", "pip install numpy"), ("safetensors", "pip install safetensors")):
         try:
             __import__(mod)
@@ -67,6 +68,23 @@ def report() -> dict:
                                 "severity": "warn"})
     out["platform"] = platform.platform()
     return out
+
+
+def families(out: dict) -> dict:
+    """Per model family: what runs it on CPU and on a GPU here, and which released models are found."""
+    from ..registry import describe_all
+    found: dict[str, list[str]] = {}
+    for row in describe_all():
+        if row["path"]:
+            found.setdefault(row["family"], []).append(row["name"])
+    gpu = out["kernels"]["gpu"] if out.get("cuda") else None
+    return {
+        "esm2": {"cpu": "eager", "gpu": gpu, "found": found.get("esm2", [])},
+        "dnabert-s": {"cpu": "exact ALiBi reference (fp32)",
+                      "gpu": ("triton ALiBi + GeGLU (fp16/bf16; fp32: the reference)" if out["kernels"]["triton"]
+                              else "exact reference (Triton missing)") if out.get("cuda") else None,
+                      "found": found.get("dnabert-s", [])},
+    }
 
 
 if __name__ == "__main__":
