@@ -56,7 +56,7 @@ const workers = await Promise.all(
 try {
   const store = Store.open(
     dir,
-    { recordsSha256: "bench", records: table.size, model: { name: "fake", path: "", numLayers: 4, dim: DIM }, layers: [4], include: INCLUDE, dtype: OUT_DTYPE, precision: "fp16", truncate: 1022, duplicateIds: "error" },
+    { recordsSha256: "bench", records: table.size, model: { name: "fake", path: "", numLayers: 4, dim: DIM }, layers: [4], include: INCLUDE, dtype: OUT_DTYPE, precision: "fp16", family: "esm2", truncate: 1022, duplicateIds: "error" },
     { dim: DIM, layers: [4], include: INCLUDE, dtype: OUT_DTYPE, lengths: table.lengths() },
     { overwrite: true, shardRecords: 10_000 },
   );

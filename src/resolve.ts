@@ -3,10 +3,20 @@
  * frozen config, the devices, the compute precision, the token budget and what is known of the
  * model, each `auto` decided here (or, for a GPU's budget, said to be the worker's) and every
  * option checked before a worker starts, `--layers` against the model's depth included.
+ *
+ * The model family decides how input is read: ESM-2's protein alphabet, or DNABERT-S's BPE with
+ * the tokenizer.json of the folder the worker will load. A named DNABERT-S model must be in a
+ * local cache already (the worker's registry places, model-dirs.ts): its tokenizer is needed to
+ * read the input, which happens while the worker starts, so a missing one is reported here with
+ * the command that fetches it, rather than after a download by the worker.
  */
-import { resolveConfig, visibleDevicesEnv, type RunConfig, type RunOptionsInput } from "./config.ts";
-import { OptionsError } from "./errors.ts";
-import { modelShape, resolveLayers, type ModelShape } from "./models.ts";
+import { existsSync } from "node:fs";
+import { join } from "node:path";
+import { DNABERT_S_TRUNCATE, modelSearch, resolveConfig, visibleDevicesEnv, type RunConfig, type RunOptionsInput } from "./config.ts";
+import { ModelNotFoundError, OptionsError } from "./errors.ts";
+import { searchedPlaces } from "./model-dirs.ts";
+import { HF_ORGS, modelShape, resolveLayers, tableFamily, type ModelShape } from "./models.ts";
+import type { Family } from "./protocol.ts";
 import { listGpus, resolveDevices, type DeviceSlot } from "./workers/devices.ts";
 import { budgetFor, resolvePrecision, type Budget, type Precision } from "./workers/session.ts";
 
@@ -21,18 +31,44 @@ export interface ResolvedRun {
   model: ModelShape | undefined;
   /** `--layers` as absolute layer numbers, when the model is known. */
   layers: number[] | undefined;
+  /** The model family (ESM-2 for a .pt file or an unlisted name: only ESM-2 ships as .pt). */
+  family: Family;
+  /** DNABERT-S: the tokenizer.json the input is read with (the loaded folder's). */
+  tokenizer: string | undefined;
 }
 
 /** Everything `options` ask for, checked; throws OptionsError (exit 2) naming the option. */
 export function resolveRun(options: RunOptionsInput, gpus = listGpus()): ResolvedRun {
-  const cfg = resolveConfig(options);
+  let cfg = resolveConfig(options);
   const devices = resolveDevices(cfg.devices, gpus, visibleDevicesEnv());
-  const model = modelShape(cfg.model);
+  const search = modelSearch();
+  const model = modelShape(cfg.model, search);
+  const family: Family = model?.family ?? tableFamily(cfg.model) ?? "esm2";
+  // The family travels with the config (each worker is told it); DNABERT-S has its own --truncate default.
+  cfg = Object.freeze({ ...cfg, family, ...(family === "dnabert-s" && !cfg.truncateGiven ? { truncate: DNABERT_S_TRUNCATE } : {}) });
+  const tokenizer = family === "dnabert-s" ? tokenizerOf(cfg.model, model, search) : undefined;
   let layers: number[] | undefined;
   if (model) {
     const r = resolveLayers(cfg.layers, model.numLayers);
     if ("bad" in r) throw new OptionsError(`--layers: ${r.message} (${model.name})`, r.hint);
     layers = r.layers;
   }
-  return { cfg, devices, precision: resolvePrecision(cfg, devices), budget: budgetFor(cfg.maxTokens, devices[0]!.kind), model, layers };
+  return { cfg, devices, precision: resolvePrecision(cfg, devices), budget: budgetFor(cfg.maxTokens, devices[0]!.kind), model, layers, family, tokenizer };
+}
+
+/** The tokenizer.json of a DNABERT-S model's folder; ModelNotFoundError (exit 5) if none is local. */
+function tokenizerOf(asked: string, model: ModelShape | undefined, search: ReturnType<typeof modelSearch>): string {
+  if (!model?.dir) {
+    const name = model?.name ?? asked;
+    const places = searchedPlaces(name, "dnabert-s", search);
+    throw new ModelNotFoundError(
+      `model ${JSON.stringify(asked)}: no local copy of its folder, whose tokenizer.json reads the input. Searched:\n  ${places.join("\n  ")}`,
+      `download it with \`hf download ${HF_ORGS["dnabert-s"]}/${name}\` (Hugging Face CLI; it lands in ${search.hfHub}), or pass --model DIR, a folder holding config.json, tokenizer.json and the weights`,
+    );
+  }
+  const path = join(model.dir, "tokenizer.json");
+  if (!existsSync(path)) {
+    throw new ModelNotFoundError(`${model.dir} has no tokenizer.json: a DNABERT-S folder needs it to read the input`, "copy the model's tokenizer.json into the folder (zhihan1996/DNABERT-S ships one), or download the whole model again");
+  }
+  return path;
 }

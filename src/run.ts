@@ -9,6 +9,9 @@ import { EmbedError, InterruptedError, OptionsError } from "./errors.ts";
 import { groupIdentical, withCopies, type Identical } from "./input/dedup.ts";
 import { convertStore } from "./store/formats.ts";
 import { ingest } from "./input/ingest.ts";
+import type { ReadingOptions } from "./input/alphabet-guard.ts";
+import { readingFor } from "./input/reading.ts";
+import { POOLING, type Family } from "./protocol.ts";
 import type { RunEvent } from "./events.ts";
 import { log } from "./log.ts";
 import { planSummary } from "./plan.ts";
@@ -36,10 +39,17 @@ export interface RunHooks {
 
 export interface RunSummary {
   output: string;
+  /** The model family (protocol.ts FAMILIES): how the input was tokenized. */
+  family: Family;
+  /** What each output is, for this family (protocol.ts POOLING). */
+  pooling: Record<string, string>;
   records: number;
+  /** Tokens kept (residues for ESM-2, BPE tokens for DNABERT-S), framing excluded. */
   residues: number;
   truncated: number;
   renamed: number;
+  /** DNABERT-S: [UNK] tokens in the input (letters other than A/C/G/T); absent for ESM-2. */
+  unknown?: number;
   /** The first renamed ids (`--duplicate-ids rename`): from, to, file:line; absent when none. */
   renames?: RecordsSummary["renames"];
   /** Records written as copies of an identical earlier one (`--dedup`), not embedded themselves. */
@@ -81,6 +91,11 @@ export interface DryRunResult {
   dry: true;
   devices: string[];
   model: string;
+  family: Family;
+  /** DNABERT-S: the tokenizer.json the input was read with. */
+  tokenizer: string | null;
+  /** Tokens kept per record (the family's default unless --truncate was given). */
+  truncate: number;
   /** Depth, width and heads when known before loading (the model table or config.json); null:
    * a .pt file or an unlisted name, which the workers describe when they start. */
   modelShape: { numLayers: number; dim: number; heads: number; source: string } | null;
@@ -102,8 +117,8 @@ export interface DryRunResult {
 
 /** Plan only: read inputs, pack, and describe the batches. Starts no worker. */
 export async function dryRun(options: RunOptionsInput): Promise<DryRunResult> {
-  const { cfg, devices, budget, model, layers } = resolveRun({ ...options, dry: true });
-  let table = await ingest(cfg);
+  const { cfg, devices, budget, model, layers, family, tokenizer } = resolveRun({ ...options, dry: true });
+  let table = await ingest(cfg, readingFor(family, tokenizer, cfg));
   if (cfg.slice) table = takeSlice(table, cfg.slice).table;
   const planBudget = budget.tokens ?? GPU_AUTO_MAX_TOKENS;
   const all = table.indices();
@@ -113,6 +128,9 @@ export async function dryRun(options: RunOptionsInput): Promise<DryRunResult> {
     dry: true,
     devices: devices.map((d) => d.name),
     model: cfg.model,
+    family,
+    tokenizer: tokenizer ?? null,
+    truncate: cfg.truncate,
     modelShape: model ? { numLayers: model.numLayers, dim: model.dim, heads: model.heads, source: model.source } : null,
     layers: layers ?? null,
     budget: budget.tokens,
@@ -130,13 +148,14 @@ export async function embedToStore(options: RunOptionsInput, hooks: RunHooks = {
   const t0 = performance.now();
   // Every option is checked here, --layers against a known model's depth included, before the
   // output is claimed or a worker starts.
-  const { cfg, devices } = resolveRun({ ...options, dry: false });
+  const { cfg, devices, family, tokenizer } = resolveRun({ ...options, dry: false });
+  const reading = readingFor(family, tokenizer, cfg); // a bad tokenizer.json stops here, before the lock
   if (!cfg.output) throw new OptionsError("--output is required", "pass -o OUT_DIR (or --dry to print the plan only)");
   // Before anything is written: inputs outside the output, not someone else's directory, one writer.
   const lock = claimOutput(cfg.output, { formats: cfg.formats, inputs: cfg.inputs, command: commandLine() });
   try {
     Store.checkTarget(cfg.output, cfg.overwrite, cfg.formats);
-    return await embedLocked(cfg, cfg.output, devices, hooks, t0);
+    return await embedLocked(cfg, cfg.output, devices, reading, hooks, t0);
   } finally {
     lock.release();
   }
@@ -154,17 +173,22 @@ function interruptReason(signal: AbortSignal): EmbedError {
 async function startWhileReading(
   cfg: RunConfig,
   devices: DeviceSlot[],
+  reading: ReadingOptions,
   signal: AbortSignal | undefined,
 ): Promise<{ workers: WorkerHandle[]; table: RecordTable; slice: SliceInfo | undefined; grouped: Identical | undefined }> {
-  // Workers load the model while the inputs are read. Bad input is reported at once, not after
-  // the model has loaded: the workers are killed as soon as they can be (a start-up cannot be
-  // cancelled half-way), and a CLI run exits, which ends them with it (py lifeline.py).
-  const workersP = startWorkers(cfg, devices);
+  // Workers load the model while the inputs are read, from the moment the first records passed
+  // the alphabet check (a nucleotide file given to ESM-2, or protein to DNABERT-S, starts none).
+  // Bad input found later is reported at once, not after the model has loaded: the workers are
+  // killed as soon as they can be (a start-up cannot be cancelled half-way), and a CLI run exits,
+  // which ends them with it (py lifeline.py).
+  let sampled!: () => void;
+  const workersP = new Promise<void>((r) => (sampled = r)).then(() => startWorkers(cfg, devices));
   workersP.catch(() => {});
   let table: RecordTable;
   let slice: SliceInfo | undefined; // --slice I/N: this job's slice of the input
   try {
-    table = await ingest(cfg);
+    table = await ingest(cfg, { ...reading, onSampled: () => sampled() });
+    sampled();
     if (cfg.slice) ({ table, slice } = takeSlice(table, cfg.slice));
   } catch (e) {
     void workersP.then((ws) => ws.forEach((w) => w.kill()), () => {});
@@ -192,9 +216,9 @@ async function startWhileReading(
 }
 
 /** The run, with the store locked (embedToStore). */
-async function embedLocked(cfg: RunConfig, out: string, devices: DeviceSlot[], hooks: RunHooks, t0: number): Promise<RunSummary> {
+async function embedLocked(cfg: RunConfig, out: string, devices: DeviceSlot[], reading: ReadingOptions, hooks: RunHooks, t0: number): Promise<RunSummary> {
   log.info(`embedding with ${cfg.model} on ${devices.map((d) => `${d.name} (${d.label})`).join(", ")}`);
-  const { workers, table, slice, grouped } = await startWhileReading(cfg, devices, hooks.signal);
+  const { workers, table, slice, grouped } = await startWhileReading(cfg, devices, reading, hooks.signal);
   const all = table.indices();
   const reason = () => interruptReason(hooks.signal!);
   let store: Store | undefined;
@@ -263,6 +287,8 @@ async function embedLocked(cfg: RunConfig, out: string, devices: DeviceSlot[], h
     const seconds = (tEnd - t0) / 1000;
     const summary: RunSummary = {
       output: out,
+      family: facts.family,
+      pooling: facts.pooling,
       ...table.summary(),
       identical: identical?.copies ?? 0,
       ...(slice ? { slice: `${slice.index}/${slice.count}` } : {}),
@@ -321,6 +347,8 @@ function runFacts(cfg: RunConfig, w: WorkerHandle, table: RecordTable, slice: Sl
     include: r.include,
     dtype: r.outDtype,
     precision: r.precision,
+    family: cfg.family ?? "esm2",
+    pooling: Object.fromEntries(r.include.map((k) => [k, POOLING[cfg.family ?? "esm2"][k]])),
     truncate: cfg.truncate,
     duplicateIds: cfg.duplicateIds,
     recordsSha256: table.digest(),

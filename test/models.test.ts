@@ -4,11 +4,12 @@
  * .pt file or a config.json that does not parse cleanly.
  */
 import { afterAll, describe, expect, test } from "bun:test";
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { copyFileSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { PACKAGE_ROOT, pythonBin } from "../src/config.ts";
-import { MODEL_TABLE, modelShape, resolveLayers } from "../src/models.ts";
+import { familyOfConfig, MODEL_TABLE, modelShape, resolveLayers, tableFamily } from "../src/models.ts";
+import type { ModelSearch } from "../src/model-dirs.ts";
 
 const tmp = mkdtempSync(join(tmpdir(), "embed-models-"));
 afterAll(() => rmSync(tmp, { recursive: true, force: true }));
@@ -25,11 +26,12 @@ describe("model table", () => {
     expect(p.stderr.toString()).toBe("");
     expect(p.exitCode).toBe(0);
     const registry = JSON.parse(p.stdout.toString());
-    expect(Object.fromEntries(Object.entries(MODEL_TABLE).map(([k, v]) => [k, [...v]]))).toEqual(registry);
+    const esm = Object.entries(MODEL_TABLE).filter(([k]) => tableFamily(k) === "esm2");
+    expect(Object.fromEntries(esm.map(([k, v]) => [k, [...v]]))).toEqual(registry);
   });
 
   test("a released name, with or without its organisation, and test-tiny", () => {
-    expect(modelShape("esm2_t33_650M_UR50D")).toEqual({ name: "esm2_t33_650M_UR50D", numLayers: 33, dim: 1280, heads: 20, source: "table" });
+    expect(modelShape("esm2_t33_650M_UR50D")).toEqual({ name: "esm2_t33_650M_UR50D", numLayers: 33, dim: 1280, heads: 20, family: "esm2", source: "table" });
     expect(modelShape("facebook/esm2_t6_8M_UR50D")).toMatchObject({ name: "esm2_t6_8M_UR50D", numLayers: 6, dim: 320 });
     expect(modelShape("test-tiny")).toMatchObject({ numLayers: 2, dim: 64, heads: 4 });
     expect(modelShape("esm3_open")).toBeUndefined(); // unknown: the worker searches and reports
@@ -39,7 +41,7 @@ describe("model table", () => {
     const good = join(tmp, "hf");
     mkdirSync(good);
     writeFileSync(join(good, "config.json"), JSON.stringify({ num_hidden_layers: 5, hidden_size: 96, num_attention_heads: 6 }));
-    expect(modelShape(good)).toEqual({ name: "hf", numLayers: 5, dim: 96, heads: 6, source: "config.json" });
+    expect(modelShape(good)).toEqual({ name: "hf", numLayers: 5, dim: 96, heads: 6, family: "esm2", source: "config.json", dir: good });
     for (const [name, text] of [["list", "[1, 2]"], ["words", JSON.stringify({ num_hidden_layers: "six", hidden_size: 96, num_attention_heads: 6 })], ["cut", '{"num_hidden_'], ["zero", JSON.stringify({ num_hidden_layers: 0, hidden_size: 96, num_attention_heads: 6 })]]) {
       const d = join(tmp, name!);
       mkdirSync(d);
@@ -54,6 +56,61 @@ describe("model table", () => {
     const pt = join(tmp, "esm2_t6_8M_UR50D.pt");
     writeFileSync(pt, "not read here");
     expect(modelShape(pt)).toBeUndefined();
+  });
+});
+
+describe("model families", () => {
+  const dnabertConfig = "/work/shared/data/dnabert-s/config.json";
+
+  test("DNABERT-S and DNABERT-2-117M by name, with or without their organisation: 12 layers, 768 wide, 12 heads", () => {
+    for (const name of ["DNABERT-S", "zhihan1996/DNABERT-S", "DNABERT-2-117M", "zhihan1996/DNABERT-2-117M"]) {
+      expect(modelShape(name)).toMatchObject({ numLayers: 12, dim: 768, heads: 12, family: "dnabert-s", source: "table" });
+    }
+    expect(tableFamily("esm2_t6_8M_UR50D")).toBe("esm2");
+    expect(tableFamily("zhihan1996/DNABERT-S")).toBe("dnabert-s");
+    expect(tableFamily("zhihan1996/esm2_t6_8M_UR50D")).toBeUndefined(); // not that organisation's
+  });
+
+  test("a Hugging Face folder: ESM (model_type esm) vs DNABERT (model_type bert, the real DNABERT-S config.json)", () => {
+    const dna = join(tmp, "DNABERT-S-copy");
+    mkdirSync(dna);
+    copyFileSync(dnabertConfig, join(dna, "config.json"));
+    expect(modelShape(dna)).toEqual({ name: "DNABERT-S-copy", numLayers: 12, dim: 768, heads: 12, family: "dnabert-s", source: "config.json", dir: dna });
+    const esm = join(tmp, "esm-hf");
+    mkdirSync(esm);
+    writeFileSync(join(esm, "config.json"), JSON.stringify({ model_type: "esm", num_hidden_layers: 6, hidden_size: 320, num_attention_heads: 20, vocab_size: 33 }));
+    expect(modelShape(esm)).toMatchObject({ family: "esm2", numLayers: 6 });
+  });
+
+  test("which BERT is DNABERT: auto_map.AutoModel bert_layers.BertModel (MosaicBERT), as the worker decides; another BERT is left to the worker", () => {
+    const shape = { num_hidden_layers: 2, hidden_size: 64, num_attention_heads: 4 };
+    expect(familyOfConfig({ ...shape, model_type: "bert", vocab_size: 4096 })).toBeUndefined(); // the worker would not load it as DNABERT either
+    expect(familyOfConfig({ ...shape, model_type: "bert", vocab_size: 50, auto_map: { AutoModel: "bert_layers.BertModel" } })).toBe("dnabert-s");
+    expect(familyOfConfig({ ...shape, model_type: "bert", vocab_size: 4096, auto_map: { AutoModelForMaskedLM: "bert_layers.BertForMaskedLM" } })).toBeUndefined();
+    expect(familyOfConfig({ ...shape, model_type: "bert", vocab_size: 30522 })).toBeUndefined();
+    expect(familyOfConfig({ ...shape, model_type: "llama" })).toBeUndefined();
+    const plainBert = join(tmp, "bert-base");
+    mkdirSync(plainBert);
+    writeFileSync(join(plainBert, "config.json"), JSON.stringify({ ...shape, model_type: "bert", vocab_size: 30522 }));
+    expect(modelShape(plainBert)).toBeUndefined();
+  });
+
+  test("a name is looked up where the worker looks: EMBED_MODEL_DIR/<name>/, then the Hugging Face cache's snapshot", () => {
+    const hub = join(tmp, "hub");
+    const snap = join(hub, "models--zhihan1996--DNABERT-S", "snapshots", "abc123");
+    mkdirSync(snap, { recursive: true });
+    copyFileSync(dnabertConfig, join(snap, "config.json"));
+    const search: ModelSearch = { repoModels: join(tmp, "no-repo-models"), torchHub: join(tmp, "no-torch"), hfHub: hub };
+    expect(modelShape("zhihan1996/DNABERT-S", search)).toMatchObject({ name: "DNABERT-S", family: "dnabert-s", dir: snap });
+    expect(modelShape("DNABERT-2-117M", search)?.dir).toBeUndefined(); // not cached: no folder
+    const own = join(tmp, "own-models");
+    mkdirSync(join(own, "DNABERT-S"), { recursive: true });
+    copyFileSync(dnabertConfig, join(own, "DNABERT-S", "config.json"));
+    expect(modelShape("DNABERT-S", { ...search, modelDir: own })?.dir).toBe(join(own, "DNABERT-S"));
+    // An unlisted name found as a folder is described by its config.json.
+    mkdirSync(join(own, "my-dna-model"));
+    copyFileSync(dnabertConfig, join(own, "my-dna-model", "config.json"));
+    expect(modelShape("my-dna-model", { ...search, modelDir: own })).toMatchObject({ name: "my-dna-model", family: "dnabert-s", source: "config.json" });
   });
 });
 

@@ -3,7 +3,7 @@
  * mapping onto the library's options; each command adds its own.
  */
 import type { ArgsDef } from "citty";
-import { DEFAULT_MODEL, DEFAULT_TRUNCATE } from "../config.ts";
+import { DEFAULT_MODEL, DEFAULT_TRUNCATE, DNABERT_S_TRUNCATE } from "../config.ts";
 import { KERNELS } from "../protocol.ts";
 
 export const sharedArgs = {
@@ -12,7 +12,9 @@ export const sharedArgs = {
   precision: { type: "enum", options: ["auto", "fp16", "bf16", "fp32"], description: "compute precision (auto: fp16 on GPU, fp32 on CPU)", default: "auto" },
   devices: { type: "string", description: "auto, cpu, or GPU indices like 0,1", default: "auto" },
   "max-tokens": { type: "string", description: "token budget per batch (auto: from free GPU memory; 4096 on CPU)", default: "auto" },
-  truncate: { type: "string", description: "keep at most this many residues per record", default: String(DEFAULT_TRUNCATE) },
+  truncate: { type: "string", description: `keep at most this many tokens per record (default: ${DEFAULT_TRUNCATE} residues for ESM-2, ${DNABERT_S_TRUNCATE} BPE tokens for DNABERT-S)` },
+  "alphabet-check": { type: "enum", options: ["on", "off"], description: "refuse protein letters given to a DNA model (DNABERT-S), and input whose first records are ≥90% A/C/G/T/U/N given to ESM-2 (off: embed it anyway)", default: "on" },
+  unknown: { type: "enum", options: ["count", "error"], description: "input letters DNABERT-S's tokenizer makes [UNK] (N, other IUPAC codes): count them in the summary and manifest, or refuse the record", default: "count" },
   "duplicate-ids": { type: "enum", options: ["error", "rename"], description: "what to do with repeated ids", default: "error" },
   download: { type: "boolean", description: "download a released ESM-2 checkpoint that no local cache holds, into the torch hub cache (--no-download: fail instead, listing the paths searched)", default: true },
   kernels: { type: "enum", options: ["auto", ...KERNELS], description: "what runs the blocks on GPUs: quack (FC1+GELU and QKV+rotary as quack GEMMs, Hopper) or triton (cuBLAS) with embed's Triton kernels, torch.compile, or eager PyTorch (auto: the fastest that runs there)", default: "auto" },
@@ -25,7 +27,9 @@ interface SharedValues {
   precision: string;
   devices: string;
   "max-tokens": string;
-  truncate: string;
+  truncate?: string;
+  "alphabet-check": string;
+  unknown: string;
   "duplicate-ids": string;
   download: boolean;
   kernels: string;
@@ -41,6 +45,8 @@ export function sharedOptions(args: SharedValues) {
     devices: args.devices,
     maxTokens: args["max-tokens"],
     truncate: args.truncate,
+    alphabetCheck: args["alphabet-check"] as "on",
+    unknown: args.unknown as "count",
     duplicateIds: args["duplicate-ids"] as "error",
     download: args.download,
     kernels: args.kernels as "auto",

@@ -24,7 +24,7 @@ export interface Identical {
  * the low bits that pick a slot depend on every bit); 32 bits (exported for tests: collisions
  * are real).
  */
-export function hashTokens(t: Uint8Array, at = 0, len = t.length - at): number {
+export function hashTokens(t: Uint8Array | Uint16Array, at = 0, len = t.length - at): number {
   let h = 0x811c9dc5;
   for (let k = at; k < at + len; k++) h = Math.imul(h ^ t[k]!, 0x01000193);
   h = Math.imul(h ^ len, 0x01000193);
@@ -33,7 +33,7 @@ export function hashTokens(t: Uint8Array, at = 0, len = t.length - at): number {
   return (h ^ (h >>> 16)) >>> 0;
 }
 
-function equalTokens(a: Uint8Array, ai: number, b: Uint8Array, bi: number, len: number): boolean {
+function equalTokens(a: Uint8Array | Uint16Array, ai: number, b: Uint8Array | Uint16Array, bi: number, len: number): boolean {
   for (let k = 0; k < len; k++) if (a[ai + k] !== b[bi + k]) return false;
   return true;
 }

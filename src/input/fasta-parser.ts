@@ -7,7 +7,9 @@
  * - `>` starts a header; the id is the first whitespace-delimited word after it (leading
  *   spaces skipped, as Biopython does); the rest of the line (the description) is ignored.
  * - Sequence lines follow, any number, any width; tokenized byte by byte as they arrive
- *   (rules in `tokenize.ts`).
+ *   (rules in `tokenize.ts`), or, for a nucleotide model (`reading.bpe`), collected as upper-case
+ *   bases and BPE-tokenized once the record is complete, so merges span line breaks (rules and
+ *   the alphabet checks in `alphabet-guard.ts`).
  * - LF or CRLF line ends; blank lines anywhere; a last line without newline; a UTF-8 BOM.
  *   CR-only line ends (classic Mac) are refused with a conversion hint: they make one line of
  *   the whole file.
@@ -30,6 +32,7 @@ import { InputError } from "../errors.ts";
 import { crOnlyLineEnds, duplicateId, emptyHeader, emptySequence, invalidUtf8Id, missingHeader, noRecords } from "./fasta-errors.ts";
 import { IdIndex } from "./id-index.ts";
 import { type OnRename, PendingRenames } from "./renames.ts";
+import { AlphabetSample, readNucleotideLine, type ReadingOptions } from "./alphabet-guard.ts";
 import { LineState, explainRejected, tokenizeLine } from "./tokenize.ts";
 
 /** What to do when an id repeats. */
@@ -61,6 +64,8 @@ export interface FastaParserOptions {
   inputOf?: (entry: number) => string;
   /** Where the records go. */
   sink: RecordSink;
+  /** The model family's reading: ESM-2's protein tokens (default) or DNABERT-S's BPE, and checks. */
+  reading?: ReadingOptions;
 }
 
 /** Receives records as they complete, without a record object or id string per record. */
@@ -68,9 +73,10 @@ export interface RecordSink {
   /**
    * One record: its id is entry `entry` of the parser's id index (checked for repeats, and
    * renamed there, only when the chunk's ids are committed, after this call); its residue
-   * tokens are `tokens[start, end)`, valid during the call only.
+   * tokens are `tokens[start, end)` (one byte each for ESM-2, two for DNABERT-S's BPE ids; no
+   * framing), valid during the call only; `unknown` of them are the tokenizer's [UNK].
    */
-  record(entry: number, tokens: Uint8Array, start: number, end: number): void;
+  record(entry: number, tokens: Uint8Array | Uint16Array, start: number, end: number, unknown?: number): void;
   /** A parser for input `file` was made: its records follow. */
   begin?(file: string): void;
   /**
@@ -107,6 +113,9 @@ export class FastaParser {
   /** Whether {@link renames} is this parser's own (renamed at end) rather than shared. */
   private readonly ownRenames: boolean;
   private readonly state = new LineState();
+  private readonly reading: ReadingOptions;
+  /** The first records' alphabet check (alphabet-guard.ts). */
+  private readonly sample: AlphabetSample;
 
   /** Line number of the next line to be processed (1-based). */
   private lineNo = 1;
@@ -147,6 +156,8 @@ export class FastaParser {
     this.base = this.ids.entries;
     this.inputOf = opts.inputOf;
     this.sink = opts.sink;
+    this.reading = opts.reading ?? {};
+    this.sample = new AlphabetSample(file, !this.reading.bpe, this.reading, (e) => this.ids.idString(e));
     this.sink.begin?.(file);
   }
 
@@ -212,6 +223,7 @@ export class FastaParser {
     this.commitIds();
     if (this.ownRenames) this.renames.apply(this.ids, this.onRename);
     if (this.records === 0) throw noRecords(this.file, this.bytes);
+    this.sample.end();
   }
 
   private appendCarry(src: Uint8Array, start: number, end: number): void {
@@ -258,6 +270,10 @@ export class FastaParser {
     const len = end - start;
     if (this.slabPos + len > this.slab.length) this.growSlab(len);
     const before = this.slabPos;
+    if (this.reading.bpe) {
+      this.slabPos = readNucleotideLine(buf, start, end, this.slab, before, this.reading, () => ({ file: this.file, line: lineNo, recordId: this.curId() }));
+      return;
+    }
     const state = this.state;
     state.stopOffset = -1;
     const pos = tokenizeLine(buf, start, end, this.slab, before, state, this.viewOf(buf));
@@ -282,6 +298,7 @@ export class FastaParser {
       this.stopLine = lineNo;
       this.stopColumn = state.stopOffset + 1;
     }
+    this.sample.count(this.slab, before, pos);
     this.slabPos = pos;
   }
 
@@ -305,7 +322,7 @@ export class FastaParser {
     if (this.ids.invalid.entry === this.curEntry) this.invalidId(buf, start, idStart, end, lineNo);
     this.curLine = lineNo;
     this.inRecord = true;
-    const space = this.sink.space;
+    const space = this.reading.bpe ? undefined : this.sink.space; // bases are not tokens: own slab
     if (space !== undefined) {
       this.slab = space;
       this.recStart = this.slabPos = this.sink.spaceAt!;
@@ -365,6 +382,14 @@ export class FastaParser {
     this.inRecord = false;
     if (this.slabPos === this.recStart) throw emptySequence(this.file, this.curLine, this.curId());
     this.records++;
-    this.sink.record(this.curEntry, this.slab, this.recStart, this.slabPos);
+    const bpe = this.reading.bpe;
+    if (bpe) {
+      // The whole record's bases at once ([CLS] … [SEP] framing dropped: the wire adds it).
+      const { ids, unknown } = bpe.encode(this.slab.subarray(this.recStart, this.slabPos));
+      this.sink.record(this.curEntry, ids, 1, ids.length - 1, unknown);
+    } else {
+      this.sink.record(this.curEntry, this.slab, this.recStart, this.slabPos);
+    }
+    this.sample.record(this.curLine, this.curEntry);
   }
 }

@@ -1,6 +1,7 @@
 /**
  * All input records, compactly: ids in input order, residue tokens in large shared chunks, and
- * per-record lengths after truncation. Planning needs every length before the first batch
+ * per-record lengths after truncation. Tokens are one byte each (ESM-2's 33-token alphabet) or,
+ * for a table made with `width` 2, two (DNABERT-S's 4,096 BPE ids); lengths count tokens. Planning needs every length before the first batch
  * (length-sorted packing is global), so records are indexed once; tokens live in a few big
  * buffers instead of millions of small arrays, and ids live as bytes in an {@link IdIndex}
  * (the same index that catches repeated ids while reading), not as millions of JS strings.
@@ -22,12 +23,15 @@ const CHUNK_BYTES = 16 << 20;
 /** Initial record capacity (untouched capacity costs address space only, not memory). */
 const INITIAL_RECORDS = 1 << 20;
 const NO_TOKENS = new Uint8Array(0);
+
+/** One record's tokens, no framing: bytes for ESM-2, 16-bit BPE ids for DNABERT-S. */
+export type Tokens = Uint8Array | Uint16Array;
 /** Renames listed by name in the summary and manifest (the rest are counted). */
 export const RENAMES_LISTED = 10;
 
 export interface IngestRecord {
   id: string;
-  tokens: Uint8Array;
+  tokens: Tokens;
   file: string;
   line: number;
 }
@@ -39,6 +43,8 @@ export interface RecordsSummary {
   truncated: number;
   longest: number;
   renamed: number;
+  /** Tokens that are the tokenizer's [UNK] (DNABERT-S tables only: ESM-2 refuses unknown letters). */
+  unknown?: number;
   /** The first {@link RENAMES_LISTED} renames (`--duplicate-ids rename`); absent when none. */
   renames?: Rename[];
 }
@@ -49,11 +55,11 @@ export class RecordTable implements RecordSink {
   /** Inputs in reading order: first entry and name (for "first seen at FILE:LINE"). */
   private readonly inputStarts: number[] = [];
   private readonly inputNames: string[] = [];
-  private readonly chunks: Uint8Array[] = [];
+  private readonly chunks: Tokens[] = [];
   /** Per chunk: first record in it, and bytes used (the last chunk's is `chunkUsed`). */
   private readonly chunkFirst: number[] = [];
   private readonly chunkEnd: number[] = [];
-  private chunk: Uint8Array = NO_TOKENS;
+  private chunk: Tokens = NO_TOKENS;
   private chunkUsed = 0;
   private n = 0;
   private lens = new Uint32Array(INITIAL_RECORDS);
@@ -63,6 +69,11 @@ export class RecordTable implements RecordSink {
   truncated = 0;
   longest = 0;
   renamed = 0;
+  /** [UNK] tokens in all records (as tokenized, before truncation). */
+  unknown = 0;
+  /** Records with [UNK] tokens, ascending, and how many each has (to count them in a subset). */
+  private readonly unknownAt: number[] = [];
+  private readonly unknownOf: number[] = [];
   /** Records truncated and records renamed, ascending (to count them in a subset). */
   private readonly truncatedAt: number[] = [];
   private readonly renamedAt: number[] = [];
@@ -76,11 +87,13 @@ export class RecordTable implements RecordSink {
   /**
    * @param crossFileIds whether {@link add} checks ids for repeats (the reader, through
    * {@link parserOptions}, always checks, within and across inputs)
+   * @param width bytes per token: 1 (ESM-2) or 2 (DNABERT-S's BPE ids)
    */
   constructor(
     readonly truncate: number,
     readonly duplicateIds: "error" | "rename",
     readonly crossFileIds = true,
+    readonly width: 1 | 2 = 1,
   ) {}
 
   get size(): number {
@@ -120,9 +133,9 @@ export class RecordTable implements RecordSink {
     this.inputNames.push(file);
   }
 
-  /** {@link RecordSink}: where the parser may tokenize the next record in place. */
-  get space(): Uint8Array {
-    return this.chunk;
+  /** {@link RecordSink}: where the parser may tokenize the next record in place (byte tokens only). */
+  get space(): Uint8Array | undefined {
+    return this.chunk instanceof Uint8Array && this.width === 1 ? this.chunk : undefined;
   }
 
   get spaceAt(): number {
@@ -130,7 +143,7 @@ export class RecordTable implements RecordSink {
   }
 
   /** {@link RecordSink}: the parser's record `entry` (= this table's next record). */
-  record(entry: number, src: Uint8Array, start: number, end: number): void {
+  record(entry: number, src: Tokens, start: number, end: number, unknown = 0): void {
     const i = this.n;
     if (entry !== i) throw new Error(`RecordTable: record ${entry} out of step (expected ${i})`);
     let len = end - start;
@@ -160,6 +173,11 @@ export class RecordTable implements RecordSink {
     this.n = i + 1;
     this.residues += len;
     if (len > this.longest) this.longest = len;
+    if (unknown > 0) {
+      this.unknown += unknown;
+      this.unknownAt.push(i);
+      this.unknownOf.push(unknown);
+    }
   }
 
   /** Add one record; throws InputError on a duplicate id (unless renaming). */
@@ -201,7 +219,7 @@ export class RecordTable implements RecordSink {
   }
 
   /** Residue tokens kept for record `i` (a view; no BOS/EOS). */
-  tokens(i: number): Uint8Array {
+  tokens(i: number): Tokens {
     const o = this.offsetOf[i]!;
     return this.tokenChunk(i).subarray(o, o + this.lens[i]!);
   }
@@ -211,7 +229,7 @@ export class RecordTable implements RecordSink {
    * {@link tokenOffset}. For passes over millions of records, where a view per record would
    * be garbage.
    */
-  tokenChunk(i: number): Uint8Array {
+  tokenChunk(i: number): Tokens {
     const first = this.chunkFirst;
     let lo = 0;
     let hi = first.length - 1;
@@ -233,14 +251,15 @@ export class RecordTable implements RecordSink {
    * truncated and renamed counts are those of the records taken.
    */
   subset(indices: ArrayLike<number>): RecordTable {
-    const t = new RecordTable(this.truncate, this.duplicateIds, false);
+    const t = new RecordTable(this.truncate, this.duplicateIds, false, this.width);
     const truncated = new Set(this.truncatedAt);
     const renamed = new Set(this.renamedAt);
+    const unknown = new Map(this.unknownAt.map((r, k) => [r, this.unknownOf[k]!]));
     for (let k = 0; k < indices.length; k++) {
       const i = indices[k]!;
       const id = this.idx.idBytes(i);
       const tokens = this.tokens(i);
-      t.record(t.idx.append(id, 0, id.length, 0), tokens, 0, tokens.length);
+      t.record(t.idx.append(id, 0, id.length, 0), tokens, 0, tokens.length, unknown.get(i) ?? 0);
       if (truncated.has(i)) {
         t.truncated++;
         t.truncatedAt.push(k);
@@ -292,7 +311,11 @@ export class RecordTable implements RecordSink {
     for (const piece of this.idLines()) h.update(piece);
     const lens = this.lengths();
     h.update(new Uint8Array(lens.buffer, lens.byteOffset, lens.byteLength));
-    this.chunks.forEach((c, k) => h.update(c.subarray(0, k === this.chunks.length - 1 ? this.chunkUsed : this.chunkEnd[k])));
+    // The tokens' bytes (little-endian for 2-byte ids), so a 1-byte table hashes as it always has.
+    this.chunks.forEach((c, k) => {
+      const used = k === this.chunks.length - 1 ? this.chunkUsed : this.chunkEnd[k]!;
+      h.update(new Uint8Array(c.buffer, c.byteOffset, used * c.BYTES_PER_ELEMENT));
+    });
     return h.digest("hex");
   }
 
@@ -305,6 +328,7 @@ export class RecordTable implements RecordSink {
 
   summary(): RecordsSummary {
     const s: RecordsSummary = { records: this.size, residues: this.residues, truncated: this.truncated, longest: this.longest, renamed: this.renamed };
+    if (this.width === 2) s.unknown = this.unknown;
     if (this.renameList.size > 0) s.renames = [...this.renameList.values()];
     return s;
   }
@@ -319,7 +343,8 @@ export class RecordTable implements RecordSink {
   /** Make room for `len` more token bytes: start a new chunk. */
   private room(len: number): void {
     if (this.chunks.length > 0) this.chunkEnd.push(this.chunkUsed);
-    this.chunk = new Uint8Array(Math.max(CHUNK_BYTES, len));
+    const n = Math.max(CHUNK_BYTES / this.width, len);
+    this.chunk = this.width === 2 ? new Uint16Array(n) : new Uint8Array(n);
     this.chunks.push(this.chunk);
     this.chunkFirst.push(this.n);
     this.chunkUsed = 0;

@@ -5,6 +5,7 @@
  * one job's part of the input (`--slice I/N`), a shard the commit unit inside a store.
  */
 import type { InputDigest } from "../input/fasta.ts";
+import type { Family } from "../protocol.ts";
 import type { RecordsSummary } from "../input/records.ts";
 
 /**
@@ -30,6 +31,8 @@ export interface RunIdentity {
   include: string[];
   dtype: string;
   precision: string;
+  /** The model family (stores written before families existed are ESM-2's: see identityDiff). */
+  family: Family;
   truncate: number;
   duplicateIds: string;
   /** `I/N` for a `--slice` job; absent otherwise. */
@@ -52,6 +55,10 @@ export interface RunFacts {
   dtype: string;
   /** Compute precision (--precision, resolved). */
   precision: string;
+  /** The model family: how the input was tokenized, what each output is. */
+  family: Family;
+  /** Each output kind written and what it is for this family (protocol.ts POOLING). */
+  pooling: Record<string, string>;
   truncate: number;
   duplicateIds: string;
   /** The records embedded: digest and count (a slice's, for a --slice job). */
@@ -70,6 +77,7 @@ export function runIdentity(f: RunFacts): RunIdentity {
     include: f.include,
     dtype: f.dtype,
     precision: f.precision,
+    family: f.family,
     truncate: f.truncate,
     duplicateIds: f.duplicateIds,
     ...(f.slice ? { slice: `${f.slice.index}/${f.slice.count}` } : {}),
@@ -87,8 +95,10 @@ export function runManifest(dir: string, f: RunFacts, r: { counts: RecordsSummar
     complete: true,
     createdAt: new Date().toISOString(),
     model: f.model,
+    family: f.family,
     layers: f.layers,
     include: f.include,
+    pooling: f.pooling,
     dtype: f.dtype,
     precision: f.precision,
     truncate: f.truncate,
@@ -104,9 +114,10 @@ export function runManifest(dir: string, f: RunFacts, r: { counts: RecordsSummar
 
 /** The fields of run state `a` (an unfinished run's) that differ from `b`, by option name. Run
  * state written before the rename names the slice `shard`. */
-export function identityDiff(prev: RunIdentity & { shard?: string }, b: RunIdentity): string[] {
+export function identityDiff(prev: Omit<RunIdentity, "family"> & { family?: Family; shard?: string }, b: RunIdentity): string[] {
   const { shard: _, ...rest } = prev;
-  const a: RunIdentity = { ...rest, ...(sliceOf(prev) ? { slice: sliceOf(prev) } : {}) };
+  // Run state written before model families existed has no family: it was ESM-2's.
+  const a: RunIdentity = { ...rest, family: prev.family ?? "esm2", ...(sliceOf(prev) ? { slice: sliceOf(prev) } : {}) };
   const names: Record<keyof RunIdentity, string> = {
     recordsSha256: "input records",
     records: "record count",
@@ -115,6 +126,7 @@ export function identityDiff(prev: RunIdentity & { shard?: string }, b: RunIdent
     include: "outputs (--include)",
     dtype: "--out-dtype",
     precision: "precision",
+    family: "model family",
     truncate: "--truncate",
     duplicateIds: "--duplicate-ids",
     slice: "--slice",
