@@ -7,6 +7,11 @@ import { gzipSync } from "node:zlib";
 import { resolveConfig } from "../src/config.ts";
 import { InputError, OptionsError } from "../src/errors.ts";
 import { ingest } from "../src/input/ingest.ts";
+import { SAMPLE_RECORDS, type ReadingOptions } from "../src/input/alphabet-guard.ts";
+import { groupIdentical } from "../src/input/dedup.ts";
+import { FastaParser } from "../src/input/fasta-parser.ts";
+import { loadBpe } from "../src/input/reading.ts";
+import { RecordTable } from "../src/input/records.ts";
 import { writeAtomicFile } from "../src/store/shards.ts";
 import { tokenize } from "../src/input/tokenize.ts";
 import { idsOf } from "./helpers.ts";
@@ -134,5 +139,138 @@ describe("ingest", () => {
   test("errors inside a record name the record", async () => {
     const e = await error([file(">a\nMK\n>b c\nMJ\n")]);
     expect(e.location).toEqual({ file: expect.any(String), line: 4, recordId: "b" });
+  });
+});
+
+// ---- DNABERT-S: nucleotide FASTA through the same parser, BPE over each whole record ----------
+
+const bpe = loadBpe(join(import.meta.dir, "fixtures", "dnabert-s", "tokenizer.json"));
+const dna = (inputs: string[], o: Omit<ReadingOptions, "bpe"> = {}, truncate = 510) => ingest({ inputs, truncate, duplicateIds: "error" }, { ...o, bpe });
+/** The reference: bpe.ts on the record's whole sequence, upper-cased, framing dropped. */
+const reference = (seq: string) => [...bpe.encode(seq.replace(/\s/g, "").toUpperCase()).ids.subarray(1, -1)];
+async function refused(p: Promise<unknown>): Promise<InputError> {
+  try {
+    await p;
+  } catch (e) {
+    expect(e).toBeInstanceOf(InputError);
+    return e as InputError;
+  }
+  throw new Error("expected an InputError");
+}
+
+describe("ingest for DNABERT-S", () => {
+  // Long enough for merges of several bases, so a line break inside a merge would show.
+  const read1 = "ATGCGTACGTTAGCCGATCGATCGGCTAGCTAGGATCCGATCGATCGTAGCTAGCTGACTGACTGATCGTAGCTAGCTAGCTGATCG";
+  const read2 = "ttgacgatcgatcgatgctagctagctagcNNNNacgtacgtagctagctagctgatcgatcgtagctagctagctgatcgatgc";
+
+  test("2-byte BPE ids equal bpe.ts on the whole record: line breaks inside merges, lowercase upper-cased, N as [UNK]", async () => {
+    const wrapped = (s: string, w: number) => s.match(new RegExp(`.{1,${w}}`, "g"))!.join("\n");
+    const t = await dna([file(`>r1 desc\n${wrapped(read1, 7)}\n>r2\r\n${wrapped(read2, 13).replace(/\n/g, "\r\n")}\n>r3\nACGT ACGT\tAC\n`)]);
+    expect(t.width).toBe(2);
+    expect(t.tokens(0)).toBeInstanceOf(Uint16Array);
+    expect([...t.tokens(0)]).toEqual(reference(read1));
+    expect([...t.tokens(1)]).toEqual(reference(read2));
+    expect([...t.tokens(2)]).toEqual(reference("ACGTACGTAC"));
+    // Joined before BPE: tokenizing each line apart would give other (more) tokens.
+    const perLine = wrapped(read1, 7).split("\n").flatMap((l) => reference(l));
+    expect(perLine).not.toEqual(reference(read1));
+    // Lowercase is read as upper case (VirNucPro upper-cases): the same tokens, no [UNK] but the Ns.
+    expect(reference(read2)).toEqual(reference(read2.toUpperCase()));
+    expect(t.unknown).toBe(4);
+    expect([...t.lengths()]).toEqual([0, 1, 2].map((i) => t.tokens(i).length));
+    expect(t.summary()).toMatchObject({ records: 3, unknown: 4, residues: [...t.lengths()].reduce((a, b) => a + b, 0) });
+  });
+
+  test("the same records wrapped differently give the same tokens and digest (resume compares it)", async () => {
+    const a = await dna([file(`>r1\n${read1}\n>r2\n${read2}\n`)]);
+    const b = await dna([file(`>r1\n${read1.slice(0, 40)}\n${read1.slice(40)}\n\n>r2\n${read2.toUpperCase()}\n`)]);
+    expect(b.digest()).toBe(a.digest());
+    const c = await dna([file(`>r1\n${read1}\n>r2\n${read2.replace("NNNN", "NNNA")}\n`)]);
+    expect(c.digest()).not.toBe(a.digest());
+  });
+
+  test("truncation is in tokens (--truncate); dedup and --slice keep 2-byte tokens and the [UNK] counts", async () => {
+    const t = await dna([file(`>a\n${read2}\n>b\n${read1}\n>c\n${read2}\n>d\nACGT\n`)], {}, 5);
+    expect([...t.lengths()]).toEqual([5, 5, 5, reference("ACGT").length]);
+    expect(t.truncated).toBe(3);
+    expect([...t.tokens(1)]).toEqual(reference(read1).slice(0, 5));
+    const groups = groupIdentical(t, t.indices());
+    expect(groups.copies).toBe(1);
+    expect(groups.copiesOf(0)).toEqual([2]);
+    const s = t.slice(1, 2); // records a and c
+    expect(s.tokens(0)).toBeInstanceOf(Uint16Array);
+    expect(s.summary()).toMatchObject({ records: 2, unknown: 8, truncated: 2 });
+  });
+
+  test("protein letters are refused where they stand, with the override; off makes them [UNK]", async () => {
+    const f = file(">ok\nACGTACGT\n>prot1 a protein\nACGT\nMKVLEF\n");
+    const e = await refused(dna([f]));
+    expect(e.message).toContain(`${f}:5 (record "prot1")`);
+    expect(e.message).toContain("'L' at column 4 is a protein letter"); // M, K and V are IUPAC codes
+    expect(e.hint).toContain("--alphabet-check off");
+    expect(e.exitCode).toBe(3);
+    const t = await dna([f], { alphabetCheck: false });
+    expect([...t.tokens(1)]).toEqual(reference("ACGTMKVLEF"));
+    expect(t.unknown).toBe(6);
+    // Gaps and digits stay errors either way.
+    for (const check of [true, false]) {
+      const g = await refused(dna([file(">g\nACG-T\n")], { alphabetCheck: check }));
+      expect(g.message).toContain("alignment gap '-' at column 4");
+    }
+  });
+
+  test("--unknown error refuses the first letter that would become [UNK], naming line, column and record", async () => {
+    const f = file(">clean\nACGT\n>withN\nACGTAC\nGGnA\n");
+    const e = await refused(dna([f], { unknown: "error" }));
+    expect(e.message).toContain(`${f}:5 (record "withN")`);
+    expect(e.message).toContain("'n' at column 3 is not A/C/G/T");
+    expect(e.hint).toContain("--unknown count");
+    expect((await dna([f])).unknown).toBe(1);
+  });
+});
+
+describe("ESM-2 refuses nucleotide-looking input", () => {
+  const reads = Array.from({ length: 5 }, (_, i) => `>read${i}\n${"ACGTTGCAAN".repeat(4)}\nACGTRYACGT\n`).join("");
+
+  test("first records ≥90% A/C/G/T/U/N: a located error before the table is used, and the override", async () => {
+    const f = file(reads);
+    const e = await refused(ingest({ inputs: [f], truncate: 1022, duplicateIds: "error" }, { alphabetCheck: true }));
+    expect(e.message).toContain(`${f}:1 (record "read0")`);
+    expect(e.message).toMatch(/looks like nucleotide FASTA, not protein: 9\d\.\d% of the 250 letters of the first 5 record/);
+    expect(e.hint).toContain("--alphabet-check off");
+    expect(e.hint).toContain("--model DNABERT-S");
+    const t = await ingest({ inputs: [f], truncate: 1022, duplicateIds: "error" }, { alphabetCheck: false });
+    expect(t.size).toBe(5);
+  });
+
+  test("proteins pass, and so do a few short nucleotide-like peptides (too few letters to judge)", async () => {
+    const proteins = Array.from({ length: 50 }, (_, i) => `>p${i}\nMKTAYIAKQRQISFVKSHFSRQLEERLGLIEVQAPILSRVGDGTQDNLSGAEKAVQVKVKALPDAQFEVVHSLAKWKRQTLGQHDFSAGEGLYTHMKALRPDEDRLSPLHSVYVDQWDWERVMGDGERQFSTLKSTVEAIWAGIKATEAAVSEEFGLAPFLPDQIHFVHSQELLSRYPDLDAKGRERAIAKDLGAVFLVGIGGKLSDGHRHDVRAPDYDDWUAAN\n`).join("");
+    expect((await ingest({ inputs: [file(proteins)], truncate: 1022, duplicateIds: "error" }, { alphabetCheck: true })).size).toBe(50);
+    expect((await ingest({ inputs: [file(">pep\nGATTACA\n")], truncate: 1022, duplicateIds: "error" }, { alphabetCheck: true })).size).toBe(1);
+  });
+
+  test("the check is decided after the first records, and says so (onSampled) before the input ends", () => {
+    let sampled = 0;
+    const table = new RecordTable(1022, "error");
+    const parser = new FastaParser("big.fa", { ...table.parserOptions(), reading: { alphabetCheck: true, onSampled: () => sampled++ } });
+    const record = (i: number) => new TextEncoder().encode(`>p${i}\nMKTAYIAKQRQISFVK\n`);
+    for (let i = 0; i < SAMPLE_RECORDS - 1; i++) parser.push(record(i));
+    expect(sampled).toBe(0);
+    parser.push(record(SAMPLE_RECORDS - 1));
+    parser.push(record(SAMPLE_RECORDS)); // the header that completes record 999
+    expect(sampled).toBe(1);
+    parser.end();
+    expect(sampled).toBe(1);
+    // Nucleotide records past the sample are not judged (the first records decide).
+    const late = new FastaParser("late.fa", { ...new RecordTable(1022, "error").parserOptions(), reading: { alphabetCheck: true } });
+    for (let i = 0; i < SAMPLE_RECORDS; i++) late.push(record(i));
+    late.push(new TextEncoder().encode(`>dna\n${"ACGT".repeat(100)}\n`));
+    late.end();
+  });
+
+  test("a failed check never says sampled, so a run starts no worker", async () => {
+    let sampled = 0;
+    await refused(ingest({ inputs: [file(reads)], truncate: 1022, duplicateIds: "error" }, { alphabetCheck: true, onSampled: () => sampled++ }));
+    expect(sampled).toBe(0);
   });
 });
