@@ -4,11 +4,12 @@
  * case exiting non-zero with its message.
  */
 import { afterAll, describe, expect, setDefaultTimeout, test } from "bun:test";
-import { existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from "node:fs";
+import { chmodSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { gzipSync } from "node:zlib";
 import { PACKAGE_ROOT, pythonBin } from "../src/config.ts";
+import { loadBpe } from "../src/input/reading.ts";
 import { fakeRunEnv } from "./helpers.ts";
 
 // These tests spawn Python workers; torch alone takes seconds to import on 2 cores.
@@ -389,5 +390,71 @@ describe("downloading a released model", () => {
     expect(existsSync(join(hub, "esm2_t6_8M_UR50D.pt"))).toBe(true);
     expect(readdirSync(hub).filter((f) => f.includes("partial"))).toEqual([]);
     expect(requests).toBe(1);
+  });
+});
+
+describe("DNABERT-S input and the alphabet checks", () => {
+  // A DNABERT-S folder as far as the orchestrator reads it: the real config.json and tokenizer.json.
+  const dnaModel = join(tmp, "dnabert-s-folder");
+  mkdirSync(dnaModel);
+  copyFileSync("/work/shared/data/dnabert-s/config.json", join(dnaModel, "config.json"));
+  copyFileSync(join(PACKAGE_ROOT, "test", "fixtures", "dnabert-s", "tokenizer.json"), join(dnaModel, "tokenizer.json"));
+  const reads = fasta("reads.fna", ">r1 first\nACGTTGCAAGGCTAGCTAGGATCCGATCG\nATCGTAGCTAGCTGACTGA\n>r2\nttgacgatcgatcgatNNgctagc\n>r3\nACGTACGTAGCTAGCTAGCTGATCGATCGTAGC\n");
+  const bpe = loadBpe(join(dnaModel, "tokenizer.json"));
+  const tokens = (s: string) => bpe.encode(s.toUpperCase()).ids.length - 2;
+  /** A "python" that leaves a mark if a worker is ever started. */
+  const marker = join(tmp, "worker-started");
+  const fakePython = fasta("fake-python.sh", `#!/bin/sh\ntouch ${marker}\nexit 1\n`);
+  chmodSync(fakePython, 0o755);
+
+  test("--dry for a DNABERT-S folder: the family, BPE token counts, [UNK] counted, no worker", async () => {
+    const r = await embed(["run", reads, "--dry", "--devices", "cpu", "--model", dnaModel, "--max-tokens", "4096"], undefined, { EMBED_PYTHON: fakePython });
+    expect(r.stderr).not.toContain("error:");
+    expect(r.code).toBe(0);
+    const plan = JSON.parse(r.stdout);
+    expect(plan.family).toBe("dnabert-s");
+    expect(plan.tokenizer).toBe(join(dnaModel, "tokenizer.json"));
+    expect(plan.truncate).toBe(510);
+    expect(plan.modelShape).toMatchObject({ numLayers: 12, dim: 768, heads: 12 });
+    const want = [tokens("ACGTTGCAAGGCTAGCTAGGATCCGATCGATCGTAGCTAGCTGACTGA"), tokens("ttgacgatcgatcgatNNgctagc"), tokens("ACGTACGTAGCTAGCTAGCTGATCGATCGTAGC")];
+    expect(plan.records).toMatchObject({ records: 3, residues: want[0]! + want[1]! + want[2]!, longest: Math.max(...want), unknown: 2 });
+    expect(plan.plan.tokens).toBe(want[0]! + want[1]! + want[2]! + 3 * 2); // [CLS] and [SEP] per record
+    expect(r.stderr).toContain("2 [UNK] token(s)");
+    expect(existsSync(marker)).toBe(false);
+  });
+
+  test("protein FASTA for DNABERT-S exits 3 at the letter, before any worker; --alphabet-check off embeds it with [UNK]", async () => {
+    const prot = fasta("prot-for-dna.fa", ">dna1\nACGTACGT\n>p1 kinase\nMKVLAAGIEF\n");
+    const r = await embed(["run", prot, "-o", join(tmp, "prot-dna-out"), "--devices", "cpu", "--model", dnaModel], undefined, { EMBED_PYTHON: fakePython });
+    expect(r.code).toBe(3);
+    expect(r.stderr).toContain(`${prot}:4 (record "p1"): 'L' at column 4 is a protein letter`);
+    expect(r.stderr).toContain("--alphabet-check off");
+    expect(existsSync(marker)).toBe(false);
+    const off = await embed(["run", prot, "--dry", "--devices", "cpu", "--model", dnaModel, "--alphabet-check", "off"]);
+    expect(off.code).toBe(0);
+    expect(JSON.parse(off.stdout).records.unknown).toBe(7); // M K V L I E F: all but the A/A/G
+  });
+
+  test("--unknown error: a read with N exits 3 naming it", async () => {
+    const r = await embed(["run", reads, "--dry", "--devices", "cpu", "--model", dnaModel, "--unknown", "error"]);
+    expect(r.code).toBe(3);
+    expect(r.stderr).toContain(`${reads}:5 (record "r2"): 'N' at column 17 is not A/C/G/T`);
+  });
+
+  test("nucleotide FASTA for ESM-2 exits 3 naming the first record, and no worker starts; --alphabet-check off overrides", async () => {
+    const r = await embed(["run", reads, "-o", join(tmp, "dna-esm-out"), "--devices", "cpu", "--model", "test-tiny"], undefined, { EMBED_PYTHON: fakePython });
+    expect(r.code).toBe(3);
+    expect(r.stderr).toContain(`${reads}:1 (record "r1"): this looks like nucleotide FASTA, not protein`);
+    expect(r.stderr).toContain("--alphabet-check off");
+    expect(existsSync(marker)).toBe(false);
+    const off = await embed(["run", reads, "--dry", "--devices", "cpu", "--model", "test-tiny", "--alphabet-check", "off"]);
+    expect(off.code).toBe(0);
+    expect(JSON.parse(off.stdout)).toMatchObject({ family: "esm2", records: { records: 3 } });
+  });
+
+  test("--help documents the checks", async () => {
+    const r = await embed(["run", "--help"]);
+    expect(r.stdout).toContain("--alphabet-check");
+    expect(r.stdout).toContain("--unknown");
   });
 });
