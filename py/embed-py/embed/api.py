@@ -120,7 +120,7 @@ def run(fasta: Fasta, out: Optional[PathLike] = None, *, model: Optional[str] = 
         if close is not None:
             close()
     store = Store(out)
-    store.summary = summary  # type: ignore[attr-defined]
+    store.summary = summary
     return store
 
 

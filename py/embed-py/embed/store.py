@@ -43,6 +43,8 @@ class Store:
             raise OutputError(f"{manifest} is not a complete embed store manifest",
                               f"check with `embed inspect {self.path}`")
         self._check_sizes()
+        #: the run's summary (records, seconds, tokens/s, devices ...) when embed.run opened it, else {}
+        self.summary: Dict[str, Any] = {}
         self._ids: Optional[List[str]] = None
         self._index: Optional[Dict[str, int]] = None
         self._offsets: Optional[np.ndarray] = None
