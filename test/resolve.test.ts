@@ -3,9 +3,11 @@
  * starts (no Python is started by these tests).
  */
 import { describe, expect, test } from "bun:test";
+import { copyFileSync, mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { PACKAGE_ROOT } from "../src/config.ts";
-import { ExitCode, OptionsError } from "../src/errors.ts";
+import { ExitCode, ModelNotFoundError, OptionsError } from "../src/errors.ts";
 import { resolveRun } from "../src/resolve.ts";
 import { CPU_AUTO_TOKENS } from "../src/workers/session.ts";
 
@@ -72,5 +74,54 @@ describe("resolveRun", () => {
     expect(r.cfg.shard).toBeUndefined();
     expect(resolveRun({ ...base, slice: "3/4" }).cfg.slice).toEqual({ index: 3, count: 4 });
     expect(optionsError(() => resolveRun({ ...base, slice: "1/4", shard: "2/4" })).message).toContain("disagree");
+  });
+});
+
+describe("resolveRun: the model family", () => {
+  test("ESM-2 by default: protein reading, fair-esm's --truncate", () => {
+    const r = resolveRun({ ...base, model: "test-tiny" });
+    expect(r.family).toBe("esm2");
+    expect(r.cfg.family).toBe("esm2");
+    expect(r.cfg.truncate).toBe(1022);
+    expect(r.tokenizer).toBeUndefined();
+  });
+
+  test("a DNABERT-S folder: family, its tokenizer.json, 510 tokens unless --truncate says otherwise", () => {
+    const dir = mkdtempSync(join(tmpdir(), "embed-resolve-"));
+    try {
+      copyFileSync("/work/shared/data/dnabert-s/config.json", join(dir, "config.json"));
+      copyFileSync(join(PACKAGE_ROOT, "test", "fixtures", "dnabert-s", "tokenizer.json"), join(dir, "tokenizer.json"));
+      const r = resolveRun({ ...base, model: dir });
+      expect(r.model).toMatchObject({ family: "dnabert-s", numLayers: 12 });
+      expect([r.family, r.cfg.family, r.tokenizer, r.cfg.truncate]).toEqual(["dnabert-s", "dnabert-s", join(dir, "tokenizer.json"), 510]);
+      expect(resolveRun({ ...base, model: dir, truncate: 2000 }).cfg.truncate).toBe(2000);
+      rmSync(join(dir, "tokenizer.json"));
+      const e = (() => { try { resolveRun({ ...base, model: dir }); } catch (x) { return x as ModelNotFoundError; } })();
+      expect(e).toBeInstanceOf(ModelNotFoundError);
+      expect(e!.message).toContain("has no tokenizer.json");
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  test("a DNABERT-S name with no local copy exits 5 before any worker, with the download command", () => {
+    const empty = mkdtempSync(join(tmpdir(), "embed-resolve-hub-"));
+    const saved = { ...process.env };
+    try {
+      Object.assign(process.env, { HF_HUB_CACHE: empty, EMBED_MODEL_DIR: empty });
+      let err: unknown;
+      try {
+        resolveRun({ ...base, model: "zhihan1996/DNABERT-S" });
+      } catch (x) {
+        err = x;
+      }
+      expect(err).toBeInstanceOf(ModelNotFoundError);
+      expect((err as ModelNotFoundError).exitCode).toBe(ExitCode.modelNotFound);
+      expect((err as ModelNotFoundError).message).toContain(join(empty, "models--zhihan1996--DNABERT-S", "snapshots", "<rev>/"));
+      expect((err as ModelNotFoundError).hint).toContain("hf download zhihan1996/DNABERT-S");
+    } finally {
+      for (const k of ["HF_HUB_CACHE", "EMBED_MODEL_DIR"]) if (saved[k] === undefined) delete process.env[k]; else process.env[k] = saved[k];
+      rmSync(empty, { recursive: true, force: true });
+    }
   });
 });
