@@ -13,7 +13,7 @@ import { defineCommand } from "citty";
 import { existsSync, rmSync, statSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { DEFAULT_TRUNCATE } from "../config.ts";
-import { EmbedError, ExitCode, InputError, OptionsError, OutputError } from "../errors.ts";
+import { EmbedError, ExitCode, InputError, InterruptedError, OptionsError, OutputError } from "../errors.ts";
 import { log } from "../log.ts";
 import { embedToStore, type RunHooks, type RunSummary } from "../run.ts";
 import { pythonJson } from "../workers/python.ts";
@@ -234,9 +234,18 @@ Examples:
       };
       const modes = terminalModes({ json: flags.json ?? false, quiet: flags.quiet ?? false }, { stdout: process.stdout.isTTY, stderr: process.stderr.isTTY });
       const view = progress(modes.progress);
+      // As `embed run`: the first interrupt drains and commits the batches in flight (a rerun resumes), a second exits.
+      const controller = new AbortController();
+      let signals = 0;
+      const onSignal = (sig: NodeJS.Signals) => {
+        if (++signals > 1) process.exit(130);
+        log.warn(`${sig}: finishing the batches in flight and committing them (press again to exit at once)`);
+        controller.abort(new InterruptedError(sig));
+      };
+      for (const sig of ["SIGINT", "SIGTERM", "SIGHUP"] as const) process.on(sig, onSignal);
       let summary: ExtractSummary;
       try {
-        summary = await extractToDir(options, { onEvent: view.onEvent });
+        summary = await extractToDir(options, { signal: controller.signal, onEvent: view.onEvent });
       } finally {
         view.close();
       }

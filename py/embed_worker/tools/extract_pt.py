@@ -137,8 +137,10 @@ def _save(torch, result: dict, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         torch.save(result, tmp)
         os.replace(tmp, path)
-    except OSError as e:
+    except BaseException as e:  # an interrupt (Ctrl-C reaches this process too) leaves no half file either
         tmp.unlink(missing_ok=True)
+        if not isinstance(e, OSError):
+            raise
         raise WriteError(f"cannot write {path} (record {result['label']!r}): {e.strerror or e}",
                          "check free space and permissions of OUT_DIR; a label over 250 bytes is too long for a file name")
 
