@@ -4,7 +4,10 @@ files themselves are read by embed_worker.checkpoint).
 Every tensor our model needs must be present with the right shape; every other
 tensor in the file must be on an explicit allowlist of known-unused keys
 (LM head, contact head, rotary buffers, position ids, pooler); anything else
-is an error. Pickles are only ever read with ``weights_only=True``.
+is an error. Pickles are only ever read with ``weights_only=True``. Hugging Face folders are read
+as transformers 4.x and 5.x write them (EsmModel or EsmForMaskedLM; model.safetensors, shards with
+an index, or pytorch_model.bin): 5.x names LayerNorm parameters gamma/beta and stores the rotary
+buffer once under a wildcard layer name, 4.x uses weight/bias and one buffer per layer.
 
 fair-esm ``esm2_*.pt`` layout (what fair-esm's pretrained.py reads):
     {"model": {"encoder.sentence_encoder.layers.0.self_attn.q_proj.weight": ..., "encoder.lm_head.dense.weight": ...},
@@ -177,7 +180,12 @@ _HF_LAYER = {
 _HF_TOP = {"embed_tokens.weight": ["embeddings.word_embeddings.weight"],
            "emb_layer_norm_after.weight": ["encoder.emb_layer_norm_after.weight"],
            "emb_layer_norm_after.bias": ["encoder.emb_layer_norm_after.bias"]}
-_HF_ROTARY = re.compile(r"^(encoder\.layer\.(\d+)\.attention\.self\.rotary_embeddings\.inv_freq|rotary_embeddings\.inv_freq)$")
+# The rotary buffer: transformers 4.x saved it in every layer; 5.x saves it once, under a wildcard
+# layer ("encoder.layer.*."), and EsmModel's own copy sits at the top.
+_HF_ROTARY = re.compile(r"^(encoder\.layer\.(\d+|\*)\.attention\.self\.rotary_embeddings\.inv_freq|rotary_embeddings\.inv_freq)$")
+# transformers 5.x writes the parameters of modules named LayerNorm under BERT's old names
+# (gamma, beta); 4.x wrote weight, bias. Both are read as weight, bias.
+_HF_LN_ALIAS = re.compile(r"(?:^|\.)LayerNorm\.(gamma|beta)$")
 _HF_IGNORE = re.compile(r"^(lm_head\.|contact_head\.|pooler\.|embeddings\.position_ids$|embeddings\.position_embeddings\.weight$)")
 
 
@@ -192,8 +200,19 @@ def _strip_fair(sd: dict) -> dict:
     return out
 
 
-def _strip_hf(sd: dict) -> dict:
-    return {(k[4:] if k.startswith("esm.") else k): v for k, v in sd.items()}
+def _strip_hf(infos: dict[str, TensorInfo], path: str) -> dict[str, TensorInfo]:
+    """HF tensor names without the EsmForMaskedLM prefix ("esm.") and with transformers 5's
+    LayerNorm gamma/beta read as weight/bias; one tensor stored under two such names is refused."""
+    out: dict[str, TensorInfo] = {}
+    for k, info in infos.items():
+        k = k[4:] if k.startswith("esm.") else k
+        m = _HF_LN_ALIAS.search(k)
+        if m:
+            k = k[:m.start(1)] + ("weight" if m.group(1) == "gamma" else "bias")
+        if k in out:
+            raise _bad(path, f"{out[k].key} and {info.key} are both {k}; a checkpoint holds each tensor once")
+        out[k] = info
+    return out
 
 
 def expected_shapes(cfg: ESM2Config) -> dict[str, tuple[int, ...]]:
@@ -306,7 +325,7 @@ def load_checkpoint(resolved: Resolved, name: str | None = None) -> tuple[ESM2Co
         else:
             folder = Path(path)
             cfg = _hf_config(name, folder)
-            infos = _strip_hf(hf_headers(folder, _REFETCH))
+            infos = _strip_hf(hf_headers(folder, _REFETCH), path)
             plan, rotary = _check_tensors(cfg, infos, resolved.format, path)
             src = hf_tensors(infos, {t for ts in plan.values() for t in ts} | set(rotary), _REFETCH)
         state, inv = _assemble(plan, rotary, src, path)

@@ -4,7 +4,8 @@
                                      [--format fair-esm|hf|both]
 
 writes DIR/NAME.pt (fair-esm layout, like the released esm2_*.pt files) and
-DIR/NAME/ (Hugging Face EsmForMaskedLM: config.json + model.safetensors), both
+DIR/NAME/ (Hugging Face EsmForMaskedLM: config.json + model.safetensors, named as transformers
+4.x saves them; --hf-layout 5 --hf-shards N --hf-weights bin for the other layouts), both
 from ONE set of random weights, so the two formats can be checked against each
 other. Needs only torch and safetensors. Files appear atomically (temp + rename);
 if the requested outputs already exist the command returns at once.
@@ -14,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import shutil
 import sys
 import tempfile
@@ -79,8 +81,16 @@ def fair_esm_checkpoint(w: dict, layers: int, dim: int, heads: int) -> dict:
     return {"model": model, "args": None, "cfg": {"model": cfg_model}, "optimizer_history": [], "extra_state": {}}
 
 
-def hf_state(w: dict, layers: int) -> dict:
-    """EsmForMaskedLM tensors (esm.-prefixed; the decoder weight is tied and therefore not stored)."""
+# What transformers 5.x writes where 4.x wrote LayerNorm.weight/bias and a rotary buffer per layer
+# (seen in the files of EsmForMaskedLM.save_pretrained, transformers 5.24).
+_TF5_LN = re.compile(r"LayerNorm\.(weight|bias)$")
+_TF5_ROTARY = "esm.encoder.layer.*.attention.self.rotary_embeddings.inv_freq"
+HF_LAYOUTS = ("4", "5")  # the transformers major version whose save_pretrained names are written
+
+
+def hf_state(w: dict, layers: int, layout: str = "4") -> dict:
+    """EsmForMaskedLM tensors (esm.-prefixed; the decoder weight is tied and therefore not stored),
+    named as transformers `layout` (4 or 5) saves them."""
     m = {"embeddings.word_embeddings.weight": "embed_tokens.weight",
          "encoder.emb_layer_norm_after.weight": "emb_layer_norm_after.weight",
          "encoder.emb_layer_norm_after.bias": "emb_layer_norm_after.bias",
@@ -98,6 +108,10 @@ def hf_state(w: dict, layers: int) -> dict:
                 m[f"encoder.layer.{i}.{hf}.{s}"] = f"layers.{i}.{fe}.{s}"
         m[f"encoder.layer.{i}.attention.self.rotary_embeddings.inv_freq"] = f"layers.{i}.self_attn.rot_emb.inv_freq"
     out = {"esm." + k: w[v].clone().contiguous() for k, v in m.items()}
+    if layout == "5":
+        out = {_TF5_LN.sub(lambda g: f"LayerNorm.{'gamma' if g.group(1) == 'weight' else 'beta'}", k): v
+               for k, v in out.items() if "rotary_embeddings" not in k}
+        out[_TF5_ROTARY] = w["layers.0.self_attn.rot_emb.inv_freq"].clone()
     out["lm_head.dense.weight"] = w["lm_head.dense.weight"].clone()
     out["lm_head.dense.bias"] = w["lm_head.dense.bias"].clone()
     out["lm_head.layer_norm.weight"] = w["lm_head.layer_norm.weight"].clone()
@@ -121,8 +135,13 @@ def hf_config(layers: int, dim: int, heads: int) -> dict:
 
 def write(out: str | os.PathLike, name: str = TEST_TINY.cfg.name, layers: int = TEST_TINY.cfg.num_layers,
           dim: int = TEST_TINY.cfg.embed_dim, heads: int = TEST_TINY.cfg.attention_heads, seed: int = 0,
-          fmt: str = "both", force: bool = False) -> dict:
-    """Write the checkpoint(s); returns {"fair-esm": path, "hf": path} for what was asked."""
+          fmt: str = "both", force: bool = False, hf_layout: str = "4", hf_shards: int = 1,
+          hf_weights: str = "safetensors") -> dict:
+    """Write the checkpoint(s); returns {"fair-esm": path, "hf": path} for what was asked. The HF
+    folder's tensor names are transformers `hf_layout`'s ("4" or "5"); its weights are one
+    model.safetensors, `hf_shards` > 1 safetensors shards with model.safetensors.index.json (as
+    save_pretrained's max_shard_size makes), or pytorch_model.bin (`hf_weights="bin"`, 4.x's
+    safe_serialization=False)."""
     out = Path(out)
     pt, hf_dir = out / f"{name}.pt", out / name
     want_pt, want_hf = fmt in ("fair-esm", "both"), fmt in ("hf", "both")
@@ -132,8 +151,10 @@ def write(out: str | os.PathLike, name: str = TEST_TINY.cfg.name, layers: int = 
     if dim % heads or (dim // heads) % 2:
         raise SystemExit(f"--dim {dim} must be a multiple of --heads {heads} with an even head size")
 
+    if hf_layout not in HF_LAYOUTS or hf_weights not in ("safetensors", "bin") or hf_shards < 1:
+        raise ValueError(f"hf_layout {hf_layout!r} (4|5), hf_weights {hf_weights!r} (safetensors|bin), "
+                         f"hf_shards {hf_shards} (>= 1)")
     import torch
-    from safetensors.torch import save_file
 
     out.mkdir(parents=True, exist_ok=True)
     umask = os.umask(0)
@@ -153,8 +174,8 @@ def write(out: str | os.PathLike, name: str = TEST_TINY.cfg.name, layers: int = 
         tmpd = Path(tempfile.mkdtemp(prefix=f".{name}.", suffix=".partial", dir=out))
         try:
             (tmpd / "config.json").write_text(json.dumps(hf_config(layers, dim, heads), indent=2) + "\n")
-            save_file(hf_state(w, layers), str(tmpd / "model.safetensors"), metadata={"format": "pt"})
-            for p in (tmpd, tmpd / "config.json", tmpd / "model.safetensors"):
+            _save_hf_weights(tmpd, hf_state(w, layers, hf_layout), hf_shards, hf_weights)
+            for p in (tmpd, *tmpd.iterdir()):
                 os.chmod(p, (0o777 if p.is_dir() else 0o666) & ~umask)
             if hf_dir.exists():
                 shutil.rmtree(hf_dir)
@@ -163,6 +184,28 @@ def write(out: str | os.PathLike, name: str = TEST_TINY.cfg.name, layers: int = 
             if tmpd.exists():
                 shutil.rmtree(tmpd)
     return result
+
+
+def _save_hf_weights(folder: Path, state: dict, shards: int, weights: str) -> None:
+    import torch
+    from safetensors.torch import save_file
+
+    if weights == "bin":
+        torch.save(state, folder / "pytorch_model.bin")
+        return
+    if shards == 1:
+        save_file(state, str(folder / "model.safetensors"), metadata={"format": "pt"})
+        return
+    keys = sorted(state)
+    weight_map = {}
+    for i in range(shards):
+        fn = f"model-{i + 1:05d}-of-{shards:05d}.safetensors"
+        part = keys[i::shards]
+        save_file({k: state[k] for k in part}, str(folder / fn), metadata={"format": "pt"})
+        weight_map.update({k: fn for k in part})
+    total = sum(v.numel() * v.element_size() for v in state.values())
+    (folder / "model.safetensors.index.json").write_text(
+        json.dumps({"metadata": {"total_size": total}, "weight_map": weight_map}, indent=2) + "\n")
 
 
 def write_like(out: str | os.PathLike, model: str, seed: int = 0, fmt: str = "both", force: bool = False,
@@ -193,6 +236,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--format", choices=["fair-esm", "hf", "both"], default="both")
     ap.add_argument("--force", action="store_true", help="overwrite existing files")
+    ap.add_argument("--hf-layout", choices=HF_LAYOUTS, default="4",
+                    help="tensor names of the HF folder: as transformers 4.x or 5.x saves them")
+    ap.add_argument("--hf-shards", type=int, default=1, help="safetensors shards of the HF folder (1: one file)")
+    ap.add_argument("--hf-weights", choices=["safetensors", "bin"], default="safetensors")
     a = ap.parse_args(argv)
     if a.like:
         if a.like not in KNOWN:
@@ -200,7 +247,8 @@ def main(argv: list[str] | None = None) -> int:
         k = KNOWN[a.like].cfg
         a.layers, a.dim, a.heads, a.name = k.num_layers, k.embed_dim, k.attention_heads, a.name or f"{a.like}-random"
     a.name = a.name or c.name
-    paths = write(a.out, a.name, a.layers, a.dim, a.heads, a.seed, a.format, a.force)
+    paths = write(a.out, a.name, a.layers, a.dim, a.heads, a.seed, a.format, a.force,
+                  hf_layout=a.hf_layout, hf_shards=a.hf_shards, hf_weights=a.hf_weights)
     print(json.dumps(paths))
     return 0
 
