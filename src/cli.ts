@@ -19,6 +19,7 @@ Examples:
   embed inspect out/                            what a store holds
   embed merge all/ part-*/                      join the stores of a sharded job array
   embed translate reads.fa -p r.faa -n r.fna    six-frame peptides + nucleotides (VirNucPro)
+  embed virnucpro reads.fa -o vnp/ --chunk 300  VirNucPro's features: frames, DNABERT-S, ESM-2 3B, .pt files
   embed extract esm2_t33_650M_UR50D x.fa out/ --include mean per_tok    fair-esm extract.py's .pt files
   embed models                                  the ESM-2 family and where each is found
   embed doctor                                  check Python, torch, GPUs`,
@@ -33,6 +34,7 @@ Examples:
     merge: () => import("./commands/merge.ts").then((m) => m.default),
     translate: () => import("./commands/translate.ts").then((m) => m.default),
     extract: () => import("./commands/extract.ts").then((m) => m.default),
+    virnucpro: () => import("./commands/virnucpro.ts").then((m) => m.default),
   },
 });
 
