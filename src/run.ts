@@ -19,6 +19,8 @@ import type { RecordTable, RecordsSummary } from "./input/records.ts";
 import { commandLine, claimOutput } from "./store/ownership.ts";
 import { resolveRun } from "./resolve.ts";
 import { runIdentity, runManifest, type RunFacts, type SliceInfo } from "./store/identity.ts";
+import { unchangedRerun } from "./rerun.ts";
+import { runRequest } from "./store/request.ts";
 import { Store } from "./store/store.ts";
 import { embedPlan, GPU_AUTO_MAX_TOKENS, planRecords, startWorkers, workerLimits, type Budget } from "./workers/session.ts";
 import type { WorkerHandle } from "./workers/handle.ts";
@@ -85,6 +87,8 @@ export interface RunSummary {
   splits: number;
   /** Formats written (npy is the store itself; others converted after the run). */
   formats: { format: string; files: string[] }[];
+  /** The output already held this run's complete store (same input and options): nothing was done. */
+  unchanged?: true;
 }
 
 export interface DryRunResult {
@@ -154,6 +158,8 @@ export async function embedToStore(options: RunOptionsInput, hooks: RunHooks = {
   // Before anything is written: inputs outside the output, not someone else's directory, one writer.
   const lock = claimOutput(cfg.output, { formats: cfg.formats, inputs: cfg.inputs, command: commandLine() });
   try {
+    const unchanged = cfg.overwrite ? undefined : await unchangedRerun(cfg, cfg.output, reading, t0);
+    if (unchanged) return unchanged;
     Store.checkTarget(cfg.output, cfg.overwrite, cfg.formats);
     return await embedLocked(cfg, cfg.output, devices, reading, hooks, t0);
   } finally {
@@ -317,7 +323,7 @@ async function embedLocked(cfg: RunConfig, out: string, devices: DeviceSlot[], r
         counts: table.summary(),
         inputs: cfg.inputs,
         inputChecksums: table.inputs,
-        run: { devices: summary.devices, batches: summary.batches, budget, density: plan.density, seconds, resumed: s.resumed, identical: summary.identical },
+        run: { devices: summary.devices, batches: summary.batches, budget, density: plan.density, seconds, resumed: s.resumed, identical: summary.identical, request: runRequest(cfg) },
       }),
     );
     for (const f of cfg.formats.filter((f) => f !== "npy")) {

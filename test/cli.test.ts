@@ -79,11 +79,17 @@ describe("embed run (real worker, test model)", () => {
       { input: EXAMPLE, gzip: false, records: 6, bytes: text.length, crc32: (Bun.hash.crc32(text) >>> 0).toString(16).padStart(8, "0") },
     ]);
 
-    // A second run into the same store is refused, and the store is left as it was.
+    // The same command again is a no-op (a resubmitted job array): exit 0, the store as it was.
+    const written = await Bun.file(join(out, "manifest.json")).text();
+    const same = await embed(["run", EXAMPLE, "-o", out, "--model", "test-tiny", "--include", "mean,bos,per-residue", "--layers", "0,-1"]);
+    expect(same.stderr).toContain("nothing to do");
+    expect(same.code).toBe(0);
+    expect(await Bun.file(join(out, "manifest.json")).text()).toBe(written);
+    // Other options into the same store are refused, and the store is left as it was.
     const again = await embed(["run", EXAMPLE, "-o", out, "--model", "test-tiny"]);
     expect(again.code).toBe(6);
-    expect(again.stderr).toContain("already holds a complete store");
-    expect(existsSync(join(out, "manifest.json"))).toBe(true);
+    expect(again.stderr).toContain("already holds a complete store of other --layers, --include");
+    expect(await Bun.file(join(out, "manifest.json")).text()).toBe(written);
     // Asked for other formats too (as a run that stopped while converting would be rerun), the
     // hint offers `embed convert` for them before --overwrite, which would discard the embeddings.
     const formats = await embed(["run", EXAMPLE, "-o", out, "--model", "test-tiny", "--format", "npy,hdf5"]);

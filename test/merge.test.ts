@@ -237,3 +237,15 @@ describe("embed merge", () => {
     expect(existsSync(join(out, "manifest.json"))).toBe(false);
   });
 });
+
+describe("embed merge OUT/ (a trailing slash, as `embed merge all/ parts/*` is typed)", () => {
+  test("the manifest's load line names each file once, with no doubled slash", async () => {
+    const out = join(tmp, "slashed");
+    const r = await cli(["merge", `${out}/`, part(1), part(2), part(3)]);
+    expect(r.code).toBe(0);
+    const load = manifest(out).load as string;
+    expect(load).toContain(`np.load("${out}/mean.layer4.npy"`);
+    expect(load).toContain(`open("${out}/ids.txt")`);
+    expect(load).not.toContain("//");
+  });
+});

@@ -147,9 +147,13 @@ describe("--overwrite replaces only embed's own files", () => {
     const out = join(tmp, "unmarked");
     expect((await run([FASTA, "-o", out])).code).toBe(0);
     rmSync(join(out, ".embed-store"));
-    const again = await run([FASTA, "-o", out]);
+    // Its own command again is a no-op (not a refusal of foreign files); another one is refused.
+    const same = await run([FASTA, "-o", out]);
+    expect(same.stderr).toContain("nothing to do");
+    expect(same.code).toBe(0);
+    const again = await run([FASTA, "-o", out, "--out-dtype", "float16"]);
     expect(again.code).toBe(6);
-    expect(again.stderr).toContain("already holds a complete store");
+    expect(again.stderr).toContain("already holds a complete store of other --out-dtype");
     const r = await run([FASTA, "-o", out, "--overwrite"]);
     expect(r.code).toBe(0);
     expect(storeContent(out)).toEqual(reference);

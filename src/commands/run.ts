@@ -11,6 +11,12 @@ import { emit, fail, result } from "./report.ts";
 
 /** The run summary for a person at a terminal: what was written, how fast, and how to load it. */
 export function runText(s: RunSummary): string {
+  if (s.unchanged) {
+    return [
+      `${s.output} already holds this run's complete store (${s.records.toLocaleString("en-US")} records): nothing to do`,
+      `  load in Python:  ${loadHint(s.output, s.include, s.layers)}`,
+    ].join("\n");
+  }
   const busy = Object.entries(s.busy).map(([w, f]) => `${w} ${Math.round(f * 100)}%`);
   return [
     `${s.records.toLocaleString("en-US")} records embedded in ${s.seconds.toFixed(1)} s → ${s.output}`,
@@ -95,7 +101,7 @@ Examples:
       } finally {
         view.close();
       }
-      if (modes.result !== "human") {
+      if (modes.result !== "human" && !summary.unchanged) {
         // At a terminal these are the summary's own lines on stdout; said once.
         log.success(`${summary.records} records embedded in ${summary.seconds.toFixed(1)} s → ${summary.output}`);
         const busy = Object.entries(summary.busy).map(([w, f]) => `${w} ${Math.round(f * 100)}%`);

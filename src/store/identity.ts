@@ -4,6 +4,7 @@
  * Names: `precision` is the compute precision, `dtype` the stored (output) dtype; a `slice` is
  * one job's part of the input (`--slice I/N`), a shard the commit unit inside a store.
  */
+import { join } from "node:path";
 import type { InputDigest } from "../input/fasta.ts";
 import type { Family } from "../protocol.ts";
 import type { RecordsSummary } from "../input/records.ts";
@@ -86,7 +87,8 @@ export function runIdentity(f: RunFacts): RunIdentity {
 
 /** How to read a store from Python (the manifest's `load`, and the line `embed run` prints). */
 export function loadHint(dir: string, include: readonly string[], layers: readonly number[]): string {
-  return `import numpy as np; X = np.load("${dir}/${include[0]}.layer${layers.at(-1)}.npy", mmap_mode="r"); ids = open("${dir}/ids.txt").read().split()`;
+  // join: `embed merge all/ ...` gives "all/", which must not print as "all//mean..."
+  return `import numpy as np; X = np.load("${join(dir, `${include[0]}.layer${layers.at(-1)}.npy`)}", mmap_mode="r"); ids = open("${join(dir, "ids.txt")}").read().split()`;
 }
 
 /** A run's manifest fields (Store.finalize adds format, version and files). */
