@@ -45,6 +45,9 @@ function knownReport(): ValidationReport {
   const failures = judge(overall, 0.9999995, thresholds);
   return {
     model: "test-tiny",
+    family: "esm2",
+    pooling: { mean: "mean over residues 1..L (BOS and EOS excluded; fair-esm)" },
+    lengthUnit: "residues",
     date: "2026-12-07T12:00:00.000Z",
     layer: 2,
     device: "cpu (torch, eager kernels)",

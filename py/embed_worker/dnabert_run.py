@@ -61,10 +61,10 @@ def load_into(w, resolve_layers) -> None:
     """The worker's load_model for DNABERT-S: sets w.M (this module: pooling, warm-up, backend),
     model, mcfg (Shape), resolved, kernels, layers, max_tokens and max_seqs."""
     from .budget import auto_budget
-    if w.cfg.fault:
-        raise EmbedWorkerError(f"fault {w.cfg.fault!r} applies to ESM-2 only", "unset EMBED_FAULT", name="BadOptions")
+    check_fault(w.cfg.fault)
     w.M = sys.modules[__name__]
     w.model, w.mcfg, w.resolved, w.kernels = load(w.cfg.model, w.device, w.dtype, w.cfg.kernels)
+    apply_fault(w)
     w.phases.lap("load")
     w.layers = resolve_layers(w.cfg.layers, w.mcfg.num_layers)
     w.phases.lap("kernels")
@@ -72,6 +72,50 @@ def load_into(w, resolve_layers) -> None:
     w.max_tokens = w.cfg.max_tokens or auto_budget(w.torch, None, w.mcfg, w.device, esize,
                                                    per_token_bytes(w.mcfg, esize, len(w.layers)))
     w.max_seqs = max(1, w.max_tokens // 3)  # [CLS] x [SEP]: the shortest sequence is 3 tokens
+
+
+FAULTS = {
+    "specials-out-of-mean": "the mean leaves out [CLS] and [SEP] (ESM-2's residue mean) instead of averaging every token",
+    "attention-across-sequences": "attention spans the whole packed batch instead of each sequence",
+}
+"""Deliberate DNABERT-S bugs, switched on by EMBED_FAULT in tests to prove that `embed validate`
+catches them: a pooling ported from ESM-2, and a packed batch whose sequences see each other
+(what the contamination check, alone vs packed, exists for). Never used otherwise."""
+
+
+def check_fault(fault: str | None) -> None:
+    """Refuse a fault that is not DNABERT-S's before loading anything."""
+    if not fault or fault in FAULTS:
+        return
+    from .worker import FAULTS as ESM2_FAULTS
+    if fault in ESM2_FAULTS:
+        raise EmbedWorkerError(f"fault {fault!r} applies to ESM-2 only", f"DNABERT-S's: {', '.join(FAULTS)}; or unset EMBED_FAULT",
+                               name="BadOptions")
+    raise EmbedWorkerError(f"unknown fault {fault!r}", f"DNABERT-S's: {', '.join(FAULTS)}", name="BadOptions")
+
+
+def apply_fault(w) -> None:
+    """Swap in the faulty mean pooling or the leaking forward (see FAULTS)."""
+    fault = w.cfg.fault
+    if not fault:
+        return
+    from . import log
+    log.warn("FAULT INJECTED: results are wrong on purpose", fault=fault, effect=FAULTS[fault])
+    if fault == "specials-out-of-mean":
+        def residue_mean(h, cu, pool):
+            # mean over all L tokens x L, less the [CLS] and [SEP] rows, over L - 2 tokens
+            lens = (cu[1:] - cu[:-1]).long().unsqueeze(1).float()  # [B, 1]
+            ends = h[cu[:-1].long()].float() + h[cu[1:].long() - 1].float()  # [B, D]
+            return (pool.mean(h) * lens - ends) / (lens - 2).clamp_min(1)
+        w.pool_mean = residue_mean
+    elif fault == "attention-across-sequences":
+        model = w.model
+
+        def leaking(tokens, cu, max_len, layers):
+            # one sequence as long as the whole batch: every token attends to every other
+            n = tokens.shape[0]
+            return model(tokens, cu.new_tensor([0, n]), n, layers)
+        w.model = leaking
 
 
 def per_token_bytes(shape: Shape, esize: int, kept_layers: int) -> int:

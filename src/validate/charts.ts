@@ -5,12 +5,21 @@
  * axes therefore plot the distance 1 − cos on a log scale, labelled as cosines (0.999, 0.9999,
  * …), better upwards. Relative errors span decades too, so the histogram's bins are log-spaced.
  */
-import { LENGTH_BINS } from "./metrics.ts";
+import { LENGTH_BINS, type LengthBin } from "./metrics.ts";
 import { axes, esc, frame, linearScale, logScale, px, svgRoot, xRange, yRange, type Scale } from "./svg.ts";
 import type { RecordResult } from "./validate.ts";
 
 /** A cosine that is no number: NaN in memory, null once through JSON. */
 export const badCosine = (c: number | null | undefined): boolean => typeof c !== "number" || Number.isNaN(c);
+
+/** The length axis of a report: the family's bins and the unit lengths are counted in. */
+export interface LengthAxis {
+  bins: readonly LengthBin[];
+  unit: string;
+}
+
+/** ESM-2's: residue-length bins. */
+export const RESIDUE_AXIS: LengthAxis = { bins: LENGTH_BINS, unit: "residues" };
 
 /** Smallest distance 1 − cos drawn; closer (fp32 vs fp32 gives 0 or −1e-8) is drawn on this line. */
 const FLOOR = 1e-9;
@@ -40,24 +49,24 @@ const distance = (c: number, y: Scale): number => {
   return y(d);
 };
 
-/** Cosine vs length in residues (log x), a point per record; bin edges and the threshold dashed. */
-export function scatterChart(rs: readonly RecordResult[], minCosine: number): string {
+/** Cosine vs length in `axis.unit` (log x), a point per record; bin edges and the threshold dashed. */
+export function scatterChart(rs: readonly RecordResult[], minCosine: number, axis: LengthAxis = RESIDUE_AXIS): string {
   const f = frame(720, 360, { left: 76, top: 18 });
   const lens = rs.map((r) => Math.max(1, r.residues));
   const x = logScale([10 ** Math.floor(Math.log10(Math.min(...lens, 10))), 10 ** Math.ceil(Math.log10(Math.max(...lens, 100)))], xRange(f));
   const y = cosineScale(rs, minCosine, yRange(f));
   const [y0, y1] = yRange(f);
   const [x0, x1] = xRange(f);
-  const body = [axes(f, x, y, "length (residues, log scale)", "pooled cosine vs fp32")];
-  for (const b of LENGTH_BINS.slice(1)) {
-    if (b.lo > x.ticks[0]!.v && b.lo < x.ticks.at(-1)!.v) body.push(`<line class="binedge" x1="${px(x(b.lo))}" x2="${px(x(b.lo))}" y1="${px(y0)}" y2="${px(y1)}"><title>bin edge: ${b.lo} residues</title></line>`);
+  const body = [axes(f, x, y, `length (${axis.unit}, log scale)`, "pooled cosine vs fp32")];
+  for (const b of axis.bins.slice(1)) {
+    if (b.lo > x.ticks[0]!.v && b.lo < x.ticks.at(-1)!.v) body.push(`<line class="binedge" x1="${px(x(b.lo))}" x2="${px(x(b.lo))}" y1="${px(y0)}" y2="${px(y1)}"><title>bin edge: ${b.lo} ${axis.unit}</title></line>`);
   }
   const ty = px(y(1 - minCosine));
   body.push(`<line class="threshold" x1="${px(x0)}" x2="${px(x1)}" y1="${ty}" y2="${ty}"><title>min cosine threshold ${minCosine}</title></line>`);
   body.push(`<g class="points">`);
   for (const r of rs) {
     const cx = px(x(Math.max(1, r.residues)));
-    const tip = `<title>${esc(r.id)}: ${r.residues} residues, cosine ${badCosine(r.cosine) ? "NaN" : r.cosine}</title>`;
+    const tip = `<title>${esc(r.id)}: ${r.residues} ${axis.unit}, cosine ${badCosine(r.cosine) ? "NaN" : r.cosine}</title>`;
     if (badCosine(r.cosine)) body.push(`<path class="pt nan" d="M${cx} ${px(y0 - 8)}m-4 -4l8 8m0 -8l-8 8">${tip}</path>`);
     else body.push(`<circle class="pt${r.cosine < minCosine ? " fail" : ""}" cx="${cx}" cy="${px(distance(r.cosine, y))}" r="3">${tip}</circle>`);
   }
@@ -73,13 +82,13 @@ const quartile = (xs: readonly number[], q: number): number => {
 };
 
 /** One box per non-empty length bin: quartiles of the cosine, whiskers at min and max. */
-export function boxChart(rs: readonly RecordResult[], minCosine: number): string {
+export function boxChart(rs: readonly RecordResult[], minCosine: number, axis: LengthAxis = RESIDUE_AXIS): string {
   const f = frame(720, 320, { left: 76, top: 18 });
   const y = cosineScale(rs, minCosine, yRange(f));
-  const bins = LENGTH_BINS.map((b) => ({ name: b.name, rs: rs.filter((r) => r.bin === b.name) })).filter((b) => b.rs.length);
+  const bins = axis.bins.map((b) => ({ name: b.name, rs: rs.filter((r) => r.bin === b.name) })).filter((b) => b.rs.length);
   const [x0, x1] = xRange(f);
   const slot = (x1 - x0) / Math.max(1, bins.length);
-  const body = [axes(f, null, y, "length bin (residues)", "pooled cosine vs fp32")];
+  const body = [axes(f, null, y, `length bin (${axis.unit})`, "pooled cosine vs fp32")];
   const ty = px(y(1 - minCosine));
   body.push(`<line class="threshold" x1="${px(x0)}" x2="${px(x1)}" y1="${ty}" y2="${ty}"><title>min cosine threshold ${minCosine}</title></line>`);
   bins.forEach((b, i) => {

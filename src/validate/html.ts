@@ -3,8 +3,8 @@
  * charts (charts.ts), inline CSS, no script and no external resource; the Content-Security-Policy
  * forbids loading anything, so the page reads the same offline, attached to an issue or archived.
  */
-import { fmt, type Summary } from "./metrics.ts";
-import { badCosine, boxChart, histogramChart, PER_DECADE, scatterChart } from "./charts.ts";
+import { FAMILY_BINS, fmt, type Summary } from "./metrics.ts";
+import { badCosine, boxChart, histogramChart, PER_DECADE, scatterChart, type LengthAxis } from "./charts.ts";
 import { CHART_CSS, esc } from "./svg.ts";
 import type { RecordResult, ValidationReport } from "./validate.ts";
 
@@ -32,6 +32,8 @@ function facts(r: ValidationReport): string {
   const t = r.thresholds;
   const items: [string, string][] = [
     ["model", `${r.model}, layer ${r.layer}`],
+    ["family", `${r.family} (lengths and bins in ${r.lengthUnit})`],
+    ...Object.entries(r.pooling).map(([k, v]): [string, string] => [`pooling: ${k}`, v]),
     ["precision", r.precision],
     ["device", r.device],
     ["reference", r.reference],
@@ -44,7 +46,7 @@ function facts(r: ValidationReport): string {
 }
 
 function binTable(r: ValidationReport): string {
-  const head = row(["bin (residues)", "n", "cos min", "cos p1", "cos median", "relL2 median", "relL2 max", "max |Δ|", "NaN/Inf", "verdict"], "th");
+  const head = row([`bin (${r.lengthUnit})`, "n", "cos min", "cos p1", "cos median", "relL2 median", "relL2 max", "max |Δ|", "NaN/Inf", "verdict"], "th");
   const line = (name: string, s: Summary | null, fails: string[] | null | undefined): string => {
     if (!s) return row([esc(name), "0", "–", "–", "–", "–", "–", "–", "–", "–"]);
     const v = fails ? `<td class="${fails.length ? "fail" : "pass"}" title="${esc(fails.join("; "))}">${fails.length ? "FAIL" : "PASS"}</td>` : "<td></td>";
@@ -83,6 +85,7 @@ function contamination(r: ValidationReport): string {
 
 export function renderHtml(r: ValidationReport): string {
   const rs = r.perRecord;
+  const axis: LengthAxis = { bins: FAMILY_BINS[r.family], unit: r.lengthUnit };
   const title = `embed validate: ${r.model}, ${r.precision} — ${r.ok ? "PASS" : "FAIL"}`;
   const failures = r.failures.length ? `<ul id="failures">${r.failures.map((f) => `<li>${esc(f)}</li>`).join("")}</ul>` : "";
   return `<!doctype html>
@@ -102,10 +105,10 @@ ${facts(r)}
 ${binTable(r)}
 <h2>Cosine against length</h2>
 <p class="note">One point per record (${rs.length}); red: below the min-cosine threshold (dashed); × at the bottom: NaN/Inf output. Dotted: length-bin edges. Hover a point for its id.</p>
-<figure>${scatterChart(rs, r.thresholds.minCosine)}</figure>
+<figure>${scatterChart(rs, r.thresholds.minCosine, axis)}</figure>
 <h2>Cosine per length bin</h2>
 <p class="note">Box: quartiles; line: median; whiskers: min and max.</p>
-<figure>${boxChart(rs, r.thresholds.minCosine)}</figure>
+<figure>${boxChart(rs, r.thresholds.minCosine, axis)}</figure>
 <h2>Relative error</h2>
 <p class="note">Records per bin of relative L2 error (${PER_DECADE} bins per decade)${r.thresholds.maxRelL2 === undefined ? "" : "; dashed: the --max-rel-l2 threshold"}.</p>
 <figure>${histogramChart(rs, r.thresholds.maxRelL2)}</figure>

@@ -3,19 +3,50 @@
  * bin, judge against thresholds. All arithmetic in float64.
  */
 
-/** Length bins (residues) used to stratify samples and reports. */
+import type { Family } from "../protocol.ts";
+
+export interface LengthBin {
+  name: string;
+  /** Lengths in [lo, hi), in the family's unit ({@link LENGTH_UNIT}). */
+  lo: number;
+  hi: number;
+}
+
+/** Length bins (residues) used to stratify ESM-2 samples and reports. */
 export const LENGTH_BINS = [
   { name: "<50", lo: 0, hi: 50 },
   { name: "50-200", lo: 50, hi: 200 },
   { name: "200-500", lo: 200, hi: 500 },
   { name: ">500", lo: 500, hi: Number.POSITIVE_INFINITY },
-] as const;
-export type BinName = (typeof LENGTH_BINS)[number]["name"];
+] as const satisfies readonly LengthBin[];
 
-export function binOf(residues: number): BinName {
-  for (const b of LENGTH_BINS) if (residues >= b.lo && residues < b.hi) return b.name;
-  return ">500";
+/**
+ * DNABERT-S bins, in BPE tokens ([CLS]/[SEP] not counted): a token covers ≈ 4-6 bases, so a
+ * 150-base short read is ≈ 30 tokens, a 300-base VirNucPro chunk ≈ 60, and 256 tokens ≈ 1.3 kb;
+ * the --truncate default stops at 510.
+ */
+export const TOKEN_BINS = [
+  { name: "≤32", lo: 0, hi: 33 },
+  { name: "33-64", lo: 33, hi: 65 },
+  { name: "65-128", lo: 65, hi: 129 },
+  { name: "129-256", lo: 129, hi: 257 },
+  { name: ">256", lo: 257, hi: Number.POSITIVE_INFINITY },
+] as const satisfies readonly LengthBin[];
+
+/** Each family's bins, and the unit a record's length is counted in. */
+export const FAMILY_BINS: Readonly<Record<Family, readonly LengthBin[]>> = { esm2: LENGTH_BINS, "dnabert-s": TOKEN_BINS };
+export const LENGTH_UNIT: Readonly<Record<Family, string>> = { esm2: "residues", "dnabert-s": "tokens" };
+
+export type BinName = string;
+
+/** The bin of a record `length` long among `bins` (they cover 0..∞, so one always holds it). */
+export function binIn(length: number, bins: readonly LengthBin[]): BinName {
+  for (const b of bins) if (length >= b.lo && length < b.hi) return b.name;
+  return bins[bins.length - 1]!.name;
 }
+
+/** The ESM-2 bin of a record `residues` long. */
+export const binOf = (residues: number): BinName => binIn(residues, LENGTH_BINS);
 
 export interface VectorComparison {
   cosine: number;

@@ -28,13 +28,14 @@ function table(rows: string[][]): string {
 
 export function renderReport(r: ValidationReport): string {
   const lines = [
-    `embed validate: ${r.model}, layer ${r.layer}, ${r.precision} packed on ${r.device} vs ${r.reference}`,
-    `${r.records.validated} of ${r.records.input} records; pooled (mean) cosine per length bin (residues):`,
+    `embed validate: ${r.model} (${r.family}), layer ${r.layer}, ${r.precision} packed on ${r.device} vs ${r.reference}`,
+    `pooling: mean = ${r.pooling.mean}${r.pooling.residues ? `; per-residue = ${r.pooling.residues}` : ""}`,
+    `${r.records.validated} of ${r.records.input} records; pooled (mean) cosine per length bin (${r.lengthUnit}):`,
     "",
     table([COLS, ...Object.entries(r.bins).map(([name, s]) => row(name, s)), row("all", r.overall)]),
   ];
   if (r.overall.residueCosine) lines.push("", `per-residue cosine: min ${fmt(r.overall.residueCosine.min)}, median of record medians ${fmt(r.overall.residueCosine.median)}`);
-  lines.push("", "worst records:", ...r.worst.slice(0, 5).map((w) => `  ${w.id} (${w.residues} aa): cosine ${fmt(w.cosine)}, relL2 ${w.relL2.toExponential(2)}`));
+  lines.push("", "worst records:", ...r.worst.slice(0, 5).map((w) => `  ${w.id} (${w.residues} ${r.family === "esm2" ? "aa" : r.lengthUnit}): cosine ${fmt(w.cosine)}, relL2 ${w.relL2.toExponential(2)}`));
   if (r.contamination.n) lines.push("", `contamination: ${r.contamination.n} records alone vs packed, min cosine ${fmt(r.contamination.minCosine ?? Number.NaN, 7)}, max |Δ| ${(r.contamination.maxAbs ?? 0).toExponential(2)}`);
   const t = r.thresholds;
   lines.push("", `thresholds: min cosine ≥ ${t.minCosine}, median ≥ ${t.medianCosine}, contamination ≥ ${t.contaminationCosine}${t.maxRelL2 === undefined ? "" : `, relL2 ≤ ${t.maxRelL2}`}, no NaN/Inf`);

@@ -9,9 +9,11 @@ import { z } from "zod";
 import type { RunOptionsInput } from "../config.ts";
 import { OptionsError } from "../errors.ts";
 import { log } from "../log.ts";
-import { binOf, compareVectors, DEFAULT_THRESHOLDS, judge, LENGTH_BINS, rowCosines, summarize, quantile, type RecordMetrics, type Summary, type Thresholds } from "./metrics.ts";
+import { binIn, compareVectors, DEFAULT_THRESHOLDS, FAMILY_BINS, judge, LENGTH_UNIT, rowCosines, summarize, quantile, type LengthBin, type RecordMetrics, type Summary, type Thresholds } from "./metrics.ts";
 import type { RecordTable } from "../input/records.ts";
 import { ingest } from "../input/ingest.ts";
+import { readingFor } from "../input/reading.ts";
+import { POOLING, type Family } from "../protocol.ts";
 import { stratifiedSample } from "./sample.ts";
 import { resolveRun } from "../resolve.ts";
 import { embedPlan, planRecords, startWorkers, workerLimits, type Precision } from "../workers/session.ts";
@@ -74,6 +76,13 @@ export type RecordResult = Pick<RecordMetrics, "id" | "residues" | "bin" | "cosi
 
 export interface ValidationReport {
   model: string;
+  /** The model family (protocol.ts FAMILIES): how the input was read and the bins counted. */
+  family: Family;
+  /** What the compared vectors are, for this family (protocol.ts POOLING): mean, and per-residue if asked. */
+  pooling: Record<string, string>;
+  /** What a record's length (`residues` in each record, the bins) counts: residues, or BPE tokens
+   * without [CLS]/[SEP]. */
+  lengthUnit: string;
   /** When the run finished, ISO 8601 UTC. */
   date: string;
   layer: number;
@@ -133,12 +142,12 @@ async function collect(workers: WorkerHandle[], table: RecordTable, maxSeqs: num
   return out;
 }
 
-/** Each record's production vectors against its reference vectors. */
-function compareAll(table: RecordTable, prod: Collected, ref: Collected, withRes: boolean): RecordMetrics[] {
+/** Each record's production vectors against its reference vectors; `bins` are the family's. */
+function compareAll(table: RecordTable, prod: Collected, ref: Collected, withRes: boolean, bins: readonly LengthBin[]): RecordMetrics[] {
   const lengths = table.lengths();
   const metrics: RecordMetrics[] = [];
   for (let i = 0; i < table.size; i++) {
-    const m: RecordMetrics = { id: table.id(i), residues: lengths[i]!, bin: binOf(lengths[i]!), ...compareVectors(prod.mean[i]!, ref.mean[i]!) };
+    const m: RecordMetrics = { id: table.id(i), residues: lengths[i]!, bin: binIn(lengths[i]!, bins), ...compareVectors(prod.mean[i]!, ref.mean[i]!) };
     if (withRes && ref.residues[i]!.length) {
       const cos = rowCosines(prod.residues[i]!, ref.residues[i]!, ref.mean[i]!.length).sort();
       m.residueCosMin = cos[0]!;
@@ -148,6 +157,12 @@ function compareAll(table: RecordTable, prod: Collected, ref: Collected, withRes
   }
   return metrics;
 }
+
+/** What the production path is compared with, per family: both run through a second worker. */
+const REFERENCE: Record<Family, string> = {
+  esm2: "fp32, one sequence per batch, exact attention, same weights",
+  "dnabert-s": "fp32, one sequence per batch, the exact reference model (per-sequence ALiBi attention), same weights",
+};
 
 async function withWorkers<T>(start: () => Promise<WorkerHandle[]>, f: (ws: WorkerHandle[]) => Promise<T>): Promise<T> {
   const workers = await start();
@@ -163,17 +178,20 @@ export async function validate(options: ValidateOptions): Promise<ValidationRepo
   const checks = resolveChecks(options);
   const thresholds: Thresholds = checks.thresholds;
   const include = options.perResidue ? ["mean", "per-residue"] : ["mean"];
-  const { cfg, devices, precision } = resolveRun({ ...options, include, outDtype: "float32", dry: false });
+  const { cfg, devices, precision, family, tokenizer } = resolveRun({ ...options, include, outDtype: "float32", dry: false });
   if (cfg.layers.length !== 1) throw new OptionsError("validate checks one layer at a time", "pass a single --layers value, e.g. -1");
-  const all = await ingest(cfg);
+  // The family's reading (ESM-2's alphabet, or DNABERT-S's BPE with the folder's tokenizer.json),
+  // as `embed run` reads it, and the family's length bins (residues, or BPE tokens).
+  const all = await ingest(cfg, readingFor(family, tokenizer, cfg));
+  const lengthBins = FAMILY_BINS[family];
   const limit = checks.sample ?? MAX_SAMPLE;
   if (checks.sample === undefined && all.size > MAX_SAMPLE) log.info(`${all.size} records: validating a length-stratified sample of ${MAX_SAMPLE} (the most one run checks)`);
-  const picked = all.size <= limit ? all.indices() : stratifiedSample(all.lengths(), limit);
+  const picked = all.size <= limit ? all.indices() : stratifiedSample(all.lengths(), limit, lengthBins);
   const table = picked.length === all.size ? all : all.subset(picked); // no copy when every record is checked
   const lengths = table.lengths();
-  const checkAlone = stratifiedSample(lengths, checks.contamination); // spread over the length bins
+  const checkAlone = stratifiedSample(lengths, checks.contamination, lengthBins); // spread over the length bins
   const withRes = options.perResidue ?? false;
-  log.info(`validating ${table.size} of ${all.size} records: ${precision} packed vs fp32 one-at-a-time reference, on ${devices.map((d) => d.name).join(", ")}`);
+  log.info(`validating ${table.size} of ${all.size} ${family} records: ${precision} packed vs fp32 one-at-a-time reference, on ${devices.map((d) => d.name).join(", ")}`);
 
   // Production path (packed), then the same workers embed the contamination picks one at a time.
   const { prod, alone, device, layer, model } = await withWorkers(
@@ -192,9 +210,9 @@ export async function validate(options: ValidateOptions): Promise<ValidationRepo
     (ws) => collect(ws, table, 1, withRes, cfg.health),
   );
 
-  const metrics = compareAll(table, prod, ref, withRes);
+  const metrics = compareAll(table, prod, ref, withRes, lengthBins);
   const overall = summarize(metrics)!;
-  const bins = Object.fromEntries(LENGTH_BINS.map((b) => [b.name, summarize(metrics.filter((m) => m.bin === b.name))]));
+  const bins = Object.fromEntries(lengthBins.map((b) => [b.name, summarize(metrics.filter((m) => m.bin === b.name))]));
   const binFailures = Object.fromEntries(Object.entries(bins).map(([name, s]) => [name, s && judge(s, null, thresholds)]));
   const aloneCmp = Array.from(checkAlone, (rec, k) => ({ id: table.id(rec), residues: lengths[rec]!, ...compareVectors(alone.mean[k]!, prod.mean[rec]!) }));
   const contaminationMin = aloneCmp.length ? Math.min(...aloneCmp.map((c) => c.cosine)) : null;
@@ -202,11 +220,14 @@ export async function validate(options: ValidateOptions): Promise<ValidationRepo
   const byCos = (a: { cosine: number }, b: { cosine: number }) => (Number.isNaN(a.cosine) ? -1 : Number.isNaN(b.cosine) ? 1 : a.cosine - b.cosine);
   return {
     model,
+    family,
+    pooling: Object.fromEntries(cfg.include.map((k) => [k, POOLING[family][k]])),
+    lengthUnit: LENGTH_UNIT[family],
     date: new Date().toISOString(),
     layer,
     device,
     precision,
-    reference: "fp32, one sequence per batch, exact attention, same weights",
+    reference: REFERENCE[family],
     records: { input: all.size, validated: table.size },
     thresholds,
     overall,
