@@ -22,7 +22,8 @@ Examples:
   embed virnucpro reads.fa -o vnp/ --chunk 300  VirNucPro's features: frames, DNABERT-S, ESM-2 3B, .pt files
   embed extract esm2_t33_650M_UR50D x.fa out/ --include mean per_tok    fair-esm extract.py's .pt files
   embed models                                  the ESM-2 family and where each is found
-  embed doctor                                  check Python, torch, GPUs`,
+  embed doctor                                  check Python, torch, GPUs
+  embed setup                                   install a Python with torch for the workers (once)`,
   },
   subCommands: {
     run: () => import("./commands/run.ts").then((m) => m.default),
@@ -34,6 +35,7 @@ Examples:
     merge: () => import("./commands/merge.ts").then((m) => m.default),
     translate: () => import("./commands/translate.ts").then((m) => m.default),
     extract: () => import("./commands/extract.ts").then((m) => m.default),
+    setup: () => import("./commands/setup.ts").then((m) => m.default),
     virnucpro: () => import("./commands/virnucpro.ts").then((m) => m.default),
   },
 });

@@ -241,11 +241,34 @@ function resolveTransport(option: string | undefined, env: NodeJS.ProcessEnv): T
   }
 }
 
-/** EMBED_PYTHON, else the set-up venv, else python3 on PATH (the GPU image's torch). */
+/**
+ * The workers' Python: EMBED_PYTHON, else the checkout's venv (scripts/setup), else the per-user
+ * venv (`embed setup`, for a package installed into another project), else python3 on PATH (the
+ * GPU image's torch). A worker started on a Python without torch says which and how to fix it.
+ */
 export function pythonBin(env: NodeJS.ProcessEnv = process.env): string {
   if (env.EMBED_PYTHON) return env.EMBED_PYTHON;
-  const venv = join(PACKAGE_ROOT, ".venv", "bin", "python");
-  return existsSync(venv) ? venv : "python3";
+  for (const venv of [checkoutVenv(), userVenv(env)]) {
+    const python = join(venv, "bin", "python");
+    if (existsSync(python)) return python;
+  }
+  return "python3";
+}
+
+/** The venv scripts/setup makes beside the sources. */
+export function checkoutVenv(): string {
+  return join(PACKAGE_ROOT, ".venv");
+}
+
+/** The venv `embed setup` makes for an installed package: `$XDG_CACHE_HOME/embed/venv` (~/.cache). */
+export function userVenv(env: NodeJS.ProcessEnv = process.env): string {
+  const cache = env.XDG_CACHE_HOME ? env.XDG_CACHE_HOME.replace(/^~(?=\/|$)/, homedir()) : join(homedir(), ".cache");
+  return join(cache, "embed", "venv");
+}
+
+/** Whether this copy of embed is a git checkout (scripts/setup's place) rather than an installed package. */
+export function isCheckout(): boolean {
+  return existsSync(join(PACKAGE_ROOT, ".git"));
 }
 
 /** Where a model name is searched (model-dirs.ts): the worker registry's places, by its rules. */

@@ -329,6 +329,11 @@ def wire_error(e: BaseException) -> dict:
         return e.to_wire()
     name = type(e).__name__
     hint = "see the worker log above for the traceback"
+    if isinstance(e, ModuleNotFoundError):
+        # Most often torch: the Python found (EMBED_PYTHON, a set-up venv, else python3) lacks it.
+        return {"name": name, "message": f"{e} in {sys.executable} (Python {sys.version.split()[0]}), the Python embed's workers run",
+                "hint": "run `embed setup` once (it installs torch and the worker's requirements for embed; "
+                        "in a checkout scripts/setup does the same), or set EMBED_PYTHON to a Python that has them"}
     if "OutOfMemory" in name:
         hint = "lower --max-tokens"
     return {"name": name, "message": str(e) or name, "hint": hint, "traceback": traceback.format_exc(limit=8)}

@@ -21,7 +21,7 @@ export default defineCommand({
     const python = pythonBin();
     const py = await pythonJson<{ problems: Problem[]; [k: string]: unknown }>("embed_worker.tools.doctor", [], python);
     const problems: Problem[] = [];
-    if (!py.ok) problems.push({ what: `${python} failed: ${py.error}`, hint: "run scripts/setup, or set EMBED_PYTHON to a python with torch", severity: "error" });
+    if (!py.ok) problems.push({ what: `${python} failed: ${py.error}`, hint: "run `embed setup` (in a checkout: scripts/setup), or set EMBED_PYTHON to a Python with torch", severity: "error" });
     else problems.push(...py.value!.problems);
     const shm = defaultTransport() === "shm";
     if (!shm) problems.push({ what: "/dev/shm is not a writable directory: workers hand data over a unix socket instead of the shared-memory ring (slower)", hint: "mount a tmpfs on /dev/shm", severity: "warn" });

@@ -31,7 +31,7 @@ DIST = "embed-fasta"
 def _is_home(d: Path) -> bool:
     """Whether `d` is an embed tree: src/cli.ts beside a package.json whose name is "embed"."""
     try:
-        return (d / "src" / "cli.ts").is_file() and json.loads((d / "package.json").read_text()).get("name") == "embed"
+        return (d / "src" / "cli.ts").is_file() and json.loads((d / "package.json").read_text()).get("name") in ("embed-fasta", "embed")  # npm name; "embed" before the rename
     except (OSError, ValueError):
         return False
 
