@@ -7,8 +7,12 @@ DNABERT-S and DNABERT-2-117M (family "dnabert-s") are Hugging Face folders only,
      "bert_layers.BertModel"); its code files are never imported or run (dnabert_s/weights.py);
   2. a name, `DNABERT-S` or `zhihan1996/DNABERT-S` (same for DNABERT-2-117M), looked up in
      $EMBED_MODEL_DIR/<name>/, <repo>/.models/<name>/, then the Hugging Face cache
-     ($HF_HUB_CACHE or $HF_HOME/hub)/models--zhihan1996--<name>/snapshots/<rev>/.
-There is no automatic download for DNABERT: a missing one gets the `hf download` command to run.
+     ($HF_HUB_CACHE or $HF_HOME/hub)/models--zhihan1996--<name>/snapshots/<rev>/ (huggingface_hub's
+     lookup: the snapshot refs/main names, with config.json and a weights file).
+`download(name)` (or `python -m embed_worker.registry --download NAME`) fetches a released model of
+either family; for DNABERT only config.json, the weights and tokenizer.json, never its .py files.
+The orchestrator needs a DNABERT model's tokenizer.json before a worker starts, so a missing one
+gets the command to run.
 
 Run ``python -m embed_worker.registry --json`` to print ``describe_all()``.
 """
@@ -19,6 +23,7 @@ import os
 import sys
 from pathlib import Path
 
+from . import hub
 from .errors import ModelNotFound
 from .esm2 import registry as esm2
 from .dnabert_s.config import DNABERT_S
@@ -51,7 +56,7 @@ def is_dnabert_folder(p: Path) -> bool:
 def _dnabert_candidates(name: str) -> list[Path]:
     env_dir = os.environ.get("EMBED_MODEL_DIR")
     bases = ([Path(os.path.expanduser(env_dir))] if env_dir else []) + [esm2.REPO_MODELS]
-    return [b / name for b in bases] + [esm2.hf_hub_cache() / f"models--{DNABERT_ORG}--{name}"]
+    return [b / name for b in bases] + [hub.hf_hub_cache() / hub.repo_folder(f"{DNABERT_ORG}/{name}")]
 
 
 def _find_dnabert(name: str) -> tuple[Path | None, list[str]]:
@@ -59,7 +64,7 @@ def _find_dnabert(name: str) -> tuple[Path | None, list[str]]:
     for cand in _dnabert_candidates(name):
         if cand.name.startswith("models--"):
             searched.append(str(cand / "snapshots" / "<rev>") + os.sep)
-            snap = esm2._hf_snapshot(cand) if cand.is_dir() else None
+            snap = esm2.hf_cache_snapshot(cand)
             if snap is not None and is_dnabert_folder(snap):
                 return snap, searched
         else:
@@ -76,13 +81,14 @@ def family_of(name_or_path: str) -> str:
         return "dnabert-s"
     p = Path(os.path.expanduser(s))
     if p.is_dir() and p.name.startswith("models--"):
-        p = esm2._hf_snapshot(p) or p
+        p = esm2.hf_cache_snapshot(p) or p
     return "dnabert-s" if p.is_dir() and is_dnabert_folder(p) else "esm2"
 
 
 def download_hint(name: str) -> str:
-    return (f"download it with `hf download {DNABERT_ORG}/{name}` (Hugging Face CLI; it lands in "
-            f"{esm2.hf_hub_cache()}), or pass the model folder's path")
+    return (f"download it with `hf download {DNABERT_ORG}/{name} --include config.json tokenizer.json "
+            f"'*.safetensors' pytorch_model.bin` (Hugging Face CLI; it lands in {hub.hf_hub_cache()}) or "
+            f"`python -m embed_worker.registry --download {name}`, or pass the model folder's path")
 
 
 def resolve_dnabert(name_or_path: str) -> esm2.Resolved:
@@ -90,7 +96,7 @@ def resolve_dnabert(name_or_path: str) -> esm2.Resolved:
     s = str(name_or_path).strip()
     p = Path(os.path.expanduser(s))
     if p.is_dir() and p.name.startswith("models--"):
-        p = esm2._hf_snapshot(p) or p
+        p = esm2.hf_cache_snapshot(p) or p
     if p.is_dir() and is_dnabert_folder(p):
         shown = esm2.typed_name(s) or esm2.name_from_path(str(p.resolve()), esm2.HF)
         return esm2.Resolved(str(p.resolve()), DNABERT_FORMAT, [str(p)], shown)
@@ -114,7 +120,7 @@ def _dnabert_rows() -> list[dict]:
         rows.append({"name": name, "family": "dnabert-s", "layers": n, "dim": d, "heads": DNABERT_S["num_heads"],
                      "params": params, "nominal": "117M", "path": str(found) if found else None,
                      "format": DNABERT_FORMAT if found else None, "downloadable": False,
-                     "download_to": None if found else str(esm2.hf_hub_cache() / f"models--{DNABERT_ORG}--{name}"),
+                     "download_to": None if found else str(hub.hf_hub_cache() / hub.repo_folder(f"{DNABERT_ORG}/{name}")),
                      "how": None if found else download_hint(name)})
     return rows
 
@@ -124,7 +130,24 @@ def describe_all() -> list[dict]:
     return [{**r, "family": "esm2"} for r in esm2.describe_all()] + _dnabert_rows()
 
 
+def download(name_or_repo: str) -> Path:
+    """Fetch a released model of either family into its cache (esm2/download.py for ESM-2; the
+    Hugging Face repository for DNABERT: config.json, weights, tokenizer.json) -> where it lies."""
+    name = dnabert_name(name_or_repo)
+    if name is not None:
+        return hub.hf_download(f"{DNABERT_ORG}/{name}", also=("tokenizer.json",))
+    from .esm2.download import download as esm2_download
+    return esm2_download(esm2.bare_name(name_or_repo))
+
+
 def _main(argv: list[str]) -> int:
+    if argv[:1] == ["--download"] and len(argv) == 2:
+        try:
+            print(json.dumps({"path": str(download(argv[1]))}))
+        except ModelNotFound as e:
+            print(f"error: {e.message}\nhint: {e.hint}", file=sys.stderr)
+            return 5
+        return 0
     rows = describe_all()
     if "--json" in argv:
         json.dump(rows, sys.stdout)

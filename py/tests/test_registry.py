@@ -37,12 +37,29 @@ def _hf(p: Path) -> Path:
     return p
 
 
-def _hf_cache(hub: Path, name: str, rev: str = "abc123") -> Path:
+def _hf_cache(hub: Path, name: str, rev: str = "abc123", weights: str | None = "model.safetensors") -> Path:
+    """A Hugging Face cache entry as huggingface_hub lays it out (refs/main -> snapshot)."""
     repo = hub / f"models--facebook--{name}"
     snap = _hf(repo / "snapshots" / rev)
+    if weights:
+        (snap / weights).write_bytes(b"x")
     (repo / "refs").mkdir(parents=True, exist_ok=True)
     (repo / "refs" / "main").write_text(rev)
     return snap
+
+
+def test_hf_cache_snapshot_is_the_one_refs_main_names_with_config_and_weights(env):
+    hub = env / "home" / ".cache" / "huggingface" / "hub"
+    snap = _hf_cache(hub, NAME, weights=None)  # an interrupted download: config.json only
+    with pytest.raises(ModelNotFound, match="not found"):
+        registry.resolve(NAME)
+    (snap / "pytorch_model.bin").write_bytes(b"x")
+    assert registry.resolve(NAME).path == str(snap)
+    # Another snapshot that refs/main does not name is not used, however new.
+    _hf(hub / f"models--facebook--{NAME}" / "snapshots" / "newer")
+    assert registry.resolve(NAME).path == str(snap)
+    # The cache folder given as a path means its refs/main snapshot too.
+    assert registry.resolve(str(hub / f"models--facebook--{NAME}")).path == str(snap.resolve())
 
 
 def test_not_found_lists_every_searched_path(env, monkeypatch):

@@ -1,77 +1,37 @@
-"""Fetch a released ESM-2 checkpoint into the torch hub cache, where fair-esm keeps them too.
+"""Fetch a released ESM-2 model that no local cache holds (embed.hub does the transfer).
 
 On by default, as fair-esm and Hugging Face do (`embed run --no-download` forbids it). The source
-is fair-esm's release location, or EMBED_MODEL_URL (a mirror; the file name is `<name>.pt`). The
-file is streamed to a `.partial` file of this process and renamed when complete, so an
-interrupted download never looks like a checkpoint; workers of one run (one per GPU) take a lock
-on `<name>.pt.lock` in turn, so the first downloads and the others find its file. Standard
-library only.
+is the Hugging Face repository facebook/<name> (safetensors; HF_ENDPOINT names a mirror), which
+lands in the Hugging Face cache. With EMBED_MODEL_URL set, `<EMBED_MODEL_URL>/<name>.pt` is fetched
+instead, a fair-esm checkpoint (https://dl.fbaipublicfiles.com/fair-esm/models is fair-esm's own
+location), into the torch hub cache where fair-esm keeps them.
 """
 from __future__ import annotations
 
-import fcntl
 import os
-import urllib.error
-import urllib.request
 from pathlib import Path
 
-from .. import log
+from .. import hub
 from ..errors import ModelNotFound
-from .registry import KNOWN, torch_hub_checkpoints
+from .registry import HF_ORG, KNOWN, download_to
 
-DEFAULT_BASE = "https://dl.fbaipublicfiles.com/fair-esm/models"
-CHUNK = 8 << 20
-TIMEOUT_S = 30
+FAIR_ESM_BASE = "https://dl.fbaipublicfiles.com/fair-esm/models"
 
 
 def source_url(name: str) -> str:
-    base = os.environ.get("EMBED_MODEL_URL", DEFAULT_BASE).rstrip("/")
-    return f"{base}/{name}.pt"
+    """Where `name` is downloaded from: the .pt file under EMBED_MODEL_URL, else its hub repository."""
+    base = os.environ.get("EMBED_MODEL_URL")
+    return f"{base.rstrip('/')}/{name}.pt" if base else f"{hub.hf_endpoint()}/{HF_ORG}/{name}"
 
 
-def download(name: str, dest_dir: Path | None = None) -> Path:
-    """Download `name` (a known ESM-2 model) to the torch hub cache; returns the file's path."""
+def download(name: str) -> Path:
+    """Download `name` (a released ESM-2 model); returns the .pt file or the snapshot folder."""
     if name not in KNOWN:
         raise ModelNotFound(f"cannot download {name!r}: not a released ESM-2 model",
                             f"known: {', '.join(KNOWN)}; or pass a path")
-    dest_dir = dest_dir or torch_hub_checkpoints()
-    dest = dest_dir / f"{name}.pt"
-    url = source_url(name)
-    part = dest.with_name(f"{dest.name}.{os.getpid()}.partial")
-    try:
-        dest_dir.mkdir(parents=True, exist_ok=True)
-        lock = open(dest.with_name(dest.name + ".lock"), "w")
-    except OSError as e:
-        raise ModelNotFound(f"model {name!r} is not in any local cache and {dest_dir} is not writable: {e}",
-                            "set TORCH_HOME to a writable folder, or pass a path to the checkpoint") from None
-    with lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)  # another worker of this run may be downloading it now
-        if dest.is_file():
-            return dest
-        _fetch(name, url, part, dest, dest_dir)
-    return dest
-
-
-def _fetch(name: str, url: str, part: Path, dest: Path, dest_dir: Path) -> None:
-    try:
-        with urllib.request.urlopen(url, timeout=TIMEOUT_S) as r, open(part, "wb") as f:
-            total = int(r.headers.get("Content-Length") or 0)
-            done, next_log = 0, 0.0
-            log.info("downloading", model=name, url=url, bytes=total or None)
-            while chunk := r.read(CHUNK):
-                f.write(chunk)
-                done += len(chunk)
-                if total and done / total >= next_log:
-                    log.info("download progress", model=name, percent=round(100 * done / total))
-                    next_log += 0.1
-            f.flush()
-            os.fsync(f.fileno())
-        if total and done != total:
-            raise OSError(f"got {done} of {total} bytes")
-        os.replace(part, dest)
-    except (urllib.error.URLError, OSError, ValueError) as e:
-        part.unlink(missing_ok=True)
-        raise ModelNotFound(f"model {name!r} is not in any local cache and downloading {url} failed: {e}",
-                            f"download it yourself into {dest_dir}/, set EMBED_MODEL_URL to a mirror, "
-                            "or pass a path to the checkpoint") from None
-    log.info("downloaded", model=name, path=str(dest))
+    if not os.environ.get("EMBED_MODEL_URL"):
+        return hub.hf_download(f"{HF_ORG}/{name}")
+    dest = download_to(name)
+    return hub.fetch_url(name, source_url(name), dest,
+                         f"download it yourself into {dest.parent}/, set EMBED_MODEL_URL to another mirror "
+                         f"(fair-esm's: {FAIR_ESM_BASE}), or pass a path to the checkpoint")

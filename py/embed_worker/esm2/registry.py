@@ -8,7 +8,9 @@ Search order for a bare name (first hit wins; ``.pt`` before a folder at each pl
   1. ``$EMBED_MODEL_DIR/<name>.pt`` and ``$EMBED_MODEL_DIR/<name>/``   (if the variable is set)
   2. ``<repo>/.models/<name>.pt`` and ``<repo>/.models/<name>/``     (test models live here)
   3. ``$TORCH_HOME/hub/checkpoints/<name>.pt``                       (where fair-esm downloads)
-  4. ``$HF_HUB_CACHE/models--facebook--<name>/snapshots/<rev>/``      (where transformers downloads)
+  4. ``$HF_HUB_CACHE/models--facebook--<name>/snapshots/<rev>/``      (where transformers downloads;
+     the snapshot refs/main names, found by huggingface_hub, with config.json and a weights file)
+A released name found nowhere is downloaded by esm2/download.py (unless --no-download).
 
 Run ``python -m embed_worker.esm2.registry --json`` to print ``describe_all()``.
 """
@@ -21,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import ModelNotFound
+from ..hub import cached_snapshot, hf_hub_cache, repo_folder, repo_id_of_folder, torch_hub_checkpoints
 
 FAIR_ESM = "fair-esm"
 HF = "hf"
@@ -155,50 +158,22 @@ def name_from_path(path: str, fmt: str) -> str:
 # search locations
 
 
-def _home() -> Path:
-    return Path(os.path.expanduser("~"))
-
-
-def torch_hub_checkpoints() -> Path:
-    """Same rule as torch.hub.get_dir(), plus /checkpoints."""
-    th = os.environ.get("TORCH_HOME")
-    if th:
-        base = Path(os.path.expanduser(th))
-    else:
-        xdg = os.environ.get("XDG_CACHE_HOME")
-        base = (Path(os.path.expanduser(xdg)) if xdg else _home() / ".cache") / "torch"
-    return base / "hub" / "checkpoints"
-
-
-def hf_hub_cache() -> Path:
-    """Same rule as huggingface_hub: HF_HUB_CACHE, else HF_HOME/hub, else ~/.cache/huggingface/hub."""
-    for var in ("HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE"):
-        v = os.environ.get(var)
-        if v:
-            return Path(os.path.expanduser(v))
-    hf_home = os.environ.get("HF_HOME")
-    if hf_home:
-        return Path(os.path.expanduser(hf_home)) / "hub"
-    xdg = os.environ.get("XDG_CACHE_HOME")
-    return (Path(os.path.expanduser(xdg)) if xdg else _home() / ".cache") / "huggingface" / "hub"
-
-
 def _is_hf_dir(p: Path) -> bool:
     return p.is_dir() and (p / "config.json").is_file()
 
 
-def _hf_snapshot(repo_dir: Path) -> Path | None:
-    """The snapshot named by refs/main, else the newest snapshot that has a config.json."""
-    snaps = repo_dir / "snapshots"
-    ref = repo_dir / "refs" / "main"
-    if ref.is_file():
-        cand = snaps / ref.read_text().strip()
-        if _is_hf_dir(cand):
-            return cand
-    if not snaps.is_dir():
-        return None
-    found = [s for s in snaps.iterdir() if _is_hf_dir(s)]
-    return max(found, key=lambda s: s.stat().st_mtime) if found else None
+def hf_cache_snapshot(repo_dir: Path) -> Path | None:
+    """A cache folder models--<org>--<name> -> its snapshot (hub.cached_snapshot), else None."""
+    repo_id = repo_id_of_folder(repo_dir.name)
+    return cached_snapshot(repo_id, repo_dir.parent) if repo_id and repo_dir.is_dir() else None
+
+
+def download_to(name: str) -> Path:
+    """Where a download of released `name` lands (esm2/download.py): the .pt file in the torch hub
+    cache when EMBED_MODEL_URL names a fair-esm mirror, else its folder in the Hugging Face cache."""
+    if os.environ.get("EMBED_MODEL_URL"):
+        return torch_hub_checkpoints() / f"{name}.pt"
+    return hf_hub_cache() / repo_folder(f"{HF_ORG}/{name}")
 
 
 def _candidates(name: str) -> list[tuple[str, Path, str]]:
@@ -209,7 +184,7 @@ def _candidates(name: str) -> list[tuple[str, Path, str]]:
         out.append(("file", base / f"{name}.pt", FAIR_ESM))
         out.append(("dir", base / name, HF))
     out.append(("file", torch_hub_checkpoints() / f"{name}.pt", FAIR_ESM))
-    out.append(("hfcache", hf_hub_cache() / f"models--{HF_ORG}--{name}", HF))
+    out.append(("hfcache", hf_hub_cache() / repo_folder(f"{HF_ORG}/{name}"), HF))
     return out
 
 
@@ -233,7 +208,7 @@ def resolve(name_or_path: str) -> Resolved:
     if _is_hf_dir(p):
         return Resolved(str(p.resolve()), HF, [str(p)], shown)
     if p.is_dir() and p.name.startswith("models--"):  # an HF cache repo folder given directly
-        snap = _hf_snapshot(p)
+        snap = hf_cache_snapshot(p)
         if snap is not None:
             return Resolved(str(snap.resolve()), HF, [str(p)], shown)
     if _looks_like_path(s):
@@ -256,15 +231,15 @@ def resolve(name_or_path: str) -> Resolved:
                 return Resolved(str(cand), fmt, searched, shown)
         else:
             searched.append(str(cand / "snapshots" / "<rev>") + os.sep)
-            if cand.is_dir():
-                snap = _hf_snapshot(cand)
-                if snap is not None:
-                    return Resolved(str(snap), fmt, searched, shown)
+            snap = hf_cache_snapshot(cand)
+            if snap is not None:
+                return Resolved(str(snap), fmt, searched, shown)
 
     hub = torch_hub_checkpoints()
     local = f"pass a path to a .pt file or Hugging Face folder, or set EMBED_MODEL_DIR to a folder holding {name}.pt or {name}/"
     if name in KNOWN:
-        hint = f"download https://dl.fbaipublicfiles.com/fair-esm/models/{name}.pt into {hub}/, or {local}"
+        hint = (f"fetch it with `hf download {HF_ORG}/{name} config.json model.safetensors` (into {hf_hub_cache()}), "
+                f"or download https://dl.fbaipublicfiles.com/fair-esm/models/{name}.pt into {hub}/, or {local}")
     elif name == TEST_TINY.cfg.name:
         hint = f"create it with: python -m embed_worker.tools.testmodel --out {REPO_MODELS}"
     else:
@@ -277,7 +252,6 @@ def describe_all() -> list[dict]:
     and for one not found, where a download would put it (`download_to`; test-tiny: where
     `python -m embed_worker.tools.testmodel` writes it)."""
     rows = []
-    hub = torch_hub_checkpoints()
     for km in list(KNOWN.values()) + [TEST_TINY]:
         c = km.cfg
         try:
@@ -289,7 +263,7 @@ def describe_all() -> list[dict]:
             "name": c.name, "layers": c.num_layers, "dim": c.embed_dim, "heads": c.attention_heads,
             "params": c.num_params, "nominal": km.nominal, "path": path, "format": fmt,
             "downloadable": c.name in KNOWN,  # released: fetched on first use; else (test-tiny) made by setup
-            "download_to": None if path else (f"{hub}/{c.name}.pt" if c.name in KNOWN else f"{REPO_MODELS}/{c.name}.pt"),
+            "download_to": None if path else (str(download_to(c.name)) if c.name in KNOWN else f"{REPO_MODELS}/{c.name}.pt"),
         })
     return rows
 
