@@ -7,7 +7,9 @@
  *   for await (const x of e.embed([{ id: "a", sequence: "MKTAYIAK" }])) ...
  *
  * Input: a FASTA path ("-" for stdin, .gz ok), FASTA text, or an (async) iterable of
- * `{ id, sequence }`. Output: one `Embedding` per record, layer and output kind, in the order
+ * `{ id, sequence }`: protein for ESM-2, nucleotides for DNABERT-S (the model decides the family,
+ * as for `embed run`; reads go through the BPE of the folder's tokenizer.json, with the same
+ * alphabet checks and [UNK] policy as FASTA files). Output: one `Embedding` per record, layer and output kind, in the order
  * batches finish (length-sorted packing does not follow input order; use `index` to restore it).
  * Iterables are embedded in chunks of `chunkRecords`, so memory stays bounded. The workers run
  * only as far ahead of the consumer as their ring slots (backpressure), and leaving the loop early
@@ -22,11 +24,13 @@ import { existsSync } from "node:fs";
 import type { RunConfig, RunOptionsInput } from "./config.ts";
 import { groupIdentical, withCopies } from "./input/dedup.ts";
 import type { DeviceSlot } from "./workers/devices.ts";
-import { InputError } from "./errors.ts";
+import { InputError, type InputLocation } from "./errors.ts";
 import { ingest, ingestText } from "./input/ingest.ts";
+import { readNucleotideLine, type ReadingOptions } from "./input/alphabet-guard.ts";
+import { readingFor } from "./input/reading.ts";
 import { resolveRun } from "./resolve.ts";
 import { log } from "./log.ts";
-import type { OutputKind } from "./protocol.ts";
+import type { Family, OutputKind } from "./protocol.ts";
 import { RecordTable } from "./input/records.ts";
 import { embedPlan, planRecords, startWorkers, workerLimits } from "./workers/session.ts";
 import { tokenize, TokenizeError } from "./input/tokenize.ts";
@@ -61,27 +65,33 @@ export class Embedder implements AsyncDisposable {
   private readonly devices: DeviceSlot[];
   private readonly workers: WorkerHandle[];
   private readonly chunkRecords: number;
+  /** How input is read: the family's tokenizer and checks (input/reading.ts). */
+  private readonly reading: ReadingOptions;
+  private readonly family: Family;
   private busy: Promise<void> = Promise.resolve();
 
-  private constructor(cfg: RunConfig, devices: DeviceSlot[], workers: WorkerHandle[], chunkRecords: number) {
+  private constructor(cfg: RunConfig, devices: DeviceSlot[], workers: WorkerHandle[], chunkRecords: number, reading: ReadingOptions, family: Family) {
     this.cfg = cfg;
     this.devices = devices;
     this.workers = workers;
     this.chunkRecords = chunkRecords;
+    this.reading = reading;
+    this.family = family;
   }
 
   /** Validate options (resolveRun, as the CLI does: --layers against a known model included)
    * and start one worker per device. */
   static async create(options: EmbedderOptions = {}): Promise<Embedder> {
     const { chunkRecords, ...rest } = options;
-    const { cfg, devices } = resolveRun({ ...rest, inputs: ["<api>"] });
-    return new Embedder(cfg, devices, await startWorkers(cfg, devices), chunkRecords ?? DEFAULT_CHUNK);
+    const { cfg, devices, family, tokenizer } = resolveRun({ ...rest, inputs: ["<api>"] });
+    const reading = readingFor(family, tokenizer, cfg); // a bad tokenizer.json stops here, before a worker starts
+    return new Embedder(cfg, devices, await startWorkers(cfg, devices), chunkRecords ?? DEFAULT_CHUNK, reading, family);
   }
 
   /** What the workers loaded: model, resolved layers, dims, device and attention backend. */
   get info() {
     const r = this.workers[0]!.ready;
-    return { model: r.model, layers: r.layers, include: r.include, device: r.device, backend: r.backend, precision: r.precision };
+    return { model: r.model, family: this.family, layers: r.layers, include: r.include, device: r.device, backend: r.backend, precision: r.precision };
   }
 
   /**
@@ -117,31 +127,26 @@ export class Embedder implements AsyncDisposable {
     const base = { truncate: this.cfg.truncate, duplicateIds: this.cfg.duplicateIds };
     if (typeof input === "string") {
       if (input === "-" || existsSync(input)) {
-        yield await ingest({ ...base, inputs: [input] });
+        yield await ingest({ ...base, inputs: [input] }, this.reading);
       } else if (/^\s*>/.test(input)) {
         // FASTA text: parsed in memory by the same parser as files (errors name "<text>":line).
-        yield ingestText(input, base);
+        yield ingestText(input, base, "<text>", this.reading);
       } else {
         throw new InputError(`"${input.slice(0, 60)}" is neither a file nor FASTA text`, undefined, "pass a FASTA path, FASTA text starting with '>', or an iterable of {id, sequence}");
       }
       return;
     }
-    let table = new RecordTable(this.cfg.truncate, this.cfg.duplicateIds);
+    const width = this.reading.bpe ? 2 : 1;
+    let table = new RecordTable(this.cfg.truncate, this.cfg.duplicateIds, true, width);
     let n = 0;
     for await (const rec of input as AsyncIterable<SequenceRecord>) {
       n++;
-      let tokens: Uint8Array;
-      try {
-        tokens = tokenize(rec.sequence).tokens;
-      } catch (e) {
-        if (e instanceof TokenizeError) throw new InputError(e.message, { file: "<input>", line: n, recordId: rec.id }, e.hint);
-        throw e;
-      }
+      const tokens = recordTokens(rec.sequence, this.reading, { file: "<input>", line: n, recordId: rec.id });
       if (!tokens.length) throw new InputError("empty sequence", { file: "<input>", line: n, recordId: rec.id }, "drop the record or give it a sequence");
       table.add({ id: rec.id, tokens, file: "<input>", line: n });
       if (table.size >= this.chunkRecords) {
         yield table.sealed();
-        table = new RecordTable(this.cfg.truncate, this.cfg.duplicateIds);
+        table = new RecordTable(this.cfg.truncate, this.cfg.duplicateIds, true, width);
       }
     }
     if (table.size) yield table.sealed();
@@ -201,6 +206,27 @@ export class Embedder implements AsyncDisposable {
       if (early && backlog.error !== EARLY_EXIT) log.debug(`embed: while stopping after an early exit: ${String(backlog.error)}`);
     }
   }
+}
+
+/**
+ * One iterable record's token ids, without framing, read as a FASTA line of its family is:
+ * ESM-2's alphabet, or (DNABERT-S) the bases upper-cased and checked (alphabet-guard.ts), then
+ * BPE over the whole sequence. [UNK] tokens are embedded but not counted here (no summary).
+ */
+function recordTokens(sequence: string, reading: ReadingOptions, at: InputLocation): Uint8Array | Uint16Array {
+  if (!reading.bpe) {
+    try {
+      return tokenize(sequence).tokens;
+    } catch (e) {
+      if (e instanceof TokenizeError) throw new InputError(e.message, at, e.hint);
+      throw e;
+    }
+  }
+  const text = new TextEncoder().encode(sequence);
+  const bases = new Uint8Array(text.length);
+  const n = readNucleotideLine(text, 0, text.length, bases, 0, reading, () => at);
+  const ids = reading.bpe.encode(bases.subarray(0, n)).ids;
+  return ids.subarray(1, ids.length - 1); // [CLS] ... [SEP]: the worker frames each record itself
 }
 
 /** The abort reason when the consumer leaves the loop before the end. */
