@@ -12,7 +12,7 @@ import { runText } from "./helpers.ts";
 setDefaultTimeout(30_000);
 
 /** The commands the issue names; the test also finds any other in the top-level help. */
-const COMMANDS = ["run", "validate", "convert", "inspect", "merge", "models", "doctor", "translate", "extract"];
+const COMMANDS = ["run", "validate", "convert", "inspect", "merge", "models", "doctor", "translate", "extract", "virnucpro"];
 
 function help(args: string[], env: Record<string, string | undefined> = { ...process.env, NO_COLOR: "1" }) {
   return runText(["bun", join(PACKAGE_ROOT, "src", "cli.ts"), ...args, "--help"], env);

@@ -18,31 +18,34 @@ missing from one side. Here the two stores must hold the same ids in the same or
 embedded from `embed translate`'s two files, written record for record together), checked chunk
 by chunk; a difference is an error naming the first record that differs, never a silent skip.
 
-Streams: PER_FILE records of each store at a time (the merged block of 10,000 x 3,328 float32 is
-133 MB). Each file is written under a temporary name in OUT_DIR and renamed into place
-(atomic.py); files of an earlier run numbered beyond this one's count, and temporary files left by
-a killed one, are removed. With ``--json`` the summary goes to stdout; a failure exits 1 with its
-last stderr line ``{"name", "message", "hint"}``.
+Streams: PER_FILE records of each store at a time (the merged block of 10,000 x 3,328 float32 is 133
+MB). Each file is written in a staging folder inside OUT_DIR under its final name (torch.save names
+the archive's root folder after the file, so the bytes depend on nothing but the stores) and renamed
+into place (atomic.py); files of an earlier run numbered beyond this one's count, and the staging
+folder of a killed one, are removed. With ``--json`` the summary goes to stdout; a failure exits 1
+with its last stderr line ``{"name", "message", "hint"}``.
 """
 from __future__ import annotations
 
 import argparse
 import json
 import re
+import shutil
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import EmbedWorkerError
-from .atomic import Atomic
+from .atomic import commit
 from .sources import ConvertError, Source, open_source, require_package
 
 PER_FILE = 10_000
 KINDS = ("DNABERT_S", "ESM", "merged")
 OUTPUT = re.compile(r"^output_(\d+)_(DNABERT_S|ESM|merged)\.pt$")
-LEFTOVER = re.compile(r"^\.output_\d+_(DNABERT_S|ESM|merged)\.pt\..*\.partial$")
+STAGING = ".embed-virnucpro-"
 
 
 def _mean_of_last(store: Source, family: str, what: str):
@@ -66,9 +69,17 @@ def write(dnabert: str | Path, esm: str | Path, out: str | Path, per_file: int =
     t0 = time.perf_counter()
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    for p in out.iterdir():
-        if LEFTOVER.match(p.name):
-            p.unlink()
+    for p in out.iterdir():  # what a killed run was writing
+        if p.name.startswith(STAGING) and p.is_dir():
+            shutil.rmtree(p, ignore_errors=True)
+    staging = Path(tempfile.mkdtemp(prefix=STAGING, dir=out))
+    try:
+        return _write(Path(dnabert), Path(esm), out, staging, per_file, torch, t0)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def _write(dnabert: Path, esm: Path, out: Path, staging: Path, per_file: int, torch, t0: float) -> dict:
     with open_source(dnabert) as d, open_source(esm) as e:
         if d.records != e.records:
             raise ConvertError(f"{d.path} holds {d.records} records and {e.path} {e.records}: they are not the "
@@ -95,9 +106,11 @@ def write(dnabert: str | Path, esm: str | Path, out: str | Path, per_file: int =
                 "merged": {"ids": ids, "data": torch.cat((dna, pep), dim=1)},
             }
             for kind, value in files.items():
+                # Saved under its final name (torch.save names the archive's root folder after
+                # the file), then moved into place: the same stores give the same bytes.
                 name = f"output_{k}_{kind}.pt"
-                with Atomic(out / name) as tmp:
-                    torch.save(value, tmp)
+                torch.save(value, staging / name)
+                commit(staging / name, out / name)
                 names.append(name)
             at = b
         keep = set(names)
