@@ -6,11 +6,13 @@
  *   1. `$EMBED_MODEL_DIR/<name>.pt`, `$EMBED_MODEL_DIR/<name>/`        (if the variable is set)
  *   2. `<repo>/.models/<name>.pt`, `<repo>/.models/<name>/`
  *   3. `$TORCH_HOME/hub/checkpoints/<name>.pt`                            (ESM-2 only: fair-esm)
- *   4. `$HF_HUB_CACHE/models--<org>--<name>/snapshots/<rev>/`             (refs/main, else newest)
- * A folder counts only with a config.json in it. The directories come from config.ts
+ *   4. `$HF_HUB_CACHE/models--<org>--<name>/snapshots/<rev>/`             (the one refs/main names)
+ * A folder counts only with a config.json in it; a cache snapshot only with a weights file beside
+ * it too (py/embed_worker/hub.py `cached_snapshot`, huggingface_hub's lookup: an interrupted
+ * download, config.json alone, is not a model). The directories come from config.ts
  * (`modelSearch()`, the one module that reads the environment).
  */
-import { existsSync, readdirSync, readFileSync, statSync } from "node:fs";
+import { existsSync, readFileSync, statSync } from "node:fs";
 import { join } from "node:path";
 import type { ModelSearch } from "./config.ts";
 import type { Family } from "./protocol.ts";
@@ -31,27 +33,19 @@ const isHfDir = (p: string): boolean => {
   }
 };
 
-/** The snapshot refs/main names, else the newest snapshot with a config.json (as the registry). */
+/** What an HF folder's loader reads its weights from (py/embed_worker/hub.py HF_WEIGHTS). */
+export const HF_WEIGHTS = ["model.safetensors", "model.safetensors.index.json", "pytorch_model.bin"] as const;
+
+/** The snapshot refs/main names, if it holds config.json and a weights file (as the registry). */
 function hfSnapshot(repoDir: string): string | undefined {
-  const snaps = join(repoDir, "snapshots");
+  let ref: string;
   try {
-    const ref = readFileSync(join(repoDir, "refs", "main"), "utf8").trim();
-    if (ref && isHfDir(join(snaps, ref))) return join(snaps, ref);
+    ref = readFileSync(join(repoDir, "refs", "main"), "utf8").trim();
   } catch {
-    // no refs/main: fall back to the newest snapshot
+    return undefined; // huggingface_hub writes refs/main with every download of the main branch
   }
-  let best: { path: string; mtime: number } | undefined;
-  try {
-    for (const s of readdirSync(snaps)) {
-      const p = join(snaps, s);
-      if (!isHfDir(p)) continue;
-      const mtime = statSync(p).mtimeMs;
-      if (!best || mtime > best.mtime) best = { path: p, mtime };
-    }
-  } catch {
-    return undefined;
-  }
-  return best?.path;
+  const snap = join(repoDir, "snapshots", ref);
+  return ref && !ref.includes("/") && isHfDir(snap) && HF_WEIGHTS.some((w) => existsSync(join(snap, w))) ? snap : undefined;
 }
 
 /** Organisations whose Hugging Face cache folders a name may sit under, the family's first. */

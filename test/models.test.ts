@@ -9,7 +9,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { PACKAGE_ROOT, pythonBin } from "../src/config.ts";
 import { familyOfConfig, MODEL_TABLE, modelShape, resolveLayers, tableFamily } from "../src/models.ts";
-import type { ModelSearch } from "../src/model-dirs.ts";
+import { findModelFolder, type ModelSearch } from "../src/model-dirs.ts";
 
 const tmp = mkdtempSync(join(tmpdir(), "embed-models-"));
 afterAll(() => rmSync(tmp, { recursive: true, force: true }));
@@ -101,6 +101,12 @@ describe("model families", () => {
     mkdirSync(snap, { recursive: true });
     copyFileSync(dnabertConfig, join(snap, "config.json"));
     const search: ModelSearch = { repoModels: join(tmp, "no-repo-models"), torchHub: join(tmp, "no-torch"), hfHub: hub };
+    // A snapshot counts once refs/main names it and its weights are there (an interrupted download is not a model).
+    expect(modelShape("zhihan1996/DNABERT-S", search)?.dir).toBeUndefined();
+    mkdirSync(join(hub, "models--zhihan1996--DNABERT-S", "refs"));
+    writeFileSync(join(hub, "models--zhihan1996--DNABERT-S", "refs", "main"), "abc123");
+    expect(modelShape("zhihan1996/DNABERT-S", search)?.dir).toBeUndefined();
+    writeFileSync(join(snap, "pytorch_model.bin"), "x");
     expect(modelShape("zhihan1996/DNABERT-S", search)).toMatchObject({ name: "DNABERT-S", family: "dnabert-s", dir: snap });
     expect(modelShape("DNABERT-2-117M", search)?.dir).toBeUndefined(); // not cached: no folder
     const own = join(tmp, "own-models");
@@ -111,6 +117,49 @@ describe("model families", () => {
     mkdirSync(join(own, "my-dna-model"));
     copyFileSync(dnabertConfig, join(own, "my-dna-model", "config.json"));
     expect(modelShape("my-dna-model", { ...search, modelDir: own })).toMatchObject({ name: "my-dna-model", family: "dnabert-s", source: "config.json" });
+  });
+});
+
+describe("the lookup agrees with the worker's registry", () => {
+  test("the same place for each cache layout: refs/main snapshot with weights, config.json alone, no refs/main, .pt before the cache", () => {
+    const root = join(tmp, "agree");
+    const search: ModelSearch = { repoModels: join(root, "repo-models"), torchHub: join(root, "torch", "hub", "checkpoints"), hfHub: join(root, "hf") };
+    const name = "esm2_t6_8M_UR50D";
+    const repo = join(search.hfHub, `models--facebook--${name}`);
+    const snap = join(repo, "snapshots", "abc123");
+    const python = (): string | null => {
+      const script = [
+        "import json",
+        "from embed_worker.esm2 import registry",
+        "from embed_worker.errors import ModelNotFound",
+        "try:",
+        `    print(json.dumps(registry.resolve(${JSON.stringify(name)}).path))`,
+        "except ModelNotFound:",
+        "    print('null')",
+      ].join("\n");
+      const env: Record<string, string | undefined> = { ...process.env, PYTHONPATH: join(PACKAGE_ROOT, "py"), HF_HUB_CACHE: search.hfHub, TORCH_HOME: join(root, "torch") };
+      delete env.EMBED_MODEL_DIR;
+      const p = Bun.spawnSync([pythonBin(), "-c", script, "--"], { env, cwd: root });
+      expect(p.stderr.toString()).toBe("");
+      return JSON.parse(p.stdout.toString());
+    };
+    const both = () => {
+      // neither .models folder (the repository's, for Python; search.repoModels here) holds this name
+      const ts = findModelFolder(name, "esm2", search)?.path ?? null;
+      expect(ts).toBe(python());
+      return ts;
+    };
+    mkdirSync(snap, { recursive: true });
+    writeFileSync(join(snap, "config.json"), "{}");
+    expect(both()).toBeNull(); // no refs/main
+    mkdirSync(join(repo, "refs"));
+    writeFileSync(join(repo, "refs", "main"), "abc123");
+    expect(both()).toBeNull(); // config.json alone
+    writeFileSync(join(snap, "model.safetensors"), "x");
+    expect(both()).toBe(snap);
+    mkdirSync(search.torchHub, { recursive: true });
+    writeFileSync(join(search.torchHub, `${name}.pt`), "x");
+    expect(both()).toBe(join(search.torchHub, `${name}.pt`));
   });
 });
 
