@@ -297,9 +297,10 @@ describe("embed models / doctor", () => {
     expect(byName.esm2_t33_650M_UR50D).toMatchObject({ layers: 33, dim: 1280, heads: 20 });
     expect(Object.keys(byName)).toEqual(expect.arrayContaining(["esm2_t6_8M_UR50D", "esm2_t12_35M_UR50D", "esm2_t30_150M_UR50D", "esm2_t48_15B_UR50D", "test-tiny"]));
     expect(byName["test-tiny"]!.path).toContain("test-tiny");
-    // A model found nowhere says where --download would put it (the torch hub cache).
+    // A model found nowhere says where a download would put it: its folder in the Hugging Face cache
+    // (the default source), or the torch hub cache when EMBED_MODEL_URL names a fair-esm mirror.
     const missing = rows.filter((m) => m.path === null && (m as { family?: string }).family === "esm2") as unknown as { name: string; download_to: string }[];
-    for (const m of missing) expect(m.download_to).toMatch(new RegExp(`/checkpoints/${m.name}\\.pt$`));
+    for (const m of missing) expect(m.download_to).toMatch(process.env.EMBED_MODEL_URL ? new RegExp(`/checkpoints/${m.name}\\.pt$`) : new RegExp(`/models--facebook--${m.name}$`));
     expect(byName["test-tiny"]!).toMatchObject({ download_to: null, family: "esm2" });
     // DNABERT-S rows: the released shape, and (not found) the command that fetches it
     expect(byName["DNABERT-S"]).toMatchObject({ family: "dnabert-s", layers: 12, dim: 768, heads: 12 });
