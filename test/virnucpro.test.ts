@@ -153,6 +153,15 @@ describe("embed virnucpro with the real worker (tiny models)", () => {
     expect(readFileSync(join(out, "virnucpro.json"), "utf8")).toBe(state);
   });
 
+  test("the .pt tool refuses stores given in the wrong order, naming the family", async () => {
+    const r = await runText([realPython(), "-m", "embed_worker.tools.virnucpro", join(out, "esm2"), join(out, "dnabert-s"), join(tmp, "swapped")], { ...process.env, PYTHONPATH: PYTHON_PACKAGE_DIR });
+    expect(r.code).toBe(1);
+    const wire = JSON.parse(r.stderr.trim().split("\n").at(-1)!);
+    expect(wire.message).toContain("holds esm2 embeddings; the DNABERT-S store must hold dnabert-s");
+    expect(wire.hint).toContain("DNABERT_STORE ESM_STORE");
+    expect(existsSync(join(tmp, "swapped")) ? readdirSync(join(tmp, "swapped")) : []).toEqual([]);
+  });
+
   test("other --chunk into the same directory is refused (exit 6) until --overwrite", async () => {
     const r = await run(args(out, ["--chunk", "60"]));
     expect(r.code).toBe(6);
