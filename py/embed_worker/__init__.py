@@ -26,7 +26,8 @@
                          FlashAttention-4
     tools/               command-line helpers: convert (and its sources), doctor, testmodel
 
-Imports go one way, down this list: the worker imports anything; tools/ and gpu/ import families;
+Imports go one way, down this list: the worker imports anything; tools/ and gpu/ import families
+(tools/ also threads and lifeline, to size and bind a process pool);
 a family imports checkpoint, hub, errors and log but never gpu/, wire/ or another family; wire/
 imports only errors. checkpoint.py sits at the top because more than one family reads files with
 it (dnabert_s takes torch_load from it), so it names no family. tests/test_architecture.py checks

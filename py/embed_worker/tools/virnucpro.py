@@ -22,7 +22,9 @@ Streams: PER_FILE records of each store at a time (the merged block of 10,000 x 
 MB). Each file is written in a staging folder inside OUT_DIR under its final name (torch.save names
 the archive's root folder after the file, so the bytes depend on nothing but the stores) and renamed
 into place (atomic.py); files of an earlier run numbered beyond this one's count, and the staging
-folder of a killed one, are removed. With ``--json`` the summary goes to stdout; a failure exits 1
+folder of a killed one, are removed. Sets are written by a pool of processes, one set a task, when
+there is more than one set and CPU (virnucpro_pool.py: same bytes; renamed only once all are
+written and the arrays verified); `--jobs 1`, or HDF5 / Parquet sources, write them one by one here. With ``--json`` the summary goes to stdout; a failure exits 1
 with its last stderr line ``{"name", "message", "hint"}``.
 """
 from __future__ import annotations
@@ -35,12 +37,13 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-
-import numpy as np
+from typing import Iterator
 
 from ..errors import EmbedWorkerError
 from .atomic import commit
 from .sources import ConvertError, Source, open_source, require_package
+from .store_source import VerifiedArray
+from .virnucpro_pool import default_jobs, save_set, write_sets
 
 PER_FILE = 10_000
 KINDS = ("DNABERT_S", "ESM", "merged")
@@ -62,10 +65,15 @@ def _mean_of_last(store: Source, family: str, what: str):
     return store.array(kind, layer), layer
 
 
-def write(dnabert: str | Path, esm: str | Path, out: str | Path, per_file: int = PER_FILE) -> dict:
+def write(dnabert: str | Path, esm: str | Path, out: str | Path, per_file: int = PER_FILE,
+          jobs: int | None = None) -> dict:
+    """`jobs`: processes writing sets at once (default: the CPUs granted, at most 16; 1 writes
+    them here, front to back). Either way the files hold the same bytes."""
     torch = require_package("torch", "the VirNucPro .pt files")
     if per_file < 1:
         raise ConvertError(f"--per-file {per_file}: must be at least 1", "VirNucPro writes 10,000 records per file")
+    if jobs is not None and jobs < 1:
+        raise ConvertError(f"--jobs {jobs}: must be at least 1", "leave it out to use the CPUs granted")
     t0 = time.perf_counter()
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -74,12 +82,13 @@ def write(dnabert: str | Path, esm: str | Path, out: str | Path, per_file: int =
             shutil.rmtree(p, ignore_errors=True)
     staging = Path(tempfile.mkdtemp(prefix=STAGING, dir=out))
     try:
-        return _write(Path(dnabert), Path(esm), out, staging, per_file, torch, t0)
+        return _write(Path(dnabert), Path(esm), out, staging, per_file, jobs, torch, t0)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
 
 
-def _write(dnabert: Path, esm: Path, out: Path, staging: Path, per_file: int, torch, t0: float) -> dict:
+def _write(dnabert: Path, esm: Path, out: Path, staging: Path, per_file: int, jobs: int | None, torch,
+           t0: float) -> dict:
     with open_source(dnabert) as d, open_source(esm) as e:
         if d.records != e.records:
             raise ConvertError(f"{d.path} holds {d.records} records and {e.path} {e.records}: they are not the "
@@ -87,42 +96,41 @@ def _write(dnabert: Path, esm: Path, out: Path, staging: Path, per_file: int, to
                                "embed both from the same `embed translate` output (rerun `embed virnucpro` with --overwrite)")
         d_rows, d_layer = _mean_of_last(d, "dnabert-s", "DNABERT-S")
         e_rows, e_layer = _mean_of_last(e, "esm2", "ESM-2")
-        names: list[str] = []
-        at = 0
-        for k, (ids, e_ids) in enumerate(zip(d.id_chunks(per_file), e.id_chunks(per_file)), start=1):
-            if ids != e_ids:
-                i = next(i for i, (a, b) in enumerate(zip(ids, e_ids)) if a != b)
-                raise ConvertError(f"record {at + i + 1}: {d.path} has id {ids[i]!r} where {e.path} has {e_ids[i]!r}; "
-                                   "the frames must be the same records in the same order",
-                                   "embed both from the same `embed translate` output (rerun `embed virnucpro` with --overwrite)")
-            b = at + len(ids)
-            dna = torch.from_numpy(np.array(d_rows[at:b], dtype=np.float32))
-            pep = torch.from_numpy(np.array(e_rows[at:b], dtype=np.float32))
-            files = {
-                "DNABERT_S": {"nucleotide": ids,
-                              "data": [{"label": i, "mean_representation": row} for i, row in zip(ids, dna.tolist())]},
-                # One tensor with its own storage per protein, as `embedding.float().cpu()` gave.
-                "ESM": {"proteins": ids, "data": [pep[i].clone() for i in range(len(ids))]},
-                "merged": {"ids": ids, "data": torch.cat((dna, pep), dim=1)},
-            }
-            for kind, value in files.items():
-                # Saved under its final name (torch.save names the archive's root folder after
-                # the file), then moved into place: the same stores give the same bytes.
-                name = f"output_{k}_{kind}.pt"
-                torch.save(value, staging / name)
+        sets = -(-d.records // per_file)
+        jobs = min(default_jobs() if jobs is None else jobs, sets)
+        if jobs > 1 and isinstance(d_rows, VerifiedArray) and isinstance(e_rows, VerifiedArray):
+            names = write_sets(_checked_chunks(d, e, per_file), d_rows, e_rows, staging, jobs)
+            for name in names:  # all verified: renamed into place only now
                 commit(staging / name, out / name)
-                names.append(name)
-            at = b
+        else:  # one writer, or HDF5 / Parquet sources (no .npy to map): front to back here
+            names = []
+            for k, ids, at in _checked_chunks(d, e, per_file):
+                for name in save_set(torch, k, ids, d_rows[at:at + len(ids)], e_rows[at:at + len(ids)], staging):
+                    commit(staging / name, out / name)
+                    names.append(name)
         keep = set(names)
         for p in out.iterdir():  # an earlier run's files beyond this one's count
             if OUTPUT.match(p.name) and p.name not in keep:
                 p.unlink()
         return {
             "out": str(out), "files": len(names) // len(KINDS), "records": d.records, "perFile": per_file,
-            "dnabert": {"store": str(d.path), "layer": d_layer, "dim": d.dim},
+            "jobs": max(1, jobs), "dnabert": {"store": str(d.path), "layer": d_layer, "dim": d.dim},
             "esm": {"store": str(e.path), "layer": e_layer, "dim": e.dim},
             "mergedDim": d.dim + e.dim, "seconds": round(time.perf_counter() - t0, 3),
         }
+
+
+def _checked_chunks(d: Source, e: Source, per_file: int) -> Iterator[tuple[int, list[str], int]]:
+    """(k, ids, first row) of each file set, the two stores' ids checked equal first."""
+    at = 0
+    for k, (ids, e_ids) in enumerate(zip(d.id_chunks(per_file), e.id_chunks(per_file)), start=1):
+        if ids != e_ids:
+            i = next(i for i, (a, b) in enumerate(zip(ids, e_ids)) if a != b)
+            raise ConvertError(f"record {at + i + 1}: {d.path} has id {ids[i]!r} where {e.path} has {e_ids[i]!r}; "
+                               "the frames must be the same records in the same order",
+                               "embed both from the same `embed translate` output (rerun `embed virnucpro` with --overwrite)")
+        yield k, ids, at
+        at += len(ids)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -131,10 +139,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("esm", help="the ESM-2 store (the peptide frames, same ids in the same order)")
     p.add_argument("out", help="directory for output_{k}_{DNABERT_S,ESM,merged}.pt")
     p.add_argument("--per-file", type=int, default=PER_FILE, help="records per file (VirNucPro: 10,000)")
+    p.add_argument("--jobs", type=int, default=None, help="processes writing file sets at once (default: the CPUs granted, at most 16)")
     p.add_argument("--json", action="store_true", help="print the summary as JSON on stdout")
     a = p.parse_args(argv)
     try:
-        summary = write(a.dnabert, a.esm, a.out, a.per_file)
+        summary = write(a.dnabert, a.esm, a.out, a.per_file, a.jobs)
     except EmbedWorkerError as e:
         print(f"error: {e.message}\nhint: {e.hint}", file=sys.stderr)
         print(json.dumps(e.to_wire()), file=sys.stderr)

@@ -1,0 +1,140 @@
+"""How tools/virnucpro.py writes a set of VirNucPro files (`save_set`, the one way, whether one
+process writes them all or a pool does), and the pool (`write_sets`).
+
+Why a pool: a set of 10,000 records costs ~3.3 s of one core (building 7.7 M Python floats for
+the DNABERT_S file and pickling them, ~2.4 s; the ESM and merged files ~0.5 s each), so the 57
+sets of a 1 M-read run take 3 minutes in one process and ~15 s in 16.
+
+Each task is one set k: a spawned process maps the two stores' .npy files (np.load with
+mmap_mode='r'), copies out its own rows only (133 MB for 10,000 x 3,328 float32; a writer peaks
+near 0.6 GB with the float lists), torch.saves the three files into the staging folder and
+fsyncs them. The parent reads ids.txt and checks the two stores' ids before it hands out a set,
+and meanwhile reads both arrays front to back in two threads against the manifest's SHA-256
+(store_source.VerifiedArray, which a single writer does as it goes). Nothing is renamed into the
+output until every set is written and both arrays verified, so a damaged store, a failed set or a
+killed tool leave no complete-looking file. Workers are bound to the tool (lifeline): killed, it
+takes them with it.
+"""
+from __future__ import annotations
+
+import multiprocessing
+import os
+import threading
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from pathlib import Path
+from typing import Iterable
+
+import numpy as np
+
+from .. import lifeline
+from ..threads import choose_threads, read_grant
+from .sources import ConvertError, require_package
+from .store_source import VerifiedArray
+
+MAX_JOBS = 16
+"""Writers at most: past this the disk, not the CPU, sets the pace, and each holds ~0.6 GB."""
+VERIFY_BYTES = 64 << 20
+"""Bytes a verifying thread reads at a time."""
+
+
+def default_jobs() -> int:
+    """The CPUs granted (threads.py: affinity mask, cgroup quota, SLURM_CPUS_PER_TASK), at most MAX_JOBS."""
+    granted, _ = read_grant()
+    return min(MAX_JOBS, choose_threads(None, granted, os.cpu_count() or 1))
+
+
+def save_set(torch, k: int, ids: list[str], dna_rows, pep_rows, staging: Path) -> list[str]:
+    """output_{k}_{DNABERT_S,ESM,merged}.pt of these rows into `staging`, under their final names
+    (torch.save names the archive's root folder after the file: the same rows give the same bytes)."""
+    dna = torch.from_numpy(np.array(dna_rows, dtype=np.float32))
+    pep = torch.from_numpy(np.array(pep_rows, dtype=np.float32))
+    files = {
+        "DNABERT_S": {"nucleotide": ids,
+                      "data": [{"label": i, "mean_representation": row} for i, row in zip(ids, dna.tolist())]},
+        # One tensor with its own storage per protein, as `embedding.float().cpu()` gave.
+        "ESM": {"proteins": ids, "data": [pep[i].clone() for i in range(len(ids))]},
+        "merged": {"ids": ids, "data": torch.cat((dna, pep), dim=1)},
+    }
+    names = []
+    for kind, value in files.items():
+        name = f"output_{k}_{kind}.pt"
+        torch.save(value, staging / name)
+        names.append(name)
+    return names
+
+
+def _start_writer() -> None:
+    lifeline.bind_to_parent({})  # {}: the parent is the tool, not an orchestrator named in the env
+    require_package("torch", "the VirNucPro .pt files").set_num_threads(1)  # one writer, one core
+
+
+def _write_task(k: int, ids: list[str], a: int, dna: str, pep: str, staging: str) -> tuple[str, list[str] | str]:
+    """One set in a pool process -> ("ok", names) or ("error", why): no pickled exceptions."""
+    try:
+        torch = require_package("torch", "the VirNucPro .pt files")
+        b = a + len(ids)
+        names = save_set(torch, k, ids, np.load(dna, mmap_mode="r")[a:b], np.load(pep, mmap_mode="r")[a:b], Path(staging))
+        for name in names:  # flushed here, in parallel; the parent's rename then finds them clean
+            with open(Path(staging) / name, "rb+") as f:
+                os.fsync(f.fileno())
+        return "ok", names
+    except Exception as e:  # noqa: BLE001 - reported to the parent as text, named there
+        return "error", f"{type(e).__name__}: {e}"
+
+
+class _Verify:
+    """Both arrays read front to back in threads (hashlib and file reads release the GIL), each
+    check's ConvertError kept for `result`."""
+
+    def __init__(self, arrays: Iterable[VerifiedArray]) -> None:
+        self.stop = threading.Event()
+        self.errors: list[ConvertError] = []
+        self.threads = [threading.Thread(target=self._read, args=(a,), daemon=True) for a in arrays]
+        for t in self.threads:
+            t.start()
+
+    def _read(self, arr: VerifiedArray) -> None:
+        rows, step = arr.shape[0], max(1, VERIFY_BYTES // (arr.shape[1] * arr.dtype.itemsize))
+        try:
+            for a in range(0, rows, step):
+                if self.stop.is_set():
+                    return
+                arr[a:a + step]  # hashed; the last rows check the SHA-256 and size
+        except ConvertError as e:
+            self.errors.append(e)
+
+    def result(self) -> None:
+        for t in self.threads:
+            t.join()
+        if self.errors:
+            raise self.errors[0]
+
+
+def write_sets(chunks: Iterable[tuple[int, list[str], int]], dna: VerifiedArray, pep: VerifiedArray,
+               staging: Path, jobs: int) -> list[str]:
+    """Every set of `chunks` ((k, ids, first row), ids already checked) written into `staging` by
+    `jobs` spawned processes; the file names in order, once all are written and both arrays verified."""
+    verify = _Verify([dna, pep])
+    ex = ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"), initializer=_start_writer)
+    done = False
+    try:
+        futures = [(k, ex.submit(_write_task, k, ids, a, str(dna.path), str(pep.path), str(staging)))
+                   for k, ids, a in chunks]
+        names: list[str] = []
+        for k, f in futures:
+            status, got = f.result()
+            if status != "ok":
+                raise ConvertError(f"writing output_{k}_*.pt in {staging.parent} failed: {got}",
+                                   "check free space and permissions of the output path")
+            names += got
+        done = True
+    except BrokenProcessPool as e:
+        raise ConvertError(f"a process writing the VirNucPro files died ({e}); out of memory?",
+                           f"each writer needs ~0.6 GB; rerun with fewer (--jobs, now {jobs})")
+    finally:
+        if not done:
+            verify.stop.set()  # failed: no point reading the rest
+        ex.shutdown(wait=True, cancel_futures=True)
+    verify.result()
+    return names
