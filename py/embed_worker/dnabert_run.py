@@ -87,7 +87,7 @@ def check_fault(fault: str | None) -> None:
     """Refuse a fault that is not DNABERT-S's before loading anything."""
     if not fault or fault in FAULTS:
         return
-    from .worker import FAULTS as ESM2_FAULTS
+    from .faults import ESM2_FAULTS
     if fault in ESM2_FAULTS:
         raise EmbedWorkerError(f"fault {fault!r} applies to ESM-2 only", f"DNABERT-S's: {', '.join(FAULTS)}; or unset EMBED_FAULT",
                                name="BadOptions")

@@ -23,6 +23,7 @@ from .threads import choose_threads, omp_env, read_grant
 from .esm2.registry import absolute_layer
 from .startup import Phases
 from .budget import auto_budget
+from .faults import ESM2_FAULTS
 from .wire import protocol as P
 
 @dataclass(frozen=True)
@@ -61,13 +62,7 @@ class WorkerConfig:
                             family=d.get("family", "esm2"))
 
 
-FAULTS = {
-    "no-dropout-scale": "the x0.88 token-dropout scale is not applied",
-    "eos-in-mean": "the EOS row is included in the mean",
-    "tanh-gelu": "tanh-approximated GELU instead of erf",
-}
-"""Deliberate bugs (the ones the VirNucPro refactor shipped), switched on by EMBED_FAULT in tests
-to prove that `embed validate` and the parity checks catch them. Never used otherwise."""
+FAULTS = ESM2_FAULTS  # EMBED_FAULT's test-only bugs for ESM-2 (faults.py)
 
 
 def resolve_layers(layers: list[int], num_layers: int) -> list[int]:

@@ -9,6 +9,7 @@ import { defineCommand } from "citty";
 import { checkoutVenv, isCheckout, PACKAGE_ROOT, pythonBin, userVenv } from "../config.ts";
 import { EmbedError, ExitCode } from "../errors.ts";
 import { log } from "../log.ts";
+import { runPythonSetup } from "../workers/python.ts";
 import { fail } from "./report.ts";
 
 export default defineCommand({
@@ -29,8 +30,7 @@ Examples:
     const venv = isCheckout() ? checkoutVenv() : userVenv();
     const script = join(PACKAGE_ROOT, "scripts", "setup-python");
     log.info(`setting up the workers' Python (venv: ${venv})`);
-    const p = Bun.spawn(["bash", script, venv], { stdin: "ignore", stdout: "inherit", stderr: "inherit" });
-    const code = await p.exited;
+    const code = await runPythonSetup(script, venv);
     if (code !== 0) {
       fail(new EmbedError(`embed setup failed (${script} exited ${code})`, { hint: "see its messages above (pip needs the network, or a pip index/wheels it is configured for); rerun `embed setup` when fixed", exitCode: ExitCode.workerFailed }));
     }

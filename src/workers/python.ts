@@ -1,6 +1,7 @@
 /**
  * One-shot Python helpers (not workers): run `python -m MODULE ARGS` with the worker package on
- * PYTHONPATH and parse the JSON it prints. Used by `embed models` and `embed doctor`.
+ * PYTHONPATH and parse the JSON it prints (`embed models`, `embed doctor`, `embed convert`), and the
+ * set-up script of `embed setup`.
  */
 import { childEnv, PYTHON_PACKAGE_DIR, pythonBin } from "../config.ts";
 import { EmbedError, ExitCode } from "../errors.ts";
@@ -31,4 +32,13 @@ export async function pythonJson<T>(module: string, args: string[] = [], python 
   } catch {
     throw new EmbedError(`python -m ${module} printed no JSON`, { exitCode: ExitCode.internal });
   }
+}
+
+/**
+ * Run the Python set-up script (`embed setup`: scripts/setup-python VENV) with its output on this
+ * terminal; resolves to its exit code. It lives here so that spawning stays in this folder.
+ */
+export async function runPythonSetup(script: string, venv: string): Promise<number> {
+  const p = Bun.spawn(["bash", script, venv], { stdin: "ignore", stdout: "inherit", stderr: "inherit" });
+  return await p.exited;
 }
