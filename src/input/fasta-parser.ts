@@ -29,7 +29,8 @@
  * parsers of several inputs so one index catches repeats within and across inputs.
  */
 import { InputError } from "../errors.ts";
-import { crOnlyLineEnds, duplicateId, emptyHeader, emptySequence, invalidUtf8Id, missingHeader, noRecords } from "./fasta-errors.ts";
+import { duplicateId, emptyHeader, emptySequence, invalidUtf8Id, missingHeader, noRecords } from "./fasta-errors.ts";
+import { FastaLines, type LineHandler } from "./fasta-lines.ts";
 import { IdIndex } from "./id-index.ts";
 import { type OnRename, PendingRenames } from "./renames.ts";
 import { AlphabetSample, readNucleotideLine, type ReadingOptions } from "./alphabet-guard.ts";
@@ -88,19 +89,16 @@ export interface RecordSink {
   readonly spaceAt?: number;
 }
 
-const NL = 0x0a;
 const CR = 0x0d;
 const GT = 0x3e;
 const SEMI = 0x3b;
 const SLAB = 1 << 18;
-/** Bytes of a first line without a newline after which it is checked for CR-only line ends. */
-const CR_CHECK = 1 << 16;
 
 function isSpace(b: number): boolean {
   return b === 0x20 || b === 0x09 || b === CR || b === 0x0b || b === 0x0c;
 }
 
-export class FastaParser {
+export class FastaParser implements LineHandler {
   private readonly file: string;
   private readonly duplicateIds: DuplicateIdPolicy;
   private readonly onRename: FastaParserOptions["onRename"];
@@ -117,17 +115,8 @@ export class FastaParser {
   /** The first records' alphabet check (alphabet-guard.ts). */
   private readonly sample: AlphabetSample;
 
-  /** Line number of the next line to be processed (1-based). */
-  private lineNo = 1;
-  /** Byte offset in the input of the next line to be processed, and of the current one. */
-  private nextLineAt = 0;
-  private lineAt = 0;
-  /** Bytes pushed so far. */
-  private bytes = 0;
-  /** Partial line carried over from the previous chunk. */
-  private carry = new Uint8Array(1 << 12);
-  private carryLen = 0;
-  private atStart = true;
+  /** Chunks to lines (BOM, partial lines, CR-only line ends). */
+  private readonly lines: FastaLines;
 
   /** Token slab; the current record's tokens are slab[recStart, slabPos). */
   private slab: Uint8Array = new Uint8Array(SLAB);
@@ -148,6 +137,7 @@ export class FastaParser {
 
   constructor(file: string, opts: FastaParserOptions) {
     this.file = file;
+    this.lines = new FastaLines(file, this);
     this.duplicateIds = opts.duplicateIds ?? "error";
     this.onRename = opts.onRename;
     this.ids = opts.ids ?? new IdIndex();
@@ -169,7 +159,7 @@ export class FastaParser {
   /** Feed the next chunk; the records it completes go to the sink. */
   push(chunk: Uint8Array): void {
     try {
-      this.pushLines(chunk);
+      this.lines.push(chunk);
     } catch (e) {
       // A duplicate id on an earlier line is the first error; report it instead.
       this.commitIds();
@@ -178,43 +168,10 @@ export class FastaParser {
     this.commitIds();
   }
 
-  private pushLines(chunk: Uint8Array): void {
-    let pos = 0;
-    this.bytes += chunk.length;
-    if (this.atStart && chunk.length > 0) {
-      this.atStart = false;
-      if (chunk.length >= 3 && chunk[0] === 0xef && chunk[1] === 0xbb && chunk[2] === 0xbf) pos = this.nextLineAt = 3;
-    }
-    if (this.carryLen > 0) {
-      const nl = chunk.indexOf(NL, pos);
-      if (nl < 0) {
-        this.appendCarry(chunk, pos, chunk.length);
-        // A first line this long with no newline yet: CR-only line ends would make it the
-        // whole file; say so now rather than hold the file in memory.
-        if (this.lineNo === 1 && this.carryLen >= CR_CHECK) this.checkCrOnly(this.carry, 0, this.carryLen);
-        return;
-      }
-      this.appendCarry(chunk, pos, nl);
-      this.line(this.carry, 0, this.carryLen);
-      this.carryLen = 0;
-      pos = nl + 1;
-    }
-    for (;;) {
-      const nl = chunk.indexOf(NL, pos);
-      if (nl < 0) break;
-      this.line(chunk, pos, nl);
-      pos = nl + 1;
-    }
-    if (pos < chunk.length) this.appendCarry(chunk, pos, chunk.length);
-  }
-
   /** Signal end of input (the last record goes to the sink). Throws if the input held no record. */
   end(): void {
     try {
-      if (this.carryLen > 0) {
-        this.line(this.carry, 0, this.carryLen);
-        this.carryLen = 0;
-      }
+      this.lines.end();
       this.finishRecord();
     } catch (e) {
       this.commitIds();
@@ -222,28 +179,12 @@ export class FastaParser {
     }
     this.commitIds();
     if (this.ownRenames) this.renames.apply(this.ids, this.onRename);
-    if (this.records === 0) throw noRecords(this.file, this.bytes);
+    if (this.records === 0) throw noRecords(this.file, this.lines.bytes);
     this.sample.end();
   }
 
-  private appendCarry(src: Uint8Array, start: number, end: number): void {
-    const need = this.carryLen + (end - start);
-    if (need > this.carry.length) {
-      const next = new Uint8Array(Math.max(need, this.carry.length * 2));
-      next.set(this.carry.subarray(0, this.carryLen));
-      this.carry = next;
-    }
-    this.carry.set(src.subarray(start, end), this.carryLen);
-    this.carryLen = need;
-  }
-
-  /** Process one line, `buf[start, end)` without its `\n`. */
-  private line(buf: Uint8Array, start: number, end: number): void {
-    const lineNo = this.lineNo++;
-    this.lineAt = this.nextLineAt;
-    this.nextLineAt += end - start + 1;
-    if (start === end) return;
-    if (lineNo === 1) this.checkCrOnly(buf, start, end);
+  /** One non-empty line, `buf[start, end)` without its `\n` ({@link LineHandler}: called by {@link lines} only). */
+  line(buf: Uint8Array, start: number, end: number, lineNo: number): void {
     const first = buf[start]!;
     if (first === GT) return this.header(buf, start, end, lineNo);
     if (first === SEMI) return;
@@ -254,16 +195,6 @@ export class FastaParser {
       throw missingHeader(this.file, lineNo);
     }
     this.sequence(buf, start, end, lineNo);
-  }
-
-  /**
-   * Line 1 `buf[start, end)` holds a CR with more after it: the file's lines end in CR alone
-   * (classic Mac OS), so it reads as one line. (A CRLF line's CR is its last byte.)
-   */
-  private checkCrOnly(buf: Uint8Array, start: number, end: number): void {
-    const cr = buf.subarray(start, end).indexOf(CR);
-    if (cr < 0 || start + cr >= end - 1) return;
-    throw crOnlyLineEnds(this.file);
   }
 
   private sequence(buf: Uint8Array, start: number, end: number, lineNo: number): void {
@@ -343,7 +274,7 @@ export class FastaParser {
       id += b >= 0x20 && b < 0x7f ? String.fromCharCode(b) : `\\x${b.toString(16).toUpperCase().padStart(2, "0")}`;
     }
     const column = idStart - start + offset + 1;
-    throw invalidUtf8Id(this.file, lineNo, id, byte, column, this.lineAt + column - 1);
+    throw invalidUtf8Id(this.file, lineNo, id, byte, column, this.lines.lineAt + column - 1);
   }
 
   /** A DataView of `buf` (cached for the current chunk). */

@@ -18,10 +18,13 @@
  * letter says the input looks like protein, a `-` or `.` says alignment gaps. An empty record is an
  * error too: VirNucPro would silently give it no frames.
  *
+ * Lines (BOM, partial lines, CR-only check) come from `fasta-lines.ts`, as for the protein parser.
+ *
  * Memory: one partial line carried between chunks and one record's bases (a buffer that grows to
  * the longest record and is reused).
  */
 import { InputError } from "../errors.ts";
+import { FastaLines, type LineHandler } from "./fasta-lines.ts";
 import { describeByte } from "./tokenize.ts";
 
 /** Called per record: its id, its joined sequence (as written, case kept) and its header line. */
@@ -32,7 +35,6 @@ export const IUPAC_NUCLEOTIDES = "ACGTURYSWKMBDHVN";
 /** Letters of the ESM-2 protein alphabet that are no nucleotide code, and the stop `*`. */
 const PROTEIN_ONLY = "EFIJLOPQXZ*";
 
-const NL = 0x0a;
 const CR = 0x0d;
 const GT = 0x3e;
 const SEMI = 0x3b;
@@ -46,8 +48,6 @@ const CLASS = (() => {
   for (const ws of [0x20, 0x09, CR, 0x0b, 0x0c]) t[ws] = 2;
   return t;
 })();
-/** Bytes of a first line without a newline after which it is checked for CR-only line ends. */
-const CR_CHECK = 1 << 16;
 
 const latin1 = new TextDecoder("latin1");
 const utf8 = new TextDecoder("utf-8", { fatal: true });
@@ -56,12 +56,8 @@ function isSpace(b: number): boolean {
   return CLASS[b] === 2;
 }
 
-export class NucleotideFastaParser {
-  private lineNo = 1;
-  private carry = new Uint8Array(1 << 12);
-  private carryLen = 0;
-  private atStart = true;
-  private bytes = 0;
+export class NucleotideFastaParser implements LineHandler {
+  private readonly lines: FastaLines;
   /** The open record: its id, header line and bases so far (`seq[0, seqLen)`). */
   private id: string | undefined;
   private idLine = 0;
@@ -72,7 +68,9 @@ export class NucleotideFastaParser {
   constructor(
     private readonly file: string,
     private readonly onRecord: NucleotideRecordHandler,
-  ) {}
+  ) {
+    this.lines = new FastaLines(file, this);
+  }
 
   /** Number of records completed so far. */
   get recordCount(): number {
@@ -81,64 +79,23 @@ export class NucleotideFastaParser {
 
   /** Feed the next chunk; the records it completes go to the handler. */
   push(chunk: Uint8Array): void {
-    let pos = 0;
-    this.bytes += chunk.length;
-    if (this.atStart && chunk.length > 0) {
-      this.atStart = false;
-      if (chunk.length >= 3 && chunk[0] === 0xef && chunk[1] === 0xbb && chunk[2] === 0xbf) pos = 3;
-    }
-    if (this.carryLen > 0) {
-      const nl = chunk.indexOf(NL, pos);
-      if (nl < 0) {
-        this.appendCarry(chunk, pos, chunk.length);
-        if (this.lineNo === 1 && this.carryLen >= CR_CHECK) this.checkCrOnly(this.carry, 0, this.carryLen);
-        return;
-      }
-      this.appendCarry(chunk, pos, nl);
-      this.line(this.carry, 0, this.carryLen);
-      this.carryLen = 0;
-      pos = nl + 1;
-    }
-    for (;;) {
-      const nl = chunk.indexOf(NL, pos);
-      if (nl < 0) break;
-      this.line(chunk, pos, nl);
-      pos = nl + 1;
-    }
-    if (pos < chunk.length) this.appendCarry(chunk, pos, chunk.length);
+    this.lines.push(chunk);
   }
 
   /** Signal end of input: the last record goes to the handler. Throws if there was none. */
   end(): void {
-    if (this.carryLen > 0) {
-      this.line(this.carry, 0, this.carryLen);
-      this.carryLen = 0;
-    }
+    this.lines.end();
     this.finishRecord();
     if (this.records > 0) return;
     throw new InputError(
-      this.bytes === 0 ? `${this.file} is empty (0 bytes): no records` : `${this.file}: no FASTA records found (only blank lines or ';' comments)`,
+      this.lines.bytes === 0 ? `${this.file} is empty (0 bytes): no records` : `${this.file}: no FASTA records found (only blank lines or ';' comments)`,
       undefined,
       "Pass a nucleotide FASTA file: '>id description' lines, each followed by sequence lines.",
     );
   }
 
-  private appendCarry(src: Uint8Array, start: number, end: number): void {
-    const need = this.carryLen + (end - start);
-    if (need > this.carry.length) {
-      const next = new Uint8Array(Math.max(need, this.carry.length * 2));
-      next.set(this.carry.subarray(0, this.carryLen));
-      this.carry = next;
-    }
-    this.carry.set(src.subarray(start, end), this.carryLen);
-    this.carryLen = need;
-  }
-
-  /** One line, `buf[start, end)` without its `\n`. */
-  private line(buf: Uint8Array, start: number, end: number): void {
-    const lineNo = this.lineNo++;
-    if (start === end) return;
-    if (lineNo === 1) this.checkCrOnly(buf, start, end);
+  /** One non-empty line, `buf[start, end)` without its `\n` ({@link LineHandler}: called by {@link lines} only). */
+  line(buf: Uint8Array, start: number, end: number, lineNo: number): void {
     const first = buf[start]!;
     if (first === GT) return this.header(buf, start, end, lineNo);
     if (first === SEMI) return;
@@ -166,16 +123,6 @@ export class NucleotideFastaParser {
       else if (k === 0) this.invalid(b, i - start + 1, lineNo);
     }
     this.seqLen = n;
-  }
-
-  private checkCrOnly(buf: Uint8Array, start: number, end: number): void {
-    const cr = buf.subarray(start, end).indexOf(CR);
-    if (cr < 0 || start + cr >= end - 1) return;
-    throw new InputError(
-      "CR-only line endings (classic Mac): the whole file reads as one line",
-      { file: this.file, line: 1 },
-      `Convert the line endings first: \`tr '\\r' '\\n' < ${this.file === "<stdin>" ? "FILE" : this.file} > converted.fasta\`.`,
-    );
   }
 
   private header(buf: Uint8Array, start: number, end: number, lineNo: number): void {
