@@ -5,7 +5,8 @@ shared.
 - load: registry.resolve_dnabert finds the folder; dnabert_s.weights loads it strictly (the
   folder's bert_layers.py is never run). CPU, or fp32 on a GPU: the exact reference model
   (dnabert_s/model.py). CUDA in fp16/bf16: gpu/dnabert_s.py's arrangement (Triton ALiBi attention,
-  GeGLU kernel, cuBLAS), unless `--kernels eager` asks for the reference.
+  cuBLAS, the GeGLU in quack's gated GEMM epilogue where it runs ("quack") else a Triton pass
+  ("triton", also what `--kernels triton` asks for)), unless `--kernels eager` asks for the reference.
 - pooling (protocol POOLING): `mean` = mean over ALL tokens, [CLS] and [SEP] included (VirNucPro);
   `bos` = the [CLS] row; `residues` = one row per BPE token, [CLS]/[SEP] left out.
 - layers: 0 = the embedding output (after its LayerNorm), 1..N the blocks, -1 the last (there is
@@ -42,7 +43,7 @@ def check_family(want: str, model: str) -> None:
 
 
 def load(model: str, device, dtype, kernels: str):
-    """-> (model to call, Shape, registry Resolved, kernels actually used: "triton" | "eager")."""
+    """-> (model to call, Shape, registry Resolved, kernels actually used: "quack" | "triton" | "eager")."""
     from .registry import resolve_dnabert
     from .dnabert_s.weights import load_model
     resolved = resolve_dnabert(model)
@@ -54,7 +55,8 @@ def load(model: str, device, dtype, kernels: str):
     if device.type != "cuda" or kernels == "eager" or dtype not in (torch.float16, torch.bfloat16):
         return ref, shape, resolved, "eager"
     from .gpu.dnabert_s import arrange
-    return arrange(ref), shape, resolved, "triton"
+    fast = arrange(ref, gated="triton" if kernels == "triton" else "auto")
+    return fast, shape, resolved, fast.gated
 
 
 def load_into(w, resolve_layers) -> None:
@@ -139,7 +141,7 @@ def warmup(model, device, layers: list[int]) -> None:
 def backend(device, kernels: str) -> str:
     if device.type != "cuda":
         return "exact-alibi"  # per-sequence fp32 attention (dnabert_s/model.py)
-    return "triton-alibi" if kernels == "triton" else "exact-alibi"
+    return "triton-alibi" if kernels in ("triton", "quack") else "exact-alibi"
 
 
 class Pooling:

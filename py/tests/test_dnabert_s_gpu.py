@@ -222,3 +222,102 @@ def test_fp16_on_the_gpu_tracks_the_fp64_reference(tiny):
     got = G.mean_all_tokens(out, tiny["cu"].cuda()).double().cpu()
     want = mod.mean_all_tokens(tiny["ref"][2], tiny["cu"])
     assert torch.nn.functional.cosine_similarity(got, want, dim=1).min() >= 0.999
+
+
+# --------------------------------------------------------------------------------------------
+# the post-LN add+LN without the stored sum, and the fused GeGLU GEMM (gated="quack")
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16], ids=["fp32", "fp16"])
+def test_add_layer_norm_only_is_add_layer_norm_without_the_store(dtype):
+    from embed_worker.gpu import kernels as K
+    g = torch.Generator().manual_seed(11)
+    x, d = (torch.randn(37, 192, generator=g).to(dtype).to(DEV) for _ in range(2))
+    norm = torch.nn.LayerNorm(192).to(DEV)
+    with torch.no_grad():
+        norm.weight.normal_(1.0, 0.1, generator=None)
+        norm.bias.normal_(0.0, 0.1)
+    d_before = d.clone()
+    got = K.add_layer_norm_only(x, d, norm.to(dtype))
+    assert torch.equal(d, d_before), "add_layer_norm_only wrote over its input"
+    _, want = K.add_layer_norm(x, d.clone(), norm.to(dtype))
+    assert torch.equal(got, want)
+    s = (x.double() + d.double()).to(dtype).double()  # the sum as stored, then LN in fp64
+    ref = torch.nn.functional.layer_norm(s, (192,), norm.weight.double(), norm.bias.double(), norm.eps)
+    assert rel(got, ref) <= (1e-5 if dtype == torch.float32 else 2e-3)
+
+
+def test_pair_gate_up_interleaves_gate_and_up_rows():
+    w = torch.arange(6 * 2, dtype=torch.float32).view(6, 2)  # rows g0 g1 g2 u0 u1 u2
+    got = G.pair_gate_up(w)
+    assert got[:, 0].tolist() == [0, 6, 2, 8, 4, 10]  # g0 u0 g1 u1 g2 u2
+    assert got.is_contiguous() and got.data_ptr() != w.data_ptr()
+    with pytest.raises(ValueError, match=r"the gated weight must be \[2F, D\], got shape \[5, 2\]"):
+        G.pair_gate_up(torch.zeros(5, 2))
+
+
+def emulated_geglu_gemm(x: torch.Tensor, pairs: torch.Tensor) -> torch.Tensor:
+    """quack_epi.geglu_erf's contract in PyTorch (fp32 accumulator, pairs (2j, 2j + 1) =
+    (gate_j, up_j), one rounding to x's dtype): what the fused path runs, without a Hopper GPU."""
+    acc = x.float() @ pairs.float().t()
+    return (mod.gelu(acc[:, 0::2]) * acc[:, 1::2]).to(x.dtype)
+
+
+def test_fused_geglu_forward_matches_the_reference_model(tiny, monkeypatch):
+    """The fused arrangement's wiring (paired weight copy per layer, the GEMM's half-width output
+    into wo) with the epilogue emulated; the real kernel is checked on a GPU below."""
+    monkeypatch.setattr(G, "geglu_gemm", emulated_geglu_gemm)
+    fast = G.FastDNABERT(tiny["fp32"], gated="quack")
+    assert fast.pairs is not None and len(fast.pairs) == TINY.num_layers
+    out = fast(tiny["tokens"].to(DEV), tiny["cu"].to(DEV), max(TINY_LENGTHS), repr_layers=[1, -1])
+    err = max(rel(out[1], tiny["ref"][1]), rel(out[-1], tiny["ref"][2]))
+    assert err <= FWD_TOL, f"relative error {err:.2e} > {FWD_TOL}"
+    # the model itself is not touched: its gated weights keep the checkpoint's row order
+    assert not torch.equal(fast.pairs[0], tiny["fp32"].layers[0].gated.weight)
+
+
+@pytest.mark.parametrize("bug", ["rows not paired", "up and gate swapped"])
+def test_planted_pairing_bugs_fail_the_fused_forward_check(tiny, monkeypatch, bug):
+    monkeypatch.setattr(G, "geglu_gemm", emulated_geglu_gemm)
+    real = G.pair_gate_up
+    fake = (lambda w: w.detach().clone()) if bug == "rows not paired" else (
+        lambda w: real(torch.cat([w[w.shape[0] // 2:], w[: w.shape[0] // 2]])))
+    monkeypatch.setattr(G, "pair_gate_up", fake)
+    fast = G.FastDNABERT(tiny["fp32"], gated="quack")
+    out = fast(tiny["tokens"].to(DEV), tiny["cu"].to(DEV), max(TINY_LENGTHS))[-1]
+    err = rel(out, tiny["ref"][2])
+    assert err > 10 * FWD_TOL, f"planted bug {bug!r} not caught: relative error {err:.2e}"
+
+
+def test_gated_choice_falls_back_or_refuses(tiny):
+    from embed_worker.gpu import epilogues
+    why = epilogues.unavailable(torch.device(DEV), torch.float32)
+    assert why is not None  # fp32 is never quack's
+    fast = G.arrange(tiny["fp32"])  # gated="auto"
+    assert (fast.gated, fast.gated_why, fast.pairs) == ("triton", why, None)
+    with pytest.raises(ValueError, match="the fused GeGLU GEMM \\(quack\\) cannot run here: "):
+        G.arrange(tiny["fp32"], gated="quack")
+    with pytest.raises(ValueError, match="gated must be one of auto, quack, triton; got 'cublas'"):
+        G.arrange(tiny["fp32"], gated="cublas")
+    assert G.arrange(tiny["fp32"], gated="triton").gated_why == "asked for"
+
+
+def _quack_here() -> bool:
+    if not torch.cuda.is_available():
+        return False
+    from embed_worker.gpu import epilogues
+    return epilogues.unavailable(torch.device("cuda"), torch.float16) is None
+
+
+@pytest.mark.skipif(not _quack_here(), reason="quack's GEMMs need a Hopper GPU with quack-kernels")
+def test_fused_geglu_gemm_on_the_gpu_matches_the_reference():
+    g = torch.Generator().manual_seed(12)
+    f, d = 3072, 768
+    x = torch.randn(1000, d, generator=g, dtype=torch.float64)
+    w = torch.randn(2 * f, d, generator=g, dtype=torch.float64) / d ** 0.5
+    x16, w16 = x.half().cuda(), w.half().cuda()
+    want = mod.geglu(x16.double().cpu() @ w16.double().cpu().t(), f)
+    got = G.geglu_gemm(x16, G.pair_gate_up(w16))
+    assert got.shape == (1000, f) and got.dtype == torch.float16
+    assert rel(got, want) <= 1e-3
+    assert rel(G.geglu_gemm(x16, w16.contiguous()), want) > 1e-2  # unpaired rows: caught

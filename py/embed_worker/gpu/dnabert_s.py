@@ -1,7 +1,8 @@
 """DNABERT-S on the GPU fast path: the blocks of dnabert_s.model.DNABERT, arranged for packed fp16.
 
-    arrange(model) -> FastDNABERT      same forward(tokens, cu_seqlens, max_seqlen, repr_layers)
-                                       -> {layer: hidden [T, D]} as the reference, same errors
+    arrange(model, gated="auto") -> FastDNABERT   same forward(tokens, cu_seqlens, max_seqlen,
+                                       repr_layers) -> {layer: hidden [T, D]} as the reference,
+                                       same errors; gated picks the MLP's first half (below)
 
 What replaces which block of the reference (dnabert_s/model.py), per layer, T packed tokens:
 
@@ -13,11 +14,25 @@ What replaces which block of the reference (dnabert_s/model.py), per layer, T pa
                                                  packed/aligned tiles with the ALiBi term,
                                                  chosen once per batch                  [T, H, Dh]
   attn_out + residual, attn_norm (post-LN)       cuBLAS, then one add+LN pass
-                                                 (kernels.add_layer_norm: the sum is written
-                                                 over the GEMM's output, x is not touched)
-  gated       D -> 2F, no bias                   cuBLAS                                  [T, 2F]
-  GeGLU       gelu_erf(first half) * second half one Triton pass (geglu below)           [T, F]
+                                                 (kernels.add_layer_norm_only: the sum is
+                                                 not stored, post-LN needs only LN(x + d))
+  gated + GeGLU  D -> 2F, no bias, then          gated="quack": one quack GEMM whose epilogue
+                 gelu_erf(first half) * second   takes gelu_erf(gate) * up on the fp32
+                 half                            accumulator (quack_epi.geglu_erf) over a copy
+                                                 of the weight with gate and up rows
+                                                 interleaved (pair_gate_up)             [T, F]
+                                                 gated="triton": cuBLAS [T, 2F], then one
+                                                 Triton pass (geglu below)              [T, F]
   wo + residual, mlp_norm                        cuBLAS, then one add+LN pass
+
+Bytes per layer at T tokens, fp16 (F = 3072): the split GeGLU writes the [T, 2F] product, reads
+it back and writes [T, F] (10F bytes a token, 805 + 805 + 403 MB at T = 65,536); the fused
+epilogue writes [T, F] only (2F bytes a token): 1.6 GB a layer less, about 0.5 ms at 3.3 TB/s.
+Not storing the add+LN sums saves 2 x 2D bytes a token a layer (200 MB at T = 65,536).
+
+gated="auto" takes "quack" where epilogues.unavailable allows it (Hopper, fp16/bf16, quack
+imports) and a probe GEMM at arrange time compiles and matches the split path; else "triton".
+The choice and the reason are on the arrangement (.gated, .gated_why).
 
 Every layer's output is a fresh tensor (post-LN writes LN(x + d) to new memory), so kept layers
 are never written afterwards. mean_all_tokens (VirNucPro's pooling, [CLS]/[SEP] included) is
@@ -69,6 +84,70 @@ def geglu(h: torch.Tensor) -> torch.Tensor:
     return y
 
 
+def pair_gate_up(weight: torch.Tensor) -> torch.Tensor:
+    """The gated projection's weight [2F, D] (rows: F gate, then F up) as a new tensor with rows
+    gate_0, up_0, gate_1, up_1, ...: the adjacent column pairs (2j, 2j + 1) of quack's gated
+    epilogue. Costs 2F x D more parameters (9.4 MB a layer in fp16 at F = 3072)."""
+    two_f = weight.shape[0]
+    if weight.dim() != 2 or two_f % 2:
+        raise ValueError(f"the gated weight must be [2F, D], got shape {list(weight.shape)}")
+    f = two_f // 2
+    order = torch.stack([torch.arange(f), torch.arange(f) + f], dim=1).reshape(-1).to(weight.device)
+    return weight.detach()[order].contiguous()
+
+
+def geglu_gemm(x: torch.Tensor, pairs: torch.Tensor) -> torch.Tensor:
+    """gelu_erf(x Wgᵀ) * (x Wuᵀ) [T, F] in one quack GEMM (epilogue quack_epi.geglu_erf); pairs
+    from pair_gate_up, passed as its (D, 2F) view."""
+    from .quack_epi import geglu_erf
+    return geglu_erf(x, pairs.t(), tuned=False, store_d=False)["postact"]
+
+
+GATED = ("auto", "quack", "triton")
+
+
+def gated_choice(model: DNABERT, want: str) -> tuple[str, str | None]:
+    """("quack" | "triton", why quack is not used or None) for arrange's `gated`. "quack" refuses
+    (ValueError) where it cannot run; "auto" falls back to "triton" with the reason."""
+    if want not in GATED:
+        raise ValueError(f"gated must be one of {', '.join(GATED)}; got {want!r}")
+    if want == "triton":
+        return "triton", "asked for"
+    from . import epilogues
+    w = model.word_embeddings.weight
+    why = epilogues.unavailable(w.device, w.dtype)
+    if why is None:
+        why = _probe(model)
+    if why is not None and want == "quack":
+        raise ValueError(f"the fused GeGLU GEMM (quack) cannot run here: {why}")
+    return ("triton", why) if why is not None else ("quack", None)
+
+
+# The probe's bound on max |fused - split| / max |split| over a [256, D] batch: the split path
+# rounds the [T, 2F] product to fp16 before the GELU, the epilogue works on fp32, so they differ
+# by a few fp16 ulps (~1e-3 relative); a lost pairing or a wrong half is O(1).
+PROBE_TOL = 2e-2
+
+
+def _probe(model: DNABERT) -> str | None:
+    """Compile the fused GEMM on the first layer and compare it with the split path: the reason
+    to fall back (exception or mismatch), or None."""
+    layer = model.layers[0]
+    w = layer.gated.weight
+    g = torch.Generator(device=w.device).manual_seed(0)
+    x = torch.randn(256, w.shape[1], device=w.device, generator=g).to(w.dtype)
+    try:
+        with torch.inference_mode():
+            got = geglu_gemm(x, pair_gate_up(w)).float()
+            want = geglu(F.linear(x, w)).float()
+    except Exception as e:  # the CuTe DSL failing to compile or launch
+        return f"the probe GEMM failed ({type(e).__name__}: {str(e)[:200]})"
+    err = ((got - want).abs().max() / want.abs().max().clamp_min(1e-30)).item()
+    if not err <= PROBE_TOL:
+        return f"the probe GEMM differs from the split path by {err:.2e} (relative; bound {PROBE_TOL})"
+    return None
+
+
 def _wanted(repr_layers: Sequence[int], n: int) -> dict[int, list[int]]:
     """layer index 0..n -> the requested keys naming it (negative: from the end), as the reference."""
     want: dict[int, list[int]] = {}
@@ -83,11 +162,16 @@ def _wanted(repr_layers: Sequence[int], n: int) -> dict[int, list[int]]:
 class FastDNABERT:
     """A loaded dnabert_s.model.DNABERT (on a CUDA device, or on CPU under TRITON_INTERPRET=1)
     run through cuBLAS GEMMs and the Triton kernels. Holds the model's own parameters (no
-    copies) plus the embedding table with token_type[0] added and the ALiBi slopes in base 2.
-    `tiles` forces the attention launch (alibi_attention.tiles_for's tuple), for measurements."""
+    copies) plus the embedding table with token_type[0] added and the ALiBi slopes in base 2, and
+    for gated="quack" the gated weights with rows paired (pair_gate_up). `tiles` forces the
+    attention launch (alibi_attention.tiles_for's tuple), for measurements. `keep_sums` stores
+    the add+LN sums as before (an A/B arm of bench/dnabert_s.py; the outputs are bit-equal)."""
 
-    def __init__(self, model: DNABERT, tiles: tuple[str, int, int, int, int] | None = None):
+    def __init__(self, model: DNABERT, tiles: tuple[str, int, int, int, int] | None = None,
+                 gated: str = "triton", gated_why: str | None = None, keep_sums: bool = False):
         self.model, self.cfg, self.tiles = model, model.cfg, tiles
+        self.gated, self.gated_why, self.keep_sums = gated, gated_why, keep_sums
+        self.pairs = [pair_gate_up(layer.gated.weight) for layer in model.layers] if gated == "quack" else None
         w = model.word_embeddings.weight
         self.table = (w.float() + model.token_type_embeddings.weight[0].float()).to(w.dtype)  # [V, D]
         self.slopes2 = slopes_log2(alibi_slopes(model.cfg.num_heads), w.device)  # [H] fp32
@@ -111,6 +195,7 @@ class FastDNABERT:
         H, Dh, D = self.cfg.num_heads, self.cfg.head_dim, self.cfg.hidden_size
         attend = Plan(cu_seqlens.to(dev), T, max_seqlen, self.slopes2, self.scale, self.tiles)
         out: dict[int, torch.Tensor] = {}
+        add_ln = (lambda x_, d_, n_: K.add_layer_norm(x_, d_, n_)[1]) if self.keep_sums else K.add_layer_norm_only
         x = K.layer_norm(self.table[tokens], m.emb_norm)  # [T, D]
         for r in want.get(0, ()):
             out[r] = x
@@ -119,10 +204,13 @@ class FastDNABERT:
             q, k, v = qkv.view(T, 3, H, Dh).unbind(1)  # 3 x [T, H, Dh] views
             a = attend(q, k, v)  # [T, H, Dh]
             del qkv, q, k, v
-            _, x = K.add_layer_norm(x, F.linear(a.view(T, D), layer.attn_out.weight, layer.attn_out.bias),
-                                    layer.attn_norm)  # [T, D]
-            f = geglu(F.linear(x, layer.gated.weight))  # [T, F]
-            _, x = K.add_layer_norm(x, F.linear(f, layer.wo.weight, layer.wo.bias), layer.mlp_norm)  # [T, D]
+            x = add_ln(x, F.linear(a.view(T, D), layer.attn_out.weight, layer.attn_out.bias),
+                       layer.attn_norm)  # [T, D]
+            if self.pairs is None:
+                f = geglu(F.linear(x, layer.gated.weight))  # [T, 2F] -> [T, F]
+            else:
+                f = geglu_gemm(x, self.pairs[i])  # [T, F]
+            x = add_ln(x, F.linear(f, layer.wo.weight, layer.wo.bias), layer.mlp_norm)  # [T, D]
             del f
             for r in want.get(i + 1, ()):
                 out[r] = x
@@ -131,13 +219,17 @@ class FastDNABERT:
     __call__ = forward
 
 
-def arrange(model: DNABERT, tiles: tuple[str, int, int, int, int] | None = None) -> FastDNABERT:
+def arrange(model: DNABERT, tiles: tuple[str, int, int, int, int] | None = None, gated: str = "auto",
+            keep_sums: bool = False) -> FastDNABERT:
     """The GPU arrangement of a loaded DNABERT-S model (fp16/bf16 on CUDA for speed; any dtype
     under TRITON_INTERPRET=1 for tests). Arrange after the model has its device and dtype: the
-    embedding table and slopes are derived here, once."""
+    embedding table, slopes and paired gated weights are derived here, once. gated: "auto"
+    (quack's fused GeGLU GEMM where it runs and its probe passes, else "triton"), "quack" (that
+    or a ValueError), "triton" (cuBLAS + the Triton GeGLU pass). The model is not modified."""
     if not isinstance(model, DNABERT):
         raise TypeError(f"arrange takes a dnabert_s.model.DNABERT, got {type(model).__name__}")
-    return FastDNABERT(model, tiles)
+    kind, why = gated_choice(model, gated)
+    return FastDNABERT(model, tiles, kind, why, keep_sums)
 
 
 # --------------------------------------------------------------------------------------------

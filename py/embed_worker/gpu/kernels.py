@@ -5,6 +5,7 @@ The GEMMs (cuBLAS) run near the H200's ceiling; what is left of an ESM-2 layer b
 step one pass:
 
   add_layer_norm(x, d, ln) -> (s, h)   s = x + d (written over d), h = LN(s)      [T, D]
+  add_layer_norm_only(x, d, ln) -> h   the same h, s not stored (post-LN)          [T, D]
   layer_norm(x, ln)        -> h        h = LN(x)                                   [T, D]
   rotary_(qkv, pos, table, heads, q_scale)   in place on the fused projection [T, 3D]:
                                        q = rotary(q * q_scale), k = rotary(k); v untouched
@@ -28,7 +29,7 @@ import triton.language as tl
 # (Triton would otherwise compile a variant for counts divisible by 16 on first sight, mid-run).
 @triton.jit(do_not_specialize=["n_rows"])
 def _add_ln_kernel(X, D, W, B, S, H, n_rows, n_cols, eps,
-                   HAS_DELTA: tl.constexpr, ROWS: tl.constexpr, BLOCK: tl.constexpr):
+                   HAS_DELTA: tl.constexpr, ROWS: tl.constexpr, BLOCK: tl.constexpr, STORE_SUM: tl.constexpr = True):
     rows = tl.program_id(0) * ROWS + tl.arange(0, ROWS)[:, None]  # [ROWS, 1]
     cols = tl.arange(0, BLOCK)[None, :]  # [1, BLOCK]
     cmask = cols < n_cols
@@ -37,7 +38,8 @@ def _add_ln_kernel(X, D, W, B, S, H, n_rows, n_cols, eps,
     x = tl.load(X + off, mask=mask, other=0.0)
     if HAS_DELTA:
         x = (x.to(tl.float32) + tl.load(D + off, mask=mask, other=0.0).to(tl.float32)).to(S.dtype.element_ty)
-        tl.store(S + off, x, mask=mask)
+        if STORE_SUM:
+            tl.store(S + off, x, mask=mask)
     x = x.to(tl.float32)
     mean = tl.sum(x, axis=1) / n_cols  # [ROWS]
     xc = tl.where(cmask, x - mean[:, None], 0.0)
@@ -68,8 +70,10 @@ def _ln_launch(n_cols: int, elems: int = LN_ELEMS, warps: int | None = None) -> 
     return rows, block, warps
 
 
-def _add_ln(x: torch.Tensor, d: torch.Tensor | None, norm: torch.nn.LayerNorm) -> tuple[torch.Tensor, torch.Tensor]:
-    """(s, LN(s)) for s = x, or x + d stored over d."""
+def _add_ln(x: torch.Tensor, d: torch.Tensor | None, norm: torch.nn.LayerNorm,
+            store_sum: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+    """(s, LN(s)) for s = x, or x + d stored over d (store_sum=False: d is left as it was and
+    only LN(s) is meaningful)."""
     if not x.is_contiguous() or (d is not None and not d.is_contiguous()) or x.dim() != 2:
         raise ValueError("layer norm kernel takes contiguous [T, D] tensors")
     n_rows, n_cols = x.shape
@@ -79,13 +83,20 @@ def _add_ln(x: torch.Tensor, d: torch.Tensor | None, norm: torch.nn.LayerNorm) -
     if n_rows:
         _add_ln_kernel[(triton.cdiv(n_rows, rows),)](
             x, s, norm.weight, norm.bias, s, h, n_rows, n_cols, norm.eps,
-            HAS_DELTA=d is not None, ROWS=rows, BLOCK=block, num_warps=warps)
+            HAS_DELTA=d is not None, ROWS=rows, BLOCK=block, STORE_SUM=store_sum, num_warps=warps)
     return s, h
 
 
 def add_layer_norm(x: torch.Tensor, d: torch.Tensor, norm: torch.nn.LayerNorm) -> tuple[torch.Tensor, torch.Tensor]:
     """(s, LN(s)) with s = x + d stored over d's memory (x is left untouched). [T, D] each."""
     return _add_ln(x, d, norm)
+
+
+def add_layer_norm_only(x: torch.Tensor, d: torch.Tensor, norm: torch.nn.LayerNorm) -> torch.Tensor:
+    """LN(x + d) [T, D] without storing the sum (post-LN models, whose residual stream is the LN
+    output): reads x and d, writes h, one [T, D] write fewer than add_layer_norm. The sum is
+    rounded to the dtype before the LN, as there, so h is bit-equal to add_layer_norm's."""
+    return _add_ln(x, d, norm, store_sum=False)[1]
 
 
 def layer_norm(x: torch.Tensor, norm: torch.nn.LayerNorm) -> torch.Tensor:
