@@ -130,8 +130,9 @@ def write_sets(chunks: Iterable[tuple[int, list[str], int]], dna: VerifiedArray,
             names += got
         done = True
     except BrokenProcessPool as e:
-        raise ConvertError(f"a process writing the VirNucPro files died ({e}); out of memory?",
-                           f"each writer needs ~0.6 GB; rerun with fewer (--jobs, now {jobs})")
+        raise ConvertError(f"a process writing the VirNucPro files died ({e}): out of memory, or (calling "
+                           "write() from a script) the script lacks `if __name__ == '__main__':`, which spawned "
+                           "processes need", f"each writer needs ~0.6 GB: rerun with fewer (--jobs, now {jobs})")
     finally:
         if not done:
             verify.stop.set()  # failed: no point reading the rest
