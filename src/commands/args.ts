@@ -4,6 +4,8 @@
  */
 import type { ArgsDef } from "citty";
 import { DEFAULT_MODEL, DEFAULT_TRUNCATE, DNABERT_S_TRUNCATE } from "../config.ts";
+import { OptionsError } from "../errors.ts";
+import { log } from "../log.ts";
 import { KERNELS } from "../protocol.ts";
 
 export const sharedArgs = {
@@ -52,4 +54,17 @@ export function sharedOptions(args: SharedValues) {
     kernels: args.kernels as "auto",
     threads: args.threads,
   };
+}
+
+/** `--quiet` and `--verbose`: how much the long-running commands (run, extract, virnucpro) log on stderr. */
+export const logArgs = {
+  quiet: { type: "boolean", description: "no logs or progress on stderr, only errors and their hints (stdout unchanged)", default: false },
+  verbose: { type: "boolean", description: "debug logs and stack traces", default: false },
+} satisfies ArgsDef;
+
+/** Set the log level from `--quiet` / `--verbose`; both at once is an {@link OptionsError}. */
+export function setLogLevel(flags: { quiet?: boolean; verbose?: boolean }): void {
+  if (flags.quiet && flags.verbose) throw new OptionsError("--quiet and --verbose contradict each other", "pass one of them: --quiet shows only errors, --verbose adds debug logs and stack traces");
+  if (flags.verbose) log.level = 4;
+  if (flags.quiet) log.level = 0;
 }

@@ -13,10 +13,12 @@ import { defineCommand } from "citty";
 import { existsSync, rmSync, statSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { DEFAULT_TRUNCATE } from "../config.ts";
-import { EmbedError, ExitCode, InputError, InterruptedError, OptionsError, OutputError } from "../errors.ts";
+import { EmbedError, ExitCode, InputError, OptionsError, OutputError } from "../errors.ts";
 import { log } from "../log.ts";
 import { embedToStore, type RunHooks, type RunSummary } from "../run.ts";
 import { pythonJson } from "../workers/python.ts";
+import { setLogLevel } from "./args.ts";
+import { interruptOnSignals } from "./interrupt.ts";
 import { progress, terminalModes } from "./progress.ts";
 import { fail, result } from "./report.ts";
 
@@ -209,9 +211,7 @@ Examples:
     try {
       const { positionals, values, flags } = parseExtractArgv(rawArgs);
       verbose = flags.verbose ?? false;
-      if (flags.quiet && verbose) throw new OptionsError("--quiet and --verbose contradict each other", "pass one of them");
-      if (verbose) log.level = 4;
-      if (flags.quiet) log.level = 0;
+      setLogLevel(flags);
       if (positionals.length !== 3) throw new OptionsError(`expected MODEL FASTA OUT_DIR, got ${positionals.length} positional argument(s)${positionals.length > 3 ? `: ${positionals.slice(3).join(" ")}` : ""}`, "several values go after --repr_layers or --include only; see `embed extract --help`");
       const [model, fasta, outDir] = positionals as [string, string, string];
       const one = (k: string) => values[k]?.[0];
@@ -235,17 +235,10 @@ Examples:
       const modes = terminalModes({ json: flags.json ?? false, quiet: flags.quiet ?? false }, { stdout: process.stdout.isTTY, stderr: process.stderr.isTTY });
       const view = progress(modes.progress);
       // As `embed run`: the first interrupt drains and commits the batches in flight (a rerun resumes), a second exits.
-      const controller = new AbortController();
-      let signals = 0;
-      const onSignal = (sig: NodeJS.Signals) => {
-        if (++signals > 1) process.exit(130);
-        log.warn(`${sig}: finishing the batches in flight and committing them (press again to exit at once)`);
-        controller.abort(new InterruptedError(sig));
-      };
-      for (const sig of ["SIGINT", "SIGTERM", "SIGHUP"] as const) process.on(sig, onSignal);
+      const signal = interruptOnSignals();
       let summary: ExtractSummary;
       try {
-        summary = await extractToDir(options, { signal: controller.signal, onEvent: view.onEvent });
+        summary = await extractToDir(options, { signal, onEvent: view.onEvent });
       } finally {
         view.close();
       }

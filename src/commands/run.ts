@@ -1,11 +1,11 @@
 /** `embed run INPUT... -o OUT`: embed FASTA into a store; print the run summary (a few lines on a terminal, JSON otherwise). */
 import { defineCommand } from "citty";
-import { InterruptedError, OptionsError } from "../errors.ts";
 import { log } from "../log.ts";
 import { dryRun, embedToStore } from "../run.ts";
 import { loadHint } from "../store/identity.ts";
 import type { RunSummary } from "../run.ts";
-import { sharedArgs, sharedOptions } from "./args.ts";
+import { logArgs, setLogLevel, sharedArgs, sharedOptions } from "./args.ts";
+import { interruptOnSignals } from "./interrupt.ts";
 import { progress, terminalModes } from "./progress.ts";
 import { emit, fail, result } from "./report.ts";
 
@@ -57,14 +57,11 @@ Examples:
     dedup: { type: "boolean", description: "embed identical sequences once and write their rows under every id (reads and six-frame peptides repeat)", default: false },
     "max-restarts": { type: "string", description: "replacements of dead workers allowed before the run fails", default: "3" },
     dry: { type: "boolean", description: "print the plan as JSON and start no worker", default: false },
-    quiet: { type: "boolean", description: "no logs or progress on stderr, only errors and their hints (stdout unchanged)", default: false },
+    quiet: logArgs.quiet,
     json: { type: "boolean", description: "NDJSON events on stdout (start, batch, shard, worker, finish), then the summary; without it the summary is JSON off a terminal, a few lines on one", default: false },
-    verbose: { type: "boolean", description: "debug logs and stack traces", default: false },
+    verbose: logArgs.verbose,
   },
   async run({ args }) {
-    if (args.quiet && args.verbose) fail(new OptionsError("--quiet and --verbose contradict each other", "pass one of them: --quiet shows only errors, --verbose adds debug logs and stack traces"));
-    if (args.verbose) log.level = 4;
-    if (args.quiet) log.level = 0;
     const options = {
       ...sharedOptions(args),
       output: args.output,
@@ -80,24 +77,14 @@ Examples:
       shard: args.shard,
     };
     try {
+      setLogLevel(args);
       if (args.dry) return emit(await dryRun(options));
-      const controller = new AbortController();
-      let signals = 0;
-      const onSignal = (sig: NodeJS.Signals) => {
-        if (++signals > 1) process.exit(130);
-        log.warn(`${sig}: finishing the batches in flight and committing them (press again to exit at once)`);
-        controller.abort(new InterruptedError(sig));
-      };
-      process.on("SIGINT", onSignal);
-      process.on("SIGTERM", onSignal);
-      // A closed terminal or ssh session (SIGHUP) is an interrupt like any other: drain and commit,
-      // rather than die at once with the batches in flight lost (the default action, exit 129).
-      process.on("SIGHUP", onSignal);
+      const signal = interruptOnSignals();
       const modes = terminalModes(args, { stdout: process.stdout.isTTY, stderr: process.stderr.isTTY });
       const view = progress(modes.progress);
       let summary;
       try {
-        summary = await embedToStore(options, { signal: controller.signal, onEvent: view.onEvent });
+        summary = await embedToStore(options, { signal, onEvent: view.onEvent });
       } finally {
         view.close();
       }

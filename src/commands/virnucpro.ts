@@ -1,9 +1,10 @@
 /** `embed virnucpro READS... -o OUT`: VirNucPro's features in one resumable command (src/virnucpro.ts). */
 import { defineCommand } from "citty";
-import { InterruptedError, OptionsError } from "../errors.ts";
+import { OptionsError } from "../errors.ts";
 import { log } from "../log.ts";
 import { embedVirnucpro, VIRNUCPRO_DNABERT_MODEL, VIRNUCPRO_ESM_MODEL, VIRNUCPRO_PER_FILE, type VirnucproSummary } from "../virnucpro.ts";
-import { sharedArgs } from "./args.ts";
+import { logArgs, setLogLevel, sharedArgs } from "./args.ts";
+import { interruptOnSignals } from "./interrupt.ts";
 import { progress, terminalModes } from "./progress.ts";
 import { fail, result } from "./report.ts";
 
@@ -57,15 +58,13 @@ Examples:
     "shard-records": { type: "string", description: "commit a resumable shard of each store at least every N records", default: "10000" },
     "max-restarts": { type: "string", description: "replacements of dead workers allowed per model before the run fails", default: "3" },
     overwrite: { type: "boolean", description: "redo every step, replacing what the output directory holds", default: false },
-    quiet: { type: "boolean", description: "no logs or progress on stderr, only errors and their hints", default: false },
+    quiet: logArgs.quiet,
     json: { type: "boolean", description: "NDJSON run events on stdout, then the summary", default: false },
-    verbose: { type: "boolean", description: "debug logs and stack traces", default: false },
+    verbose: logArgs.verbose,
   },
   async run({ args }) {
-    if (args.quiet && args.verbose) fail(new OptionsError("--quiet and --verbose contradict each other", "pass one of them"));
-    if (args.verbose) log.level = 4;
-    if (args.quiet) log.level = 0;
     try {
+      setLogLevel(args);
       const options = {
         inputs: args._,
         output: args.output!,
@@ -86,19 +85,12 @@ Examples:
         maxRestarts: args["max-restarts"],
         overwrite: args.overwrite,
       };
-      const controller = new AbortController();
-      let signals = 0;
-      const onSignal = (sig: NodeJS.Signals) => {
-        if (++signals > 1) process.exit(130);
-        log.warn(`${sig}: finishing the batches in flight and committing them (press again to exit at once)`);
-        controller.abort(new InterruptedError(sig));
-      };
-      for (const sig of ["SIGINT", "SIGTERM", "SIGHUP"] as const) process.on(sig, onSignal);
+      const signal = interruptOnSignals();
       const modes = terminalModes(args, { stdout: process.stdout.isTTY, stderr: process.stderr.isTTY });
       const view = progress(modes.progress);
       let summary;
       try {
-        summary = await embedVirnucpro(options, { signal: controller.signal, onEvent: view.onEvent });
+        summary = await embedVirnucpro(options, { signal, onEvent: view.onEvent });
       } finally {
         view.close();
       }
