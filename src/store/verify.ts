@@ -46,32 +46,20 @@ const PIECE = 1 << 20;
 /** SHA-256 and size of a file, optionally counting its lines (`\n`); one pass, 1 MiB at a time. */
 export function hashFile(path: string, opts: { from?: number; hasher?: Bun.CryptoHasher } = {}): FileChecksum & { lines: number; lastByte: number } {
   const h = opts.hasher ?? new Bun.CryptoHasher("sha256");
-  const fd = openSync(path, "r");
-  const buf = new Uint8Array(PIECE);
-  let at = opts.from ?? 0;
-  let lines = 0;
-  let lastByte = -1;
-  try {
-    for (;;) {
-      const n = readSync(fd, buf, 0, buf.length, at);
-      if (n === 0) break;
-      const piece = buf.subarray(0, n);
-      h.update(piece);
-      for (let i = piece.indexOf(10); i >= 0; i = piece.indexOf(10, i + 1)) lines++;
-      lastByte = piece[n - 1]!;
-      at += n;
-    }
-  } finally {
-    closeSync(fd);
-  }
-  return { bytes: at, sha256: h.digest("hex"), lines, lastByte };
+  const { bytes, lines, lastByte } = scan(path, opts.from ?? 0, h);
+  return { bytes, sha256: h.digest("hex"), lines, lastByte };
 }
 
 /** Lines of a file (counting `\n`) and whether it ends with one, without hashing. */
 function countLines(path: string): { lines: number; lastByte: number } {
+  return scan(path, 0, undefined);
+}
+
+/** One pass over a file from byte `from`, 1 MiB at a time: its size, `\n` count and last byte (-1 if none read); each piece also goes to `hasher`. */
+function scan(path: string, from: number, hasher: Bun.CryptoHasher | undefined): { bytes: number; lines: number; lastByte: number } {
   const fd = openSync(path, "r");
   const buf = new Uint8Array(PIECE);
-  let at = 0;
+  let at = from;
   let lines = 0;
   let lastByte = -1;
   try {
@@ -79,6 +67,7 @@ function countLines(path: string): { lines: number; lastByte: number } {
       const n = readSync(fd, buf, 0, buf.length, at);
       if (n === 0) break;
       const piece = buf.subarray(0, n);
+      hasher?.update(piece);
       for (let i = piece.indexOf(10); i >= 0; i = piece.indexOf(10, i + 1)) lines++;
       lastByte = piece[n - 1]!;
       at += n;
@@ -86,7 +75,7 @@ function countLines(path: string): { lines: number; lastByte: number } {
   } finally {
     closeSync(fd);
   }
-  return { lines, lastByte };
+  return { bytes: at, lines, lastByte };
 }
 
 /** What an array of the store must be: its dtype and shape from the manifest. */
