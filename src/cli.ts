@@ -5,6 +5,7 @@
  */
 import { type CommandDef, defineCommand, renderUsage, runCommand, runMain } from "citty";
 import pkg from "../package.json" with { type: "json" };
+import { foreignOption, type Mistake, positionalMistake, spacedList } from "./commands/mistakes.ts";
 
 const main = defineCommand({
   meta: {
@@ -80,11 +81,12 @@ async function resolve<T>(v: T | Promise<T> | (() => T | Promise<T>)): Promise<T
 }
 
 /**
- * The first option of `rawArgs` that command `sub` does not define, with the nearest it does, or
- * undefined. citty ignores unknown options, so a typo (`--max-token 512`) would silently run
- * with the default instead.
+ * The first mistake in `rawArgs` for command `sub`, or undefined: an option it does not define
+ * (with the nearest it does, or the embed spelling of a fair-esm habit), a list spaced
+ * extract.py's way, or a model or output directory given as an input (mistakes.ts). citty ignores
+ * unknown options, so a typo (`--max-token 512`) would silently run with the default instead.
  */
-async function unknownOption(sub: string, rawArgs: string[]): Promise<{ option: string; nearest?: string } | undefined> {
+async function unknownOption(sub: string, rawArgs: string[]): Promise<Mistake | undefined> {
   const subs = main.subCommands ? await resolve(main.subCommands) : undefined;
   const loader = subs?.[sub];
   if (!loader) return undefined;
@@ -104,13 +106,25 @@ async function unknownOption(sub: string, rawArgs: string[]): Promise<{ option: 
       else takesValue.add(n);
     }
   }
+  const inputs = args.inputs?.type === "positional" && "model" in args; // embed run, embed validate
   for (let i = rawArgs.indexOf(sub) + 1; i < rawArgs.length; i++) {
     const a = rawArgs[i]!;
     if (a === "--") break;
-    if (a === "-" || !a.startsWith("-") || /^-\d/.test(a)) continue;
+    if (a === "-" || !a.startsWith("-") || /^-\d/.test(a)) {
+      const m = inputs ? positionalMistake(sub, a) : undefined;
+      if (m) return m;
+      continue;
+    }
     const name = a.split("=")[0]!;
-    if (!known.has(name)) return { option: name, nearest: nearest(name, [...known].filter((k) => k.startsWith("--"))) };
-    if (takesValue.has(name) && !a.includes("=")) i++; // its value, which may start with '-'
+    if (!known.has(name)) {
+      const near = nearest(name, [...known].filter((k) => k.startsWith("--")));
+      return foreignOption(sub, name, known) ?? { message: `unknown option ${name} for \`embed ${sub}\`${near ? ` (did you mean ${near}?)` : ""}`, hint: `see \`embed ${sub} --help\`` };
+    }
+    if (takesValue.has(name)) {
+      const value = a.includes("=") ? a.slice(name.length + 1) : rawArgs[++i]; // its value, which may start with '-'
+      const m = value !== undefined && inputs ? spacedList(name, value, rawArgs.slice(i + 1)) : undefined;
+      if (m) return m;
+    }
   }
   return undefined;
 }
@@ -136,16 +150,24 @@ function editDistance(a: string, b: string): number {
   return prev[b.length]!;
 }
 
-const rawArgs = process.argv.slice(2);
+const given = process.argv.slice(2);
+// `embed help` and `embed help run` (git's and npm's habit) are `embed --help` and `embed run --help`.
+const rawArgs = given[0] === "help" ? [...given.slice(1), "--help"] : given;
 const builtin = rawArgs.length === 0 || rawArgs.some((a) => a === "--help" || a === "-h") ||
   (rawArgs.length === 1 && (rawArgs[0] === "--version" || rawArgs[0] === "-v"));
 if (builtin) {
-  await runMain(main, { showUsage });
+  await runMain(main, { rawArgs, showUsage });
 } else {
   const sub = rawArgs.find((a) => !a.startsWith("-"));
+  const commands = Object.keys((main.subCommands && (await resolve(main.subCommands))) ?? {});
+  if (sub && !commands.includes(sub)) {
+    const near = nearest(sub, commands);
+    console.error(`error: Unknown command ${sub}${near ? ` (did you mean ${near}?)` : ""}\n  hint: see \`embed --help\``);
+    process.exit(2);
+  }
   const unknown = sub ? await unknownOption(sub, rawArgs) : undefined;
   if (unknown) {
-    console.error(`error: unknown option ${unknown.option} for \`embed ${sub}\`${unknown.nearest ? ` (did you mean ${unknown.nearest}?)` : ""}\n  hint: see \`embed ${sub} --help\``);
+    console.error(`error: ${unknown.message}\n  hint: ${unknown.hint}`);
     process.exit(2);
   }
   try {

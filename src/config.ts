@@ -53,7 +53,8 @@ const Include = z.union([z.string(), z.array(z.string())]).transform((v, ctx) =>
   const parts = typeof v === "string" ? csv(v) : v;
   const out: (typeof OUTPUT_KINDS)[number][] = [];
   for (const p of parts) {
-    const k = p === "per-residue" ? "residues" : p;
+    // per_tok: fair-esm extract.py's name for per-residue, accepted as its users type it.
+    const k = p === "per-residue" || p === "per_tok" ? "residues" : p;
     if (!(OUTPUT_KINDS as readonly string[]).includes(k)) {
       ctx.addIssue({ code: "custom", message: `unknown output "${p}" (choose from mean, bos, per-residue)` });
       return z.NEVER;
@@ -106,7 +107,9 @@ const Slice = z.union([z.string(), z.object({ index: z.number(), count: z.number
   return { index, count };
 });
 
-const MaxTokens = z.union([z.literal("auto"), z.coerce.number().int().min(3)]);
+/** A batch's token budget: at the least one record's BOS, one residue and EOS (3 tokens). */
+const MAX_TOKENS_RULE = "must be auto or a whole number of tokens per batch >=3 (e.g. 4096)";
+const MaxTokens = z.union([z.literal("auto"), z.coerce.number(MAX_TOKENS_RULE).int(MAX_TOKENS_RULE).min(3, MAX_TOKENS_RULE)], MAX_TOKENS_RULE);
 
 /** Everything a run needs, as given by a user (CLI or API). */
 export const RunOptions = z.object({
@@ -183,7 +186,9 @@ export function resolveConfig(input: RunOptionsInput, env: NodeJS.ProcessEnv = p
   const parsed = RunOptions.safeParse(input);
   if (!parsed.success) {
     const issue = parsed.error.issues[0]!;
-    const where = issue.path.length ? `--${String(issue.path[0]).replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}: ` : "";
+    // The option's CLI name: camelCase to dashes, and `formats` is written --format.
+    const key = String(issue.path[0]) === "formats" ? "format" : String(issue.path[0]);
+    const where = issue.path.length ? `--${key.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}: ` : "";
     throw new OptionsError(`${where}${issue.message}`, "see `embed run --help`");
   }
   const o = parsed.data;

@@ -373,7 +373,9 @@ def main() -> int:
                      max_tokens=worker.max_tokens, transport=worker.ring.transport, startup=phases.line())
             return worker.serve()
     except Exception as e:
-        log.log("error", "worker failed", error=repr(e), traceback=traceback.format_exc(limit=12))
+        # The error itself travels to the CLI (P.error), which prints it with its hint; the traceback
+        # is for --verbose (a debug line there).
+        log.debug("worker failed", error=repr(e), traceback=traceback.format_exc(limit=12))
         try:
             ch.send(P.error(wire_error(e)))
         except OSError:

@@ -47,7 +47,7 @@ Examples:
     ...sharedArgs,
     output: { type: "string", alias: "o", description: "output store directory", valueHint: "DIR" },
     layers: { type: "string", description: "layers, fair-esm style: -1 = last, 0 = embeddings, e.g. 0,6,-1", default: "-1" },
-    include: { type: "string", description: "outputs: mean, bos, per-residue (comma list)", default: "mean" },
+    include: { type: "string", description: "outputs: mean, bos, per-residue (comma list; per_tok, fair-esm's name, is per-residue)", default: "mean" },
     "out-dtype": { type: "enum", options: ["float32", "float16"], description: "dtype of stored embeddings", default: "float32" },
     overwrite: { type: "boolean", description: "replace a complete store in the output directory", default: false },
     format: { type: "string", description: "formats to write: npy (the store itself), hdf5, parquet, virnucpro (comma list)", default: "npy" },
