@@ -154,7 +154,8 @@ def _main(argv: list[str]) -> int:
         sys.stdout.write("\n")
         return 0
     for r in rows:
-        where = r["path"] or r.get("how") or f"not found ({r['download_to']})"
+        where = r["path"] or r.get("how") or (f"not found (downloaded on first use to {r['download_to']})" if r["downloadable"]
+                                              else f"not found (scripts/setup makes it at {r['download_to']})")
         print(f"{r['name']:<22} {r['family']:<10} {r['layers']:>3} layers  dim {r['dim']:>5}  "
               f"{r['params'] / 1e6:>9.1f}M  {where}")
     return 0

@@ -12,13 +12,11 @@ Search order for a bare name (first hit wins; ``.pt`` before a folder at each pl
      the snapshot refs/main names, found by huggingface_hub, with config.json and a weights file)
 A released name found nowhere is downloaded by esm2/download.py (unless --no-download).
 
-Run ``python -m embed_worker.esm2.registry --json`` to print ``describe_all()``.
+``python -m embed_worker.registry --json`` prints these rows with DNABERT's (``embed models``).
 """
 from __future__ import annotations
 
-import json
 import os
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -267,20 +265,3 @@ def describe_all() -> list[dict]:
         })
     return rows
 
-
-def _main(argv: list[str]) -> int:
-    rows = describe_all()
-    if "--json" in argv:
-        json.dump(rows, sys.stdout)
-        sys.stdout.write("\n")
-        return 0
-    for r in rows:
-        where = r["path"] or (f"not found (downloaded on first use to {r['download_to']})" if r["downloadable"]
-                              else f"not found (scripts/setup makes it at {r['download_to']})")
-        print(f"{r['name']:<22} {r['layers']:>3} layers  dim {r['dim']:>5}  heads {r['heads']:>3}  "
-              f"{r['params'] / 1e6:>9.1f}M  {where}")
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(_main(sys.argv[1:]))
