@@ -30,6 +30,7 @@ import numpy as np
 
 from ..errors import EmbedWorkerError
 from .atomic import COMMITTED, Atomic, Hashed, commit, write_npy
+from .cli import run_tool
 from . import sources
 from .sources import (HDF5_FORMAT, VIRNUCPRO_FILE, BadOptions, ConvertError, Source, require_package,
                       open_source, record_chunks, row_chunks)
@@ -332,18 +333,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--first", type=int, default=1, help="virnucpro: number of the first file (output_{first}_ESM.pt)")
     p.add_argument("--json", action="store_true", help="print the summary as JSON on stdout")
     a = p.parse_args(argv)
-    try:
-        summary = convert(a.source, a.to, a.out, a.layer, a.kind, a.first)
-    except EmbedWorkerError as e:
-        print(f"error: {e.message}\nhint: {e.hint}", file=sys.stderr)
-        print(json.dumps(e.to_wire()), file=sys.stderr)
-        return 1
-    if a.json:
-        json.dump(summary, sys.stdout, indent=2)
-        sys.stdout.write("\n")
-    else:
-        print(f"{summary['records']} records -> {summary['format']}: " + ", ".join(summary["files"]), file=sys.stderr)
-    return 0
+    return run_tool(lambda: convert(a.source, a.to, a.out, a.layer, a.kind, a.first), as_json=a.json,
+                    human=lambda s: f"{s['records']} records -> {s['format']}: " + ", ".join(s["files"]))
 
 
 if __name__ == "__main__":

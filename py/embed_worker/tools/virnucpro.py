@@ -30,7 +30,6 @@ with its last stderr line ``{"name", "message", "hint"}``.
 from __future__ import annotations
 
 import argparse
-import json
 import re
 import shutil
 import sys
@@ -39,8 +38,8 @@ import time
 from pathlib import Path
 from typing import Iterator
 
-from ..errors import EmbedWorkerError
 from .atomic import commit
+from .cli import run_tool
 from .sources import ConvertError, Source, open_source, require_package
 from .store_source import VerifiedArray
 from .virnucpro_pool import default_jobs, save_set, write_sets
@@ -142,22 +141,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--jobs", type=int, default=None, help="processes writing file sets at once (default: the CPUs granted, at most 16)")
     p.add_argument("--json", action="store_true", help="print the summary as JSON on stdout")
     a = p.parse_args(argv)
-    try:
-        summary = write(a.dnabert, a.esm, a.out, a.per_file, a.jobs)
-    except EmbedWorkerError as e:
-        print(f"error: {e.message}\nhint: {e.hint}", file=sys.stderr)
-        print(json.dumps(e.to_wire()), file=sys.stderr)
-        return 1
-    except OSError as e:
-        err = ConvertError(f"writing {a.out} failed: {e}", "check free space and permissions of the output path")
-        print(json.dumps(err.to_wire()), file=sys.stderr)
-        return 1
-    if a.json:
-        json.dump(summary, sys.stdout, indent=2)
-        sys.stdout.write("\n")
-    else:
-        print(f"{summary['records']} records -> {summary['files']} x 3 files in {summary['out']}", file=sys.stderr)
-    return 0
+    return run_tool(lambda: write(a.dnabert, a.esm, a.out, a.per_file, a.jobs), as_json=a.json, output=a.out,
+                    human=lambda s: f"{s['records']} records -> {s['files']} x 3 files in {s['out']}")
 
 
 if __name__ == "__main__":
