@@ -221,126 +221,149 @@ async function startWhileReading(
   return { workers: [...(await workersP)], table, slice, grouped };
 }
 
-/** The run, with the store locked (embedToStore). */
+/** The run, with the store locked (embedToStore): open the store, plan what is left, embed the
+ * plan with events, then finish (manifest, formats, summary). */
 async function embedLocked(cfg: RunConfig, out: string, devices: DeviceSlot[], reading: ReadingOptions, hooks: RunHooks, t0: number): Promise<RunSummary> {
   log.info(`embedding with ${cfg.model} on ${devices.map((d) => `${d.name} (${d.label})`).join(", ")}`);
   const { workers, table, slice, grouped } = await startWhileReading(cfg, devices, reading, hooks.signal);
-  const all = table.indices();
-  const reason = () => interruptReason(hooks.signal!);
   let store: Store | undefined;
   try {
-    const first = workers[0]!.ready;
     const facts = runFacts(cfg, workers[0]!, table, slice);
-    store = Store.open(
-      out,
-      runIdentity(facts),
-      { dim: first.model.dim, layers: first.layers, include: first.include, dtype: first.outDtype, lengths: table.lengths() },
-      { overwrite: cfg.overwrite, shardRecords: cfg.shardRecords },
-    );
-    const s = store;
-    if (s.resumed) log.info(`resuming: ${s.resumed} of ${table.size} records already committed`);
-    const { budget, maxSeqs } = workerLimits(workers);
-    const todo = s.resumed ? table.indices((i) => !s.isDone(i)) : all;
-    const identical: Identical | undefined = grouped && s.resumed ? groupIdentical(table, todo) : grouped;
-    const plan = planRecords(table, budget, maxSeqs, identical?.firsts ?? todo);
-    const copies = identical ? `, ${identical.copies} of them copies of an identical sequence (embedded once)` : "";
-    log.info(`${todo.length} records to write${copies}, ${plan.batches.length} batches of ≤${budget} tokens, packing density ${(plan.density * 100).toFixed(1)}%`);
-    const lengths = table.lengths();
-    const emit = hooks.onEvent ?? (() => {});
-    emit({ type: "start", records: table.size, todo: todo.length, ...(identical ? { identical: identical.copies } : {}), resumed: s.resumed, batches: plan.batches.length, tokens: plan.tokens, budget, density: plan.density, devices: workers.map((w) => w.name) });
-    const tEmbed = performance.now();
-    // A split batch stays in plan.batches beside its two halves: batches to embed = entries - splits.
-    const planned = plan.batches.length;
-    const totalBatches = () => plan.batches.length - (plan.batches.length - planned) / 2;
-    let records = 0;
-    let tokens = 0;
-    let done = 0;
-    let stats: Awaited<ReturnType<typeof embedPlan>> | undefined;
-    try {
-      stats = await embedPlan(
-        workers,
-        table,
-        plan,
-        (b, result, w) => {
-          // Copies go into the same append as their first: all or nothing.
-          const out = identical ? withCopies(b.records, result, identical, lengths) : { records: b.records, result };
-          const shard = s.write(out.records, out.result);
-          records += out.records.length;
-          tokens += b.tokens;
-          done++;
-          const elapsed = (performance.now() - tEmbed) / 1000;
-          emit({ type: "batch", batches: done, totalBatches: totalBatches(), records, tokens, elapsed, tokensPerSecond: tokens / elapsed, worker: w.name, density: b.tokens / budget });
-          if (shard) emit({ type: "shard", shard: shard.shard, records: shard.records, committed: s.recordsDone });
-        },
-        {
-          signal: hooks.signal,
-          health: cfg.health,
-          onBudget: (w, tokens) => emit({ type: "worker", worker: w.name, state: "budget-lowered", detail: `out of memory: batches of at most ${tokens} tokens from now on`, budget: tokens }),
-          restart: {
-            cfg,
-            devices,
-            onReplace: (dead) => emit({ type: "worker", worker: dead.name, state: "replaced", detail: "the worker died; a replacement is starting" }),
-          },
-        },
-      );
-    } finally {
-      // Whatever happened, what finished is committed, so the same command resumes from it.
-      const last = s.commitShard();
-      if (last) emit({ type: "shard", shard: last.shard, records: last.records, committed: s.recordsDone });
-    }
-    const tEnd = performance.now();
-    const embedSeconds = (tEnd - tEmbed) / 1000;
-    const seconds = (tEnd - t0) / 1000;
-    const summary: RunSummary = {
-      output: out,
-      family: facts.family,
-      pooling: facts.pooling,
-      ...table.summary(),
-      identical: identical?.copies ?? 0,
-      ...(slice ? { slice: `${slice.index}/${slice.count}` } : {}),
-      resumed: s.resumed,
-      batches: totalBatches(),
-      budget,
-      density: plan.density,
-      devices: workers.filter((w) => w.alive).map((w) => `${w.name} (${w.ready.device}, ${w.ready.backend}, ${w.ready.kernels}, ${w.ready.precision})`),
-      model: first.model.name,
-      layers: first.layers,
-      include: first.include,
-      seconds,
-      startupSeconds: (tEmbed - t0) / 1000,
-      workerStartup: Object.fromEntries(workers.map((w) => [w.name, w.startup()])),
-      embedSeconds,
-      tokensPerSecond: plan.tokens / embedSeconds,
-      perWorker: stats.perWorker,
-      busy: Object.fromEntries(Object.entries(stats.busyMs).map(([w, ms]) => [w, Math.round(ms / 10 / embedSeconds) / 100])),
-      restarts: stats.restarts,
-      splits: stats.splits,
-      formats: [{ format: "npy", files: [] }],
-    };
-    s.finalize(
-      table,
-      runManifest(out, facts, {
-        counts: table.summary(),
-        inputs: cfg.inputs,
-        inputChecksums: table.inputs,
-        run: { devices: summary.devices, batches: summary.batches, budget, density: plan.density, seconds, resumed: s.resumed, identical: summary.identical, request: runRequest(cfg) },
-      }),
-    );
-    for (const f of cfg.formats.filter((f) => f !== "npy")) {
-      const c = await convertStore(out, f, { python: cfg.python, locked: out }); // under this run's lock
-      log.info(`${f}: ${c.files.join(", ")}`);
-      summary.formats.push({ format: f, files: c.files });
-    }
-    emit({ type: "finish", records: table.size, seconds: summary.seconds, tokensPerSecond: summary.tokensPerSecond, output: out });
-    return summary;
+    store = openStore(cfg, out, workers[0]!, table, facts);
+    const left = planLeft(table, store, workers, grouped);
+    const run: LockedRun = { cfg, out, devices, workers, table, slice, facts, store, left, emit: hooks.onEvent ?? (() => {}), t0 };
+    return await finishRun(run, await embedWithEvents(run, hooks.signal));
   } catch (e) {
     for (const w of workers) w.kill();
     store?.abort();
-    if (hooks.signal?.aborted) throw reason();
+    if (hooks.signal?.aborted) throw interruptReason(hooks.signal);
     throw e;
   } finally {
     await Promise.all(workers.map((w) => w.stop()));
   }
+}
+
+/** What the steps of a locked run share. */
+interface LockedRun {
+  cfg: RunConfig; out: string; devices: DeviceSlot[]; workers: WorkerHandle[];
+  table: RecordTable; slice: SliceInfo | undefined; facts: RunFacts; store: Store;
+  left: ReturnType<typeof planLeft>; emit: (e: RunEvent) => void;
+  /** When the call began (performance.now(), ms). */
+  t0: number;
+}
+
+/** Open (or resume) the store, shaped as the first worker's READY says. */
+function openStore(cfg: RunConfig, out: string, w: WorkerHandle, table: RecordTable, facts: RunFacts): Store {
+  const r = w.ready;
+  const shape = { dim: r.model.dim, layers: r.layers, include: r.include, dtype: r.outDtype, lengths: table.lengths() };
+  const s = Store.open(out, runIdentity(facts), shape, { overwrite: cfg.overwrite, shardRecords: cfg.shardRecords });
+  if (s.resumed) log.info(`resuming: ${s.resumed} of ${table.size} records already committed`);
+  return s;
+}
+
+/** The records not yet committed, their identical groups (--dedup) and the batches they pack into. */
+function planLeft(table: RecordTable, s: Store, workers: WorkerHandle[], grouped: Identical | undefined) {
+  const { budget, maxSeqs } = workerLimits(workers);
+  const todo = s.resumed ? table.indices((i) => !s.isDone(i)) : table.indices();
+  const identical: Identical | undefined = grouped && s.resumed ? groupIdentical(table, todo) : grouped;
+  const plan = planRecords(table, budget, maxSeqs, identical?.firsts ?? todo);
+  const copies = identical ? `, ${identical.copies} of them copies of an identical sequence (embedded once)` : "";
+  log.info(`${todo.length} records to write${copies}, ${plan.batches.length} batches of ≤${budget} tokens, packing density ${(plan.density * 100).toFixed(1)}%`);
+  return { budget, todo, identical, plan };
+}
+
+/**
+ * Embed the plan into the store: a start event, a batch event per batch and a shard event per
+ * committed shard; what finished is committed whatever happened. Returns the pool's stats, the
+ * batches embedded and when embedding began and ended (performance.now(), ms).
+ */
+async function embedWithEvents(run: LockedRun, signal: AbortSignal | undefined) {
+  const { cfg, workers, table, store: s, emit } = run;
+  const { budget, todo, identical, plan } = run.left;
+  const lengths = table.lengths();
+  emit({ type: "start", records: table.size, todo: todo.length, ...(identical ? { identical: identical.copies } : {}), resumed: s.resumed, batches: plan.batches.length, tokens: plan.tokens, budget, density: plan.density, devices: workers.map((w) => w.name) });
+  const tEmbed = performance.now();
+  // A split batch stays in plan.batches beside its two halves: batches to embed = entries - splits.
+  const planned = plan.batches.length;
+  const totalBatches = () => plan.batches.length - (plan.batches.length - planned) / 2;
+  let records = 0;
+  let tokens = 0;
+  let done = 0;
+  try {
+    const stats = await embedPlan(
+      workers,
+      table,
+      plan,
+      (b, result, w) => {
+        // Copies go into the same append as their first: all or nothing.
+        const out = identical ? withCopies(b.records, result, identical, lengths) : { records: b.records, result };
+        const shard = s.write(out.records, out.result);
+        records += out.records.length;
+        tokens += b.tokens;
+        done++;
+        const elapsed = (performance.now() - tEmbed) / 1000;
+        emit({ type: "batch", batches: done, totalBatches: totalBatches(), records, tokens, elapsed, tokensPerSecond: tokens / elapsed, worker: w.name, density: b.tokens / budget });
+        if (shard) emit({ type: "shard", shard: shard.shard, records: shard.records, committed: s.recordsDone });
+      },
+      {
+        signal,
+        health: cfg.health,
+        onBudget: (w, tokens) => emit({ type: "worker", worker: w.name, state: "budget-lowered", detail: `out of memory: batches of at most ${tokens} tokens from now on`, budget: tokens }),
+        restart: { cfg, devices: run.devices, onReplace: (dead) => emit({ type: "worker", worker: dead.name, state: "replaced", detail: "the worker died; a replacement is starting" }) },
+      },
+    );
+    return { stats, batches: totalBatches(), tEmbed };
+  } finally {
+    // Whatever happened, what finished is committed, so the same command resumes from it.
+    const last = s.commitShard();
+    if (last) emit({ type: "shard", shard: last.shard, records: last.records, committed: s.recordsDone });
+  }
+}
+
+/** Write the manifest, convert to the other formats (under this run's lock), emit finish and
+ * return the summary. */
+async function finishRun(run: LockedRun, embedded: Awaited<ReturnType<typeof embedWithEvents>>): Promise<RunSummary> {
+  const tEnd = performance.now();
+  const { cfg, out, workers, table, slice, facts, store: s, emit, t0 } = run;
+  const { budget, identical, plan } = run.left;
+  const { stats, tEmbed } = embedded;
+  const embedSeconds = (tEnd - tEmbed) / 1000;
+  const seconds = (tEnd - t0) / 1000;
+  const summary: RunSummary = {
+    output: out,
+    family: facts.family,
+    pooling: facts.pooling,
+    ...table.summary(),
+    identical: identical?.copies ?? 0,
+    ...(slice ? { slice: `${slice.index}/${slice.count}` } : {}),
+    resumed: s.resumed,
+    batches: embedded.batches,
+    budget,
+    density: plan.density,
+    devices: workers.filter((w) => w.alive).map((w) => `${w.name} (${w.ready.device}, ${w.ready.backend}, ${w.ready.kernels}, ${w.ready.precision})`),
+    model: facts.model.name,
+    layers: facts.layers,
+    include: facts.include,
+    seconds,
+    startupSeconds: (tEmbed - t0) / 1000,
+    workerStartup: Object.fromEntries(workers.map((w) => [w.name, w.startup()])),
+    embedSeconds,
+    tokensPerSecond: plan.tokens / embedSeconds,
+    perWorker: stats.perWorker,
+    busy: Object.fromEntries(Object.entries(stats.busyMs).map(([w, ms]) => [w, Math.round(ms / 10 / embedSeconds) / 100])),
+    restarts: stats.restarts,
+    splits: stats.splits,
+    formats: [{ format: "npy", files: [] }],
+  };
+  const runInfo = { devices: summary.devices, batches: summary.batches, budget, density: plan.density, seconds, resumed: s.resumed, identical: summary.identical, request: runRequest(cfg) };
+  s.finalize(table, runManifest(out, facts, { counts: table.summary(), inputs: cfg.inputs, inputChecksums: table.inputs, run: runInfo }));
+  for (const f of cfg.formats.filter((f) => f !== "npy")) {
+    const c = await convertStore(out, f, { python: cfg.python, locked: out }); // under this run's lock
+    log.info(`${f}: ${c.files.join(", ")}`);
+    summary.formats.push({ format: f, files: c.files });
+  }
+  emit({ type: "finish", records: table.size, seconds: summary.seconds, tokensPerSecond: summary.tokensPerSecond, output: out });
+  return summary;
 }
 
 /** What the store records of this run: the model and outputs as the first worker's READY says

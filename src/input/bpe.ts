@@ -295,12 +295,46 @@ export class DnaBpeTokenizer {
     this.bucketTail[r] = e;
   }
 
+  /** Link `sym[0, m)` as one list of symbols and queue every pair that has a merge. */
+  private link(m: number): void {
+    const sym = this.sym;
+    const nxt = this.nxt;
+    const prv = this.prv;
+    this.entries = 0;
+    this.lowest = this.bucketHead.length;
+    for (let i = 0; i < m; i++) {
+      nxt[i] = i + 1;
+      prv[i] = i - 1;
+    }
+    for (let i = 0; i + 1 < m; i++) {
+      const r = this.rank(sym[i]!, sym[i + 1]!);
+      if (r >= 0) this.queue(r, i);
+    }
+  }
+
+  /** Move rank `r`'s queued positions into `batch`, leftmost first, and empty its bucket; returns how
+   * many (queued in order unless one token is made by two merges of different ranks, e.g. AA+A and A+AA). */
+  private take(r: number): number {
+    const batch = this.batch;
+    const entPos = this.entPos;
+    const entNext = this.entNext;
+    let k = 0;
+    let sorted = true;
+    for (let e = this.bucketHead[r]!; e >= 0; e = entNext[e]!) {
+      const pos = entPos[e]!;
+      if (k > 0 && pos < batch[k - 1]!) sorted = false;
+      batch[k++] = pos;
+    }
+    this.bucketHead[r] = -1;
+    if (!sorted) batch.subarray(0, k).sort();
+    return k;
+  }
+
   /**
-   * BPE over the run of base ids `sym[0, m)`; appends the result to `out` from `n`, returns the
-   * new end. HF `Word::merge_all` pops the lowest (rank, position) from a heap; here a bucket
-   * per rank holds the pairs' left positions and the ranks are visited in increasing order (a
-   * merge only creates pairs of higher rank, checked at load), each bucket leftmost first.
-   * Entries whose pair has changed since they were queued are skipped, as in HF.
+   * BPE over the run of base ids `sym[0, m)`, appended to `out` from `n`; returns the new end. HF
+   * `Word::merge_all` pops the lowest (rank, position) from a heap; here the ranks are visited in
+   * increasing order (a merge only creates pairs of higher rank, checked at load), each rank's
+   * bucket of left positions leftmost first, skipping entries whose pair changed since queued.
    */
   private mergeRun(m: number, n: number): number {
     const sym = this.sym;
@@ -311,25 +345,13 @@ export class DnaBpeTokenizer {
     }
     const nxt = this.nxt;
     const prv = this.prv;
-    const head = this.bucketHead;
     const bits = this.bucketBits;
-    const entPos = this.entPos;
-    const entNext = this.entNext;
     const batch = this.batch;
-    this.entries = 0;
-    this.lowest = head.length;
-    for (let i = 0; i < m; i++) {
-      nxt[i] = i + 1;
-      prv[i] = i - 1;
-    }
-    for (let i = 0; i + 1 < m; i++) {
-      const r = this.rank(sym[i]!, sym[i + 1]!);
-      if (r >= 0) this.queue(r, i);
-    }
+    this.link(m);
     const lowest = this.lowest;
     const words = bits.length;
     let word = lowest >>> 5;
-    let mask = lowest < head.length ? -1 << (lowest & 31) : 0;
+    let mask = lowest < this.bucketHead.length ? -1 << (lowest & 31) : 0;
     while (word < words) {
       const w = bits[word]! & mask;
       if (w === 0) {
@@ -340,17 +362,7 @@ export class DnaBpeTokenizer {
       const bit = 31 - Math.clz32(w & -w);
       const r = (word << 5) | bit;
       bits[word] = bits[word]! & ~(1 << bit);
-      // This rank's positions, leftmost first. Queued in order except when one token is made by
-      // two merges of different ranks (e.g. AA+A and A+AA); sorting then keeps HF's order.
-      let k = 0;
-      let sorted = true;
-      for (let e = head[r]!; e >= 0; e = entNext[e]!) {
-        const pos = entPos[e]!;
-        if (k > 0 && pos < batch[k - 1]!) sorted = false;
-        batch[k++] = pos;
-      }
-      head[r] = -1;
-      if (!sorted) batch.subarray(0, k).sort();
+      const k = this.take(r);
       const a = this.mergeLeft[r]!;
       const b = this.mergeRight[r]!;
       const merged = this.rankToId[r]!;

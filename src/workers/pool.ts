@@ -66,63 +66,114 @@ export const MAX_RESTARTS = 3;
 
 const isOom = (e: unknown) => e instanceof WorkerError && /OutOfMemory/i.test(e.remoteName ?? "");
 
+/** Embed every batch of `job` on the `initial` workers and their replacements (the faults handled: see above). */
 export async function runPool(initial: readonly WorkerHandle[], job: PoolJob, opts: PoolOptions = {}): Promise<PoolStats> {
-  const stats: PoolStats = { batches: 0, perWorker: {}, busyMs: {}, restarts: 0, splits: 0 };
-  const queue: number[] = [];
-  let next = 0;
-  let inFlight = 0;
-  let failure: Error | undefined;
-  const budget = new Map<WorkerHandle, number>();
+  return new Pool(job, opts).run(initial);
+}
+
+/**
+ * The shared queue of batch indices: the planned batches in order, after any put back (a dead
+ * worker's batch, a retried one, the halves of a split), which go first. Batches made by
+ * splitting are reached through the put-back list only.
+ */
+class BatchQueue {
+  private readonly back: number[] = [];
+  private next = 0;
+  private wake: (() => void) | undefined;
+  constructor(private readonly planned: number) {}
+
+  take(): number | undefined {
+    return this.back.shift() ?? (this.next < this.planned ? this.next++ : undefined);
+  }
+  putBack(...batches: number[]): void {
+    this.back.unshift(...batches);
+  }
+  get putBackCount(): number {
+    return this.back.length;
+  }
+  /** Resolves at the next `notify` (work put back, a batch settled, a failure, an abort). */
+  waitForNews(): Promise<void> {
+    return new Promise<void>((r) => (this.wake = chain(this.wake, r)));
+  }
+  notify(): void {
+    this.wake?.();
+    this.wake = undefined;
+  }
+}
+
+/** One run of the pool: its lanes, the faults they handle and the stats they keep. */
+class Pool {
+  readonly stats: PoolStats = { batches: 0, perWorker: {}, busyMs: {}, restarts: 0, splits: 0 };
+  private readonly queue: BatchQueue;
+  private inFlight = 0;
+  private failure: Error | undefined;
+  private closed = false;
+  /** Tokens per batch for a worker that ran out of memory (never raised again). */
+  private readonly budget = new Map<WorkerHandle, number>();
   /** Batches already retried after a worker's exception. */
-  const retried = new Set<number>();
-  let wake: (() => void) | undefined;
-  const notify = () => {
-    wake?.();
-    wake = undefined;
-  };
-  let closed = false;
-  const stopping = () => closed || failure !== undefined || opts.signal?.aborted === true;
-  // Batches made by splitting are reached through the queue only.
-  const planned = job.count();
-  const take = (): number | undefined => queue.shift() ?? (next < planned ? next++ : undefined);
-  const fail = (e: Error) => {
-    failure ??= e;
-    notify();
-  };
-  opts.signal?.addEventListener("abort", notify, { once: true });
-  const watchdog = opts.health ? new Watchdog(opts.health) : undefined;
+  private readonly retried = new Set<number>();
+  private readonly running: Promise<void>[] = [];
+  private readonly replacing = new Map<WorkerHandle, Promise<void>>();
+  private readonly watchdog: Watchdog | undefined;
 
-  const running: Promise<void>[] = [];
-  const startWorker = (w: WorkerHandle) => {
-    for (let s = 0; s < w.slots; s++) running.push(lane(w));
-  };
+  constructor(private readonly job: PoolJob, private readonly opts: PoolOptions) {
+    this.queue = new BatchQueue(job.count());
+    opts.signal?.addEventListener("abort", () => this.queue.notify(), { once: true });
+    this.watchdog = opts.health ? new Watchdog(opts.health) : undefined;
+  }
 
-  async function lane(w: WorkerHandle): Promise<void> {
-    for (;;) {
-      if (stopping()) return;
-      if (opts.admit) {
-        await opts.admit().catch(() => {}); // rejects only on abort, which stopping() sees
-        if (stopping()) return;
+  private stopping(): boolean {
+    return this.closed || this.failure !== undefined || this.opts.signal?.aborted === true;
+  }
+  private fail(e: Error): void {
+    this.failure ??= e;
+    this.queue.notify();
+  }
+  private startWorker(w: WorkerHandle): void {
+    for (let s = 0; s < w.slots; s++) this.running.push(this.lane(w));
+  }
+
+  async run(initial: readonly WorkerHandle[]): Promise<PoolStats> {
+    const { stats, job, opts } = this;
+    initial.forEach((w) => this.startWorker(w));
+    // Lanes are added while running (replacements): wait until no lane is left.
+    try {
+      for (let settled = 0; settled < this.running.length; ) {
+        const wave = this.running.slice(settled);
+        settled += wave.length;
+        await Promise.all(wave);
       }
-      if (!w.alive) return replace(w, new WorkerError(w.name, "the worker process exited"));
-      const i = take();
+    } finally {
+      this.closed = true;
+      this.watchdog?.stop();
+    }
+    if (this.failure) throw this.failure;
+    if (opts.signal?.aborted) throw opts.signal.reason instanceof Error ? opts.signal.reason : new EmbedError("aborted");
+    // Each split replaced one batch by two.
+    if (stats.batches + stats.splits < job.count()) throw new EmbedError(`only ${stats.batches} of ${job.count()} batches were embedded`, { hint: "this is a bug; please report it" });
+    return stats;
+  }
+
+  /** One ring slot of worker `w`: take a batch, embed it, consume it; until no work is left. */
+  private async lane(w: WorkerHandle): Promise<void> {
+    const { job, stats, queue } = this;
+    for (;;) {
+      if (this.stopping()) return;
+      if (this.opts.admit) {
+        await this.opts.admit().catch(() => {}); // rejects only on abort, which stopping() sees
+        if (this.stopping()) return;
+      }
+      if (!w.alive) return this.replace(w, new WorkerError(w.name, "the worker process exited"));
+      const i = queue.take();
       if (i === undefined) {
-        if (inFlight === 0 && queue.length === 0) return notify();
+        if (this.inFlight === 0 && queue.putBackCount === 0) return queue.notify();
         // Work may come back (a requeue after a death or a split): wait for news.
-        await new Promise<void>((r) => (wake = chain(wake, r)));
+        await queue.waitForNews();
         continue;
       }
-      const limit = budget.get(w);
-      if (limit !== undefined && job.tokens(i) > limit && job.split) {
-        const halves = job.split(i);
-        if (halves) {
-          stats.splits++;
-          queue.unshift(...halves);
-          continue;
-        }
-      }
-      inFlight++;
-      watchdog?.sent(w);
+      if (this.splitOverBudget(w, i)) continue;
+      this.inFlight++;
+      this.watchdog?.sent(w);
       let ms = 0;
       try {
         await w.embed(job.batch(i), (r) => {
@@ -133,64 +184,90 @@ export async function runPool(initial: readonly WorkerHandle[], job: PoolJob, op
         stats.batches++;
         stats.perWorker[w.name] = (stats.perWorker[w.name] ?? 0) + 1;
       } catch (e) {
-        // A local failure (closed channel or socket) usually means the process is dying: give
-        // the exit a moment to arrive so that the batch is requeued rather than the run failed.
-        if (e instanceof WorkerError && e.remoteName === undefined) await w.exitsWithin(DEATH_GRACE_MS);
-        if (!w.alive) {
-          queue.unshift(i); // the worker died: someone else does this batch
-          await replace(w, e as Error);
-          return;
-        }
-        if (isOom(e) && job.split) {
-          const halves = job.split(i);
-          if (!halves) {
-            fail(new EmbedError(`out of GPU memory on a single sequence (${job.describe?.(i) ?? `batch ${i}`}) on ${w.name}`, {
-              hint: "lower --truncate, or run this record on a larger GPU or with --devices cpu",
-              exitCode: ExitCode.workerFailed,
-            }));
-            return;
-          }
-          // Never raised again: with two batches in flight, a larger one may fail after a smaller one.
-          budget.set(w, Math.min(budget.get(w) ?? Infinity, Math.floor(job.tokens(i) / 2)));
-          stats.splits++;
-          log.warn(`${w.name}: out of memory on a batch of ${job.tokens(i)} tokens; split in two, budget lowered to ${budget.get(w)}`);
-          opts.onBudget?.(w, budget.get(w)!);
-          queue.unshift(...halves);
-        } else if (e instanceof WorkerError && e.remoteName !== undefined && opts.respawn && !retried.has(i)) {
-          // An exception in the worker (a CUDA error, a bug): its state is suspect, so it is
-          // replaced and the batch tried once more elsewhere; a second failure of the same batch
-          // is the batch's own and fails the run.
-          retried.add(i);
-          queue.unshift(i);
-          log.warn(`${w.name}: ${e.message} on batch ${i} (${job.describe?.(i) ?? "no description"}); replacing the worker and retrying the batch once`);
-          w.kill(`replaced after an error in batch ${i}`);
-          await replace(w, e);
-          return;
-        } else {
-          fail(retried.has(i) && e instanceof WorkerError
-            ? new WorkerError(w.name, `batch ${i} failed twice, on two workers (${e.message})`, {
-              hint: `the failing records: ${job.describe?.(i) ?? `batch ${i}`}; see the worker log above`,
-              remoteName: e.remoteName,
-            })
-            : (e as Error));
-          return;
-        }
+        if (!(await this.recover(w, i, e))) return;
       } finally {
-        inFlight--;
-        watchdog?.settled(w, ms);
-        notify();
+        this.inFlight--;
+        this.watchdog?.settled(w, ms);
+        queue.notify();
       }
     }
   }
 
-  const replacing = new Map<WorkerHandle, Promise<void>>();
-  function replace(dead: WorkerHandle, why: Error): Promise<void> {
-    const existing = replacing.get(dead);
+  /** Batch `i` is over `w`'s lowered budget: put its halves back instead (false: not split). */
+  private splitOverBudget(w: WorkerHandle, i: number): boolean {
+    const limit = this.budget.get(w);
+    if (limit === undefined || this.job.tokens(i) <= limit || !this.job.split) return false;
+    const halves = this.job.split(i);
+    if (!halves) return false;
+    this.stats.splits++;
+    this.queue.putBack(...halves);
+    return true;
+  }
+
+  /**
+   * Batch `i` failed on `w` with `e`: requeue it after a death, split it after running out of
+   * memory, retry it once elsewhere after an exception in the worker, or fail the run. True when
+   * the lane goes on; after a death or a retry, resolves once the replacement has started.
+   */
+  private async recover(w: WorkerHandle, i: number, e: unknown): Promise<boolean> {
+    const { job, queue } = this;
+    // A local failure (closed channel or socket) usually means the process is dying: give
+    // the exit a moment to arrive so that the batch is requeued rather than the run failed.
+    if (e instanceof WorkerError && e.remoteName === undefined) await w.exitsWithin(DEATH_GRACE_MS);
+    if (!w.alive) {
+      queue.putBack(i); // the worker died: someone else does this batch
+      await this.replace(w, e as Error);
+      return false;
+    }
+    if (isOom(e) && job.split) return this.splitAfterOom(w, i, job.split(i));
+    if (e instanceof WorkerError && e.remoteName !== undefined && this.opts.respawn && !this.retried.has(i)) {
+      // An exception in the worker (a CUDA error, a bug): its state is suspect, so it is
+      // replaced and the batch tried once more elsewhere; a second failure of the same batch
+      // is the batch's own and fails the run.
+      this.retried.add(i);
+      queue.putBack(i);
+      log.warn(`${w.name}: ${e.message} on batch ${i} (${job.describe?.(i) ?? "no description"}); replacing the worker and retrying the batch once`);
+      w.kill(`replaced after an error in batch ${i}`);
+      await this.replace(w, e);
+      return false;
+    }
+    this.fail(this.retried.has(i) && e instanceof WorkerError
+      ? new WorkerError(w.name, `batch ${i} failed twice, on two workers (${e.message})`, {
+        hint: `the failing records: ${job.describe?.(i) ?? `batch ${i}`}; see the worker log above`,
+        remoteName: e.remoteName,
+      })
+      : (e as Error));
+    return false;
+  }
+
+  /** Out of memory on batch `i`: put its `halves` back and lower `w`'s budget; a single sequence fails the run. */
+  private splitAfterOom(w: WorkerHandle, i: number, halves: [number, number] | null): boolean {
+    const { job, budget } = this;
+    if (!halves) {
+      this.fail(new EmbedError(`out of GPU memory on a single sequence (${job.describe?.(i) ?? `batch ${i}`}) on ${w.name}`, {
+        hint: "lower --truncate, or run this record on a larger GPU or with --devices cpu",
+        exitCode: ExitCode.workerFailed,
+      }));
+      return false;
+    }
+    // Never raised again: with two batches in flight, a larger one may fail after a smaller one.
+    budget.set(w, Math.min(budget.get(w) ?? Infinity, Math.floor(job.tokens(i) / 2)));
+    this.stats.splits++;
+    log.warn(`${w.name}: out of memory on a batch of ${job.tokens(i)} tokens; split in two, budget lowered to ${budget.get(w)}`);
+    this.opts.onBudget?.(w, budget.get(w)!);
+    this.queue.putBack(...halves);
+    return true;
+  }
+
+  /** Replace dead worker `dead` (once, however many of its lanes ask), or fail the run when no replacement is allowed. */
+  private replace(dead: WorkerHandle, why: Error): Promise<void> {
+    const existing = this.replacing.get(dead);
     if (existing) return existing;
+    const { opts, stats } = this;
     const p = (async () => {
-      if (!opts.respawn || stats.restarts >= (opts.maxRestarts ?? MAX_RESTARTS) || stopping()) {
-        if (!stopping()) {
-          fail(
+      if (!opts.respawn || stats.restarts >= (opts.maxRestarts ?? MAX_RESTARTS) || this.stopping()) {
+        if (!this.stopping()) {
+          this.fail(
             opts.respawn
               ? new WorkerError(dead.name, `died ${stats.restarts + 1} times; giving up (${why.message})`, { hint: "see the worker log above; rerun the same command to resume" })
               : why,
@@ -201,33 +278,14 @@ export async function runPool(initial: readonly WorkerHandle[], job: PoolJob, op
       stats.restarts++;
       log.warn(`${dead.name} died (${why.message}); starting a replacement (${stats.restarts}/${opts.maxRestarts ?? MAX_RESTARTS})`);
       try {
-        const fresh = await opts.respawn(dead);
-        startWorker(fresh);
+        this.startWorker(await opts.respawn(dead));
       } catch (e) {
-        fail(e as Error);
+        this.fail(e as Error);
       }
     })();
-    replacing.set(dead, p);
+    this.replacing.set(dead, p);
     return p;
   }
-
-  initial.forEach(startWorker);
-  // Lanes are added while running (replacements): wait until no lane is left.
-  try {
-    for (let settled = 0; settled < running.length; ) {
-      const wave = running.slice(settled);
-      settled += wave.length;
-      await Promise.all(wave);
-    }
-  } finally {
-    closed = true;
-    watchdog?.stop();
-  }
-  if (failure) throw failure;
-  if (opts.signal?.aborted) throw opts.signal.reason instanceof Error ? opts.signal.reason : new EmbedError("aborted");
-  // Each split replaced one batch by two.
-  if (stats.batches + stats.splits < job.count()) throw new EmbedError(`only ${stats.batches} of ${job.count()} batches were embedded`, { hint: "this is a bug; please report it" });
-  return stats;
 }
 
 /** Resolve several waiters with one call. */
