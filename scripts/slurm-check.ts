@@ -3,15 +3,18 @@
  * munged, slurmctld and slurmd started here on their own socket, ports, state and config (nothing
  * in /etc is used or changed), the submit block taken from the README, one task cancelled mid-run
  * and the block submitted again, the merged store compared byte for byte with a single run, and
- * every daemon this check started stopped by its PID.
+ * every daemon this check started stopped by its PID. On the same Slurm, scripts/snakemake-check.ts
+ * then runs the Snakemake workflow (workflows/snakemake) locally and through the Slurm executor
+ * (EMBED_SNAKEMAKE_CHECK=0 leaves it out).
  *
  * Root only (the daemons and job ownership); the Debian packages are installed when missing.
  * Without root or packages it prints a skip line and passes. Ends with "N passed, N failed".
  * Usage: bun scripts/slurm-check.ts [--keep]   (--keep: leave the work directory for a look)
  */
 import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { hostname, tmpdir } from "node:os";
+import { hostname, tmpdir, totalmem } from "node:os";
 import { join, resolve } from "node:path";
+import { snakemakeChecks } from "./snakemake-check.ts";
 
 const REPO = resolve(import.meta.dir, "..");
 const N = 3; // tasks: 300 records, 100 each
@@ -187,7 +190,9 @@ async function main(): Promise<void> {
       // Two GPUs that are not there (no driver here): --gpus-per-node is scheduled as on a GPU
       // cluster and CUDA_VISIBLE_DEVICES is set; embed finds no GPU and runs on the CPU.
       "GresTypes=gpu",
-      `NodeName=${host} NodeAddr=127.0.0.1 CPUs=${navigator.hardwareConcurrency} Gres=gpu:2 State=UNKNOWN`,
+      // RealMemory (MiB; 90% of this machine's, below what slurmd finds) lets a job ask for memory
+      // (--mem) as the Snakemake profile's jobs do; CR_CPU leaves memory unscheduled all the same.
+      `NodeName=${host} NodeAddr=127.0.0.1 CPUs=${navigator.hardwareConcurrency} RealMemory=${Math.floor((totalmem() / 2 ** 20) * 0.9)} Gres=gpu:2 State=UNKNOWN`,
       `PartitionName=check Nodes=${host} Default=YES MaxTime=INFINITE State=UP`,
     ].join("\n") + "\n");
     writeFileSync(join(work, "gres.conf"), "Name=gpu File=/dev/null\nName=gpu File=/dev/zero\n");
@@ -247,6 +252,11 @@ async function main(): Promise<void> {
     check("the merge COMPLETED", m2?.JobState === "COMPLETED", JSON.stringify(m2));
     const equal = existsSync(join(work, "all", "manifest.json")) && JSON.stringify(content(join(work, "all"))) === JSON.stringify(content(join(work, "single")));
     check("the merged store equals the single run byte for byte (ids.txt and every array)", equal, JSON.stringify({ all: existsSync(join(work, "all")) ? content(join(work, "all")) : null, single: content(join(work, "single")) }));
+
+    // The Snakemake workflow (workflows/snakemake): locally, through the Slurm executor on this
+    // Slurm, and a slice stopped mid-run then resumed; see scripts/snakemake-check.ts.
+    if (process.env.EMBED_SNAKEMAKE_CHECK === "0") console.log("slurm-check: the Snakemake workflow skipped: EMBED_SNAKEMAKE_CHECK=0");
+    else await snakemakeChecks({ work, env, slices: N, check, sh, content });
   } finally {
     sh(["scancel", "--full", "--partition=check"], { env }); // nothing of ours left queued
     await stopDaemons();
