@@ -5,8 +5,9 @@ shared.
 - load: registry.resolve_dnabert finds the folder; dnabert_s.weights loads it strictly (the
   folder's bert_layers.py is never run). CPU, or fp32 on a GPU: the exact reference model
   (dnabert_s/model.py). CUDA in fp16/bf16: gpu/dnabert_s.py's arrangement (Triton ALiBi attention,
-  cuBLAS, the GeGLU in quack's gated GEMM epilogue where it runs ("quack") else a Triton pass
-  ("triton", also what `--kernels triton` asks for)), unless `--kernels eager` asks for the reference.
+  cuBLAS, a Triton GeGLU pass: "triton", the default; `--kernels quack` asks for the GeGLU in
+  quack's gated GEMM epilogue, not yet measured on a GPU), unless `--kernels eager` asks for the
+  reference.
 - pooling (protocol POOLING): `mean` = mean over ALL tokens, [CLS] and [SEP] included (VirNucPro);
   `bos` = the [CLS] row; `residues` = one row per BPE token, [CLS]/[SEP] left out.
 - layers: 0 = the embedding output (after its LayerNorm), 1..N the blocks, -1 the last (there is
@@ -55,7 +56,12 @@ def load(model: str, device, dtype, kernels: str):
     if device.type != "cuda" or kernels == "eager" or dtype not in (torch.float16, torch.bfloat16):
         return ref, shape, resolved, "eager"
     from .gpu.dnabert_s import arrange
-    fast = arrange(ref, gated="triton" if kernels == "triton" else "auto")
+    # The default is the arrangement measured on a GPU (cuBLAS + the Triton GeGLU pass, add+LN
+    # storing its sum: docs/PERFORMANCE.md "DNABERT-S"). quack's fused GeGLU GEMM and the sum-free
+    # add+LN are parity-tested on CPU but have not yet run on a GPU: only `--kernels quack` takes
+    # them, until an interleaved benchmark on one warm machine (bench/dnabert_s.py) says they win.
+    trial = kernels == "quack"
+    fast = arrange(ref, gated="quack" if trial else "triton", keep_sums=not trial)
     return fast, shape, resolved, fast.gated
 
 
