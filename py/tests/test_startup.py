@@ -15,7 +15,7 @@ def test_phases_time_each_step_from_the_end_of_the_last():
     p.lap("device")
     assert list(p.ms) == ["torch", "device"]
     assert p.ms["torch"] >= 15 and 0 <= p.ms["device"] < p.ms["torch"]
-    assert re.fullmatch(r"torch 0\.0 s, device 0\.0 s", p.line())
+    assert re.fullmatch(r"torch \d+\.\d s, device \d+\.\d s", p.line())  # one decimal; a loaded machine sleeps longer
 
 
 def test_a_cpu_worker_stays_off_torch_dynamo(tiny):
