@@ -1,10 +1,7 @@
-"""The worker's token budget per batch under `--max-tokens auto` (src/workers/session.ts says the
-same rule in words). Torch is passed in: this module loads nothing."""
+"""A GPU worker's token budget per batch under `--max-tokens auto` (src/workers/session.ts says the
+rule in words and decides every other budget). Torch is passed in: this module loads nothing."""
 from __future__ import annotations
 
-CPU_DEFAULT_TOKENS = 4096
-"""Auto token budget on CPU: big enough for one 1022-residue sequence, small enough to keep
-latency per batch near a second on a laptop-sized model."""
 GPU_MAX_TOKENS = 65536
 """Upper bound of the auto budget on GPU; larger batches gain little once GEMMs are saturated."""
 GPU_MEMORY_FRACTION = 0.5
@@ -14,7 +11,11 @@ GPU_MEMORY_FRACTION = 0.5
 def auto_budget(torch, model, cfg, device, esize: int | None = None, per_token: int | None = None) -> int:
     """`per_token`: activation bytes per token, when the family sizes it (dnabert_run.per_token_bytes)."""
     if device.type != "cuda":
-        return CPU_DEFAULT_TOKENS
+        # The orchestrator decides a CPU worker's budget (src/workers/session.ts budgetFor) and
+        # always sends it; only a GPU worker sizes its own, from the memory it finds.
+        from .errors import EmbedWorkerError
+        raise EmbedWorkerError("no token budget given for a CPU worker", "pass maxTokens in the worker config "
+                               "(the orchestrator sends --max-tokens, or 4096 for auto on CPU)", name="BadOptions")
     free, _total = torch.cuda.mem_get_info(device)
     d, f = cfg.embed_dim, cfg.ffn_dim
     esize = esize or next(model.parameters()).element_size()
