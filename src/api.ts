@@ -28,7 +28,7 @@ import { InputError, type InputLocation } from "./errors.ts";
 import { ingest, ingestText } from "./input/ingest.ts";
 import { readNucleotideLine, type ReadingOptions } from "./input/alphabet-guard.ts";
 import { readingFor } from "./input/reading.ts";
-import { resolveRun } from "./resolve.ts";
+import { resolveRunProbed } from "./resolve.ts";
 import { log } from "./log.ts";
 import type { Family, OutputKind } from "./protocol.ts";
 import { RecordTable } from "./input/records.ts";
@@ -83,7 +83,7 @@ export class Embedder implements AsyncDisposable {
    * and start one worker per device. */
   static async create(options: EmbedderOptions = {}): Promise<Embedder> {
     const { chunkRecords, ...rest } = options;
-    const { cfg, devices, family, tokenizer } = resolveRun({ ...rest, inputs: ["<api>"] });
+    const { cfg, devices, family, tokenizer } = await resolveRunProbed({ ...rest, inputs: ["<api>"] });
     const reading = readingFor(family, tokenizer, cfg); // a bad tokenizer.json stops here, before a worker starts
     return new Embedder(cfg, devices, await startWorkers(cfg, devices), chunkRecords ?? DEFAULT_CHUNK, reading, family);
   }

@@ -11,9 +11,11 @@
  *   (py/embed_worker/registry.py) decides.
  * - A DNABERT-S model's input is tokenized here, with the `tokenizer.json` of the folder the worker
  *   will load: for a name, the first folder the worker's registry search finds (model-dirs.ts).
- * - A fair-esm .pt file, or a name the table does not hold (a checkpoint in EMBED_MODEL_DIR), is
- *   known only once a worker has opened it: its READY message says, as before. A config.json
- *   that does not parse cleanly is left to the worker too, whose loader names what is wrong.
+ * - A fair-esm .pt file is a pickle that only Python can open: resolve.ts runs a one-shot probe
+ *   (py/embed_worker/esm2/probe.py, the loader's own rule) before any worker starts.
+ * - A name the table does not hold (a checkpoint in EMBED_MODEL_DIR) is known only once a worker
+ *   has opened it: its READY message says. A config.json that does not parse cleanly is left to
+ *   the worker too, whose loader names what is wrong.
  */
 import { existsSync, readFileSync, statSync } from "node:fs";
 import { basename, join } from "node:path";
@@ -30,8 +32,8 @@ export interface ModelShape {
   heads: number;
   /** Which model family: how input is tokenized and framed, what each output means (protocol.ts). */
   family: Family;
-  /** Where the shape came from. */
-  source: "table" | "config.json";
+  /** Where the shape came from ("checkpoint": a .pt file's cfg, read by the Python probe). */
+  source: "table" | "config.json" | "checkpoint";
   /** The Hugging Face folder the worker will load, when known here (a path, or a name found in a
    * local cache); a DNABERT-S model's tokenizer.json is read from it. */
   dir?: string;
@@ -107,6 +109,15 @@ function fromConfigJson(dir: string): ModelShape | undefined {
   return { name: basename(dir), numLayers, dim, heads, family, source: "config.json", dir };
 }
 
+/** Whether `p` names an existing file that is not a folder (a fair-esm .pt, whatever its name). */
+export function isModelFile(p: string): boolean {
+  try {
+    return statSync(p.trim()).isFile();
+  } catch {
+    return false;
+  }
+}
+
 function isDir(p: string): boolean {
   try {
     return statSync(p).isDirectory();
@@ -117,15 +128,15 @@ function isDir(p: string): boolean {
 
 /**
  * The shape of `model` (a name or a path, as `--model` takes it) when it can be known without
- * Python; undefined when only a worker can tell (a .pt file, an unlisted name, a damaged
- * config.json). An existing path wins over a name, as in the worker's registry. With `search`
+ * Python; undefined when only Python can tell (a .pt file: resolve.ts probes it; an unlisted
+ * name or a damaged config.json: the worker). An existing path wins over a name, as in the worker's registry. With `search`
  * (config.ts modelSearch()), a name is also looked up where the worker looks, giving a table row
  * its folder (`dir`) and an unlisted name found as a Hugging Face folder its config.json's shape.
  */
 export function modelShape(model: string, search?: ModelSearch): ModelShape | undefined {
   const s = model.trim();
   if (isDir(s)) return existsSync(join(s, "config.json")) ? fromConfigJson(s) : undefined;
-  if (existsSync(s)) return undefined; // a file: a fair-esm pickle, read by the worker
+  if (existsSync(s)) return undefined; // a file: a fair-esm pickle, which resolve.ts probes
   const name = bareName(s);
   const family = tableFamily(s);
   const row = family ? MODEL_TABLE[name] : undefined;

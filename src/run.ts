@@ -1,7 +1,7 @@
 /**
  * The library entry: FASTA -> records -> plan -> workers -> store, and a summary back.
  * The CLI's `run` command and the TypeScript API both call `embedToStore`; options are resolved
- * by `resolveRun` (resolve.ts), as for the API and `embed validate`.
+ * by `resolveRunProbed` (resolve.ts), as for the API and `embed validate`.
  */
 import type { RunConfig, RunOptionsInput } from "./config.ts";
 import type { DeviceSlot } from "./workers/devices.ts";
@@ -17,7 +17,7 @@ import { log } from "./log.ts";
 import { planSummary } from "./plan.ts";
 import type { RecordTable, RecordsSummary } from "./input/records.ts";
 import { commandLine, claimOutput } from "./store/ownership.ts";
-import { resolveRun } from "./resolve.ts";
+import { resolveRunProbed } from "./resolve.ts";
 import { runIdentity, runManifest, type RunFacts, type SliceInfo } from "./store/identity.ts";
 import { unchangedRerun } from "./rerun.ts";
 import { runRequest } from "./store/request.ts";
@@ -100,8 +100,8 @@ export interface DryRunResult {
   tokenizer: string | null;
   /** Tokens kept per record (the family's default unless --truncate was given). */
   truncate: number;
-  /** Depth, width and heads when known before loading (the model table or config.json); null:
-   * a .pt file or an unlisted name, which the workers describe when they start. */
+  /** Depth, width and heads when known before loading (the model table, config.json, or a .pt
+   * file's probe); null: an unlisted name, which the workers describe when they start. */
   modelShape: { numLayers: number; dim: number; heads: number; source: string } | null;
   /** `--layers` as absolute layer numbers (null when the model's depth is known only at start-up). */
   layers: number[] | null;
@@ -121,7 +121,7 @@ export interface DryRunResult {
 
 /** Plan only: read inputs, pack, and describe the batches. Starts no worker. */
 export async function dryRun(options: RunOptionsInput): Promise<DryRunResult> {
-  const { cfg, devices, budget, model, layers, family, tokenizer } = resolveRun({ ...options, dry: true });
+  const { cfg, devices, budget, model, layers, family, tokenizer } = await resolveRunProbed({ ...options, dry: true });
   let table = await ingest(cfg, readingFor(family, tokenizer, cfg));
   if (cfg.slice) table = takeSlice(table, cfg.slice).table;
   const planBudget = budget.tokens ?? GPU_AUTO_MAX_TOKENS;
@@ -152,7 +152,7 @@ export async function embedToStore(options: RunOptionsInput, hooks: RunHooks = {
   const t0 = performance.now();
   // Every option is checked here, --layers against a known model's depth included, before the
   // output is claimed or a worker starts.
-  const { cfg, devices, family, tokenizer } = resolveRun({ ...options, dry: false });
+  const { cfg, devices, family, tokenizer } = await resolveRunProbed({ ...options, dry: false });
   const reading = readingFor(family, tokenizer, cfg); // a bad tokenizer.json stops here, before the lock
   if (!cfg.output) throw new OptionsError("--output is required", "pass -o OUT_DIR (or --dry to print the plan only)");
   // Before anything is written: inputs outside the output, not someone else's directory, one writer.

@@ -152,10 +152,18 @@ describe("embed run (real worker, test model)", () => {
     expect(gpu.budgetSource).toBe("gpu-worker");
     expect(gpu.budgetRule).toContain("each GPU worker decides at start-up");
     expect(gpu.planBudget).toBe(65536);
-    // A .pt file is described by the workers when they start.
+    // A .pt file's shape is read by the one-shot Python probe (its cfg), before any worker starts.
     const pt = JSON.parse((await embed(["run", EXAMPLE, "--dry", "--devices", "cpu", "--model", join(MODEL_DIR, "test-tiny.pt")])).stdout);
-    expect(pt.modelShape).toBeNull();
-    expect(pt.layers).toBeNull();
+    expect(pt.modelShape).toEqual({ numLayers: 2, dim: 64, heads: 4, source: "checkpoint" });
+    expect(pt.layers).toEqual([2]);
+  });
+
+  test("--layers beyond a .pt model's depth is refused (exit 2) before any worker starts", async () => {
+    const r = await embed(["run", EXAMPLE, "-o", join(tmp, "pt-layers"), "--devices", "cpu", "--model", join(MODEL_DIR, "test-tiny.pt"), "--layers", "99"]);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain("layer 99 is out of range for a 2-layer model (test-tiny.pt)");
+    expect(r.stderr).not.toContain("ready");
+    expect(existsSync(join(tmp, "pt-layers"))).toBe(false);
   });
 
   test("a layer out of range is a bad option (exit 2), refused before any worker starts", async () => {

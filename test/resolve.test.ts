@@ -1,14 +1,14 @@
 /**
  * resolveRun: every option checked and every `auto` decided in one place, before any worker
- * starts (no Python is started by these tests).
+ * starts (Python is started only by the .pt probe's tests, one short `python -m` each).
  */
 import { describe, expect, test } from "bun:test";
 import { copyFileSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { PACKAGE_ROOT } from "../src/config.ts";
-import { ExitCode, ModelNotFoundError, OptionsError } from "../src/errors.ts";
-import { resolveRun } from "../src/resolve.ts";
+import { BadModelError, ExitCode, ModelNotFoundError, OptionsError } from "../src/errors.ts";
+import { resolveRun, resolveRunProbed } from "../src/resolve.ts";
 import { CPU_AUTO_TOKENS } from "../src/workers/session.ts";
 
 const GPU = [{ index: "0", name: "H100", memoryMiB: 81559 }];
@@ -45,7 +45,7 @@ describe("resolveRun", () => {
     expect(r.layers).toEqual([2]);
   });
 
-  test("a model known only at start-up (a .pt file) leaves --layers to the worker", () => {
+  test("without the probe, a .pt file's depth is unknown (resolveRun alone starts no Python)", () => {
     const r = resolveRun({ ...base, model: join(PACKAGE_ROOT, ".models", "test-tiny.pt"), layers: "9" });
     expect(r.model).toBeUndefined();
     expect(r.layers).toBeUndefined();
@@ -123,5 +123,39 @@ describe("resolveRun: the model family", () => {
       for (const k of ["HF_HUB_CACHE", "EMBED_MODEL_DIR"]) if (saved[k] === undefined) delete process.env[k]; else process.env[k] = saved[k];
       rmSync(empty, { recursive: true, force: true });
     }
+  });
+});
+
+describe("resolveRunProbed: a fair-esm .pt file's shape, read by the Python probe", () => {
+  const pt = join(PACKAGE_ROOT, ".models", "test-tiny.pt");
+
+  test("the shape is known and --layers checked against it, as for a named model", async () => {
+    const r = await resolveRunProbed({ ...base, model: pt, layers: "0,-1" });
+    expect(r.model).toEqual({ name: "test-tiny.pt", numLayers: 2, dim: 64, heads: 4, family: "esm2", source: "checkpoint" });
+    expect(r.layers).toEqual([0, 2]);
+    const e = await resolveRunProbed({ ...base, model: pt, layers: "99" }).catch((x) => x);
+    expect(e).toBeInstanceOf(OptionsError);
+    expect(e.message).toContain("layer 99 is out of range for a 2-layer model (test-tiny.pt)");
+  });
+
+  test("a file that is not a fair-esm checkpoint is refused with the loader's one line naming it", async () => {
+    const tmp = mkdtempSync(join(tmpdir(), "embed-probe-"));
+    try {
+      const junk = join(tmp, "notes.pt");
+      await Bun.write(junk, "not a pickle at all\n");
+      const e = await resolveRunProbed({ ...base, model: junk }).catch((x) => x);
+      expect(e).toBeInstanceOf(BadModelError);
+      expect(e.exitCode).toBe(ExitCode.modelNotFound);
+      expect(e.message).toStartWith(`${junk}: refusing to unpickle`); // torch's weights-only reader, as the loader words it
+      expect(e.message).not.toContain("\n");
+      expect(e.hint).toContain("weights_only=True");
+    } finally {
+      rmSync(tmp, { recursive: true, force: true });
+    }
+  });
+
+  test("a named model or a folder needs no probe", async () => {
+    const r = await resolveRunProbed({ ...base, model: "test-tiny", layers: "-1" }, []);
+    expect(r.model?.source).toBe("table");
   });
 });

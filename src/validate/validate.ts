@@ -15,7 +15,7 @@ import { ingest } from "../input/ingest.ts";
 import { readingFor } from "../input/reading.ts";
 import { POOLING, type Family } from "../protocol.ts";
 import { stratifiedSample } from "./sample.ts";
-import { resolveRun } from "../resolve.ts";
+import { resolveRunProbed } from "../resolve.ts";
 import { embedPlan, planRecords, startWorkers, workerLimits, type Precision } from "../workers/session.ts";
 import type { HealthOptions } from "../workers/watchdog.ts";
 import type { WorkerHandle } from "../workers/handle.ts";
@@ -178,7 +178,7 @@ export async function validate(options: ValidateOptions): Promise<ValidationRepo
   const checks = resolveChecks(options);
   const thresholds: Thresholds = checks.thresholds;
   const include = options.perResidue ? ["mean", "per-residue"] : ["mean"];
-  const { cfg, devices, precision, family, tokenizer } = resolveRun({ ...options, include, outDtype: "float32", dry: false });
+  const { cfg, devices, precision, family, tokenizer } = await resolveRunProbed({ ...options, include, outDtype: "float32", dry: false });
   if (cfg.layers.length !== 1) throw new OptionsError("validate checks one layer at a time", "pass a single --layers value, e.g. -1");
   // The family's reading (ESM-2's alphabet, or DNABERT-S's BPE with the folder's tokenizer.json),
   // as `embed run` reads it, and the family's length bins (residues, or BPE tokens).
