@@ -52,7 +52,7 @@ describe("model table", () => {
     expect(modelShape(join(tmp, "empty"))).toBeUndefined();
   });
 
-  test("a .pt file is described by the worker at start-up, even one named like a table entry", () => {
+  test("a .pt file is not read here (resolve.ts probes it), even one named like a table entry", () => {
     const pt = join(tmp, "esm2_t6_8M_UR50D.pt");
     writeFileSync(pt, "not read here");
     expect(modelShape(pt)).toBeUndefined();
