@@ -90,11 +90,13 @@ describe("embed run (real worker, test model)", () => {
     expect(again.code).toBe(6);
     expect(again.stderr).toContain("already holds a complete store of other --layers, --include");
     expect(await Bun.file(join(out, "manifest.json")).text()).toBe(written);
-    // Asked for other formats too (as a run that stopped while converting would be rerun), the
-    // hint offers `embed convert` for them before --overwrite, which would discard the embeddings.
-    const formats = await embed(["run", EXAMPLE, "-o", out, "--model", "test-tiny", "--format", "npy,hdf5"]);
-    expect(formats.code).toBe(6);
-    expect(formats.stderr).toContain(`embed convert ${out} --to hdf5`);
+    // The same command asking for another format too (as a run that stopped while converting
+    // would be rerun) writes only that format; the store is left as it was.
+    const formats = await embed(["run", EXAMPLE, "-o", out, "--model", "test-tiny", "--include", "mean,bos,per-residue", "--layers", "0,-1", "--format", "npy,hdf5"]);
+    expect(formats.stderr).toContain("wrote only the missing hdf5");
+    expect(formats.code).toBe(0);
+    expect(existsSync(join(out, "embeddings.h5"))).toBe(true);
+    expect(await Bun.file(join(out, "manifest.json")).text()).toBe(written);
   });
 
   test("stdin, gzip and the Hugging Face folder of the same weights give the same vectors", async () => {
