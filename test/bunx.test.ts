@@ -5,23 +5,16 @@
  * embed` inside the repo. No EMBED_PYTHON anywhere: the package finds its Python itself.
  */
 import { afterAll, beforeAll, describe, expect, setDefaultTimeout, test } from "bun:test";
-import { chmodSync, existsSync, lstatSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, lstatSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { dirname, join } from "node:path";
+import { join } from "node:path";
 import { PACKAGE_ROOT, pythonBin } from "../src/config.ts";
+import { consumerMachine, pack, sh } from "./consumer.ts";
 
 setDefaultTimeout(180_000);
 const project = mkdtempSync(join(tmpdir(), "embed-consumer-"));
 afterAll(() => rmSync(project, { recursive: true, force: true }));
 
-/** The environment without the variables that would choose embed's Python for it. */
-const baseEnv = Object.fromEntries(Object.entries(process.env).filter(([k]) => !["EMBED_PYTHON", "EMBED_HOME", "XDG_CACHE_HOME"].includes(k)));
-
-async function sh(cmd: string[], cwd: string, env: Record<string, string> = {}) {
-  const p = Bun.spawn(cmd, { cwd, stdout: "pipe", stderr: "pipe", env: { ...baseEnv, NO_COLOR: "1", ...env } });
-  const [stdout, stderr, code] = await Promise.all([new Response(p.stdout).text(), new Response(p.stderr).text(), p.exited]);
-  return { stdout, stderr, code };
-}
 
 /** The repo's bundled test model (the installed package does not ship .models). */
 const TEST_MODEL = join(PACKAGE_ROOT, ".models", "test-tiny.pt");
@@ -67,25 +60,12 @@ describe("bunx embed", () => {
 describe("the packed tarball in another project", () => {
   const root = mkdtempSync(join(tmpdir(), "embed-tarball-"));
   afterAll(() => rmSync(root, { recursive: true, force: true }));
-  const home = join(root, "home");
-  const shims = join(root, "bin");
-  const app = join(root, "app");
+  /** HOME and PATH of that machine (`userEnv()`): python3 from a shim dir, Bun, the system. Nothing else set. */
+  const { home, app, env: userEnv, python3 } = consumerMachine(root);
   let tgz = "";
-  /** HOME and PATH of that machine: python3 from `shims`, Bun, the system. Nothing else set. */
-  const userEnv = () => ({ HOME: home, PATH: [shims, dirname(Bun.which("bun")!), dirname(Bun.which("bunx")!), "/usr/bin", "/bin"].join(":") });
-  /** `python3` on PATH runs `target` (with `args` first). */
-  const python3 = (target: string, args = "") => {
-    writeFileSync(join(shims, "python3"), `#!/bin/sh\nexec "${target}" ${args} "$@"\n`);
-    chmodSync(join(shims, "python3"), 0o755);
-  };
 
   test("the tarball holds only what runs; bun pm pack and npm pack agree", async () => {
-    mkdirSync(home, { recursive: true });
-    mkdirSync(shims, { recursive: true });
-    mkdirSync(app, { recursive: true });
-    const pack = await sh(["bun", "pm", "pack", "--destination", root, "--quiet"], PACKAGE_ROOT);
-    expect(pack.code).toBe(0);
-    tgz = join(root, pack.stdout.trim().split("\n").at(-1)!.split("/").at(-1)!);
+    tgz = await pack(root);
     expect(tgz).toEndWith("embed-fasta-0.1.0.tgz");
     const list = await sh(["tar", "tzf", tgz], root);
     const files = list.stdout.trim().split("\n").map((f) => f.replace(/^package\//, ""));
