@@ -288,6 +288,12 @@ export interface ModelSearch {
   hfHub: string;
 }
 
+/** The Hugging Face hub downloads come from: HF_ENDPOINT (a mirror), else huggingface.co, as
+ * py/embed_worker/hub.py `hf_endpoint` reads it; for messages naming where a download was tried. */
+export function hfEndpoint(env: NodeJS.ProcessEnv = process.env): string {
+  return (env.HF_ENDPOINT || "https://huggingface.co").replace(/\/+$/, "");
+}
+
 /** {@link ModelSearch} from the environment. */
 export function modelSearch(env: NodeJS.ProcessEnv = process.env): ModelSearch {
   const home = (p: string) => (p.startsWith("~") ? join(homedir(), p.slice(1)) : p);

@@ -5,10 +5,12 @@
  * option checked before a worker starts, `--layers` against the model's depth included.
  *
  * The model family decides how input is read: ESM-2's protein alphabet, or DNABERT-S's BPE with
- * the tokenizer.json of the folder the worker will load. A named DNABERT-S model must be in a
- * local cache already (the worker's registry places, model-dirs.ts): its tokenizer is needed to
- * read the input, which happens while the worker starts, so a missing one is reported here with
- * the command that fetches it, rather than after a download by the worker.
+ * the tokenizer.json of the folder the worker will load. Its tokenizer is needed to read the input,
+ * which happens while the worker starts, so a named DNABERT-S model that no local cache holds (the
+ * worker's registry places, model-dirs.ts) is downloaded here, before any worker, by
+ * `resolveRunProbed` (a one-shot `python -m embed_worker.registry --download NAME --json`: only
+ * config.json, the weights and tokenizer.json, into the Hugging Face cache where the worker finds
+ * it); with --no-download, or from `resolveRun` alone, a missing one is reported with the command.
  *
  * A fair-esm .pt file is a pickle: `resolveRunProbed` asks a one-shot Python probe for its shape
  * (about 2 s, torch's import) so that it too is checked here; the entry points that start workers
@@ -16,9 +18,10 @@
  */
 import { existsSync } from "node:fs";
 import { basename, join } from "node:path";
-import { DNABERT_S_TRUNCATE, modelSearch, resolveConfig, visibleDevicesEnv, type RunConfig, type RunOptionsInput } from "./config.ts";
+import { DNABERT_S_TRUNCATE, hfEndpoint, modelSearch, resolveConfig, visibleDevicesEnv, type RunConfig, type RunOptionsInput } from "./config.ts";
 import { z } from "zod";
 import { BadModelError, ModelNotFoundError, OptionsError } from "./errors.ts";
+import { log } from "./log.ts";
 import { searchedPlaces } from "./model-dirs.ts";
 import { HF_ORGS, isModelFile, modelShape, resolveLayers, tableFamily, type ModelShape } from "./models.ts";
 import type { Family } from "./protocol.ts";
@@ -67,11 +70,48 @@ export function resolveRun(options: RunOptionsInput, gpus = listGpus(), probed?:
 
 /** `resolveRun`, with a .pt file's shape read by the Python probe first, so that `--layers` is
  * checked against its depth before any worker starts; a damaged or non-ESM pickle is refused
- * here (BadModelError, exit 5) with the loader's one line naming the file. */
+ * here (BadModelError, exit 5) with the loader's one line naming the file. A named DNABERT-S
+ * model no local cache holds is downloaded first (unless --no-download), see `downloadDnabert`. */
 export async function resolveRunProbed(options: RunOptionsInput, gpus = listGpus()): Promise<ResolvedRun> {
   const cfg = resolveConfig(options); // option errors first, as without a probe
-  const probed = isModelFile(cfg.model) ? await probeModelFile(cfg.model.trim(), cfg.python) : undefined;
+  const probed = isModelFile(cfg.model) ? await probeModelFile(cfg.model.trim(), cfg.python) : await downloadDnabert(cfg);
   return resolveRun(options, gpus, probed);
+}
+
+const Downloaded = z.object({ path: z.string().min(1) });
+
+/**
+ * A named DNABERT-S model (DNABERT-S, DNABERT-2-117M, with or without zhihan1996/) that no local
+ * cache holds, fetched into the Hugging Face cache by the worker's registry (the same download,
+ * lock and sha256 check as a worker's, py/embed_worker/hub.py) -> its table shape with that folder;
+ * undefined when there is nothing to fetch or --no-download (then `tokenizerOf` says what to run).
+ * A failed download is ModelNotFoundError (exit 5) naming the URL tried.
+ */
+async function downloadDnabert(cfg: RunConfig): Promise<ModelShape | undefined> {
+  if (!cfg.download || tableFamily(cfg.model) !== "dnabert-s") return undefined;
+  const search = modelSearch();
+  const shape = modelShape(cfg.model, search);
+  if (!shape || shape.dir) return undefined;
+  const repo = `${HF_ORGS["dnabert-s"]}/${shape.name}`;
+  const url = `${hfEndpoint()}/${repo}`;
+  log.info(`downloading ${url} (config.json, the weights, tokenizer.json) into ${search.hfHub}`);
+  const r = await pythonJson<unknown>("embed_worker.registry", ["--download", shape.name, "--json"], cfg.python);
+  const hint = `set HF_ENDPOINT to a mirror, or download it yourself with \`python -m embed_worker.registry --download ${shape.name}\` (from py/) or \`hf download ${repo}\`, or pass --model DIR, a folder holding config.json, tokenizer.json and the weights`;
+  if (!r.ok) {
+    const last = (r.error ?? "").trim().split("\n").at(-1) ?? "";
+    let wire: z.infer<typeof ProbeError> | undefined;
+    try {
+      wire = ProbeError.parse(JSON.parse(last));
+    } catch {
+      wire = undefined;
+    }
+    if (wire) throw new ModelNotFoundError(wire.message, wire.hint || hint);
+    throw new ModelNotFoundError(`model ${JSON.stringify(cfg.model)}: downloading ${url} failed (${r.error ?? "the download helper failed"})`, hint);
+  }
+  const got = Downloaded.safeParse(r.value);
+  if (!got.success) throw new ModelNotFoundError(`model ${JSON.stringify(cfg.model)}: the download of ${url} printed ${JSON.stringify(r.value)}, not {path}`, "check the Python environment with `embed doctor`");
+  log.info(`downloaded ${repo} into ${got.data.path}`);
+  return { ...shape, dir: got.data.path };
 }
 
 const ProbeShape = z.object({ numLayers: z.number().int().positive(), dim: z.number().int().positive(), heads: z.number().int().positive(), family: z.literal("esm2") });
@@ -103,7 +143,7 @@ function tokenizerOf(asked: string, model: ModelShape | undefined, search: Retur
     const places = searchedPlaces(name, "dnabert-s", search);
     throw new ModelNotFoundError(
       `model ${JSON.stringify(asked)}: no local copy of its folder, whose tokenizer.json reads the input. Searched:\n  ${places.join("\n  ")}`,
-      `download it with \`hf download ${HF_ORGS["dnabert-s"]}/${name}\` (Hugging Face CLI; it lands in ${search.hfHub}), or pass --model DIR, a folder holding config.json, tokenizer.json and the weights`,
+      `rerun without --no-download, or download it with \`python -m embed_worker.registry --download ${name}\` (from py/, with the worker's Python) or \`hf download ${HF_ORGS["dnabert-s"]}/${name}\` (Hugging Face CLI; either lands in ${search.hfHub}), or pass --model DIR, a folder holding config.json, tokenizer.json and the weights`,
     );
   }
   const path = join(model.dir, "tokenizer.json");

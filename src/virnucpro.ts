@@ -23,12 +23,12 @@
  */
 import { existsSync, mkdirSync, readdirSync, readFileSync, statSync } from "node:fs";
 import { join, resolve } from "node:path";
-import type { RunOptionsInput } from "./config.ts";
+import { resolveConfig, type RunOptionsInput } from "./config.ts";
 import { EmbedError, ExitCode, InputError, InterruptedError, OptionsError, OutputError } from "./errors.ts";
 import { translateFasta } from "./input/translate-fasta.ts";
 import { log } from "./log.ts";
 import type { Family } from "./protocol.ts";
-import { resolveRun } from "./resolve.ts";
+import { resolveRunProbed } from "./resolve.ts";
 import { embedToStore, type RunHooks, type RunSummary } from "./run.ts";
 import { lockStore } from "./store/lock.ts";
 import { checkInputsOutside, commandLine } from "./store/ownership.ts";
@@ -101,7 +101,7 @@ interface Step {
 export async function embedVirnucpro(o: VirnucproOptions, hooks: RunHooks = {}): Promise<VirnucproSummary> {
   const t0 = performance.now();
   const out = o.output;
-  const steps = checkOptions(o);
+  const steps = await checkOptions(o);
   const lock = claim(out, o.inputs);
   try {
     const inputs = await hashInputs(o.inputs);
@@ -123,8 +123,9 @@ export async function embedVirnucpro(o: VirnucproOptions, hooks: RunHooks = {}):
   }
 }
 
-/** Every option checked, both models resolved (family, tokenizer), before anything is written. */
-function checkOptions(o: VirnucproOptions): [Step, Step] {
+/** Every option checked, both models resolved (family, tokenizer), before anything is written: a
+ * named DNABERT-S model no local cache holds is downloaded here, as by `embed run` (resolve.ts). */
+async function checkOptions(o: VirnucproOptions): Promise<[Step, Step]> {
   if (!o.output) throw new OptionsError("--output is required", "pass -o OUT_DIR: the frames, both stores and the .pt files go there");
   if (!o.inputs.length) throw new OptionsError("give at least one nucleotide FASTA input", "e.g. embed virnucpro reads.fa -o out/");
   if (o.inputs.includes("-")) throw new OptionsError("- (standard input): embed virnucpro reads its inputs twice (checksum, then translation), so a rerun can resume", "save the input to a file first");
@@ -132,16 +133,16 @@ function checkOptions(o: VirnucproOptions): [Step, Step] {
   const perFile = o.perFile ?? VIRNUCPRO_PER_FILE;
   if (!Number.isInteger(perFile) || perFile < 1) throw new OptionsError(`--per-file ${o.perFile}: not a whole number ≥ 1`, "VirNucPro writes 10,000 records per file (the default)");
   const { inputs: _i, output: _o, esmModel, dnabertModel, chunk: _c, perFile: _p, overwrite: _w, ...shared } = o;
-  const step = (name: Step["name"], family: Family, model: string, input: string, flag: string): Step => {
+  const step = async (name: Step["name"], family: Family, model: string, input: string, flag: string): Promise<Step> => {
     const dir = join(o.output, name);
     const options: RunOptionsInput = { ...shared, inputs: [join(o.output, input)], output: dir, model, layers: [-1], include: ["mean"], outDtype: "float32" };
-    const got = resolveRun(options).family;
+    const got = (await resolveRunProbed(options)).family;
     if (got !== family) throw new OptionsError(`${flag} ${model} is a ${got} model; VirNucPro needs ${family} there`, `e.g. --esm-model ${VIRNUCPRO_ESM_MODEL} --dnabert-model ${VIRNUCPRO_DNABERT_MODEL}`);
     return { name, family, dir, options };
   };
   return [
-    step("dnabert-s", "dnabert-s", dnabertModel ?? VIRNUCPRO_DNABERT_MODEL, "frames.fna", "--dnabert-model"),
-    step("esm2", "esm2", esmModel ?? VIRNUCPRO_ESM_MODEL, "frames.faa", "--esm-model"),
+    await step("dnabert-s", "dnabert-s", dnabertModel ?? VIRNUCPRO_DNABERT_MODEL, "frames.fna", "--dnabert-model"),
+    await step("esm2", "esm2", esmModel ?? VIRNUCPRO_ESM_MODEL, "frames.faa", "--esm-model"),
   ];
 }
 
@@ -277,7 +278,7 @@ async function filesStep(o: VirnucproOptions, state: State, steps: [Step, Step],
   }
   checkInterrupt(hooks);
   log.info(`writing VirNucPro's .pt files into ${dir} (${perFile} records each)`);
-  const r = await pythonJson<ToolSummary>("embed_worker.tools.virnucpro", [steps[0].dir, steps[1].dir, dir, "--per-file", String(perFile), "--json"], resolveRun(steps[0].options).cfg.python);
+  const r = await pythonJson<ToolSummary>("embed_worker.tools.virnucpro", [steps[0].dir, steps[1].dir, dir, "--per-file", String(perFile), "--json"], resolveConfig(steps[0].options).python);
   if (!r.ok || !r.value) throw toolError(r.error ?? "no output");
   state.files = { perFile, files: r.value.files, records: r.value.records, from };
   saveState(o.output, state);

@@ -9,10 +9,10 @@ DNABERT-S and DNABERT-2-117M (family "dnabert-s") are Hugging Face folders only,
      $EMBED_MODEL_DIR/<name>/, <repo>/.models/<name>/, then the Hugging Face cache
      ($HF_HUB_CACHE or $HF_HOME/hub)/models--zhihan1996--<name>/snapshots/<rev>/ (huggingface_hub's
      lookup: the snapshot refs/main names, with config.json and a weights file).
-`download(name)` (or `python -m embed_worker.registry --download NAME`) fetches a released model of
-either family; for DNABERT only config.json, the weights and tokenizer.json, never its .py files.
-The orchestrator needs a DNABERT model's tokenizer.json before a worker starts, so a missing one
-gets the command to run.
+`download(name)` (or `python -m embed_worker.registry --download NAME [--json]`) fetches a released
+model of either family; for DNABERT only config.json, the weights and tokenizer.json, never its .py
+files. The orchestrator needs a DNABERT model's tokenizer.json before a worker starts, so it runs
+that command itself for a missing one (unless --no-download, which gets the command to run).
 
 Run ``python -m embed_worker.registry --json`` to print ``describe_all()``.
 """
@@ -141,11 +141,13 @@ def download(name_or_repo: str) -> Path:
 
 
 def _main(argv: list[str]) -> int:
-    if argv[:1] == ["--download"] and len(argv) == 2:
+    if argv[:1] == ["--download"] and len(argv) in (2, 3) and argv[2:] in ([], ["--json"]):
         try:
             print(json.dumps({"path": str(download(argv[1]))}))
         except ModelNotFound as e:
-            print(f"error: {e.message}\nhint: {e.hint}", file=sys.stderr)
+            # --json (the orchestrator's one-shot call, src/resolve.ts): the error as {name, message,
+            # hint} on stderr's last line, so that a message of several lines arrives whole.
+            print(json.dumps(e.to_wire()) if "--json" in argv[2:] else f"error: {e.message}\nhint: {e.hint}", file=sys.stderr)
             return 5
         return 0
     rows = describe_all()

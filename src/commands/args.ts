@@ -18,7 +18,7 @@ export const sharedArgs = {
   "alphabet-check": { type: "enum", options: ["on", "off"], description: "refuse protein letters given to a DNA model (DNABERT-S), and input whose first records are ≥90% A/C/G/T/U/N given to ESM-2 (off: embed it anyway)", default: "on" },
   unknown: { type: "enum", options: ["count", "error"], description: "input letters DNABERT-S's tokenizer makes [UNK] (N, other IUPAC codes): count them in the summary and manifest, or refuse the record", default: "count" },
   "duplicate-ids": { type: "enum", options: ["error", "rename"], description: "what to do with repeated ids", default: "error" },
-  download: { type: "boolean", description: "download a released ESM-2 checkpoint that no local cache holds, into the torch hub cache (--no-download: fail instead, listing the paths searched)", default: true },
+  download: { type: "boolean", description: "download a released model that no local cache holds: ESM-2 by the worker, DNABERT-S (config.json, weights, tokenizer.json) before the run starts, into the Hugging Face cache (--no-download: fail instead, listing the paths searched)", default: true },
   kernels: { type: "enum", options: ["auto", ...KERNELS], description: "what runs the blocks on GPUs: quack (FC1+GELU and QKV+rotary as quack GEMMs, Hopper) or triton (cuBLAS) with embed's Triton kernels, torch.compile, or eager PyTorch (auto: the fastest that runs there)", default: "auto" },
   threads: { type: "string", description: "CPU threads for a CPU worker (default: the CPUs granted: affinity mask, cgroup quota, SLURM_CPUS_PER_TASK)" },
 } satisfies ArgsDef;
