@@ -20,7 +20,7 @@ import { existsSync } from "node:fs";
 import { basename, join } from "node:path";
 import { DNABERT_S_TRUNCATE, hfEndpoint, modelSearch, resolveConfig, visibleDevicesEnv, type RunConfig, type RunOptionsInput } from "./config.ts";
 import { z } from "zod";
-import { BadModelError, ModelNotFoundError, OptionsError } from "./errors.ts";
+import { BadModelError, ModelNotFoundError, OptionsError, WorkerError } from "./errors.ts";
 import { log } from "./log.ts";
 import { searchedPlaces } from "./model-dirs.ts";
 import { HF_ORGS, isModelFile, modelShape, resolveLayers, tableFamily, type ModelShape } from "./models.ts";
@@ -128,6 +128,8 @@ export async function probeModelFile(path: string, python: string): Promise<Mode
     } catch {
       wire = undefined;
     }
+    // No torch in the workers' Python: the same first-use error (exit 4) a worker would give.
+    if (wire?.name === "ModuleNotFoundError") throw new WorkerError("probe", wire.message, { hint: wire.hint, remoteName: wire.name });
     if (wire) throw new BadModelError(wire.message, wire.hint || undefined);
     throw new BadModelError(`${path}: cannot read the model's shape (${r.error ?? "the probe failed"})`, "check the Python environment with `embed doctor`");
   }

@@ -17,8 +17,17 @@ import sys
 from pathlib import Path
 
 from ..errors import BadCheckpoint, EmbedWorkerError
-from .weights import _REFETCH, _fair_esm_config, _strip_fair
-from ..checkpoint import state_dict, torch_load
+
+try:  # torch comes with these: a Python without it gets the worker's first-use message, not a traceback
+    from .weights import _REFETCH, _fair_esm_config, _strip_fair
+    from ..checkpoint import state_dict, torch_load
+except ModuleNotFoundError as e:
+    sys.stderr.write(json.dumps({
+        "name": "ModuleNotFoundError",
+        "message": f"{e} in {sys.executable} (Python {sys.version.split()[0]}), the Python embed's workers run",
+        "hint": "run `embed setup` once (it installs torch and the worker's requirements for embed; "
+                "in a checkout scripts/setup does the same), or set EMBED_PYTHON to a Python that has them"}) + "\n")
+    sys.exit(1)
 
 
 def probe(path: str) -> dict:
