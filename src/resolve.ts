@@ -98,13 +98,7 @@ async function downloadDnabert(cfg: RunConfig): Promise<ModelShape | undefined> 
   const r = await pythonJson<unknown>("embed_worker.registry", ["--download", shape.name, "--json"], cfg.python);
   const hint = `set HF_ENDPOINT to a mirror, or download it yourself with \`python -m embed_worker.registry --download ${shape.name}\` (from py/) or \`hf download ${repo}\`, or pass --model DIR, a folder holding config.json, tokenizer.json and the weights`;
   if (!r.ok) {
-    const last = (r.error ?? "").trim().split("\n").at(-1) ?? "";
-    let wire: z.infer<typeof ProbeError> | undefined;
-    try {
-      wire = ProbeError.parse(JSON.parse(last));
-    } catch {
-      wire = undefined;
-    }
+    const wire = wireError(r.error);
     if (wire) throw new ModelNotFoundError(wire.message, wire.hint || hint);
     throw new ModelNotFoundError(`model ${JSON.stringify(cfg.model)}: downloading ${url} failed (${r.error ?? "the download helper failed"})`, hint);
   }
@@ -117,17 +111,21 @@ async function downloadDnabert(cfg: RunConfig): Promise<ModelShape | undefined> 
 const ProbeShape = z.object({ numLayers: z.number().int().positive(), dim: z.number().int().positive(), heads: z.number().int().positive(), family: z.literal("esm2") });
 const ProbeError = z.object({ name: z.string(), message: z.string(), hint: z.string() });
 
+/** A one-shot helper's `{name, message, hint}`, the last line of its stderr, when it wrote one. */
+function wireError(stderr: string | undefined): z.infer<typeof ProbeError> | undefined {
+  const last = (stderr ?? "").trim().split("\n").at(-1) ?? "";
+  try {
+    return ProbeError.parse(JSON.parse(last));
+  } catch {
+    return undefined;
+  }
+}
+
 /** A fair-esm .pt file's depth, width and heads from `python -m embed_worker.esm2.probe PATH`. */
 export async function probeModelFile(path: string, python: string): Promise<ModelShape> {
   const r = await pythonJson<unknown>("embed_worker.esm2.probe", [path], python);
   if (!r.ok) {
-    const last = (r.error ?? "").trim().split("\n").at(-1) ?? "";
-    let wire: z.infer<typeof ProbeError> | undefined;
-    try {
-      wire = ProbeError.parse(JSON.parse(last));
-    } catch {
-      wire = undefined;
-    }
+    const wire = wireError(r.error);
     // No torch in the workers' Python: the same first-use error (exit 4) a worker would give.
     if (wire?.name === "ModuleNotFoundError") throw new WorkerError("probe", wire.message, { hint: wire.hint, remoteName: wire.name });
     if (wire) throw new BadModelError(wire.message, wire.hint || undefined);
