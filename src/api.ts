@@ -208,6 +208,9 @@ export class Embedder implements AsyncDisposable {
   }
 }
 
+/** One encoder for every iterable record (not one per record). */
+const utf8 = new TextEncoder();
+
 /**
  * One iterable record's token ids, without framing, read as a FASTA line of its family is:
  * ESM-2's alphabet, or (DNABERT-S) the bases upper-cased and checked (alphabet-guard.ts), then
@@ -222,7 +225,7 @@ function recordTokens(sequence: string, reading: ReadingOptions, at: InputLocati
       throw e;
     }
   }
-  const text = new TextEncoder().encode(sequence);
+  const text = utf8.encode(sequence);
   const bases = new Uint8Array(text.length);
   const n = readNucleotideLine(text, 0, text.length, bases, 0, reading, () => at);
   const ids = reading.bpe.encode(bases.subarray(0, n)).ids;
