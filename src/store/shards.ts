@@ -16,6 +16,7 @@ import { dirname, join } from "node:path";
 import { OutputError } from "../errors.ts";
 import { DTYPE_BYTES, type OutDtype, type OutputKind } from "../protocol.ts";
 import type { BatchResult } from "../protocol.ts";
+import { hashFile } from "./verify.ts";
 
 export interface ShardSpec {
   dim: number;
@@ -269,9 +270,7 @@ export function crc32File(path: string): string {
 
 /** sha256 of a file, hex (shards of earlier versions). */
 export function sha256File(path: string): string {
-  const h = new Bun.CryptoHasher("sha256");
-  streamFile(path, (piece) => void h.update(piece));
-  return h.digest("hex");
+  return hashFile(path).sha256;
 }
 
 export function readIndex(path: string): Uint32Array {
