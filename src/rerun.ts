@@ -50,7 +50,7 @@ export async function unchangedRerun(cfg: RunConfig, out: string, reading: Readi
       formats.push({ format: f, files: have });
       continue;
     }
-    const c = await convertStore(out, f, { python: cfg.python, locked: out }); // under this run's lock
+    const c = await convertStore(out, f, { python: cfg.python, locked: out, checked: true }); // under this run's lock; requestDiff checked it
     log.info(`${f}: ${c.files.join(", ")}`);
     formats.push({ format: f, files: c.files });
     written.push(f);

@@ -38,6 +38,9 @@ export interface ConvertOptions {
   /** A directory whose writer lock the caller already holds (a run converting its own store):
    * writing there takes no second lock. */
   locked?: string;
+  /** The caller has just checked this complete store against its manifest (rerun.ts, via
+   * request.ts requestDiff): it is not read a second time before the converter reads it. */
+  checked?: boolean;
 }
 
 export interface ConvertSummary {
@@ -66,7 +69,7 @@ export async function convertStore(source: string, format: Format, opts: Convert
   const abs = resolve(source);
   if (!existsSync(abs)) throw new OutputError(`${abs} does not exist`, `give ${CONVERT_SOURCES}`);
   const isDir = statSync(abs).isDirectory();
-  if (isDir) {
+  if (isDir && !opts.checked) {
     // An unfinished store is told here, where its committed shards can be counted.
     const info = inspectStore(abs);
     if (info.state === "unfinished") throw notComplete(info);
