@@ -31,6 +31,7 @@
 import { InputError } from "../errors.ts";
 import { duplicateId, emptyHeader, emptySequence, invalidUtf8Id, missingHeader, noRecords } from "./fasta-errors.ts";
 import { FastaLines, type LineHandler } from "./fasta-lines.ts";
+import { isSpace } from "./id-bytes.ts";
 import { IdIndex } from "./id-index.ts";
 import { type OnRename, PendingRenames } from "./renames.ts";
 import { AlphabetSample, readNucleotideLine, type ReadingOptions } from "./alphabet-guard.ts";
@@ -89,14 +90,9 @@ export interface RecordSink {
   readonly spaceAt?: number;
 }
 
-const CR = 0x0d;
 const GT = 0x3e;
 const SEMI = 0x3b;
 const SLAB = 1 << 18;
-
-function isSpace(b: number): boolean {
-  return b === 0x20 || b === 0x09 || b === CR || b === 0x0b || b === 0x0c;
-}
 
 export class FastaParser implements LineHandler {
   private readonly file: string;
