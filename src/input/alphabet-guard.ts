@@ -18,7 +18,7 @@
  * worker starts (`--alphabet-check off` skips the check).
  */
 import { InputError, type InputLocation } from "../errors.ts";
-import { IUPAC_NUCLEOTIDES } from "./nucleotide-fasta.ts";
+import { IUPAC_NUCLEOTIDES, notABase } from "./nucleotide-fasta.ts";
 import { BYTE_TO_ID, describeByte } from "./tokenize.ts";
 
 /** What the reader is told, beyond the FASTA rules: the family's tokenizer and the checks. */
@@ -96,9 +96,7 @@ function refusedBase(b: number, k: number, column: number, check: boolean, at: I
       "Remove or split the record, or pass --unknown count (the default) to embed it with [UNK] tokens, counted in the summary and the manifest.",
     );
   }
-  if (b === 0x2d || b === 0x2e) return new InputError(`alignment gap ${ch} at column ${column}`, at, "Gaps are not bases; remove them first, e.g. `sed '/^>/!s/[-.]//g' IN > OUT`.");
-  if (b >= 0x30 && b <= 0x39) return new InputError(`invalid character ${ch} (digit) at column ${column}`, at, "Sequences must not contain digits (GenBank-style numbered lines are not FASTA). Strip them, e.g. `sed '/^>/!s/[0-9 ]//g'`.");
-  return new InputError(`invalid character ${ch} at column ${column}`, at, `Bases must be IUPAC nucleotide codes (${IUPAC_NUCLEOTIDES}, either case); whitespace is ignored.`);
+  return notABase(b, column, at);
 }
 
 /** ESM-2 token ids that are also nucleotide letters: A C G T U N. */

@@ -23,7 +23,7 @@
  * Memory: one partial line carried between chunks and one record's bases (a buffer that grows to
  * the longest record and is reused).
  */
-import { InputError } from "../errors.ts";
+import { InputError, type InputLocation } from "../errors.ts";
 import { FastaLines, type LineHandler } from "./fasta-lines.ts";
 import { describeByte } from "./tokenize.ts";
 
@@ -170,12 +170,14 @@ export class NucleotideFastaParser implements LineHandler {
         `embed translate reads nucleotide FASTA (IUPAC ${IUPAC_NUCLEOTIDES}, either case). Protein FASTA goes to \`embed run\` as it is. For an unknown base, write N.`,
       );
     }
-    if (b === 0x2d || b === 0x2e) {
-      throw new InputError(`alignment gap ${ch} at column ${column}`, where, "Gaps are not bases; remove them first, e.g. `sed '/^>/!s/[-.]//g' IN > OUT`.");
-    }
-    if (b >= 0x30 && b <= 0x39) {
-      throw new InputError(`invalid character ${ch} (digit) at column ${column}`, where, "Sequences must not contain digits (GenBank-style numbered lines are not FASTA). Strip them, e.g. `sed '/^>/!s/[0-9 ]//g'`.");
-    }
-    throw new InputError(`invalid character ${ch} at column ${column}`, where, `Bases must be IUPAC nucleotide codes (${IUPAC_NUCLEOTIDES}, either case); whitespace is ignored.`);
+    throw notABase(b, column, where);
   }
+}
+
+/** Byte `b` at `column` is neither a base nor a letter of another alphabet: a gap, a digit or other (also alphabet-guard.ts's). */
+export function notABase(b: number, column: number, at: InputLocation): InputError {
+  const ch = describeByte(b);
+  if (b === 0x2d || b === 0x2e) return new InputError(`alignment gap ${ch} at column ${column}`, at, "Gaps are not bases; remove them first, e.g. `sed '/^>/!s/[-.]//g' IN > OUT`.");
+  if (b >= 0x30 && b <= 0x39) return new InputError(`invalid character ${ch} (digit) at column ${column}`, at, "Sequences must not contain digits (GenBank-style numbered lines are not FASTA). Strip them, e.g. `sed '/^>/!s/[0-9 ]//g'`.");
+  return new InputError(`invalid character ${ch} at column ${column}`, at, `Bases must be IUPAC nucleotide codes (${IUPAC_NUCLEOTIDES}, either case); whitespace is ignored.`);
 }
