@@ -152,13 +152,7 @@ class DNABERT(nn.Module):
 
         Layers are 0..num_layers or negative (-1 = num_layers, the last); keyed as requested.
         """
-        n = self.num_layers
-        want: dict[int, list[int]] = {}
-        for r in repr_layers:
-            j = r + n + 1 if r < 0 else r
-            if not 0 <= j <= n:
-                raise ValueError(f"repr layer {r} out of range for a {n}-layer model")
-            want.setdefault(j, []).append(r)
+        want = wanted_layers(repr_layers, self.num_layers)
         cu = self._check(tokens, cu_seqlens, max_seqlen)
         slopes = torch.tensor(alibi_slopes(self.cfg.num_heads), dtype=torch.float64)  # [H]
         out: dict[int, torch.Tensor] = {}
@@ -170,6 +164,18 @@ class DNABERT(nn.Module):
             for r in want.get(i + 1, ()):
                 out[r] = x
         return out
+
+
+def wanted_layers(repr_layers: Sequence[int], n: int) -> dict[int, list[int]]:
+    """Layer index 0..n -> the requested keys naming it (negative: from the end, -1 = n); one
+    reader for the reference and gpu/dnabert_s.py, so both refuse the same layers alike."""
+    want: dict[int, list[int]] = {}
+    for r in repr_layers:
+        j = r + n + 1 if r < 0 else r
+        if not 0 <= j <= n:
+            raise ValueError(f"repr layer {r} out of range for a {n}-layer model")
+        want.setdefault(j, []).append(r)
+    return want
 
 
 # --------------------------------------------------------------------------------------------

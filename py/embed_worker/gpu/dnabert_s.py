@@ -51,7 +51,7 @@ import torch.nn.functional as F
 import triton
 import triton.language as tl
 
-from ..dnabert_s.model import DNABERT, alibi_slopes, mean_all_tokens  # noqa: F401  (mean_all_tokens re-exported)
+from ..dnabert_s.model import DNABERT, alibi_slopes, mean_all_tokens, wanted_layers  # noqa: F401  (mean_all_tokens re-exported)
 from . import kernels as K
 from .alibi_attention import Plan, default_scale, slopes_log2
 
@@ -148,17 +148,6 @@ def _probe(model: DNABERT) -> str | None:
     return None
 
 
-def _wanted(repr_layers: Sequence[int], n: int) -> dict[int, list[int]]:
-    """layer index 0..n -> the requested keys naming it (negative: from the end), as the reference."""
-    want: dict[int, list[int]] = {}
-    for r in repr_layers:
-        j = r + n + 1 if r < 0 else r
-        if not 0 <= j <= n:
-            raise ValueError(f"repr layer {r} out of range for a {n}-layer model")
-        want.setdefault(j, []).append(r)
-    return want
-
-
 class FastDNABERT:
     """A loaded dnabert_s.model.DNABERT (on a CUDA device, or on CPU under TRITON_INTERPRET=1)
     run through cuBLAS GEMMs and the Triton kernels. Holds the model's own parameters (no
@@ -187,7 +176,7 @@ class FastDNABERT:
         """tokens [T] (long), cu_seqlens [B+1] (int32) -> {layer: hidden [T, D]} per requested
         layer (0..num_layers or negative), keyed as requested; the reference's checks and errors."""
         m, n = self.model, self.num_layers
-        want = _wanted(repr_layers, n)
+        want = wanted_layers(repr_layers, n)
         m._check(tokens, cu_seqlens, max_seqlen)
         dev = self.table.device
         tokens = tokens.to(dev)
@@ -253,7 +242,7 @@ def padded_sdpa_forward(model: DNABERT, tokens: torch.Tensor, cu_seqlens: torch.
     FastDNABERT (padding rows dropped). No input checks: a baseline for measurements."""
     cfg = model.cfg
     n, H, Dh, D, Fi = cfg.num_layers, cfg.num_heads, cfg.head_dim, cfg.hidden_size, cfg.intermediate_size
-    want = _wanted(repr_layers, n)
+    want = wanted_layers(repr_layers, n)
     dev = model.word_embeddings.weight.device
     cu = cu_seqlens.to(dev).long()
     lens = cu[1:] - cu[:-1]  # [B]
