@@ -59,7 +59,7 @@ describe("embed run (real worker, test model)", () => {
     // Where the worker's start-up went: the interpreter, then its phases in order, in seconds,
     // summing to no more than the whole start-up.
     const startup = summary.workerStartup.cpu as Record<string, number>;
-    expect(Object.keys(startup)).toEqual(["python", "torch", "device", "load", "kernels", "ring", "warm-up"]);
+    expect(Object.keys(startup)).toEqual(["python", "torch", "device", "read", "load", "kernels", "ring", "warm-up"]);
     for (const s of Object.values(startup)) expect(s).toBeGreaterThanOrEqual(0);
     expect(startup.torch!).toBeGreaterThan(0);
     const sum = Object.values(startup).reduce((a, b) => a + b, 0);

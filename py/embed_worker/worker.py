@@ -124,10 +124,12 @@ class Worker:
         from .esm2 import model as M
         self.M = M
         self.model, self.mcfg, self.resolved = load_model(self.cfg.model, self.device, self.dtype,
-                                                          allow_download=self.cfg.download)
+                                                          allow_download=self.cfg.download, lap=self.phases.lap)
         self.phases.lap("load")
         self.layers = resolve_layers(self.cfg.layers, self.mcfg.num_layers)
         self.kernels = self.choose_kernels(self.cfg.kernels)
+        if self.device.type == "cuda":
+            self.phases.lap("kernel-libs")  # importing what the choice needs (quack: the CuTe DSL)
         self.arrange(self.kernels, longest=self.cfg.max_len)
         self.phases.lap("kernels")
         self.apply_fault()

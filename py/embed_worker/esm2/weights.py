@@ -338,8 +338,10 @@ def load_checkpoint(resolved: Resolved, name: str | None = None) -> tuple[ESM2Co
     return cfg, state, inv
 
 
-def load_model(name_or_path: str, device, dtype: torch.dtype, allow_download: bool = False):
+def load_model(name_or_path: str, device, dtype: torch.dtype, allow_download: bool = False, lap=None):
     """Resolve, read and strictly load a model -> (model in eval mode on device/dtype, cfg, resolved).
+    `lap(name)`, when given, is called once the checkpoint is read ("read"), before the tensors
+    move to the device (the worker's start-up phases).
 
     With `allow_download` (embed's default; `--no-download` turns it off), a released ESM-2 name
     found in no local cache is fetched into the torch hub cache first (download.py); if that fails
@@ -359,6 +361,8 @@ def load_model(name_or_path: str, device, dtype: torch.dtype, allow_download: bo
             raise ModelNotFound(f"{missing.message}\n{failed.message}", failed.hint) from None
         resolved = resolve(name_or_path)
     cfg, state, inv = load_checkpoint(resolved)
+    if lap is not None:
+        lap("read")
     with torch.device("meta"):
         model = ESM2(cfg)
     model.load_state_dict(state, strict=True, assign=True)
