@@ -1,7 +1,7 @@
 """Reading checkpoint files, for every model family: torch.load restricted to tensors and plain
 containers (weights_only=True, mmap where the format allows), safetensors headers checked against
-the file's size before anything is read, Hugging Face folders (one file, shards, or
-pytorch_model.bin) read from headers first, and a state dict's entries checked to be tensors. Each
+the file's size before anything is read, Hugging Face folders (safetensors or pytorch_model.bin,
+each one file or shards named by an index) read from headers or memory-mapped first, and a state dict's entries checked to be tensors. Each
 problem is a BadCheckpoint naming the file; `hint` says what to do (a family passes its own).
 """
 from __future__ import annotations
@@ -108,32 +108,77 @@ def safetensors_header(path: Path, hint: str = REFETCH) -> dict[str, TensorInfo]
     return out
 
 
+# What an HF folder holds its weights in, in transformers' order of preference: safetensors (one
+# file, else shards named by an index), then the pickle (one file, else shards named by an index;
+# 4.x's save_pretrained(safe_serialization=False, max_shard_size=...)).
+HF_SINGLE_ST, HF_INDEX_ST = "model.safetensors", "model.safetensors.index.json"
+HF_SINGLE_BIN, HF_INDEX_BIN = "pytorch_model.bin", "pytorch_model.bin.index.json"
+HF_WEIGHT_FILES = (HF_SINGLE_ST, HF_INDEX_ST, HF_SINGLE_BIN, HF_INDEX_BIN)
+
+
+def _bin_infos(path: Path, hint: str) -> dict[str, TensorInfo]:
+    """Shapes of a pickled state dict, memory-mapped (nothing is read until a tensor is used)."""
+    return {k: TensorInfo(tuple(v.shape), v.is_floating_point(), str(path), k)
+            for k, v in state_dict(torch_load(path), path, hint).items()}
+
+
+def read_index(index: Path, hint: str = REFETCH) -> dict[str, str]:
+    """A *.index.json's weight_map (tensor -> shard file name), every shard it names checked to be
+    a plain file name present beside it."""
+    try:
+        weight_map = json.loads(index.read_text())["weight_map"]
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise bad(str(index), f"unreadable index ({type(e).__name__}: {e}); expected {{\"weight_map\": {{tensor: file}}}}", hint) from None
+    if not isinstance(weight_map, dict) or not all(isinstance(v, str) for v in weight_map.values()):
+        raise bad(str(index), "weight_map must map tensor names to shard file names", hint)
+    for shard in sorted(set(weight_map.values())):
+        if Path(shard).name != shard or shard in ("", ".", ".."):
+            raise bad(str(index), f"shard {shard!r} is not a file name (shards lie beside the index)", hint)
+        if not (index.parent / shard).is_file():
+            raise bad(str(index), f"names shard {shard}, which is missing from {index.parent}",
+                      f"the download is incomplete; download {shard} (or the whole model folder) again")
+    return weight_map
+
+
+def _sharded(index: Path, hint: str) -> dict[str, TensorInfo]:
+    """The tensors an index names, each from the shard its weight_map gives: .safetensors shards
+    from their headers, .bin shards memory-mapped. A shard lacking a tensor listed for it, or holding
+    one the index does not list for it, is an error naming the shard (index and shards disagree)."""
+    weight_map = read_index(index, hint)
+    by_shard: dict[str, list[str]] = {}
+    for k, shard in weight_map.items():
+        by_shard.setdefault(shard, []).append(k)
+    out: dict[str, TensorInfo] = {}
+    for shard in sorted(by_shard):
+        f = index.parent / shard
+        infos = _bin_infos(f, hint) if shard.endswith(".bin") else safetensors_header(f, hint)
+        lacking = sorted(k for k in by_shard[shard] if k not in infos)
+        if lacking:
+            raise bad(str(f), f"tensor {lacking[0]}, listed for this shard in {index.name}, is not in it"
+                      + (f" (and {len(lacking) - 1} more)" if len(lacking) > 1 else ""),
+                      f"the shard is damaged or from another download; download {shard} again")
+        stray = sorted(k for k in infos if weight_map.get(k) != shard)
+        if stray:
+            raise bad(str(f), f"tensor {stray[0]} is in this shard but {index.name} does not list it here"
+                      + (f" (and {len(stray) - 1} more)" if len(stray) > 1 else ""),
+                      f"the index and the shards come from different downloads; download the model folder again")
+        out.update(infos)
+    return out
+
+
 def hf_headers(folder: Path, hint: str = REFETCH) -> dict[str, TensorInfo]:
-    """Every tensor of an HF folder, from headers only (model.safetensors, a sharded index, or
-    pytorch_model.bin memory-mapped)."""
-    single = folder / "model.safetensors"
-    index = folder / "model.safetensors.index.json"
-    if single.is_file():
-        return safetensors_header(single, hint)
-    if index.is_file():
-        try:
-            weight_map = json.loads(index.read_text())["weight_map"]
-        except (OSError, ValueError, KeyError, TypeError) as e:
-            raise bad(str(index), f"unreadable index ({type(e).__name__}: {e}); expected {{\"weight_map\": {{tensor: file}}}}", hint) from None
-        if not isinstance(weight_map, dict) or not all(isinstance(v, str) for v in weight_map.values()):
-            raise bad(str(index), "weight_map must map tensor names to shard file names", hint)
-        out: dict[str, TensorInfo] = {}
-        for shard in sorted(set(weight_map.values())):
-            f = folder / shard
-            if Path(shard).name != shard or not f.is_file():
-                raise bad(str(index), f"shard {shard!r} is not a file in {folder}", "download the missing shard")
-            out.update(safetensors_header(f, hint))
-        return out
-    binf = folder / "pytorch_model.bin"
-    if binf.is_file():
-        return {k: TensorInfo(tuple(v.shape), v.is_floating_point(), str(binf), k)
-                for k, v in state_dict(torch_load(binf), binf, hint).items()}
-    raise BadCheckpoint(f"{folder}: no model.safetensors, model.safetensors.index.json or pytorch_model.bin",
+    """Every tensor of an HF folder, from headers only (model.safetensors, or its shards by
+    model.safetensors.index.json) or memory-mapped (pytorch_model.bin, or its shards by
+    pytorch_model.bin.index.json), whichever comes first in HF_WEIGHT_FILES."""
+    if (folder / HF_SINGLE_ST).is_file():
+        return safetensors_header(folder / HF_SINGLE_ST, hint)
+    if (folder / HF_INDEX_ST).is_file():
+        return _sharded(folder / HF_INDEX_ST, hint)
+    if (folder / HF_SINGLE_BIN).is_file():
+        return _bin_infos(folder / HF_SINGLE_BIN, hint)
+    if (folder / HF_INDEX_BIN).is_file():
+        return _sharded(folder / HF_INDEX_BIN, hint)
+    raise BadCheckpoint(f"{folder}: no {', '.join(HF_WEIGHT_FILES[:-1])} or {HF_WEIGHT_FILES[-1]}",
                         "download the full model folder (config.json + weights)")
 
 

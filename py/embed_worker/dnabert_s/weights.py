@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 
 from ..errors import BadCheckpoint
-from ..checkpoint import torch_load
+from ..checkpoint import HF_WEIGHT_FILES, torch_load
 from .config import DNABERTConfig, read_config
 from .model import DNABERT
 
@@ -46,7 +46,7 @@ IGNORED_MLM = re.compile(r"^cls\.")  # BertForMaskedLM's head, outside the "bert
 # Signs of a standard Hugging Face BERT (learned positions, separate q/k/v, plain MLP).
 VANILLA_BERT = re.compile(r"(embeddings\.position_embeddings\.|attention\.self\.query\.|intermediate\.dense\.)")
 
-WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json")
+WEIGHT_FILES = HF_WEIGHT_FILES  # the ESM-2 loader's order too: safetensors first, one file before shards
 
 
 def key_map(cfg: DNABERTConfig) -> dict[str, str]:
@@ -95,14 +95,19 @@ def read_tensors(folder: str | Path) -> tuple[dict[str, torch.Tensor], dict[str,
             return sd, {k: p for k in sd}
         try:
             weight_map = json.loads(p.read_text())["weight_map"]
-            if not isinstance(weight_map, dict):
-                raise TypeError("weight_map is not an object")
+            if not isinstance(weight_map, dict) or not all(isinstance(v, str) for v in weight_map.values()):
+                raise TypeError("weight_map does not map tensor names to shard file names")
         except Exception as e:
             raise BadCheckpoint(f"{p}: unreadable shard index ({type(e).__name__}: {e})",
                                 "download the model folder again") from None
         tensors: dict[str, torch.Tensor] = {}
         where: dict[str, Path] = {}
-        for shard in sorted(set(weight_map.values())):
+        shards = sorted(set(weight_map.values()))
+        for shard in shards:  # all present before any is read: a partial download is named at once
+            if Path(shard).name != shard or not (folder / shard).is_file():
+                raise BadCheckpoint(f"{folder / shard}: weight file not found (a shard named in {p.name})",
+                                    f"the download is incomplete; download {shard} (or the whole model folder) again")
+        for shard in shards:
             sp = folder / shard
             part = _read_one(sp)
             for k, v in part.items():

@@ -139,9 +139,9 @@ def write(out: str | os.PathLike, name: str = TEST_TINY.cfg.name, layers: int = 
           hf_weights: str = "safetensors") -> dict:
     """Write the checkpoint(s); returns {"fair-esm": path, "hf": path} for what was asked. The HF
     folder's tensor names are transformers `hf_layout`'s ("4" or "5"); its weights are one
-    model.safetensors, `hf_shards` > 1 safetensors shards with model.safetensors.index.json (as
-    save_pretrained's max_shard_size makes), or pytorch_model.bin (`hf_weights="bin"`, 4.x's
-    safe_serialization=False)."""
+    model.safetensors, or `hf_shards` > 1 safetensors shards with model.safetensors.index.json (as
+    save_pretrained's max_shard_size makes); with `hf_weights="bin"` (4.x's safe_serialization=False)
+    pytorch_model.bin, or shards with pytorch_model.bin.index.json."""
     out = Path(out)
     pt, hf_dir = out / f"{name}.pt", out / name
     want_pt, want_hf = fmt in ("fair-esm", "both"), fmt in ("hf", "both")
@@ -187,24 +187,33 @@ def write(out: str | os.PathLike, name: str = TEST_TINY.cfg.name, layers: int = 
 
 
 def _save_hf_weights(folder: Path, state: dict, shards: int, weights: str) -> None:
+    """state -> one weights file, or `shards` files and an index, named as transformers 4.x's
+    save_pretrained names them: model.safetensors / model-0000i-of-0000n.safetensors +
+    model.safetensors.index.json, or (safe_serialization=False) pytorch_model.bin /
+    pytorch_model-0000i-of-0000n.bin + pytorch_model.bin.index.json."""
     import torch
     from safetensors.torch import save_file
 
-    if weights == "bin":
-        torch.save(state, folder / "pytorch_model.bin")
-        return
+    stem, ext = ("pytorch_model", "bin") if weights == "bin" else ("model", "safetensors")
+
+    def save(part: dict, fn: str) -> None:
+        if weights == "bin":
+            torch.save(part, folder / fn)
+        else:
+            save_file(part, str(folder / fn), metadata={"format": "pt"})
+
     if shards == 1:
-        save_file(state, str(folder / "model.safetensors"), metadata={"format": "pt"})
+        save(state, f"{stem}.{ext}")
         return
     keys = sorted(state)
     weight_map = {}
     for i in range(shards):
-        fn = f"model-{i + 1:05d}-of-{shards:05d}.safetensors"
+        fn = f"{stem}-{i + 1:05d}-of-{shards:05d}.{ext}"
         part = keys[i::shards]
-        save_file({k: state[k] for k in part}, str(folder / fn), metadata={"format": "pt"})
+        save({k: state[k] for k in part}, fn)
         weight_map.update({k: fn for k in part})
     total = sum(v.numel() * v.element_size() for v in state.values())
-    (folder / "model.safetensors.index.json").write_text(
+    (folder / f"{stem}.{ext}.index.json").write_text(
         json.dumps({"metadata": {"total_size": total}, "weight_map": weight_map}, indent=2) + "\n")
 
 
@@ -238,7 +247,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--force", action="store_true", help="overwrite existing files")
     ap.add_argument("--hf-layout", choices=HF_LAYOUTS, default="4",
                     help="tensor names of the HF folder: as transformers 4.x or 5.x saves them")
-    ap.add_argument("--hf-shards", type=int, default=1, help="safetensors shards of the HF folder (1: one file)")
+    ap.add_argument("--hf-shards", type=int, default=1, help="weight shards of the HF folder, with an index (1: one file)")
     ap.add_argument("--hf-weights", choices=["safetensors", "bin"], default="safetensors")
     a = ap.parse_args(argv)
     if a.like:
