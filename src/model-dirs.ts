@@ -33,8 +33,10 @@ const isHfDir = (p: string): boolean => {
   }
 };
 
-/** What an HF folder's loader reads its weights from (py/embed_worker/hub.py HF_WEIGHTS). */
-export const HF_WEIGHTS = ["model.safetensors", "model.safetensors.index.json", "pytorch_model.bin"] as const;
+/** What an HF folder's loader reads its weights from (py/embed_worker/hub.py HF_WEIGHTS): one
+ * file, or an index naming shards, of safetensors or (transformers 4.x's safe_serialization=False)
+ * pickles. */
+export const HF_WEIGHTS = ["model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json"] as const;
 
 /** The snapshot refs/main names, if it holds config.json and a weights file (as the registry). */
 function hfSnapshot(repoDir: string): string | undefined {

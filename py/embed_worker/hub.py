@@ -27,10 +27,12 @@ from . import log
 from .errors import ModelNotFound
 
 # What an HF folder's loader reads (checkpoint.hf_headers): one of these must be cached with config.json.
-HF_WEIGHTS = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin")
-# What is fetched, in order of preference: safetensors (one file or shards + index), else the pickle.
+# (checkpoint.HF_WEIGHT_FILES; repeated here because importing checkpoint loads torch.)
+HF_WEIGHTS = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json")
+# What is fetched, in order of preference: safetensors (one file or shards + index), else the
+# pickle (one file or shards + index, as transformers 4.x's safe_serialization=False writes them).
 _WEIGHT_PATTERNS = (["model.safetensors", "model.safetensors.index.json", "model-*-of-*.safetensors"],
-                    ["pytorch_model.bin"])
+                    ["pytorch_model.bin", "pytorch_model.bin.index.json", "pytorch_model-*-of-*.bin"])
 DEFAULT_ENDPOINT = "https://huggingface.co"
 URL_TIMEOUT_S = 30  # seconds without a byte before a plain-URL download gives up
 

@@ -87,7 +87,7 @@ def family_of(name_or_path: str) -> str:
 
 def download_hint(name: str) -> str:
     return (f"download it with `hf download {DNABERT_ORG}/{name} --include config.json tokenizer.json "
-            f"'*.safetensors' pytorch_model.bin` (Hugging Face CLI; it lands in {hub.hf_hub_cache()}) or "
+            f"'*.safetensors' 'pytorch_model*.bin*'` (Hugging Face CLI; it lands in {hub.hf_hub_cache()}) or "
             f"`python -m embed_worker.registry --download {name}`, or pass the model folder's path")
 
 
