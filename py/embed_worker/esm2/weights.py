@@ -19,7 +19,6 @@ class allowlisted for the weights-only unpickler.
 """
 from __future__ import annotations
 
-import argparse
 import json
 import re
 from pathlib import Path
@@ -29,80 +28,11 @@ import torch
 from ..checkpoint import TensorInfo, hf_headers, hf_tensors, state_dict, torch_load
 from ..errors import BadCheckpoint, ModelNotFound
 from .model import ESM2
-from .registry import FAIR_ESM, KNOWN, ESM2Config, Resolved, bare_name, geometry_problems, resolve
+from .config_rules import _REFETCH, _bad, _check_geometry, _fair_esm_config, _strip_fair, _typed
+from .registry import FAIR_ESM, KNOWN, ESM2Config, Resolved, bare_name, resolve
 
 # ---------------------------------------------------------------------------------------------
-# configs
-
-
-_REFETCH = "the file is damaged or is not an ESM-2 checkpoint; download it again"
-_CONFIG_HINT = "fix that field, or download the model again (released ESM-2 models come with a valid config)"
-
-
-def _bad(where: str, what: str, hint: str = _REFETCH) -> BadCheckpoint:
-    return BadCheckpoint(f"{where}: {what}", hint)
-
-
-def _typed(get, key: str, where: str, kind: type, default=None):
-    """A config field of type `kind` (int: not bool; float: int or float), else BadCheckpoint
-    naming the field, its value and the type it has. `default` where absent (None: required)."""
-    v = get(key, None)
-    if v is None:
-        if default is None:
-            raise _bad(where, f"{key} is missing", _CONFIG_HINT)
-        return default
-    ok = (isinstance(v, kind) and not isinstance(v, bool)) if kind in (int, float) else isinstance(v, kind)
-    if kind is float and isinstance(v, int) and not isinstance(v, bool):
-        ok, v = True, float(v)
-    if not ok:
-        raise _bad(where, f"{key} is {v!r} (a {type(v).__name__}); expected a{'n' if kind is int else ''} "
-                          f"{ {int: 'integer', float: 'number', bool: 'true/false', str: 'string'}[kind] }", _CONFIG_HINT)
-    return v
-
-
-def _check_geometry(where: str, layers: int, dim: int, heads: int, ffn: int, vocab: int = 33) -> None:
-    problems = geometry_problems(layers, dim, heads, ffn, vocab)
-    if problems:
-        raise _bad(where, "not a usable ESM-2 shape: " + "; ".join(problems), _CONFIG_HINT)
-
-
-def _fair_esm_config(name: str, data: dict, shapes: dict[str, tuple], path: str) -> ESM2Config:
-    layer_ids = {int(m.group(1)) for k in shapes if (m := re.match(r"layers\.(\d+)\.", k))}
-    n_layers = max(layer_ids) + 1 if layer_ids else 0
-    emb = shapes.get("embed_tokens.weight")
-    if emb is None or len(emb) != 2:
-        raise BadCheckpoint(f"{path}: no embed_tokens.weight; this is not an ESM-2 checkpoint",
-                            "pass an esm2_*.pt file from fair-esm")
-    dim = int(emb[1])
-    cfg = data.get("cfg")
-    if cfg is not None and not isinstance(cfg, dict):
-        raise _bad(path, f"'cfg' is a {type(cfg).__name__}, expected a dict holding 'model'")
-    mcfg = cfg.get("model") if cfg else None
-    if mcfg is not None:
-        if isinstance(mcfg, dict):
-            get = mcfg.get
-        elif isinstance(mcfg, argparse.Namespace):
-            get = lambda k, d=None: getattr(mcfg, k, d)  # noqa: E731
-        else:
-            raise _bad(path, f"cfg.model is a {type(mcfg).__name__}, expected a Namespace or dict")
-        where = f"{path}: cfg.model"
-        c_layers = _typed(get, "encoder_layers", where, int)
-        c_dim = _typed(get, "encoder_embed_dim", where, int)
-        heads = _typed(get, "encoder_attention_heads", where, int)
-        ffn = _typed(get, "encoder_ffn_embed_dim", where, int, 4 * c_dim)
-        token_dropout = _typed(get, "token_dropout", where, bool, True)
-        _check_geometry(where, c_layers, c_dim, heads, ffn)
-        if (c_layers, c_dim) != (n_layers, dim):
-            raise BadCheckpoint(f"{path}: cfg says {c_layers} layers x {c_dim} wide but the tensors are "
-                                f"{n_layers} layers x {dim} wide", "the checkpoint is inconsistent; download it again")
-        return ESM2Config(name, n_layers, dim, heads, ffn_dim=ffn, token_dropout=token_dropout)
-    # No cfg: only accept shapes that match a known model (heads cannot be read off tensors).
-    for km in KNOWN.values():
-        if (km.cfg.num_layers, km.cfg.embed_dim) == (n_layers, dim):
-            return ESM2Config(name, n_layers, dim, km.cfg.attention_heads)
-    raise BadCheckpoint(f"{path}: no cfg.model in checkpoint and {n_layers} layers x {dim} matches no known "
-                        "ESM-2 model, so the number of heads is unknown", "pass the original esm2_*.pt file")
-
+# configs (fair-esm's cfg.model and the shared field rules: config_rules.py)
 
 # config.json fields that must hold ESM-2's token ids (the orchestrator tokenizes with that alphabet)
 _HF_TOKEN_IDS = {"pad_token_id": 1, "mask_token_id": 32, "cls_token_id": 0, "bos_token_id": 0, "eos_token_id": 2}
@@ -187,17 +117,6 @@ _HF_ROTARY = re.compile(r"^(encoder\.layer\.(\d+|\*)\.attention\.self\.rotary_em
 # (gamma, beta); 4.x wrote weight, bias. Both are read as weight, bias.
 _HF_LN_ALIAS = re.compile(r"(?:^|\.)LayerNorm\.(gamma|beta)$")
 _HF_IGNORE = re.compile(r"^(lm_head\.|contact_head\.|pooler\.|embeddings\.position_ids$|embeddings\.position_embeddings\.weight$)")
-
-
-def _strip_fair(sd: dict) -> dict:
-    out = {}
-    for k, v in sd.items():
-        for p in ("encoder.sentence_encoder.", "encoder."):
-            if k.startswith(p):
-                k = k[len(p):]
-                break
-        out[k] = v
-    return out
 
 
 def _strip_hf(infos: dict[str, TensorInfo], path: str) -> dict[str, TensorInfo]:
