@@ -13,10 +13,11 @@
  * it); with --no-download, or from `resolveRun` alone, a missing one is reported with the command.
  *
  * A fair-esm .pt file is a pickle: `resolveRunProbed` asks a one-shot Python probe for its shape
- * (about 2 s, torch's import) so that it too is checked here; the entry points that start workers
+ * (about 0.1 s: a zip-format file is read without torch; others cost torch's import, 1-3 s),
+ * once per file and process, so that it too is checked here; the entry points that start workers
  * (run, the API, validate, --dry) use it. `resolveRun` alone is the same without that probe.
  */
-import { existsSync } from "node:fs";
+import { existsSync, statSync } from "node:fs";
 import { basename, join } from "node:path";
 import { DNABERT_S_TRUNCATE, hfEndpoint, modelSearch, resolveConfig, visibleDevicesEnv, type RunConfig, type RunOptionsInput } from "./config.ts";
 import { z } from "zod";
@@ -121,8 +122,35 @@ function wireError(stderr: string | undefined): z.infer<typeof ProbeError> | und
   }
 }
 
-/** A fair-esm .pt file's depth, width and heads from `python -m embed_worker.esm2.probe PATH`. */
+/**
+ * Shapes this process has probed, by the path as given and the file's identity (device, inode,
+ * size, mtime in ns): `embed virnucpro` resolves each model twice (its option check, then
+ * embedToStore), and a file replaced or rewritten in between is probed again. Only shapes are
+ * kept; a refusal is probed again, so its message always describes the file as it is now.
+ */
+const probed = new Map<string, ModelShape>();
+
+function fileIdentity(path: string): string | undefined {
+  try {
+    const s = statSync(path, { bigint: true });
+    return `${s.dev}:${s.ino}:${s.size}:${s.mtimeNs}\0${path}`;
+  } catch {
+    return undefined; // the probe says what is wrong with it
+  }
+}
+
+/** A fair-esm .pt file's depth, width and heads from `python -m embed_worker.esm2.probe PATH`
+ * (once per file and process: `probed`). */
 export async function probeModelFile(path: string, python: string): Promise<ModelShape> {
+  const key = fileIdentity(path);
+  const known = key === undefined ? undefined : probed.get(key);
+  if (known) return { ...known };
+  const shape = await runProbe(path, python);
+  if (key !== undefined) probed.set(key, shape);
+  return shape;
+}
+
+async function runProbe(path: string, python: string): Promise<ModelShape> {
   const r = await pythonJson<unknown>("embed_worker.esm2.probe", [path], python);
   if (!r.ok) {
     const wire = wireError(r.error);

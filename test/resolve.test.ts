@@ -3,10 +3,10 @@
  * starts (Python is started only by the .pt probe's tests, one short `python -m` each).
  */
 import { describe, expect, test } from "bun:test";
-import { copyFileSync, mkdtempSync, rmSync } from "node:fs";
+import { copyFileSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { PACKAGE_ROOT } from "../src/config.ts";
+import { PACKAGE_ROOT, PYTHON_PACKAGE_DIR, pythonBin } from "../src/config.ts";
 import { BadModelError, ExitCode, ModelNotFoundError, OptionsError } from "../src/errors.ts";
 import { resolveRun, resolveRunProbed } from "../src/resolve.ts";
 import { CPU_AUTO_TOKENS } from "../src/workers/session.ts";
@@ -150,6 +150,36 @@ describe("resolveRunProbed: a fair-esm .pt file's shape, read by the Python prob
       expect(e.message).not.toContain("\n");
       expect(e.hint).toContain("weights_only=True");
     } finally {
+      rmSync(tmp, { recursive: true, force: true });
+    }
+  });
+
+  test("a file is probed once per process (embed virnucpro resolves each model twice); a rewritten one again", async () => {
+    const tmp = mkdtempSync(join(tmpdir(), "embed-probe-once-"));
+    const calls = join(tmp, "calls.log");
+    const python = join(tmp, "python"); // the real Python, each call logged
+    writeFileSync(python, `#!/bin/sh\necho "$*" >> '${calls}'\nexec '${pythonBin()}' "$@"\n`, { mode: 0o755 });
+    const probes = () => (existsSync(calls) ? readFileSync(calls, "utf8") : "").split("\n").filter((l) => l.includes("embed_worker.esm2.probe")).length;
+    const saved = process.env.EMBED_PYTHON;
+    process.env.EMBED_PYTHON = python;
+    try {
+      const model = join(tmp, "m.pt");
+      copyFileSync(pt, model);
+      const first = await resolveRunProbed({ ...base, model });
+      const second = await resolveRunProbed({ ...base, model, layers: "-1" });
+      expect(probes()).toBe(1);
+      expect(second.model).toEqual(first.model);
+      expect(second.layers).toEqual([2]);
+      // Another geometry written over the same path: its own shape, from a second probe.
+      const made = Bun.spawnSync([pythonBin(), "-m", "embed_worker.tools.testmodel", "--out", tmp, "--name", "other", "--layers", "3", "--dim", "48", "--heads", "6", "--format", "fair-esm"], { cwd: PYTHON_PACKAGE_DIR });
+      expect(made.exitCode).toBe(0);
+      copyFileSync(join(tmp, "other.pt"), model);
+      const third = await resolveRunProbed({ ...base, model });
+      expect(probes()).toBe(2);
+      expect(third.model).toMatchObject({ name: "m.pt", numLayers: 3, dim: 48, heads: 6 });
+    } finally {
+      if (saved === undefined) delete process.env.EMBED_PYTHON;
+      else process.env.EMBED_PYTHON = saved;
       rmSync(tmp, { recursive: true, force: true });
     }
   });

@@ -217,3 +217,20 @@ describe("resume after kill -9 (fake workers)", () => {
     });
   }
 });
+
+describe("a .pt ESM-2 model is probed once (fake workers)", () => {
+  test("embed virnucpro --esm-model FILE.pt runs the shape probe once, though it resolves the model twice", async () => {
+    const calls = join(tmp, "python-calls.log");
+    const python = join(tmp, "counting-python"); // the real Python (the .pt tool needs torch), each call logged
+    writeFileSync(python, `#!/bin/sh\necho "$*" >> '${calls}'\nexec '${realPython()}' "$@"\n`, { mode: 0o755 });
+    const model = join(PACKAGE_ROOT, ".models", "test-tiny.pt");
+    const out = join(tmp, "probe-once");
+    const argv = ["virnucpro", READS, "-o", out, "--esm-model", model, "--dnabert-model", DNABERT, "--devices", "cpu", "--per-file", String(PER_FILE)];
+    const r = await run(argv, fakeRunEnv({ slowMs: 0 }, { EMBED_PYTHON: python }));
+    expect(r.stderr).not.toMatch(/\[error\]|Traceback/);
+    expect(r.code).toBe(0);
+    expect(JSON.parse(r.stdout).esm.model).toBe(model);
+    const lines = readFileSync(calls, "utf8").trim().split("\n");
+    expect(lines.filter((l) => l.includes("embed_worker.esm2.probe"))).toEqual([`-m embed_worker.esm2.probe ${model}`]);
+  });
+});
