@@ -146,7 +146,7 @@ export async function probeModelFile(path: string, python: string): Promise<Mode
   const known = key === undefined ? undefined : probed.get(key);
   if (known) return { ...known };
   const shape = await runProbe(path, python);
-  if (key !== undefined) probed.set(key, shape);
+  if (key !== undefined) probed.set(key, { ...shape });
   return shape;
 }
 
