@@ -296,6 +296,9 @@ export interface WorkerWireConfig {
   /** The longest sequence the run can send, BOS and EOS included (--truncate + 2): a worker
    * leaves out kernels only longer sequences need. */
   maxLen?: number;
+  /** This worker's tokens as the orchestrator guesses them from the input's size (absent:
+   * unknown); "auto" kernels skip quack's import for a run too short to repay it. */
+  expectedTokens?: number;
   /** Test hook: make the worker wrong on purpose (see py worker.py FAULTS), to prove checks fail. */
   fault?: string;
 }

@@ -11,6 +11,7 @@ import { convertStore } from "./store/formats.ts";
 import { ingest } from "./input/ingest.ts";
 import type { ReadingOptions } from "./input/alphabet-guard.ts";
 import { readingFor } from "./input/reading.ts";
+import { estimateTokens } from "./input/size-estimate.ts";
 import { POOLING, type Family } from "./protocol.ts";
 import type { RunEvent } from "./events.ts";
 import { log } from "./log.ts";
@@ -188,7 +189,8 @@ async function startWhileReading(
   // killed as soon as they can be (a start-up cannot be cancelled half-way), and a CLI run exits,
   // which ends them with it (py lifeline.py).
   let sampled!: () => void;
-  const workersP = new Promise<void>((r) => (sampled = r)).then(() => startWorkers(cfg, devices));
+  const expectedTokens = estimateTokens(cfg.inputs, devices.length, cfg.slice?.count);
+  const workersP = new Promise<void>((r) => (sampled = r)).then(() => startWorkers(cfg, devices, { expectedTokens }));
   workersP.catch(() => {});
   let table: RecordTable;
   let slice: SliceInfo | undefined; // --slice I/N: this job's slice of the input

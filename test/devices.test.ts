@@ -5,7 +5,7 @@
  * CUDA_VISIBLE_DEVICES.
  */
 import { afterAll, describe, expect, setDefaultTimeout, test } from "bun:test";
-import { chmodSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { chmodSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { PACKAGE_ROOT } from "../src/config.ts";
@@ -137,7 +137,7 @@ describe("through the CLI, with a fake nvidia-smi and fake workers", () => {
 sys.path.insert(0, ${JSON.stringify(FAKE_DIR)})
 cfg = json.loads(os.environ["EMBED_WORKER_CONFIG"])
 with open(os.path.join(${JSON.stringify(seen)}, cfg["name"].replace(":", "_")), "w") as f:
-    json.dump({"CUDA_VISIBLE_DEVICES": os.environ.get("CUDA_VISIBLE_DEVICES"), "device": cfg["device"], "precision": cfg["precision"], "maxLen": cfg["maxLen"]}, f)
+    json.dump({"CUDA_VISIBLE_DEVICES": os.environ.get("CUDA_VISIBLE_DEVICES"), "device": cfg["device"], "precision": cfg["precision"], "maxLen": cfg["maxLen"], "expectedTokens": cfg.get("expectedTokens")}, f)
 import fake_worker
 sys.exit(fake_worker.main())
 `,
@@ -166,9 +166,11 @@ sys.exit(fake_worker.main())
     expect(summary.records).toBe(6);
     expect(Object.keys(summary.perWorker).sort()).toEqual(["cuda:0", "cuda:1"]);
     const started = Object.fromEntries(readdirSync(seen).sort().map((f) => [f, JSON.parse(readFileSync(join(seen, f), "utf8"))]));
+    // Each worker is told its share of the input's size (the "auto" kernels' run-length estimate).
+    const share = Math.ceil(statSync(EXAMPLE).size / 2);
     expect(started).toEqual({
-      cuda_0: { CUDA_VISIBLE_DEVICES: "1", device: "cuda", precision: "fp16", maxLen: 142 },
-      cuda_1: { CUDA_VISIBLE_DEVICES: "3", device: "cuda", precision: "fp16", maxLen: 142 },
+      cuda_0: { CUDA_VISIBLE_DEVICES: "1", device: "cuda", precision: "fp16", maxLen: 142, expectedTokens: share },
+      cuda_1: { CUDA_VISIBLE_DEVICES: "3", device: "cuda", precision: "fp16", maxLen: 142, expectedTokens: share },
     });
   });
 

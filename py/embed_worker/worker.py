@@ -45,6 +45,7 @@ class WorkerConfig:
     download: bool = False  # fetch a released checkpoint missing from every local cache
     max_len: int | None = None  # the longest sequence the run can send, BOS/EOS included (None: unknown)
     family: str = "esm2"  # esm2 | dnabert-s: what the orchestrator expects the model to be (wire FRAMING)
+    expected_tokens: int | None = None  # the orchestrator's estimate of this worker's tokens (None: unknown)
 
     @staticmethod
     def from_env() -> "WorkerConfig":
@@ -59,7 +60,14 @@ class WorkerConfig:
                             transport=d.get("transport") or default_transport(),
                             fault=d.get("fault"), kernels=d.get("kernels", "eager"),
                             download=bool(d.get("download", False)), max_len=d.get("maxLen"),
-                            family=d.get("family", "esm2"))
+                            family=d.get("family", "esm2"), expected_tokens=d.get("expectedTokens"))
+
+
+def matrix_flops_per_token(cfg) -> float:
+    """2 x the block's weights per token (QKV, out, FC1, FC2: 2 x (4 D^2 + 2 D F)) over all layers:
+    what the kernel choice's run-length estimate counts (attention's L-dependent part aside)."""
+    d, f = cfg.embed_dim, cfg.ffn_dim
+    return 2.0 * cfg.num_layers * (4 * d * d + 2 * d * f)
 
 
 FAULTS = ESM2_FAULTS  # EMBED_FAULT's test-only bugs for ESM-2 (faults.py)
@@ -148,7 +156,8 @@ class Worker:
                 log.warn(f"--kernels {want} applies to GPU workers only; running eager on the CPU")
             return "eager"
         from .gpu.arrange import gpu_kernels
-        got, notes = gpu_kernels(want, self.device, self.dtype)
+        got, notes = gpu_kernels(want, self.device, self.dtype, expected_tokens=self.cfg.expected_tokens,
+                                 flops_per_token=matrix_flops_per_token(self.mcfg))
         for level, msg, hint in notes:
             getattr(log, level)(msg, hint=hint)
         return got

@@ -98,6 +98,40 @@ def test_gpu_kernels_choice(worker, monkeypatch, capsys, why, want, got):
         assert err == ""
 
 
+@pytest.mark.parametrize("expected,want,got,imported", [
+    (None, "auto", "quack", True),       # size unknown: as for a long run
+    ("short", "auto", "triton", False),  # too short to repay quack's import: never imported
+    ("long", "auto", "quack", True),
+    ("short", "quack", "quack", True),   # an explicit choice is honoured whatever the size
+])
+def test_auto_kernels_leave_quack_unloaded_for_a_short_run(worker, monkeypatch, capsys, expected, want, got, imported):
+    """"auto" skips quack (and its import, QUACK_IMPORT_S of start-up) when the orchestrator's
+    token estimate puts the run's embedding under QUACK_IMPORT_S / QUACK_GAIN seconds per GPU."""
+    pytest.importorskip("triton")
+    from embed_worker.gpu import arrange, epilogues
+    from embed_worker.worker import matrix_flops_per_token
+    asked = []
+    monkeypatch.setattr(epilogues, "unavailable", lambda device, dtype: asked.append(1))
+    monkeypatch.setattr(worker, "device", torch.device("cuda", 0))
+    flops = matrix_flops_per_token(worker.mcfg)
+    pays = arrange.QUACK_IMPORT_S / arrange.QUACK_GAIN * arrange.GPU_FLOPS / flops  # tokens at which it pays
+    import dataclasses
+    worker.cfg = dataclasses.replace(worker.cfg, expected_tokens={None: None, "short": int(pays * 0.9), "long": int(pays * 1.1)}[expected])
+    assert worker.choose_kernels(want) == got
+    assert bool(asked) == imported
+    err = capsys.readouterr().err
+    assert ("this run is short" in err) == (expected == "short" and want == "auto")
+
+
+def test_matrix_flops_per_token_counts_the_block_weights_twice():
+    from embed_worker.esm2.registry import KNOWN
+    from embed_worker.worker import matrix_flops_per_token
+    cfg = KNOWN["esm2_t36_3B_UR50D"].cfg
+    # 36 layers x 2 x (QKV + out: 4 x 2560^2, FC1 + FC2: 2 x 2560 x 10240) = 5.66 GFLOP a token
+    assert matrix_flops_per_token(cfg) == 2 * 36 * (4 * 2560 ** 2 + 2 * 2560 * 10240)
+    assert abs(matrix_flops_per_token(cfg) / 5.66e9 - 1) < 0.01
+
+
 def test_long_attention_failing_at_warmup_is_turned_off_with_a_warning(worker, capsys):
     """FlashAttention-4 (long batches) is compiled at warm-up; if it fails there, the worker
     drops it (long batches take the varlen flash kernel) and says so, instead of failing later."""

@@ -54,6 +54,9 @@ export interface StartOptions {
   fault?: string;
   /** Override the configured kernels (the fp32 reference runs eager). */
   kernels?: Kernels;
+  /** Tokens each worker is expected to embed (input/size-estimate.ts); absent: unknown, and
+   * "auto" kernels choose as for a long run (what `embed validate` must check). */
+  expectedTokens?: number;
 }
 
 /** Start the worker for one device. */
@@ -84,6 +87,7 @@ export function startWorker(cfg: RunConfig, d: DeviceSlot, opts: StartOptions = 
       download: cfg.download,
       kernels: opts.kernels ?? cfg.kernels, // "auto": the worker picks for its device (CPU: eager)
       maxLen: cfg.truncate + 2,
+      ...(opts.expectedTokens !== undefined ? { expectedTokens: opts.expectedTokens } : {}),
       ...(fault ? { fault } : {}),
     },
   });

@@ -30,12 +30,48 @@ class QuackGemms:
     residual_in_place: bool = True
 
 
-def gpu_kernels(want: str, device: torch.device, dtype: torch.dtype) -> tuple[str, list[tuple[str, str, str]]]:
+# When "auto" leaves quack's GEMMs unloaded: importing quack-kernels and the CuTe DSL costs
+# QUACK_IMPORT_S of start-up (measured on an H200: docs/PERFORMANCE.md "Start-up"), and its GEMMs
+# save QUACK_GAIN of the embedding time (+5% tokens/s on 3B, +14% on 650M: the smaller figure).
+# A run whose embedding is estimated at under QUACK_IMPORT_S / QUACK_GAIN seconds per GPU finishes
+# sooner without them. The estimate: the orchestrator's token count (from the input's size) times
+# the model's matrix FLOPs per token at GPU_FLOPS (3B ran at ~5.7e14 FLOP/s on an H200).
+QUACK_IMPORT_S = 10.0
+QUACK_GAIN = 0.05
+GPU_FLOPS = 5.0e14
+
+
+def embedding_seconds(tokens: int, flops_per_token: float) -> float:
+    """A run's embedding time on one GPU, estimated from its tokens (for the kernel choice only)."""
+    return tokens * flops_per_token / GPU_FLOPS
+
+
+def short_run(expected_tokens: int | None, flops_per_token: float | None) -> float | None:
+    """The estimated embedding seconds when they are too few for quack's import to pay back, else
+    None (unknown sizes count as long: the choice is then what it always was)."""
+    if expected_tokens is None or flops_per_token is None:
+        return None
+    est = embedding_seconds(expected_tokens, flops_per_token)
+    return est if est * QUACK_GAIN < QUACK_IMPORT_S else None
+
+
+def gpu_kernels(want: str, device: torch.device, dtype: torch.dtype, *, expected_tokens: int | None = None,
+                flops_per_token: float | None = None) -> tuple[str, list[tuple[str, str, str]]]:
     """What a GPU worker asked for `want` (auto | quack | triton | compile | eager) runs: "auto"
-    and "quack" take "quack" where epilogues.unavailable allows it, else "triton"; "triton" and
-    "quack" need Triton, else torch.compile. Also returns what to tell the user, as (level,
-    message, hint): a warning where an explicit choice cannot be honoured."""
+    and "quack" take "quack" where epilogues.unavailable allows it, else "triton"; "auto" also
+    takes "triton", without importing quack, when the run is short (short_run: `expected_tokens`
+    for this GPU, the model's `flops_per_token`). "triton" and "quack" need Triton, else
+    torch.compile. Also returns what to tell the user, as (level, message, hint): a warning where
+    an explicit choice cannot be honoured."""
     notes: list[tuple[str, str, str]] = []
+    short = short_run(expected_tokens, flops_per_token) if want == "auto" else None
+    if short is not None:
+        notes.append(("info", f"quack's fused-epilogue GEMMs not loaded: this run is short (about {short:.0f} s of "
+                              f"embedding per GPU, estimated from the input's size), and importing them costs about "
+                              f"{QUACK_IMPORT_S:.0f} s of start-up, more than the {QUACK_GAIN:.0%} they save; "
+                              "running --kernels triton (cuBLAS)",
+                      "pass --kernels quack to load them anyway"))
+        want = "triton"
     if want in ("auto", "quack"):
         from . import epilogues
         why = epilogues.unavailable(device, dtype)
