@@ -16,9 +16,6 @@ from ACGT and tokenized by test/fixtures/dnabert-s/tokenizer.json (a copy of the
   embed-packed-fp16-geglu-fused    gated="quack": GeGLU in the gated GEMM's epilogue, no sums
                       stored (what arrange picks where quack runs; skipped, with the reason,
                       where it does not)
-  embed-packed-fp16-geglu-triton@<launch>   gated="triton-gemm": the gated GEMM and GeGLU as one
-                      Triton dual GEMM (gpu/geglu_gemm.py; no quack), one arm per --geglu-configs
-                      launch, no sums stored
   embed-packed-fp16@<tiles>        --tiles: extra attention launches on the default arrangement
   sdpa-padded-fp16    gpu/dnabert_s.padded_sdpa_forward: padded batch, additive ALiBi bias, SDPA
   eager-fp32-loop     the reference model (dnabert_s/model.py), one read at a time, first
@@ -157,9 +154,6 @@ def main() -> int:
     ap.add_argument("--tiles", default="", help="attention launches to run as extra packed arms "
                     "(kind:BM:BN:warps:stages, comma-separated); default: the one tiles_for picks")
     ap.add_argument("--no-sdpa", action="store_true", help="skip the padded SDPA arm")
-    ap.add_argument("--geglu-configs", default="128:64:64:4:4,128:128:64:8:3,128:64:64:8:4,64:128:64:4:4",
-                    help="arms of the Triton dual GEMM with the GeGLU in its epilogue (gated='triton-gemm'), "
-                         "one per launch BLOCK_M:BLOCK_N:BLOCK_K:warps:stages; empty: none")
     ap.add_argument("--rounds", type=int, default=2, help="timed passes per embed arm, interleaved")
     ap.add_argument("--seed", type=int, default=0)
     a = ap.parse_args()
@@ -193,9 +187,6 @@ def main() -> int:
     if gated == "quack":
         arms.append(("embed-packed-fp16-geglu-fused", G.FastDNABERT(m16, gated="quack")))
     default = arms[-1][1]
-    for c in [tuple(int(v) for v in spec.split(":")) for spec in a.geglu_configs.split(",") if spec]:
-        arms.append(("embed-packed-fp16-geglu-triton@" + ":".join(map(str, c)),
-                     G.FastDNABERT(m16, gated="triton-gemm", geglu_config=c)))
     common = {"gpu": torch.cuda.get_device_name(), "torch": torch.__version__, "model": "dnabert-s random weights",
               "budget": a.budget, "command": " ".join(sys.argv), "setup_s": round(time.perf_counter() - t0, 1),
               "quack_probe_s": quack_s}

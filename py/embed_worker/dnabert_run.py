@@ -56,12 +56,11 @@ def load(model: str, device, dtype, kernels: str):
     if device.type != "cuda" or kernels == "eager" or dtype not in (torch.float16, torch.bfloat16):
         return ref, shape, resolved, "eager"
     from .gpu.dnabert_s import arrange
-    # The default is the arrangement measured on a GPU (cuBLAS + the Triton GeGLU pass, add+LN
-    # storing its sum: docs/PERFORMANCE.md "DNABERT-S"). quack's fused GeGLU GEMM and the sum-free
-    # add+LN are parity-tested on CPU but have not yet run on a GPU: only `--kernels quack` takes
-    # them, until an interleaved benchmark on one warm machine (bench/dnabert_s.py) says they win.
-    trial = kernels == "quack"
-    fast = arrange(ref, gated="quack" if trial else "triton", keep_sums=not trial)
+    # The default is the arrangement measured fastest on a GPU (docs/PERFORMANCE.md "DNABERT-S"):
+    # cuBLAS + the Triton GeGLU pass, add+LN without storing its sum (+2% over storing it, arms
+    # interleaved on one H100). quack's fused GeGLU GEMM is parity-tested on CPU but has not run on
+    # a GPU yet: only `--kernels quack` takes it.
+    fast = arrange(ref, gated="quack" if kernels == "quack" else "triton")
     return fast, shape, resolved, fast.gated
 
 

@@ -23,9 +23,6 @@ What replaces which block of the reference (dnabert_s/model.py), per layer, T pa
                                                  interleaved (pair_gate_up)             [T, F]
                                                  gated="triton": cuBLAS [T, 2F], then one
                                                  Triton pass (geglu below)              [T, F]
-                                                 gated="triton-gemm": one Triton dual GEMM
-                                                 with the GeGLU in its epilogue
-                                                 (geglu_gemm.py), no quack import       [T, F]
   wo + residual, mlp_norm                        cuBLAS, then one add+LN pass
 
 Bytes per layer at T tokens, fp16 (F = 3072): the split GeGLU writes the [T, 2F] product, reads
@@ -57,7 +54,6 @@ import triton.language as tl
 from ..dnabert_s.model import DNABERT, alibi_slopes, mean_all_tokens, wanted_layers  # noqa: F401  (mean_all_tokens re-exported)
 from . import kernels as K
 from .alibi_attention import Plan, default_scale, slopes_log2
-from .geglu_gemm import CONFIG as GEGLU_GEMM_CONFIG, geglu_linear
 
 # GeGLU launch: ROWS x BLOCK elements per program (memory-bound: 2 reads + 1 write of fp16).
 GEGLU_ROWS, GEGLU_BLOCK, GEGLU_WARPS = 4, 512, 4
@@ -107,7 +103,7 @@ def geglu_gemm(x: torch.Tensor, pairs: torch.Tensor) -> torch.Tensor:
     return geglu_erf(x, pairs.t(), tuned=False, store_d=False)["postact"]
 
 
-GATED = ("auto", "quack", "triton", "triton-gemm")
+GATED = ("auto", "quack", "triton")
 
 
 def gated_choice(model: DNABERT, want: str) -> tuple[str, str | None]:
@@ -115,8 +111,8 @@ def gated_choice(model: DNABERT, want: str) -> tuple[str, str | None]:
     (ValueError) where it cannot run; "auto" falls back to "triton" with the reason."""
     if want not in GATED:
         raise ValueError(f"gated must be one of {', '.join(GATED)}; got {want!r}")
-    if want in ("triton", "triton-gemm"):
-        return want, "asked for"
+    if want == "triton":
+        return "triton", "asked for"
     from . import epilogues
     w = model.word_embeddings.weight
     why = epilogues.unavailable(w.device, w.dtype)
@@ -161,10 +157,8 @@ class FastDNABERT:
     the add+LN sums as before (an A/B arm of bench/dnabert_s.py; the outputs are bit-equal)."""
 
     def __init__(self, model: DNABERT, tiles: tuple[str, int, int, int, int] | None = None,
-                 gated: str = "triton", gated_why: str | None = None, keep_sums: bool = False,
-                 geglu_config: tuple[int, int, int, int, int] | None = None):
+                 gated: str = "triton", gated_why: str | None = None, keep_sums: bool = False):
         self.model, self.cfg, self.tiles = model, model.cfg, tiles
-        self.geglu_config = geglu_config or GEGLU_GEMM_CONFIG  # gated="triton-gemm"'s launch
         self.gated, self.gated_why, self.keep_sums = gated, gated_why, keep_sums
         self.pairs = [pair_gate_up(layer.gated.weight) for layer in model.layers] if gated == "quack" else None
         w = model.word_embeddings.weight
@@ -201,9 +195,7 @@ class FastDNABERT:
             del qkv, q, k, v
             x = add_ln(x, F.linear(a.view(T, D), layer.attn_out.weight, layer.attn_out.bias),
                        layer.attn_norm)  # [T, D]
-            if self.gated == "triton-gemm":
-                f = geglu_linear(x, layer.gated.weight, self.geglu_config)  # [T, F]: one Triton dual GEMM
-            elif self.pairs is None:
+            if self.pairs is None:
                 f = geglu(F.linear(x, layer.gated.weight))  # [T, 2F] -> [T, F]
             else:
                 f = geglu_gemm(x, self.pairs[i])  # [T, F]
@@ -222,8 +214,7 @@ def arrange(model: DNABERT, tiles: tuple[str, int, int, int, int] | None = None,
     under TRITON_INTERPRET=1 for tests). Arrange after the model has its device and dtype: the
     embedding table, slopes and paired gated weights are derived here, once. gated: "auto"
     (quack's fused GeGLU GEMM where it runs and its probe passes, else "triton"), "quack" (that
-    or a ValueError), "triton" (cuBLAS + the Triton GeGLU pass), "triton-gemm" (the Triton dual
-    GEMM with the GeGLU in its epilogue). The model is not modified."""
+    or a ValueError), "triton" (cuBLAS + the Triton GeGLU pass). The model is not modified."""
     if not isinstance(model, DNABERT):
         raise TypeError(f"arrange takes a dnabert_s.model.DNABERT, got {type(model).__name__}")
     kind, why = gated_choice(model, gated)
