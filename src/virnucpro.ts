@@ -88,6 +88,9 @@ export interface VirnucproSummary {
   esm: { skipped: boolean; store: string; model: string; run?: RunSummary };
   files: { skipped: boolean; dir: string; files: number; records: number; perFile: number; mergedDim?: number };
   seconds: number;
+  /** Wall seconds of each step, the checks and input hashing before them included in "prepare"
+   * (a step found done takes almost none). */
+  stepSeconds: { prepare: number; translate: number; "dnabert-s": number; esm2: number; files: number };
 }
 
 interface Step {
@@ -104,12 +107,24 @@ export async function embedVirnucpro(o: VirnucproOptions, hooks: RunHooks = {}):
   const steps = await checkOptions(o);
   const lock = claim(out, o.inputs);
   try {
+    let mark = t0;
+    const lap = () => {
+      const now = performance.now();
+      const s = (now - mark) / 1000;
+      mark = now;
+      return Math.round(s * 100) / 100;
+    };
     const inputs = await hashInputs(o.inputs);
     const state = startState(out, inputs, o.chunk ?? null, o.overwrite ?? false);
+    const prepare = lap();
     const translate = await translateStep(o, state, hooks);
+    const tTranslate = lap();
     const dnabert = await storeStep(steps[0], state, out, o.overwrite ?? false, hooks);
+    const tDnabert = lap();
     const esm = await storeStep(steps[1], state, out, o.overwrite ?? false, hooks);
+    const tEsm = lap();
     const files = await filesStep(o, state, steps, hooks);
+    const tFiles = lap();
     return {
       output: out,
       translate,
@@ -117,6 +132,7 @@ export async function embedVirnucpro(o: VirnucproOptions, hooks: RunHooks = {}):
       esm: { ...esm, model: steps[1].options.model! },
       files,
       seconds: (performance.now() - t0) / 1000,
+      stepSeconds: { prepare, translate: tTranslate, "dnabert-s": tDnabert, esm2: tEsm, files: tFiles },
     };
   } finally {
     lock.release();

@@ -117,6 +117,11 @@ describe("embed virnucpro with the real worker (tiny models)", () => {
     expect(r.code).toBe(0);
     const s = JSON.parse(r.stdout);
     expect([s.translate.skipped, s.dnabert.skipped, s.esm.skipped, s.files.skipped]).toEqual([false, false, false, false]);
+    // each step's wall time, in order; together the whole run's
+    expect(Object.keys(s.stepSeconds)).toEqual(["prepare", "translate", "dnabert-s", "esm2", "files"]);
+    const steps = Object.values(s.stepSeconds) as number[];
+    expect(steps.every((x) => x >= 0) && steps[2]! > 0 && steps[3]! > 0).toBe(true);
+    expect(Math.abs(steps.reduce((a, b) => a + b, 0) - s.seconds)).toBeLessThan(0.1);
     expect(s.translate.records).toBe(200);
     // Frames with a stop codon are dropped: far fewer than six per read remain.
     expect(s.translate.frames).toBeGreaterThan(PER_FILE * 2);
