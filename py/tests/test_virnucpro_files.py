@@ -18,6 +18,7 @@ import pytest
 import torch
 
 from embed_worker.tools import virnucpro as vnp
+from embed_worker.tools import virnucpro_pool as vp
 from embed_worker.tools.sources import ConvertError
 
 PY_DIR = Path(__file__).resolve().parents[1]
@@ -155,3 +156,47 @@ def test_jobs_below_one_is_refused(stores, tmp_path):
                         str(tmp_path / "out"), "--jobs", "0"], cwd=PY_DIR, capture_output=True, text=True)
     assert r.returncode == 1
     assert json.loads(r.stderr.strip().splitlines()[-1])["message"] == "--jobs 0: must be at least 1"
+
+
+def dnabert_value(n: int, dim: int, seed: int) -> dict:
+    """A DNABERT_S file's value as VirNucPro's own script builds it: str ids, rows of Python floats."""
+    ids = frame_ids(n)
+    rows = torch.from_numpy(np.random.default_rng(seed).standard_normal((n, dim)).astype(np.float32)).tolist()
+    return {"nucleotide": ids, "data": [{"label": i, "mean_representation": r} for i, r in zip(ids, rows)]}
+
+
+def test_the_dnabert_s_file_without_persistent_id_is_the_file_torch_save_writes(tmp_path):
+    # torch.save names the zip's root folder after the file: same name, two folders.
+    value = dnabert_value(40, 768, 3)
+    value["data"][0]["mean_representation"][:3] = [float("nan"), float("-inf"), -0.0]
+    (tmp_path / "fast").mkdir()
+    (tmp_path / "torch").mkdir()
+    vp.save_builtins(torch, value, tmp_path / "fast" / "output_1_DNABERT_S.pt")
+    torch.save(value, tmp_path / "torch" / "output_1_DNABERT_S.pt")
+    fast = (tmp_path / "fast" / "output_1_DNABERT_S.pt").read_bytes()
+    assert fast == (tmp_path / "torch" / "output_1_DNABERT_S.pt").read_bytes()
+    back = torch.load(tmp_path / "fast" / "output_1_DNABERT_S.pt", weights_only=True)
+    assert back["nucleotide"] == value["nucleotide"] and back["data"][1:] == value["data"][1:]
+    assert str(back["data"][0]["mean_representation"][:3]) == "[nan, -inf, -0.0]"
+
+
+def test_save_set_writes_the_dnabert_s_file_torch_save_writes(tmp_path):
+    value = dnabert_value(30, 768, 4)
+    dna = np.array([d["mean_representation"] for d in value["data"]], dtype=np.float32)
+    pep = np.random.default_rng(5).standard_normal((30, 2560)).astype(np.float32)
+    (tmp_path / "set").mkdir()
+    (tmp_path / "torch").mkdir()
+    assert vp.save_set(torch, 2, value["nucleotide"], dna, pep, tmp_path / "set")[0] == "output_2_DNABERT_S.pt"
+    torch.save(value, tmp_path / "torch" / "output_2_DNABERT_S.pt")
+    assert (tmp_path / "set" / "output_2_DNABERT_S.pt").read_bytes() == \
+        (tmp_path / "torch" / "output_2_DNABERT_S.pt").read_bytes()
+
+
+@pytest.mark.parametrize("odd", [torch.zeros(3), torch.zeros(3).untyped_storage(), np.float32(1.5)],
+                         ids=["tensor", "storage", "numpy-scalar"])
+def test_a_value_holding_anything_but_builtins_is_refused(tmp_path, odd):
+    # A plain pickler would write these (a tensor through its own __reduce_ex__), not as torch.save does.
+    value = dnabert_value(3, 4, 6)
+    value["data"][2]["mean_representation"][1] = odd
+    with pytest.raises(vp.NotBuiltinsError, match=rf"holds a .*{type(odd).__qualname__}.* save it with torch.save"):
+        vp.save_builtins(torch, value, tmp_path / "output_0_DNABERT_S.pt")
