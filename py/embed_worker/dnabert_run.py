@@ -43,12 +43,15 @@ def check_family(want: str, model: str) -> None:
                             "this is a bug if --model was not changed between resolving and starting workers")
 
 
-def load(model: str, device, dtype, kernels: str):
-    """-> (model to call, Shape, registry Resolved, kernels actually used: "quack" | "triton" | "eager")."""
+def load(model: str, device, dtype, kernels: str, lap=None):
+    """-> (model to call, Shape, registry Resolved, kernels actually used: "quack" | "triton" | "eager").
+    `lap(name)`, when given, marks the weights loaded ("load") before the GPU arrangement is made."""
     from .registry import resolve_dnabert
     from .dnabert_s.weights import load_model
     resolved = resolve_dnabert(model)
     ref, cfg = load_model(resolved.path, device, dtype, name=resolved.name)
+    if lap is not None:
+        lap("load")
     shape = Shape(resolved.name, cfg.num_layers, cfg.hidden_size, cfg.num_heads, cfg.intermediate_size)
     if kernels not in ("auto", "quack", "triton", "compile", "eager"):
         raise EmbedWorkerError(f"unknown kernels {kernels!r}", "use auto, quack, triton, compile or eager")
@@ -70,11 +73,10 @@ def load_into(w, resolve_layers) -> None:
     from .budget import auto_budget
     check_fault(w.cfg.fault)
     w.M = sys.modules[__name__]
-    w.model, w.mcfg, w.resolved, w.kernels = load(w.cfg.model, w.device, w.dtype, w.cfg.kernels)
+    w.model, w.mcfg, w.resolved, w.kernels = load(w.cfg.model, w.device, w.dtype, w.cfg.kernels, w.phases.lap)
     apply_fault(w)
-    w.phases.lap("load")
     w.layers = resolve_layers(w.cfg.layers, w.mcfg.num_layers)
-    w.phases.lap("kernels")
+    w.phases.lap("kernels")  # the GPU arrangement (importing Triton and the kernels' modules)
     esize = w.torch.finfo(w.dtype).bits // 8
     w.max_tokens = w.cfg.max_tokens or auto_budget(w.torch, None, w.mcfg, w.device, esize,
                                                    per_token_bytes(w.mcfg, esize, len(w.layers)))
