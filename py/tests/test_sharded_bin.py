@@ -106,13 +106,19 @@ def test_esm2_missing_shard_names_index_and_file(tmp_path):
     assert "download" in e.value.hint and "pytorch_model-00002-of-00003.bin" in e.value.hint
 
 
-def test_esm2_shard_lacking_a_listed_tensor_is_named(tmp_path):
-    d = _esm(tmp_path, "m", 2, "bin")
-    shard = d / "pytorch_model-00001-of-00002.bin"
+def _drop_first_tensor(shard) -> str:
+    """Rewrite a .bin shard without its first tensor (by name); that name."""
     sd = torch.load(shard, weights_only=True)
     gone = sorted(sd)[0]
     del sd[gone]
     torch.save(sd, shard)
+    return gone
+
+
+def test_esm2_shard_lacking_a_listed_tensor_is_named(tmp_path):
+    d = _esm(tmp_path, "m", 2, "bin")
+    shard = d / "pytorch_model-00001-of-00002.bin"
+    gone = _drop_first_tensor(shard)
     with pytest.raises(BadCheckpoint) as e:
         load_esm2(str(d), "cpu", torch.float32)
     msg = _one_line(e.value)
@@ -204,10 +210,7 @@ def test_dnabert_missing_shard_names_index_and_file(tmp_path, dna_weights):
 def test_dnabert_shard_lacking_a_listed_tensor_is_named(tmp_path, dna_weights):
     d = dna_testmodel.write_folder(tmp_path / "m", DNA, "dnabert-s", "bin", shards=2, weights=dna_weights)
     shard = d / "pytorch_model-00001-of-00002.bin"
-    sd = torch.load(shard, weights_only=True)
-    gone = sorted(sd)[0]
-    del sd[gone]
-    torch.save(sd, shard)
+    gone = _drop_first_tensor(shard)
     with pytest.raises(BadCheckpoint) as e:
         load_dnabert(d)
     assert _one_line(e.value).startswith(f"{shard}: key {gone} listed in {INDEX} is not in the shard"), e.value.message
