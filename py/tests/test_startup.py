@@ -36,6 +36,35 @@ def test_a_cpu_worker_stays_off_torch_dynamo(tiny):
     assert r.stdout.strip() == "False"
 
 
+def test_a_dnabert_s_load_stays_off_torch_dynamo(tmp_path):
+    """The DNABERT-S loader builds the model on the meta device too: its embeddings' random init
+    there would import torch._dynamo (1.2 s of the load). Checked in a fresh interpreter."""
+    import subprocess
+    from embed_worker.dnabert_s import testmodel as T
+    from embed_worker.dnabert_s.config import DNABERTConfig
+    cfg = DNABERTConfig(hidden_size=64, num_layers=1, num_heads=4, intermediate_size=96, vocab_size=4096)
+    folder = T.write_folder(tmp_path / "m", cfg)
+    code = ("import sys, torch\nfrom embed_worker import dnabert_run\n"
+            f"dnabert_run.load({str(folder)!r}, torch.device('cpu'), torch.float32, 'auto')\n"
+            "print('torch._dynamo' in sys.modules)\n")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "False"
+
+
+def test_dnabert_s_random_init_off_the_meta_device_is_unchanged():
+    import torch
+    from embed_worker.dnabert_s import model as M
+    from embed_worker.dnabert_s.config import DNABERTConfig
+    cfg = DNABERTConfig(hidden_size=64, num_layers=1, num_heads=4, intermediate_size=96, vocab_size=4096)
+    torch.manual_seed(3)
+    ours = M.DNABERT(cfg)
+    torch.manual_seed(3)
+    ref = torch.nn.Embedding(cfg.vocab_size, cfg.hidden_size).weight
+    assert torch.equal(ours.word_embeddings.weight, ref)
+    assert ours.token_type_embeddings.weight.std() > 0.5  # drawn, not left empty
+
+
 def test_random_init_off_the_meta_device_is_unchanged():
     """Benchmarks and tuning scripts build random-weight models: the embedding still draws
     nn.Embedding's own init (normal, padding row zero) from the same random stream."""

@@ -115,8 +115,15 @@ class DNABERT(nn.Module):
         super().__init__()
         self.cfg = cfg
         D = cfg.hidden_size
-        self.word_embeddings = nn.Embedding(cfg.vocab_size, D)               # embeddings.word_embeddings
-        self.token_type_embeddings = nn.Embedding(cfg.type_vocab_size, D)    # embeddings.token_type_embeddings
+        # Random init except on the meta device, where the loader builds the model only to assign
+        # the checkpoint: nn.init.normal_ on meta tensors imports torch._dynamo (1.2 s of a
+        # worker's load on the development VM, as for ESM-2).
+        self.word_embeddings = nn.Embedding(cfg.vocab_size, D, _weight=torch.empty(cfg.vocab_size, D))  # embeddings.word_embeddings
+        self.token_type_embeddings = nn.Embedding(cfg.type_vocab_size, D,
+                                                  _weight=torch.empty(cfg.type_vocab_size, D))  # embeddings.token_type_embeddings
+        if not self.word_embeddings.weight.is_meta:
+            self.word_embeddings.reset_parameters()
+            self.token_type_embeddings.reset_parameters()
         self.emb_norm = nn.LayerNorm(D, eps=cfg.layer_norm_eps)              # embeddings.LayerNorm
         self.layers = nn.ModuleList(Layer(cfg) for _ in range(cfg.num_layers))  # encoder.layer.{i}
 
