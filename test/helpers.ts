@@ -1,4 +1,5 @@
 /** Test helpers: start fake or real workers, check processes are gone, list a table's ids. */
+import { expect } from "bun:test";
 import { readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { PACKAGE_ROOT, pythonBin } from "../src/config.ts";
@@ -52,6 +53,41 @@ export async function runText(cmd: string[], env: Record<string, string | undefi
   const p = Bun.spawn(cmd, { stdin: "ignore", stdout: "pipe", stderr: "pipe", env });
   const [stdout, stderr, code] = await Promise.all([new Response(p.stdout).text(), new Response(p.stderr).text(), p.exited]);
   return { code, stdout, stderr };
+}
+
+/**
+ * Where the worker's ESM-2 registry (py/embed_worker/esm2/registry.py) finds model `name`: its
+ * path, or null where it raises ModelNotFound. `env` over this process's, EMBED_MODEL_DIR unset;
+ * run in `cwd`. Nothing on stderr, exit 0.
+ */
+export function workerResolves(name: string, env: Record<string, string>, cwd: string): string | null {
+  const script = [
+    "import json",
+    "from embed_worker.esm2 import registry",
+    "from embed_worker.errors import ModelNotFound",
+    "try:",
+    `    print(json.dumps(registry.resolve(${JSON.stringify(name)}).path))`,
+    "except ModelNotFound:",
+    "    print('null')",
+  ].join("\n");
+  const e: Record<string, string | undefined> = { ...process.env, PYTHONPATH: join(PACKAGE_ROOT, "py"), ...env };
+  delete e.EMBED_MODEL_DIR;
+  const p = Bun.spawnSync([pythonBin(), "-c", script], { env: e, cwd });
+  expect(p.stderr.toString()).toBe("");
+  expect(p.exitCode).toBe(0);
+  return JSON.parse(p.stdout.toString());
+}
+
+/** `text` holds every one of `words` (a string, after `sub`, or a pattern) and none of `absent` (taken as written). */
+export function expectWords(text: string, words: readonly (string | RegExp)[], absent: readonly (string | RegExp)[] = [], sub = (s: string) => s): void {
+  for (const w of words) {
+    if (typeof w === "string") expect(text).toContain(sub(w));
+    else expect(text).toMatch(w);
+  }
+  for (const w of absent) {
+    if (typeof w === "string") expect(text).not.toContain(w);
+    else expect(text).not.toMatch(w);
+  }
 }
 
 /** A FASTA of `n` random protein records (`rec0`, `rec1`, ...; 5-64 residues), the same for a seed. */

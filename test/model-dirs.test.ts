@@ -9,6 +9,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { PACKAGE_ROOT, pythonBin } from "../src/config.ts";
 import { findModelFolder, HF_WEIGHTS, type ModelSearch } from "../src/model-dirs.ts";
+import { workerResolves } from "./helpers.ts";
 
 const tmp = mkdtempSync(join(tmpdir(), "embed-model-dirs-"));
 afterAll(() => rmSync(tmp, { recursive: true, force: true }));
@@ -40,21 +41,7 @@ describe("weight files of a Hugging Face folder", () => {
     mkdirSync(join(repo, "refs"));
     writeFileSync(join(repo, "refs", "main"), "abc123");
     writeFileSync(join(snap, "config.json"), "{}");
-    const workerFinds = (): string | null =>
-      JSON.parse(
-        python(
-          [
-            "import json",
-            "from embed_worker.esm2 import registry",
-            "from embed_worker.errors import ModelNotFound",
-            "try:",
-            `    print(json.dumps(registry.resolve(${JSON.stringify(name)}).path))`,
-            "except ModelNotFound:",
-            "    print('null')",
-          ].join("\n"),
-          { HF_HUB_CACHE: search.hfHub, TORCH_HOME: join(tmp, "torch") },
-        ),
-      );
+    const workerFinds = () => workerResolves(name, { HF_HUB_CACHE: search.hfHub, TORCH_HOME: join(tmp, "torch") }, tmp);
     // Shards without their index: an interrupted download, not a model.
     writeFileSync(join(snap, "pytorch_model-00001-of-00002.bin"), "x");
     writeFileSync(join(snap, "pytorch_model-00002-of-00002.bin"), "x");

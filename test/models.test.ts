@@ -10,6 +10,7 @@ import { join } from "node:path";
 import { PACKAGE_ROOT, pythonBin } from "../src/config.ts";
 import { familyOfConfig, MODEL_TABLE, modelShape, resolveLayers, tableFamily } from "../src/models.ts";
 import { findModelFolder, type ModelSearch } from "../src/model-dirs.ts";
+import { workerResolves } from "./helpers.ts";
 
 const tmp = mkdtempSync(join(tmpdir(), "embed-models-"));
 afterAll(() => rmSync(tmp, { recursive: true, force: true }));
@@ -127,22 +128,7 @@ describe("the lookup agrees with the worker's registry", () => {
     const name = "esm2_t6_8M_UR50D";
     const repo = join(search.hfHub, `models--facebook--${name}`);
     const snap = join(repo, "snapshots", "abc123");
-    const python = (): string | null => {
-      const script = [
-        "import json",
-        "from embed_worker.esm2 import registry",
-        "from embed_worker.errors import ModelNotFound",
-        "try:",
-        `    print(json.dumps(registry.resolve(${JSON.stringify(name)}).path))`,
-        "except ModelNotFound:",
-        "    print('null')",
-      ].join("\n");
-      const env: Record<string, string | undefined> = { ...process.env, PYTHONPATH: join(PACKAGE_ROOT, "py"), HF_HUB_CACHE: search.hfHub, TORCH_HOME: join(root, "torch") };
-      delete env.EMBED_MODEL_DIR;
-      const p = Bun.spawnSync([pythonBin(), "-c", script, "--"], { env, cwd: root });
-      expect(p.stderr.toString()).toBe("");
-      return JSON.parse(p.stdout.toString());
-    };
+    const python = () => workerResolves(name, { HF_HUB_CACHE: search.hfHub, TORCH_HOME: join(root, "torch") }, root);
     const both = () => {
       // neither .models folder (the repository's, for Python; search.repoModels here) holds this name
       const ts = findModelFolder(name, "esm2", search)?.path ?? null;
