@@ -35,6 +35,18 @@ def _typed(get, key: str, where: str, kind: type, default=None):
     return v
 
 
+def _not_fair_esm(path: str, data) -> None:
+    if not isinstance(data, dict) or not isinstance(data.get("model"), dict):
+        raise BadCheckpoint(f"{path}: not a fair-esm checkpoint (expected a dict with a 'model' state dict)",
+                            "pass an esm2_*.pt file from fair-esm, or a Hugging Face model folder")
+
+
+def _cannot_load(path: str, e: Exception) -> BadCheckpoint:
+    """A shape of file no check foresaw: still one line naming the file, not a traceback."""
+    return BadCheckpoint(f"{path}: cannot load checkpoint ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})",
+                         _REFETCH)
+
+
 def _check_geometry(where: str, layers: int, dim: int, heads: int, ffn: int, vocab: int = 33) -> None:
     problems = geometry_problems(layers, dim, heads, ffn, vocab)
     if problems:

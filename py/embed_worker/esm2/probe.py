@@ -22,9 +22,9 @@ import json
 import sys
 from pathlib import Path
 
-from ..errors import BadCheckpoint, EmbedWorkerError
+from ..errors import EmbedWorkerError
 from . import pt_shapes
-from .config_rules import _REFETCH, _fair_esm_config, _strip_fair
+from .config_rules import _REFETCH, _cannot_load, _fair_esm_config, _not_fair_esm, _strip_fair
 
 
 def probe(path: str) -> dict:
@@ -40,12 +40,6 @@ def probe(path: str) -> dict:
     except (ValueError, TypeError, KeyError, AttributeError, IndexError, OSError) as e:
         raise _cannot_load(path, e) from None
     return {"numLayers": cfg.num_layers, "dim": cfg.embed_dim, "heads": cfg.attention_heads, "family": "esm2"}
-
-
-def _not_fair_esm(path: str, data) -> None:
-    if not isinstance(data, dict) or not isinstance(data.get("model"), dict):
-        raise BadCheckpoint(f"{path}: not a fair-esm checkpoint (expected a dict with a 'model' state dict)",
-                            "pass an esm2_*.pt file from fair-esm, or a Hugging Face model folder")
 
 
 def _read_shapes(path: str, data) -> dict[str, tuple] | None:
@@ -84,12 +78,6 @@ def _torch_shapes(path: str) -> tuple[object, dict[str, tuple]]:
         raise
     except (ValueError, TypeError, KeyError, AttributeError, IndexError, OSError) as e:
         raise _cannot_load(path, e) from None
-
-
-def _cannot_load(path: str, e: Exception) -> BadCheckpoint:
-    # As weights.load_checkpoint: one line naming the file, not a traceback.
-    return BadCheckpoint(f"{path}: cannot load checkpoint ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})",
-                         _REFETCH)
 
 
 def main(argv: list[str]) -> int:

@@ -28,7 +28,7 @@ import torch
 from ..checkpoint import TensorInfo, hf_headers, hf_tensors, state_dict, torch_load
 from ..errors import BadCheckpoint, ModelNotFound
 from .model import ESM2
-from .config_rules import _REFETCH, _bad, _check_geometry, _fair_esm_config, _strip_fair, _typed
+from .config_rules import _REFETCH, _bad, _cannot_load, _check_geometry, _fair_esm_config, _not_fair_esm, _strip_fair, _typed
 from .registry import FAIR_ESM, KNOWN, ESM2Config, Resolved, bare_name, resolve
 
 # ---------------------------------------------------------------------------------------------
@@ -234,9 +234,7 @@ def load_checkpoint(resolved: Resolved, name: str | None = None) -> tuple[ESM2Co
     try:
         if resolved.format == FAIR_ESM:
             data = torch_load(path)
-            if not isinstance(data, dict) or not isinstance(data.get("model"), dict):
-                raise BadCheckpoint(f"{path}: not a fair-esm checkpoint (expected a dict with a 'model' state dict)",
-                                    "pass an esm2_*.pt file from fair-esm, or a Hugging Face model folder")
+            _not_fair_esm(path, data)
             src = _strip_fair(state_dict(data["model"], f"{path}: model", _REFETCH))
             infos = {k: TensorInfo(tuple(v.shape), v.is_floating_point(), path, k) for k, v in src.items()}
             cfg = _fair_esm_config(name, data, {k: i.shape for k, i in infos.items()}, path)
@@ -251,9 +249,7 @@ def load_checkpoint(resolved: Resolved, name: str | None = None) -> tuple[ESM2Co
     except (BadCheckpoint, ModelNotFound):
         raise
     except (ValueError, TypeError, KeyError, AttributeError, IndexError, OSError) as e:
-        # A shape of file no check above foresaw: still one line naming the file, not a traceback.
-        raise BadCheckpoint(f"{path}: cannot load checkpoint ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})",
-                            _REFETCH) from None
+        raise _cannot_load(path, e) from None
     return cfg, state, inv
 
 
