@@ -78,6 +78,13 @@ def main() -> int:
     arms = [k for k in a.kernels.split(",") if k]
     runs: list[dict] = []
     sink = open(a.out, "a") if a.out else None
+
+    def emit(rec: dict) -> None:
+        line = json.dumps(rec)
+        print(line, flush=True)
+        if sink:
+            sink.write(line + "\n")
+
     try:
         for r in range(a.repeats):
             for k in arms:
@@ -86,22 +93,15 @@ def main() -> int:
                        **one_run(shlex.split(a.embed), fasta, out, a.model, k, shlex.split(a.extra))}
                 shutil.rmtree(out, ignore_errors=True)
                 runs.append(rec)
-                line = json.dumps(rec)
-                print(line, flush=True)
-                if sink:
-                    sink.write(line + "\n")
+                emit(rec)
         for k in arms:
             warm = [x for x in runs if x["kernels"] == k and not x["cold"]] or [x for x in runs if x["kernels"] == k]
-            phases = sorted({p for x in warm for p in x["worker_startup"]}, key=lambda p: list(warm[0]["worker_startup"]).index(p)
-                            if p in warm[0]["worker_startup"] else 99)
+            phases = list(dict.fromkeys(p for x in warm for p in x["worker_startup"]))  # the worker's order
             med = {"measurement": "startup_median", "model": a.model, "kernels": k, "runs": len(warm),
                    "first_batch_s": statistics.median(x["first_batch_s"] for x in warm),
                    "first_batch_range": [min(x["first_batch_s"] for x in warm), max(x["first_batch_s"] for x in warm)],
                    "phases": {p: statistics.median(x["worker_startup"].get(p, 0.0) for x in warm) for p in phases}}
-            line = json.dumps(med)
-            print(line, flush=True)
-            if sink:
-                sink.write(line + "\n")
+            emit(med)
     finally:
         if sink:
             sink.close()
