@@ -15,7 +15,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import pkg from "../package.json" with { type: "json" };
 import { PACKAGE_ROOT } from "../src/config.ts";
-import { fakeRunEnv, runText } from "./helpers.ts";
+import { expectWords, fakeRunEnv, runText } from "./helpers.ts";
 
 setDefaultTimeout(60_000);
 const tmp = mkdtempSync(join(tmpdir(), "embed-mistakes-"));
@@ -189,19 +189,9 @@ describe("user mistakes: the CLI names the fix, with a meaningful exit code", ()
       const r = await runText(["bun", join(PACKAGE_ROOT, "src", "cli.ts"), ...c.args.map(sub)], env);
       const show = { code: r.code, stderr: r.stderr };
       expect(show).toEqual({ ...show, code: c.code });
-      for (const w of c.stderr) {
-        if (typeof w === "string") expect(r.stderr).toContain(sub(w));
-        else expect(r.stderr).toMatch(w);
-      }
-      for (const w of c.notStderr ?? []) {
-        if (typeof w === "string") expect(r.stderr).not.toContain(w);
-        else expect(r.stderr).not.toMatch(w);
-      }
+      expectWords(r.stderr, c.stderr, c.notStderr, sub);
       if (c.code !== 0) expect(r.stdout).toBe("");
-      for (const w of c.stdout ?? []) {
-        if (typeof w === "string") expect(r.stdout).toContain(w);
-        else expect(r.stdout).toMatch(w);
-      }
+      expectWords(r.stdout, c.stdout ?? []);
       for (const [f, present] of Object.entries(c.after ?? {})) expect({ [f]: existsSync(join(dir, f)) }).toEqual({ [f]: present });
     });
   });
