@@ -118,7 +118,8 @@ export function isModelFile(p: string): boolean {
   }
 }
 
-function isDir(p: string): boolean {
+/** Whether `p` names an existing folder. */
+export function isDir(p: string): boolean {
   try {
     return statSync(p).isDirectory();
   } catch {

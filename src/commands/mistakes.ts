@@ -5,9 +5,9 @@
  * an output directory given where a FASTA input goes (extract.py's `MODEL FASTA OUT_DIR` order).
  * cli.ts calls these before any command runs, so no worker starts on a mistaken command line.
  */
-import { existsSync, statSync } from "node:fs";
+import { existsSync } from "node:fs";
 import { join } from "node:path";
-import { tableFamily } from "../models.ts";
+import { isDir, tableFamily } from "../models.ts";
 
 /** A mistake: the error line and the hint printed under it (exit code 2, a bad option). */
 export interface Mistake {
@@ -65,14 +65,6 @@ export function spacedList(option: string, value: string, more: readonly string[
     message: `${option} takes one comma list: ${option} ${value} ${extra.join(" ")} is ${option} ${list} (${extra.join(", ")} would be read as ${extra.length > 1 ? "input files" : "an input file"})`,
     hint: `write ${option} ${list}`,
   };
-}
-
-function isDir(p: string): boolean {
-  try {
-    return statSync(p).isDirectory();
-  } catch {
-    return false;
-  }
 }
 
 /** A positional input of `embed sub` that is a model or an output directory, not a FASTA input. */
