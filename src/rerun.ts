@@ -77,6 +77,7 @@ export async function unchangedRerun(cfg: RunConfig, out: string, reading: Readi
     workerStartup: {},
     embedSeconds: 0,
     tokensPerSecond: 0,
+    finishSeconds: 0,
     perWorker: {},
     busy: {},
     resumed: table.size,

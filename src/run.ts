@@ -66,7 +66,7 @@ export interface RunSummary {
   model: string;
   layers: number[];
   include: string[];
-  /** Wall time of the whole call. */
+  /** Wall time of the whole call, `finishSeconds` included. */
   seconds: number;
   /** From the call until every worker was READY and the plan was made (model load, input read). */
   startupSeconds: number;
@@ -77,6 +77,9 @@ export interface RunSummary {
   embedSeconds: number;
   /** Real tokens (BOS/EOS included) per second of `embedSeconds`. */
   tokensPerSecond: number;
+  /** After the last batch: the store's arrays assembled from its shards, checksummed and synced,
+   * the manifest written, other formats converted. */
+  finishSeconds: number;
   perWorker: Record<string, number>;
   /** Fraction of the embedding phase each worker spent computing batches (1 = never waited for the orchestrator). */
   busy: Record<string, number>;
@@ -351,6 +354,7 @@ async function finishRun(run: LockedRun, embedded: Awaited<ReturnType<typeof emb
     workerStartup: Object.fromEntries(workers.map((w) => [w.name, w.startup()])),
     embedSeconds,
     tokensPerSecond: plan.tokens / embedSeconds,
+    finishSeconds: 0,
     perWorker: stats.perWorker,
     busy: Object.fromEntries(Object.entries(stats.busyMs).map(([w, ms]) => [w, Math.round(ms / 10 / embedSeconds) / 100])),
     restarts: stats.restarts,
@@ -364,6 +368,8 @@ async function finishRun(run: LockedRun, embedded: Awaited<ReturnType<typeof emb
     log.info(`${f}: ${c.files.join(", ")}`);
     summary.formats.push({ format: f, files: c.files });
   }
+  summary.finishSeconds = (performance.now() - tEnd) / 1000;
+  summary.seconds = (performance.now() - t0) / 1000;
   emit({ type: "finish", records: table.size, seconds: summary.seconds, tokensPerSecond: summary.tokensPerSecond, output: out });
   return summary;
 }

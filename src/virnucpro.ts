@@ -86,7 +86,10 @@ export interface VirnucproSummary {
   translate: { skipped: boolean; records: number; frames: number; peptides: string; nucleotides: string };
   dnabert: { skipped: boolean; store: string; model: string; run?: RunSummary };
   esm: { skipped: boolean; store: string; model: string; run?: RunSummary };
-  files: { skipped: boolean; dir: string; files: number; records: number; perFile: number; mergedDim?: number };
+  /** `writerSeconds`: the tool's writer processes, summed over them: building and saving the
+   * files ("write"), fsyncing them ("sync"), and the wall wait for the stores' checksums after the
+   * last set ("verify"); absent when one process wrote them. */
+  files: { skipped: boolean; dir: string; files: number; records: number; perFile: number; mergedDim?: number; writerSeconds?: Record<string, number> };
   seconds: number;
   /** Wall seconds of each step, the checks and input hashing before them included in "prepare"
    * (a step found done takes almost none). */
@@ -279,6 +282,7 @@ interface ToolSummary {
   records: number;
   perFile: number;
   mergedDim: number;
+  writerSeconds?: Record<string, number>;
 }
 
 /** VirNucPro's .pt files from the two stores, or found written from these very stores. */
@@ -298,7 +302,7 @@ async function filesStep(o: VirnucproOptions, state: State, steps: [Step, Step],
   if (!r.ok || !r.value) throw toolError(r.error ?? "no output");
   state.files = { perFile, files: r.value.files, records: r.value.records, from };
   saveState(o.output, state);
-  return { skipped: false, dir, files: r.value.files, records: r.value.records, perFile, mergedDim: r.value.mergedDim };
+  return { skipped: false, dir, files: r.value.files, records: r.value.records, perFile, mergedDim: r.value.mergedDim, ...(r.value.writerSeconds ? { writerSeconds: r.value.writerSeconds } : {}) };
 }
 
 /** The tool's `{name, message, hint}` (its last stderr line) as a named error. */

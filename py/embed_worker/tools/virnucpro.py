@@ -97,8 +97,9 @@ def _write(dnabert: Path, esm: Path, out: Path, staging: Path, per_file: int, jo
         e_rows, e_layer = _mean_of_last(e, "esm2", "ESM-2")
         sets = -(-d.records // per_file)
         jobs = min(default_jobs() if jobs is None else jobs, sets)
+        timing: dict = {}
         if jobs > 1 and isinstance(d_rows, VerifiedArray) and isinstance(e_rows, VerifiedArray):
-            names = write_sets(_checked_chunks(d, e, per_file), d_rows, e_rows, staging, jobs)
+            names = write_sets(_checked_chunks(d, e, per_file), d_rows, e_rows, staging, jobs, timing)
             for name in names:  # all verified: renamed into place only now
                 commit(staging / name, out / name)
         else:  # one writer, or HDF5 / Parquet sources (no .npy to map): front to back here
@@ -116,6 +117,8 @@ def _write(dnabert: Path, esm: Path, out: Path, staging: Path, per_file: int, jo
             "jobs": max(1, jobs), "dnabert": {"store": str(d.path), "layer": d_layer, "dim": d.dim},
             "esm": {"store": str(e.path), "layer": e_layer, "dim": e.dim},
             "mergedDim": d.dim + e.dim, "seconds": round(time.perf_counter() - t0, 3),
+            # the pool's writers, summed over them (CPU and disk), and the wait for verification
+            **({"writerSeconds": {k: round(v, 3) for k, v in timing.items()}} if timing else {}),
         }
 
 

@@ -23,6 +23,7 @@ import multiprocessing
 import os
 import pickle
 import threading
+import time
 import types
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -122,18 +123,23 @@ def _start_writer() -> None:
     require_package("torch", "the VirNucPro .pt files").set_num_threads(1)  # one writer, one core
 
 
-def _write_task(k: int, ids: list[str], a: int, dna: str, pep: str, staging: str) -> tuple[str, list[str] | str]:
-    """One set in a pool process -> ("ok", names) or ("error", why): no pickled exceptions."""
+def _write_task(k: int, ids: list[str], a: int, dna: str, pep: str, staging: str) -> tuple[str, list[str] | str, dict]:
+    """One set in a pool process -> ("ok", names, seconds) or ("error", why, seconds): no pickled
+    exceptions. `seconds`: {"write": building and saving the files, "sync": fsyncing them}."""
+    seconds = {"write": 0.0, "sync": 0.0}
     try:
         torch = require_package("torch", "the VirNucPro .pt files")
         b = a + len(ids)
+        t = time.perf_counter()
         names = save_set(torch, k, ids, np.load(dna, mmap_mode="r")[a:b], np.load(pep, mmap_mode="r")[a:b], Path(staging))
+        seconds["write"] = time.perf_counter() - t
         for name in names:  # flushed here, in parallel; the parent's rename then finds them clean
             with open(Path(staging) / name, "rb+") as f:
                 os.fsync(f.fileno())
-        return "ok", names
+        seconds["sync"] = time.perf_counter() - t - seconds["write"]
+        return "ok", names, seconds
     except Exception as e:  # noqa: BLE001 - reported to the parent as text, named there
-        return "error", f"{type(e).__name__}: {e}"
+        return "error", f"{type(e).__name__}: {e}", seconds
 
 
 class _Verify:
@@ -165,9 +171,11 @@ class _Verify:
 
 
 def write_sets(chunks: Iterable[tuple[int, list[str], int]], dna: VerifiedArray, pep: VerifiedArray,
-               staging: Path, jobs: int) -> list[str]:
+               staging: Path, jobs: int, seconds: dict | None = None) -> list[str]:
     """Every set of `chunks` ((k, ids, first row), ids already checked) written into `staging` by
-    `jobs` spawned processes; the file names in order, once all are written and both arrays verified."""
+    `jobs` spawned processes; the file names in order, once all are written and both arrays verified.
+    `seconds`, when given, gets the writers' summed "write" and "sync" time and the wall "verify"
+    wait left after the last set."""
     verify = _Verify([dna, pep])
     ex = ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"), initializer=_start_writer)
     done = False
@@ -176,7 +184,10 @@ def write_sets(chunks: Iterable[tuple[int, list[str], int]], dna: VerifiedArray,
                    for k, ids, a in chunks]
         names: list[str] = []
         for k, f in futures:
-            status, got = f.result()
+            status, got, took = f.result()
+            if seconds is not None:
+                for key, v in took.items():
+                    seconds[key] = seconds.get(key, 0.0) + v
             if status != "ok":
                 raise ConvertError(f"writing output_{k}_*.pt in {staging.parent} failed: {got}",
                                    "check free space and permissions of the output path")
@@ -190,5 +201,8 @@ def write_sets(chunks: Iterable[tuple[int, list[str], int]], dna: VerifiedArray,
         if not done:
             verify.stop.set()  # failed: no point reading the rest
         ex.shutdown(wait=True, cancel_futures=True)
+    t = time.perf_counter()
     verify.result()
+    if seconds is not None:
+        seconds["verify"] = time.perf_counter() - t
     return names
