@@ -13,6 +13,8 @@
     errors, log          named errors ({name, message, hint} on the wire), JSON log lines on stderr
     checkpoint           reading checkpoint files for every family: weights-only torch.load,
                          safetensors headers checked before reading, Hugging Face folders
+    upload               a loaded checkpoint onto a GPU in the model's dtype (threads, pinned
+                         buffers, cast on the GPU)
     hub                  model files from the network for every family: the Hugging Face cache
                          and downloads (huggingface_hub), fair-esm .pt URLs (torch.hub), locks
     wire/                protocol (the contract, mirrored by src/protocol.ts), control channel,
@@ -28,7 +30,7 @@
 
 Imports go one way, down this list: the worker imports anything; tools/ and gpu/ import families
 (tools/ also threads and lifeline, to size and bind a process pool);
-a family imports checkpoint, hub, errors and log but never gpu/, wire/ or another family; wire/
+a family imports checkpoint, upload, hub, errors and log but never gpu/, wire/ or another family; wire/
 imports only errors. checkpoint.py sits at the top because more than one family reads files with
 it (dnabert_s takes torch_load from it), so it names no family. tests/test_architecture.py checks
 this.

@@ -79,7 +79,7 @@ def test_a_family_imports_no_gpu_no_wire_no_tools_no_other_family(family):
     for name, (ours, _) in IMPORTS.items():
         if area(name) != family:
             continue
-        allowed = {family, "errors", "log", "checkpoint", "hub"}
+        allowed = {family, "errors", "log", "checkpoint", "hub", "upload"}
         bad = sorted(m for m in ours if area(m) not in allowed)
         assert not bad, f"{name} imports {bad}: a model family stays a flat reference (gpu/ arranges it)"
 
@@ -103,7 +103,7 @@ def test_gpu_arranges_families_and_knows_no_wire_tools_or_lifecycle():
 
 
 def test_shared_leaves_import_no_folder_and_nothing_imports_the_worker():
-    for leaf in ("errors", "log", "checkpoint", "hub"):
+    for leaf in ("errors", "log", "checkpoint", "hub", "upload"):
         assert all(area(m) in ("errors", "log") for m in IMPORTS[leaf][0]), (leaf, IMPORTS[leaf][0])
     for name, (ours, _) in IMPORTS.items():
         if name != "__main__":

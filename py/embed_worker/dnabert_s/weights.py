@@ -20,6 +20,7 @@ from pathlib import Path
 import torch
 
 from ..errors import BadCheckpoint
+from ..upload import upload
 from ..checkpoint import HF_WEIGHT_FILES, torch_load
 from .config import DNABERTConfig, read_config
 from .model import DNABERT
@@ -206,6 +207,8 @@ def load_model(folder: str | Path, device="cpu", dtype: torch.dtype = torch.floa
     cfg, state = load_checkpoint(folder, name)
     with torch.device("meta"):
         model = DNABERT(cfg)
+    if torch.device(device).type == "cuda":  # cast on the GPU, in parallel (upload.py)
+        state = upload(state, torch.device(device), dtype)
     model.load_state_dict(state, strict=True, assign=True)
     model = model.to(device=torch.device(device), dtype=dtype)
     model.requires_grad_(False)

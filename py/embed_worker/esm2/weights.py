@@ -27,6 +27,7 @@ import torch
 
 from ..checkpoint import TensorInfo, hf_headers, hf_tensors, state_dict, torch_load
 from ..errors import BadCheckpoint, ModelNotFound
+from ..upload import upload
 from .model import ESM2
 from .config_rules import _REFETCH, _bad, _cannot_load, _check_geometry, _fair_esm_config, _not_fair_esm, _strip_fair, _typed
 from .registry import FAIR_ESM, KNOWN, ESM2Config, Resolved, bare_name, resolve
@@ -280,6 +281,8 @@ def load_model(name_or_path: str, device, dtype: torch.dtype, allow_download: bo
         lap("read")
     with torch.device("meta"):
         model = ESM2(cfg)
+    if torch.device(device).type == "cuda":  # cast on the GPU, in parallel (upload.py)
+        state = upload(state, torch.device(device), dtype)
     model.load_state_dict(state, strict=True, assign=True)
     if inv is not None:
         model.set_inv_freq(inv)
