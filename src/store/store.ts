@@ -23,6 +23,7 @@ import { DTYPE_BYTES } from "../protocol.ts";
 import { ARRAY } from "./ownership.ts";
 import { fsyncDir, INDEX_FILE, outputFile, readIndex, removeShards, scanShards, shardName, ShardWriter, writeAtomicFile, type ShardMeta, type ShardSpec } from "./shards.ts";
 import { hashFile, hashing, type FileChecksum } from "./verify.ts";
+import { assembleInOrder, locateRecords } from "./assemble.ts";
 import type { BatchResult } from "../protocol.ts";
 import { identityDiff, type RunIdentity } from "./identity.ts";
 
@@ -166,30 +167,18 @@ export class Store {
     const { dim, dtype, layers, include, lengths } = this.spec;
     const rowBytes = dim * DTYPE_BYTES[dtype];
     const descr: NpyDescr = dtype === "float32" ? "<f4" : "<f2";
-    const start = new Float64Array(n + 1);
-    for (let i = 0; i < n; i++) start[i + 1] = start[i]! + lengths[i]!;
     const arrays: string[] = [];
     const checksums: Record<string, FileChecksum> = {};
     const shardDir = join(this.dir, SHARDS);
     const prefix = (m: ShardMeta) => join(shardDir, shardName(m.shard));
-    const indices = this.metas.map((m) => readIndex(`${prefix(m)}.${INDEX_FILE}`)); // read once, used per output
+    const where = locateRecords(this.metas.map((m) => readIndex(`${prefix(m)}.${INDEX_FILE}`)), lengths);
     for (const layer of layers) {
       for (const kind of include) {
         const name = `${kind}.layer${layer}.npy`;
-        const rows = kind === "residues" ? start[n]! : n;
-        const out = new NpyFile(join(this.dir, name), descr, [rows, dim]);
+        const residues = kind === "residues";
+        const out = new NpyFile(join(this.dir, name), descr, [residues ? where.residues : n, dim]);
         try {
-          for (const [s, m] of this.metas.entries()) {
-            const idx = indices[s]!;
-            const data = readFileSync(`${prefix(m)}.${outputFile(kind, layer, dtype)}`);
-            let row = 0;
-            for (const r of idx) {
-              const count = kind === "residues" ? lengths[r]! : 1;
-              const at = kind === "residues" ? start[r]! : r;
-              out.write(data.subarray(row * rowBytes, (row + count) * rowBytes), at * rowBytes);
-              row += count;
-            }
-          }
+          assembleInOrder(out, this.metas.map((m) => `${prefix(m)}.${outputFile(kind, layer, dtype)}`), where, residues ? lengths : undefined, rowBytes);
           checksums[name] = out.commit();
         } catch (e) {
           out.abort();
@@ -199,6 +188,8 @@ export class Store {
       }
     }
     if (include.includes("residues")) {
+      const start = new Float64Array(n + 1);
+      for (let i = 0; i < n; i++) start[i + 1] = start[i]! + lengths[i]!;
       const off = new NpyFile(join(this.dir, "residues.offsets.npy"), "<i8", [n + 1]);
       const data = BigInt64Array.from(start, (x) => BigInt(x));
       off.write(new Uint8Array(data.buffer), 0);
