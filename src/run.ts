@@ -38,6 +38,9 @@ export interface RunHooks {
   signal?: AbortSignal;
   /** Progress as data: start, each batch, each committed shard, worker changes, finish. */
   onEvent?: (e: RunEvent) => void;
+  /** Workers already starting for these very options (`prestartWorkers`): the run takes them
+   * instead of starting its own. The caller stops them if the run never starts. */
+  workers?: Promise<WorkerHandle[]>;
 }
 
 export interface RunSummary {
@@ -151,6 +154,16 @@ export async function dryRun(options: RunOptionsInput): Promise<DryRunResult> {
   };
 }
 
+/**
+ * Start a run's workers ahead of it, for `hooks.workers` of `embedToStore` with the same options
+ * (`embed virnucpro` starts the ESM-2 step's while the DNABERT-S step embeds, so that one model's
+ * start-up overlaps the other's work). Its inputs must exist: the task size is estimated from them.
+ */
+export async function prestartWorkers(options: RunOptionsInput): Promise<WorkerHandle[]> {
+  const { cfg, devices } = await resolveRunProbed({ ...options, dry: false });
+  return startWorkers(cfg, devices, { expectedTokens: estimateTokens(cfg.inputs, devices.length, cfg.slice?.count) });
+}
+
 /** Embed FASTA inputs into a store directory; resumes an interrupted run of the same command. */
 export async function embedToStore(options: RunOptionsInput, hooks: RunHooks = {}): Promise<RunSummary> {
   const t0 = performance.now();
@@ -185,15 +198,16 @@ async function startWhileReading(
   devices: DeviceSlot[],
   reading: ReadingOptions,
   signal: AbortSignal | undefined,
+  prestarted?: Promise<WorkerHandle[]>,
 ): Promise<{ workers: WorkerHandle[]; table: RecordTable; slice: SliceInfo | undefined; grouped: Identical | undefined }> {
   // Workers load the model while the inputs are read, from the moment the first records passed
   // the alphabet check (a nucleotide file given to ESM-2, or protein to DNABERT-S, starts none).
   // Bad input found later is reported at once, not after the model has loaded: the workers are
   // killed as soon as they can be (a start-up cannot be cancelled half-way), and a CLI run exits,
   // which ends them with it (py lifeline.py).
-  let sampled!: () => void;
+  let sampled: () => void = () => {};
   const expectedTokens = estimateTokens(cfg.inputs, devices.length, cfg.slice?.count);
-  const workersP = new Promise<void>((r) => (sampled = r)).then(() => startWorkers(cfg, devices, { expectedTokens }));
+  const workersP = prestarted ?? new Promise<void>((r) => (sampled = r)).then(() => startWorkers(cfg, devices, { expectedTokens }));
   workersP.catch(() => {});
   let table: RecordTable;
   let slice: SliceInfo | undefined; // --slice I/N: this job's slice of the input
@@ -230,7 +244,7 @@ async function startWhileReading(
  * plan with events, then finish (manifest, formats, summary). */
 async function embedLocked(cfg: RunConfig, out: string, devices: DeviceSlot[], reading: ReadingOptions, hooks: RunHooks, t0: number): Promise<RunSummary> {
   log.info(`embedding with ${cfg.model} on ${devices.map((d) => `${d.name} (${d.label})`).join(", ")}`);
-  const { workers, table, slice, grouped } = await startWhileReading(cfg, devices, reading, hooks.signal);
+  const { workers, table, slice, grouped } = await startWhileReading(cfg, devices, reading, hooks.signal, hooks.workers);
   let store: Store | undefined;
   try {
     const facts = runFacts(cfg, workers[0]!, table, slice);

@@ -29,10 +29,11 @@ import { translateFasta } from "./input/translate-fasta.ts";
 import { log } from "./log.ts";
 import type { Family } from "./protocol.ts";
 import { resolveRunProbed } from "./resolve.ts";
-import { embedToStore, type RunHooks, type RunSummary } from "./run.ts";
+import { embedToStore, prestartWorkers, type RunHooks, type RunSummary } from "./run.ts";
 import { lockStore } from "./store/lock.ts";
 import { checkInputsOutside, commandLine } from "./store/ownership.ts";
 import { writeAtomicFile } from "./store/shards.ts";
+import type { WorkerHandle } from "./workers/handle.ts";
 import { pythonJson } from "./workers/python.ts";
 
 export const VIRNUCPRO_ESM_MODEL = "esm2_t36_3B_UR50D";
@@ -109,6 +110,7 @@ export async function embedVirnucpro(o: VirnucproOptions, hooks: RunHooks = {}):
   const out = o.output;
   const steps = await checkOptions(o);
   const lock = claim(out, o.inputs);
+  let esmWorkers: Promise<WorkerHandle[]> | undefined;
   try {
     let mark = t0;
     const lap = () => {
@@ -122,9 +124,13 @@ export async function embedVirnucpro(o: VirnucproOptions, hooks: RunHooks = {}):
     const prepare = lap();
     const translate = await translateStep(o, state, hooks);
     const tTranslate = lap();
+    // The ESM-2 step's workers start now and load while DNABERT-S embeds (its start-up is ~12 s
+    // for 3B); the ESM-2 step takes them, or they are stopped if it never runs.
+    esmWorkers = willRun(steps[1], o.overwrite ?? false) ? prestartWorkers(steps[1].options) : undefined;
+    esmWorkers?.catch(() => {}); // a failed start is the ESM-2 step's error, raised when it takes them
     const dnabert = await storeStep(steps[0], state, out, o.overwrite ?? false, hooks);
     const tDnabert = lap();
-    const esm = await storeStep(steps[1], state, out, o.overwrite ?? false, hooks);
+    const esm = await storeStep(steps[1], state, out, o.overwrite ?? false, { ...hooks, workers: esmWorkers });
     const tEsm = lap();
     const files = await filesStep(o, state, steps, hooks);
     const tFiles = lap();
@@ -137,9 +143,17 @@ export async function embedVirnucpro(o: VirnucproOptions, hooks: RunHooks = {}):
       seconds: (performance.now() - t0) / 1000,
       stepSeconds: { prepare, translate: tTranslate, "dnabert-s": tDnabert, esm2: tEsm, files: tFiles },
     };
+  } catch (e) {
+    void esmWorkers?.then((ws) => ws.forEach((w) => w.kill()), () => {}); // started for a step that will not run now
+    throw e;
   } finally {
     lock.release();
   }
+}
+
+/** Whether storeStep will embed (no complete store there, or --overwrite). */
+function willRun(step: Step, overwrite: boolean): boolean {
+  return overwrite || !existsSync(join(step.dir, "manifest.json"));
 }
 
 /** Every option checked, both models resolved (family, tokenizer), before anything is written: a

@@ -201,6 +201,18 @@ describe("resume after kill -9 (fake workers)", () => {
     return false;
   }
 
+  test("the ESM-2 step's workers load while DNABERT-S embeds: that step finds them ready", async () => {
+    // Workers of both steps take 1.5 s to say READY. Started only when its step began, the ESM-2
+    // step would wait those 1.5 s again; started with the DNABERT-S step, they are ready by then.
+    const out = join(tmp, "fake-prestart");
+    const r = await run(args(out, fast), fakeRunEnv({ slowMs: 40, readyAfterMs: 1500 }, { EMBED_PYTHON: realPython() }));
+    expect(r.code).toBe(0);
+    const s = JSON.parse(r.stdout);
+    expect(s.dnabert.run.startupSeconds).toBeGreaterThanOrEqual(1.5);
+    expect(s.esm.run.startupSeconds).toBeLessThan(1.0);
+    expect(ptFiles(out)).toEqual(reference);
+  });
+
   for (const step of ["dnabert-s", "esm2"]) {
     test(`killed while the ${step} store fills, the same command resumes it and writes the same files`, async () => {
       const out = join(tmp, `fake-killed-${step}`);
