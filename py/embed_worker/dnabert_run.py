@@ -5,9 +5,10 @@ shared.
 - load: registry.resolve_dnabert finds the folder; dnabert_s.weights loads it strictly (the
   folder's bert_layers.py is never run). CPU, or fp32 on a GPU: the exact reference model
   (dnabert_s/model.py). CUDA in fp16/bf16: gpu/dnabert_s.py's arrangement (Triton ALiBi attention,
-  cuBLAS, a Triton GeGLU pass: "triton", the default; `--kernels quack` asks for the GeGLU in
-  quack's gated GEMM epilogue, not yet measured on a GPU), unless `--kernels eager` asks for the
-  reference.
+  and the gated projection + GeGLU as quack's GEMM with the GeGLU in its epilogue, 14% less time
+  than cuBLAS + a Triton GeGLU pass on an H100; `--kernels auto` takes it where quack runs and the
+  run is long enough to pay back quack's import, gpu.arrange.gpu_kernels with QUACK_GAIN below,
+  else the Triton pass: "triton"), unless `--kernels eager` asks for the reference.
 - pooling (protocol POOLING): `mean` = mean over ALL tokens, [CLS] and [SEP] included (VirNucPro);
   `bos` = the [CLS] row; `residues` = one row per BPE token, [CLS]/[SEP] left out.
 - layers: 0 = the embedding output (after its LayerNorm), 1..N the blocks, -1 the last (there is
@@ -21,6 +22,9 @@ from dataclasses import dataclass
 from .errors import BadCheckpoint, EmbedWorkerError
 
 FAMILY = "dnabert-s"
+QUACK_GAIN = 0.13
+"""Embedding time quack's fused GeGLU GEMM saves (0.914 s vs 1.062 s a pass of 2M tokens of
+150-bp reads, 0.922 vs 1.066 at 300 bp; one H100, docs/PERFORMANCE.md "DNABERT-S")."""
 
 
 @dataclass(frozen=True)
@@ -43,9 +47,33 @@ def check_family(want: str, model: str) -> None:
                             "this is a bug if --model was not changed between resolving and starting workers")
 
 
-def load(model: str, device, dtype, kernels: str, lap=None):
+def matrix_flops_per_token(shape: Shape) -> float:
+    """2 x the block's weights per token (Wqkv 3D^2, dense D^2, gated 2DF, wo FD) over all layers:
+    226.5 M for DNABERT-S."""
+    d, f = shape.embed_dim, shape.ffn_dim
+    return 2.0 * shape.num_layers * (4 * d * d + 3 * d * f)
+
+
+def gated_for(kernels: str, device, dtype, shape: Shape, expected_tokens: int | None) -> str:
+    """The arrangement's `gated` for a GPU worker's --kernels: "quack" asks for the fused GeGLU
+    GEMM; "auto" takes it ("auto": after gpu/dnabert_s.py's probe, else the Triton pass) where quack
+    runs and the run pays back its import (gpu.arrange.gpu_kernels, this family's QUACK_GAIN),
+    else "triton"; anything else "triton"."""
+    if kernels != "auto":
+        return "quack" if kernels == "quack" else "triton"
+    from .gpu.arrange import gpu_kernels
+    from . import log
+    got, notes = gpu_kernels("auto", device, dtype, expected_tokens=expected_tokens,
+                             flops_per_token=matrix_flops_per_token(shape), gain=QUACK_GAIN)
+    for level, msg, hint in notes:
+        getattr(log, level)(msg, hint=hint)
+    return "auto" if got == "quack" else "triton"
+
+
+def load(model: str, device, dtype, kernels: str, lap=None, expected_tokens: int | None = None):
     """-> (model to call, Shape, registry Resolved, kernels actually used: "quack" | "triton" | "eager").
-    `lap(name)`, when given, marks the weights loaded ("load") before the GPU arrangement is made."""
+    `lap(name)`, when given, marks the weights loaded ("load") before the GPU arrangement is made.
+    `expected_tokens`: this GPU's share of the input, for "auto"'s choice (gpu.arrange.short_run)."""
     from .registry import resolve_dnabert
     from .dnabert_s.weights import load_model
     resolved = resolve_dnabert(model)
@@ -59,11 +87,8 @@ def load(model: str, device, dtype, kernels: str, lap=None):
     if device.type != "cuda" or kernels == "eager" or dtype not in (torch.float16, torch.bfloat16):
         return ref, shape, resolved, "eager"
     from .gpu.dnabert_s import arrange
-    # The default is the arrangement measured fastest on a GPU (docs/PERFORMANCE.md "DNABERT-S"):
-    # cuBLAS + the Triton GeGLU pass, add+LN without storing its sum (+2% over storing it, arms
-    # interleaved on one H100). quack's fused GeGLU GEMM is parity-tested on CPU but has not run on
-    # a GPU yet: only `--kernels quack` takes it.
-    fast = arrange(ref, gated="quack" if kernels == "quack" else "triton")
+    gated = gated_for(kernels, device, dtype, shape, expected_tokens)
+    fast = arrange(ref, gated=gated)
     return fast, shape, resolved, fast.gated
 
 
@@ -73,7 +98,8 @@ def load_into(w, resolve_layers) -> None:
     from .budget import auto_budget
     check_fault(w.cfg.fault)
     w.M = sys.modules[__name__]
-    w.model, w.mcfg, w.resolved, w.kernels = load(w.cfg.model, w.device, w.dtype, w.cfg.kernels, w.phases.lap)
+    w.model, w.mcfg, w.resolved, w.kernels = load(w.cfg.model, w.device, w.dtype, w.cfg.kernels, w.phases.lap,
+                                                   expected_tokens=w.cfg.expected_tokens)
     apply_fault(w)
     w.layers = resolve_layers(w.cfg.layers, w.mcfg.num_layers)
     w.phases.lap("kernels")  # the GPU arrangement (importing Triton and the kernels' modules)

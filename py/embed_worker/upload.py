@@ -40,11 +40,12 @@ def upload(state: dict[str, torch.Tensor], device: torch.device, dtype: torch.dt
         return out
     lock = threading.Lock()
     pending = iter(jobs)
+    inference = torch.is_inference_mode_enabled()  # thread-local: the threads write `out` in the caller's mode
     errors: list[BaseException] = []
 
     def run() -> None:
         try:
-            with torch.cuda.device(device):
+            with torch.inference_mode(inference), torch.cuda.device(device):
                 pinned = torch.empty(CHUNK_BYTES, dtype=torch.uint8, pin_memory=True)
                 stage = torch.empty(CHUNK_BYTES, dtype=torch.uint8, device=device)
                 stream = torch.cuda.Stream(device)

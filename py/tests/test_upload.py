@@ -57,6 +57,14 @@ def test_cuda_equals_to(monkeypatch, threads):
 
 
 @needs_cuda
+def test_cuda_under_inference_mode(monkeypatch):
+    """The worker loads under torch.inference_mode (thread-local): the threads write the caller's
+    inference tensors in the same mode."""
+    with torch.inference_mode():
+        check_cuda(monkeypatch, 4)
+
+
+@needs_cuda
 def test_cuda_check_fails_on_a_short_chunk(monkeypatch):
     """The check above can fail: a chunk copied one element short leaves a hole it finds."""
     real = torch.Tensor.copy_

@@ -116,3 +116,34 @@ def test_worker_config_carries_the_family(monkeypatch):
         "name": "w", "model": "DNABERT-S", "family": "dnabert-s", "device": "cpu", "precision": "fp32",
         "layers": [-1], "include": ["mean"], "outDtype": "float32", "maxTokens": None}))
     assert WorkerConfig.from_env().family == "dnabert-s"
+
+
+def test_dnabert_s_matrix_flops_per_token():
+    from embed_worker.dnabert_run import Shape, matrix_flops_per_token
+    # 12 layers x 2 x (Wqkv 3 x 768^2 + dense 768^2 + gated 768 x 6144 + wo 3072 x 768) = 226.5 M
+    assert matrix_flops_per_token(Shape("DNABERT-S", 12, 768, 12, 3072)) == 2 * 12 * (768 * 2304 + 768 ** 2 + 768 * 6144 + 3072 * 768)
+    assert abs(matrix_flops_per_token(Shape("DNABERT-S", 12, 768, 12, 3072)) / 226.5e6 - 1) < 0.001
+
+
+@pytest.mark.parametrize("kernels,expected,got,imported", [
+    ("auto", None, "auto", True),        # size unknown: as for a long run (quack after its probe)
+    ("auto", "short", "triton", False),  # the origin workload's 19M tokens: quack never imported
+    ("auto", "long", "auto", True),
+    ("quack", "short", "quack", False),  # an explicit choice is honoured (arrange checks it)
+    ("triton", "long", "triton", False),
+])
+def test_dnabert_s_auto_takes_the_fused_geglu_only_when_it_pays(monkeypatch, capsys, kernels, expected, got, imported):
+    """dnabert_run.gated_for: "auto" weighs quack's import against this family's gain (decision
+    logic only: the device is a CUDA name, nothing runs on it)."""
+    pytest.importorskip("triton")
+    from embed_worker import dnabert_run
+    from embed_worker.gpu import arrange, epilogues
+    asked = []
+    monkeypatch.setattr(epilogues, "unavailable", lambda device, dtype: asked.append(1))
+    shape = dnabert_run.Shape("DNABERT-S", 12, 768, 12, 3072)
+    pays = arrange.QUACK_IMPORT_S / dnabert_run.QUACK_GAIN * arrange.GPU_FLOPS / dnabert_run.matrix_flops_per_token(shape)
+    assert 19_300_000 < pays * 0.9  # 1M reads' frames (the origin workload) are a short run
+    tokens = {None: None, "short": int(pays * 0.9), "long": int(pays * 1.1)}[expected]
+    assert dnabert_run.gated_for(kernels, torch.device("cuda", 0), torch.float16, shape, tokens) == got
+    assert bool(asked) == imported
+    assert ("this run is short" in capsys.readouterr().err) == (expected == "short" and kernels == "auto")

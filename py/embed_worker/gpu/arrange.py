@@ -46,17 +46,18 @@ def embedding_seconds(tokens: int, flops_per_token: float) -> float:
     return tokens * flops_per_token / GPU_FLOPS
 
 
-def short_run(expected_tokens: int | None, flops_per_token: float | None) -> float | None:
-    """The estimated embedding seconds when they are too few for quack's import to pay back, else
-    None (unknown sizes count as long: the choice is then what it always was)."""
+def short_run(expected_tokens: int | None, flops_per_token: float | None, gain: float = QUACK_GAIN) -> float | None:
+    """The estimated embedding seconds when they are too few for quack's import to pay back (it
+    saves `gain` of them: the family's figure), else None (unknown sizes count as long: the choice
+    is then what it always was)."""
     if expected_tokens is None or flops_per_token is None:
         return None
     est = embedding_seconds(expected_tokens, flops_per_token)
-    return est if est * QUACK_GAIN < QUACK_IMPORT_S else None
+    return est if est * gain < QUACK_IMPORT_S else None
 
 
 def gpu_kernels(want: str, device: torch.device, dtype: torch.dtype, *, expected_tokens: int | None = None,
-                flops_per_token: float | None = None) -> tuple[str, list[tuple[str, str, str]]]:
+                flops_per_token: float | None = None, gain: float = QUACK_GAIN) -> tuple[str, list[tuple[str, str, str]]]:
     """What a GPU worker asked for `want` (auto | quack | triton | compile | eager) runs: "auto"
     and "quack" take "quack" where epilogues.unavailable allows it, else "triton"; "auto" also
     takes "triton", without importing quack, when the run is short (short_run: `expected_tokens`
@@ -64,11 +65,11 @@ def gpu_kernels(want: str, device: torch.device, dtype: torch.dtype, *, expected
     torch.compile. Also returns what to tell the user, as (level, message, hint): a warning where
     an explicit choice cannot be honoured."""
     notes: list[tuple[str, str, str]] = []
-    short = short_run(expected_tokens, flops_per_token) if want == "auto" else None
+    short = short_run(expected_tokens, flops_per_token, gain) if want == "auto" else None
     if short is not None:
         notes.append(("info", f"quack's fused-epilogue GEMMs not loaded: this run is short (about {short:.0f} s of "
                               f"embedding per GPU, estimated from the input's size), and importing them costs about "
-                              f"{QUACK_IMPORT_S:.0f} s of start-up, more than the {QUACK_GAIN:.0%} they save; "
+                              f"{QUACK_IMPORT_S:.0f} s of start-up, more than the {gain:.0%} they save; "
                               "running --kernels triton (cuBLAS)",
                       "pass --kernels quack to load them anyway"))
         want = "triton"
