@@ -1,7 +1,8 @@
 /** `embed run INPUT... -o OUT`: embed FASTA into a store; print the run summary (a few lines on a terminal, JSON otherwise). */
 import { defineCommand } from "citty";
 import { log } from "../log.ts";
-import { dryRun, embedToStore } from "../run.ts";
+import { dryRun } from "../dry-run.ts";
+import { embedToStore } from "../run.ts";
 import { loadHint } from "../store/identity.ts";
 import type { RunSummary } from "../run.ts";
 import { logArgs, setLogLevel, sharedArgs, sharedOptions } from "./args.ts";
