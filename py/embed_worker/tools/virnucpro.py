@@ -30,6 +30,7 @@ with its last stderr line ``{"name", "message", "hint"}``.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import re
 import shutil
 import sys
@@ -68,7 +69,8 @@ def write(dnabert: str | Path, esm: str | Path, out: str | Path, per_file: int =
           jobs: int | None = None) -> dict:
     """`jobs`: processes writing sets at once (default: the CPUs granted, at most 16; 1 writes
     them here, front to back). Either way the files hold the same bytes."""
-    torch = require_package("torch", "the VirNucPro .pt files")
+    if importlib.util.find_spec("torch") is None:  # imported where it writes (a pool's writers import their own)
+        require_package("torch", "the VirNucPro .pt files")
     if per_file < 1:
         raise ConvertError(f"--per-file {per_file}: must be at least 1", "VirNucPro writes 10,000 records per file")
     if jobs is not None and jobs < 1:
@@ -81,13 +83,12 @@ def write(dnabert: str | Path, esm: str | Path, out: str | Path, per_file: int =
             shutil.rmtree(p, ignore_errors=True)
     staging = Path(tempfile.mkdtemp(prefix=STAGING, dir=out))
     try:
-        return _write(Path(dnabert), Path(esm), out, staging, per_file, jobs, torch, t0)
+        return _write(Path(dnabert), Path(esm), out, staging, per_file, jobs, t0)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
 
 
-def _write(dnabert: Path, esm: Path, out: Path, staging: Path, per_file: int, jobs: int | None, torch,
-           t0: float) -> dict:
+def _write(dnabert: Path, esm: Path, out: Path, staging: Path, per_file: int, jobs: int | None, t0: float) -> dict:
     with open_source(dnabert) as d, open_source(esm) as e:
         if d.records != e.records:
             raise ConvertError(f"{d.path} holds {d.records} records and {e.path} {e.records}: they are not the "
@@ -103,6 +104,7 @@ def _write(dnabert: Path, esm: Path, out: Path, staging: Path, per_file: int, jo
             for name in names:  # all verified: renamed into place only now
                 commit(staging / name, out / name)
         else:  # one writer, or HDF5 / Parquet sources (no .npy to map): front to back here
+            torch = require_package("torch", "the VirNucPro .pt files")
             names = []
             for k, ids, at in _checked_chunks(d, e, per_file):
                 for name in save_set(torch, k, ids, d_rows[at:at + len(ids)], e_rows[at:at + len(ids)], staging):
