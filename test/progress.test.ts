@@ -9,6 +9,7 @@ import type { RunSummary } from "../src/run.ts";
 import { PACKAGE_ROOT } from "../src/config.ts";
 import type { RunEvent } from "../src/events.ts";
 import { FAKE_DIR } from "./helpers.ts";
+import { log } from "../src/log.ts";
 
 setDefaultTimeout(120_000);
 const tmp = mkdtempSync(join(tmpdir(), "embed-progress-"));
@@ -25,6 +26,13 @@ function capture(fn: () => void): string {
     (process.stderr as { write: unknown }).write = orig;
   }
   return written.join("");
+}
+
+/** The start and two batches of a run of `records` records. */
+function feedRun(p: ReturnType<typeof progress>, records: number) {
+  p.onEvent({ type: "start", records, todo: records, resumed: 0, batches: 2, tokens: 400, budget: 256, density: 0.8, devices: ["cuda:0"] });
+  p.onEvent({ type: "batch", batches: 1, totalBatches: 2, records: records / 2, tokens: 200, elapsed: 1, tokensPerSecond: 200, worker: "cuda:0", density: 0.78 });
+  p.onEvent({ type: "batch", batches: 2, totalBatches: 2, records, tokens: 400, elapsed: 2, tokensPerSecond: 200, worker: "cuda:0", density: 0.78 });
 }
 
 /** Two batches of one run, then close. */
@@ -103,6 +111,40 @@ describe("run events", () => {
       "[█████████░░░] 75.0%  6/8 records  300/400 tokens  10 tok/s  elapsed 1m01s  ETA 10s  [cpu 3]",
     ]);
     capture(() => p.close());
+  });
+
+  test("terminal: a log line while the bar is drawn (a worker's too) clears the bar and draws it again under it", () => {
+    let t = 0;
+    const p = progress("tty", { now: () => t, columns: 200 });
+    const out = capture(() => {
+      p.onEvent({ type: "start", records: 8, todo: 8, resumed: 0, batches: 2, tokens: 400, budget: 256, density: 0.8, devices: ["cuda:0"] });
+      t = 1000;
+      p.onEvent({ type: "batch", batches: 1, totalBatches: 2, records: 4, tokens: 200, elapsed: 1, tokensPerSecond: 200, worker: "cuda:0", density: 0.78 });
+      log.withTag("cuda:1").info("ready (a worker started for the next step)");
+      p.close();
+    });
+    const bar = "[██████░░░░░░] 50.0%  4/8 records  200/400 tokens  200 tok/s  elapsed 1s  ETA 1s  [cuda:0 1]";
+    const at = out.indexOf("ready (a worker started");
+    expect(at).toBeGreaterThan(0);
+    expect(out.slice(0, at)).toMatch(new RegExp(`${bar.replace(/[[\]()]/g, "\\$&")}\\r\\x1b\\[2K[^\\n]*$`)); // cleared, not appended to
+    expect(out.slice(at)).toContain(`\n${bar}`); // drawn again on the line under it
+    const after = capture(() => log.info("after close"));
+    expect(after).not.toContain("\r\x1b[2K"); // close took its reporters away
+  });
+
+  test("terminal: each run's bar (embed virnucpro runs two) keeps its last line and counts its own batches", () => {
+    const p = progress("tty", { now: () => 0, columns: 200 });
+    const out = capture(() => {
+      feedRun(p, 8);
+      p.onEvent({ type: "finish", records: 8, seconds: 1, tokensPerSecond: 400, output: "/a" });
+      feedRun(p, 4);
+      p.close();
+    });
+    const lines = out.split("\n").filter(Boolean).map((l) => l.split("\r\x1b[2K").at(-1));
+    expect(lines).toEqual([
+      "[████████████] 100.0%  8/8 records  400/400 tokens  200 tok/s  elapsed 0s  ETA 0s  [cuda:0 2]",
+      "[████████████] 100.0%  4/4 records  400/400 tokens  200 tok/s  elapsed 0s  ETA 0s  [cuda:0 2]",
+    ]);
   });
 
   test("terminal: the line is cut to the terminal's width, so that a redraw stays on one line", () => {

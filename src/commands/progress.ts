@@ -74,9 +74,25 @@ export function progress(mode: ProgressMode, opts: ProgressOptions = {}): { onEv
   let last = 0;
   /** When the start event came (ms on `now`), for the elapsed time. */
   let startedAt = 0;
-  let drawn = false;
+  /** The bar as last drawn, while it is the terminal's last line (a log line clears and redraws it). */
+  let drawn = "";
   /** The latest batch event when its line was not shown yet. */
   let unshown: BatchEvent | undefined;
+  // A log line (a worker's, a warning) while the bar is drawn: the bar is cleared first and drawn
+  // again under it, instead of the log line starting where the bar ends. consola's loggers made
+  // with withTag share this reporters array, so workers' lines are covered too.
+  const reporters = log.options.reporters;
+  const clear = { log: () => void (drawn && process.stderr.write("\r\x1b[2K")) };
+  const redraw = { log: () => void (drawn && process.stderr.write(drawn)) };
+  if (mode === "tty") {
+    reporters.unshift(clear);
+    reporters.push(redraw);
+  }
+  /** End the drawn bar's line: it stays on the terminal as it is. */
+  const endLine = () => {
+    if (drawn) process.stderr.write("\n");
+    drawn = "";
+  };
   const line = (e: BatchEvent) => {
     const total = start?.todo ?? 0;
     const pct = total ? (100 * e.records) / total : 100;
@@ -92,8 +108,8 @@ export function progress(mode: ProgressMode, opts: ProgressOptions = {}): { onEv
   };
   const show = (e: BatchEvent) => {
     if (mode === "tty") {
-      process.stderr.write(`\r\x1b[2K${line(e)}`);
-      drawn = true;
+      drawn = line(e);
+      process.stderr.write(`\r\x1b[2K${drawn}`);
     } else {
       log.info(line(e));
     }
@@ -105,10 +121,17 @@ export function progress(mode: ProgressMode, opts: ProgressOptions = {}): { onEv
       process.stdout.write(JSON.stringify(e) + "\n");
       return;
     }
-    if (e.type === "start") {
+    if (e.type === "start") {  // a new run (embed virnucpro runs two): its own bar and counts
+      endLine();
       start = e;
       last = startedAt = now();
+      for (const w of Object.keys(perWorker)) delete perWorker[w];
+      for (const w of Object.keys(status)) delete status[w];
       return;
+    }
+    if (e.type === "finish") {
+      if (unshown) show(unshown);
+      return endLine();
     }
     if (e.type === "worker") {
       const st = (status[e.worker] ??= { replaced: 0 });
@@ -130,7 +153,8 @@ export function progress(mode: ProgressMode, opts: ProgressOptions = {}): { onEv
     onEvent,
     close: () => {
       if (unshown) show(unshown);
-      if (drawn) process.stderr.write("\n");
+      endLine();
+      for (const r of [clear, redraw]) if (reporters.includes(r)) reporters.splice(reporters.indexOf(r), 1);
     },
   };
 }
