@@ -104,6 +104,11 @@ export interface RunSummary {
  */
 export async function prestartWorkers(options: RunOptionsInput): Promise<WorkerHandle[]> {
   const { cfg, devices } = await resolveRunProbed({ ...options, dry: false });
+  return startRunWorkers(cfg, devices);
+}
+
+/** A run's workers, each told its share of the input's estimated tokens (for its kernel choice). */
+function startRunWorkers(cfg: RunConfig, devices: DeviceSlot[]): Promise<WorkerHandle[]> {
   return startWorkers(cfg, devices, { expectedTokens: estimateTokens(cfg.inputs, devices.length, cfg.slice?.count) });
 }
 
@@ -149,8 +154,7 @@ async function startWhileReading(
   // killed as soon as they can be (a start-up cannot be cancelled half-way), and a CLI run exits,
   // which ends them with it (py lifeline.py).
   let sampled: () => void = () => {};
-  const expectedTokens = estimateTokens(cfg.inputs, devices.length, cfg.slice?.count);
-  const workersP = prestarted ?? new Promise<void>((r) => (sampled = r)).then(() => startWorkers(cfg, devices, { expectedTokens }));
+  const workersP = prestarted ?? new Promise<void>((r) => (sampled = r)).then(() => startRunWorkers(cfg, devices));
   workersP.catch(() => {});
   let table: RecordTable;
   let slice: SliceInfo | undefined; // --slice I/N: this job's slice of the input

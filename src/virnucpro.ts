@@ -124,8 +124,9 @@ export async function embedVirnucpro(o: VirnucproOptions, hooks: RunHooks = {}):
     const prepare = lap();
     const translate = await translateStep(o, state, hooks);
     const tTranslate = lap();
-    // The ESM-2 step's workers start now and load while DNABERT-S embeds (its start-up is ~12 s
-    // for 3B); the ESM-2 step takes them, or they are stopped if it never runs.
+    // The ESM-2 step's workers start now and load while DNABERT-S embeds (3B's start-up is 7 s on
+    // an H100, 19 s with quack's import); the ESM-2 step takes them, or they are stopped if it
+    // never runs.
     esmWorkers = willRun(steps[1], o.overwrite ?? false) ? prestartWorkers(steps[1].options) : undefined;
     esmWorkers?.catch(() => {}); // a failed start is the ESM-2 step's error, raised when it takes them
     const dnabert = await storeStep(steps[0], state, out, o.overwrite ?? false, hooks);
