@@ -64,6 +64,39 @@ function workerStatus(st: { replaced: number; budget?: number } | undefined): st
   return parts.length ? ` (${parts.join(", ")})` : "";
 }
 
+/**
+ * The terminal's last line, drawn and redrawn in place (`tty`; otherwise it is never drawn). A log
+ * line while it is drawn (a warning, a worker's line) clears it first and draws it again under
+ * itself, instead of starting where the bar ends: consola's loggers made with withTag share this
+ * reporters array, so workers' lines are covered too.
+ */
+function liveLine(tty: boolean): { draw: (text: string) => void; end: () => void; close: () => void } {
+  let drawn = "";
+  const reporters = log.options.reporters;
+  const clear = { log: () => void (drawn && process.stderr.write("\r\x1b[2K")) };
+  const redraw = { log: () => void (drawn && process.stderr.write(drawn)) };
+  if (tty) {
+    reporters.unshift(clear);
+    reporters.push(redraw);
+  }
+  /** End the drawn line: it stays on the terminal as it is. */
+  const end = () => {
+    if (drawn) process.stderr.write("\n");
+    drawn = "";
+  };
+  return {
+    draw: (text) => {
+      drawn = text;
+      process.stderr.write(`\r\x1b[2K${text}`);
+    },
+    end,
+    close: () => {
+      end();
+      for (const r of [clear, redraw]) if (reporters.includes(r)) reporters.splice(reporters.indexOf(r), 1);
+    },
+  };
+}
+
 export function progress(mode: ProgressMode, opts: ProgressOptions = {}): { onEvent: (e: RunEvent) => void; close: () => void } {
   const every = mode === "tty" ? DRAW_EVERY_MS : (opts.logEveryMs ?? LOG_EVERY_MS);
   const now = opts.now ?? (() => performance.now());
@@ -74,25 +107,9 @@ export function progress(mode: ProgressMode, opts: ProgressOptions = {}): { onEv
   let last = 0;
   /** When the start event came (ms on `now`), for the elapsed time. */
   let startedAt = 0;
-  /** The bar as last drawn, while it is the terminal's last line (a log line clears and redraws it). */
-  let drawn = "";
   /** The latest batch event when its line was not shown yet. */
   let unshown: BatchEvent | undefined;
-  // A log line (a worker's, a warning) while the bar is drawn: the bar is cleared first and drawn
-  // again under it, instead of the log line starting where the bar ends. consola's loggers made
-  // with withTag share this reporters array, so workers' lines are covered too.
-  const reporters = log.options.reporters;
-  const clear = { log: () => void (drawn && process.stderr.write("\r\x1b[2K")) };
-  const redraw = { log: () => void (drawn && process.stderr.write(drawn)) };
-  if (mode === "tty") {
-    reporters.unshift(clear);
-    reporters.push(redraw);
-  }
-  /** End the drawn bar's line: it stays on the terminal as it is. */
-  const endLine = () => {
-    if (drawn) process.stderr.write("\n");
-    drawn = "";
-  };
+  const live = liveLine(mode === "tty");
   const line = (e: BatchEvent) => {
     const total = start?.todo ?? 0;
     const pct = total ? (100 * e.records) / total : 100;
@@ -108,8 +125,7 @@ export function progress(mode: ProgressMode, opts: ProgressOptions = {}): { onEv
   };
   const show = (e: BatchEvent) => {
     if (mode === "tty") {
-      drawn = line(e);
-      process.stderr.write(`\r\x1b[2K${drawn}`);
+      live.draw(line(e));
     } else {
       log.info(line(e));
     }
@@ -122,7 +138,7 @@ export function progress(mode: ProgressMode, opts: ProgressOptions = {}): { onEv
       return;
     }
     if (e.type === "start") {  // a new run (embed virnucpro runs two): its own bar and counts
-      endLine();
+      live.end();
       start = e;
       last = startedAt = now();
       for (const w of Object.keys(perWorker)) delete perWorker[w];
@@ -131,7 +147,7 @@ export function progress(mode: ProgressMode, opts: ProgressOptions = {}): { onEv
     }
     if (e.type === "finish") {
       if (unshown) show(unshown);
-      return endLine();
+      return live.end();
     }
     if (e.type === "worker") {
       const st = (status[e.worker] ??= { replaced: 0 });
@@ -153,8 +169,7 @@ export function progress(mode: ProgressMode, opts: ProgressOptions = {}): { onEv
     onEvent,
     close: () => {
       if (unshown) show(unshown);
-      endLine();
-      for (const r of [clear, redraw]) if (reporters.includes(r)) reporters.splice(reporters.indexOf(r), 1);
+      live.close();
     },
   };
 }
