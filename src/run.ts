@@ -11,7 +11,7 @@ import { convertStore } from "./store/formats.ts";
 import { ingest } from "./input/ingest.ts";
 import type { ReadingOptions } from "./input/alphabet-guard.ts";
 import { readingFor } from "./input/reading.ts";
-import { estimateTokens } from "./input/size-estimate.ts";
+import { BYTES_PER_TOKEN, estimateTokens } from "./input/size-estimate.ts";
 import { POOLING, type Family } from "./protocol.ts";
 import type { RunEvent } from "./events.ts";
 import { log } from "./log.ts";
@@ -109,7 +109,8 @@ export async function prestartWorkers(options: RunOptionsInput): Promise<WorkerH
 
 /** A run's workers, each told its share of the input's estimated tokens (for its kernel choice). */
 function startRunWorkers(cfg: RunConfig, devices: DeviceSlot[]): Promise<WorkerHandle[]> {
-  return startWorkers(cfg, devices, { expectedTokens: estimateTokens(cfg.inputs, devices.length, cfg.slice?.count) });
+  const perToken = BYTES_PER_TOKEN[cfg.family ?? "esm2"];
+  return startWorkers(cfg, devices, { expectedTokens: estimateTokens(cfg.inputs, devices.length, cfg.slice?.count, perToken) });
 }
 
 /** Embed FASTA inputs into a store directory; resumes an interrupted run of the same command. */

@@ -3,7 +3,7 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { gzipSync } from "node:zlib";
-import { estimateTokens, GZIP_RATIO } from "../src/input/size-estimate.ts";
+import { BYTES_PER_TOKEN, estimateTokens, GZIP_RATIO } from "../src/input/size-estimate.ts";
 
 describe("estimateTokens: a run's tokens per worker from its inputs' sizes", () => {
   const tmp = mkdtempSync(join(tmpdir(), "embed-estimate-"));
@@ -19,6 +19,10 @@ describe("estimateTokens: a run's tokens per worker from its inputs' sizes", () 
     expect(estimateTokens([a], 4)).toBe(325);
     expect(estimateTokens([a], 2, 5)).toBe(130);
     expect(estimateTokens([a, b], 1)).toBe(1300 + gz.length * GZIP_RATIO);
+  });
+  test("DNABERT-S's BPE: a token per ~4.5 bases, so a nucleotide file is fewer tokens than bytes", () => {
+    expect(BYTES_PER_TOKEN.esm2).toBe(1);
+    expect(estimateTokens([a], 1, 1, BYTES_PER_TOKEN["dnabert-s"])).toBe(Math.ceil(1300 / 4.5));
   });
   test("unknown when any size is: standard input, a missing file, a directory", () => {
     expect(estimateTokens(["-"], 1)).toBeUndefined();

@@ -6,13 +6,19 @@
  * line breaks are the rest), and gzip shrinks FASTA about threefold.
  */
 import { statSync } from "node:fs";
+import type { Family } from "../protocol.ts";
 
 /** gzip's typical ratio on FASTA (protein and nucleotide alike: 2.5-4x). */
 export const GZIP_RATIO = 3;
 
-/** Tokens per worker for `inputs` split over `workers` (and over N slices with --slice I/N);
- * undefined when a size is unknown (standard input, a pipe, a missing file). */
-export function estimateTokens(inputs: readonly string[], workers: number, slices = 1): number | undefined {
+/** Input bytes per token: ESM-2 reads a residue a token; DNABERT-S's BPE merges ~4.6 bases a
+ * token (150-bp reads' frames: ~151 bases, 34.6 tokens with [CLS] and [SEP]). */
+export const BYTES_PER_TOKEN: Record<Family, number> = { esm2: 1, "dnabert-s": 4.5 };
+
+/** Tokens per worker for `inputs` split over `workers` (and over N slices with --slice I/N), at
+ * `bytesPerToken` (BYTES_PER_TOKEN of the family); undefined when a size is unknown (standard
+ * input, a pipe, a missing file). */
+export function estimateTokens(inputs: readonly string[], workers: number, slices = 1, bytesPerToken = 1): number | undefined {
   let bytes = 0;
   for (const input of inputs) {
     if (input === "-") return undefined;
@@ -24,5 +30,5 @@ export function estimateTokens(inputs: readonly string[], workers: number, slice
       return undefined;
     }
   }
-  return Math.ceil(bytes / Math.max(1, workers) / Math.max(1, slices));
+  return Math.ceil(bytes / bytesPerToken / Math.max(1, workers) / Math.max(1, slices));
 }
