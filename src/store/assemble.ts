@@ -5,7 +5,7 @@
  * hold them in input order. Reading the shards memory-mapped and writing the output front to back
  * in large blocks lets the output be hashed as it is written (NpyFile), instead of being written
  * row by row at scattered offsets and read back whole for its SHA-256 (a 5.8 GB array of 3B means
- * is 4-5 s of reading at ~1.3 GB/s on one core).
+ * was 4-5 s of reading at ~1.3 GB/s on one core).
  */
 import { readFileSync, statSync } from "node:fs";
 
@@ -46,10 +46,10 @@ function mapShard(path: string): Uint8Array {
   return statSync(path).size === 0 ? readFileSync(path) : Bun.mmap(path, { shared: false });
 }
 
-/** Write every record's rows (one each, or `residueLengths[r]` for per-residue output) into
- * `out` in record order, `out.write` front to back. */
+/** Append every record's rows (one each, or `residueLengths[r]` for per-residue output) to `out`
+ * in record order. */
 export function assembleInOrder(
-  out: { write(bytes: Uint8Array, at: number): void },
+  out: { append(bytes: Uint8Array): void },
   shardFiles: string[],
   places: RecordPlaces,
   residueLengths: ArrayLike<number> | undefined,
@@ -58,10 +58,8 @@ export function assembleInOrder(
   const maps = shardFiles.map(mapShard);
   const block = new Uint8Array(BLOCK_BYTES);
   let fill = 0;
-  let at = 0;
   const flush = () => {
-    out.write(block.subarray(0, fill), at);
-    at += fill;
+    out.append(block.subarray(0, fill));
     fill = 0;
   };
   for (let r = 0; r < places.shard.length; r++) {
@@ -72,8 +70,7 @@ export function assembleInOrder(
     if (!src || from + bytes > src.length) throw new Error(`shard ${shardFiles[s] ?? s} is too short for record ${r + 1}`);
     if (fill + bytes > block.length && fill) flush();
     if (bytes > block.length) {
-      out.write(src.subarray(from, from + bytes), at);
-      at += bytes;
+      out.append(src.subarray(from, from + bytes));
     } else {
       block.set(src.subarray(from, from + bytes), fill);
       fill += bytes;

@@ -179,7 +179,6 @@ function mergeArray(slices: Slice[], name: string, outDir: string, blockBytes: n
     const out = new NpyFile(join(outDir, name), descr as NpyDescr, [totalRows, dim]);
     try {
       const longest = slices[0]!.n; // slice 1 is never shorter than another
-      let written = 0;
       for (let j = 0; j < longest; ) {
         // Local records [j, end) of every slice, as many as fit blockBytes (at least one).
         let end = j + 1;
@@ -202,8 +201,7 @@ function mergeArray(slices: Slice[], name: string, outDir: string, blockBytes: n
             at += len;
           }
         }
-        out.write(block, written);
-        written += block.length;
+        out.append(block);
         j = end;
       }
       for (const f of files) f.reader.finish(); // a slice whose bytes changed is never committed
@@ -227,7 +225,7 @@ function mergeOffsets(slices: Slice[], outDir: string, total: number): FileCheck
     offsets[g + 1] = offsets[g]! + (o[j + 1]! - o[j]!);
   }
   const out = new NpyFile(join(outDir, OFFSETS), "<i8", [total + 1]);
-  out.write(new Uint8Array(offsets.buffer), 0);
+  out.append(new Uint8Array(offsets.buffer));
   return out.commit();
 }
 

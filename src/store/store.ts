@@ -22,7 +22,7 @@ import { npyHeader, type NpyDescr } from "./npy.ts";
 import { DTYPE_BYTES } from "../protocol.ts";
 import { ARRAY } from "./ownership.ts";
 import { fsyncDir, INDEX_FILE, outputFile, readIndex, removeShards, scanShards, shardName, ShardWriter, writeAtomicFile, type ShardMeta, type ShardSpec } from "./shards.ts";
-import { hashFile, hashing, type FileChecksum } from "./verify.ts";
+import { hashing, type FileChecksum } from "./verify.ts";
 import { assembleInOrder, locateRecords } from "./assemble.ts";
 import type { BatchResult } from "../protocol.ts";
 import { identityDiff, type RunIdentity } from "./identity.ts";
@@ -192,7 +192,7 @@ export class Store {
       for (let i = 0; i < n; i++) start[i + 1] = start[i]! + lengths[i]!;
       const off = new NpyFile(join(this.dir, "residues.offsets.npy"), "<i8", [n + 1]);
       const data = BigInt64Array.from(start, (x) => BigInt(x));
-      off.write(new Uint8Array(data.buffer), 0);
+      off.append(new Uint8Array(data.buffer));
       checksums["residues.offsets.npy"] = off.commit();
       arrays.push("residues.offsets.npy");
     }
@@ -231,46 +231,37 @@ export function sortedKeys<T>(record: Record<string, T>): Record<string, T> {
 }
 
 /**
- * A .npy written in place at row offsets, as `*.partial` until `commit`, which returns its size
- * and SHA-256 for the manifest. Written front to back (merge, offsets), it is hashed as it is
- * written; written out of order (a run's assembly places each shard's rows where its records
- * go), it is read back once at commit (1.3 GB/s on one core here: a 25 GB array adds ~20 s).
+ * A .npy written front to back, as `*.partial` until `commit`, which returns its size and SHA-256
+ * for the manifest: every writer (a run's assembly, assemble.ts; merge; offsets) appends in order,
+ * so the file is hashed as it is written and never read back.
  */
 export class NpyFile {
   private readonly fd: number;
-  private readonly dataStart: number;
   private readonly path: string;
   private readonly hasher = new Bun.CryptoHasher("sha256");
-  /** Bytes from the file's start hashed so far; -1 once a write landed out of order. */
-  private hashedTo = 0;
+  /** Bytes written (and hashed) so far, the header included. */
+  private bytes = 0;
   constructor(path: string, descr: NpyDescr, shape: number[]) {
     this.path = path;
     try {
-      this.fd = openSync(`${path}.partial`, "w+"); // readable: hashed back at commit when written out of order
-      const header = npyHeader(descr, shape);
-      writeSync(this.fd, header, 0, header.length, 0);
-      this.dataStart = header.length;
-      this.hasher.update(header);
-      this.hashedTo = header.length;
+      this.fd = openSync(`${path}.partial`, "w");
+      this.append(npyHeader(descr, shape));
     } catch (e) {
       throw new OutputError(`cannot write ${path}: ${(e as Error).message}`, "check free space and permissions of the output directory", e);
     }
   }
-  write(bytes: Uint8Array, at: number): void {
+  append(bytes: Uint8Array): void {
     let done = 0;
-    while (done < bytes.length) done += writeSync(this.fd, bytes, done, bytes.length - done, this.dataStart + at + done);
-    if (this.hashedTo === this.dataStart + at) {
-      this.hasher.update(bytes);
-      this.hashedTo += bytes.length;
-    } else this.hashedTo = -1;
+    while (done < bytes.length) done += writeSync(this.fd, bytes, done, bytes.length - done, this.bytes + done);
+    this.hasher.update(bytes);
+    this.bytes += bytes.length;
   }
   commit(): FileChecksum {
     fsyncSync(this.fd);
     closeSync(this.fd);
-    const sum = this.hashedTo < 0 ? hashFile(`${this.path}.partial`) : { bytes: this.hashedTo, sha256: this.hasher.digest("hex") };
     renameSync(`${this.path}.partial`, this.path);
     fsyncDir(dirname(this.path));
-    return { bytes: sum.bytes, sha256: sum.sha256 };
+    return { bytes: this.bytes, sha256: this.hasher.digest("hex") };
   }
   abort(): void {
     try {
