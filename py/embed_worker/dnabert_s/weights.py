@@ -207,8 +207,7 @@ def load_model(folder: str | Path, device="cpu", dtype: torch.dtype = torch.floa
     cfg, state = load_checkpoint(folder, name)
     with torch.device("meta"):
         model = DNABERT(cfg)
-    if torch.device(device).type == "cuda":  # cast on the GPU, in parallel (upload.py)
-        state = upload(state, torch.device(device), dtype)
+    state = upload(state, torch.device(device), dtype)  # on a GPU: cast there, in parallel (upload.py)
     model.load_state_dict(state, strict=True, assign=True)
     model = model.to(device=torch.device(device), dtype=dtype)
     model.requires_grad_(False)

@@ -281,8 +281,7 @@ def load_model(name_or_path: str, device, dtype: torch.dtype, allow_download: bo
         lap("read")
     with torch.device("meta"):
         model = ESM2(cfg)
-    if torch.device(device).type == "cuda":  # cast on the GPU, in parallel (upload.py)
-        state = upload(state, torch.device(device), dtype)
+    state = upload(state, torch.device(device), dtype)  # on a GPU: cast there, in parallel (upload.py)
     model.load_state_dict(state, strict=True, assign=True)
     if inv is not None:
         model.set_inv_freq(inv)
