@@ -152,7 +152,7 @@ export async function embedVirnucpro(o: VirnucproOptions, hooks: RunHooks = {}):
   }
 }
 
-/** Whether storeStep will embed (no complete store there, or --overwrite). */
+/** Whether storeStep will embed: no complete store there, or --overwrite. */
 function willRun(step: Step, overwrite: boolean): boolean {
   return overwrite || !existsSync(join(step.dir, "manifest.json"));
 }
@@ -270,7 +270,7 @@ async function storeStep(step: Step, state: State, out: string, overwrite: boole
   const want: StoreState = { model: step.options.model!, precision: String(step.options.precision ?? "auto") };
   const manifest = join(step.dir, "manifest.json");
   const had = state.stores[step.name];
-  if (!overwrite && existsSync(manifest)) {
+  if (!willRun(step, overwrite)) {
     const sha = sha256File(manifest);
     const same = had && had.model === want.model && had.precision === want.precision && (had.manifestSha256 ?? sha) === sha;
     if (!same) throw new OutputError(`${step.dir} holds a complete store made with other options (${had ? `--${step.family === "esm2" ? "esm" : "dnabert"}-model ${had.model}, --precision ${had.precision}` : "not by this command"})`, "rerun with the options it was made with, choose another -o, or pass --overwrite to embed every step again");
