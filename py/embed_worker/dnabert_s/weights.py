@@ -9,11 +9,10 @@ Python files are never imported or run. Two key layouts exist:
 
 Every tensor our model needs must be present with the right shape; pooler.* (and cls.* in the
 masked-LM layout) are known to be unused; anything else is an error. Pickles are read with
-weights_only=True (embed_worker.weights.torch_load). Errors are one line naming the file.
+weights_only=True; the files are read by checkpoint.py, as for ESM-2. Errors are one line naming the file.
 """
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 
@@ -21,7 +20,7 @@ import torch
 
 from ..errors import BadCheckpoint
 from ..upload import upload
-from ..checkpoint import HF_WEIGHT_FILES, torch_load
+from ..checkpoint import hf_headers, hf_tensors
 from .config import DNABERTConfig, read_config
 from .model import DNABERT
 
@@ -47,7 +46,7 @@ IGNORED_MLM = re.compile(r"^cls\.")  # BertForMaskedLM's head, outside the "bert
 # Signs of a standard Hugging Face BERT (learned positions, separate q/k/v, plain MLP).
 VANILLA_BERT = re.compile(r"(embeddings\.position_embeddings\.|attention\.self\.query\.|intermediate\.dense\.)")
 
-WEIGHT_FILES = HF_WEIGHT_FILES  # the ESM-2 loader's order too: safetensors first, one file before shards
+HINT = "the file is damaged or truncated; download the model folder again"
 
 
 def key_map(cfg: DNABERTConfig) -> dict[str, str]:
@@ -59,74 +58,16 @@ def key_map(cfg: DNABERTConfig) -> dict[str, str]:
 
 
 # ---------------------------------------------------------------------------------------------
-# reading files: {key: tensor} plus {key: file it came from}
-
-
-def _read_one(path: Path) -> dict[str, torch.Tensor]:
-    if not path.is_file():
-        raise BadCheckpoint(f"{path}: weight file not found", "download the model folder again")
-    if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
-        try:
-            return load_file(str(path), device="cpu")
-        except Exception as e:
-            raise BadCheckpoint(f"{path}: cannot read safetensors: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}",
-                                "the file may be truncated; download it again") from None
-    sd = torch_load(path)
-    if not isinstance(sd, dict):
-        raise BadCheckpoint(f"{path}: expected a state dict, found {type(sd).__name__}",
-                            "re-save the weights as a plain state dict or as safetensors")
-    for k, v in sd.items():
-        if not isinstance(v, torch.Tensor):
-            raise BadCheckpoint(f"{path}: entry {k!r} is a {type(v).__name__}, not a tensor",
-                                "re-save the weights as a plain state dict or as safetensors")
-    return sd
+# reading files: {key: tensor} plus {key: file it came from}, through the ESM-2 loader's reader
+# (checkpoint.hf_headers: safetensors headers checked against the file's size, shard indexes
+# checked against their shards, pickles unpickled weights-only)
 
 
 def read_tensors(folder: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, Path]]:
     """All tensors of a folder's weights -> (tensors, file of each key). safetensors is preferred
     over pytorch_model.bin when both are present; a *.index.json lists shards."""
-    folder = Path(folder)
-    for name in WEIGHT_FILES:
-        p = folder / name
-        if not p.is_file():
-            continue
-        if not name.endswith(".index.json"):
-            sd = _read_one(p)
-            return sd, {k: p for k in sd}
-        try:
-            weight_map = json.loads(p.read_text())["weight_map"]
-            if not isinstance(weight_map, dict) or not all(isinstance(v, str) for v in weight_map.values()):
-                raise TypeError("weight_map does not map tensor names to shard file names")
-        except Exception as e:
-            raise BadCheckpoint(f"{p}: unreadable shard index ({type(e).__name__}: {e})",
-                                "download the model folder again") from None
-        tensors: dict[str, torch.Tensor] = {}
-        where: dict[str, Path] = {}
-        shards = sorted(set(weight_map.values()))
-        for shard in shards:  # all present before any is read: a partial download is named at once
-            if Path(shard).name != shard or not (folder / shard).is_file():
-                raise BadCheckpoint(f"{folder / shard}: weight file not found (a shard named in {p.name})",
-                                    f"the download is incomplete; download {shard} (or the whole model folder) again")
-        for shard in shards:
-            sp = folder / shard
-            part = _read_one(sp)
-            for k, v in part.items():
-                if k in tensors:
-                    raise BadCheckpoint(f"{sp}: key {k} also appears in {where[k]}", "download the model folder again")
-                if weight_map.get(k) != shard:
-                    raise BadCheckpoint(f"{sp}: key {k} is not listed for this shard in {p.name}",
-                                        "the shard index does not match the shards; download the model folder again")
-                tensors[k], where[k] = v, sp
-        listed_missing = sorted(k for k in weight_map if k not in tensors)
-        if listed_missing:
-            k = listed_missing[0]
-            raise BadCheckpoint(f"{folder / weight_map[k]}: key {k} listed in {p.name} is not in the shard"
-                                + (f" (and {len(listed_missing) - 1} more)" if len(listed_missing) > 1 else ""),
-                                "a shard is truncated or from another download; download the model folder again")
-        return tensors, where
-    raise BadCheckpoint(f"{folder}: no weights ({', '.join(WEIGHT_FILES)})",
-                        "download the full model folder (config.json, tokenizer.json and the weights)")
+    infos = hf_headers(Path(folder), HINT)
+    return hf_tensors(infos, set(infos), HINT), {k: Path(i.file) for k, i in infos.items()}
 
 
 # ---------------------------------------------------------------------------------------------
