@@ -20,7 +20,7 @@ import { ingest } from "./input/ingest.ts";
 import { log } from "./log.ts";
 import { POOLING } from "./protocol.ts";
 import type { RunSummary } from "./run.ts";
-import { convertStore } from "./store/formats.ts";
+import { convertStore, VIRNUCPRO_PER_FILE } from "./store/formats.ts";
 import { completeManifest, requestDiff, runRequest, type CompleteManifest } from "./store/request.ts";
 import { MANIFEST } from "./store/store.ts";
 
@@ -119,6 +119,3 @@ function convertedOutputs(out: string, m: CompleteManifest, f: Exclude<Format, "
   };
   return names.every(fresh) ? names.map((n) => join(dir, n)) : undefined;
 }
-
-/** Records per VirNucPro .pt file (py tools/convert.py VIRNUCPRO_PER_FILE). */
-const VIRNUCPRO_PER_FILE = 10_000;

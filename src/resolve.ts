@@ -52,7 +52,12 @@ export interface ResolvedRun {
  * `probed`: the shape of a .pt file, from `probeModelFile` (resolveRunProbed passes it).
  */
 export function resolveRun(options: RunOptionsInput, gpus = listGpus(), probed?: ModelShape): ResolvedRun {
-  let cfg = resolveConfig(options);
+  return resolveFrom(resolveConfig(options), gpus, probed);
+}
+
+/** `resolveRun` from options already resolved once (config.ts), so they are parsed only once. */
+function resolveFrom(resolved: RunConfig, gpus: ReturnType<typeof listGpus>, probed: ModelShape | undefined): ResolvedRun {
+  let cfg = resolved;
   const devices = resolveDevices(cfg.devices, gpus, visibleDevicesEnv());
   const search = modelSearch();
   const model = probed ?? modelShape(cfg.model, search);
@@ -76,7 +81,7 @@ export function resolveRun(options: RunOptionsInput, gpus = listGpus(), probed?:
 export async function resolveRunProbed(options: RunOptionsInput, gpus = listGpus()): Promise<ResolvedRun> {
   const cfg = resolveConfig(options); // option errors first, as without a probe
   const probed = isModelFile(cfg.model) ? await probeModelFile(cfg.model.trim(), cfg.python) : await downloadDnabert(cfg);
-  return resolveRun(options, gpus, probed);
+  return resolveFrom(cfg, gpus, probed);
 }
 
 const Downloaded = z.object({ path: z.string().min(1) });

@@ -30,6 +30,7 @@ import { log } from "./log.ts";
 import type { Family } from "./protocol.ts";
 import { resolveRunProbed } from "./resolve.ts";
 import { embedToStore, prestartWorkers, type RunHooks, type RunSummary } from "./run.ts";
+import { VIRNUCPRO_PER_FILE } from "./store/formats.ts";
 import { lockStore } from "./store/lock.ts";
 import { checkInputsOutside, commandLine } from "./store/ownership.ts";
 import { writeAtomicFile } from "./store/shards.ts";
@@ -38,8 +39,7 @@ import { pythonJson } from "./workers/python.ts";
 
 export const VIRNUCPRO_ESM_MODEL = "esm2_t36_3B_UR50D";
 export const VIRNUCPRO_DNABERT_MODEL = "DNABERT-S";
-/** Records per .pt file: VirNucPro's `sequences_per_file`. */
-export const VIRNUCPRO_PER_FILE = 10_000;
+export { VIRNUCPRO_PER_FILE };
 const STATE = "virnucpro.json";
 /** What a VirNucPro directory holds, besides its lock: refused in a directory without STATE. */
 const NAMES = [STATE, "frames.faa", "frames.fna", "dnabert-s", "esm2", "virnucpro"];

@@ -20,6 +20,9 @@ import { checkStore, DAMAGED_HINT, damagedError, type CheckedManifest, type Dama
 
 
 /** What `convertStore` reads, for messages. */
+/** Records per VirNucPro `.pt` file: VirNucPro's `sequences_per_file` (py tools/convert.py VIRNUCPRO_PER_FILE). */
+export const VIRNUCPRO_PER_FILE = 10_000;
+
 export const CONVERT_SOURCES = "a store directory (-o of `embed run`), an HDF5 file or a Parquet directory written by `embed convert` / `embed run --format`";
 
 export interface ConvertOptions {
