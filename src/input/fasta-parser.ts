@@ -36,6 +36,7 @@ import { IdIndex } from "./id-index.ts";
 import { type OnRename, PendingRenames } from "./renames.ts";
 import { AlphabetSample, readNucleotideLine, type ReadingOptions } from "./alphabet-guard.ts";
 import { LineState, explainRejected, tokenizeLine } from "./tokenize.ts";
+import { BpeBlocks } from "./bpe-pool.ts";
 
 /** What to do when an id repeats. */
 export type DuplicateIdPolicy = "error" | "rename";
@@ -110,6 +111,8 @@ export class FastaParser implements LineHandler {
   private readonly reading: ReadingOptions;
   /** The first records' alphabet check (alphabet-guard.ts). */
   private readonly sample: AlphabetSample;
+  /** DNABERT-S with a tokenizer pool: records on their way to the sink (bpe-pool.ts). */
+  private readonly blocks: BpeBlocks | undefined;
 
   /** Chunks to lines (BOM, partial lines, CR-only line ends). */
   private readonly lines: FastaLines;
@@ -144,7 +147,17 @@ export class FastaParser implements LineHandler {
     this.sink = opts.sink;
     this.reading = opts.reading ?? {};
     this.sample = new AlphabetSample(file, !this.reading.bpe, this.reading, (e) => this.ids.idString(e));
+    this.blocks = this.reading.bpe && this.reading.bpePool ? new BpeBlocks(this.reading.bpePool, this.sink, this.reading.bpe) : undefined;
     this.sink.begin?.(file);
+  }
+
+  /**
+   * Records tokenized on other threads (`reading.bpePool`) reach the sink here, in order: call
+   * after each {@link push} (it waits only while too many blocks are out) and, with `all`, after
+   * {@link end}. Without a pool there is nothing to wait for.
+   */
+  async settle(all = false): Promise<void> {
+    if (this.blocks) await this.blocks.settle(all ? 0 : undefined);
   }
 
   /** Number of records completed so far. */
@@ -312,8 +325,13 @@ export class FastaParser implements LineHandler {
     const bpe = this.reading.bpe;
     if (bpe) {
       // The whole record's bases at once ([CLS] … [SEP] framing dropped: the wire adds it).
-      const { ids, unknown } = bpe.encode(this.slab.subarray(this.recStart, this.slabPos));
-      this.sink.record(this.curEntry, ids, 1, ids.length - 1, unknown);
+      const bases = this.slab.subarray(this.recStart, this.slabPos);
+      if (this.blocks) {
+        this.blocks.add(this.curEntry, bases); // to the sink, tokenized, from settle()
+      } else {
+        const { ids, unknown } = bpe.encode(bases);
+        this.sink.record(this.curEntry, ids, 1, ids.length - 1, unknown);
+      }
     } else {
       this.sink.record(this.curEntry, this.slab, this.recStart, this.slabPos);
     }

@@ -39,7 +39,9 @@ export async function readFastaChecked(source: string, opts: FastaParserOptions)
     crc = Bun.hash.crc32(chunk, crc);
     bytes += chunk.length;
     parser.push(chunk);
+    await parser.settle();
   }
   parser.end();
+  await parser.settle(true);
   return { input: input.name, gzip: input.gzip, records: parser.recordCount, bytes, crc32: (crc >>> 0).toString(16).padStart(8, "0") };
 }

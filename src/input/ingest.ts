@@ -12,6 +12,7 @@ import { readFastaChecked } from "./fasta.ts";
 import { FastaParser } from "./fasta-parser.ts";
 import { log } from "../log.ts";
 import { RecordTable } from "./records.ts";
+import { BpePool } from "./bpe-pool.ts";
 
 /** Read every input into a record table (streaming; tokens and ids kept compactly). */
 export async function ingest(cfg: Pick<RunConfig, "inputs" | "truncate" | "duplicateIds">, reading: ReadingOptions = {}): Promise<RecordTable> {
@@ -19,10 +20,16 @@ export async function ingest(cfg: Pick<RunConfig, "inputs" | "truncate" | "dupli
   // repeated id within a file and across files in one probe.
   const table = new RecordTable(cfg.truncate, cfg.duplicateIds, true, reading.bpe ? 2 : 1);
   const opts = table.parserOptions();
-  for (const [k, input] of cfg.inputs.entries()) {
-    // Every input is checked; the first one's sample is what a run waits for.
-    const r = k === 0 ? reading : { ...reading, onSampled: undefined };
-    table.inputs.push(await readFastaChecked(input, { ...opts, reading: r }));
+  // DNABERT-S's BPE on more threads (started only once an input fills a block: bpe-pool.ts).
+  const pool = reading.bpe && reading.bpeThreads ? new BpePool(reading.bpeThreads.tokenizer, reading.bpeThreads.threads) : undefined;
+  try {
+    for (const [k, input] of cfg.inputs.entries()) {
+      // Every input is checked; the first one's sample is what a run waits for.
+      const r = k === 0 ? reading : { ...reading, onSampled: undefined };
+      table.inputs.push(await readFastaChecked(input, { ...opts, reading: { ...r, bpePool: pool } }));
+    }
+  } finally {
+    pool?.close();
   }
   return finish(table, cfg.inputs.join(", "), cfg.truncate);
 }

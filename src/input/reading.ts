@@ -22,9 +22,10 @@ export function loadBpe(path: string): DnaBpeTokenizer {
 }
 
 /** How `family`'s input is read under `cfg`'s options; `tokenizer` is DNABERT-S's tokenizer.json. */
-export function readingFor(family: Family, tokenizer: string | undefined, cfg: Pick<RunConfig, "alphabetCheck" | "unknown">): ReadingOptions {
+export function readingFor(family: Family, tokenizer: string | undefined, cfg: Pick<RunConfig, "alphabetCheck" | "unknown"> & Partial<Pick<RunConfig, "tokenizerThreads">>): ReadingOptions {
   const checks = { alphabetCheck: cfg.alphabetCheck === "on", unknown: cfg.unknown };
   if (family === "esm2") return checks;
   if (!tokenizer) throw new ModelNotFoundError("a DNABERT-S model without a tokenizer.json", "pass --model DIR, a folder holding config.json, tokenizer.json and the weights");
-  return { ...checks, bpe: loadBpe(tokenizer) };
+  const threads = cfg.tokenizerThreads ?? 0;
+  return { ...checks, bpe: loadBpe(tokenizer), ...(threads > 0 ? { bpeThreads: { tokenizer, threads } } : {}) };
 }
