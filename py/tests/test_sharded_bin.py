@@ -203,7 +203,7 @@ def test_dnabert_missing_shard_names_index_and_file(tmp_path, dna_weights):
     with pytest.raises(BadCheckpoint) as e:
         load_dnabert(d)
     msg = _one_line(e.value)
-    assert msg.startswith(f"{d / 'pytorch_model-00002-of-00002.bin'}: weight file not found") and INDEX in msg
+    assert msg.startswith(f"{d / INDEX}: names shard pytorch_model-00002-of-00002.bin, which is missing"), msg
     assert "download" in e.value.hint and "pytorch_model-00002-of-00002.bin" in e.value.hint
 
 
@@ -213,7 +213,7 @@ def test_dnabert_shard_lacking_a_listed_tensor_is_named(tmp_path, dna_weights):
     gone = _drop_first_tensor(shard)
     with pytest.raises(BadCheckpoint) as e:
         load_dnabert(d)
-    assert _one_line(e.value).startswith(f"{shard}: key {gone} listed in {INDEX} is not in the shard"), e.value.message
+    assert _one_line(e.value).startswith(f"{shard}: tensor {gone}, listed for this shard in {INDEX}, is not in it"), e.value.message
 
 
 def test_dnabert_shard_that_is_not_a_state_dict_is_named(tmp_path, dna_weights):
