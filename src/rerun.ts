@@ -19,7 +19,7 @@ import type { ReadingOptions } from "./input/alphabet-guard.ts";
 import { ingest } from "./input/ingest.ts";
 import { log } from "./log.ts";
 import { POOLING } from "./protocol.ts";
-import type { RunSummary } from "./run.ts";
+import type { RunSummary } from "./run-summary.ts";
 import { convertStore, VIRNUCPRO_PER_FILE } from "./store/formats.ts";
 import { completeManifest, requestDiff, runRequest, type CompleteManifest } from "./store/request.ts";
 import { MANIFEST } from "./store/store.ts";

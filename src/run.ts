@@ -12,10 +12,11 @@ import { ingest } from "./input/ingest.ts";
 import type { ReadingOptions } from "./input/alphabet-guard.ts";
 import { readingFor } from "./input/reading.ts";
 import { BYTES_PER_TOKEN, estimateTokens } from "./input/size-estimate.ts";
-import { POOLING, type Family } from "./protocol.ts";
+import { POOLING } from "./protocol.ts";
 import type { RunEvent } from "./events.ts";
 import { log } from "./log.ts";
-import type { RecordTable, RecordsSummary } from "./input/records.ts";
+import type { RecordTable } from "./input/records.ts";
+import type { RunSummary } from "./run-summary.ts";
 import { commandLine, claimOutput } from "./store/ownership.ts";
 import { resolveRunProbed } from "./resolve.ts";
 import { runIdentity, runManifest, type RunFacts, type SliceInfo } from "./store/identity.ts";
@@ -24,6 +25,8 @@ import { runRequest } from "./store/request.ts";
 import { Store } from "./store/store.ts";
 import { embedPlan, planRecords, startWorkers, workerLimits } from "./workers/session.ts";
 import type { WorkerHandle } from "./workers/handle.ts";
+
+export type { RunSummary };
 
 /** Slice `slice` (`--slice I/N`) of `table`, and what its store records of the whole. */
 export function takeSlice(table: RecordTable, slice: { index: number; count: number }): { table: RecordTable; slice: SliceInfo } {
@@ -40,61 +43,6 @@ export interface RunHooks {
   /** Workers already starting for these very options (`prestartWorkers`): the run takes them
    * instead of starting its own. The caller stops them if the run never starts. */
   workers?: Promise<WorkerHandle[]>;
-}
-
-export interface RunSummary {
-  output: string;
-  /** The model family (protocol.ts FAMILIES): how the input was tokenized. */
-  family: Family;
-  /** What each output is, for this family (protocol.ts POOLING). */
-  pooling: Record<string, string>;
-  records: number;
-  /** Tokens kept (residues for ESM-2, BPE tokens for DNABERT-S), framing excluded. */
-  residues: number;
-  truncated: number;
-  renamed: number;
-  /** DNABERT-S: [UNK] tokens in the input (letters other than A/C/G/T); absent for ESM-2. */
-  unknown?: number;
-  /** The first renamed ids (`--duplicate-ids rename`): from, to, file:line; absent when none. */
-  renames?: RecordsSummary["renames"];
-  /** Records written as copies of an identical earlier one (`--dedup`), not embedded themselves. */
-  identical: number;
-  /** `I/N` for a `--slice` job (its counts are the slice's). */
-  slice?: string;
-  batches: number;
-  budget: number;
-  density: number;
-  devices: string[];
-  model: string;
-  layers: number[];
-  include: string[];
-  /** Wall time of the whole call, `finishSeconds` included. */
-  seconds: number;
-  /** From the call until every worker was READY and the plan was made (model load, input read). */
-  startupSeconds: number;
-  /** Where each worker's start-up went, in seconds (WorkerHandle.startup): python, torch,
-   * device, load, kernels, ring, warm-up. */
-  workerStartup: Record<string, Record<string, number>>;
-  /** From the first batch sent to the store committed. */
-  embedSeconds: number;
-  /** Real tokens (BOS/EOS included) per second of `embedSeconds`. */
-  tokensPerSecond: number;
-  /** After the last batch: the store's arrays assembled from its shards, checksummed and synced,
-   * the manifest written, other formats converted. */
-  finishSeconds: number;
-  perWorker: Record<string, number>;
-  /** Fraction of the embedding phase each worker spent computing batches (1 = never waited for the orchestrator). */
-  busy: Record<string, number>;
-  /** Records found committed by an earlier, interrupted run of the same command. */
-  resumed: number;
-  /** Workers replaced after dying. */
-  restarts: number;
-  /** Batches split after running out of memory. */
-  splits: number;
-  /** Formats written (npy is the store itself; others converted after the run). */
-  formats: { format: string; files: string[] }[];
-  /** The output already held this run's complete store (same input and options): nothing was done. */
-  unchanged?: true;
 }
 
 /**

@@ -51,7 +51,7 @@ async function both(inputs: string[], threads: number, blockBytes: number, o: Om
   const pool = new BpePool(TOKENIZER, threads, blockBytes);
   const table = new RecordTable(100_000, "error", true, 2);
   try {
-    for (const input of inputs) table.inputs.push(await readFastaChecked(input, { ...table.parserOptions(), reading: { ...o, bpe, bpePool: pool } }));
+    for (const input of inputs) table.inputs.push(await readFastaChecked(input, { ...table.parserOptions(), reading: { ...o, bpe }, bpePool: pool }));
   } finally {
     pool.close();
   }
@@ -101,7 +101,7 @@ describe("BPE on tokenizer threads", () => {
     const inline = await ingest(cfg([a]), { bpe });
     const pool = new SwappingPool(TOKENIZER, 2, 1024);
     const table = new RecordTable(100_000, "error", true, 2);
-    const got = await readFastaChecked(a, { ...table.parserOptions(), reading: { bpe, bpePool: pool } })
+    const got = await readFastaChecked(a, { ...table.parserOptions(), reading: { bpe }, bpePool: pool })
       .then(() => table.sealed().digest(), (e: Error) => `threw: ${e.message}`)
       .finally(() => pool.close());
     expect(got).not.toBe(inline.digest());
@@ -110,7 +110,7 @@ describe("BPE on tokenizer threads", () => {
   test("an input smaller than one block starts no thread", async () => {
     const pool = new BpePool(TOKENIZER, 2);
     const table = new RecordTable(100_000, "error", true, 2);
-    table.inputs.push(await readFastaChecked(file(reads(50, 5)), { ...table.parserOptions(), reading: { bpe, bpePool: pool } }));
+    table.inputs.push(await readFastaChecked(file(reads(50, 5)), { ...table.parserOptions(), reading: { bpe }, bpePool: pool }));
     expect(table.size).toBe(50);
     expect((pool as unknown as { workers: unknown[] }).workers.length).toBe(0);
     pool.close();
@@ -124,7 +124,7 @@ describe("BPE on tokenizer threads", () => {
     const table = new RecordTable(100_000, "error", true, 2);
     let err: unknown;
     try {
-      await readFastaChecked(f, { ...table.parserOptions(), reading: { bpe, bpePool: pool, alphabetCheck: true } });
+      await readFastaChecked(f, { ...table.parserOptions(), reading: { bpe, alphabetCheck: true }, bpePool: pool });
     } catch (e) {
       err = e;
     } finally {

@@ -20,16 +20,12 @@
 import { InputError, type InputLocation } from "../errors.ts";
 import { IUPAC_NUCLEOTIDES, notABase } from "./nucleotide-fasta.ts";
 import { BYTE_TO_ID, describeByte } from "./tokenize.ts";
-import type { BpePool } from "./bpe-pool.ts";
 
 /** What the reader is told, beyond the FASTA rules: the family's tokenizer and the checks. */
 export interface ReadingOptions {
   /** DNABERT-S: the BPE over each record's bases (a bpe.ts tokenizer); unset: ESM-2's alphabet. */
   bpe?: { encode(seq: Uint8Array): { ids: Uint16Array; unknown: number } };
-  /** DNABERT-S on more threads: the same tokenizer in a pool (bpe-pool.ts); records reach the
-   * sink when the reader settles the parser. Unset: `bpe` tokenizes each record in line. */
-  bpePool?: BpePool;
-  /** How many threads a reader may start for `bpe` (ingest.ts makes the pool); 0: none. */
+  /** Threads a reader may start for `bpe` (ingest.ts makes the pool, bpe-pool.ts); unset: none. */
   bpeThreads?: { tokenizer: string; threads: number };
   /** Refuse the other family's alphabet (`--alphabet-check on`, the default). */
   alphabetCheck?: boolean;

@@ -13,7 +13,10 @@
  * {@link IN_FLIGHT_PER_THREAD} blocks per thread are out at once; the reader waits on the oldest
  * beyond that (fasta.ts), which bounds memory whatever the input's size.
  */
-import type { RecordSink } from "./fasta-parser.ts";
+/** Where a block's records go, in order (fasta-parser.ts RecordSink's `record`). */
+export interface BpeSink {
+  record(entry: number, tokens: Uint16Array, start: number, end: number, unknown?: number): void;
+}
 
 /** A block's bases: about this many bytes per message (~6,900 150-bp reads, ~60 ms of BPE). */
 export const BLOCK_BYTES = 1 << 20;
@@ -101,7 +104,7 @@ export class BpeBlocks {
   /** `inline`: the same tokenizer on this thread, for an input smaller than one block. */
   constructor(
     private readonly pool: BpePool,
-    private readonly sink: RecordSink,
+    private readonly sink: BpeSink,
     private readonly inline: { encode(seq: Uint8Array): { ids: Uint16Array; unknown: number } },
   ) {
     this.bases = new Uint8Array(pool.blockBytes + (pool.blockBytes >> 2));

@@ -36,7 +36,7 @@ import { IdIndex } from "./id-index.ts";
 import { type OnRename, PendingRenames } from "./renames.ts";
 import { AlphabetSample, readNucleotideLine, type ReadingOptions } from "./alphabet-guard.ts";
 import { LineState, explainRejected, tokenizeLine } from "./tokenize.ts";
-import { BpeBlocks } from "./bpe-pool.ts";
+import { BpeBlocks, type BpePool } from "./bpe-pool.ts";
 
 /** What to do when an id repeats. */
 export type DuplicateIdPolicy = "error" | "rename";
@@ -69,6 +69,9 @@ export interface FastaParserOptions {
   sink: RecordSink;
   /** The model family's reading: ESM-2's protein tokens (default) or DNABERT-S's BPE, and checks. */
   reading?: ReadingOptions;
+  /** DNABERT-S on more threads: `reading.bpe`'s tokenizer in a pool (bpe-pool.ts); records reach
+   * the sink when the reader settles the parser. Unset: each record is tokenized in line. */
+  bpePool?: BpePool;
 }
 
 /** Receives records as they complete, without a record object or id string per record. */
@@ -147,12 +150,12 @@ export class FastaParser implements LineHandler {
     this.sink = opts.sink;
     this.reading = opts.reading ?? {};
     this.sample = new AlphabetSample(file, !this.reading.bpe, this.reading, (e) => this.ids.idString(e));
-    this.blocks = this.reading.bpe && this.reading.bpePool ? new BpeBlocks(this.reading.bpePool, this.sink, this.reading.bpe) : undefined;
+    this.blocks = this.reading.bpe && opts.bpePool ? new BpeBlocks(opts.bpePool, this.sink, this.reading.bpe) : undefined;
     this.sink.begin?.(file);
   }
 
   /**
-   * Records tokenized on other threads (`reading.bpePool`) reach the sink here, in order: call
+   * Records tokenized on other threads (`bpePool`) reach the sink here, in order: call
    * after each {@link push} (it waits only while too many blocks are out) and, with `all`, after
    * {@link end}. Without a pool there is nothing to wait for.
    */

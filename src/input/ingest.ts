@@ -26,7 +26,7 @@ export async function ingest(cfg: Pick<RunConfig, "inputs" | "truncate" | "dupli
     for (const [k, input] of cfg.inputs.entries()) {
       // Every input is checked; the first one's sample is what a run waits for.
       const r = k === 0 ? reading : { ...reading, onSampled: undefined };
-      table.inputs.push(await readFastaChecked(input, { ...opts, reading: { ...r, bpePool: pool } }));
+      table.inputs.push(await readFastaChecked(input, { ...opts, reading: r, bpePool: pool }));
     }
   } finally {
     pool?.close();
