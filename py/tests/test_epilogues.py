@@ -205,7 +205,8 @@ def test_quack_leaves_flashattention4_out_where_no_batch_can_need_it(tiny, monke
     import types
     from embed_worker.gpu import long_attention as A
     monkeypatch.setitem(sys.modules, "embed_worker.gpu.quack_epi", types.ModuleType("embed_worker.gpu.quack_epi"))
-    monkeypatch.setattr(arrange_module, "quack_freq", lambda model: None)  # quack's own table maker
+    from embed_worker.gpu import epilogues
+    monkeypatch.setattr(epilogues, "quack_freq", lambda model: None)  # quack's own table maker
     loads = []
 
     def flash4():

@@ -108,6 +108,7 @@ def arrange(model, kind: str, longest: int | None = None, *, configs: Mapping | 
     if kind == "quack" and model.kernels != "quack":
         from . import quack_epi  # noqa: F401  (needs quack: likewise)
         from .long_attention import LONG_MIN_LEN, flash4
+        from .epilogues import quack_freq
         _interleave_qk(model, inverse=False)
         quack_freq(model)
         model.long_attention, model.long_attention_off = (
@@ -134,18 +135,6 @@ def compile_blocks(model) -> None:
     (docs/decisions/triton-layernorm.md)."""
     from ..esm2.model import block_step
     model.step = torch.compile(block_step, dynamic=True)
-
-
-def quack_freq(model) -> torch.Tensor:
-    """The fused projection's per-column rotary frequencies for the quack QKV epilogue, made once
-    per inv_freq (the model's `derived` tables, which set_inv_freq empties)."""
-    freq = model.derived.get("quack_freq")
-    if freq is None:
-        from .epilogues import rope_freq_table
-        first = model.layers[0]
-        freq = model.derived["quack_freq"] = rope_freq_table(model.inv_freq, first.n_heads, first.head_dim,
-                                                             first.qkv.weight.device)
-    return freq
 
 
 def _interleave_qk(model, inverse: bool) -> None:

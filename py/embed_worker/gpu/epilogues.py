@@ -166,3 +166,14 @@ def qkv_rope(h: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, pos: tor
     from .quack_epi import qkv_rope_bias
     return qkv_rope_bias(h, weight.t(), tuned=False, config=config_for("qkv", weight), pos=pos, freq=freq,
                          bias=bias)["D"]
+
+
+def quack_freq(model) -> torch.Tensor:
+    """The fused projection's per-column rotary frequencies for the quack QKV epilogue, made once
+    per inv_freq (the model's `derived` tables, which set_inv_freq empties)."""
+    freq = model.derived.get("quack_freq")
+    if freq is None:
+        first = model.layers[0]
+        freq = model.derived["quack_freq"] = rope_freq_table(model.inv_freq, first.n_heads, first.head_dim,
+                                                             first.qkv.weight.device)
+    return freq

@@ -102,11 +102,10 @@ def _quack_steps(model, pos: torch.Tensor):
     arrange("quack"), rotary in the QKV GEMM's epilogue, GELU in FC1's, out/FC2 on quack where the
     arrangement's configs pin a tile config."""
     from . import epilogues as E
-    from .arrange import quack_freq
     gemms = model.arrangement
     linear = functools.partial(E.linear, configs=gemms.configs, in_place=gemms.residual_in_place)
     posf = pos.to(torch.float32)
-    freq = quack_freq(model)
+    freq = E.quack_freq(model)
 
     def project(layer, h):  # -> qkv [T, 3D] rotated, and the softmax scale q still needs
         return E.qkv_rope(h, layer.qkv.weight, layer.qkv.bias, posf, freq), layer.head_dim ** -0.5
