@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 
 from embed_worker.tools import convert as cv
-from embed_worker.tools import sources
+from embed_worker.tools import file_sources, sources, store_source
+from embed_worker.tools.open_source import open_source
 from test_convert import DIM, PY_DIR, make_store, no_partials
 
 IDS = ["sp|P12345|ABC_HUMAN", "β-lactamase", "r3", "r3", "x" * 200, "r6", "r7"]  # a repeated id too
@@ -41,7 +42,7 @@ def assert_store_equals(path: Path, ref: dict, arrays: list[str] = ARRAYS) -> No
     assert m["counts"]["records"] == len(ref["ids"]) and m["model"]["name"] == "test-tiny"
     assert m["layers"] == sorted({int(a.split("layer")[1]) for a in arrays})
     # The copy is a complete store that converts again.
-    assert sources.Store(path).records == len(ref["ids"])
+    assert store_source.Store(path).records == len(ref["ids"])
 
 
 def test_store_to_hdf5_to_parquet_to_npy(store, tmp_path):
@@ -136,15 +137,15 @@ def test_sources_read_lazily(store, tmp_path, monkeypatch):
     monkeypatch.setattr(sources, "CHUNK_ROWS", 2)  # row groups of 2 records
     cv.convert(path, "hdf5", out=tmp_path / "a.h5")
     cv.convert(path, "parquet", out=tmp_path / "pq")
-    with sources.open_source(tmp_path / "a.h5") as h5:
-        assert isinstance(h5, sources.Hdf5File) and isinstance(h5.array("mean", 1), h5py.Dataset)
+    with open_source(tmp_path / "a.h5") as h5:
+        assert isinstance(h5, file_sources.Hdf5File) and isinstance(h5.array("mean", 1), h5py.Dataset)
     reads = []
     real = papq.ParquetFile.read_row_group
     monkeypatch.setattr(papq.ParquetFile, "read_row_group", lambda self, i, **kw: reads.append(i) or real(self, i, **kw))
-    with sources.open_source(tmp_path / "pq") as pq:
-        assert isinstance(pq, sources.ParquetDir)
+    with open_source(tmp_path / "pq") as pq:
+        assert isinstance(pq, file_sources.ParquetDir)
         a = pq.array("mean", 1)
-        assert isinstance(a, sources.ParquetColumn) and a.shape == (7, DIM)
+        assert isinstance(a, file_sources.ParquetColumn) and a.shape == (7, DIM)
         np.testing.assert_array_equal(a[0:2], ref["mean.layer1"][0:2])
         assert reads == [0]  # one row group read, not the file
         np.testing.assert_array_equal(a[2:5], ref["mean.layer1"][2:5])
@@ -152,8 +153,8 @@ def test_sources_read_lazily(store, tmp_path, monkeypatch):
         np.testing.assert_array_equal(a[1:3], ref["mean.layer1"][1:3])  # backwards: starts over
         # ids come exactly `size` at a time, whatever the row groups
         assert [len(c) for c in pq.id_chunks(3)] == [3, 3, 1]
-    with sources.open_source(path) as st:
-        assert isinstance(st, sources.Store)
+    with open_source(path) as st:
+        assert isinstance(st, store_source.Store)
 
 
 def test_virnucpro_is_not_a_source(store, tmp_path):

@@ -32,8 +32,9 @@ from ..errors import EmbedWorkerError
 from .atomic import COMMITTED, Atomic, Hashed, commit, write_npy
 from .cli import run_tool
 from . import sources
+from .open_source import open_source
 from .sources import (HDF5_FORMAT, VIRNUCPRO_FILE, BadOptions, ConvertError, Source, require_package,
-                      open_source, record_chunks, row_chunks)
+                      record_chunks, row_chunks)
 from ..wire.protocol import OUTPUT_KINDS
 
 FORMATS = ("npy", "hdf5", "parquet", "virnucpro")

@@ -27,7 +27,7 @@ from pathlib import Path, PurePosixPath
 import numpy as np
 
 from ..errors import EmbedWorkerError
-from .sources import Store  # via sources: it and store_source import each other
+from .store_source import Store
 
 #: The hidden store `embed extract` embeds into, inside OUT_DIR (a label may not write into it).
 STORE_DIR = ".embed-store"

@@ -1,5 +1,5 @@
 """The HDF5 file and Parquet directory embed wrote, as `Source`s for `embed convert` (sources.py
-has the store, the base class and the chunking helpers; `open_source` there tells them apart).
+has the base class and the chunking helpers; `open_source` in open_source.py tells them apart).
 Rows per read come from sources.CHUNK_ROWS at call time (tests shrink it).
 """
 from __future__ import annotations

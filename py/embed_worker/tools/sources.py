@@ -1,12 +1,12 @@
 """What `embed convert` reads: a complete store (the native npy layout), or an HDF5 file or Parquet
 directory that embed wrote, each as a `Source` read lazily (arrays a bounded number of rows at a
-time, ids a chunk at a time). `open_source` tells them apart; VirNucPro .pt files are a target only
-(one output each, no manifest). The writers are in convert.py.
+time, ids a chunk at a time): the base class, errors and chunking helpers here, the readers in
+store_source.py and file_sources.py, and `open_source` (open_source.py) tells them apart; VirNucPro
+.pt files are a target only (one output each, no manifest). The writers are in convert.py.
 """
 from __future__ import annotations
 
 import hashlib
-import os
 import re
 import sys
 from pathlib import Path
@@ -134,46 +134,6 @@ class Source:
         self.num_layers = int(self.manifest["model"].get("numLayers", max(self.layers)))
 
 
-def open_source(path: str | Path) -> Source:
-    """The source at `path`, by what is there: a directory with manifest.json is a store, one with
-    `{kind}.layer{L}.parquet` files a Parquet directory, a file with the HDF5 signature an HDF5 file."""
-    path = Path(path)
-    if not path.exists():
-        raise ConvertError(f"{path} does not exist", SOURCE_HINT)
-    if path.is_dir():
-        names = sorted(os.listdir(path))
-        if "manifest.json" in names or "run.json" in names:
-            return Store(path)  # an unfinished store is refused there, with the resume hint
-        parquet = [n for n in names if _PARQUET_FILE.match(n)]
-        if parquet:
-            return ParquetDir(path, parquet)
-        if any(VIRNUCPRO_FILE.match(n) for n in names):
-            raise _virnucpro_source(path)
-        found = f"{len(names)} entries, e.g. {', '.join(names[:3])}" if names else "it is empty"
-        raise ConvertError(f"{path} is not an embed store: a directory with no manifest.json and no "
-                           f"{{mean,bos,residues}}.layer{{L}}.parquet files ({found})", SOURCE_HINT)
-    with open(path, "rb") as f:
-        head = f.read(8)
-    if head == _HDF5_SIGNATURE:
-        return Hdf5File(path)
-    if VIRNUCPRO_FILE.match(path.name):
-        raise _virnucpro_source(path)
-    if head[:4] == b"PAR1":
-        raise ConvertError(f"{path} is a single Parquet file; embed reads the directory it is in",
-                           f"give its directory: embed convert {path.parent} --to ...")
-    if head[:6] == b"\x93NUMPY":
-        raise ConvertError(f"{path} is one .npy array; embed reads the store directory it is in",
-                           f"give its directory: embed convert {path.parent} --to ...")
-    raise ConvertError(f"{path} is not an embed store: a file that is not HDF5 (it starts with {head!r})", SOURCE_HINT)
-
-
-def _virnucpro_source(path: Path) -> ConvertError:
-    return ConvertError(f"{path} holds VirNucPro .pt files, which embed writes but does not read: each holds one "
-                        "output as float32 and no manifest (model, layers, dtype)",
-                        "convert from the store, HDF5 file or Parquet directory they were written from, "
-                        "e.g. `embed convert out/ --to parquet`")
-
-
 def count_lines(path: Path, hashed: bool = False):
     """Lines (`\n`) of a file; with `hashed`, (lines, its last byte or None, SHA-256 hex)."""
     n, last, h = 0, None, hashlib.sha256()
@@ -214,9 +174,3 @@ def record_chunks(offsets: np.ndarray, size: int | None = None) -> Iterator[tupl
         j = min(n, max(j, i + 1))
         yield i, j
         i = j
-
-
-# The readers of each source live in store_source.py (the native npy store) and file_sources.py
-# (HDF5, Parquet); imported last, as they build on everything above.
-from .file_sources import Hdf5File, ParquetColumn, ParquetDir  # noqa: E402,F401
-from .store_source import DAMAGED_HINT, Store, VerifiedArray, npy_header  # noqa: E402,F401

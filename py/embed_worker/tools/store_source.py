@@ -1,6 +1,6 @@
 """The native store (npy arrays, ids.txt, manifest.json) as a `Source` for `embed convert`:
 every array's header and size checked against the manifest, its bytes hashed as they are read
-(VerifiedArray). sources.py has the base class and `open_source`.
+(VerifiedArray). sources.py has the base class, open_source.py `open_source`.
 """
 from __future__ import annotations
 

@@ -41,7 +41,8 @@ from typing import Iterator
 
 from .atomic import commit
 from .cli import run_tool
-from .sources import ConvertError, Source, open_source, require_package
+from .open_source import open_source
+from .sources import ConvertError, Source, require_package
 from .store_source import VerifiedArray
 from .virnucpro_pool import default_jobs, save_set, write_sets
 
