@@ -1,13 +1,15 @@
 /**
  * DNABERT-S's BPE on several cores. BPE is 95% of reading a nucleotide FASTA on one core (1M
  * 150-bp reads: 9 s of BPE against 0.5 s of parsing), and one core tokenizes about 110k reads/s
- * where one GPU embeds 63k: a host with several GPUs needs more cores. On the 2-core VM, 1M
- * 150-bp reads: 9.3 s in line, 8.3 s with one thread (the reader then mostly waits), 4.4–5.0 s with
- * two (config.ts: one thread per core by default, the reader's parsing being ~5% of the work). The parser hands each
+ * where one GPU embeds 63k: a host with several GPUs needs more cores. The parser hands each
  * record's bases to {@link BpeBlocks}, which packs them into blocks of about {@link BLOCK_BYTES}
  * and sends each block to a thread of a {@link BpePool} (bpe-worker.ts, Bun Workers with the
  * buffers transferred, not copied); the blocks' token ids come back and go to the sink in input
  * order, so the table is the one the in-line tokenizer makes (test/bpe-pool.test.ts).
+ *
+ * On the 2-core VM, 1M 150-bp reads: 9.3 s in line, 8.3 s with one thread (the reader then mostly
+ * waits), 4.4–5.0 s with two; hence one thread per core by default (config.ts), the reader's own
+ * parsing being ~5% of the work.
  *
  * Small inputs never start a thread: the pool starts when the first block is full. At most
  * {@link IN_FLIGHT_PER_THREAD} blocks per thread are out at once; the reader waits on the oldest
