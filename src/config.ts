@@ -226,7 +226,9 @@ export function resolveConfig(input: RunOptionsInput, env: NodeJS.ProcessEnv = p
 /** Tokenizer threads by default at most: 8 feed about 8 GPUs (one core: ~110k reads/s, one GPU ~63k). */
 export const MAX_TOKENIZER_THREADS = 8;
 
-function tokenizerThreads(env: NodeJS.ProcessEnv): number {
+/** The DNABERT-S tokenizer threads a run starts (EMBED_TOKENIZER_THREADS, else one per core the
+ * process may use, at most 8); OptionsError for a value that is not a count. */
+export function tokenizerThreads(env: NodeJS.ProcessEnv = process.env): number {
   const raw = env.EMBED_TOKENIZER_THREADS;
   if (raw === undefined || raw === "") return Math.min(MAX_TOKENIZER_THREADS, availableParallelism());
   const n = Number(raw);

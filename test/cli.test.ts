@@ -326,6 +326,8 @@ describe("embed models / doctor", () => {
     const report = JSON.parse(r.stdout);
     expect(report.python.torch).toMatch(/^\d+\.\d+/);
     expect(report.python.attention.cpu).toBe("exact");
+    expect(report.cpus).toBeGreaterThanOrEqual(1);
+    expect(report.tokenizerThreads).toBe(Math.min(8, report.cpus));
     expect(report.python.kernels.cpu).toBe("eager");
     expect(["quack", "triton", "compile"]).toContain(report.python.kernels.gpu);
     // On a machine without a GPU the only finding is the CPU warning, which does not fail.

@@ -5,7 +5,8 @@ import { listGpus } from "../workers/devices.ts";
 import { ExitCode } from "../errors.ts";
 import { log } from "../log.ts";
 import { pythonJson } from "../workers/python.ts";
-import { defaultTransport } from "../config.ts";
+import { availableParallelism } from "node:os";
+import { defaultTransport, tokenizerThreads } from "../config.ts";
 import { emit } from "./report.ts";
 
 interface Problem {
@@ -25,11 +26,21 @@ export default defineCommand({
     else problems.push(...py.value!.problems);
     const shm = defaultTransport() === "shm";
     if (!shm) problems.push({ what: "/dev/shm is not a writable directory: workers hand data over a unix socket instead of the shared-memory ring (slower)", hint: "mount a tmpfs on /dev/shm", severity: "warn" });
-    const report = { bun: Bun.version, pythonBin: python, python: py.value ?? null, gpus: listGpus(), devShm: shm, problems };
+    // Cores this process may use (its CPU affinity: a Slurm task's share) and the DNABERT-S
+    // tokenizer threads a run would start (config.ts: EMBED_TOKENIZER_THREADS, else one per core).
+    const cpus = availableParallelism();
+    let threads: number | null = null;
+    try {
+      threads = tokenizerThreads();
+    } catch (e) {
+      problems.push({ what: (e as Error).message, hint: (e as { hint?: string }).hint ?? "unset EMBED_TOKENIZER_THREADS", severity: "error" });
+    }
+    const report = { bun: Bun.version, pythonBin: python, python: py.value ?? null, gpus: listGpus(), cpus, tokenizerThreads: threads, devShm: shm, problems };
     const errors = problems.filter((p) => p.severity !== "warn");
     if (args.json || !process.stdout.isTTY) emit(report);
     else {
       log.info(`bun ${Bun.version}; python ${python}: ${py.ok ? `torch ${String(py.value?.torch)}` : "FAILED"}`);
+      log.info(`CPUs: ${cpus} (DNABERT-S tokenizer threads: ${threads || "none"})`);
       log.info(`GPUs: ${report.gpus.map((g) => `${g.index}: ${g.name}`).join(", ") || "none"}; attention: ${JSON.stringify(py.value?.attention ?? null)}; kernels: ${JSON.stringify(py.value?.kernels ?? null)}; families: ${JSON.stringify(py.value?.families ?? null)}`);
     }
     for (const p of problems) (p.severity === "warn" ? log.warn : log.error)(`${p.what}\n  hint: ${p.hint}`);
