@@ -1,9 +1,7 @@
 /** DNABERT-S's BPE on tokenizer threads (src/input/bpe-pool.ts): the table is the one the in-line
  * tokenizer makes, record for record, across block and input boundaries; errors and repeats are
  * still found where they stand; the threads stop when reading stops. */
-import { afterAll, describe, expect, test } from "bun:test";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { describe, expect, test } from "bun:test";
 import { join } from "node:path";
 import { gzipSync } from "node:zlib";
 import { InputError } from "../src/errors.ts";
@@ -15,17 +13,11 @@ import { loadBpe, readingFor } from "../src/input/reading.ts";
 import { RecordTable } from "../src/input/records.ts";
 import { resolveConfig } from "../src/config.ts";
 import { OptionsError } from "../src/errors.ts";
+import { scratchFiles } from "./helpers.ts";
 
 const TOKENIZER = join(import.meta.dir, "fixtures", "dnabert-s", "tokenizer.json");
 const bpe = loadBpe(TOKENIZER);
-const dir = mkdtempSync(join(tmpdir(), "embed-bpe-pool-"));
-afterAll(() => rmSync(dir, { recursive: true, force: true }));
-let n = 0;
-const file = (content: string | Uint8Array, name = `f${n++}.fa`) => {
-  const p = join(dir, name);
-  writeFileSync(p, content);
-  return p;
-};
+const { file } = scratchFiles("embed-bpe-pool-");
 
 /** Reads of random lengths (1–700 bases), some with IUPAC codes and lowercase, wrapped at 60. */
 function reads(count: number, seed: number): string {

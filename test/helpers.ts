@@ -1,6 +1,7 @@
 /** Test helpers: start fake or real workers, check processes are gone, list a table's ids. */
-import { expect } from "bun:test";
-import { readdirSync, readFileSync } from "node:fs";
+import { afterAll, expect } from "bun:test";
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { PACKAGE_ROOT, pythonBin } from "../src/config.ts";
 import type { RecordTable } from "../src/input/records.ts";
@@ -119,4 +120,18 @@ export function fakeRunEnv(fake: Record<string, unknown> = {}, extra: Record<str
     EMBED_FAKE: JSON.stringify({ slowMs: 50, ...fake }),
     ...extra,
   };
+}
+
+/** A scratch directory removed after the file's tests, and `file(content, name?)` writing one
+ * file into it (named f0.fa, f1.fa, ... unless named) and returning its path. */
+export function scratchFiles(prefix: string): { dir: string; file: (content: string | Uint8Array, name?: string) => string } {
+  const dir = mkdtempSync(join(tmpdir(), prefix));
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+  let n = 0;
+  const file = (content: string | Uint8Array, name = `f${n++}.fa`) => {
+    const p = join(dir, name);
+    writeFileSync(p, content);
+    return p;
+  };
+  return { dir, file };
 }

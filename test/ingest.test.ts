@@ -1,7 +1,6 @@
 /** ingest: inputs parsed straight into the record table; ids checked within and across files. */
-import { afterAll, describe, expect, test } from "bun:test";
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { describe, expect, test } from "bun:test";
+import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { gzipSync } from "node:zlib";
 import { resolveConfig } from "../src/config.ts";
@@ -14,16 +13,10 @@ import { loadBpe } from "../src/input/reading.ts";
 import { RecordTable } from "../src/input/records.ts";
 import { writeAtomicFile } from "../src/store/shards.ts";
 import { tokenize } from "../src/input/tokenize.ts";
-import { idsOf } from "./helpers.ts";
+import { idsOf, scratchFiles } from "./helpers.ts";
 
-const dir = mkdtempSync(join(tmpdir(), "embed-ingest-"));
-afterAll(() => rmSync(dir, { recursive: true, force: true }));
+const { dir, file } = scratchFiles("embed-ingest-");
 let n = 0;
-const file = (content: string | Uint8Array, name = `f${n++}.fa`) => {
-  const p = join(dir, name);
-  writeFileSync(p, content);
-  return p;
-};
 const read = (inputs: string[], duplicateIds: "error" | "rename" = "error", truncate = 1022) => ingest({ inputs, truncate, duplicateIds });
 /** ids.txt's bytes, written as Store.finalize writes them. */
 const idsTxt = (t: Awaited<ReturnType<typeof read>>) => {

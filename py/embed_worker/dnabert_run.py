@@ -65,8 +65,7 @@ def gated_for(kernels: str, device, dtype, shape: Shape, expected_tokens: int | 
     from . import log
     got, notes = gpu_kernels("auto", device, dtype, expected_tokens=expected_tokens,
                              flops_per_token=matrix_flops_per_token(shape), gain=QUACK_GAIN)
-    for level, msg, hint in notes:
-        getattr(log, level)(msg, hint=hint)
+    log.notes(notes)
     return "auto" if got == "quack" else "triton"
 
 

@@ -33,3 +33,9 @@ def warn(msg: str, **fields: object) -> None:
 
 def debug(msg: str, **fields: object) -> None:
     log("debug", msg, **fields)
+
+
+def notes(found: list[tuple[str, str, str]]) -> None:
+    """(level, message, hint) findings, each as one line (gpu.arrange.gpu_kernels returns them)."""
+    for level, msg, hint in found:
+        log(level, msg, hint=hint)

@@ -158,8 +158,7 @@ class Worker:
         from .gpu.arrange import gpu_kernels
         got, notes = gpu_kernels(want, self.device, self.dtype, expected_tokens=self.cfg.expected_tokens,
                                  flops_per_token=matrix_flops_per_token(self.mcfg))
-        for level, msg, hint in notes:
-            getattr(log, level)(msg, hint=hint)
+        log.notes(notes)
         return got
 
     def arrange(self, kind: str, longest: int | None = None) -> None:

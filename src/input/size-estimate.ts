@@ -11,8 +11,9 @@ import type { Family } from "../protocol.ts";
 /** gzip's typical ratio on FASTA (protein and nucleotide alike: 2.5-4x). */
 export const GZIP_RATIO = 3;
 
-/** Input bytes per token: ESM-2 reads a residue a token; DNABERT-S's BPE merges ~4.6 bases a
- * token (150-bp reads' frames: ~151 bases, 34.6 tokens with [CLS] and [SEP]). */
+/** Input bytes per token: ESM-2 reads a residue a token; DNABERT-S's BPE merges ~4.5 bases a
+ * token (150-bp reads' frames: ~151 bases, 34.6 tokens: 4.4 a token with [CLS] and [SEP], 4.6
+ * without them). */
 export const BYTES_PER_TOKEN: Record<Family, number> = { esm2: 1, "dnabert-s": 4.5 };
 
 /** Tokens per worker for `inputs` split over `workers` (and over N slices with --slice I/N), at

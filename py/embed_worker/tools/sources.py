@@ -7,6 +7,7 @@ store_source.py and file_sources.py, and `open_source` (open_source.py) tells th
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import re
 import sys
 from pathlib import Path
@@ -34,8 +35,12 @@ class BadOptions(EmbedWorkerError):
     default_name = "BadOptions"
 
 
-def require_package(module: str, need: str):
-    try:
+def require_package(module: str, need: str, load: bool = True):
+    """`module` imported (ConvertError naming `need` if it is missing); with load=False only
+    checked to be installed, not imported (for a parent whose child processes import it)."""
+    if not load and importlib.util.find_spec(module) is not None:
+        return None
+    try:  # missing: the import fails and says why
         return __import__(module)
     except ImportError as e:
         raise ConvertError(f"{need} needs the Python package {module}, which {sys.executable} lacks ({e})",

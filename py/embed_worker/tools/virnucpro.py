@@ -30,7 +30,6 @@ with its last stderr line ``{"name", "message", "hint"}``.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import re
 import shutil
 import sys
@@ -70,8 +69,7 @@ def write(dnabert: str | Path, esm: str | Path, out: str | Path, per_file: int =
           jobs: int | None = None) -> dict:
     """`jobs`: processes writing sets at once (default: the CPUs granted, at most 16; 1 writes
     them here, front to back). Either way the files hold the same bytes."""
-    if importlib.util.find_spec("torch") is None:  # imported where it writes (a pool's writers import their own)
-        require_package("torch", "the VirNucPro .pt files")
+    require_package("torch", "the VirNucPro .pt files", load=False)  # imported where it writes (a pool's writers import their own)
     if per_file < 1:
         raise ConvertError(f"--per-file {per_file}: must be at least 1", "VirNucPro writes 10,000 records per file")
     if jobs is not None and jobs < 1:
